@@ -1,0 +1,52 @@
+"""Alembic environment: one linear history for SQLite and PostgreSQL.
+
+The market runs migrations on a connection it hands over in ``config.attributes``
+(``market db upgrade``, start-up, tests). Run from the ``alembic`` command line, it
+connects to ``MARKET_DATABASE_URL`` (or the default SQLite file) itself.
+"""
+
+import asyncio
+
+from alembic import context
+from sqlalchemy.engine import Connection
+
+from market.models import metadata
+
+config = context.config
+
+
+def _configure(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_offline() -> None:
+    from market.config import Settings
+
+    context.configure(url=Settings().sqlalchemy_url, target_metadata=metadata, literal_binds=True, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _run_async() -> None:
+    from market.config import Settings
+    from market.db import make_engine
+
+    engine = make_engine(Settings().sqlalchemy_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(_configure)
+    await engine.dispose()
+
+
+if context.is_offline_mode():
+    run_offline()
+elif (connection := config.attributes.get("connection")) is not None:
+    _configure(connection)
+else:
+    asyncio.run(_run_async())

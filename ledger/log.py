@@ -1,0 +1,310 @@
+"""The log itself: append inside a caller's transaction, integrate, serve, prove.
+
+- ``append`` signs an entry (LEDGER.md §2) and inserts it as pending in the caller's
+  open transaction; it commits or rolls back with the business change.
+- ``integrate`` takes pending entries in order, gives them contiguous indexes, updates
+  the hash tiles (C2SP tlog-tiles, height 8), signs a checkpoint (C2SP tlog-checkpoint)
+  and keeps it, all in one transaction: a crash leaves the old state or the new one.
+  On PostgreSQL a transaction-level advisory lock admits one integrator at a time
+  across every process and machine; on SQLite the database write lock does.
+- Proofs (RFC 9162 §2.1.3, §2.1.4) read O(log n) tiles through ``tiles.read_hashes_from_tiles``.
+
+The tile arithmetic is pure (``ledger.tiles``, ``ledger.tlog``); here it is fed through
+``AsyncSession.run_sync`` with a synchronous tile reader over the same transaction.
+"""
+
+import base64
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from sqlalchemy import delete, insert, select, text, tuple_
+from sqlalchemy.orm import Session
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ledger import entry as entries
+from ledger import merkle, note, tiles, tlog
+from ledger._time import utcnow
+from ledger.errors import LedgerError, MalformedError, VerificationError
+from ledger.store import CheckpointRow, Cosignature, Leaf, PendingEntry, Tile
+
+ADVISORY_LOCK_KEY = 0x6C65646765720001  # "ledger" + 1: one integrator per database
+MAX_LEAF_BYTES = 65535
+
+
+class NotFoundError(LedgerError):
+    """An index, size or tile beyond what the log holds."""
+
+
+class UnknownCheckpointError(LedgerError):
+    """A checkpoint the market never signed (POST /v1/ledger/cosignatures → 409)."""
+
+
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    size: int
+    root: bytes
+    text: str  # the signed note, cosignature lines included
+
+
+class _SyncTiles:
+    """``tiles.TileReader`` over a synchronous session (inside ``run_sync``)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def read_tiles(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        if not keys:
+            return {}
+        rows = self.session.execute(
+            select(Tile.level, Tile.idx, Tile.data).where(tuple_(Tile.level, Tile.idx).in_(keys))  # type: ignore[arg-type]
+        ).all()
+        return {(r[0], r[1]): bytes(r[2]) for r in rows}
+
+
+class Log:
+    """One market's log: its signing key and origin, over any session given to it."""
+
+    def __init__(self, private_key: Ed25519PrivateKey, origin: str) -> None:
+        self.origin = origin
+        self.signer = note.Signer(origin, private_key)
+        self.public_key = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.verifier = note.Verifier.from_vkey(self.signer.vkey)
+
+    @property
+    def vkey(self) -> str:
+        return self.signer.vkey
+
+    # -- writing -----------------------------------------------------------------
+
+    async def append(
+        self, session: AsyncSession, *, type: str, subject: str, actor: str, data: dict[str, Any],
+        time: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Sign one entry and add it as pending inside the caller's transaction."""
+        return (await self.append_many(session, [(type, subject, actor, data)], time=time))[0]
+
+    async def append_many(
+        self, session: AsyncSession, items: Sequence[tuple[str, str, str, dict[str, Any]]],
+        time: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        now = time or utcnow()
+        signed: list[dict[str, Any]] = []
+        rows: list[dict[str, Any]] = []
+        for type_, subject, actor, data in items:
+            entry, leaf = entries.sign_entry(self.signer, type_, subject, actor, data, now)
+            if len(leaf) > MAX_LEAF_BYTES:
+                raise MalformedError(f"entry is {len(leaf)} bytes, want at most {MAX_LEAF_BYTES}")
+            signed.append(entry)
+            rows.append({"subject": subject, "leaf": leaf, "created_at": now})
+        await session.execute(insert(PendingEntry), rows)
+        return signed
+
+    async def integrate(self, session: AsyncSession, *, max_batch: int = 8192) -> int:
+        """Integrate up to ``max_batch`` pending entries in one transaction and commit.
+
+        Returns how many entries were integrated (0 when another integrator holds the
+        lock or nothing is pending). The session must have no open transaction.
+        """
+        try:
+            if session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
+                got = (await session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})).scalar()
+                if not got:
+                    await session.rollback()
+                    return 0
+            head = await self._head(session)
+            if head is None:
+                head = self._sign(0, merkle.EMPTY_ROOT)
+                session.add(CheckpointRow(size=0, root=head.root, note=head.text, created_at=utcnow()))
+            pending = (
+                await session.execute(
+                    select(PendingEntry.seq, PendingEntry.subject, PendingEntry.leaf)
+                    .order_by(PendingEntry.seq)  # type: ignore[arg-type]
+                    .limit(max_batch)
+                )
+            ).all()
+            if not pending:
+                await session.commit()
+                return 0
+            old_size = head.size
+            leaf_hashes = [merkle.leaf_hash(bytes(r[2])) for r in pending]
+
+            def work(sync: Session) -> tuple[int, bytes, dict[tuple[int, int], bytes]]:
+                return tiles.integrate(old_size, leaf_hashes, _SyncTiles(sync))
+
+            new_size, root, changed = await session.run_sync(work)
+            if changed:
+                await session.execute(delete(Tile).where(tuple_(Tile.level, Tile.idx).in_(list(changed))))  # type: ignore[arg-type]
+                await session.execute(
+                    insert(Tile), [{"level": k[0], "idx": k[1], "data": v} for k, v in changed.items()]
+                )
+            await session.execute(
+                insert(Leaf),
+                [{"idx": old_size + i, "subject": r[1], "leaf": bytes(r[2])} for i, r in enumerate(pending)],
+            )
+            seqs = [r[0] for r in pending]
+            for start in range(0, len(seqs), 1000):
+                await session.execute(delete(PendingEntry).where(PendingEntry.seq.in_(seqs[start:start + 1000])))  # type: ignore[union-attr]
+            signed = self._sign(new_size, root)
+            session.add(CheckpointRow(size=new_size, root=root, note=signed.text, created_at=utcnow()))
+            await session.commit()
+            return len(pending)
+        except BaseException:
+            await session.rollback()
+            raise
+
+    async def ensure_started(self, session: AsyncSession) -> None:
+        """Sign the size-0 checkpoint if the log has none yet (idempotent)."""
+        if await self._head(session) is None:
+            await self.integrate(session)
+        else:
+            await session.rollback()
+
+    def _sign(self, size: int, root: bytes) -> SignedCheckpoint:
+        body = note.Checkpoint(self.origin, size, root).body()
+        return SignedCheckpoint(size, root, self.signer.sign_note(body))
+
+    # -- reading -----------------------------------------------------------------
+
+    async def _head(self, session: AsyncSession) -> SignedCheckpoint | None:
+        row = (
+            await session.execute(
+                select(CheckpointRow.size, CheckpointRow.root, CheckpointRow.note)
+                .order_by(CheckpointRow.size.desc())  # type: ignore[union-attr]
+                .limit(1)
+            )
+        ).first()
+        return None if row is None else SignedCheckpoint(row[0], bytes(row[1]), row[2])
+
+    async def checkpoint(self, session: AsyncSession) -> SignedCheckpoint:
+        """The latest signed checkpoint with its witnesses' cosignature lines appended."""
+        head = await self._head(session)
+        if head is None:
+            head = self._sign(0, merkle.EMPTY_ROOT)  # same bytes every time: Ed25519 is deterministic
+            return head
+        lines = (
+            await session.execute(
+                select(Cosignature.line).where(Cosignature.size == head.size).order_by(Cosignature.key_id)  # type: ignore[arg-type]
+            )
+        ).scalars().all()
+        return SignedCheckpoint(head.size, head.root, head.text + "".join(line + "\n" for line in lines))
+
+    async def size(self, session: AsyncSession) -> int:
+        head = await self._head(session)
+        return 0 if head is None else head.size
+
+    async def leaf(self, session: AsyncSession, index: int) -> bytes:
+        row = (await session.execute(select(Leaf.leaf).where(Leaf.idx == index))).first()  # type: ignore[arg-type]
+        if row is None:
+            raise NotFoundError(f"no entry {index}")
+        return bytes(row[0])
+
+    async def leaves(self, session: AsyncSession, start: int, limit: int) -> list[tuple[int, bytes]]:
+        rows = (
+            await session.execute(
+                select(Leaf.idx, Leaf.leaf).where(Leaf.idx >= start).order_by(Leaf.idx).limit(limit)  # type: ignore[arg-type]
+            )
+        ).all()
+        return [(r[0], bytes(r[1])) for r in rows]
+
+    async def by_subject(self, session: AsyncSession, subject: str, limit: int = 1000) -> list[tuple[int | None, bytes]]:
+        """Integrated entries about ``subject`` in index order, then pending ones (index None)."""
+        done = (
+            await session.execute(
+                select(Leaf.idx, Leaf.leaf).where(Leaf.subject == subject).order_by(Leaf.idx).limit(limit)  # type: ignore[arg-type]
+            )
+        ).all()
+        waiting = (
+            await session.execute(
+                select(PendingEntry.leaf).where(PendingEntry.subject == subject).order_by(PendingEntry.seq).limit(limit)  # type: ignore[arg-type]
+            )
+        ).all()
+        return [(r[0], bytes(r[1])) for r in done] + [(None, bytes(r[0])) for r in waiting]
+
+    async def index_of(self, session: AsyncSession, subject: str, leaf: bytes) -> int | None:
+        row = (
+            await session.execute(select(Leaf.idx).where(Leaf.subject == subject, Leaf.leaf == leaf))  # type: ignore[arg-type]
+        ).first()
+        return None if row is None else row[0]
+
+    async def _prove(self, session: AsyncSession, fn: Any) -> Any:
+        current = await self.size(session)
+
+        def work(sync: Session) -> Any:
+            reader = _SyncTiles(sync)
+
+            def read_hashes(indexes: list[int]) -> list[bytes]:
+                return tiles.read_hashes_from_tiles(current, indexes, reader)
+
+            return fn(current, read_hashes)
+
+        return await session.run_sync(work)
+
+    async def inclusion_proof(self, session: AsyncSession, index: int, size: int) -> tuple[bytes, list[bytes]]:
+        """(root of tree ``size``, audit path of leaf ``index``). Requires 0 <= index < size <= current."""
+
+        def fn(current: int, read: Any) -> tuple[bytes, list[bytes]]:
+            if not 0 <= index < size <= current:
+                raise NotFoundError(f"want 0 <= index < size <= {current}, got index {index}, size {size}")
+            return tlog.tree_hash(size, read), tlog.prove_record(size, index, read)
+
+        return await self._prove(session, fn)
+
+    async def consistency_proof(self, session: AsyncSession, first: int, second: int) -> list[bytes]:
+        """Proof that tree ``first`` is a prefix of tree ``second``. Requires 0 <= first <= second <= current."""
+
+        def fn(current: int, read: Any) -> list[bytes]:
+            if not 0 <= first <= second <= current:
+                raise NotFoundError(f"want 0 <= first <= second <= {current}, got {first}, {second}")
+            return tlog.prove_tree(second, first, read)
+
+        return await self._prove(session, fn)
+
+    async def tile(self, session: AsyncSession, level: int, index: int, width: int) -> bytes:
+        data = (
+            await session.execute(select(Tile.data).where(Tile.level == level, Tile.idx == index))  # type: ignore[arg-type]
+        ).scalar()
+        if data is None or len(data) < width * merkle.HASH_SIZE:
+            raise NotFoundError(f"no tile {level}/{index} of width {width}")
+        return bytes(data[: width * merkle.HASH_SIZE])
+
+    async def entry_bundle(self, session: AsyncSession, index: int, width: int) -> bytes:
+        start = index * tiles.TILE_WIDTH
+        rows = await self.leaves(session, start, width)
+        if len(rows) != width:
+            raise NotFoundError(f"no entry tile {index} of width {width}")
+        return tiles.encode_entry_bundle([leaf for _, leaf in rows])
+
+    # -- witnesses ---------------------------------------------------------------
+
+    async def add_cosignatures(self, session: AsyncSession, text_: str, witness_vkeys: Iterable[str]) -> int:
+        """Store the witness cosignatures on a checkpoint this market signed.
+
+        Raises ``UnknownCheckpointError`` when the market never signed that checkpoint,
+        ``VerificationError`` for a bad or unknown witness signature. Returns the number
+        of cosignatures stored. Does not commit.
+        """
+        witnesses = [note.Verifier.from_vkey(v) for v in witness_vkeys]
+        try:
+            cp, _ = note.open_checkpoint(text_, self.verifier)
+        except MalformedError:
+            raise
+        except VerificationError as exc:
+            raise UnknownCheckpointError(f"the market's signature on this checkpoint does not verify: {exc}") from exc
+        row = await session.get(CheckpointRow, cp.size)
+        if row is None or bytes(row.root) != cp.root:
+            raise UnknownCheckpointError(f"the market never signed a checkpoint of size {cp.size} with this root")
+        opened = note.open_note(text_, witnesses)  # UnknownKeyError / BadSignatureError → 422
+        for sig in opened.verified_by:
+            line = "\u2014 " + sig.name + " " + base64.b64encode(sig.key_id + sig.signature).decode()
+            existing = await session.get(Cosignature, (cp.size, sig.key_id.hex()))
+            if existing is not None:
+                await session.delete(existing)
+                await session.flush()
+            session.add(
+                Cosignature(size=cp.size, key_id=sig.key_id.hex(), name=sig.name, line=line, timestamp=sig.timestamp or 0)
+            )
+        return len(opened.verified_by)

@@ -1,0 +1,308 @@
+"""Merkle tree hashing and proofs of RFC 9162 §2.1 (Certificate Transparency v2).
+
+- §2.1.1: ``leaf_hash`` = SHA-256(0x00 || data), ``node_hash`` = SHA-256(0x01 || l || r),
+  the root of the empty tree is SHA-256(""), and a tree of n > 1 leaves splits at k,
+  the largest power of two smaller than n.
+- §2.1.3: inclusion proofs (``inclusion_proof``, ``verify_inclusion``).
+- §2.1.4: consistency proofs (``consistency_proof``, ``verify_consistency``).
+
+Indexes and sizes are 0-based leaf indexes and leaf counts; proofs are lists of
+32-byte hashes ordered from the leaf side up. The proof builders here work on a
+list of leaf hashes held in memory (tests, small trees); storage-backed proofs are
+in ``ledger.tlog``. ``MerkleBuilder`` streams leaves in O(log n) memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from .errors import MalformedError, ProofError, RootMismatchError
+
+__all__ = [
+    "EMPTY_ROOT",
+    "HASH_SIZE",
+    "MerkleBuilder",
+    "consistency_proof",
+    "inclusion_proof",
+    "leaf_hash",
+    "node_hash",
+    "root",
+    "verify_consistency",
+    "verify_inclusion",
+]
+
+HASH_SIZE = 32
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+_sha256 = hashlib.sha256
+_LEAF = b"\x00"
+_NODE = b"\x01"
+
+
+def leaf_hash(data: bytes) -> bytes:
+    """Return SHA-256(0x00 || data), the hash of a leaf (RFC 9162 §2.1.1)."""
+    h = _sha256(_LEAF)
+    h.update(data)
+    return h.digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """Return SHA-256(0x01 || left || right), the hash of an interior node."""
+    return _sha256(_NODE + left + right).digest()
+
+
+def _check_hash(h: bytes, what: str) -> None:
+    if len(h) != HASH_SIZE:
+        raise MalformedError(f"{what} is {len(h)} bytes, want {HASH_SIZE}")
+
+
+def root(leaf_hashes: Sequence[bytes]) -> bytes:
+    """Return the Merkle tree hash MTH of the leaves with these leaf hashes.
+
+    Iterative: hashes pairs level by level and carries an odd last node up
+    unchanged, which yields the same root as RFC 9162's split at the largest
+    power of two. Returns ``EMPTY_ROOT`` for no leaves.
+    """
+    level = list(leaf_hashes)
+    if not level:
+        return EMPTY_ROOT
+    for i, h in enumerate(level):
+        if len(h) != HASH_SIZE:
+            raise MalformedError(f"leaf hash {i} is {len(h)} bytes, want {HASH_SIZE}")
+    while len(level) > 1:
+        nxt = [_sha256(_NODE + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        if len(level) & 1:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+def _largest_power_of_two_below(n: int) -> int:
+    """Return k, the largest power of two with k < n. Requires n > 1."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+class _Levels:
+    """All levels of a tree built bottom up, for O(log n) subtree hashes."""
+
+    def __init__(self, leaf_hashes: Sequence[bytes]) -> None:
+        level = list(leaf_hashes)
+        for i, h in enumerate(level):
+            _check_hash(h, f"leaf hash {i}")
+        self.levels = [level]
+        while len(level) > 1:
+            level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+            self.levels.append(level)
+
+    def mth(self, lo: int, hi: int) -> bytes:
+        """MTH of leaves [lo, hi), where lo is a multiple of the split of hi - lo."""
+        n = hi - lo
+        if n & (n - 1) == 0:  # perfect subtree, stored in the levels
+            return self.levels[n.bit_length() - 1][lo >> (n.bit_length() - 1)]
+        k = _largest_power_of_two_below(n)
+        return node_hash(self.mth(lo, lo + k), self.mth(lo + k, hi))
+
+
+def inclusion_proof(index: int, size: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
+    """Return PATH(index, D[0:size]) of RFC 9162 §2.1.3.1, leaf side first.
+
+    Requires 0 <= index < size <= len(leaf_hashes); raises ProofError otherwise.
+    """
+    if not 0 <= index < size:
+        raise ProofError(f"index {index} out of range for tree size {size}")
+    if size > len(leaf_hashes):
+        raise ProofError(f"tree size {size} exceeds the {len(leaf_hashes)} leaves given")
+    levels = _Levels(leaf_hashes[:size])
+    proof: list[bytes] = []
+    lo, hi = 0, size
+    while hi - lo > 1:  # walk down from the root; prepend, so the leaf side comes first
+        k = _largest_power_of_two_below(hi - lo)
+        if index < lo + k:
+            proof.append(levels.mth(lo + k, hi))
+            hi = lo + k
+        else:
+            proof.append(levels.mth(lo, lo + k))
+            lo = lo + k
+    proof.reverse()
+    return proof
+
+
+def consistency_proof(first: int, second: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
+    """Return PROOF(first, D[0:second]) of RFC 9162 §2.1.4.1, leaf side first.
+
+    Requires 0 <= first <= second <= len(leaf_hashes); the proof is empty when
+    first == 0 or first == second. Raises ProofError otherwise.
+    """
+    if not 0 <= first <= second:
+        raise ProofError(f"invalid sizes: first {first}, second {second}; want 0 <= first <= second")
+    if second > len(leaf_hashes):
+        raise ProofError(f"tree size {second} exceeds the {len(leaf_hashes)} leaves given")
+    if first == 0 or first == second:
+        return []
+    levels = _Levels(leaf_hashes[:second])
+    proof: list[bytes] = []
+    lo, hi, complete = 0, second, True  # SUBPROOF(m, D[lo:hi], b) with m = first - lo
+    while True:
+        if first == hi:
+            if not complete:
+                proof.append(levels.mth(lo, hi))
+            break
+        k = _largest_power_of_two_below(hi - lo)
+        if first <= lo + k:
+            proof.append(levels.mth(lo + k, hi))
+            hi = lo + k
+        else:
+            proof.append(levels.mth(lo, lo + k))
+            lo, complete = lo + k, False
+    proof.reverse()
+    return proof
+
+
+def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes], root_hash: bytes) -> None:
+    """Check that ``leaf`` (a leaf hash) is at ``index`` in the tree ``root_hash`` of ``size``.
+
+    Implements RFC 9162 §2.1.3.2. Raises ProofError for an impossible index or a
+    proof of the wrong length, RootMismatchError when the computed root differs.
+    """
+    if not 0 <= index < size:
+        raise ProofError(f"index {index} out of range for tree size {size}")
+    _check_hash(leaf, "leaf hash")
+    _check_hash(root_hash, "root hash")
+    inner = (index ^ (size - 1)).bit_length()
+    want = inner + (index >> inner).bit_count()
+    if len(proof) != want:
+        raise ProofError(f"wrong inclusion proof size {len(proof)}, want {want}")
+    fn, sn, r = index, size - 1, leaf
+    for p in proof:
+        _check_hash(p, "proof hash")
+        if sn == 0:
+            raise ProofError("inclusion proof is too long")
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            while fn and not fn & 1:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("inclusion proof is too short")
+    if r != root_hash:
+        raise RootMismatchError(root_hash, r)
+
+
+def verify_consistency(
+    first: int, second: int, first_root: bytes, second_root: bytes, proof: Sequence[bytes]
+) -> None:
+    """Check that the tree ``first_root`` of size ``first`` is a prefix of ``second_root``.
+
+    Implements RFC 9162 §2.1.4.2. ``first == second`` requires an empty proof and
+    equal roots; ``first == 0`` requires an empty proof and ``first_root ==
+    EMPTY_ROOT``. Raises ProofError for impossible sizes or a proof of the wrong
+    length, RootMismatchError when a computed root differs.
+    """
+    if not 0 <= first <= second:
+        raise ProofError(f"invalid sizes: first {first}, second {second}; want 0 <= first <= second")
+    _check_hash(first_root, "first root")
+    _check_hash(second_root, "second root")
+    if first == second or first == 0:
+        if proof:
+            raise ProofError(f"wrong consistency proof size {len(proof)}, want 0")
+        expected = second_root if first == second else EMPTY_ROOT
+        if first_root != expected:
+            raise RootMismatchError(expected, first_root)
+        return
+    # Expected length (as in transparency-dev/merkle): the inclusion proof of leaf
+    # first - 1 in the second tree, less the levels below the largest perfect
+    # subtree ending at first, plus that subtree's root unless it is the first tree.
+    inner = ((first - 1) ^ (second - 1)).bit_length()
+    shift = _trailing_ones(first - 1)  # == trailing zeros of first
+    first_is_power_of_two = first & (first - 1) == 0
+    want = (inner - shift) + ((first - 1) >> inner).bit_count() + (0 if first_is_power_of_two else 1)
+    if len(proof) != want:
+        raise ProofError(f"wrong consistency proof size {len(proof)}, want {want}")
+    for p in proof:
+        _check_hash(p, "proof hash")
+    path = list(proof)
+    if first_is_power_of_two:
+        path.insert(0, first_root)
+    fn, sn = first - 1, second - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            raise ProofError("consistency proof is too long")
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            while fn and not fn & 1:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("consistency proof is too short")
+    if fr != first_root:
+        raise RootMismatchError(first_root, fr, f"first root mismatch: expected {first_root.hex()}, calculated {fr.hex()}")
+    if sr != second_root:
+        raise RootMismatchError(second_root, sr, f"second root mismatch: expected {second_root.hex()}, calculated {sr.hex()}")
+
+
+def _trailing_ones(n: int) -> int:
+    return (n ^ (n + 1)).bit_length() - 1
+
+
+class MerkleBuilder:
+    """A compact range over leaves [0, size): append leaves, read the root.
+
+    Keeps one hash per set bit of ``size`` (O(log n) memory); each append costs
+    one leaf hash plus, on average, one node hash. Suited to content split into
+    fixed-size chunks: ``for chunk in chunks: b.append(chunk)``.
+    """
+
+    __slots__ = ("_size", "_stack")
+
+    def __init__(self) -> None:
+        self._size = 0
+        self._stack: list[bytes] = []  # perfect subtree hashes, largest (leftmost) first
+
+    @property
+    def size(self) -> int:
+        """The number of leaves appended so far."""
+        return self._size
+
+    def append(self, data: bytes) -> None:
+        """Append a leaf with these bytes (hashed as SHA-256(0x00 || data))."""
+        h = _sha256(_LEAF)
+        h.update(data)
+        self._push(h.digest())
+
+    def append_leaf_hash(self, h: bytes) -> None:
+        """Append a leaf given its leaf hash."""
+        if len(h) != HASH_SIZE:
+            raise MalformedError(f"leaf hash is {len(h)} bytes, want {HASH_SIZE}")
+        self._push(bytes(h))
+
+    def _push(self, h: bytes) -> None:
+        n = self._size
+        stack = self._stack
+        while n & 1:  # each trailing 1 bit completes a subtree with its left sibling
+            h = _sha256(_NODE + stack.pop() + h).digest()
+            n >>= 1
+        stack.append(h)
+        self._size += 1
+
+    def root(self) -> bytes:
+        """Return the Merkle tree hash of the leaves appended so far."""
+        if not self._stack:
+            return EMPTY_ROOT
+        r = self._stack[-1]
+        for h in reversed(self._stack[:-1]):
+            r = _sha256(_NODE + h + r).digest()
+        return r

@@ -1,0 +1,50 @@
+"""Account tables: parties, their API tokens and their Ed25519 signing keys."""
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+from market.types import UTCDateTime, utcnow
+
+
+class Account(SQLModel, table=True):
+    __tablename__ = "accounts"
+
+    id: str = Field(primary_key=True, max_length=40)
+    name: str = Field(max_length=200)
+    kind: str = Field(max_length=20)
+    roles: str = Field(max_length=100)  # comma-separated, sorted: "buyer,provider"
+    uscc: str | None = Field(default=None, max_length=18, unique=True)
+    jurisdiction: str = Field(max_length=2)
+    status: str = Field(max_length=20, index=True)
+    suspended: bool = Field(default=False)
+    status_reason: str | None = Field(default=None, max_length=2000)
+    verified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    verified_by: str | None = Field(default=None, max_length=40)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+    @property
+    def role_set(self) -> frozenset[str]:
+        return frozenset(self.roles.split(","))
+
+
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_tokens"
+
+    id: str = Field(primary_key=True, max_length=40)
+    account_id: str = Field(foreign_key="accounts.id", index=True, max_length=40)
+    token_hash: str = Field(unique=True, max_length=64)
+    label: str | None = Field(default=None, max_length=100)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class AccountKey(SQLModel, table=True):
+    __tablename__ = "account_keys"
+
+    id: str = Field(primary_key=True, max_length=40)
+    account_id: str = Field(foreign_key="accounts.id", index=True, max_length=40)
+    public_key: str = Field(unique=True, max_length=44)  # standard base64 of 32 raw bytes
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

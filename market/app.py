@@ -1,0 +1,165 @@
+"""The Litestar application factory: ``create_app(settings) -> Litestar``."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ledger.log import Log
+from market import __version__, db
+from market.accounts.routes import AccountController
+from market.audit import LEDGER_KEY
+from market.auth import provide_caller
+from market.config import Settings
+from market.errors import PROBLEM_JSON, DomainError, problem
+from market.keys import init_ledger_key
+from market.ledger_routes import LedgerController, TlogController
+from market.logs import configure_logging, log, request_context_middleware
+from market.tasks import run_background
+
+
+def _problem_response(body: dict[str, Any]) -> Response[Any]:
+    return Response(body, status_code=body["status"], media_type=PROBLEM_JSON)
+
+
+def handle_domain_error(request: Request, exc: DomainError) -> Response[Any]:
+    return _problem_response(exc.problem(instance=request.url.path))
+
+
+def handle_validation_error(request: Request, exc: ValidationException) -> Response[Any]:
+    errors = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(item, dict):
+            errors.append({"field": item.get("key") or item.get("source") or "body", "message": item.get("message", "")})
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or (exc.detail or "invalid request")
+    return _problem_response(problem(422, "validation-error", "Invalid request", detail, errors=errors, instance=request.url.path))
+
+
+_HTTP_KINDS = {400: "bad-request", 401: "not-authenticated", 403: "forbidden", 404: "not-found",
+               405: "method-not-allowed", 413: "too-large", 415: "unsupported-media-type", 429: "too-many-requests"}
+
+
+def handle_http_error(request: Request, exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    if status == 400 and "json" in (exc.detail or "").lower():
+        return _problem_response(problem(422, "validation-error", "Invalid request", exc.detail, errors=[],
+                                         instance=request.url.path))
+    return _problem_response(problem(status, _HTTP_KINDS.get(status, "http-error"), exc.detail or "Error",
+                                     exc.detail or "", instance=request.url.path))
+
+
+def handle_crash(request: Request, exc: Exception) -> Response[Any]:
+    log.exception("unhandled error", path=request.url.path)
+    return _problem_response(problem(500, "internal-error", "Internal error",
+                                     "the server failed to handle this request; it has been logged",
+                                     instance=request.url.path))
+
+
+async def provide_db(state: State) -> AsyncIterator[AsyncSession]:
+    async with state.sessionmaker() as session:
+        session.info[LEDGER_KEY] = state.ledger
+        try:
+            yield session
+        finally:
+            await session.rollback()
+
+
+def provide_settings(state: State) -> Settings:
+    return state.settings
+
+
+@get("/health", media_type=MediaType.JSON, include_in_schema=True, tags=["operations"])
+async def health() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok", "version": __version__}
+
+
+@get("/ready", media_type=MediaType.JSON, tags=["operations"])
+async def ready(state: State) -> Response[Any]:
+    """The database is reachable and its schema is at the newest migration."""
+    try:
+        async with state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        current = await db.migrations_current(state.engine)
+    except Exception as exc:  # noqa: BLE001 - any database failure means not ready
+        log.warning("not ready", error=type(exc).__name__)
+        return _problem_response(problem(503, "not-ready", "Not ready", "the database is not reachable"))
+    if not current:
+        return _problem_response(problem(503, "not-ready", "Not ready", "database migrations are not current; run 'market db upgrade'"))
+    return Response({"status": "ready"})
+
+
+@get("/metrics", media_type="text/plain", tags=["operations"])
+async def metrics() -> Response[bytes]:
+    """Prometheus text exposition."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(settings: Settings) -> Litestar:
+    """Build the app. The database must already be migrated (``market db upgrade``)."""
+    configure_logging(settings.log_level)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        engine = db.make_engine(settings.sqlalchemy_url)
+        private_key, _ = init_ledger_key(settings.keys_dir)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessionmaker = db.make_sessionmaker(engine)
+        app.state.ledger = Log(private_key, settings.ledger_origin)
+        background: asyncio.Task[None] | None = None
+        if settings.background_tasks:
+            background = asyncio.create_task(run_background(app.state))
+        try:
+            yield
+        finally:
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
+            await engine.dispose()
+
+    return Litestar(
+        route_handlers=[health, ready, metrics, AccountController, LedgerController, TlogController],
+        lifespan=[lifespan],
+        dependencies={
+            "db": Provide(provide_db),
+            "settings": Provide(provide_settings, sync_to_thread=False),
+            "caller": Provide(provide_caller),
+        },
+        exception_handlers={
+            DomainError: handle_domain_error,
+            ValidationException: handle_validation_error,
+            HTTPException: handle_http_error,
+            Exception: handle_crash,
+        },
+        middleware=[request_context_middleware],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Data-element market",
+            version=__version__,
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            components=Components(
+                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="API token")}
+            ),
+            security=[{"bearer": []}],
+        ),
+        debug=False,
+    )
+
+
+def app_from_env() -> Litestar:
+    """Factory for ``uvicorn --factory`` (used by ``market serve``)."""
+    return create_app(Settings())

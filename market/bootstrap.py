@@ -1,0 +1,81 @@
+"""Start-up chores shared by the CLI: migrate, keys, the first operator, ledger export."""
+
+from pathlib import Path
+
+from sqlalchemy import func
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
+
+from ledger import tiles
+from ledger.log import Log
+from market import db
+from market.accounts import service
+from market.accounts.models import Account
+from market.accounts.schemas import AccountCreate, Role
+from market.audit import LEDGER_KEY
+from market.config import Settings
+from market.keys import init_ledger_key
+
+
+def open_ledger(settings: Settings) -> tuple[AsyncEngine, db.SessionMaker, Log]:
+    engine = db.make_engine(settings.sqlalchemy_url)
+    private_key, _ = init_ledger_key(settings.keys_dir)
+    return engine, db.make_sessionmaker(engine), Log(private_key, settings.ledger_origin)
+
+
+async def create_staff_account(settings: Settings, engine: AsyncEngine, name: str, role: str) -> str:
+    """Create a verified operator or regulator account and return its token."""
+    private_key, _ = init_ledger_key(settings.keys_dir)
+    log = Log(private_key, settings.ledger_origin)
+    async with db.make_sessionmaker(engine)() as session:
+        session.info[LEDGER_KEY] = log
+        data = AccountCreate(name=name, kind="institution", roles=[Role(role)])
+        account, token = await service.create_account(session, data, None, settings.jurisdiction, bootstrap=True)
+        await session.commit()
+    return token
+
+
+async def prepare(settings: Settings) -> str | None:
+    """Migrate, create the ledger key, and on an empty database create an operator.
+
+    Returns the new operator's token when one was created.
+    """
+    engine = db.make_engine(settings.sqlalchemy_url)
+    try:
+        await db.upgrade(engine)
+        init_ledger_key(settings.keys_dir)
+        async with db.make_sessionmaker(engine)() as session:
+            count = (await session.exec(select(func.count()).select_from(Account))).one()
+        if count:
+            return None
+        return await create_staff_account(settings, engine, "operator", "operator")
+    finally:
+        await engine.dispose()
+
+
+async def export_ledger(settings: Settings, directory: Path) -> int:
+    """Write checkpoint, entry bundles and hash tiles as files, as served under /v1/ledger/tlog/."""
+    engine, maker, log = open_ledger(settings)
+    try:
+        async with maker() as session:
+            cp = await log.checkpoint(session)
+            size = cp.size
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "checkpoint").write_text(cp.text, encoding="utf-8")
+            for index in range((size + tiles.TILE_WIDTH - 1) // tiles.TILE_WIDTH):
+                width = min(tiles.TILE_WIDTH, size - index * tiles.TILE_WIDTH)
+                _write(directory / tiles.entries_path(index, width), await log.entry_bundle(session, index, width))
+            level, count = 0, size
+            while count > 0:
+                for index in range((count + tiles.TILE_WIDTH - 1) // tiles.TILE_WIDTH):
+                    width = min(tiles.TILE_WIDTH, count - index * tiles.TILE_WIDTH)
+                    _write(directory / tiles.tile_path(level, index, width), await log.tile(session, level, index, width))
+                level, count = level + 1, count // tiles.TILE_WIDTH
+        return size
+    finally:
+        await engine.dispose()
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)

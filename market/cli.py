@@ -1,0 +1,226 @@
+"""``market``: serve, db, keys, admin, ledger, version."""
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from market import __version__, db
+from market.config import Settings
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@click.group()
+def main() -> None:
+    """Data-element market: registration, trading and oversight with an audit ledger."""
+
+
+@main.command()
+def version() -> None:
+    """Print the version."""
+    click.echo(__version__)
+
+
+# -- db ------------------------------------------------------------------------
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database migrations."""
+
+
+@db_group.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION."""
+    settings = _settings()
+
+    async def go() -> str | None:
+        engine = db.make_engine(settings.sqlalchemy_url)
+        try:
+            await db.upgrade(engine, revision)
+            return await db.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    click.echo(f"database at {_run(go())}", err=True)
+
+
+@db_group.command("current")
+def db_current() -> None:
+    """Print the database's migration revision."""
+    settings = _settings()
+
+    async def go() -> str | None:
+        engine = db.make_engine(settings.sqlalchemy_url)
+        try:
+            return await db.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    click.echo(_run(go()) or "none")
+
+
+@db_group.command("check")
+def db_check() -> None:
+    """Exit 1 unless the database is at the newest migration."""
+    settings = _settings()
+
+    async def go() -> tuple[str | None, str | None]:
+        engine = db.make_engine(settings.sqlalchemy_url)
+        try:
+            return await db.current_revision(engine), db.head_revision()
+        finally:
+            await engine.dispose()
+
+    current, head = _run(go())
+    if current != head:
+        click.echo(f"database at {current}, code at {head}: run 'market db upgrade'", err=True)
+        sys.exit(1)
+    click.echo(f"database current at {head}")
+
+
+# -- keys ----------------------------------------------------------------------
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """The market's ledger signing key."""
+
+
+@keys_group.command("init")
+def keys_init() -> None:
+    """Create the ledger signing key if missing (mode 0600)."""
+    from market.keys import init_ledger_key, ledger_key_path
+
+    settings = _settings()
+    _, created = init_ledger_key(settings.keys_dir)
+    path = ledger_key_path(settings.keys_dir)
+    click.echo(f"{'created' if created else 'kept'} {path}", err=True)
+
+
+@keys_group.command("show")
+def keys_show() -> None:
+    """Print the ledger's verifier key (vkey)."""
+    from ledger.note import Signer
+    from market.keys import load_ledger_key
+
+    settings = _settings()
+    click.echo(Signer(settings.ledger_origin, load_ledger_key(settings.keys_dir)).vkey)
+
+
+# -- admin ---------------------------------------------------------------------
+
+
+async def _create_staff(settings: Settings, name: str, role: str) -> str:
+    from market.bootstrap import create_staff_account
+
+    engine = db.make_engine(settings.sqlalchemy_url)
+    try:
+        return await create_staff_account(settings, engine, name, role)
+    finally:
+        await engine.dispose()
+
+
+@main.group("admin")
+def admin_group() -> None:
+    """Accounts made from the command line."""
+
+
+@admin_group.command("create-operator")
+@click.option("--name", required=True)
+def create_operator(name: str) -> None:
+    """Create an operator account; print only its token."""
+    click.echo(_run(_create_staff(_settings(), name, "operator")))
+
+
+@admin_group.command("create-regulator")
+@click.option("--name", required=True)
+def create_regulator(name: str) -> None:
+    """Create a regulator account; print only its token."""
+    click.echo(_run(_create_staff(_settings(), name, "regulator")))
+
+
+# -- ledger --------------------------------------------------------------------
+
+
+@main.group("ledger")
+def ledger_group() -> None:
+    """The audit ledger."""
+
+
+@ledger_group.command("integrate")
+def ledger_integrate() -> None:
+    """Integrate every pending entry now and print the new checkpoint."""
+    from market.bootstrap import open_ledger
+
+    settings = _settings()
+
+    async def go() -> str:
+        engine, maker, log = open_ledger(settings)
+        try:
+            total = 0
+            while True:
+                async with maker() as session:
+                    n = await log.integrate(session)
+                total += n
+                if n == 0:
+                    break
+            async with maker() as session:
+                await log.ensure_started(session)
+            async with maker() as session:
+                cp = await log.checkpoint(session)
+            click.echo(f"integrated {total} entries", err=True)
+            return cp.text
+        finally:
+            await engine.dispose()
+
+    click.echo(_run(go()), nl=False)
+
+
+@ledger_group.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def ledger_export(directory: Path) -> None:
+    """Write the log as a C2SP tlog-tiles tree into DIRECTORY (for verify-log)."""
+    from market.bootstrap import export_ledger
+
+    count = _run(export_ledger(_settings(), directory))
+    click.echo(f"exported {count} entries to {directory}", err=True)
+
+
+# -- serve ---------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default=None, help="default MARKET_HOST")
+@click.option("--port", type=int, default=None, help="default MARKET_PORT")
+@click.option("--workers", type=int, default=None, help="default MARKET_WORKERS")
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Migrate, make keys, bootstrap an operator on an empty database, and serve the API."""
+    import uvicorn
+
+    from market.bootstrap import prepare
+
+    settings = _settings()
+    token = _run(prepare(settings))
+    if token:
+        click.echo("An operator account was created on this empty database. Its token, shown once:", err=True)
+        click.echo(token)
+    uvicorn.run(
+        "market.app:app_from_env",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers or settings.workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )

@@ -1,0 +1,98 @@
+"""Settings from ``MARKET_*`` environment variables (and an optional ``.env``).
+
+Every setting is documented in the README with its default. ``create_app`` takes a
+``Settings`` instance, so tests and embedders never depend on the environment.
+"""
+
+import re
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``10d``, ``36h``, ``90m``, ``90s`` or a bare number of seconds (``0`` allowed)."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ValueError(f"bad duration {text!r}, want a number with s, m, h or d (e.g. 10d)")
+    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+def async_database_url(url: str) -> str:
+    """Accept plain ``postgresql://`` / ``sqlite://`` URLs and give SQLAlchemy's async form."""
+    for plain, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain):]
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MARKET_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("./var")
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    log_level: str = "INFO"
+    ledger_origin: str = "ledger.market.example/log"
+    ledger_witnesses: str = ""
+    ledger_integrate_interval: float = 0.2
+    currency: str = "CNY"
+    jurisdiction: str = "CN"
+    max_body_bytes: int = 1_048_576
+    max_upload_bytes: int = 10 * 1024**3
+    notice_period: str = "10d"
+    clock_interval: float = 5.0
+    background_tasks: bool = True
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Z]{3}", value):
+            raise ValueError("currency must be an ISO 4217 code such as CNY")
+        return value
+
+    @field_validator("notice_period")
+    @classmethod
+    def _notice(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return async_database_url(self.database_url)
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'market.db').as_posix()}"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def notice_delta(self) -> timedelta:
+        return parse_duration(self.notice_period)
+
+    @property
+    def witness_vkeys(self) -> list[str]:
+        return [v.strip() for v in re.split(r"[,\s]+", self.ledger_witnesses) if v.strip()]
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+__all__ = ["Settings", "async_database_url", "load_settings", "parse_duration"]

@@ -1,0 +1,84 @@
+"""Domain errors and their one mapping to RFC 9457 problem details.
+
+    DomainError                    (400 unless a subclass says otherwise)
+    ├── NotAuthenticated           401  missing, bad or revoked token
+    ├── Forbidden                  403  valid caller, wrong role or account state
+    ├── NotFound                   404  absent, or not visible to this caller
+    ├── Conflict                   409  duplicate, idempotency key reuse, races
+    │   └── InvalidTransition      409  the object's state does not allow this
+    ├── Unprocessable              422  well-formed but refused by a rule
+    └── PaymentDeclined            402
+
+Every error carries a stable problem ``type`` (a URI under ``PROBLEM_BASE``) so
+clients can branch on the kind of error, not on its English ``detail``.
+"""
+
+from typing import Any
+
+PROBLEM_BASE = "https://market.example/problems/"
+PROBLEM_JSON = "application/problem+json"
+
+
+class DomainError(Exception):
+    status = 400
+    kind = "bad-request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, *, kind: str | None = None, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if kind is not None:
+            self.kind = kind
+        self.extra = extra or {}
+
+    @property
+    def type(self) -> str:
+        return PROBLEM_BASE + self.kind
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status, "detail": self.detail}
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+
+class NotAuthenticated(DomainError):
+    status, kind, title = 401, "not-authenticated", "Not authenticated"
+
+
+class Forbidden(DomainError):
+    status, kind, title = 403, "forbidden", "Forbidden"
+
+
+class NotFound(DomainError):
+    status, kind, title = 404, "not-found", "Not found"
+
+
+class Conflict(DomainError):
+    status, kind, title = 409, "conflict", "Conflict"
+
+
+class InvalidTransition(Conflict):
+    kind, title = "invalid-transition", "Transition not allowed"
+
+    def __init__(self, what: str, current: str, action: str) -> None:
+        super().__init__(
+            f"{what} is {current}; {action} is not allowed in that state",
+            extra={"current_status": current},
+        )
+
+
+class Unprocessable(DomainError):
+    status, kind, title = 422, "unprocessable", "Unprocessable request"
+
+
+class PaymentDeclined(DomainError):
+    status, kind, title = 402, "payment-declined", "Payment declined"
+
+
+def problem(status: int, kind: str, title: str, detail: str, **extra: Any) -> dict[str, Any]:
+    """A problem body for errors that do not come from the domain (routing, validation, crashes)."""
+    body: dict[str, Any] = {"type": PROBLEM_BASE + kind, "title": title, "status": status, "detail": detail}
+    body.update(extra)
+    return body

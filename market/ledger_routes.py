@@ -1,0 +1,142 @@
+"""Ledger HTTP (API.md "Ledger"; LEDGER.md §5 tiles): public, read-only but for cosignatures."""
+
+import base64
+import hashlib
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.params import Parameter
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ledger import entry as entries
+from ledger import merkle, tiles
+from ledger.errors import MalformedError, VerificationError
+from ledger.log import NotFoundError, UnknownCheckpointError
+from market.config import Settings
+from market.errors import Conflict, NotFound, Unprocessable
+
+TEXT = "text/plain; charset=utf-8"
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _entry_json(index: int | None, leaf: bytes) -> dict[str, Any]:
+    return {
+        "index": index,
+        "leaf": b64(leaf),
+        "leaf_hash": b64(merkle.leaf_hash(leaf)),
+        "entry": entries.parse_entry(leaf),
+    }
+
+
+class LedgerController(Controller):
+    path = "/v1/ledger"
+    tags = ["ledger"]
+
+    @get("/key", summary="The market's ledger key and vkey")
+    async def key(self, request: Request) -> dict[str, str]:
+        ledger = request.app.state.ledger
+        return {"origin": ledger.origin, "vkey": ledger.vkey, "public_key": b64(ledger.public_key)}
+
+    @get("/checkpoint", media_type=TEXT, summary="Latest signed checkpoint (C2SP tlog-checkpoint)")
+    async def checkpoint(self, request: Request, db: AsyncSession) -> Response[str]:
+        cp = await request.app.state.ledger.checkpoint(db)
+        return Response(cp.text, media_type=TEXT, headers={"Cache-Control": "no-cache"})
+
+    @get("/entries/{index:int}", summary="One integrated entry")
+    async def entry(self, request: Request, db: AsyncSession, index: int) -> dict[str, Any]:
+        try:
+            leaf = await request.app.state.ledger.leaf(db, index)
+        except NotFoundError:
+            raise NotFound(f"no integrated entry {index}") from None
+        return _entry_json(index, leaf)
+
+    @get("/entries", summary="Entries in index order, or every entry about one subject")
+    async def entries(
+        self,
+        request: Request,
+        db: AsyncSession,
+        start: Annotated[int, Parameter(ge=0)] = 0,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        subject: Annotated[str | None, Parameter(max_length=120)] = None,
+    ) -> dict[str, Any]:
+        ledger = request.app.state.ledger
+        if subject is not None:
+            rows = await ledger.by_subject(db, subject)
+            return {"items": [_entry_json(i, leaf) for i, leaf in rows]}
+        rows = await ledger.leaves(db, start, limit)
+        next_start = rows[-1][0] + 1 if len(rows) == limit else None
+        return {"items": [_entry_json(i, leaf) for i, leaf in rows], "next_start": next_start}
+
+    @get("/proofs/inclusion", summary="RFC 9162 inclusion proof")
+    async def inclusion(
+        self, request: Request, db: AsyncSession, index: Annotated[int, Parameter(ge=0)], size: Annotated[int, Parameter(ge=1)]
+    ) -> dict[str, Any]:
+        try:
+            root, proof = await request.app.state.ledger.inclusion_proof(db, index, size)
+        except NotFoundError as exc:
+            raise NotFound(str(exc)) from None
+        return {"index": index, "size": size, "root": b64(root), "hashes": [b64(h) for h in proof]}
+
+    @get("/proofs/consistency", summary="RFC 9162 consistency proof")
+    async def consistency(
+        self, request: Request, db: AsyncSession, first: Annotated[int, Parameter(ge=0)], second: Annotated[int, Parameter(ge=0)]
+    ) -> dict[str, Any]:
+        try:
+            proof = await request.app.state.ledger.consistency_proof(db, first, second)
+        except NotFoundError as exc:
+            raise NotFound(str(exc)) from None
+        return {"first": first, "second": second, "hashes": [b64(h) for h in proof]}
+
+    @post("/cosignatures", status_code=200, summary="A witness's cosignature on a checkpoint (C2SP tlog-cosignature)")
+    async def cosign(self, request: Request, db: AsyncSession, settings: Settings) -> Response[str]:
+        raw = await request.body()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Unprocessable("the body must be a UTF-8 signed note", kind="malformed-note") from None
+        ledger = request.app.state.ledger
+        try:
+            await ledger.add_cosignatures(db, text, settings.witness_vkeys)
+        except UnknownCheckpointError as exc:
+            raise Conflict(str(exc), kind="unknown-checkpoint") from None
+        except MalformedError as exc:
+            raise Unprocessable(str(exc), kind="malformed-note") from None
+        except VerificationError as exc:
+            raise Unprocessable(str(exc), kind="bad-cosignature") from None
+        await db.commit()
+        cp = await ledger.checkpoint(db)
+        return Response(cp.text, media_type=TEXT)
+
+
+class TlogController(Controller):
+    """C2SP tlog-tiles under /v1/ledger/tlog/: full tiles are cacheable forever."""
+
+    path = "/v1/ledger/tlog"
+    tags = ["ledger"]
+
+    @get("/checkpoint", media_type=TEXT, summary="Latest signed checkpoint")
+    async def checkpoint(self, request: Request, db: AsyncSession) -> Response[str]:
+        cp = await request.app.state.ledger.checkpoint(db)
+        return Response(cp.text, media_type=TEXT, headers={"Cache-Control": "no-cache"})
+
+    @get("/tile/{path:path}", media_type="application/octet-stream", summary="A hash tile or an entry bundle")
+    async def tile(self, request: Request, db: AsyncSession, path: str) -> Response[bytes]:
+        try:
+            level, index, width = tiles.parse_tile_path("tile/" + path.lstrip("/"))
+        except MalformedError as exc:
+            raise NotFound(f"not a tile path: {exc}") from None
+        ledger = request.app.state.ledger
+        try:
+            if level == "entries":
+                data = await ledger.entry_bundle(db, index, width)
+            else:
+                data = await ledger.tile(db, level, index, width)
+        except NotFoundError as exc:
+            raise NotFound(str(exc)) from None
+        cache = IMMUTABLE if width == tiles.TILE_WIDTH else "no-cache"
+        etag = hashlib.sha256(data).hexdigest()[:32]
+        return Response(data, media_type="application/octet-stream", headers={"Cache-Control": cache, "ETag": f'"{etag}"'})

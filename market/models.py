@@ -1,0 +1,14 @@
+"""Every table, imported in one place so ``SQLModel.metadata`` is complete (Alembic, tests)."""
+
+from sqlmodel import SQLModel
+
+from ledger.store import CheckpointRow, Cosignature, Leaf, PendingEntry, Tile
+from market.accounts.models import Account, AccountKey, ApiToken
+from market.idempotency import IdempotencyRecord
+
+metadata = SQLModel.metadata
+
+__all__ = [
+    "Account", "AccountKey", "ApiToken", "CheckpointRow", "Cosignature", "IdempotencyRecord", "Leaf",
+    "PendingEntry", "Tile", "metadata",
+]

@@ -1,0 +1,42 @@
+"""Background work of ``market serve``: ledger integration and housekeeping.
+
+Every API process runs these loops; they are safe to run in many processes at once
+(the ledger integrator takes an advisory lock on PostgreSQL, and SQLite serialises
+writers), so integration survives the loss of any process.
+"""
+
+import asyncio
+import time
+from typing import Any
+
+from market import idempotency
+from market.logs import log
+
+PURGE_EVERY = 3600.0
+
+
+async def integrate_once(state: Any) -> int:
+    async with state.sessionmaker() as session:
+        return await state.ledger.integrate(session)
+
+
+async def run_background(state: Any) -> None:
+    settings = state.settings
+    last_purge = 0.0
+    async with state.sessionmaker() as session:
+        await state.ledger.ensure_started(session)
+    while True:
+        try:
+            while await integrate_once(state):
+                pass
+            if time.monotonic() - last_purge > PURGE_EVERY:
+                async with state.sessionmaker() as session:
+                    purged = await idempotency.purge_expired(session)
+                last_purge = time.monotonic()
+                if purged:
+                    log.info("purged idempotency records", count=purged)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a failed round is logged and retried
+            log.exception("background round failed")
+        await asyncio.sleep(settings.ledger_integrate_interval)

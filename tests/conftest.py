@@ -1,0 +1,198 @@
+"""Shared fixtures: a migrated database (SQLite, or PostgreSQL when
+``MARKET_TEST_DATABASE_URL`` is set), the app, an HTTP client, and parties.
+
+Each test session gets its own database: a SQLite file in a temporary directory, or a
+new PostgreSQL database created next to the one the URL names (and dropped after).
+"""
+
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+from sqlalchemy.engine import make_url
+
+from market import db
+from market.accounts import uscc
+from market.app import create_app
+from market.bootstrap import create_staff_account
+from market.config import Settings, async_database_url
+
+PG_URL = os.environ.get("MARKET_TEST_DATABASE_URL")
+
+
+def backend() -> str:
+    return "postgresql" if PG_URL else "sqlite"
+
+
+async def _admin(sql: str) -> None:
+    import asyncpg
+
+    url = make_url(async_database_url(PG_URL or ""))
+    conn = await asyncpg.connect(
+        host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username, password=url.password,
+        database=url.database or "postgres",
+    )
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+class FreshDatabase:
+    """Makes migrated, empty databases for the backend under test."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.created: list[str] = []
+
+    async def new(self) -> str:
+        if PG_URL:
+            name = f"market_test_{uuid.uuid4().hex[:12]}"
+            await _admin(f'CREATE DATABASE "{name}"')
+            self.created.append(name)
+            url = make_url(async_database_url(PG_URL)).set(database=name).render_as_string(hide_password=False)
+        else:
+            url = f"sqlite+aiosqlite:///{(self.tmp / f'{uuid.uuid4().hex[:12]}.db').as_posix()}"
+        engine = db.make_engine(url)
+        try:
+            await db.upgrade(engine)
+        finally:
+            await engine.dispose()
+        return url
+
+    async def drop_all(self) -> None:
+        for name in self.created:
+            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+async def databases(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FreshDatabase]:
+    fresh = FreshDatabase(tmp_path_factory.mktemp("db"))
+    yield fresh
+    await fresh.drop_all()
+
+
+def make_settings(data_dir: Path, url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "database_url": url,
+        "log_level": "WARNING",
+        "ledger_origin": "ledger.test.example/log",
+        "ledger_integrate_interval": 0.05,
+        "notice_period": "0",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+async def settings(databases: FreshDatabase, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return make_settings(tmp_path_factory.mktemp("data"), await databases.new())
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> Any:
+    return create_app(settings)
+
+
+@pytest.fixture(scope="session")
+async def client(app: Any) -> AsyncIterator[AsyncTestClient]:
+    async with AsyncTestClient(app=app) as c:
+        yield c
+
+
+def random_uscc() -> str:
+    body = "91" + "".join(secrets.choice(uscc.ALPHABET) for _ in range(15))
+    return body + uscc.check_character(body)
+
+
+@dataclass
+class Party:
+    id: str
+    token: str
+    body: dict[str, Any]
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+class Parties:
+    """Makes accounts over HTTP, the way a client would."""
+
+    def __init__(self, client: AsyncTestClient, settings: Settings, operator: Party) -> None:
+        self.client = client
+        self.settings = settings
+        self.operator = operator
+
+    async def sign_up(self, roles: list[str] | None = None, kind: str = "enterprise", **extra: Any) -> Party:
+        body: dict[str, Any] = {"name": f"Party {secrets.token_hex(3)}", "kind": kind, "roles": roles or ["provider"]}
+        if kind != "individual":
+            body["uscc"] = random_uscc()
+        body.update(extra)
+        r = await self.client.post("/v1/accounts", json=body)
+        assert r.status_code == 201, r.text
+        data = r.json()
+        return Party(data["account"]["id"], data["token"], data["account"])
+
+    async def verified(self, roles: list[str] | None = None, **extra: Any) -> Party:
+        party = await self.sign_up(roles, **extra)
+        r = await self.client.post(
+            f"/v1/accounts/{party.id}/verification", json={"decision": "approve", "reason": "documents checked"},
+            headers=self.operator.auth,
+        )
+        assert r.status_code == 200, r.text
+        party.body = r.json()
+        return party
+
+    async def staff(self, role: str) -> Party:
+        r = await self.client.post(
+            "/v1/accounts", json={"name": f"{role} {secrets.token_hex(3)}", "kind": "institution", "roles": [role]},
+            headers=self.operator.auth,
+        )
+        assert r.status_code == 201, r.text
+        data = r.json()
+        return Party(data["account"]["id"], data["token"], data["account"])
+
+
+@pytest.fixture(scope="session")
+async def operator(client: AsyncTestClient, settings: Settings) -> Party:
+    engine = db.make_engine(settings.sqlalchemy_url)
+    try:
+        token = await create_staff_account(settings, engine, "Exchange operator", "operator")
+    finally:
+        await engine.dispose()
+    r = await client.get("/v1/accounts/me", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    return Party(r.json()["id"], token, r.json())
+
+
+@pytest.fixture(scope="session")
+async def parties(client: AsyncTestClient, settings: Settings, operator: Party) -> Parties:
+    return Parties(client, settings, operator)
+
+
+@pytest.fixture(scope="session")
+async def regulator(parties: Parties) -> Party:
+    return await parties.staff("regulator")
+
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def assert_problem(response: Any, status: int, kind: str | None = None) -> dict[str, Any]:
+    """The response is an RFC 9457 problem of ``status`` (and problem type ``kind``)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON), response.headers["content-type"]
+    body = response.json()
+    assert {"type", "title", "status", "detail"} <= body.keys(), body
+    assert body["status"] == status
+    if kind is not None:
+        assert body["type"].endswith("/" + kind), body
+    return body
