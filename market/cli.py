@@ -224,3 +224,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         log_level=settings.log_level.lower(),
         access_log=False,
     )
+
+
+if __name__ == "__main__":
+    main()

@@ -51,7 +51,7 @@ class FreshDatabase:
         self.tmp = tmp
         self.created: list[str] = []
 
-    async def new(self) -> str:
+    async def new(self, *, migrate: bool = True) -> str:
         if PG_URL:
             name = f"market_test_{uuid.uuid4().hex[:12]}"
             await _admin(f'CREATE DATABASE "{name}"')
@@ -59,11 +59,12 @@ class FreshDatabase:
             url = make_url(async_database_url(PG_URL)).set(database=name).render_as_string(hide_password=False)
         else:
             url = f"sqlite+aiosqlite:///{(self.tmp / f'{uuid.uuid4().hex[:12]}.db').as_posix()}"
-        engine = db.make_engine(url)
-        try:
-            await db.upgrade(engine)
-        finally:
-            await engine.dispose()
+        if migrate:
+            engine = db.make_engine(url)
+            try:
+                await db.upgrade(engine)
+            finally:
+                await engine.dispose()
         return url
 
     async def drop_all(self) -> None:

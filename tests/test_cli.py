@@ -1,0 +1,126 @@
+"""The ``market`` command, run as a user would run it (a subprocess per call)."""
+
+import os
+import re
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+MARKET = [sys.executable, "-m", "market.cli"]
+
+
+@pytest.fixture
+async def env(databases, tmp_path: Path) -> dict[str, str]:
+    url = await databases.new(migrate=False)
+    return {**os.environ, "MARKET_DATA_DIR": str(tmp_path / "var"), "MARKET_DATABASE_URL": url,
+            "MARKET_LOG_LEVEL": "WARNING", "MARKET_LEDGER_ORIGIN": "ledger.cli.example/log"}
+
+
+def market(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([*MARKET, *args], env=env, capture_output=True, text=True, timeout=120)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_version(env) -> None:
+    from market import __version__
+
+    assert market(env, "version").stdout.strip() == __version__
+
+
+def test_db_commands(env) -> None:
+    assert market(env, "db", "current").stdout.strip() == "none"
+    assert market(env, "db", "check", check=False).returncode == 1
+    market(env, "db", "upgrade")
+    from market.db import head_revision
+
+    assert market(env, "db", "current").stdout.strip() == head_revision()
+    assert market(env, "db", "check").returncode == 0
+
+
+def test_keys(env) -> None:
+    market(env, "keys", "init")
+    key_file = Path(env["MARKET_DATA_DIR"]) / "keys" / "ledger.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    before = key_file.read_bytes()
+    market(env, "keys", "init")  # idempotent: the key is kept
+    assert key_file.read_bytes() == before
+    vkey = market(env, "keys", "show").stdout.strip()
+    assert re.fullmatch(r"ledger\.cli\.example/log\+[0-9a-f]{8}\+[A-Za-z0-9+/]{44}", vkey), vkey
+
+
+def test_admin_prints_only_a_token(env) -> None:
+    market(env, "db", "upgrade")
+    for command in ("create-operator", "create-regulator"):
+        out = market(env, "admin", command, "--name", "Staff").stdout
+        assert re.fullmatch(r"mkt_[A-Za-z0-9_\-]{43}\n", out), out
+
+
+def test_ledger_integrate_and_export(env, tmp_path) -> None:
+    market(env, "db", "upgrade")
+    market(env, "admin", "create-operator", "--name", "Op")
+    note = market(env, "ledger", "integrate").stdout
+    assert note.startswith("ledger.cli.example/log\n1\n")
+    out = tmp_path / "export"
+    market(env, "ledger", "export", str(out))
+    assert (out / "checkpoint").read_text() == note
+    assert (out / "tile" / "entries" / "000.p" / "1").exists()
+    assert (out / "tile" / "0" / "000.p" / "1").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_bootstraps_an_operator_and_answers_health(env) -> None:
+    port = _free_port()
+    proc = subprocess.Popen([*MARKET, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                if r.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "server did not answer /health within 60 s"
+            time.sleep(0.2)
+        assert proc.stdout is not None
+        token = proc.stdout.readline().strip()
+        assert token.startswith("mkt_")
+        me = httpx.get(f"http://127.0.0.1:{port}/v1/accounts/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 200 and me.json()["roles"] == ["operator"]
+        assert httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200
+        # The ledger key was made 0600 and the size-0 checkpoint or later is served.
+        cp = httpx.get(f"http://127.0.0.1:{port}/v1/ledger/checkpoint").text
+        assert cp.startswith("ledger.cli.example/log\n")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    # A second start on the same database creates no second operator.
+    again = subprocess.Popen([*MARKET, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+    finally:
+        again.terminate()
+        out, _ = again.communicate(timeout=30)
+    assert "mkt_" not in out
