@@ -10,14 +10,22 @@ from litestar.testing import AsyncTestClient
 
 from ledger import merkle, note, tiles
 from ledger.entry import verify_entry
+from market import db
 from market.app import create_app
 from tests.conftest import Party, assert_problem, make_settings, random_uscc
 
 
 class LedgerHarness:
-    def __init__(self, app: Any, client: AsyncTestClient) -> None:
+    """The app under test, its client, and a session maker of the test's own.
+
+    The test client runs the app on another event loop; asyncpg connections belong to
+    one loop, so direct database work in a test goes through an engine made here.
+    """
+
+    def __init__(self, app: Any, client: AsyncTestClient, maker: Any) -> None:
         self.app = app
         self.client = client
+        self.maker = maker
 
     @property
     def log(self) -> Any:
@@ -26,14 +34,14 @@ class LedgerHarness:
     async def integrate(self) -> int:
         total = 0
         while True:
-            async with self.app.state.sessionmaker() as session:
+            async with self.maker() as session:
                 n = await self.log.integrate(session)
             total += n
             if n == 0:
                 return total
 
     async def append(self, count: int, subject: str = "account:acct_test") -> None:
-        async with self.app.state.sessionmaker() as session:
+        async with self.maker() as session:
             for i in range(count):
                 await self.log.append(session, type="test.event", subject=subject, actor="market", data={"n": i})
             await session.commit()
@@ -49,8 +57,12 @@ class LedgerHarness:
 async def harness(databases, tmp_path) -> AsyncIterator[LedgerHarness]:
     settings = make_settings(tmp_path, await databases.new(), background_tasks=False)
     app = create_app(settings)
-    async with AsyncTestClient(app=app) as client:
-        yield LedgerHarness(app, client)
+    engine = db.make_engine(settings.sqlalchemy_url)
+    try:
+        async with AsyncTestClient(app=app) as client:
+            yield LedgerHarness(app, client, db.make_sessionmaker(engine))
+    finally:
+        await engine.dispose()
 
 
 async def test_empty_log_serves_a_signed_size_zero_checkpoint(harness: LedgerHarness) -> None:
@@ -162,24 +174,24 @@ async def test_business_change_and_entry_commit_together(harness: LedgerHarness)
     from ledger.store import PendingEntry
 
     data = AccountCreate(name="Atomic Co", kind="enterprise", roles=["provider"], uscc=random_uscc())
-    async with harness.app.state.sessionmaker() as session:
+    async with harness.maker() as session:
         session.info[LEDGER_KEY] = harness.log
         account, _ = await service.create_account(session, data, None, "CN")
         await session.flush()
         assert (await session.exec(select(PendingEntry))).all()  # written in this transaction
         await session.rollback()  # e.g. a later step failed
-    async with harness.app.state.sessionmaker() as session:
+    async with harness.maker() as session:
         assert (await session.exec(select(Account).where(Account.id == account.id))).first() is None
         assert (await session.exec(select(PendingEntry))).all() == []
 
     # And the other way: when the ledger refuses the entry, the business row is not written.
-    async with harness.app.state.sessionmaker() as session:
+    async with harness.maker() as session:
         session.info[LEDGER_KEY] = harness.log
         with pytest.raises(Exception):
             await harness.log.append(session, type="test.big", subject="asset:ast_x", actor="market",
                                      data={"blob": "x" * 70_000})
         await session.rollback()
-    async with harness.app.state.sessionmaker() as session:
+    async with harness.maker() as session:
         assert (await session.exec(select(PendingEntry))).all() == []
 
 
@@ -190,7 +202,7 @@ async def test_integration_is_serialised(harness: LedgerHarness) -> None:
     await harness.append(50)
 
     async def one() -> int:
-        async with harness.app.state.sessionmaker() as session:
+        async with harness.maker() as session:
             return await harness.log.integrate(session, max_batch=7)
 
     done = 0
