@@ -21,7 +21,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import delete, insert, select, text, tuple_
+from sqlalchemy import BigInteger, delete, insert, literal, select, text, tuple_, union_all
 from sqlalchemy.orm import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -211,18 +211,19 @@ class Log:
         return [(r[0], bytes(r[1])) for r in rows]
 
     async def by_subject(self, session: AsyncSession, subject: str, limit: int = 1000) -> list[tuple[int | None, bytes]]:
-        """Integrated entries about ``subject`` in index order, then pending ones (index None)."""
-        done = (
-            await session.execute(
-                select(Leaf.idx, Leaf.leaf).where(Leaf.subject == subject).order_by(Leaf.idx).limit(limit)  # type: ignore[arg-type]
-            )
-        ).all()
-        waiting = (
-            await session.execute(
-                select(PendingEntry.leaf).where(PendingEntry.subject == subject).order_by(PendingEntry.seq).limit(limit)  # type: ignore[arg-type]
-            )
-        ).all()
-        return [(r[0], bytes(r[1])) for r in done] + [(None, bytes(r[0])) for r in waiting]
+        """Integrated entries about ``subject`` in index order, then pending ones (index None).
+
+        One statement, so one snapshot: an entry being integrated meanwhile is seen
+        exactly once, either pending or integrated (PostgreSQL reads committed data
+        per statement).
+        """
+        integrated = select(Leaf.idx.label("idx"), Leaf.leaf.label("leaf"), literal(0).label("waiting"),  # type: ignore[union-attr]
+                            Leaf.idx.label("ord")).where(Leaf.subject == subject)  # type: ignore[union-attr,arg-type]
+        waiting = select(literal(None, BigInteger).label("idx"), PendingEntry.leaf.label("leaf"),  # type: ignore[attr-defined]
+                         literal(1).label("waiting"), PendingEntry.seq.label("ord")).where(PendingEntry.subject == subject)  # type: ignore[union-attr,arg-type]
+        both = union_all(integrated, waiting).subquery()
+        rows = (await session.execute(select(both.c.idx, both.c.leaf).order_by(both.c.waiting, both.c.ord).limit(limit))).all()
+        return [(r[0], bytes(r[1])) for r in rows]
 
     async def index_of(self, session: AsyncSession, subject: str, leaf: bytes) -> int | None:
         row = (

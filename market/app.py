@@ -24,7 +24,10 @@ from market.auth import provide_caller
 from market.config import Settings
 from market.errors import PROBLEM_JSON, DomainError, problem
 from market.keys import init_ledger_key
+from market.clock import Clock
 from market.ledger_routes import LedgerController, TlogController
+from market.registry.routes import AssetController, ObjectionController, TransferController
+from market.storage import BlobStore, MasterKey
 from market.logs import configure_logging, log, request_context_middleware
 from market.tasks import run_background
 
@@ -106,8 +109,12 @@ async def metrics() -> Response[bytes]:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(settings: Settings) -> Litestar:
-    """Build the app. The database must already be migrated (``market db upgrade``)."""
+def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
+    """Build the app. The database must already be migrated (``market db upgrade``).
+
+    ``clock`` decides what "now" is for business time (notice periods); tests pass a
+    clock they can move forward.
+    """
     configure_logging(settings.log_level)
 
     @contextlib.asynccontextmanager
@@ -118,6 +125,9 @@ def create_app(settings: Settings) -> Litestar:
         app.state.engine = engine
         app.state.sessionmaker = db.make_sessionmaker(engine)
         app.state.ledger = Log(private_key, settings.ledger_origin)
+        app.state.master_key = MasterKey.load_or_create(settings.keys_dir / "master.key")
+        app.state.blobs = BlobStore(settings.blobs_dir)
+        app.state.clock = clock or Clock()
         background: asyncio.Task[None] | None = None
         if settings.background_tasks:
             background = asyncio.create_task(run_background(app.state))
@@ -131,7 +141,10 @@ def create_app(settings: Settings) -> Litestar:
             await engine.dispose()
 
     return Litestar(
-        route_handlers=[health, ready, metrics, AccountController, LedgerController, TlogController],
+        route_handlers=[
+            health, ready, metrics, AccountController, LedgerController, TlogController, AssetController,
+            ObjectionController, TransferController,
+        ],
         lifespan=[lifespan],
         dependencies={
             "db": Provide(provide_db),

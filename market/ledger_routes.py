@@ -23,7 +23,7 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _entry_json(index: int | None, leaf: bytes) -> dict[str, Any]:
+def entry_json(index: int | None, leaf: bytes) -> dict[str, Any]:
     return {
         "index": index,
         "leaf": b64(leaf),
@@ -52,7 +52,7 @@ class LedgerController(Controller):
             leaf = await request.app.state.ledger.leaf(db, index)
         except NotFoundError:
             raise NotFound(f"no integrated entry {index}") from None
-        return _entry_json(index, leaf)
+        return entry_json(index, leaf)
 
     @get("/entries", summary="Entries in index order, or every entry about one subject")
     async def entries(
@@ -66,10 +66,10 @@ class LedgerController(Controller):
         ledger = request.app.state.ledger
         if subject is not None:
             rows = await ledger.by_subject(db, subject)
-            return {"items": [_entry_json(i, leaf) for i, leaf in rows]}
+            return {"items": [entry_json(i, leaf) for i, leaf in rows]}
         rows = await ledger.leaves(db, start, limit)
         next_start = rows[-1][0] + 1 if len(rows) == limit else None
-        return {"items": [_entry_json(i, leaf) for i, leaf in rows], "next_start": next_start}
+        return {"items": [entry_json(i, leaf) for i, leaf in rows], "next_start": next_start}
 
     @get("/proofs/inclusion", summary="RFC 9162 inclusion proof")
     async def inclusion(

@@ -5,10 +5,11 @@ from sqlmodel import SQLModel
 from ledger.store import CheckpointRow, Cosignature, Leaf, PendingEntry, Tile
 from market.accounts.models import Account, AccountKey, ApiToken
 from market.idempotency import IdempotencyRecord
+from market.registry.models import Asset, AssetRevision, Objection, RegistrationCounter, Transfer
 
 metadata = SQLModel.metadata
 
 __all__ = [
     "Account", "AccountKey", "ApiToken", "CheckpointRow", "Cosignature", "IdempotencyRecord", "Leaf",
-    "PendingEntry", "Tile", "metadata",
+    "PendingEntry", "Tile", "metadata", "Asset", "AssetRevision", "Objection", "RegistrationCounter", "Transfer",
 ]

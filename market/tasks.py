@@ -10,6 +10,8 @@ import time
 from typing import Any
 
 from market import idempotency
+from market.audit import LEDGER_KEY
+from market.registry import service as registry
 from market.logs import log
 
 PURGE_EVERY = 3600.0
@@ -20,13 +22,27 @@ async def integrate_once(state: Any) -> int:
         return await state.ledger.integrate(session)
 
 
+async def close_notices_once(state: Any) -> list[str]:
+    async with state.sessionmaker() as session:
+        session.info[LEDGER_KEY] = state.ledger
+        done = await registry.close_notice_periods(session, state.clock.now(), state.settings.ledger_origin)
+        await session.commit()
+    if done:
+        log.info("registered after public notice", assets=done)
+    return done
+
+
 async def run_background(state: Any) -> None:
     settings = state.settings
     last_purge = 0.0
+    last_clock = 0.0
     async with state.sessionmaker() as session:
         await state.ledger.ensure_started(session)
     while True:
         try:
+            if time.monotonic() - last_clock > settings.clock_interval:
+                last_clock = time.monotonic()
+                await close_notices_once(state)
             while await integrate_once(state):
                 pass
             if time.monotonic() - last_purge > PURGE_EVERY:

@@ -1,0 +1,99 @@
+"""Documents that a party signs: the market hands out canonical bytes, the party signs
+them with one of its registered Ed25519 keys and posts bytes and signature back.
+
+The market keeps no draft of what it handed out. It re-checks everything from the
+bytes: canonical RFC 8785 JSON, the expected document type and market, freshness, and
+the signature under an unrevoked key of the expected account. Each failure is a 422
+with its own problem type, so a client can tell a stale claim from a bad signature.
+"""
+
+import base64
+import binascii
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from market.accounts.models import AccountKey
+from market.errors import Unprocessable
+from market.types import rfc3339
+
+MAX_DOCUMENT_BYTES = 64 * 1024
+FRESHNESS = timedelta(hours=24)
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def canonical(document: dict[str, Any]) -> bytes:
+    return rfc8785.dumps(document)
+
+
+def to_sign(document: dict[str, Any]) -> dict[str, Any]:
+    """The API shape: the document and the exact bytes to sign, base64."""
+    return {"document": document, "signing_bytes": base64.b64encode(canonical(document)).decode()}
+
+
+def _b64(value: str, what: str, kind: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise Unprocessable(f"{what} is not valid standard base64", kind=kind) from None
+
+
+def open_document(signing_bytes_b64: str, *, doc_type: str, market: str) -> tuple[bytes, dict[str, Any]]:
+    """Decode and check the bytes are a canonical document of ``doc_type`` for this market."""
+    raw = _b64(signing_bytes_b64, "signing_bytes", "malformed-document")
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise Unprocessable(f"signing_bytes is {len(raw)} bytes, want at most {MAX_DOCUMENT_BYTES}", kind="malformed-document")
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise Unprocessable("signing_bytes is not JSON", kind="malformed-document") from None
+    if not isinstance(document, dict):
+        raise Unprocessable("signing_bytes is not a JSON object", kind="malformed-document")
+    try:
+        canonical_form = canonical(document)
+    except Exception:  # noqa: BLE001 - rfc8785 refuses floats out of range etc.
+        raise Unprocessable("signing_bytes cannot be canonicalised", kind="non-canonical-document") from None
+    if canonical_form != raw:
+        raise Unprocessable("signing_bytes are not the canonical (RFC 8785) form the market gave out",
+                            kind="non-canonical-document")
+    if document.get("type") != doc_type or document.get("market") != market or document.get("v") != 1:
+        raise Unprocessable(f"signing_bytes are not a {doc_type} document of this market", kind="altered-document")
+    return raw, document
+
+
+def check_fresh(document: dict[str, Any], now: datetime, *, kind: str = "stale-document") -> None:
+    issued = document.get("issued_at")
+    try:
+        when = datetime.strptime(issued, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=now.tzinfo) if isinstance(issued, str) else None
+    except ValueError:
+        when = None
+    if when is None or rfc3339(when) != issued:
+        raise Unprocessable("issued_at is missing or not an RFC 3339 UTC time", kind="altered-document")
+    if when > now + CLOCK_SKEW:
+        raise Unprocessable("issued_at is in the future", kind="altered-document")
+    if now - when > FRESHNESS:
+        raise Unprocessable(f"the document was issued at {issued}, more than 24 hours ago; fetch a new one", kind=kind)
+
+
+async def verify_party_signature(
+    session: AsyncSession, account_id: str, key_id: str, signature_b64: str, message: bytes
+) -> AccountKey:
+    """The signature verifies under an unrevoked key of ``account_id``; returns the key."""
+    key = await session.get(AccountKey, key_id)
+    if key is None or key.account_id != account_id:
+        raise Unprocessable(f"{key_id} is not a key of account {account_id}", kind="unknown-key")
+    if key.revoked_at is not None:
+        raise Unprocessable(f"key {key_id} was revoked", kind="revoked-key")
+    signature = _b64(signature_b64, "signature", "bad-signature")
+    if len(signature) != 64:
+        raise Unprocessable(f"an Ed25519 signature is 64 bytes, got {len(signature)}", kind="bad-signature")
+    try:
+        Ed25519PublicKey.from_public_bytes(base64.b64decode(key.public_key)).verify(signature, message)
+    except InvalidSignature:
+        raise Unprocessable(f"the signature does not verify under key {key_id}", kind="bad-signature") from None
+    return key

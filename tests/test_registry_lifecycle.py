@@ -1,0 +1,221 @@
+"""The whole registration lifecycle over HTTP, and the certificate verified offline."""
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from ledger import merkle
+from ledger.verify import verify_bundle
+from tests.conftest import Parties, assert_problem
+from tests.registry_support import ASSET, draft, provider, registered_asset, sha256_hex, submit, upload
+
+
+async def wait_integrated(client, subject: str) -> None:
+    import asyncio
+
+    for _ in range(100):
+        items = (await client.get("/v1/ledger/entries", params={"subject": subject})).json()["items"]
+        if items and all(i["index"] is not None for i in items):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"entries of {subject} not integrated within 5 s")
+
+
+async def test_register_an_asset_end_to_end(client, parties: Parties, operator, tmp_path) -> None:
+    p = await provider(client, parties)
+    asset = await draft(client, p)
+    assert asset["status"] == "draft" and asset["commitment"] is None and asset["id"].startswith("ast_")
+
+    content = os.urandom(3 * 65536 + 123)
+    commitment = await upload(client, p, asset["id"], content)
+    leaves = [content[i:i + 65536] for i in range(0, len(content), 65536)]
+    assert commitment == {
+        "sha256": sha256_hex(content), "size": len(content), "chunk_size": 65536, "revision": 1,
+        "merkle_root": merkle.root([merkle.leaf_hash(c) for c in leaves]).hex(),
+    }
+
+    r = await client.get(f"/v1/assets/{asset['id']}/claim", params={"rights": "use,holding"}, headers=p.auth)
+    claim = r.json()
+    assert claim["claim"]["rights"] == ["holding", "use"]
+    assert claim["claim"]["asset"] == asset["id"] and claim["claim"]["provider"] == p.id
+    assert claim["claim"]["commitment"]["sha256"] == commitment["sha256"]
+    assert base64.b64decode(claim["signing_bytes"]) == json.dumps(
+        claim["claim"], sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    r = await client.post(f"/v1/assets/{asset['id']}/claim", headers=p.auth, json={
+        "signing_bytes": claim["signing_bytes"], "key_id": p.key_id, "signature": p.sign(claim["signing_bytes"])})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "submitted" and r.json()["rights"] == ["holding", "use"]
+
+    # Before it is public, a stranger and the anonymous public see nothing.
+    stranger = await parties.verified(["buyer"])
+    assert_problem(await client.get(f"/v1/assets/{asset['id']}", headers=stranger.auth), 404)
+    assert_problem(await client.get(f"/v1/assets/{asset['id']}"), 404)
+
+    r = await client.post(f"/v1/assets/{asset['id']}/review", json={"decision": "approve", "reason": "ok"},
+                          headers=operator.auth)
+    assert r.status_code == 200, r.text
+    registered = r.json()
+    assert registered["status"] == "registered"
+    assert re.fullmatch(r"DR-\d{4}-\d{6}", registered["registration_number"])
+    assert (await client.get(f"/v1/assets/{asset['id']}")).json()["status"] == "registered"
+
+    subject = f"asset:{asset['id']}"
+    await wait_integrated(client, subject)
+    types = [i["entry"]["type"] for i in (await client.get("/v1/ledger/entries", params={"subject": subject})).json()["items"]]
+    assert types == ["asset.created", "asset.content_uploaded", "asset.claim_submitted", "asset.approved",
+                     "asset.notice_ended", "asset.registered"]
+    history = (await client.get(f"/v1/assets/{asset['id']}/history")).json()["items"]
+    assert [h["entry"]["type"] for h in history] == types
+
+    bundle = (await client.get(f"/v1/assets/{asset['id']}/certificate")).json()
+    document = bundle["document"]
+    assert document["registration_number"] == registered["registration_number"]
+    assert document["holder"]["id"] == p.id and document["rights"] == ["holding", "use"]
+    assert document["commitment"]["sha256"] == commitment["sha256"]
+    assert document["claim"] == claim["claim"]
+    assert bundle["ledger"]["index"] is not None
+
+    vkey = (await client.get("/v1/ledger/key")).json()["vkey"]
+    assert verify_bundle(bundle, vkey).status == "valid"
+    path = tmp_path / "certificate.json"
+    path.write_text(json.dumps(bundle, ensure_ascii=False))
+    cli = [sys.executable, "-m", "ledger", "verify-bundle", str(path), "--vkey", vkey]
+    root = Path(__file__).resolve().parent.parent
+    assert subprocess.run(cli, cwd=root, capture_output=True).returncode == 0
+
+    # One byte of the document changed: the offline check fails.
+    forged = json.loads(json.dumps(bundle))
+    forged["document"]["holder"]["name"] = forged["document"]["holder"]["name"] + "x"
+    path.write_text(json.dumps(forged, ensure_ascii=False))
+    assert subprocess.run(cli, cwd=root, capture_output=True).returncode == 1
+    raw = bytearray(json.dumps(bundle, ensure_ascii=False).encode())
+    position = raw.index(commitment["sha256"].encode())
+    raw[position] = ord("0") if raw[position] != ord("0") else ord("1")
+    path.write_bytes(bytes(raw))
+    assert subprocess.run(cli, cwd=root, capture_output=True).returncode == 1
+
+
+async def test_public_notice_objection_and_clock(databases, tmp_path) -> None:
+    """Notice of 10 days: objections while open; registration once it ends with none open."""
+    from litestar.testing import AsyncTestClient
+
+    from market.app import create_app
+    from market.clock import FakeClock
+    from market.db import make_engine
+    from market.bootstrap import create_staff_account
+    from tests.conftest import Parties, Party, make_settings
+
+    settings = make_settings(tmp_path, await databases.new(), notice_period="10d", clock_interval=0.05)
+    clock = FakeClock()
+    engine = make_engine(settings.sqlalchemy_url)
+    token = await create_staff_account(settings, engine, "Op", "operator")
+    await engine.dispose()
+    async with AsyncTestClient(app=create_app(settings, clock=clock)) as client:
+        op = Party("", token, {})
+        op.id = (await client.get("/v1/accounts/me", headers=op.auth)).json()["id"]
+        parties = Parties(client, settings, op)
+        p = await provider(client, parties)
+        objector = await parties.verified(["buyer"])
+        unverified = await parties.sign_up(["buyer"])
+
+        asset = await draft(client, p)
+        await upload(client, p, asset["id"], b"hello data")
+        await submit(client, p, asset["id"])
+        r = await client.post(f"/v1/assets/{asset['id']}/review", json={"decision": "approve"}, headers=op.auth)
+        assert r.json()["status"] == "public_notice" and r.json()["notice_ends_at"]
+        assert (await client.get(f"/v1/assets/{asset['id']}")).status_code == 200  # public now
+
+        assert_problem(await client.post(f"/v1/assets/{asset['id']}/objections", json={"reason": "mine"},
+                                         headers=unverified.auth), 403, "account-not-verified")
+        assert_problem(await client.post(f"/v1/assets/{asset['id']}/objections", json={"reason": "mine"},
+                                         headers=p.auth), 403, "own-asset")
+        r = await client.post(f"/v1/assets/{asset['id']}/objections",
+                              json={"reason": "we collected this", "evidence": "contract #12"}, headers=objector.auth)
+        assert r.status_code == 201, r.text
+        objection = r.json()
+
+        clock.advance(timedelta(days=11))
+        import asyncio
+
+        await asyncio.sleep(0.3)
+        # An open objection holds the registration back even after the period.
+        assert (await client.get(f"/v1/assets/{asset['id']}")).json()["status"] == "public_notice"
+        assert_problem(await client.post(f"/v1/objections/{objection['id']}/resolution",
+                                         json={"decision": "dismiss", "reason": "no evidence"}, headers=p.auth), 403)
+        r = await client.post(f"/v1/objections/{objection['id']}/resolution",
+                              json={"decision": "dismiss", "reason": "no evidence"}, headers=op.auth)
+        assert r.status_code == 200 and r.json()["status"] == "dismissed"
+        for _ in range(100):
+            status = (await client.get(f"/v1/assets/{asset['id']}")).json()["status"]
+            if status == "registered":
+                break
+            await asyncio.sleep(0.05)
+        assert status == "registered"
+
+        # A second asset whose objection is upheld is rejected.
+        second = await draft(client, p)
+        await upload(client, p, second["id"], b"other data")
+        await submit(client, p, second["id"])
+        await client.post(f"/v1/assets/{second['id']}/review", json={"decision": "approve"}, headers=op.auth)
+        o = (await client.post(f"/v1/assets/{second['id']}/objections", json={"reason": "stolen"},
+                               headers=objector.auth)).json()
+        r = await client.post(f"/v1/objections/{o['id']}/resolution", json={"decision": "uphold", "reason": "proven"},
+                              headers=op.auth)
+        assert r.json()["status"] == "upheld"
+        assert (await client.get(f"/v1/assets/{second['id']}", headers=p.auth)).json()["status"] == "rejected"
+        assert_problem(await client.post(f"/v1/objections/{o['id']}/resolution",
+                                         json={"decision": "dismiss", "reason": "x"}, headers=op.auth), 409)
+
+
+async def test_registration_numbers_are_gap_free_under_concurrency(client, parties: Parties, operator) -> None:
+    import asyncio
+
+    p = await provider(client, parties)
+    ids = []
+    for _ in range(6):
+        a = await draft(client, p)
+        await upload(client, p, a["id"], os.urandom(64))
+        await submit(client, p, a["id"])
+        ids.append(a["id"])
+    results = await asyncio.gather(*(client.post(f"/v1/assets/{i}/review", json={"decision": "approve"},
+                                                 headers=operator.auth) for i in ids))
+    assert all(r.status_code == 200 for r in results), [r.text for r in results]
+    numbers = sorted(r.json()["registration_number"] for r in results)
+    serials = [int(n.rsplit("-", 1)[1]) for n in numbers]
+    assert serials == list(range(serials[0], serials[0] + 6))
+    assert len({n.split("-")[1] for n in numbers}) == 1
+
+
+async def test_review_race_exactly_one_wins(client, parties: Parties, operator) -> None:
+    import asyncio
+
+    p = await provider(client, parties)
+    a = await draft(client, p)
+    await upload(client, p, a["id"], os.urandom(64))
+    await submit(client, p, a["id"])
+    results = await asyncio.gather(
+        client.post(f"/v1/assets/{a['id']}/review", json={"decision": "approve"}, headers=operator.auth),
+        client.post(f"/v1/assets/{a['id']}/review", json={"decision": "reject", "reason": "no"}, headers=operator.auth),
+        client.post(f"/v1/assets/{a['id']}/review", json={"decision": "approve"}, headers=operator.auth),
+    )
+    codes = sorted(r.status_code for r in results)
+    assert codes == [200, 409, 409], [r.text for r in results]
+    for r in results:
+        if r.status_code == 409:
+            assert_problem(r, 409)
+    decided = [e["entry"]["type"] for e in (await client.get("/v1/ledger/entries",
+               params={"subject": f"asset:{a['id']}"})).json()["items"]]
+    assert decided.count("asset.approved") + decided.count("asset.rejected") == 1
+
+
+async def test_registered_asset_helper(client, parties: Parties, operator) -> None:
+    p = await provider(client, parties)
+    asset = await registered_asset(client, p, operator)
+    assert asset["status"] == "registered" and asset["registered_revision"] == 1
+    assert ASSET["title"] == asset["title"]
