@@ -197,6 +197,55 @@ def ledger_export(directory: Path) -> None:
     click.echo(f"exported {count} entries to {directory}", err=True)
 
 
+# -- client-side helpers ----------------------------------------------------------
+
+
+@main.group("client")
+def client_group() -> None:
+    """Helpers for a party: make a signing key, sign the bytes the API hands out."""
+
+
+@client_group.command("keygen")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="where to write the private key (PEM, mode 0600)")
+def client_keygen(out: Path) -> None:
+    """Make an Ed25519 key; print its public key as the API wants it (base64 of 32 bytes)."""
+    import base64
+    import os
+
+    from cryptography.hazmat.primitives import serialization as ser
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption())
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    click.echo(base64.b64encode(key.public_key().public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)).decode())
+
+
+@client_group.command("sign")
+@click.option("--key", "key_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("signing_bytes")
+def client_sign(key_path: Path, signing_bytes: str) -> None:
+    """Sign SIGNING_BYTES (base64, as the API gave it; '-' reads stdin); print the signature, base64."""
+    import base64
+    import binascii
+
+    from cryptography.hazmat.primitives import serialization as ser
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    text = sys.stdin.read().strip() if signing_bytes == "-" else signing_bytes
+    try:
+        message = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise click.BadParameter("not standard base64", param_hint="SIGNING_BYTES") from None
+    key = ser.load_pem_private_key(key_path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise click.BadParameter("not an Ed25519 private key", param_hint="--key")
+    click.echo(base64.b64encode(key.sign(message)).decode())
+
+
 # -- serve ---------------------------------------------------------------------
 
 

@@ -124,3 +124,18 @@ def test_serve_bootstraps_an_operator_and_answers_health(env) -> None:
         again.terminate()
         out, _ = again.communicate(timeout=30)
     assert "mkt_" not in out
+
+
+def test_client_keygen_and_sign(env, tmp_path) -> None:
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    key_file = tmp_path / "provider.pem"
+    public = base64.b64decode(market(env, "client", "keygen", "--out", str(key_file)).stdout.strip(), validate=True)
+    assert len(public) == 32 and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    message = base64.b64encode(b'{"type":"ownership-claim"}').decode()
+    signature = base64.b64decode(market(env, "client", "sign", "--key", str(key_file), message).stdout.strip())
+    Ed25519PublicKey.from_public_bytes(public).verify(signature, b'{"type":"ownership-claim"}')
+    assert market(env, "client", "sign", "--key", str(key_file), "not base64!", check=False).returncode != 0
+    assert market(env, "client", "keygen", "--out", str(key_file), check=False).returncode != 0  # never overwrites
