@@ -1,4 +1,4 @@
-"""Ledger entries: signed canonical JSON leaves (the ledger's format notes, §2).
+"""Ledger entries: leaves that are Ed25519-signed RFC 8785 (JCS) canonical JSON objects.
 
 A leaf is the UTF-8 of an RFC 8785 (JCS) canonical JSON object::
 
@@ -180,14 +180,8 @@ def _encode(obj: Any, ascii_only: bool) -> bytes:
     return rfc8785.dumps(obj)
 
 
-def parse_entry(leaf: bytes) -> dict[str, Any]:
-    """Parse a leaf strictly and return the entry; raises MalformedError.
-
-    The leaf must be at most 65,535 bytes of UTF-8 canonical JSON (re-encoding
-    gives the same bytes) with exactly the entry fields, version 1, a well-formed
-    type, subject, actor, time and ``sig`` (Ed25519, 8 hex digit kid, base64 of
-    64 bytes), and no floats. The signature itself is not checked.
-    """
+def _parse(leaf: bytes) -> tuple[dict[str, Any], bytes]:
+    """``parse_entry``, also returning the raw 64-byte signature."""
     if len(leaf) > MAX_LEAF_SIZE:
         raise MalformedError(f"entry is {len(leaf)} bytes, want at most {MAX_LEAF_SIZE}")
     try:
@@ -198,9 +192,7 @@ def parse_entry(leaf: bytes) -> dict[str, Any]:
         ascii_only = leaf.isascii()
         if _encode(obj, ascii_only) != leaf:
             raise MalformedError("entry is not canonical JSON (RFC 8785)")
-    except (UnicodeError, ValueError, RecursionError, rfc8785.CanonicalizationError) as e:
-        if isinstance(e, MalformedError):
-            raise
+    except (UnicodeError, ValueError, RecursionError) as e:  # MalformedError passes through
         raise MalformedError(f"entry is not valid JSON: {e}") from None
     if obj.keys() != _FIELDS:
         raise MalformedError(f"entry fields {sorted(obj)}, want {sorted(_FIELDS)}")
@@ -221,7 +213,18 @@ def parse_entry(leaf: bytes) -> dict[str, Any]:
         raise MalformedError("entry sig value is not base64") from None
     if len(raw) != 64 or base64.b64encode(raw).decode() != value:
         raise MalformedError("entry sig value must be the canonical base64 of 64 bytes")
-    return obj
+    return obj, raw
+
+
+def parse_entry(leaf: bytes) -> dict[str, Any]:
+    """Parse a leaf strictly and return the entry; raises MalformedError.
+
+    The leaf must be at most 65,535 bytes of UTF-8 canonical JSON (re-encoding
+    gives the same bytes) with exactly the entry fields, version 1, a well-formed
+    type, subject, actor, time and ``sig`` (Ed25519, 8 hex digit kid, base64 of
+    64 bytes), and no floats. The signature itself is not checked.
+    """
+    return _parse(leaf)[0]
 
 
 def signed_message(entry: dict[str, Any]) -> bytes:
@@ -261,13 +264,13 @@ def verify_entry(leaf: bytes, public_key: bytes | Ed25519PublicKey, kid: bytes |
     MalformedError for a malformed leaf, UnknownKeyError when the entry names
     another key id, BadSignatureError when the signature fails.
     """
-    entry = parse_entry(leaf)
+    entry, signature = _parse(leaf)
     want = kid.hex() if isinstance(kid, bytes) else kid
     if entry["sig"]["kid"] != want:
         raise UnknownKeyError(f"entry signed by key {entry['sig']['kid']}, want {want}")
     key = public_key if isinstance(public_key, Ed25519PublicKey) else Ed25519PublicKey.from_public_bytes(public_key)
     try:
-        key.verify(base64.b64decode(entry["sig"]["value"]), _signed_bytes(leaf, entry))
+        key.verify(signature, _signed_bytes(leaf, entry))
     except InvalidSignature:
         raise BadSignatureError("entry signature does not verify") from None
     return entry

@@ -48,13 +48,14 @@ class VerificationError(LedgerError):
 class RootMismatchError(VerificationError):
     """A root recomputed from a proof or from leaves differs from the expected one."""
 
-    def __init__(self, expected: bytes, calculated: bytes, message: str | None = None) -> None:
+    def __init__(self, expected: bytes, calculated: bytes, what: str = "root") -> None:
+        super().__init__(expected, calculated, what)
         self.expected = bytes(expected)
         self.calculated = bytes(calculated)
-        super().__init__(
-            message
-            or f"root mismatch: expected {self.expected.hex()}, calculated {self.calculated.hex()}"
-        )
+        self.what = what
+
+    def __str__(self) -> str:  # formatted lazily: proof checks may raise this in bulk
+        return f"{self.what} mismatch: expected {self.expected.hex()}, calculated {self.calculated.hex()}"
 
 
 class BadSignatureError(VerificationError):

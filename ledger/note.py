@@ -160,7 +160,7 @@ class CosignatureSigner:
 
 
 def _cosigned_message(body: str, timestamp: int) -> bytes:
-    return f"cosignature/v1\ntime {timestamp}\n{body}".encode("utf-8")
+    return f"cosignature/v1\ntime {timestamp}\n{body}".encode()
 
 
 @dataclass(frozen=True)

@@ -325,7 +325,7 @@ def integrate(
     edges: list[list[bytes]] = []  # per level: right-edge subtree hashes, left to right
     carry: list[bytes] = list(leaf_hashes)  # new hashes at this level's bottom row
     level = 0
-    while (new_count := new_size >> (TILE_HEIGHT * level)) > 0:
+    while new_size >> (TILE_HEIGHT * level) > 0:
         old_count = old_size >> (TILE_HEIGHT * level)
         first = old_count // TILE_WIDTH
         w_old = old_count % TILE_WIDTH

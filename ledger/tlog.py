@@ -39,8 +39,8 @@ ReadHashes = Callable[[list[int]], list[bytes]]
 
 def _maxpow2(n: int) -> tuple[int, int]:
     """Return (k, l): k = 2**l is the largest power of two smaller than n (n > 1)."""
-    l = (n - 1).bit_length() - 1
-    return 1 << l, l
+    level = (n - 1).bit_length() - 1
+    return 1 << level, level
 
 
 def stored_hash_index(level: int, n: int) -> int:
