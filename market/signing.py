@@ -43,8 +43,11 @@ def _b64(value: str, what: str, kind: str) -> bytes:
         raise Unprocessable(f"{what} is not valid standard base64", kind=kind) from None
 
 
-def open_document(signing_bytes_b64: str, *, doc_type: str, market: str) -> tuple[bytes, dict[str, Any]]:
-    """Decode and check the bytes are a canonical document of ``doc_type`` for this market."""
+def open_document(
+    signing_bytes_b64: str, *, doc_type: str, market: str, fields: frozenset[str]
+) -> tuple[bytes, dict[str, Any]]:
+    """Decode and check the bytes are a canonical document of ``doc_type`` for this market,
+    with exactly the members ``fields`` (nothing added that the market did not hand out)."""
     raw = _b64(signing_bytes_b64, "signing_bytes", "malformed-document")
     if len(raw) > MAX_DOCUMENT_BYTES:
         raise Unprocessable(f"signing_bytes is {len(raw)} bytes, want at most {MAX_DOCUMENT_BYTES}", kind="malformed-document")
@@ -63,6 +66,9 @@ def open_document(signing_bytes_b64: str, *, doc_type: str, market: str) -> tupl
                             kind="non-canonical-document")
     if document.get("type") != doc_type or document.get("market") != market or document.get("v") != 1:
         raise Unprocessable(f"signing_bytes are not a {doc_type} document of this market", kind="altered-document")
+    if set(document) != fields:
+        extra, missing = sorted(set(document) - fields), sorted(fields - set(document))
+        raise Unprocessable(f"the {doc_type} has unexpected members {extra} or lacks {missing}", kind="altered-document")
     return raw, document
 
 

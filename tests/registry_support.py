@@ -91,3 +91,109 @@ async def registered_asset(client: Any, signer: Signer, operator: Party, content
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# -- helpers for the rule tests --------------------------------------------------------
+
+
+async def ledger_items(client: Any, asset_id: str) -> list[dict[str, Any]]:
+    """Every ledger entry about the asset, pending ones included."""
+    r = await client.get("/v1/ledger/entries", params={"subject": f"asset:{asset_id}"})
+    assert r.status_code == 200, r.text
+    return r.json()["items"]
+
+
+async def entry_types(client: Any, asset_id: str) -> list[str]:
+    return [i["entry"]["type"] for i in await ledger_items(client, asset_id)]
+
+
+async def wait_integrated(client: Any, asset_id: str) -> None:
+    import asyncio
+
+    for _ in range(100):
+        items = await ledger_items(client, asset_id)
+        if items and all(i["index"] is not None for i in items):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"entries of asset:{asset_id} not integrated within 5 s")
+
+
+@dataclass
+class Snapshot:
+    """An asset as a staff reader sees it, and the leaf hashes of its ledger entries."""
+
+    client: Any
+    asset_id: str
+    viewer: Party
+    asset: dict[str, Any]
+    leaves: list[str]
+
+    @classmethod
+    async def take(cls, client: Any, asset_id: str, viewer: Party) -> "Snapshot":
+        r = await client.get(f"/v1/assets/{asset_id}", headers=viewer.auth)
+        assert r.status_code == 200, r.text
+        leaves = [i["leaf_hash"] for i in await ledger_items(client, asset_id)]
+        return cls(client, asset_id, viewer, r.json(), leaves)
+
+    async def assert_unchanged(self) -> None:
+        now = await Snapshot.take(self.client, self.asset_id, self.viewer)
+        assert now.asset == self.asset
+        assert now.leaves == self.leaves
+
+
+def signing_bytes_of(document: Any) -> str:
+    """Base64 of the RFC 8785 form of ``document``."""
+    import rfc8785
+
+    return base64.b64encode(rfc8785.dumps(document)).decode()
+
+
+async def fetch_claim(client: Any, signer: Signer, asset_id: str, rights: str | None = None) -> dict[str, Any]:
+    params = {"rights": rights} if rights else None
+    r = await client.get(f"/v1/assets/{asset_id}/claim", params=params, headers=signer.auth)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def post_claim(client: Any, signer: Signer, asset_id: str, signing_bytes: str, key_id: str | None = None,
+                     signature: str | None = None) -> Any:
+    return await client.post(f"/v1/assets/{asset_id}/claim", headers=signer.auth, json={
+        "signing_bytes": signing_bytes, "key_id": key_id or signer.key_id,
+        "signature": signature if signature is not None else signer.sign(signing_bytes),
+    })
+
+
+@dataclass
+class OwnApp:
+    client: Any
+    parties: Parties
+    operator: Party
+
+
+def own_app(databases: Any, data_dir: Any, clock: Any = None, **overrides: Any) -> Any:
+    """An app of its own (fresh database) with settings overridden, as an async context manager."""
+    import contextlib
+
+    @contextlib.asynccontextmanager
+    async def running() -> Any:
+        from litestar.testing import AsyncTestClient
+
+        from market.app import create_app
+        from market.bootstrap import create_staff_account
+        from market.db import make_engine
+        from tests.conftest import make_settings
+
+        settings = make_settings(data_dir, await databases.new(), **overrides)
+        engine = make_engine(settings.sqlalchemy_url)
+        try:
+            token = await create_staff_account(settings, engine, "Operator", "operator")
+        finally:
+            await engine.dispose()
+        async with AsyncTestClient(app=create_app(settings, clock=clock)) as client:
+            op = Party("", token, {})
+            r = await client.get("/v1/accounts/me", headers=op.auth)
+            assert r.status_code == 200, r.text
+            op.id, op.body = r.json()["id"], r.json()
+            yield OwnApp(client, Parties(client, settings, op), op)
+
+    return running()

@@ -47,6 +47,7 @@ def upgrade() -> None:
     sa.Column('content_revision', sa.Integer(), nullable=False),
     sa.Column('content_sha256', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('registered_revision', sa.Integer(), nullable=False),
+    sa.Column('registered_sha256', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('rights', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('claim', sa.Text(), nullable=True),
     sa.Column('claim_key_id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True),
@@ -69,6 +70,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_assets_grade'), ['grade'], unique=False)
         batch_op.create_index(batch_op.f('ix_assets_notice_ends_at'), ['notice_ends_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_assets_provider_id'), ['provider_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_assets_registered_sha256'), ['registered_sha256'], unique=False)
         batch_op.create_index(batch_op.f('ix_assets_status'), ['status'], unique=False)
 
     op.create_table('asset_revisions',
@@ -142,6 +144,7 @@ def downgrade() -> None:
     op.drop_table('asset_revisions')
     with op.batch_alter_table('assets', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_assets_status'))
+        batch_op.drop_index(batch_op.f('ix_assets_registered_sha256'))
         batch_op.drop_index(batch_op.f('ix_assets_provider_id'))
         batch_op.drop_index(batch_op.f('ix_assets_notice_ends_at'))
         batch_op.drop_index(batch_op.f('ix_assets_grade'))

@@ -36,6 +36,7 @@ class Asset(SQLModel, table=True):
     content_sha256: str | None = Field(default=None, max_length=64, index=True)
     # ... and the revision that is registered (what buyers receive).
     registered_revision: int = 0
+    registered_sha256: str | None = Field(default=None, max_length=64, index=True)
 
     rights: str = Field(default="[]", max_length=100)  # JSON list, from the accepted claim
     claim: str | None = Field(default=None, sa_column=Column(Text))  # canonical claim JSON (signed bytes)

@@ -59,6 +59,9 @@ CLAIM_TYPE = "ownership-claim"
 TRANSFER_TYPE = "holding-transfer"
 CERTIFICATE_TYPE = "data-asset-registration-certificate"
 TRANSFER_ACCEPT_WINDOW = timedelta(days=7)
+CLAIM_FIELDS = frozenset({"type", "v", "market", "asset", "provider", "commitment", "rights", "source", "issued_at"})
+TRANSFER_FIELDS = frozenset({"type", "v", "market", "asset", "registration_number", "from", "to", "right",
+                             "commitment", "issued_at"})
 
 
 @dataclass(frozen=True)
@@ -115,15 +118,25 @@ def commitment_of(rev: AssetRevision) -> dict[str, Any]:
 
 
 async def conflicts(session: AsyncSession, asset: Asset) -> list[str]:
-    """Other parties' assets, pending or registered, with the same content."""
-    if asset.content_sha256 is None:
+    """Other parties' assets, pending or registered, claiming the same content.
+
+    An asset's content counts as claimed as its registered revision and, while it is
+    submitted or in notice, as the revision under review; this asset is compared by
+    both its newest upload and its registered revision.
+    """
+    hashes = sorted({h for h in (asset.content_sha256, asset.registered_sha256) if h})
+    if not hashes:
         return []
+    under_review = [S.submitted.value, S.public_notice.value]
     rows = await session.exec(
         select(Asset.id).where(
-            Asset.content_sha256 == asset.content_sha256,
             Asset.provider_id != asset.provider_id,
             Asset.id != asset.id,
-            Asset.status.in_([s.value for s in PENDING_OR_REGISTERED]),  # type: ignore[attr-defined]
+            or_(
+                Asset.content_sha256.in_(hashes) & Asset.status.in_(under_review),  # type: ignore[union-attr,attr-defined]
+                Asset.registered_sha256.in_(hashes)  # type: ignore[union-attr]
+                & Asset.status.in_([s.value for s in PENDING_OR_REGISTERED]),  # type: ignore[attr-defined]
+            ),
         ).order_by(Asset.id)  # type: ignore[arg-type]
     )
     return list(rows.all())
@@ -319,7 +332,7 @@ async def submit_claim(
     if asset.frozen:
         raise Forbidden(f"asset {asset_id} is frozen", kind="asset-frozen")
     _gates(asset)
-    raw, claim = signing.open_document(signing_bytes, doc_type=CLAIM_TYPE, market=ctx.market)
+    raw, claim = signing.open_document(signing_bytes, doc_type=CLAIM_TYPE, market=ctx.market, fields=CLAIM_FIELDS)
     if claim.get("asset") != asset.id or claim.get("provider") != ctx.caller.id:
         raise Unprocessable("the claim names another asset or provider", kind="altered-document")
     rev = await revision(session, asset)
@@ -436,7 +449,7 @@ async def _register(session: AsyncSession, asset: Asset, now: datetime, market: 
     number = asset.registration_number or await _registration_number(session, now.year)
     await _transition(session, asset, "register", "market", "asset.notice_ended", {"registration_number": number},
                       registration_number=number, registered_at=now, registered_revision=asset.content_revision,
-                      change=False, updated_at=now)
+                      registered_sha256=asset.content_sha256, change=False, updated_at=now)
     await _issue_certificate(session, asset, market, "asset.registered", "market", now, {"change": False})
 
 
@@ -561,7 +574,10 @@ async def propose_transfer(
         raise InvalidTransition(f"asset {asset_id}", asset.status, "transfer")
     if asset.frozen:
         raise Forbidden(f"asset {asset_id} is frozen", kind="asset-frozen")
-    raw, document = signing.open_document(signing_bytes, doc_type=TRANSFER_TYPE, market=ctx.market)
+    raw, document = signing.open_document(signing_bytes, doc_type=TRANSFER_TYPE, market=ctx.market,
+                                          fields=TRANSFER_FIELDS)
+    if document.get("right") != "holding":
+        raise Unprocessable("a transfer moves the holding right and must say so", kind="altered-document")
     rev = await revision(session, asset, asset.registered_revision)
     assert rev is not None
     if (document.get("asset"), document.get("from"), document.get("registration_number"), document.get("commitment")) \
