@@ -282,3 +282,22 @@ async def test_account_list_pagination(client, parties: Parties, operator) -> No
     assert_problem(await client.get("/v1/accounts", params={"limit": 0}, headers=operator.auth), 422)
     assert_problem(await client.get("/v1/accounts", params={"limit": 501}, headers=operator.auth), 422)
     assert_problem(await client.get("/v1/accounts", params={"cursor": "%%%"}, headers=operator.auth), 422)
+
+
+async def test_account_event_is_integrated_within_a_second(client) -> None:
+    """The serving process integrates new entries in the background (API.md: within 1 s)."""
+    import asyncio
+    import time
+
+    r = await client.post("/v1/accounts", json={"name": "Fast Co", "kind": "individual", "roles": ["buyer"]})
+    subject = f"account:{r.json()['account']['id']}"
+    started = time.monotonic()
+    while True:
+        items = (await client.get("/v1/ledger/entries", params={"subject": subject})).json()["items"]
+        if items and items[0]["index"] is not None:
+            break
+        assert time.monotonic() - started < 1.0, "not integrated within 1 s"
+        await asyncio.sleep(0.02)
+    index = items[0]["index"]
+    size = int((await client.get("/v1/ledger/checkpoint")).text.split("\n")[1])
+    assert index < size
