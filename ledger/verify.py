@@ -33,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -89,7 +90,8 @@ class BundleReport:
 def verify_bundle(bundle: dict[str, Any] | bytes | str, vkey: str) -> BundleReport:
     """Check a bundle ``{"document", "ledger": {...}}`` against the log key ``vkey``.
 
-    Checks, in order: the bundle's shape; ``data.document_sha256`` of the leaf
+    Checks, in order: the bundle's shape; the leaf's form (canonical entry JSON);
+    ``data.document_sha256`` of the leaf
     against the SHA-256 of the RFC 8785 form of ``document``; the leaf's entry
     signature by the vkey's key (its kid must be the vkey's key id); then, unless
     the entry is pending (``index`` null and no checkpoint or proof), the
@@ -106,7 +108,7 @@ def verify_bundle(bundle: dict[str, Any] | bytes | str, vkey: str) -> BundleRepo
                 raise MalformedError("bundle is over 16 MiB")
             try:
                 bundle = json.loads(bundle)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise MalformedError("bundle is not JSON") from None
         if not isinstance(bundle, dict) or "document" not in bundle or not isinstance(bundle.get("ledger"), dict):
             raise MalformedError('bundle must be {"document": ..., "ledger": {...}}')
@@ -122,12 +124,13 @@ def verify_bundle(bundle: dict[str, Any] | bytes | str, vkey: str) -> BundleRepo
         if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
             raise MalformedError("ledger.index must be null or an integer >= 0")
 
-        check = "document hash"
+        check = "leaf"
         entry = parse_entry(leaf)
+        check = "document hash"
         want = entry["data"].get("document_sha256")
         try:
             got = hashlib.sha256(rfc8785.dumps(bundle["document"])).hexdigest()
-        except rfc8785.CanonicalizationError as e:
+        except (rfc8785.CanonicalizationError, RecursionError) as e:
             raise MalformedError(f"document cannot be canonicalised: {e}") from None
         if want != got:
             raise VerificationError(f"leaf has document_sha256 {want!r}, the document hashes to {got}")
@@ -288,21 +291,34 @@ def _results(
         for first, batch in tasks:
             yield _check_bundles_with(key, kid, first, batch)
         return
-    with ProcessPoolExecutor(
-        workers, mp_context=_pool_context(), initializer=_init_worker,
-        initargs=(verifier.public_key, verifier.key_id.hex()),
-    ) as pool:
-        pending: deque[Future[tuple[bytes, tuple[int, str] | None]]] = deque()
-        try:
-            for first, batch in tasks:
-                pending.append(pool.submit(_check_bundles, first, batch))
-                if len(pending) >= 2 * workers:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for f in pending:
-                f.cancel()
+    pending: deque[tuple[int, list[tuple[int, bytes]], Future[tuple[bytes, tuple[int, str] | None]]]] = deque()
+    try:
+        with ProcessPoolExecutor(
+            workers, mp_context=_pool_context(), initializer=_init_worker,
+            initargs=(verifier.public_key, verifier.key_id.hex()),
+        ) as pool:
+            try:
+                for first, batch in tasks:
+                    pending.append((first, batch, pool.submit(_check_bundles, first, batch)))
+                    if len(pending) >= 2 * workers:
+                        result = pending[0][2].result()
+                        pending.popleft()
+                        yield result
+                while pending:
+                    result = pending[0][2].result()
+                    pending.popleft()
+                    yield result
+            finally:
+                for _, _, f in pending:
+                    f.cancel()
+    except (BrokenProcessPool, OSError):
+        # No worker processes here (a sandbox, a broken spawn): finish in this process,
+        # from the first batch whose result was not yet yielded.
+        key, kid = verifier.ed25519, verifier.key_id.hex()
+        for first, batch, _ in list(pending):
+            yield _check_bundles_with(key, kid, first, batch)
+        for first, batch in tasks:
+            yield _check_bundles_with(key, kid, first, batch)
 
 
 def _progress(total: int, enabled: bool | None) -> tuple[Callable[[int], None], Callable[[], None]]:

@@ -32,7 +32,7 @@ from .note import CosignatureSigner, Verifier, open_checkpoint
 from .sources import HttpSource, load_state, save_state
 from .verify import _log_verifier, check_consistency
 
-__all__ = ["WitnessResult", "generate_witness_key", "load_witness_key", "witness_once"]
+__all__ = ["WitnessResult", "generate_witness_key", "load_witness_key", "witness_name", "witness_once"]
 
 
 def load_witness_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:

@@ -111,7 +111,8 @@ def test_bundle_vkey_inside_is_not_trusted(tmp_path):
         (lambda b: b["ledger"].__setitem__("checkpoint", b["ledger"]["checkpoint"].replace("\n9\n", "\n10\n")),
          "checkpoint signature"),
         (lambda b: b["ledger"].__setitem__("checkpoint", None), "checkpoint signature"),
-        (lambda b: b["ledger"].__setitem__("leaf", b["ledger"]["leaf"][:-4]), "document hash"),
+        (lambda b: b["ledger"].__setitem__("leaf", b["ledger"]["leaf"][:-4]), "leaf"),
+        (lambda b: b["document"].__setitem__("extra", 1), "document hash"),
         (lambda b: b["ledger"].__setitem__("index", -1), "bundle"),
         (lambda b: b.pop("document"), "bundle"),
     ],
@@ -259,6 +260,19 @@ def test_verify_log_in_worker_processes(log_dir, monkeypatch):
     flip_byte(log_dir / tiles.entries_path(2, 188), 100)
     report = verify_log(log_dir, S.vkey, workers=2)
     assert not report.ok and report.failed_entry is not None and report.failed_entry >= 512
+
+
+def _die(first_tile, bundles):
+    os._exit(3)
+
+
+def test_verify_log_survives_a_broken_worker_pool(log_dir, monkeypatch):
+    monkeypatch.setattr(verify_mod, "PARALLEL_THRESHOLD", 0)
+    monkeypatch.setattr(verify_mod, "TILES_PER_TASK", 1)
+    monkeypatch.setattr(verify_mod, "_check_bundles", _die)  # workers die; the rest runs in-process
+    report = verify_log(log_dir, S.vkey, workers=2)
+    assert report.ok, report.error
+    assert report.entries_checked == 700
 
 
 # --- --state: consistency, forks, rollbacks ------------------------------------------
