@@ -12,7 +12,7 @@ from ledger import merkle, note, tiles
 from ledger.entry import verify_entry
 from market import db
 from market.app import create_app
-from tests.conftest import Party, assert_problem, make_settings, random_uscc
+from tests.conftest import assert_problem, make_settings, random_uscc
 
 
 class LedgerHarness:

@@ -1,7 +1,6 @@
 """The ledger under stress and attack: many processes, kill -9, tampering, split views."""
 
 import asyncio
-import base64
 import os
 import signal
 import subprocess

@@ -15,7 +15,7 @@ from market.config import Settings
 from market.errors import DomainError
 from market.ids import new_id
 from market.pagination import DEFAULT_LIMIT, Page
-from market.registry import certificates, service
+from market.registry import certificates, service, transfers
 from market.registry.schemas import (
     AssetCreate,
     AssetRead,
@@ -172,15 +172,15 @@ class AssetController(Controller):
     @get("/{asset_id:str}/transfer-document", summary="The holding-transfer document to sign (holder)")
     async def transfer_document(self, state: State, db: AsyncSession, caller: Caller, asset_id: str,
                                 to: str) -> TransferToSign:
-        return TransferToSign(**await service.transfer_to_sign(db, ctx_of(state, caller), asset_id, to))
+        return TransferToSign(**await transfers.transfer_to_sign(db, ctx_of(state, caller), asset_id, to))
 
     @post("/{asset_id:str}/transfers", status_code=201, summary="Propose a transfer of the holding right (holder)")
     async def propose_transfer(self, request: Request, state: State, db: AsyncSession, caller: Caller,
                                asset_id: str, data: SignedSubmission) -> Response[dict[str, Any]]:
         async def action() -> tuple[int, Any]:
-            transfer = await service.propose_transfer(db, ctx_of(state, caller), asset_id, data.signing_bytes,
+            transfer = await transfers.propose_transfer(db, ctx_of(state, caller), asset_id, data.signing_bytes,
                                                       data.key_id, data.signature)
-            return 201, service.transfer_read(transfer)
+            return 201, transfers.transfer_read(transfer)
 
         return await idempotency.run(request, db, caller.id, data, action)
 
@@ -205,6 +205,6 @@ class TransferController(Controller):
     @post("/{transfer_id:str}/acceptance", status_code=200, summary="Accept and countersign (receiving party)")
     async def accept(self, state: State, db: AsyncSession, caller: Caller, transfer_id: str,
                      data: TransferAccept) -> dict[str, Any]:
-        transfer = await service.accept_transfer(db, ctx_of(state, caller), transfer_id, data.key_id, data.signature)
+        transfer = await transfers.accept_transfer(db, ctx_of(state, caller), transfer_id, data.key_id, data.signature)
         await db.commit()
-        return service.transfer_read(transfer)
+        return transfers.transfer_read(transfer)
