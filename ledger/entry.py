@@ -12,8 +12,9 @@ in hex. Entries hold no floats, so their canonical form is unambiguous.
 Speed matters here (a log verifier checks every entry), so two shortcuts are
 taken, each exact:
 
-- Signing canonicalises the unsigned object once and splices the ``sig`` member in
-  at its sorted place (after ``data``, before ``subject``).
+- Signing canonicalises only ``data`` and assembles the rest around it (the other
+  members are plain ASCII by their patterns), splicing ``sig`` in at its sorted place
+  (after ``data``, before ``subject``).
 - For an ASCII leaf, the canonical check uses the C ``json`` encoder with sorted
   keys: on ASCII keys, strings and integers its output is byte-identical to JCS
   (same escapes, and code point order equals UTF-16 order). Other leaves go
@@ -140,20 +141,23 @@ def sign_entry(
     """
     stamp = format_time(time)
     _check_fields(type, subject, actor, data, stamp, ENTRY_VERSION)
-    unsigned = {"actor": actor, "data": data, "subject": subject, "time": stamp, "type": type, "v": ENTRY_VERSION}
-    message = canonical(unsigned)
     if len(signer.key_id) != 4:
         raise MalformedError(f"key id is {len(signer.key_id)} bytes, want 4")
-    sig = {"alg": "Ed25519", "kid": signer.key_id.hex(), "value": base64.b64encode(signer.sign(message)).decode()}
-    # "sig" sorts after "actor" and "data" and before "subject": splice it in there.
-    tail = canonical({"subject": subject, "time": stamp, "type": type, "v": ENTRY_VERSION})[1:]
-    if not message.endswith(b"," + tail):
-        raise AssertionError("canonical form of the entry does not end with its subject")
-    sig_json = b'{"alg":"Ed25519","kid":"%s","value":"%s"}' % (sig["kid"].encode(), sig["value"].encode())
-    leaf = message[: -len(tail)] + b'"sig":' + sig_json + b"," + tail
+    # type, subject, actor and time match patterns of plain ASCII that JSON never
+    # escapes, and the members sort as actor < data < sig < subject < time < type < v,
+    # so the canonical form is assembled around the canonical ``data`` directly.
+    head = b'{"actor":"%s","data":%s,' % (actor.encode(), canonical(data))
+    tail = b'"subject":"%s","time":"%s","type":"%s","v":%d}' % (
+        subject.encode(), stamp.encode(), type.encode(), ENTRY_VERSION)
+    message = head + tail
+    kid = signer.key_id.hex()
+    value = base64.b64encode(signer.sign(message)).decode()
+    leaf = head + b'"sig":{"alg":"Ed25519","kid":"%s","value":"%s"},' % (kid.encode(), value.encode()) + tail
     if len(leaf) > MAX_LEAF_SIZE:
         raise MalformedError(f"entry is {len(leaf)} bytes, want at most {MAX_LEAF_SIZE}")
-    return {**unsigned, "sig": sig}, leaf
+    entry = {"actor": actor, "data": data, "subject": subject, "time": stamp, "type": type, "v": ENTRY_VERSION,
+             "sig": {"alg": "Ed25519", "kid": kid, "value": value}}
+    return entry, leaf
 
 
 def _parse_int(s: str) -> int:

@@ -14,6 +14,7 @@ The tile arithmetic is pure (``ledger.tiles``, ``ledger.tlog``); here it is fed 
 """
 
 import base64
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,14 +66,49 @@ class _SyncTiles:
         return {(r[0], r[1]): bytes(r[2]) for r in rows}
 
 
+class _CachedTiles:
+    """``tiles.TileReader`` that serves tiles of a tree of ``size`` from memory when it
+    holds enough of them, reads the rest through ``inner``, and keeps what it read."""
+
+    def __init__(self, inner: _SyncTiles, cache: "OrderedDict[tuple[int, int], bytes]", size: int, limit: int) -> None:
+        self.inner, self.cache, self.size, self.limit = inner, cache, size, limit
+
+    def read_tiles(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        out, missing = {}, []
+        for key in keys:
+            data = self.cache.get(key)
+            if data is not None and len(data) >= tiles.tile_width(self.size, *key) * merkle.HASH_SIZE:
+                out[key] = data
+            else:
+                missing.append(key)
+        if missing:
+            for key, data in self.inner.read_tiles(missing).items():
+                out[key] = data
+                if len(data) > len(self.cache.get(key, b"")):
+                    self.cache[key] = data
+            while len(self.cache) > self.limit:
+                self.cache.popitem(last=False)
+        return out
+
+
 class Log:
     """One market's log: its signing key and origin, over any session given to it."""
 
-    def __init__(self, private_key: Ed25519PrivateKey, origin: str) -> None:
+    def __init__(
+        self, private_key: Ed25519PrivateKey, origin: str, *, hash_cache_size: int = 1 << 17,
+        tile_cache_size: int = 4096,
+    ) -> None:
         self.origin = origin
         self.signer = note.Signer(origin, private_key)
         self.public_key = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.verifier = note.Verifier.from_vkey(self.signer.vkey)
+        # Stored hashes (tlog numbering) are hashes of complete subtrees: once they
+        # exist they never change, so proofs may keep them. Bounded, oldest out first.
+        self._hashes: OrderedDict[int, bytes] = OrderedDict()
+        self.hash_cache_size = hash_cache_size
+        self._tiles: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self.tile_cache_size = tile_cache_size
+        self._known_size = 0
 
     @property
     def vkey(self) -> str:
@@ -100,7 +136,7 @@ class Log:
                 raise MalformedError(f"entry is {len(leaf)} bytes, want at most {MAX_LEAF_BYTES}")
             signed.append(entry)
             rows.append({"subject": subject, "leaf": leaf, "created_at": now})
-        await session.execute(insert(PendingEntry), rows)
+        await session.execute(insert(PendingEntry.__table__), rows)  # Core: no ORM bulk overhead
         return signed
 
     async def integrate(self, session: AsyncSession, *, max_batch: int = 8192) -> int:
@@ -139,10 +175,10 @@ class Log:
             if changed:
                 await session.execute(delete(Tile).where(tuple_(Tile.level, Tile.idx).in_(list(changed))))  # type: ignore[arg-type]
                 await session.execute(
-                    insert(Tile), [{"level": k[0], "idx": k[1], "data": v} for k, v in changed.items()]
+                    insert(Tile.__table__), [{"level": k[0], "idx": k[1], "data": v} for k, v in changed.items()]
                 )
             await session.execute(
-                insert(Leaf),
+                insert(Leaf.__table__),
                 [{"idx": old_size + i, "subject": r[1], "leaf": bytes(r[2])} for i, r in enumerate(pending)],
             )
             seqs = [r[0] for r in pending]
@@ -231,14 +267,30 @@ class Log:
         ).first()
         return None if row is None else row[0]
 
-    async def _prove(self, session: AsyncSession, fn: Any) -> Any:
-        current = await self.size(session)
+    async def _prove(self, session: AsyncSession, need: int, fn: Any) -> Any:
+        """Run ``fn(current, read_hashes)`` for a tree of at least ``need`` leaves.
+
+        Tree sizes only grow and tile contents only grow at their end, so a size and
+        tile data once read stay true: the log remembers the largest size it has seen
+        and the longest data of each tile, and reads the database only for what it has
+        not seen yet.
+        """
+        current = self._known_size
+        if need > current:
+            current = self._known_size = max(self._known_size, await self.size(session))
 
         def work(sync: Session) -> Any:
-            reader = _SyncTiles(sync)
+            reader = _CachedTiles(_SyncTiles(sync), self._tiles, current, self.tile_cache_size)
+            cache = self._hashes
 
             def read_hashes(indexes: list[int]) -> list[bytes]:
-                return tiles.read_hashes_from_tiles(current, indexes, reader)
+                missing = [x for x in dict.fromkeys(indexes) if x not in cache]
+                if missing:
+                    for x, h in zip(missing, tiles.read_hashes_from_tiles(current, missing, reader), strict=True):
+                        cache[x] = h
+                    while len(cache) > self.hash_cache_size:
+                        cache.popitem(last=False)
+                return [cache[x] for x in indexes]
 
             return fn(current, read_hashes)
 
@@ -252,7 +304,7 @@ class Log:
                 raise NotFoundError(f"want 0 <= index < size <= {current}, got index {index}, size {size}")
             return tlog.tree_hash(size, read), tlog.prove_record(size, index, read)
 
-        return await self._prove(session, fn)
+        return await self._prove(session, size, fn)
 
     async def consistency_proof(self, session: AsyncSession, first: int, second: int) -> list[bytes]:
         """Proof that tree ``first`` is a prefix of tree ``second``. Requires 0 <= first <= second <= current."""
@@ -262,7 +314,7 @@ class Log:
                 raise NotFoundError(f"want 0 <= first <= second <= {current}, got {first}, {second}")
             return tlog.prove_tree(second, first, read)
 
-        return await self._prove(session, fn)
+        return await self._prove(session, second, fn)
 
     async def tile(self, session: AsyncSession, level: int, index: int, width: int) -> bytes:
         data = (
