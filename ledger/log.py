@@ -66,48 +66,92 @@ class _SyncTiles:
         return {(r[0], r[1]): bytes(r[2]) for r in rows}
 
 
-class _CachedTiles:
-    """``tiles.TileReader`` that serves tiles of a tree of ``size`` from memory when it
-    holds enough of them, reads the rest through ``inner``, and keeps what it read."""
+class _TileMemory:
+    """Tiles of the tree kept in memory for proofs, bounded, least recently used out.
 
-    def __init__(self, inner: _SyncTiles, cache: "OrderedDict[tuple[int, int], bytes]", size: int, limit: int) -> None:
-        self.inner, self.cache, self.size, self.limit = inner, cache, size, limit
+    A full tile never changes, so it is kept expanded (every level inside it, computed
+    once): a proof then costs no hashing and no database read. A partial tile's first
+    W hashes never change either, so the longest data seen serves any tree that needs
+    at most that width. What is missing is read through the session given.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.full: OrderedDict[tuple[int, int], tuple[bytes, ...]] = OrderedDict()
+        self.partial: dict[tuple[int, int], bytes] = {}
+
+    def read_hashes(self, sync: Session | None, size: int, indexes: list[int]) -> list[bytes]:
+        """The stored hashes at ``indexes`` of the tree of ``size``; with no session,
+        raises ``_NeedDatabase`` when memory does not hold them all."""
+        wanted = {}
+        for x in indexes:
+            tl, tn, height, pos = tiles.hash_in_tile(x)
+            wanted[x] = (tl, tn, height, pos)
+        missing = [key for key in dict.fromkeys((w[0], w[1]) for w in wanted.values()) if not self._has(key, size)]
+        if missing:
+            if sync is None:
+                raise _NeedDatabase
+            for key, data in _SyncTiles(sync).read_tiles(missing).items():
+                self._keep(key, data)
+        out = []
+        for x in indexes:
+            tl, tn, height, pos = wanted[x]
+            expanded = self.full.get((tl, tn))
+            if expanded is not None:
+                self.full.move_to_end((tl, tn))
+                out.append(expanded[height][pos * merkle.HASH_SIZE:(pos + 1) * merkle.HASH_SIZE])
+                continue
+            data = self.partial.get((tl, tn))
+            if data is None:
+                raise NotFoundError(f"tile {tl}/{tn} is missing")
+            out.append(tiles.read_hashes_from_tiles(size, [x], _Fixed({(tl, tn): data}))[0])
+        return out
+
+    def _has(self, key: tuple[int, int], size: int) -> bool:
+        if key in self.full:
+            return True
+        data = self.partial.get(key)
+        return data is not None and len(data) >= tiles.tile_width(size, *key) * merkle.HASH_SIZE
+
+    def _keep(self, key: tuple[int, int], data: bytes) -> None:
+        if len(data) == tiles.TILE_WIDTH * merkle.HASH_SIZE:
+            self.full[key] = tiles.expand_tile(data)
+            self.partial.pop(key, None)
+            while len(self.full) > self.limit:
+                self.full.popitem(last=False)
+        elif len(data) > len(self.partial.get(key, b"")):
+            self.partial[key] = data
+
+
+class _NeedDatabase(Exception):
+    """Memory does not hold every tile a proof needs."""
+
+
+class _Fixed:
+    """``tiles.TileReader`` over tiles already in hand."""
+
+    def __init__(self, data: dict[tuple[int, int], bytes]) -> None:
+        self.data = data
 
     def read_tiles(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-        out, missing = {}, []
-        for key in keys:
-            data = self.cache.get(key)
-            if data is not None and len(data) >= tiles.tile_width(self.size, *key) * merkle.HASH_SIZE:
-                out[key] = data
-            else:
-                missing.append(key)
-        if missing:
-            for key, data in self.inner.read_tiles(missing).items():
-                out[key] = data
-                if len(data) > len(self.cache.get(key, b"")):
-                    self.cache[key] = data
-            while len(self.cache) > self.limit:
-                self.cache.popitem(last=False)
-        return out
+        return {k: self.data[k] for k in keys if k in self.data}
 
 
 class Log:
-    """One market's log: its signing key and origin, over any session given to it."""
+    """One market's log: its signing key and origin, over sessions of one database.
+
+    ``tile_memory`` bounds the full tiles kept in memory for proofs (about 16 KiB
+    each; 4,096 cover a million entries).
+    """
 
     def __init__(
-        self, private_key: Ed25519PrivateKey, origin: str, *, hash_cache_size: int = 1 << 17,
-        tile_cache_size: int = 4096,
-    ) -> None:
+        self, private_key: Ed25519PrivateKey, origin: str, *, tile_memory: int = 4096) -> None:
         self.origin = origin
         self.signer = note.Signer(origin, private_key)
         self.public_key = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.verifier = note.Verifier.from_vkey(self.signer.vkey)
-        # Stored hashes (tlog numbering) are hashes of complete subtrees: once they
-        # exist they never change, so proofs may keep them. Bounded, oldest out first.
-        self._hashes: OrderedDict[int, bytes] = OrderedDict()
-        self.hash_cache_size = hash_cache_size
-        self._tiles: OrderedDict[tuple[int, int], bytes] = OrderedDict()
-        self.tile_cache_size = tile_cache_size
+        # Proofs read tiles through memory (see _TileMemory); sizes only grow.
+        self._memory = _TileMemory(tile_memory)
         self._known_size = 0
 
     @property
@@ -279,22 +323,29 @@ class Log:
         if need > current:
             current = self._known_size = max(self._known_size, await self.size(session))
 
+        try:  # most proofs need nothing but memory: no greenlet, no database
+            return fn(current, lambda indexes: self._memory.read_hashes(None, current, indexes))
+        except _NeedDatabase:
+            pass
+
         def work(sync: Session) -> Any:
-            reader = _CachedTiles(_SyncTiles(sync), self._tiles, current, self.tile_cache_size)
-            cache = self._hashes
-
-            def read_hashes(indexes: list[int]) -> list[bytes]:
-                missing = [x for x in dict.fromkeys(indexes) if x not in cache]
-                if missing:
-                    for x, h in zip(missing, tiles.read_hashes_from_tiles(current, missing, reader), strict=True):
-                        cache[x] = h
-                    while len(cache) > self.hash_cache_size:
-                        cache.popitem(last=False)
-                return [cache[x] for x in indexes]
-
-            return fn(current, read_hashes)
+            return fn(current, lambda indexes: self._memory.read_hashes(sync, current, indexes))
 
         return await session.run_sync(work)
+
+    async def warm(self, session: AsyncSession) -> int:
+        """Load the tree's tiles into memory, top levels first, up to the memory's bound
+        (a proof server does this at start). Returns the number of tiles loaded."""
+        self._known_size = max(self._known_size, await self.size(session))
+        rows = await session.execute(
+            select(Tile.level, Tile.idx, Tile.data).order_by(Tile.level.desc(), Tile.idx)  # type: ignore[union-attr,attr-defined]
+            .limit(self._memory.limit)
+        )
+        count = 0
+        for level, idx, data in rows:
+            self._memory._keep((level, idx), bytes(data))
+            count += 1
+        return count
 
     async def inclusion_proof(self, session: AsyncSession, index: int, size: int) -> tuple[bytes, list[bytes]]:
         """(root of tree ``size``, audit path of leaf ``index``). Requires 0 <= index < size <= current."""

@@ -216,6 +216,28 @@ def _subtree_hash(data: bytes | memoryview) -> bytes:
     return bytes(row[0])
 
 
+def expand_tile(data: bytes) -> tuple[bytes, ...]:
+    """Every level of a full tile: ``levels[k]`` holds its 256 >> k hashes at height k
+    inside the tile, concatenated (``levels[0]`` is the tile itself, ``levels[8]`` its root).
+    """
+    if len(data) != _FULL:
+        raise MalformedError(f"tile is {len(data)} bytes, want {_FULL} for a full tile")
+    levels = [bytes(data)]
+    row = [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+    while len(row) > 1:
+        row = [_sha256(_NODE + row[i] + row[i + 1]).digest() for i in range(0, len(row), 2)]
+        levels.append(b"".join(row))
+    return tuple(levels)
+
+
+def hash_in_tile(stored_index: int) -> tuple[int, int, int, int]:
+    """Where stored hash ``stored_index`` lives: (tile level, tile index, height inside
+    the tile, position at that height)."""
+    tl, tn, start, end = _tile_for_index(stored_index)
+    height = (end - start).bit_length() - 1
+    return tl, tn, height, start >> height
+
+
 def tile_root(data: bytes) -> bytes:
     """Return the root of a full tile (256 hashes): the hash one tile level up."""
     if len(data) != _FULL:
