@@ -124,7 +124,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = db.make_sessionmaker(engine)
-        app.state.ledger = Log(private_key, settings.ledger_origin)
+        app.state.ledger = Log(private_key, settings.ledger_origin, tile_memory=settings.ledger_tile_memory)
         app.state.master_key = MasterKey.load_or_create(settings.keys_dir / "master.key")
         app.state.blobs = BlobStore(settings.blobs_dir)
         app.state.clock = clock or Clock()

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     ledger_origin: str = "ledger.market.example/log"
     ledger_witnesses: str = ""
     ledger_integrate_interval: float = 0.2
+    ledger_tile_memory: int = 4096
     currency: str = "CNY"
     jurisdiction: str = "CN"
     max_body_bytes: int = 1_048_576

@@ -38,6 +38,9 @@ async def run_background(state: Any) -> None:
     last_clock = 0.0
     async with state.sessionmaker() as session:
         await state.ledger.ensure_started(session)
+    async with state.sessionmaker() as session:
+        tiles = await state.ledger.warm(session)
+    log.info("ledger tiles loaded for proofs", tiles=tiles)
     while True:
         try:
             if time.monotonic() - last_clock > settings.clock_interval:
