@@ -179,7 +179,7 @@ class Log:
             if len(leaf) > MAX_LEAF_BYTES:
                 raise MalformedError(f"entry is {len(leaf)} bytes, want at most {MAX_LEAF_BYTES}")
             signed.append(entry)
-            rows.append({"subject": subject, "leaf": leaf, "created_at": now})
+            rows.append({"subject": subject, "leaf": leaf})
         await session.execute(insert(PendingEntry.__table__), rows)  # Core: no ORM bulk overhead
         return signed
 

@@ -27,9 +27,10 @@ class PendingEntry(SQLModel, table=True):
         default=None,
         sa_column=Column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
     )
-    subject: str = Field(max_length=120, index=True)
-    leaf: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    created_at: datetime = Field(sa_type=UTCDateTime)
+    # No index on subject: pending rows live for about a second, and a scan of so few
+    # rows is cheaper than maintaining an index on every append.
+    subject: str = Field(max_length=120)
+    leaf: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # its time is inside
 
 
 class Leaf(SQLModel, table=True):
