@@ -69,6 +69,8 @@ def main() -> None:
     parser.add_argument("--bytes", type=int, default=1 << 30)
     args = parser.parse_args()
     total = args.bytes
+    if total < PIECE:
+        parser.error(f"--bytes must be at least {PIECE} (1 MiB)")
 
     with tempfile.TemporaryDirectory(prefix="market-bench-") as tmp:
         port = free_port()

@@ -3,8 +3,8 @@
 Content arrives as a stream of arbitrarily sized pieces, is re-cut into fixed-size
 plaintext chunks, and every chunk is sealed on its own with AES-256-GCM, so that any
 byte range can later be served by decrypting only the chunks it overlaps. Memory use
-is bounded by one batch (about 1 MiB of plaintext plus its ciphertext), independent
-of the blob size.
+is bounded by a couple of batches (about 3 MiB: two plaintext batches and one
+ciphertext), independent of the blob size.
 
 Key hierarchy
 -------------
@@ -94,6 +94,7 @@ DEFAULT_CHUNK_SIZE = 65536
 MAX_CHUNK_SIZE = 1 << 24
 MAX_CHUNKS = 1 << 32  # the nonce counter is 32 bits
 BATCH_BYTES = 1 << 20  # plaintext handled per worker-thread hop
+WRITEBACK_BYTES = 8 << 20  # written bytes between two writeback hints
 MAX_BLOB_ID_LEN = 128
 
 _BLOB_ID_RE = re.compile(rf"[A-Za-z0-9_.\-]{{1,{MAX_BLOB_ID_LEN}}}")
@@ -447,7 +448,8 @@ class _Sealer:
         self.chunk_size = chunk_size
         self.next_index = 0
         self.written = 0  # bytes of the file written so far
-        per_batch = max(1, 2 * BATCH_BYTES // chunk_size)
+        self.unflushed = 0  # where the bytes not yet sent to disk start
+        per_batch = max(1, BATCH_BYTES // chunk_size)
         self.out = memoryview(bytearray(per_batch * (chunk_size + TAG_SIZE)))
 
     def seal(self, fd: int, data: memoryview, last: bool) -> None:
@@ -466,22 +468,24 @@ class _Sealer:
             self.aead.encrypt_into(nonce, chunk, _aad(self.header, index, last and k == n - 1, self.bid), record)
             pos += len(record)
         self.next_index += n
-        start = self.written
-        if start == 0:
+        if self.written == 0:
             _write_all(fd, self.header)
             self.written = len(self.header)
         _write_all(fd, self.out[:pos])
         self.written += pos
-        _start_writeback(fd, start, self.written - start)
+        if self.written - self.unflushed >= WRITEBACK_BYTES:
+            _start_writeback(fd, self.unflushed, self.written - self.unflushed)
+            self.unflushed = self.written
 
 
 def _start_writeback(fd: int, offset: int, length: int) -> None:
-    # Only a hint; durability comes from the fsync in _commit. On Linux, DONTNEED
-    # on a range starts the writeback of its dirty pages without waiting for it,
-    # and evicts only clean pages, so the pages just written stay cached. The disk
-    # then works while later batches arrive, instead of all in the final fsync
-    # (which took about as long as hashing and encrypting a large blob), and
-    # dirty pages do not pile up by the gigabyte.
+    # Only a hint: durability comes from the fsync in _commit. On Linux, DONTNEED
+    # on a range starts the writeback of its dirty pages without waiting for it;
+    # it evicts only clean pages, so the dirty ones just written stay cached
+    # (merely moved to the inactive list). The disk then works while later
+    # batches arrive, rather than all at once in the final fsync, a serial step
+    # that otherwise takes a sizeable part of a large upload; and dirty pages do
+    # not pile up.
     if _LINUX_FADVISE:
         try:
             os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)

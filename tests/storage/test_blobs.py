@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import stat
 import threading
+import time
 from contextlib import aclosing
 from pathlib import Path
 
@@ -25,7 +27,8 @@ from market.storage import (
     StorageError,
     StoredBlob,
 )
-from market.storage.blobs import HEADER, TAG_SIZE
+from market.storage import blobs as blobs_module
+from market.storage.blobs import BATCH_BYTES, HEADER, TAG_SIZE
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -277,6 +280,94 @@ async def test_cancellation_leaves_nothing(tmp_path: Path) -> None:
             break
         await asyncio.sleep(0.01)
     assert all_files(tmp_path) == []
+
+
+@pytest.mark.asyncio
+async def test_source_error_while_a_batch_is_processed_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
+    store = BlobStore(tmp_path, chunk_size=4096)
+    await store.write("keep", KEY, pieces(b"keep me"), 100)
+    sealing = threading.Event()
+    seal = blobs_module._Sealer.seal
+
+    def slow_seal(self, fd, data, last):
+        seal(self, fd, data, last)
+        sealing.set()
+        time.sleep(0.3)  # still holds the temp file when the source fails
+
+    monkeypatch.setattr(blobs_module._Sealer, "seal", slow_seal)
+
+    async def failing():
+        yield b"x" * (BATCH_BYTES + 1)  # a full batch goes to the pipeline
+        for _ in range(2000):
+            if sealing.is_set():
+                break
+            await asyncio.sleep(0.005)
+        assert sealing.is_set(), "the first batch was not sealed while receiving"
+        raise ConnectionResetError("client went away")
+
+    with pytest.raises(ConnectionResetError):
+        await store.write("lost", KEY, failing(), 10**9)
+    assert all_files(tmp_path) == ["keep.blob"]  # removed before the error surfaced
+
+
+@pytest.mark.asyncio
+async def test_write_error_surfaces_unwrapped_and_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
+    store = BlobStore(tmp_path, chunk_size=4096)
+    old = payload(10_000, seed=3)
+    await store.write("ast_a.r1", KEY, pieces(old), 10**6)
+
+    def full_disk(self, fd, data, last):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(blobs_module._Sealer, "seal", full_disk)
+
+    async def source():
+        for _ in range(10):
+            yield b"y" * 300_000
+
+    with pytest.raises(OSError) as info:
+        await store.write("ast_a.r1", KEY, source(), 10**9)
+    assert info.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert all_files(tmp_path) == ["ast_a.r1.blob"]
+    assert await read_all(store, "ast_a.r1") == old
+
+
+@pytest.mark.asyncio
+async def test_receiving_overlaps_processing_and_stays_bounded(tmp_path: Path, monkeypatch) -> None:
+    store = BlobStore(tmp_path, chunk_size=4096)
+    piece = 65536
+    per_batch = BATCH_BYTES // piece
+    asked_for_next_batch = threading.Event()  # the source delivered two whole batches
+    asked_beyond = threading.Event()  # ... and was asked for more than one piece past them
+    seal = blobs_module._Sealer.seal
+    first = True
+
+    def held_seal(self, fd, data, last):
+        nonlocal first
+        if first:
+            first = False
+            # Receiving goes on while this batch is processed ...
+            assert asked_for_next_batch.wait(10), "the next batch was not received meanwhile"
+            # ... but no further than filling the other buffer.
+            assert not asked_beyond.wait(0.3), "more than two batches were in flight"
+        seal(self, fd, data, last)
+
+    monkeypatch.setattr(blobs_module._Sealer, "seal", held_seal)
+    data = payload(4 * BATCH_BYTES + 123, seed=5)
+
+    async def source():
+        for i, start in enumerate(range(0, len(data), piece)):
+            if i == 2 * per_batch:
+                asked_for_next_batch.set()
+            elif i == 2 * per_batch + 1:
+                asked_beyond.set()
+            yield data[start : start + piece]
+
+    stored = await store.write("b", KEY, source(), len(data))
+    monkeypatch.undo()
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert await read_all(store, "b") == data
 
 
 # --------------------------------------------------------------- tampering
