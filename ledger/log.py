@@ -22,7 +22,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import BigInteger, delete, insert, literal, select, text, tuple_, union_all
+from sqlalchemy import BigInteger, and_, delete, insert, literal, or_, select, text, union_all
 from sqlalchemy.orm import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -51,6 +51,12 @@ class SignedCheckpoint:
     text: str  # the signed note, cosignature lines included
 
 
+def _tile_keys(keys: list[tuple[int, int]]) -> Any:
+    """``(level, idx) IN keys`` as an OR of equalities: SQLite plans a row-value IN
+    list as a full scan of the tiles table, but uses the primary key for this form."""
+    return or_(*(and_(Tile.level == level, Tile.idx == idx) for level, idx in keys))  # type: ignore[arg-type]
+
+
 class _SyncTiles:
     """``tiles.TileReader`` over a synchronous session (inside ``run_sync``)."""
 
@@ -61,7 +67,7 @@ class _SyncTiles:
         if not keys:
             return {}
         rows = self.session.execute(
-            select(Tile.level, Tile.idx, Tile.data).where(tuple_(Tile.level, Tile.idx).in_(keys))  # type: ignore[arg-type]
+            select(Tile.level, Tile.idx, Tile.data).where(_tile_keys(keys))
         ).all()
         return {(r[0], r[1]): bytes(r[2]) for r in rows}
 
@@ -217,7 +223,7 @@ class Log:
 
             new_size, root, changed = await session.run_sync(work)
             if changed:
-                await session.execute(delete(Tile).where(tuple_(Tile.level, Tile.idx).in_(list(changed))))  # type: ignore[arg-type]
+                await session.execute(delete(Tile).where(_tile_keys(list(changed))))
                 await session.execute(
                     insert(Tile.__table__), [{"level": k[0], "idx": k[1], "data": v} for k, v in changed.items()]
                 )

@@ -36,7 +36,9 @@ class PendingEntry(SQLModel, table=True):
 class Leaf(SQLModel, table=True):
     __tablename__ = "ledger_leaves"
 
-    idx: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    # On SQLite an INTEGER PRIMARY KEY is the rowid: no second index to maintain.
+    idx: int = Field(sa_column=Column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+                                      autoincrement=False))
     subject: str = Field(max_length=120, index=True)
     leaf: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
