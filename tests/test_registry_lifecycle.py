@@ -219,3 +219,36 @@ async def test_registered_asset_helper(client, parties: Parties, operator) -> No
     asset = await registered_asset(client, p, operator)
     assert asset["status"] == "registered" and asset["registered_revision"] == 1
     assert ASSET["title"] == asset["title"]
+
+
+async def test_change_of_a_registered_asset(client, parties: Parties, operator) -> None:
+    """变更: a new revision is re-reviewed; rejected, the registered revision stays; approved, it replaces it."""
+    p = await provider(client, parties)
+    first = os.urandom(1000)
+    asset = await registered_asset(client, p, operator, content=first)
+    number = asset["registration_number"]
+
+    second = os.urandom(2000)
+    await upload(client, p, asset["id"], second)
+    still = (await client.get(f"/v1/assets/{asset['id']}")).json()
+    assert still["status"] == "registered" and still["registered_revision"] == 1
+    submitted = await submit(client, p, asset["id"])
+    assert submitted["status"] == "submitted" and submitted["commitment"]["sha256"] == sha256_hex(second)
+    r = await client.post(f"/v1/assets/{asset['id']}/review", json={"decision": "reject", "reason": "not the same dataset"},
+                          headers=operator.auth)
+    assert r.status_code == 200, r.text
+    back = r.json()
+    assert back["status"] == "registered" and back["registered_revision"] == 1
+    assert back["commitment"]["sha256"] == sha256_hex(first) and back["registration_number"] == number
+
+    third = os.urandom(3000)
+    await upload(client, p, asset["id"], third)
+    await submit(client, p, asset["id"])
+    r = await client.post(f"/v1/assets/{asset['id']}/review", json={"decision": "approve"}, headers=operator.auth)
+    changed = r.json()
+    assert changed["status"] == "registered" and changed["registration_number"] == number
+    assert changed["registered_revision"] == changed["commitment"]["revision"] == 3  # 2 stays on record, rejected
+    assert changed["commitment"]["sha256"] == sha256_hex(third)
+    bundle = (await client.get(f"/v1/assets/{asset['id']}/certificate")).json()
+    assert bundle["document"]["commitment"]["sha256"] == sha256_hex(third)
+    assert bundle["document"]["registration_number"] == number

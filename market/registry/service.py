@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import func, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import select
@@ -117,43 +117,72 @@ def commitment_of(rev: AssetRevision) -> dict[str, Any]:
             "revision": rev.revision}
 
 
-async def conflicts(session: AsyncSession, asset: Asset) -> list[str]:
-    """Other parties' assets, pending or registered, claiming the same content.
+def _claimed_hashes(asset: Asset) -> set[str]:
+    """The content an asset claims: its registered revision, and while it is submitted
+    or in notice, the revision under review."""
+    hashes = {asset.registered_sha256} if asset.registered_sha256 and asset.status in PENDING_OR_REGISTERED else set()
+    if asset.content_sha256 and asset.status in (S.submitted, S.public_notice):
+        hashes.add(asset.content_sha256)
+    return hashes
 
-    An asset's content counts as claimed as its registered revision and, while it is
-    submitted or in notice, as the revision under review; this asset is compared by
-    both its newest upload and its registered revision.
+
+async def conflicts_of(session: AsyncSession, assets: list[Asset]) -> dict[str, list[str]]:
+    """For each asset, other parties' assets that claim the same content (one query).
+
+    An asset is compared by both its newest upload and its registered revision.
     """
-    hashes = sorted({h for h in (asset.content_sha256, asset.registered_sha256) if h})
+    mine = {a.id: {h for h in (a.content_sha256, a.registered_sha256) if h} for a in assets}
+    hashes = sorted(set().union(*mine.values())) if mine else []
+    out: dict[str, list[str]] = {a.id: [] for a in assets}
     if not hashes:
-        return []
-    under_review = [S.submitted.value, S.public_notice.value]
-    rows = await session.exec(
-        select(Asset.id).where(
-            Asset.provider_id != asset.provider_id,
-            Asset.id != asset.id,
-            or_(
-                Asset.content_sha256.in_(hashes) & Asset.status.in_(under_review),  # type: ignore[union-attr,attr-defined]
-                Asset.registered_sha256.in_(hashes)  # type: ignore[union-attr]
-                & Asset.status.in_([s.value for s in PENDING_OR_REGISTERED]),  # type: ignore[attr-defined]
-            ),
-        ).order_by(Asset.id)  # type: ignore[arg-type]
-    )
-    return list(rows.all())
+        return out
+    candidates = (await session.exec(
+        select(Asset).where(or_(Asset.content_sha256.in_(hashes),  # type: ignore[union-attr]
+                                Asset.registered_sha256.in_(hashes)))  # type: ignore[union-attr]
+        .order_by(Asset.id)  # type: ignore[arg-type]
+    )).all()
+    for asset in assets:
+        for other in candidates:
+            if other.provider_id != asset.provider_id and other.id != asset.id and \
+                    _claimed_hashes(other) & mine[asset.id]:
+                out[asset.id].append(other.id)
+    return out
+
+
+async def conflicts(session: AsyncSession, asset: Asset) -> list[str]:
+    """Other parties' assets, pending or registered, claiming the same content."""
+    return (await conflicts_of(session, [asset]))[asset.id]
 
 
 async def read(session: AsyncSession, asset: Asset) -> AssetRead:
-    rev = await revision(session, asset)
-    return AssetRead(
-        id=asset.id, provider_id=asset.provider_id, title=asset.title, description=asset.description,
-        category=asset.category, tags=json.loads(asset.tags), grade=asset.grade, personal_info=asset.personal_info,
-        legal_basis=asset.legal_basis, export_allowed=asset.export_allowed, source=asset.source, format=asset.format,
-        status=asset.status, frozen=asset.frozen, registration_number=asset.registration_number,
-        commitment=Commitment(**commitment_of(rev)) if rev else None, registered_revision=asset.registered_revision,
-        rights=json.loads(asset.rights), conflicts_with=await conflicts(session, asset),
-        submitted_at=asset.submitted_at, notice_ends_at=asset.notice_ends_at, registered_at=asset.registered_at,
-        created_at=asset.created_at, updated_at=asset.updated_at,
-    )
+    return (await read_many(session, [asset]))[0]
+
+
+async def read_many(session: AsyncSession, assets: list[Asset]) -> list[AssetRead]:
+    """Response shapes for several assets in two queries (revisions, conflicts)."""
+    keys = [(a.id, a.content_revision) for a in assets if a.content_revision]
+    revisions: dict[tuple[str, int], AssetRevision] = {}
+    if keys:
+        rows = (await session.exec(select(AssetRevision).where(or_(*(
+            (AssetRevision.asset_id == asset_id) & (AssetRevision.revision == number)  # type: ignore[arg-type]
+            for asset_id, number in keys))))).all()
+        revisions = {(r.asset_id, r.revision): r for r in rows}
+    clashes = await conflicts_of(session, assets)
+    out = []
+    for asset in assets:
+        rev = revisions.get((asset.id, asset.content_revision))
+        out.append(AssetRead(
+            id=asset.id, provider_id=asset.provider_id, title=asset.title, description=asset.description,
+            category=asset.category, tags=json.loads(asset.tags), grade=asset.grade,
+            personal_info=asset.personal_info, legal_basis=asset.legal_basis, export_allowed=asset.export_allowed,
+            source=asset.source, format=asset.format, status=asset.status, frozen=asset.frozen,
+            registration_number=asset.registration_number,
+            commitment=Commitment(**commitment_of(rev)) if rev else None,
+            registered_revision=asset.registered_revision, rights=json.loads(asset.rights),
+            conflicts_with=clashes[asset.id], submitted_at=asset.submitted_at, notice_ends_at=asset.notice_ends_at,
+            registered_at=asset.registered_at, created_at=asset.created_at, updated_at=asset.updated_at,
+        ))
+    return out
 
 
 async def list_assets(
@@ -172,7 +201,7 @@ async def list_assets(
             query = query.where(column == value)
     rows = list((await session.exec(paginate(query, Asset.id, limit, cursor))).all())
     page = page_of(rows, limit, lambda a: a)
-    page["items"] = [await read(session, a) for a in page["items"]]
+    page["items"] = await read_many(session, page["items"])
     return page
 
 
@@ -259,7 +288,9 @@ async def record_upload(
     if asset.content_revision != expected_revision:
         raise Conflict("another upload finished first; upload again", kind="concurrent-update")
     old = await revision(session, asset)
-    number = expected_revision + 1
+    # Revision numbers never repeat: a rejected change leaves its revision on record.
+    latest = (await session.exec(select(func.max(AssetRevision.revision)).where(AssetRevision.asset_id == asset_id))).one()
+    number = (latest or 0) + 1
     rev = AssetRevision(asset_id=asset_id, revision=number, blob_id=blob_id, sha256=stored.sha256, size=stored.size,
                         merkle_root=stored.merkle_root, chunk_size=stored.chunk_size, created_at=ctx.now)
     session.add(rev)
@@ -391,7 +422,7 @@ def _discard_change(asset: Asset) -> dict[str, Any]:
     """On a rejected change, the registered revision stays the current one."""
     if not asset.change:
         return {}
-    return {"content_revision": asset.registered_revision}
+    return {"content_revision": asset.registered_revision, "content_sha256": asset.registered_sha256}
 
 
 async def _registration_number(session: AsyncSession, year: int) -> str:
