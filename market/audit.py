@@ -11,9 +11,22 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 LEDGER_KEY = "market.ledger"
 
+# The closed list of entry types (LEDGER.md §2). A new kind of event is added here
+# deliberately, never by a typo in a service.
+EVENT_TYPES = frozenset({
+    "account.created", "account.verified", "account.rejected", "account.key_added", "account.key_revoked",
+    "asset.created", "asset.updated", "asset.content_uploaded", "asset.claim_submitted", "asset.approved",
+    "asset.rejected", "asset.notice_ended", "asset.registered", "asset.objection_filed", "asset.objection_upheld",
+    "asset.objection_dismissed", "asset.cancelled", "asset.transfer_proposed", "asset.holder_changed",
+    "asset.transferred",
+})
+
 
 async def record(session: AsyncSession, type: str, subject: str, actor: str, data: dict[str, Any]) -> dict[str, Any]:
-    """Append one entry; returns the signed entry. Raises if no ledger is attached."""
+    """Append one entry; returns the signed entry. Raises if no ledger is attached or
+    the type is not in ``EVENT_TYPES``."""
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unknown ledger entry type {type!r}")
     writer = session.info.get(LEDGER_KEY)
     if writer is None:
         raise RuntimeError("no ledger writer attached to this session")

@@ -224,3 +224,15 @@ async def test_account_events_carry_no_personal_data(harness: LedgerHarness) -> 
     for item in items:
         leaf = base64.b64decode(item["leaf"]).decode()
         assert name not in leaf and code not in leaf
+
+
+async def test_entry_types_are_a_closed_list(harness: LedgerHarness) -> None:
+    from market import audit
+
+    async with harness.maker() as session:
+        session.info[audit.LEDGER_KEY] = harness.log
+        with pytest.raises(ValueError, match="unknown ledger entry type"):
+            await audit.record(session, "asset.registred", "asset:ast_x", "market", {})
+        entry = await audit.record(session, "asset.registered", "asset:ast_x", "market", {})
+        assert entry["type"] == "asset.registered"
+        await session.rollback()
