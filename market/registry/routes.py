@@ -14,6 +14,7 @@ from market.auth import Caller, provide_optional_caller
 from market.config import Settings
 from market.errors import DomainError
 from market.ids import new_id
+from market.ledger_routes import entry_json
 from market.pagination import DEFAULT_LIMIT, Page
 from market.registry import certificates, service, transfers
 from market.registry.schemas import (
@@ -156,8 +157,6 @@ class AssetController(Controller):
          dependencies={"maybe_caller": Provide(provide_optional_caller)})
     async def history(self, state: State, db: AsyncSession, maybe_caller: Caller | None,
                       asset_id: str) -> dict[str, Any]:
-        from market.ledger_routes import entry_json
-
         await service.load(db, asset_id, maybe_caller)
         rows = await state.ledger.by_subject(db, f"asset:{asset_id}")
         return {"items": [entry_json(i, leaf) for i, leaf in rows]}
