@@ -92,8 +92,5 @@ class Settings(BaseSettings):
         return [v.strip() for v in re.split(r"[,\s]+", self.ledger_witnesses) if v.strip()]
 
 
-def load_settings(**overrides: object) -> Settings:
-    return Settings(**overrides)  # type: ignore[arg-type]
 
-
-__all__ = ["Settings", "async_database_url", "load_settings", "parse_duration"]
+__all__ = ["Settings", "async_database_url", "parse_duration"]

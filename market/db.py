@@ -5,7 +5,6 @@ foreign keys on every connection. PostgreSQL is used as is. Migrations are Alemb
 run on a connection we hand it, so they work from inside a running event loop.
 """
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from alembic import command
@@ -61,10 +60,6 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 def make_sessionmaker(engine: AsyncEngine) -> SessionMaker:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
-
-async def session_scope(maker: SessionMaker) -> AsyncIterator[AsyncSession]:
-    async with maker() as session:
-        yield session
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

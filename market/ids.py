@@ -21,6 +21,3 @@ def new_id(prefix: str) -> str:
         value >>= 5
     return f"{prefix}_{''.join(reversed(chars))}"
 
-
-def has_prefix(value: str, prefix: str) -> bool:
-    return value.startswith(prefix + "_") and 0 < len(value) <= 64
