@@ -291,7 +291,8 @@ def _results(
         for first, batch in tasks:
             yield _check_bundles_with(key, kid, first, batch)
         return
-    pending: deque[tuple[int, list[tuple[int, bytes]], Future[tuple[bytes, tuple[int, str] | None]]]] = deque()
+    unyielded: deque[tuple[int, list[tuple[int, bytes]]]] = deque()  # in order, results not yet given
+    futures: deque[Future[tuple[bytes, tuple[int, str] | None]]] = deque()
     try:
         with ProcessPoolExecutor(
             workers, mp_context=_pool_context(), initializer=_init_worker,
@@ -299,23 +300,26 @@ def _results(
         ) as pool:
             try:
                 for first, batch in tasks:
-                    pending.append((first, batch, pool.submit(_check_bundles, first, batch)))
-                    if len(pending) >= 2 * workers:
-                        result = pending[0][2].result()
-                        pending.popleft()
+                    unyielded.append((first, batch))  # before submit(): it raises on a broken pool
+                    futures.append(pool.submit(_check_bundles, first, batch))
+                    if len(futures) >= 2 * workers:
+                        result = futures[0].result()
+                        futures.popleft()
+                        unyielded.popleft()
                         yield result
-                while pending:
-                    result = pending[0][2].result()
-                    pending.popleft()
+                while futures:
+                    result = futures[0].result()
+                    futures.popleft()
+                    unyielded.popleft()
                     yield result
             finally:
-                for _, _, f in pending:
+                for f in futures:
                     f.cancel()
     except (BrokenProcessPool, OSError):
         # No worker processes here (a sandbox, a broken spawn): finish in this process,
         # from the first batch whose result was not yet yielded.
         key, kid = verifier.ed25519, verifier.key_id.hex()
-        for first, batch, _ in list(pending):
+        for first, batch in list(unyielded):
             yield _check_bundles_with(key, kid, first, batch)
         for first, batch in tasks:
             yield _check_bundles_with(key, kid, first, batch)

@@ -10,6 +10,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -270,6 +271,25 @@ def test_verify_log_survives_a_broken_worker_pool(log_dir, monkeypatch):
     monkeypatch.setattr(verify_mod, "PARALLEL_THRESHOLD", 0)
     monkeypatch.setattr(verify_mod, "TILES_PER_TASK", 1)
     monkeypatch.setattr(verify_mod, "_check_bundles", _die)  # workers die; the rest runs in-process
+    report = verify_log(log_dir, S.vkey, workers=2)
+    assert report.ok, report.error
+    assert report.entries_checked == 700
+
+
+def test_a_batch_submitted_to_an_already_broken_pool_is_still_checked(log_dir, monkeypatch):
+    # Slow the reader down so the first worker has died before the next submit():
+    # submit() then raises itself, and that batch must not be lost.
+    monkeypatch.setattr(verify_mod, "PARALLEL_THRESHOLD", 0)
+    monkeypatch.setattr(verify_mod, "TILES_PER_TASK", 1)
+    monkeypatch.setattr(verify_mod, "_check_bundles", _die)
+    read_tasks = verify_mod._bundle_tasks
+
+    def slow_tasks(src, size):
+        for task in read_tasks(src, size):
+            yield task
+            time.sleep(0.5)
+
+    monkeypatch.setattr(verify_mod, "_bundle_tasks", slow_tasks)
     report = verify_log(log_dir, S.vkey, workers=2)
     assert report.ok, report.error
     assert report.entries_checked == 700
