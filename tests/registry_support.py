@@ -107,15 +107,16 @@ async def entry_types(client: Any, asset_id: str) -> list[str]:
     return [i["entry"]["type"] for i in await ledger_items(client, asset_id)]
 
 
-async def wait_integrated(client: Any, asset_id: str) -> None:
+async def wait_integrated(client: Any, subject: str) -> None:
+    """Wait until every entry about ``subject`` (e.g. ``asset:ast_…``) has an index."""
     import asyncio
 
     for _ in range(100):
-        items = await ledger_items(client, asset_id)
+        items = (await client.get("/v1/ledger/entries", params={"subject": subject})).json()["items"]
         if items and all(i["index"] is not None for i in items):
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"entries of asset:{asset_id} not integrated within 5 s")
+    raise AssertionError(f"entries of {subject} not integrated within 5 s")
 
 
 @dataclass

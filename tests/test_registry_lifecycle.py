@@ -12,18 +12,9 @@ from pathlib import Path
 from ledger import merkle
 from ledger.verify import verify_bundle
 from tests.conftest import Parties, assert_problem
-from tests.registry_support import ASSET, draft, provider, registered_asset, sha256_hex, submit, upload
-
-
-async def wait_integrated(client, subject: str) -> None:
-    import asyncio
-
-    for _ in range(100):
-        items = (await client.get("/v1/ledger/entries", params={"subject": subject})).json()["items"]
-        if items and all(i["index"] is not None for i in items):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"entries of {subject} not integrated within 5 s")
+from tests.registry_support import (
+    ASSET, draft, provider, registered_asset, sha256_hex, submit, upload, wait_integrated,
+)
 
 
 async def test_register_an_asset_end_to_end(client, parties: Parties, operator, tmp_path) -> None:

@@ -860,7 +860,7 @@ async def test_certificate_needs_a_registration(client, parties: Parties, operat
 async def test_certificate_verifies(client, parties: Parties, operator) -> None:
     p = await provider(client, parties)
     asset = await registered_asset(client, p, operator)
-    await wait_integrated(client, asset["id"])
+    await wait_integrated(client, f"asset:{asset['id']}")
     bundle = (await client.get(f"/v1/assets/{asset['id']}/certificate")).json()
     vkey = (await client.get("/v1/ledger/key")).json()["vkey"]
     assert verify_bundle(bundle, vkey).status == "valid"
@@ -963,7 +963,7 @@ async def test_transfer_of_the_holding_right(client, parties: Parties, operator)
     assert (changed["data"]["from"], changed["data"]["to"]) == (old.id, new.id)
     assert {s["account"] for s in changed["data"]["signatures"]} == {old.id, new.id}
 
-    await wait_integrated(client, asset["id"])
+    await wait_integrated(client, f"asset:{asset['id']}")
     bundle = (await client.get(f"/v1/assets/{asset['id']}/certificate")).json()
     assert bundle["document"]["holder"]["id"] == new.id
     vkey = (await client.get("/v1/ledger/key")).json()["vkey"]
