@@ -13,8 +13,8 @@ are the raw rates and times they come from).
   single-core rate of Ed25519 signing plus SHA-256 of a leaf of the same size,
   measured in the same run. Goal >= 0.35.
 - ``proof_growth``: mean time of an inclusion proof plus a consistency proof (random
-  indexes and sizes, through ``Log.inclusion_proof``/``consistency_proof`` on the
-  database, each pair in its own session) at N entries, divided by the same at
+  indexes and sizes, through ``Log.inclusion_proof``/``consistency_proof`` given a
+  session factory, as the proof routes call them) at N entries, divided by the same at
   1,000 entries (measured during the fill, when the log holds exactly 1,000). Both
   cold: a new ``Log`` per pair, so that every tile comes from the database (a Log
   keeps the tiles it has read in memory, and at 1,000 entries all of them fit,
@@ -290,7 +290,7 @@ def proof_samples(rng: random.Random, current: int, count: int) -> list[Sample]:
 async def time_our_proofs(
     maker: db.SessionMaker, logs: Callable[[], Log], samples: list[Sample]
 ) -> tuple[list[float], list[Any]]:
-    """Seconds per (inclusion + consistency) pair, each pair in its own session, and the results.
+    """Seconds per (inclusion + consistency) pair, as the proof routes make them, and the results.
 
     ``logs()`` gives the Log for each pair (before its clock starts): a new one for
     cold figures, the same one for warm ones.
@@ -299,9 +299,8 @@ async def time_our_proofs(
     for index, size, first, second in samples:
         log = logs()
         t0 = time.perf_counter()
-        async with maker() as session:
-            incl = await log.inclusion_proof(session, index, size)
-            cons = await log.consistency_proof(session, first, second)
+        incl = await log.inclusion_proof(maker, index, size)  # a session opened only if memory lacks a tile
+        cons = await log.consistency_proof(maker, first, second)
         times.append(time.perf_counter() - t0)
         results.append((incl, cons))
     return times, results

@@ -7,15 +7,18 @@
   and keeps it, all in one transaction: a crash leaves the old state or the new one.
   On PostgreSQL a transaction-level advisory lock admits one integrator at a time
   across every process and machine; on SQLite the database write lock does.
-- Proofs (RFC 9162 §2.1.3, §2.1.4) read O(log n) tiles through ``tiles.read_hashes_from_tiles``.
+- Proofs (RFC 9162 §2.1.3, §2.1.4) read O(log n) perfect-subtree hashes from tiles
+  kept in memory (``merkle.prove_inclusion`` over ``_TileMemory``); a tile not yet
+  held is read from the database once.
 
-The tile arithmetic is pure (``ledger.tiles``, ``ledger.tlog``); here it is fed through
+The tile arithmetic is pure (``ledger.tiles``); integration feeds it through
 ``AsyncSession.run_sync`` with a synchronous tile reader over the same transaction.
 """
 
 import base64
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,10 +27,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import BigInteger, and_, delete, insert, literal, or_, select, text, union_all
 from sqlalchemy.orm import Session
+from sqlalchemy.ext.asyncio import AsyncSession as _AnyAsyncSession
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger import entry as entries
-from ledger import merkle, note, tiles, tlog
+from ledger import merkle, note, tiles
 from ledger._time import utcnow
 from ledger.errors import LedgerError, MalformedError, VerificationError
 from ledger.store import CheckpointRow, Cosignature, Leaf, PendingEntry, Tile
@@ -51,6 +55,19 @@ class SignedCheckpoint:
     text: str  # the signed note, cosignature lines included
 
 
+Sessions = AsyncSession | Callable[[], AbstractAsyncContextManager[AsyncSession]]
+
+
+@asynccontextmanager
+async def _session_from(sessions: Sessions) -> AsyncIterator[AsyncSession]:
+    """The session given, or a new one from the factory given (closed after)."""
+    if isinstance(sessions, _AnyAsyncSession):
+        yield sessions
+    else:
+        async with sessions() as session:
+            yield session
+
+
 def _tile_keys(keys: list[tuple[int, int]]) -> Any:
     """``(level, idx) IN keys`` as an OR of equalities: SQLite plans a row-value IN
     list as a full scan of the tiles table, but uses the primary key for this form."""
@@ -72,75 +89,70 @@ class _SyncTiles:
         return {(r[0], r[1]): bytes(r[2]) for r in rows}
 
 
+assert tiles.TILE_HEIGHT == 8 and merkle.HASH_SIZE == 32
+
+
 class _TileMemory:
     """Tiles of the tree kept in memory for proofs, bounded, least recently used out.
 
-    A full tile never changes, so it is kept expanded (every level inside it, computed
-    once): a proof then costs no hashing and no database read. A partial tile's first
-    W hashes never change either, so the longest data seen serves any tree that needs
-    at most that width. What is missing is read through the session given.
+    Each tile is kept expanded (every complete node inside it, computed once): a
+    proof then costs no database read and hashes only to join the subtrees at the
+    tree's right edge. A tile's first W hashes never change, so the longest data
+    seen of a tile answers every tree that needs at most that width.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.full: OrderedDict[tuple[int, int], tuple[bytes, ...]] = OrderedDict()
-        self.partial: dict[tuple[int, int], bytes] = {}
+        self.tiles: OrderedDict[tuple[int, int], tuple[bytes, ...]] = OrderedDict()
 
-    def read_hashes(self, sync: Session | None, size: int, indexes: list[int]) -> list[bytes]:
-        """The stored hashes at ``indexes`` of the tree of ``size``; with no session,
-        raises ``_NeedDatabase`` when memory does not hold them all."""
-        wanted = {}
-        for x in indexes:
-            tl, tn, height, pos = tiles.hash_in_tile(x)
-            wanted[x] = (tl, tn, height, pos)
-        missing = [key for key in dict.fromkeys((w[0], w[1]) for w in wanted.values()) if not self._has(key, size)]
-        if missing:
-            if sync is None:
-                raise _NeedDatabase
-            for key, data in _SyncTiles(sync).read_tiles(missing).items():
-                self._keep(key, data)
-        out = []
-        for x in indexes:
-            tl, tn, height, pos = wanted[x]
-            expanded = self.full.get((tl, tn))
-            if expanded is not None:
-                self.full.move_to_end((tl, tn))
-                out.append(expanded[height][pos * merkle.HASH_SIZE:(pos + 1) * merkle.HASH_SIZE])
-                continue
-            data = self.partial.get((tl, tn))
-            if data is None:
-                raise NotFoundError(f"tile {tl}/{tn} is missing")
-            out.append(tiles.read_hashes_from_tiles(size, [x], _Fixed({(tl, tn): data}))[0])
-        return out
+    def node(self, level: int, n: int) -> bytes:
+        """``merkle.NodeSource``: the perfect subtree hash, or ``_NeedTile``."""
+        height = level & 7  # tiles of height 8 (TILE_HEIGHT), hashes of 32 bytes: on the hot path
+        shift = 8 - height
+        key = (level >> 3, n >> shift)
+        expanded = self.tiles.get(key)
+        if expanded is not None and height < len(expanded):
+            at = (n & ((1 << shift) - 1)) << 5
+            row = expanded[height]
+            if at < len(row):
+                self.tiles.move_to_end(key)
+                return row[at:at + 32]
+        raise _NeedTile(key)
 
-    def _has(self, key: tuple[int, int], size: int) -> bool:
-        if key in self.full:
-            return True
-        data = self.partial.get(key)
-        return data is not None and len(data) >= tiles.tile_width(size, *key) * merkle.HASH_SIZE
+    def keep(self, key: tuple[int, int], data: bytes) -> None:
+        held = self.tiles.get(key)
+        if held is None or len(held[0]) < len(data):
+            self.adopt(key, tiles.expand_tile(data))
 
-    def _keep(self, key: tuple[int, int], data: bytes) -> None:
-        if len(data) == tiles.TILE_WIDTH * merkle.HASH_SIZE:
-            self.full[key] = tiles.expand_tile(data)
-            self.partial.pop(key, None)
-            while len(self.full) > self.limit:
-                self.full.popitem(last=False)
-        elif len(data) > len(self.partial.get(key, b"")):
-            self.partial[key] = data
+    def adopt(self, key: tuple[int, int], expanded: tuple[bytes, ...]) -> None:
+        """Hold an expanded tile unless a longer one of the same tile is held."""
+        held = self.tiles.get(key)
+        if held is not None and len(held[0]) >= len(expanded[0]):
+            return
+        self.tiles[key] = expanded
+        self.tiles.move_to_end(key)
+        while len(self.tiles) > self.limit:
+            self.tiles.popitem(last=False)
 
 
-class _NeedDatabase(Exception):
-    """Memory does not hold every tile a proof needs."""
+class _NeedTile(Exception):
+    """Memory lacks a tile (or enough of it) that a proof needs."""
+
+    def __init__(self, key: tuple[int, int]) -> None:
+        self.key = key
 
 
-class _Fixed:
-    """``tiles.TileReader`` over tiles already in hand."""
+class _Recorder:
+    """``merkle.NodeSource`` that answers zeros and notes the tiles asked for, so a
+    proof's dry run names every tile it reads."""
 
-    def __init__(self, data: dict[tuple[int, int], bytes]) -> None:
-        self.data = data
+    def __init__(self) -> None:
+        self.keys: set[tuple[int, int]] = set()
 
-    def read_tiles(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-        return {k: self.data[k] for k in keys if k in self.data}
+    def node(self, level: int, n: int) -> bytes:
+        tl, height = divmod(level, tiles.TILE_HEIGHT)
+        self.keys.add((tl, n >> (tiles.TILE_HEIGHT - height)))
+        return bytes(merkle.HASH_SIZE)
 
 
 class Log:
@@ -317,27 +329,38 @@ class Log:
         ).first()
         return None if row is None else row[0]
 
-    async def _prove(self, session: AsyncSession, need: int, fn: Any) -> Any:
-        """Run ``fn(current, read_hashes)`` for a tree of at least ``need`` leaves.
+    async def _prove(self, sessions: "Sessions", need: int, fn: Callable[[int, merkle.NodeSource], Any]) -> Any:
+        """Run ``fn(current size, nodes)`` for a tree of at least ``need`` leaves.
 
         Tree sizes only grow and tile contents only grow at their end, so a size and
         tile data once read stay true: the log remembers the largest size it has seen
-        and the longest data of each tile, and reads the database only for what it has
-        not seen yet.
+        and the tiles it has read (``_TileMemory``), and opens a session only for what
+        it has not seen yet. ``sessions`` is a session or a session factory.
         """
-        current = self._known_size
-        if need > current:
-            current = self._known_size = max(self._known_size, await self.size(session))
-
-        try:  # most proofs need nothing but memory: no greenlet, no database
-            return fn(current, lambda indexes: self._memory.read_hashes(None, current, indexes))
-        except _NeedDatabase:
-            pass
-
-        def work(sync: Session) -> Any:
-            return fn(current, lambda indexes: self._memory.read_hashes(sync, current, indexes))
-
-        return await session.run_sync(work)
+        if need <= self._known_size:
+            try:  # most proofs need nothing but memory: no session, no database
+                return fn(self._known_size, self._memory)
+            except _NeedTile:
+                pass
+        async with _session_from(sessions) as session:
+            if need > self._known_size:
+                self._known_size = max(self._known_size, await self.size(session))
+            current = self._known_size
+            recorder = _Recorder()
+            fn(current, recorder)  # raises NotFoundError for sizes beyond the log
+            rows = await session.execute(
+                select(Tile.level, Tile.idx, Tile.data).where(_tile_keys(sorted(recorder.keys)))
+            ) if recorder.keys else []
+        # Answer from exactly the tiles read (memory may be too small to hold them all).
+        read = _TileMemory(len(recorder.keys))
+        for level, idx, data in rows:
+            read.keep((level, idx), bytes(data))
+        for key, expanded in read.tiles.items():
+            self._memory.adopt(key, expanded)
+        try:
+            return fn(current, read)
+        except _NeedTile as exc:
+            raise NotFoundError(f"tile {exc.key[0]}/{exc.key[1]} is missing or short for size {current}") from None
 
     async def warm(self, session: AsyncSession) -> int:
         """Load the tree's tiles into memory, top levels first, up to the memory's bound
@@ -349,29 +372,33 @@ class Log:
         )
         count = 0
         for level, idx, data in rows:
-            self._memory._keep((level, idx), bytes(data))
+            self._memory.keep((level, idx), bytes(data))
             count += 1
         return count
 
-    async def inclusion_proof(self, session: AsyncSession, index: int, size: int) -> tuple[bytes, list[bytes]]:
-        """(root of tree ``size``, audit path of leaf ``index``). Requires 0 <= index < size <= current."""
+    async def inclusion_proof(self, sessions: "Sessions", index: int, size: int) -> tuple[bytes, list[bytes]]:
+        """(root of tree ``size``, audit path of leaf ``index``). Requires 0 <= index < size <= current.
 
-        def fn(current: int, read: Any) -> tuple[bytes, list[bytes]]:
+        ``sessions``: a session, or a session factory (opened only when memory lacks a tile)."""
+
+        def fn(current: int, nodes: merkle.NodeSource) -> tuple[bytes, list[bytes]]:
             if not 0 <= index < size <= current:
                 raise NotFoundError(f"want 0 <= index < size <= {current}, got index {index}, size {size}")
-            return tlog.tree_hash(size, read), tlog.prove_record(size, index, read)
+            return merkle.tree_root(size, nodes), merkle.prove_inclusion(index, size, nodes)
 
-        return await self._prove(session, size, fn)
+        return await self._prove(sessions, size, fn)
 
-    async def consistency_proof(self, session: AsyncSession, first: int, second: int) -> list[bytes]:
-        """Proof that tree ``first`` is a prefix of tree ``second``. Requires 0 <= first <= second <= current."""
+    async def consistency_proof(self, sessions: "Sessions", first: int, second: int) -> list[bytes]:
+        """Proof that tree ``first`` is a prefix of tree ``second``. Requires 0 <= first <= second <= current.
 
-        def fn(current: int, read: Any) -> list[bytes]:
+        ``sessions``: a session, or a session factory (opened only when memory lacks a tile)."""
+
+        def fn(current: int, nodes: merkle.NodeSource) -> list[bytes]:
             if not 0 <= first <= second <= current:
                 raise NotFoundError(f"want 0 <= first <= second <= {current}, got {first}, {second}")
-            return tlog.prove_tree(second, first, read)
+            return merkle.prove_consistency(first, second, nodes)
 
-        return await self._prove(session, second, fn)
+        return await self._prove(sessions, second, fn)
 
     async def tile(self, session: AsyncSession, level: int, index: int, width: int) -> bytes:
         data = (

@@ -8,14 +8,16 @@
 
 Indexes and sizes are 0-based leaf indexes and leaf counts; proofs are lists of
 32-byte hashes ordered from the leaf side up. The proof builders here work on a
-list of leaf hashes held in memory (tests, small trees); storage-backed proofs are
-in ``ledger.tlog``. ``MerkleBuilder`` streams leaves in O(log n) memory.
+list of leaf hashes held in memory (tests, small trees); ``prove_inclusion`` and
+``prove_consistency`` build the same proofs from any ``NodeSource`` of perfect-subtree
+hashes (the log's tiles). ``MerkleBuilder`` streams leaves in O(log n) memory.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Protocol
 
 from .errors import MalformedError, ProofError, RootMismatchError
 
@@ -23,11 +25,16 @@ __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
     "MerkleBuilder",
+    "NodeSource",
     "consistency_proof",
     "inclusion_proof",
     "leaf_hash",
     "node_hash",
+    "prove_consistency",
+    "prove_inclusion",
     "root",
+    "subtree_root",
+    "tree_root",
     "verify_consistency",
     "verify_inclusion",
 ]
@@ -83,8 +90,15 @@ def _largest_power_of_two_below(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
+class NodeSource(Protocol):
+    """Hashes of perfect subtrees: ``node(level, n)`` is the root of leaves
+    [n * 2**level, (n + 1) * 2**level). Raises whatever it likes when it lacks one."""
+
+    def node(self, level: int, n: int) -> bytes: ...
+
+
 class _Levels:
-    """All levels of a tree built bottom up, for O(log n) subtree hashes."""
+    """All levels of a tree built bottom up, a ``NodeSource`` held in memory."""
 
     def __init__(self, leaf_hashes: Sequence[bytes]) -> None:
         level = list(leaf_hashes)
@@ -95,13 +109,83 @@ class _Levels:
             level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
             self.levels.append(level)
 
-    def mth(self, lo: int, hi: int) -> bytes:
-        """MTH of leaves [lo, hi), where lo is a multiple of the split of hi - lo."""
-        n = hi - lo
-        if n & (n - 1) == 0:  # perfect subtree, stored in the levels
-            return self.levels[n.bit_length() - 1][lo >> (n.bit_length() - 1)]
-        k = _largest_power_of_two_below(n)
-        return node_hash(self.mth(lo, lo + k), self.mth(lo + k, hi))
+    def node(self, level: int, n: int) -> bytes:
+        return self.levels[level][n]
+
+
+def subtree_root(lo: int, hi: int, nodes: NodeSource) -> bytes:
+    """MTH of leaves [lo, hi) (lo < hi), where lo is a multiple of the split of hi - lo:
+    the perfect subtrees of hi - lo's binary digits, largest first, folded from the right."""
+    n = hi - lo
+    if not n & (n - 1):  # one perfect subtree: most calls from the proofs below
+        level = n.bit_length() - 1
+        return nodes.node(level, lo >> level)
+    parts = []
+    while lo < hi:
+        level = (hi - lo).bit_length() - 1
+        parts.append(nodes.node(level, lo >> level))
+        lo += 1 << level
+    out = parts.pop()
+    while parts:
+        out = node_hash(parts.pop(), out)
+    return out
+
+
+def tree_root(size: int, nodes: NodeSource) -> bytes:
+    """MTH of the first ``size`` leaves (``EMPTY_ROOT`` for none)."""
+    return subtree_root(0, size, nodes) if size else EMPTY_ROOT
+
+
+def prove_inclusion(index: int, size: int, nodes: NodeSource) -> list[bytes]:
+    """PATH(index, D[0:size]) of RFC 9162 §2.1.3.1, leaf side first, from ``nodes``.
+
+    Reads O(log size) nodes. Requires 0 <= index < size; raises ProofError otherwise.
+    """
+    if not 0 <= index < size:
+        raise ProofError(f"index {index} out of range for tree size {size}")
+    upper: list[bytes] = []
+    lo, hi = 0, size
+    while (hi - lo) & (hi - lo - 1):  # walk down from the root while the subtree is not perfect
+        k = _largest_power_of_two_below(hi - lo)
+        if index < lo + k:
+            upper.append(subtree_root(lo + k, hi, nodes))
+            hi = lo + k
+        else:
+            upper.append(subtree_root(lo, lo + k, nodes))
+            lo = lo + k
+    # In the perfect subtree [lo, hi) the path is the sibling at each level, leaf side first.
+    node = nodes.node
+    proof = [node(level, (index >> level) ^ 1) for level in range((hi - lo).bit_length() - 1)]
+    proof.extend(reversed(upper))
+    return proof
+
+
+def prove_consistency(first: int, second: int, nodes: NodeSource) -> list[bytes]:
+    """PROOF(first, D[0:second]) of RFC 9162 §2.1.4.1, leaf side first, from ``nodes``.
+
+    Reads O(log second) nodes; empty when first == 0 or first == second. Requires
+    0 <= first <= second; raises ProofError otherwise.
+    """
+    if not 0 <= first <= second:
+        raise ProofError(f"invalid sizes: first {first}, second {second}; want 0 <= first <= second")
+    if first == 0 or first == second:
+        return []
+    proof: list[bytes] = []
+    lo, hi, complete = 0, second, True  # SUBPROOF(m, D[lo:hi], b) with m = first - lo
+    while True:
+        if first == hi:
+            if not complete:
+                proof.append(subtree_root(lo, hi, nodes))
+            break
+        k = _largest_power_of_two_below(hi - lo)
+        if first <= lo + k:
+            proof.append(subtree_root(lo + k, hi, nodes))
+            hi = lo + k
+        else:
+            proof.append(subtree_root(lo, lo + k, nodes))
+            lo, complete = lo + k, False
+    proof.reverse()
+    return proof
 
 
 def inclusion_proof(index: int, size: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
@@ -113,19 +197,7 @@ def inclusion_proof(index: int, size: int, leaf_hashes: Sequence[bytes]) -> list
         raise ProofError(f"index {index} out of range for tree size {size}")
     if size > len(leaf_hashes):
         raise ProofError(f"tree size {size} exceeds the {len(leaf_hashes)} leaves given")
-    levels = _Levels(leaf_hashes[:size])
-    proof: list[bytes] = []
-    lo, hi = 0, size
-    while hi - lo > 1:  # walk down from the root; prepend, so the leaf side comes first
-        k = _largest_power_of_two_below(hi - lo)
-        if index < lo + k:
-            proof.append(levels.mth(lo + k, hi))
-            hi = lo + k
-        else:
-            proof.append(levels.mth(lo, lo + k))
-            lo = lo + k
-    proof.reverse()
-    return proof
+    return prove_inclusion(index, size, _Levels(leaf_hashes[:size]))
 
 
 def consistency_proof(first: int, second: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
@@ -140,23 +212,7 @@ def consistency_proof(first: int, second: int, leaf_hashes: Sequence[bytes]) -> 
         raise ProofError(f"tree size {second} exceeds the {len(leaf_hashes)} leaves given")
     if first == 0 or first == second:
         return []
-    levels = _Levels(leaf_hashes[:second])
-    proof: list[bytes] = []
-    lo, hi, complete = 0, second, True  # SUBPROOF(m, D[lo:hi], b) with m = first - lo
-    while True:
-        if first == hi:
-            if not complete:
-                proof.append(levels.mth(lo, hi))
-            break
-        k = _largest_power_of_two_below(hi - lo)
-        if first <= lo + k:
-            proof.append(levels.mth(lo + k, hi))
-            hi = lo + k
-        else:
-            proof.append(levels.mth(lo, lo + k))
-            lo, complete = lo + k, False
-    proof.reverse()
-    return proof
+    return prove_consistency(first, second, _Levels(leaf_hashes[:second]))
 
 
 def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes], root_hash: bytes) -> None:

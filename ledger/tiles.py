@@ -217,15 +217,15 @@ def _subtree_hash(data: bytes | memoryview) -> bytes:
 
 
 def expand_tile(data: bytes) -> tuple[bytes, ...]:
-    """Every level of a full tile: ``levels[k]`` holds its 256 >> k hashes at height k
-    inside the tile, concatenated (``levels[0]`` is the tile itself, ``levels[8]`` its root).
-    """
-    if len(data) != _FULL:
-        raise MalformedError(f"tile is {len(data)} bytes, want {_FULL} for a full tile")
+    """Every level of a tile: ``levels[k]`` holds, concatenated, the hashes at height k
+    inside the tile whose 2**k bottom hashes are all present (``levels[0]`` is the
+    tile itself; for a full tile, ``levels[8]`` is its root)."""
+    if not data or len(data) % HASH_SIZE or len(data) > _FULL:
+        raise MalformedError(f"tile is {len(data)} bytes, want 1 to {TILE_WIDTH} hashes of {HASH_SIZE}")
     levels = [bytes(data)]
     row = [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
     while len(row) > 1:
-        row = [_sha256(_NODE + row[i] + row[i + 1]).digest() for i in range(0, len(row), 2)]
+        row = [_sha256(_NODE + row[i] + row[i + 1]).digest() for i in range(0, len(row) - 1, 2)]
         levels.append(b"".join(row))
     return tuple(levels)
 
