@@ -16,7 +16,6 @@ The tile arithmetic is pure (``ledger.tiles``); integration feeds it through
 """
 
 import base64
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from ledger._time import utcnow
 from ledger.errors import LedgerError, MalformedError, VerificationError
 from ledger.store import CheckpointRow, Cosignature, Leaf, PendingEntry, Tile
 
+MAX_INDEX = 2**53 - 1  # no log gets near it; larger numbers are refused before any SQL
 ADVISORY_LOCK_KEY = 0x6C65646765720001  # "ledger" + 1: one integrator per database
 MAX_LEAF_BYTES = 65535
 
@@ -93,7 +93,7 @@ assert tiles.TILE_HEIGHT == 8 and merkle.HASH_SIZE == 32
 
 
 class _TileMemory:
-    """Tiles of the tree kept in memory for proofs, bounded, least recently used out.
+    """Tiles of the tree kept in memory for proofs, bounded, oldest loaded out first.
 
     Each tile is kept expanded (every complete node inside it, computed once): a
     proof then costs no database read and hashes only to join the subtrees at the
@@ -103,21 +103,21 @@ class _TileMemory:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.tiles: OrderedDict[tuple[int, int], tuple[bytes, ...]] = OrderedDict()
+        self.tiles: dict[tuple[int, int], tuple[bytes, ...]] = {}  # insertion order: oldest first
 
     def node(self, level: int, n: int) -> bytes:
         """``merkle.NodeSource``: the perfect subtree hash, or ``_NeedTile``."""
         height = level & 7  # tiles of height 8 (TILE_HEIGHT), hashes of 32 bytes: on the hot path
         shift = 8 - height
         key = (level >> 3, n >> shift)
-        expanded = self.tiles.get(key)
-        if expanded is not None and height < len(expanded):
+        try:
             at = (n & ((1 << shift) - 1)) << 5
-            row = expanded[height]
-            if at < len(row):
-                self.tiles.move_to_end(key)
-                return row[at:at + 32]
-        raise _NeedTile(key)
+            found = self.tiles[key][height][at:at + 32]
+        except (KeyError, IndexError):
+            raise _NeedTile(key) from None
+        if not found:  # the tile held is shorter than this node needs
+            raise _NeedTile(key)
+        return found
 
     def keep(self, key: tuple[int, int], data: bytes) -> None:
         held = self.tiles.get(key)
@@ -129,10 +129,10 @@ class _TileMemory:
         held = self.tiles.get(key)
         if held is not None and len(held[0]) >= len(expanded[0]):
             return
+        self.tiles.pop(key, None)  # re-inserted: now the newest
         self.tiles[key] = expanded
-        self.tiles.move_to_end(key)
         while len(self.tiles) > self.limit:
-            self.tiles.popitem(last=False)
+            del self.tiles[next(iter(self.tiles))]
 
 
 class _NeedTile(Exception):
@@ -295,12 +295,16 @@ class Log:
         return 0 if head is None else head.size
 
     async def leaf(self, session: AsyncSession, index: int) -> bytes:
+        if not 0 <= index <= MAX_INDEX:
+            raise NotFoundError(f"no entry {index}")
         row = (await session.execute(select(Leaf.leaf).where(Leaf.idx == index))).first()  # type: ignore[arg-type]
         if row is None:
             raise NotFoundError(f"no entry {index}")
         return bytes(row[0])
 
     async def leaves(self, session: AsyncSession, start: int, limit: int) -> list[tuple[int, bytes]]:
+        if start > MAX_INDEX:
+            return []
         rows = (
             await session.execute(
                 select(Leaf.idx, Leaf.leaf).where(Leaf.idx >= start).order_by(Leaf.idx).limit(limit)  # type: ignore[arg-type]
@@ -401,6 +405,8 @@ class Log:
         return await self._prove(sessions, second, fn)
 
     async def tile(self, session: AsyncSession, level: int, index: int, width: int) -> bytes:
+        if index > MAX_INDEX:
+            raise NotFoundError(f"no tile {level}/{index}")
         data = (
             await session.execute(select(Tile.data).where(Tile.level == level, Tile.idx == index))  # type: ignore[arg-type]
         ).scalar()
@@ -410,6 +416,8 @@ class Log:
 
     async def entry_bundle(self, session: AsyncSession, index: int, width: int) -> bytes:
         start = index * tiles.TILE_WIDTH
+        if start > MAX_INDEX:
+            raise NotFoundError(f"no entry tile {index}")
         rows = await self.leaves(session, start, width)
         if len(rows) != width:
             raise NotFoundError(f"no entry tile {index} of width {width}")

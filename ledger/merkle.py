@@ -172,11 +172,7 @@ def prove_consistency(first: int, second: int, nodes: NodeSource) -> list[bytes]
         return []
     proof: list[bytes] = []
     lo, hi, complete = 0, second, True  # SUBPROOF(m, D[lo:hi], b) with m = first - lo
-    while True:
-        if first == hi:
-            if not complete:
-                proof.append(subtree_root(lo, hi, nodes))
-            break
+    while first != hi and (hi - lo) & (hi - lo - 1):  # while the subtree is not perfect
         k = _largest_power_of_two_below(hi - lo)
         if first <= lo + k:
             proof.append(subtree_root(lo + k, hi, nodes))
@@ -184,6 +180,19 @@ def prove_consistency(first: int, second: int, nodes: NodeSource) -> list[bytes]
         else:
             proof.append(subtree_root(lo, lo + k, nodes))
             lo, complete = lo + k, False
+    # [lo, hi) is perfect (or first == hi): every subtree from here on is one node.
+    node = nodes.node
+    level = (hi - lo).bit_length() - 1
+    while first != hi:
+        level -= 1
+        if first <= lo + (1 << level):
+            hi = lo + (1 << level)
+            proof.append(node(level, hi >> level))
+        else:
+            proof.append(node(level, lo >> level))
+            lo, complete = lo + (1 << level), False
+    if not complete:
+        proof.append(subtree_root(lo, hi, nodes))
     proof.reverse()
     return proof
 

@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -55,7 +55,8 @@ _HTTP_KINDS = {400: "bad-request", 401: "not-authenticated", 403: "forbidden", 4
 
 def handle_http_error(request: Request, exc: HTTPException) -> Response[Any]:
     status = exc.status_code
-    if status == 400 and "json" in (exc.detail or "").lower():
+    if status == 400 and (isinstance(exc.__cause__, SerializationException) or "json" in (exc.detail or "").lower()):
+        # A body that does not decode (malformed, truncated) is a validation error.
         return _problem_response(problem(422, "validation-error", "Invalid request", exc.detail, errors=[],
                                          instance=request.url.path))
     return _problem_response(problem(status, _HTTP_KINDS.get(status, "http-error"), exc.detail or "Error",

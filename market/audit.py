@@ -5,6 +5,7 @@ row and its ledger entry commit together (DESIGN §2.1). The ledger writer for t
 session's database is put on ``session.info`` by the session provider.
 """
 
+import hashlib
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -20,6 +21,13 @@ EVENT_TYPES = frozenset({
     "asset.objection_dismissed", "asset.cancelled", "asset.transfer_proposed", "asset.holder_changed",
     "asset.transferred",
 })
+
+
+def text_digest(text: str) -> str:
+    """Hex SHA-256 of free text (a reason, a note). Free text never goes on the public
+    ledger (LEDGER.md §2: ids, hashes, enums only); its digest does, so the text kept
+    in the database can later be shown to be the one recorded."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 async def record(session: AsyncSession, type: str, subject: str, actor: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,14 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _LAST_USED_GRANULARITY = timedelta(minutes=1)
 
 
+def _revokes_own_credential(request: Request) -> bool:
+    """DELETE of the caller's own key or token: an inactive account may still shut a
+    leaked credential (it only takes power away)."""
+    parts = request.url.path.rstrip("/").split("/")
+    return request.method == "DELETE" and len(parts) == 6 and parts[1:5] in (
+        ["v1", "accounts", "me", "keys"], ["v1", "accounts", "me", "tokens"])
+
+
 def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
@@ -91,7 +99,8 @@ async def authenticate(request: Request, session: AsyncSession) -> Caller | None
     if row is None or row[0].revoked_at is not None:
         raise NotAuthenticated("the token is unknown or revoked", kind="bad-token")
     api_token, account = row
-    if request.method not in _READS and (account.suspended or account.status == AccountStatus.rejected):
+    if request.method not in _READS and (account.suspended or account.status == AccountStatus.rejected) \
+            and not _revokes_own_credential(request):
         state = "suspended" if account.suspended else "rejected"
         raise Forbidden(f"the account is {state} and may only read", kind="account-inactive")
     now = utcnow()

@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ledger import entry as entries
 from ledger import merkle, tiles
 from ledger.errors import MalformedError, VerificationError
-from ledger.log import NotFoundError, UnknownCheckpointError
+from ledger.log import MAX_INDEX, NotFoundError, UnknownCheckpointError
 from market.config import Settings
 from market.errors import Conflict, NotFound, Unprocessable
 
@@ -59,21 +59,28 @@ class LedgerController(Controller):
         self,
         request: Request,
         db: AsyncSession,
-        start: Annotated[int, Parameter(ge=0)] = 0,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        start: Annotated[int, Parameter(ge=0, le=MAX_INDEX)] = 0,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+        cursor: Annotated[str | None, Parameter(max_length=20, pattern=r"^[0-9]+$")] = None,
         subject: Annotated[str | None, Parameter(max_length=120)] = None,
     ) -> dict[str, Any]:
+        """Index order from ``start`` (or ``cursor``, the index to go on from), in pages
+        of ``limit``; or, with ``subject``, every entry about it (at most 1,000) in one page."""
         ledger = request.app.state.ledger
         if subject is not None:
             rows = await ledger.by_subject(db, subject)
-            return {"items": [entry_json(i, leaf) for i, leaf in rows]}
+            return {"items": [entry_json(i, leaf) for i, leaf in rows], "next_cursor": None}
+        if cursor is not None:
+            start = int(cursor)
         rows = await ledger.leaves(db, start, limit)
         next_start = rows[-1][0] + 1 if len(rows) == limit else None
-        return {"items": [entry_json(i, leaf) for i, leaf in rows], "next_start": next_start}
+        return {"items": [entry_json(i, leaf) for i, leaf in rows],
+                "next_cursor": None if next_start is None else str(next_start), "next_start": next_start}
 
     @get("/proofs/inclusion", summary="RFC 9162 inclusion proof")
     async def inclusion(
-        self, request: Request, index: Annotated[int, Parameter(ge=0)], size: Annotated[int, Parameter(ge=1)]
+        self, request: Request, index: Annotated[int, Parameter(ge=0, le=MAX_INDEX)],
+        size: Annotated[int, Parameter(ge=1, le=MAX_INDEX)],
     ) -> dict[str, Any]:
         # Proofs take the session factory: most are answered from tiles in memory.
         try:
@@ -84,7 +91,8 @@ class LedgerController(Controller):
 
     @get("/proofs/consistency", summary="RFC 9162 consistency proof")
     async def consistency(
-        self, request: Request, first: Annotated[int, Parameter(ge=0)], second: Annotated[int, Parameter(ge=0)]
+        self, request: Request, first: Annotated[int, Parameter(ge=0, le=MAX_INDEX)],
+        second: Annotated[int, Parameter(ge=0, le=MAX_INDEX)],
     ) -> dict[str, Any]:
         try:
             proof = await request.app.state.ledger.consistency_proof(request.app.state.sessionmaker, first, second)

@@ -31,6 +31,15 @@ def canonical(document: dict[str, Any]) -> bytes:
     return rfc8785.dumps(document)
 
 
+def same(a: Any, b: Any) -> bool:
+    """Equal as JSON values. Python's ``==`` is not: it holds ``True == 1`` and
+    ``1 == 1.0``, so a document with ``true`` where the market wrote ``1`` would pass."""
+    try:
+        return bool(rfc8785.dumps(a) == rfc8785.dumps(b))
+    except Exception:  # noqa: BLE001 - a value JSON cannot hold equals nothing the market wrote
+        return False
+
+
 def to_sign(document: dict[str, Any]) -> dict[str, Any]:
     """The API shape: the document and the exact bytes to sign, base64."""
     return {"document": document, "signing_bytes": base64.b64encode(canonical(document)).decode()}
@@ -64,7 +73,7 @@ def open_document(
     if canonical_form != raw:
         raise Unprocessable("signing_bytes are not the canonical (RFC 8785) form the market gave out",
                             kind="non-canonical-document")
-    if document.get("type") != doc_type or document.get("market") != market or document.get("v") != 1:
+    if not same([document.get("type"), document.get("market"), document.get("v")], [doc_type, market, 1]):
         raise Unprocessable(f"signing_bytes are not a {doc_type} document of this market", kind="altered-document")
     if set(document) != fields:
         extra, missing = sorted(set(document) - fields), sorted(fields - set(document))

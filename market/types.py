@@ -1,6 +1,9 @@
 """Column types and time helpers shared by every domain package."""
 
 from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 from ledger._time import UTCDateTime, utcnow
 
@@ -10,4 +13,14 @@ def rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-__all__ = ["UTCDateTime", "rfc3339", "utcnow"]
+def _only_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+# A JSON boolean and nothing else ("yes", 1, "true" are refused). Pydantic's StrictBool
+# is not enough: the web framework validates request bodies with strict=False.
+JsonBool = Annotated[bool, BeforeValidator(_only_bool)]
+
+__all__ = ["JsonBool", "UTCDateTime", "rfc3339", "utcnow"]

@@ -157,10 +157,19 @@ async def test_verification_bad_input(client, parties: Parties, operator) -> Non
 
 async def test_rejected_account_may_read_but_not_write(client, parties: Parties, operator) -> None:
     party = await parties.sign_up(["buyer"])
+    key = (await client.post("/v1/accounts/me/keys", json={"public_key": public_key_b64()}, headers=party.auth)).json()
+    spare = (await client.post("/v1/accounts/me/tokens", json={}, headers=party.auth)).json()
     await client.post(f"/v1/accounts/{party.id}/verification", json={"decision": "reject"}, headers=operator.auth)
     assert (await client.get("/v1/accounts/me", headers=party.auth)).status_code == 200
     r = await client.post("/v1/accounts/me/keys", json={"public_key": public_key_b64()}, headers=party.auth)
     assert_problem(r, 403, "account-inactive")
+    assert_problem(await client.post("/v1/accounts/me/tokens", json={}, headers=party.auth), 403, "account-inactive")
+    # It may still shut its own credentials (a leaked token must be revocable).
+    assert (await client.delete(f"/v1/accounts/me/tokens/{spare['id']}", headers=party.auth)).status_code == 204
+    assert_problem(await client.get("/v1/accounts/me", headers={"Authorization": f"Bearer {spare['token']}"}), 401)
+    assert (await client.delete(f"/v1/accounts/me/keys/{key['id']}", headers=party.auth)).status_code == 204
+    keys = (await client.get("/v1/accounts/me/keys", headers=party.auth)).json()["items"]
+    assert keys[0]["revoked_at"] is not None
 
 
 async def test_keys_register_list_revoke(client, parties: Parties) -> None:
@@ -170,7 +179,7 @@ async def test_keys_register_list_revoke(client, parties: Parties) -> None:
     assert r.status_code == 201, r.text
     created = r.json()
     assert created["id"].startswith("key_") and created["public_key"] == key and created["revoked_at"] is None
-    listed = (await client.get("/v1/accounts/me/keys", headers=party.auth)).json()
+    listed = (await client.get("/v1/accounts/me/keys", headers=party.auth)).json()["items"]
     assert [k["id"] for k in listed] == [created["id"]]
 
     # The same key again, by anyone, is a conflict.
@@ -182,7 +191,7 @@ async def test_keys_register_list_revoke(client, parties: Parties) -> None:
 
     r = await client.delete(f"/v1/accounts/me/keys/{created['id']}", headers=party.auth)
     assert r.status_code == 204
-    listed = (await client.get("/v1/accounts/me/keys", headers=party.auth)).json()
+    listed = (await client.get("/v1/accounts/me/keys", headers=party.auth)).json()["items"]
     assert listed[0]["revoked_at"] is not None  # kept on record
     assert_problem(await client.delete(f"/v1/accounts/me/keys/{created['id']}", headers=party.auth), 409)
 
@@ -208,7 +217,7 @@ async def test_malformed_keys_are_422(client, parties: Parties, value, why) -> N
     r = await client.post("/v1/accounts/me/keys", json={"public_key": value}, headers=party.auth)
     problem = assert_problem(r, 422, "validation-error")
     assert why in problem["detail"]
-    assert (await client.get("/v1/accounts/me/keys", headers=party.auth)).json() == []
+    assert (await client.get("/v1/accounts/me/keys", headers=party.auth)).json() == {"items": [], "next_cursor": None}
 
 
 async def test_tokens_create_list_revoke(client, parties: Parties) -> None:
@@ -220,7 +229,7 @@ async def test_tokens_create_list_revoke(client, parties: Parties) -> None:
     second_auth = {"Authorization": f"Bearer {second['token']}"}
     assert (await client.get("/v1/accounts/me", headers=second_auth)).status_code == 200
 
-    listed = (await client.get("/v1/accounts/me/tokens", headers=party.auth)).json()
+    listed = (await client.get("/v1/accounts/me/tokens", headers=party.auth)).json()["items"]
     assert len(listed) == 2 and all("token" not in t for t in listed)
     assert any(t["last_used_at"] for t in listed)
 

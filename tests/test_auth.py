@@ -72,8 +72,8 @@ async def test_other_partys_objects_are_404(client, ids, parties: Parties) -> No
     assert_problem(await client.get(f"/v1/accounts/{ids['account']}", headers=stranger.auth), 404)
     assert_problem(await client.delete(f"/v1/accounts/me/keys/{ids['key']}", headers=stranger.auth), 404)
     assert_problem(await client.delete(f"/v1/accounts/me/tokens/{ids['token']}", headers=stranger.auth), 404)
-    keys = (await client.get("/v1/accounts/me/keys", headers=owner_auth)).json()
-    tokens = (await client.get("/v1/accounts/me/tokens", headers=owner_auth)).json()
+    keys = (await client.get("/v1/accounts/me/keys", headers=owner_auth)).json()["items"]
+    tokens = (await client.get("/v1/accounts/me/tokens", headers=owner_auth)).json()["items"]
     assert all(k["revoked_at"] is None for k in keys)
     assert all(t["revoked_at"] is None for t in tokens)
 

@@ -65,7 +65,7 @@ async def test_keys_are_scoped_per_account(client, parties: Parties) -> None:
     assert ra.json()["id"] != rb.json()["id"]
     again = await client.post("/v1/accounts/me/tokens", json={"label": "x"}, headers={**a.auth, "Idempotency-Key": key})
     assert again.json() == ra.json()
-    assert len((await client.get("/v1/accounts/me/tokens", headers=a.auth)).json()) == 2
+    assert len((await client.get("/v1/accounts/me/tokens", headers=a.auth)).json()["items"]) == 2
 
 
 async def test_key_creation_replay(client, parties: Parties) -> None:
@@ -82,7 +82,7 @@ async def test_key_creation_replay(client, parties: Parties) -> None:
     again = await client.post("/v1/accounts/me/keys", json=body, headers={**party.auth, "Idempotency-Key": key})
     assert first.status_code == again.status_code == 201
     assert first.json() == again.json()
-    assert len((await client.get("/v1/accounts/me/keys", headers=party.auth)).json()) == 1
+    assert len((await client.get("/v1/accounts/me/keys", headers=party.auth)).json()["items"]) == 1
 
 
 async def test_bad_idempotency_key(client) -> None:

@@ -104,10 +104,26 @@ async def test_entry_ranges(harness: LedgerHarness) -> None:
     await harness.integrate()
     page = (await harness.client.get("/v1/ledger/entries", params={"start": 2, "limit": 3})).json()
     assert [i["index"] for i in page["items"]] == [2, 3, 4] and page["next_start"] == 5
-    page = (await harness.client.get("/v1/ledger/entries", params={"start": 5, "limit": 3})).json()
-    assert [i["index"] for i in page["items"]] == [5, 6] and page["next_start"] is None
-    assert_problem(await harness.client.get("/v1/ledger/entries", params={"start": -1}), 422)
-    assert_problem(await harness.client.get("/v1/ledger/entries", params={"limit": 0}), 422)
+    assert page["next_cursor"] == "5"
+    page = (await harness.client.get("/v1/ledger/entries", params={"cursor": page["next_cursor"], "limit": 3})).json()
+    assert [i["index"] for i in page["items"]] == [5, 6] and page["next_start"] is None and page["next_cursor"] is None
+    assert len((await harness.client.get("/v1/ledger/entries")).json()["items"]) == 7  # default limit 50
+    for params in ({"start": -1}, {"limit": 0}, {"limit": 501}, {"cursor": "x1"}, {"start": 10**30}):
+        assert_problem(await harness.client.get("/v1/ledger/entries", params=params), 422)
+
+
+async def test_absurd_numbers_are_refused_not_crashed(harness: LedgerHarness) -> None:
+    await harness.append(3)
+    await harness.integrate()
+    huge = 10**23
+    for path in (f"/v1/ledger/entries/{huge}", f"/v1/ledger/entries/{2**63}",
+                 "/v1/ledger/tlog/tile/0/x999/x999/x999/x999/x999/x999/000",
+                 "/v1/ledger/tlog/tile/entries/x999/x999/x999/x999/x999/x999/000"):
+        assert_problem(await harness.client.get(path), 404)
+    for path, params in (("/v1/ledger/proofs/inclusion", {"index": 0, "size": huge}),
+                         ("/v1/ledger/proofs/consistency", {"first": 1, "second": huge})):
+        assert_problem(await harness.client.get(path, params=params), 422)
+    assert (await harness.client.get("/v1/ledger/entries/2")).status_code == 200
 
 
 async def test_every_inclusion_and_consistency_proof_over_http(harness: LedgerHarness) -> None:

@@ -223,14 +223,28 @@ async def test_change_of_a_registered_asset(client, parties: Parties, operator) 
     await upload(client, p, asset["id"], second)
     still = (await client.get(f"/v1/assets/{asset['id']}")).json()
     assert still["status"] == "registered" and still["registered_revision"] == 1
+    # What buyers receive is the registered content, not an upload nobody reviewed.
+    assert still["commitment"]["sha256"] == sha256_hex(first)
+    assert still["uploaded_commitment"]["sha256"] == sha256_hex(second)
     submitted = await submit(client, p, asset["id"])
-    assert submitted["status"] == "submitted" and submitted["commitment"]["sha256"] == sha256_hex(second)
+    assert submitted["status"] == "submitted" and submitted["commitment"]["sha256"] == sha256_hex(first)
+    assert submitted["uploaded_commitment"]["sha256"] == sha256_hex(second)
+    # While the change is under review the registration stands: the asset stays public,
+    # listed, and its certificate (of the registered revision) is served.
+    public = await client.get(f"/v1/assets/{asset['id']}")
+    assert public.status_code == 200 and public.json()["registration_number"] == number
+    listed = (await client.get("/v1/assets", params={"provider": p.id, "limit": 500})).json()["items"]
+    assert asset["id"] in [a["id"] for a in listed]
+    during = await client.get(f"/v1/assets/{asset['id']}/certificate")
+    assert during.status_code == 200, during.text
+    assert during.json()["document"]["commitment"]["sha256"] == sha256_hex(first)
     r = await client.post(f"/v1/assets/{asset['id']}/review", json={"decision": "reject", "reason": "not the same dataset"},
                           headers=operator.auth)
     assert r.status_code == 200, r.text
     back = r.json()
     assert back["status"] == "registered" and back["registered_revision"] == 1
     assert back["commitment"]["sha256"] == sha256_hex(first) and back["registration_number"] == number
+    assert back["uploaded_commitment"] is None and back["status_reason"] == "not the same dataset"
 
     third = os.urandom(3000)
     await upload(client, p, asset["id"], third)

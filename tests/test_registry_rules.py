@@ -6,6 +6,7 @@ The happy path of a registration is in ``test_registry_lifecycle.py``.
 """
 
 import base64
+import hashlib
 import json
 import os
 import uuid
@@ -146,6 +147,9 @@ ALTERATIONS: dict[str, tuple[Any, str]] = {
     "another document type": (lambda d: signing_bytes_of({**d, "type": "holding-transfer"}), "altered-document"),
     "another market": (lambda d: signing_bytes_of({**d, "market": "other.example/log"}), "altered-document"),
     "another version": (lambda d: signing_bytes_of({**d, "v": 2}), "altered-document"),
+    "version true, not 1": (lambda d: signing_bytes_of({**d, "v": True}), "altered-document"),
+    "revision true, not 1": (lambda d: signing_bytes_of({**d, "commitment": {**d["commitment"], "revision": True}}),
+                             "claim-not-current"),
     "another commitment": (lambda d: signing_bytes_of({**d, "commitment": {**d["commitment"], "sha256": "0" * 64}}),
                            "claim-not-current"),
     "another size": (lambda d: signing_bytes_of({**d, "commitment": {**d["commitment"], "size": 1}}),
@@ -378,8 +382,11 @@ async def test_rejection_is_final(client, parties: Parties, operator) -> None:
                           headers=operator.auth)
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "rejected" and r.json()["registration_number"] is None
+    assert r.json()["status_reason"] == "source unproven"
+    # The public ledger commits to the reason without publishing it (LEDGER.md §2).
     rejected = await last_entry(client, asset["id"], "asset.rejected")
-    assert rejected["data"]["reason"] == "source unproven"
+    assert "reason" not in rejected["data"]
+    assert rejected["data"]["reason_sha256"] == hashlib.sha256(b"source unproven").hexdigest()
 
     before = await Snapshot.take(client, asset["id"], operator)
     assert_problem(await client.get(f"/v1/assets/{asset['id']}/claim", headers=p.auth), 409)
@@ -434,7 +441,7 @@ async def test_conflicting_commitment_needs_an_override(client, parties: Parties
     assert r.json()["status"] == "registered"
     approved = await last_entry(client, second["id"], "asset.approved")
     assert approved["data"]["override_conflict"] is True
-    assert approved["data"]["reason"] == reason
+    assert approved["data"]["reason_sha256"] == hashlib.sha256(reason.encode()).hexdigest()
     assert approved["data"]["conflicts_with"] == [first["id"]]
     assert (await read_asset(client, first["id"]))["status"] == "registered"
 
@@ -544,14 +551,14 @@ async def test_objection_rules(noticed) -> None:
         assert_problem(await client.post(resolution, json=body, headers=op.auth), 422)
     await before.assert_unchanged()
     r = await client.get(f"/v1/assets/{asset['id']}/objections", headers=op.auth)
-    assert [o["status"] for o in r.json()] == ["open"]
+    assert [o["status"] for o in r.json()["items"]] == ["open"] and r.json()["next_cursor"] is None
 
     # The holder and staff see every objection; anyone else only its own.
     for viewer, expected in ((p, [objection["id"]]), (regulator, [objection["id"]]), (objector, [objection["id"]]),
                              (await parties.verified(["buyer"]), [])):
         r = await client.get(f"/v1/assets/{asset['id']}/objections", headers=viewer.auth)
         assert r.status_code == 200, r.text
-        assert [o["id"] for o in r.json()] == expected
+        assert [o["id"] for o in r.json()["items"]] == expected
 
 
 async def test_objection_on_an_asset_not_in_public_notice(noticed) -> None:
@@ -578,7 +585,7 @@ async def test_objection_on_a_registered_asset_is_409(client, parties: Parties, 
                                      headers=objector.auth), 409)
     await before.assert_unchanged()
     r = await client.get(f"/v1/assets/{asset['id']}/objections", headers=p.auth)
-    assert r.status_code == 200 and r.json() == []
+    assert r.status_code == 200 and r.json()["items"] == []
 
 
 # -- visibility and object-level authorization -------------------------------------------
@@ -672,7 +679,7 @@ async def test_operator_and_regulator_read_drafts(client, parties: Parties, oper
         assert r.status_code == 200, r.text
         assert [i["entry"]["type"] for i in r.json()["items"]] == ["asset.created", "asset.content_uploaded"]
         r = await client.get(f"/v1/assets/{asset['id']}/objections", headers=staff.auth)
-        assert r.status_code == 200 and r.json() == []
+        assert r.status_code == 200 and r.json()["items"] == []
         assert_problem(await client.get(f"/v1/assets/{asset['id']}/certificate", headers=staff.auth), 409)
         assert await list_ids(client, staff, provider=p.id) == [asset["id"]]
         assert asset["id"] in await list_ids(client, staff, provider=p.id, status="draft")
@@ -908,7 +915,8 @@ async def test_cancellation(client, parties: Parties, operator) -> None:
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "cancelled"
     assert (await read_asset(client, asset["id"]))["status"] == "cancelled"  # public, for the record
-    assert (await last_entry(client, asset["id"], "asset.cancelled"))["data"]["reason"] == "we stopped collecting"
+    cancelled = (await last_entry(client, asset["id"], "asset.cancelled"))["data"]
+    assert cancelled == {"reason_sha256": hashlib.sha256("we stopped collecting".encode()).hexdigest()}
 
     before = await Snapshot.take(client, asset["id"], operator)
     assert_problem(await client.post(f"/v1/assets/{asset['id']}/cancellation", json={"reason": "again"},

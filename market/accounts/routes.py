@@ -82,9 +82,9 @@ class AccountController(Controller):
 
         return await idempotency.run(request, db, caller.id, data, action)
 
-    @get("/me/keys", summary="The caller's keys, revoked ones included")
-    async def list_keys(self, db: AsyncSession, caller: Caller) -> list[KeyRead]:
-        return [service.key_read(k) for k in await service.list_keys(db, caller)]
+    @get("/me/keys", summary="The caller's keys, revoked ones included (one page: an account has few)")
+    async def list_keys(self, db: AsyncSession, caller: Caller) -> Page[KeyRead]:
+        return Page(items=[service.key_read(k) for k in await service.list_keys(db, caller)], next_cursor=None)
 
     @delete("/me/keys/{key_id:str}", status_code=204, summary="Revoke a key (kept for old signatures)")
     async def revoke_key(self, db: AsyncSession, caller: Caller, key_id: str) -> None:
@@ -103,9 +103,9 @@ class AccountController(Controller):
 
         return await idempotency.run(request, db, caller.id, body, action)
 
-    @get("/me/tokens", summary="The caller's tokens (never their secrets)")
-    async def list_tokens(self, db: AsyncSession, caller: Caller) -> list[TokenRead]:
-        return [service.token_read(t) for t in await service.list_tokens(db, caller)]
+    @get("/me/tokens", summary="The caller's tokens, never their secrets (one page: an account has few)")
+    async def list_tokens(self, db: AsyncSession, caller: Caller) -> Page[TokenRead]:
+        return Page(items=[service.token_read(t) for t in await service.list_tokens(db, caller)], next_cursor=None)
 
     @delete("/me/tokens/{token_id:str}", status_code=204, summary="Revoke a token")
     async def revoke_token(self, db: AsyncSession, caller: Caller, token_id: str) -> None:

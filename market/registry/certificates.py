@@ -9,7 +9,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ledger.log import Log
 from market.errors import InvalidTransition
 from market.registry.models import Asset
-from market.registry.schemas import AssetStatus
+from market.registry.service import holds_registration
 
 
 def _b64(data: bytes) -> str:
@@ -33,6 +33,6 @@ async def bundle(session: AsyncSession, log: Log, subject: str, document_json: s
 
 
 async def registration_certificate(session: AsyncSession, log: Log, asset: Asset) -> dict[str, Any]:
-    if asset.status != AssetStatus.registered or asset.certificate is None or asset.certificate_leaf is None:
+    if not holds_registration(asset) or asset.certificate is None or asset.certificate_leaf is None:
         raise InvalidTransition(f"asset {asset.id}", asset.status, "a registration certificate")
     return await bundle(session, log, f"asset:{asset.id}", asset.certificate, bytes(asset.certificate_leaf))

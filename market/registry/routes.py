@@ -25,6 +25,7 @@ from market.registry.schemas import (
     CancelRequest,
     ClaimToSign,
     ContentRead,
+    Grade,
     ObjectionCreate,
     ObjectionRead,
     ObjectionResolution,
@@ -65,7 +66,7 @@ class AssetController(Controller):
          dependencies={"maybe_caller": Provide(provide_optional_caller)})
     async def list_assets(
         self, db: AsyncSession, maybe_caller: Caller | None,
-        status: AssetStatus | None = None, provider: str | None = None, grade: str | None = None,
+        status: AssetStatus | None = None, provider: str | None = None, grade: Grade | None = None,
         category: str | None = None, limit: Annotated[int, Parameter(ge=1, le=500)] = DEFAULT_LIMIT,
         cursor: str | None = None,
     ) -> Page[AssetRead]:
@@ -143,8 +144,8 @@ class AssetController(Controller):
         return await idempotency.run(request, db, caller.id, data, action)
 
     @get("/{asset_id:str}/objections", summary="Objections (holder and staff: all; others: their own)")
-    async def objections(self, db: AsyncSession, caller: Caller, asset_id: str) -> list[ObjectionRead]:
-        return await service.list_objections(db, caller, asset_id)
+    async def objections(self, db: AsyncSession, caller: Caller, asset_id: str) -> Page[ObjectionRead]:
+        return Page(items=await service.list_objections(db, caller, asset_id), next_cursor=None)
 
     @get("/{asset_id:str}/certificate", summary="Registration certificate bundle (LEDGER.md §6)",
          dependencies={"maybe_caller": Provide(provide_optional_caller)})
@@ -159,7 +160,7 @@ class AssetController(Controller):
                       asset_id: str) -> dict[str, Any]:
         await service.load(db, asset_id, maybe_caller)
         rows = await state.ledger.by_subject(db, f"asset:{asset_id}")
-        return {"items": [entry_json(i, leaf) for i, leaf in rows]}
+        return {"items": [entry_json(i, leaf) for i, leaf in rows], "next_cursor": None}
 
     @post("/{asset_id:str}/cancellation", status_code=200, summary="Cancel a registration (holder)")
     async def cancel(self, state: State, db: AsyncSession, caller: Caller, asset_id: str,

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from market.accounts.schemas import Strict
+from market.types import JsonBool
 
 
 class AssetStatus(StrEnum):
@@ -36,7 +37,7 @@ class AssetCreate(Strict):
     grade: Grade
     personal_info: PersonalInfo
     legal_basis: str | None = Field(default=None, min_length=1, max_length=2000)
-    export_allowed: bool = False
+    export_allowed: JsonBool = False
     source: str = Field(default="", max_length=2000, description="how the data was obtained")
     format: str = Field(default="", max_length=100)
 
@@ -55,7 +56,7 @@ class AssetUpdate(Strict):
     grade: Grade | None = None
     personal_info: PersonalInfo | None = None
     legal_basis: str | None = Field(default=None, min_length=1, max_length=2000)
-    export_allowed: bool | None = None
+    export_allowed: JsonBool | None = None
     source: str | None = Field(default=None, max_length=2000)
     format: str | None = Field(default=None, max_length=100)
 
@@ -93,9 +94,11 @@ class AssetRead(BaseModel):
     source: str
     format: str
     status: str
+    status_reason: str | None = None  # the text of the last rejection, override or cancellation
     frozen: bool
     registration_number: str | None
-    commitment: Commitment | None
+    commitment: Commitment | None  # the registered content once registered, else the newest upload
+    uploaded_commitment: Commitment | None = None  # the newest upload, when it is not ``commitment``
     registered_revision: int
     rights: list[str]
     conflicts_with: list[str]
@@ -128,7 +131,7 @@ class SignedSubmission(Strict):
 class ReviewDecision(Strict):
     decision: Literal["approve", "reject"]
     reason: str = Field(default="", max_length=2000)
-    override_conflict: bool = False
+    override_conflict: JsonBool = False
 
     @model_validator(mode="after")
     def _reasons(self) -> "ReviewDecision":

@@ -81,8 +81,24 @@ def _subject(asset_id: str) -> str:
     return f"asset:{asset_id}"
 
 
+def holds_registration(asset: Asset) -> bool:
+    """Registered, or registered with a change under review: the registration (its
+    number, certificate and registered content) stands until a change replaces it."""
+    return asset.status == S.registered or (asset.change and asset.status in (S.submitted, S.public_notice))
+
+
+def is_public(asset: Asset) -> bool:
+    return asset.status in PUBLIC_STATUSES or holds_registration(asset)
+
+
+def _public_clause() -> Any:
+    """SQL for ``is_public``."""
+    return or_(Asset.status.in_([s.value for s in PUBLIC_STATUSES]),  # type: ignore[attr-defined]
+               (Asset.change == True) & (Asset.status == S.submitted))  # type: ignore[arg-type]  # noqa: E712
+
+
 def visible(asset: Asset, caller: Caller | None) -> bool:
-    if asset.status in PUBLIC_STATUSES:
+    if is_public(asset):
         return True
     return caller is not None and (caller.id == asset.provider_id or caller.is_staff)
 
@@ -99,7 +115,7 @@ async def load_owned(session: AsyncSession, asset_id: str, caller: Caller) -> As
     """The asset if the caller holds it. Staff and the public get 403/404, never a write."""
     asset = await load(session, asset_id, caller)
     if asset.provider_id != caller.id:
-        if caller.is_staff or asset.status in PUBLIC_STATUSES:
+        if caller.is_staff or is_public(asset):
             raise Forbidden("only the asset's holder may do this", kind="not-owner")
         raise NotFound(f"no asset {asset_id}")
     return asset
@@ -159,8 +175,12 @@ async def read(session: AsyncSession, asset: Asset) -> AssetRead:
 
 
 async def read_many(session: AsyncSession, assets: list[Asset]) -> list[AssetRead]:
-    """Response shapes for several assets in two queries (revisions, conflicts)."""
-    keys = [(a.id, a.content_revision) for a in assets if a.content_revision]
+    """Response shapes for several assets in two queries (revisions, conflicts).
+
+    ``commitment`` is the registered content once there is one (what buyers receive),
+    else the newest upload; ``uploaded_commitment`` is the newest upload when it
+    differs (a change in preparation or under review)."""
+    keys = {(a.id, n) for a in assets for n in (a.content_revision, a.registered_revision) if n}
     revisions: dict[tuple[str, int], AssetRevision] = {}
     if keys:
         rows = (await session.exec(select(AssetRevision).where(or_(*(
@@ -170,14 +190,18 @@ async def read_many(session: AsyncSession, assets: list[Asset]) -> list[AssetRea
     clashes = await conflicts_of(session, assets)
     out = []
     for asset in assets:
-        rev = revisions.get((asset.id, asset.content_revision))
+        shown = asset.registered_revision or asset.content_revision
+        rev = revisions.get((asset.id, shown))
+        newest = revisions.get((asset.id, asset.content_revision)) if asset.content_revision != shown else None
         out.append(AssetRead(
             id=asset.id, provider_id=asset.provider_id, title=asset.title, description=asset.description,
             category=asset.category, tags=json.loads(asset.tags), grade=asset.grade,
             personal_info=asset.personal_info, legal_basis=asset.legal_basis, export_allowed=asset.export_allowed,
-            source=asset.source, format=asset.format, status=asset.status, frozen=asset.frozen,
+            source=asset.source, format=asset.format, status=asset.status, status_reason=asset.status_reason,
+            frozen=asset.frozen,
             registration_number=asset.registration_number,
             commitment=Commitment(**commitment_of(rev)) if rev else None,
+            uploaded_commitment=Commitment(**commitment_of(newest)) if newest else None,
             registered_revision=asset.registered_revision, rights=json.loads(asset.rights),
             conflicts_with=clashes[asset.id], submitted_at=asset.submitted_at, notice_ends_at=asset.notice_ends_at,
             registered_at=asset.registered_at, created_at=asset.created_at, updated_at=asset.updated_at,
@@ -191,10 +215,9 @@ async def list_assets(
 ) -> dict[str, Any]:
     query = select(Asset)
     if caller is None:
-        query = query.where(Asset.status.in_([s.value for s in PUBLIC_STATUSES]))  # type: ignore[attr-defined]
+        query = query.where(_public_clause())
     elif not caller.is_staff:
-        query = query.where(or_(Asset.status.in_([s.value for s in PUBLIC_STATUSES]),  # type: ignore[attr-defined]
-                                Asset.provider_id == caller.id))
+        query = query.where(or_(_public_clause(), Asset.provider_id == caller.id))
     for column, value in ((Asset.status, status), (Asset.provider_id, provider), (Asset.grade, grade),
                           (Asset.category, category)):
         if value is not None:
@@ -284,6 +307,8 @@ async def record_upload(
     Returns the asset, the revision, and the blob id of a replaced, never-registered
     revision that the caller may now delete.
     """
+    if stored.size == 0:  # every empty asset would claim the same content
+        raise Unprocessable("the content is empty; a data asset holds at least one byte", kind="empty-content")
     asset = await check_upload(session, ctx.caller, asset_id)
     if asset.content_revision != expected_revision:
         raise Conflict("another upload finished first; upload again", kind="concurrent-update")
@@ -364,11 +389,11 @@ async def submit_claim(
         raise Forbidden(f"asset {asset_id} is frozen", kind="asset-frozen")
     _gates(asset)
     raw, claim = signing.open_document(signing_bytes, doc_type=CLAIM_TYPE, market=ctx.market, fields=CLAIM_FIELDS)
-    if claim.get("asset") != asset.id or claim.get("provider") != ctx.caller.id:
+    if not signing.same([claim.get("asset"), claim.get("provider")], [asset.id, ctx.caller.id]):
         raise Unprocessable("the claim names another asset or provider", kind="altered-document")
     rev = await revision(session, asset)
     assert rev is not None
-    if claim.get("commitment") != commitment_of(rev) or claim.get("source") != asset.source:
+    if not signing.same([claim.get("commitment"), claim.get("source")], [commitment_of(rev), asset.source]):
         raise Unprocessable("the claim does not match the asset's current content and source; fetch a new one",
                             kind="claim-not-current")
     rights = claim.get("rights")
@@ -383,7 +408,7 @@ async def submit_claim(
         {"claim": claim, "key_id": key_id, "signature": signature, "change": action == "submit_change",
          "conflicts_with": others},
         claim=raw.decode(), claim_key_id=key_id, claim_signature=signature, rights=json.dumps(rights),
-        submitted_at=ctx.now, change=action == "submit_change", updated_at=ctx.now,
+        submitted_at=ctx.now, change=action == "submit_change", updated_at=ctx.now, status_reason=None,
     )
     return asset
 
@@ -401,8 +426,8 @@ async def review(
     if decision == "reject":
         action = "reject_change" if asset.change else "reject"
         await _transition(session, asset, action, ctx.caller.id, "asset.rejected",
-                          {"stage": "review", "change": asset.change, "reason": reason}, updated_at=ctx.now,
-                          change=False, **_discard_change(asset))
+                          {"stage": "review", "change": asset.change, "reason_sha256": audit.text_digest(reason)},
+                          updated_at=ctx.now, status_reason=reason, change=False, **_discard_change(asset))
         return asset
     others = await conflicts(session, asset)
     if others and not override_conflict:
@@ -410,8 +435,8 @@ async def review(
                        kind="unresolved-conflict", extra={"conflicts_with": others})
     data: dict[str, Any] = {"notice_seconds": int(ctx.notice.total_seconds()), "change": asset.change}
     if others:
-        data.update(override_conflict=True, conflicts_with=others, reason=reason)
-    await _transition(session, asset, "approve", ctx.caller.id, "asset.approved", data,
+        data.update(override_conflict=True, conflicts_with=others, reason_sha256=audit.text_digest(reason))
+    await _transition(session, asset, "approve", ctx.caller.id, "asset.approved", data, status_reason=reason or None,
                       notice_started_at=ctx.now, notice_ends_at=ctx.now + ctx.notice, updated_at=ctx.now)
     if ctx.notice <= timedelta(0):
         await _register(session, asset, ctx.now, ctx.market)
@@ -535,12 +560,12 @@ async def resolve_objection(session: AsyncSession, ctx: Ctx, objection_id: str, 
     asset = await session.get(Asset, objection.asset_id)
     assert asset is not None
     await audit.record(session, f"asset.objection_{status}", _subject(asset.id), ctx.caller.id,
-                       {"objection": objection_id, "reason": reason})
+                       {"objection": objection_id, "reason_sha256": audit.text_digest(reason)})
     if status == "upheld" and asset.status == S.public_notice:
         action = "reject_change" if asset.change else "reject"
         await _transition(session, asset, action, ctx.caller.id, "asset.rejected",
                           {"stage": "objection", "objection": objection_id, "change": asset.change},
-                          change=False, updated_at=ctx.now, **_discard_change(asset))
+                          status_reason=reason, change=False, updated_at=ctx.now, **_discard_change(asset))
     await session.refresh(objection)
     return objection
 
@@ -567,6 +592,6 @@ async def cancel(session: AsyncSession, ctx: Ctx, asset_id: str, reason: str) ->
     asset = await load_owned(session, asset_id, ctx.caller)
     if asset.frozen:
         raise Forbidden(f"asset {asset_id} is frozen", kind="asset-frozen")
-    await _transition(session, asset, "cancel", ctx.caller.id, "asset.cancelled", {"reason": reason},
-                      updated_at=ctx.now)
+    await _transition(session, asset, "cancel", ctx.caller.id, "asset.cancelled",
+                      {"reason_sha256": audit.text_digest(reason)}, status_reason=reason, updated_at=ctx.now)
     return asset

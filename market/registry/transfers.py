@@ -65,12 +65,13 @@ async def propose_transfer(
         raise Forbidden(f"asset {asset_id} is frozen", kind="asset-frozen")
     raw, document = signing.open_document(signing_bytes, doc_type=TRANSFER_TYPE, market=ctx.market,
                                           fields=TRANSFER_FIELDS)
-    if document.get("right") != "holding":
+    if not signing.same(document.get("right"), "holding"):
         raise Unprocessable("a transfer moves the holding right and must say so", kind="altered-document")
     rev = await revision(session, asset, asset.registered_revision)
     assert rev is not None
-    if (document.get("asset"), document.get("from"), document.get("registration_number"), document.get("commitment")) \
-            != (asset.id, ctx.caller.id, asset.registration_number, commitment_of(rev)):
+    if not signing.same([document.get("asset"), document.get("from"), document.get("registration_number"),
+                         document.get("commitment")],
+                        [asset.id, ctx.caller.id, asset.registration_number, commitment_of(rev)]):
         raise Unprocessable("the transfer names another asset, holder or content", kind="altered-document")
     to = document.get("to")
     if not isinstance(to, str) or to == ctx.caller.id:
@@ -102,6 +103,10 @@ async def accept_transfer(session: AsyncSession, ctx: Ctx, transfer_id: str, key
     assert asset is not None
     if asset.provider_id != transfer.from_id or asset.frozen:
         raise Conflict("the asset changed hands or was frozen since the proposal", kind="concurrent-update")
+    rev = await revision(session, asset, asset.registered_revision)
+    if rev is None or not signing.same(json.loads(transfer.document)["commitment"], commitment_of(rev)):
+        raise Conflict("the asset's registered content changed since the proposal; ask for a new one",
+                       kind="concurrent-update")
     await signing.verify_party_signature(session, ctx.caller.id, key_id, signature, transfer.document.encode())
     result = await session.execute(
         update(Transfer).where(Transfer.id == transfer_id, Transfer.status == "proposed")  # type: ignore[arg-type]
