@@ -352,19 +352,25 @@ class Log:
             current = self._known_size
             recorder = _Recorder()
             fn(current, recorder)  # raises NotFoundError for sizes beyond the log
-            rows = await session.execute(
-                select(Tile.level, Tile.idx, Tile.data).where(_tile_keys(sorted(recorder.keys)))
-            ) if recorder.keys else []
-        # Answer from exactly the tiles read (memory may be too small to hold them all).
-        read = _TileMemory(len(recorder.keys))
-        for level, idx, data in rows:
-            read.keep((level, idx), bytes(data))
-        for key, expanded in read.tiles.items():
-            self._memory.adopt(key, expanded)
-        try:
-            return fn(current, read)
-        except _NeedTile as exc:
-            raise NotFoundError(f"tile {exc.key[0]}/{exc.key[1]} is missing or short for size {current}") from None
+            # Answer from exactly the tiles this proof reads (memory may be too small to
+            # hold them all): those held, and the rest (or a held one found short) read once.
+            read = _TileMemory(len(recorder.keys))
+            read.tiles = {k: self._memory.tiles[k] for k in recorder.keys if k in self._memory.tiles}
+            wanted = [k for k in sorted(recorder.keys) if k not in read.tiles]
+            fetched: set[tuple[int, int]] = set()
+            while True:
+                if wanted:
+                    rows = await session.execute(select(Tile.level, Tile.idx, Tile.data).where(_tile_keys(wanted)))
+                    for level, idx, data in rows:
+                        read.keep((level, idx), bytes(data))
+                        self._memory.adopt((level, idx), read.tiles[(level, idx)])
+                    fetched.update(wanted)
+                try:
+                    return fn(current, read)
+                except _NeedTile as exc:
+                    if exc.key in fetched:
+                        raise NotFoundError(f"tile {exc.key[0]}/{exc.key[1]} is missing or short for size {current}") from None
+                    wanted = [exc.key]
 
     async def warm(self, session: AsyncSession) -> int:
         """Load the tree's tiles into memory, top levels first, up to the memory's bound

@@ -197,3 +197,17 @@ def assert_problem(response: Any, status: int, kind: str | None = None) -> dict[
     if kind is not None:
         assert body["type"].endswith("/" + kind), body
     return body
+
+
+async def walk_ids(client: AsyncTestClient, path: str, headers: dict[str, str], **params: Any) -> list[str]:
+    """Every id a list route shows these credentials, walking all its pages."""
+    ids: list[str] = []
+    cursor = None
+    while True:
+        query = {"limit": 500, **params, **({"cursor": cursor} if cursor else {})}
+        r = await client.get(path, params=query, headers=headers)
+        assert r.status_code == 200, r.text
+        ids += [item["id"] for item in r.json()["items"]]
+        cursor = r.json()["next_cursor"]
+        if cursor is None:
+            return ids

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from tests.conftest import Parties, Party, assert_problem, random_uscc
+from tests.conftest import Parties, Party, assert_problem, random_uscc, walk_ids
 
 VALIDATION = "validation-error"
 
@@ -52,16 +52,7 @@ async def ledger_of(client: Any, account_id: str) -> list[tuple[str, str]]:
 
 
 async def all_account_ids(client: Any, operator: Party) -> list[str]:
-    ids: list[str] = []
-    cursor = None
-    while True:
-        params: dict[str, Any] = {"limit": 500, **({"cursor": cursor} if cursor else {})}
-        r = await client.get("/v1/accounts", params=params, headers=operator.auth)
-        assert r.status_code == 200, r.text
-        ids += [a["id"] for a in r.json()["items"]]
-        cursor = r.json()["next_cursor"]
-        if cursor is None:
-            return ids
+    return await walk_ids(client, "/v1/accounts", operator.auth)
 
 
 # -- POST /v1/accounts/me/tokens ---------------------------------------------------------

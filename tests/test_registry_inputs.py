@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Parties, Party, assert_problem
+from tests.conftest import Parties, Party, assert_problem, walk_ids
 from tests.registry_support import (
     ASSET,
     Signer,
@@ -30,16 +30,7 @@ VALIDATION = "validation-error"
 
 async def asset_ids(client: Any, viewer: Party | Signer, **params: Any) -> list[str]:
     """Every asset id the viewer is shown, walking all pages."""
-    ids: list[str] = []
-    cursor = None
-    while True:
-        query = {"limit": 500, **params, **({"cursor": cursor} if cursor else {})}
-        r = await client.get("/v1/assets", params=query, headers=viewer.auth)
-        assert r.status_code == 200, r.text
-        ids += [a["id"] for a in r.json()["items"]]
-        cursor = r.json()["next_cursor"]
-        if cursor is None:
-            return ids
+    return await walk_ids(client, "/v1/assets", viewer.auth, **params)
 
 
 async def submitted(client: Any, p: Signer) -> dict[str, Any]:
