@@ -230,14 +230,6 @@ def expand_tile(data: bytes) -> tuple[bytes, ...]:
     return tuple(levels)
 
 
-def hash_in_tile(stored_index: int) -> tuple[int, int, int, int]:
-    """Where stored hash ``stored_index`` lives: (tile level, tile index, height inside
-    the tile, position at that height)."""
-    tl, tn, start, end = _tile_for_index(stored_index)
-    height = (end - start).bit_length() - 1
-    return tl, tn, height, start >> height
-
-
 def tile_root(data: bytes) -> bytes:
     """Return the root of a full tile (256 hashes): the hash one tile level up."""
     if len(data) != _FULL:
