@@ -101,9 +101,9 @@ class _TileMemory:
     seen of a tile answers every tree that needs at most that width.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, held: dict[tuple[int, int], tuple[bytes, ...]] | None = None) -> None:
         self.limit = limit
-        self.tiles: dict[tuple[int, int], tuple[bytes, ...]] = {}  # insertion order: oldest first
+        self.tiles: dict[tuple[int, int], tuple[bytes, ...]] = dict(held or {})  # insertion order: oldest first
 
     def node(self, level: int, n: int) -> bytes:
         """``merkle.NodeSource``: the perfect subtree hash, or ``_NeedTile``."""
@@ -354,8 +354,8 @@ class Log:
             fn(current, recorder)  # raises NotFoundError for sizes beyond the log
             # Answer from exactly the tiles this proof reads (memory may be too small to
             # hold them all): those held, and the rest (or a held one found short) read once.
-            read = _TileMemory(len(recorder.keys))
-            read.tiles = {k: self._memory.tiles[k] for k in recorder.keys if k in self._memory.tiles}
+            held = self._memory.tiles
+            read = _TileMemory(len(recorder.keys), {k: held[k] for k in recorder.keys if k in held})
             wanted = [k for k in sorted(recorder.keys) if k not in read.tiles]
             fetched: set[tuple[int, int]] = set()
             while True:

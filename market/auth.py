@@ -28,12 +28,10 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _LAST_USED_GRANULARITY = timedelta(minutes=1)
 
 
-def _revokes_own_credential(request: Request) -> bool:
-    """DELETE of the caller's own key or token: an inactive account may still shut a
-    leaked credential (it only takes power away)."""
-    parts = request.url.path.rstrip("/").split("/")
-    return request.method == "DELETE" and len(parts) == 6 and parts[1:5] in (
-        ["v1", "accounts", "me", "keys"], ["v1", "accounts", "me", "tokens"])
+# A route handler with this in its ``opt`` is open to suspended and rejected accounts
+# too: revoking one's own key or token only takes power away, and a leaked credential
+# must always be shut.
+OPEN_TO_INACTIVE = "open_to_inactive_accounts"
 
 
 def new_token() -> str:
@@ -100,7 +98,7 @@ async def authenticate(request: Request, session: AsyncSession) -> Caller | None
         raise NotAuthenticated("the token is unknown or revoked", kind="bad-token")
     api_token, account = row
     if request.method not in _READS and (account.suspended or account.status == AccountStatus.rejected) \
-            and not _revokes_own_credential(request):
+            and not request.route_handler.opt.get(OPEN_TO_INACTIVE):
         state = "suspended" if account.suspended else "rejected"
         raise Forbidden(f"the account is {state} and may only read", kind="account-inactive")
     now = utcnow()

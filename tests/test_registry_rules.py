@@ -1049,6 +1049,25 @@ async def test_transfer_acceptance_rules(client, parties: Parties, operator) -> 
     await before.assert_unchanged()
 
 
+async def test_transfer_of_content_changed_since_the_proposal_is_refused(client, parties: Parties, operator) -> None:
+    """The holder's document names the registered content; a change registered before
+    the receiver accepts makes that document stale."""
+    holder, recipient = await provider(client, parties), await provider(client, parties)
+    asset = await registered_asset(client, holder, operator)
+    transfer, signing_bytes = await propose(client, holder, asset["id"], recipient.id)
+    await upload(client, holder, asset["id"], os.urandom(1500))
+    await submit(client, holder, asset["id"])
+    r = await client.post(f"/v1/assets/{asset['id']}/review", json={"decision": "approve"}, headers=operator.auth)
+    assert r.status_code == 200 and r.json()["status"] == "registered" and r.json()["registered_revision"] == 2
+    before = await Snapshot.take(client, asset["id"], operator)
+
+    r = await client.post(f"/v1/transfers/{transfer['id']}/acceptance", headers=recipient.auth,
+                          json={"key_id": recipient.key_id, "signature": recipient.sign(signing_bytes)})
+    assert_problem(r, 409, "concurrent-update")
+    await before.assert_unchanged()
+    assert before.asset["provider_id"] == holder.id
+
+
 async def test_transfer_document_must_state_the_holding_right(client, parties: Parties, operator) -> None:
     """The market moves the holding right only on a document that says so, signed as handed out."""
     holder, to = await provider(client, parties), await provider(client, parties)

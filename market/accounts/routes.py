@@ -22,7 +22,7 @@ from market.accounts.schemas import (
     TokenRead,
     VerificationDecision,
 )
-from market.auth import Caller, provide_optional_caller
+from market.auth import OPEN_TO_INACTIVE, Caller, provide_optional_caller
 from market.config import Settings
 from market.pagination import DEFAULT_LIMIT, Page
 
@@ -86,7 +86,8 @@ class AccountController(Controller):
     async def list_keys(self, db: AsyncSession, caller: Caller) -> Page[KeyRead]:
         return Page(items=[service.key_read(k) for k in await service.list_keys(db, caller)], next_cursor=None)
 
-    @delete("/me/keys/{key_id:str}", status_code=204, summary="Revoke a key (kept for old signatures)")
+    @delete("/me/keys/{key_id:str}", status_code=204, summary="Revoke a key (kept for old signatures)",
+            opt={OPEN_TO_INACTIVE: True})
     async def revoke_key(self, db: AsyncSession, caller: Caller, key_id: str) -> None:
         await service.revoke_key(db, caller, key_id)
         await db.commit()
@@ -107,7 +108,7 @@ class AccountController(Controller):
     async def list_tokens(self, db: AsyncSession, caller: Caller) -> Page[TokenRead]:
         return Page(items=[service.token_read(t) for t in await service.list_tokens(db, caller)], next_cursor=None)
 
-    @delete("/me/tokens/{token_id:str}", status_code=204, summary="Revoke a token")
+    @delete("/me/tokens/{token_id:str}", status_code=204, summary="Revoke a token", opt={OPEN_TO_INACTIVE: True})
     async def revoke_token(self, db: AsyncSession, caller: Caller, token_id: str) -> None:
         await service.revoke_token(db, caller, token_id)
         await db.commit()
