@@ -20,7 +20,8 @@ from ledger.log import Log
 from market import __version__, db
 from market.accounts.routes import AccountController
 from market.audit import LEDGER_KEY
-from market.auth import provide_caller
+from market.auth import Caller, provide_caller, provide_optional_caller
+from market.context import Ctx
 from market.config import Settings
 from market.errors import PROBLEM_JSON, DomainError, problem
 from market.keys import init_ledger_key
@@ -81,6 +82,16 @@ async def provide_db(state: State) -> AsyncIterator[AsyncSession]:
 
 def provide_settings(state: State) -> Settings:
     return state.settings
+
+
+def provide_ctx(state: State, caller: Caller) -> Ctx:
+    """The context of an authenticated request (401 without a valid token)."""
+    return Ctx.of(state, caller)
+
+
+def provide_optional_ctx(state: State, maybe_caller: Caller | None) -> Ctx:
+    """The context of a request open to anonymous readers (a bad token is still 401)."""
+    return Ctx.of(state, maybe_caller)
 
 
 @get("/health", media_type=MediaType.JSON, include_in_schema=True, tags=["operations"])
@@ -151,6 +162,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             "db": Provide(provide_db),
             "settings": Provide(provide_settings, sync_to_thread=False),
             "caller": Provide(provide_caller),
+            "maybe_caller": Provide(provide_optional_caller),
+            "ctx": Provide(provide_ctx, sync_to_thread=False),
+            "maybe_ctx": Provide(provide_optional_ctx, sync_to_thread=False),
         },
         exception_handlers={
             DomainError: handle_domain_error,

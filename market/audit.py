@@ -8,6 +8,8 @@ session's database is put on ``session.info`` by the session provider.
 import hashlib
 from typing import Any
 
+import rfc8785
+
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 LEDGER_KEY = "market.ledger"
@@ -16,10 +18,12 @@ LEDGER_KEY = "market.ledger"
 # deliberately, never by a typo in a service.
 EVENT_TYPES = frozenset({
     "account.created", "account.verified", "account.rejected", "account.key_added", "account.key_revoked",
+    "account.suspended", "account.reinstated",
     "asset.created", "asset.updated", "asset.content_uploaded", "asset.claim_submitted", "asset.approved",
     "asset.rejected", "asset.notice_ended", "asset.registered", "asset.objection_filed", "asset.objection_upheld",
     "asset.objection_dismissed", "asset.cancelled", "asset.transfer_proposed", "asset.holder_changed",
-    "asset.transferred",
+    "asset.transferred", "asset.transfer_withdrawn", "asset.transfer_voided", "asset.revoked", "asset.frozen",
+    "asset.unfrozen",
 })
 
 
@@ -28,6 +32,12 @@ def text_digest(text: str) -> str:
     ledger (LEDGER.md §2: ids, hashes, enums only); its digest does, so the text kept
     in the database can later be shown to be the one recorded."""
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def document_digest(document: Any) -> str:
+    """Hex SHA-256 of the RFC 8785 canonical JSON of ``document``: how a signed document
+    or a not-yet-public detail is put on the ledger (LEDGER.md §2 ``document_sha256``)."""
+    return hashlib.sha256(rfc8785.dumps(document)).hexdigest()
 
 
 async def record(session: AsyncSession, type: str, subject: str, actor: str, data: dict[str, Any]) -> dict[str, Any]:

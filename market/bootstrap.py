@@ -10,6 +10,8 @@ from ledger import tiles
 from ledger.log import Log
 from market import db
 from market.accounts import service
+from market.context import Ctx
+from market.types import utcnow
 from market.accounts.models import Account
 from market.accounts.schemas import AccountCreate, Role
 from market.audit import LEDGER_KEY
@@ -30,7 +32,8 @@ async def create_staff_account(settings: Settings, engine: AsyncEngine, name: st
     async with db.make_sessionmaker(engine)() as session:
         session.info[LEDGER_KEY] = log
         data = AccountCreate(name=name, kind="institution", roles=[Role(role)])
-        account, token = await service.create_account(session, data, None, settings.jurisdiction, bootstrap=True)
+        ctx = Ctx(caller=None, now=utcnow(), settings=settings)
+        _, token = await service.create_account(session, ctx, data, bootstrap=True)
         await session.commit()
     return token
 

@@ -2,6 +2,7 @@
 
 import base64
 import hashlib
+import re
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
@@ -30,6 +31,31 @@ def entry_json(index: int | None, leaf: bytes) -> dict[str, Any]:
         "leaf_hash": b64(merkle.leaf_hash(leaf)),
         "entry": entries.parse_entry(leaf),
     }
+
+
+_SUBJECT_CURSOR = re.compile(r"^(-1|0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,18})$")
+
+
+async def subject_page(db: AsyncSession, ledger: Any, subject: str, limit: int, cursor: str | None) -> dict[str, Any]:
+    """One page of every entry about ``subject``: integrated ones in index order, then
+    pending ones (``index`` null), never cut short. The cursor holds the last index and
+    the last pending sequence number shown; an entry listed as pending may appear again,
+    integrated, on a later page (same ``leaf_hash``), but none is ever skipped."""
+    after = (-1, 0)
+    if cursor is not None:
+        match = _SUBJECT_CURSOR.match(cursor)
+        if match is None:
+            raise Unprocessable("cursor is not one this API gave out", kind="bad-cursor")
+        after = (int(match.group(1)), int(match.group(2)))
+    rows = await ledger.by_subject(db, subject, limit + 1, after)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = None
+    if more:
+        last_index = max((pos for i, pos, _ in rows if i is not None), default=after[0])
+        last_seq = max((pos for i, pos, _ in rows if i is None), default=after[1])
+        next_cursor = f"{last_index}.{last_seq}"
+    return {"items": [entry_json(i, leaf) for i, _, leaf in rows], "next_cursor": next_cursor}
 
 
 class LedgerController(Controller):
@@ -61,16 +87,17 @@ class LedgerController(Controller):
         db: AsyncSession,
         start: Annotated[int, Parameter(ge=0, le=MAX_INDEX)] = 0,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-        cursor: Annotated[str | None, Parameter(max_length=20, pattern=r"^[0-9]+$")] = None,
+        cursor: Annotated[str | None, Parameter(max_length=40, pattern=r"^-?[0-9]+(\.[0-9]+)?$")] = None,
         subject: Annotated[str | None, Parameter(max_length=120)] = None,
     ) -> dict[str, Any]:
         """Index order from ``start`` (or ``cursor``, the index to go on from), in pages
-        of ``limit``; or, with ``subject``, every entry about it (at most 1,000) in one page."""
+        of ``limit``; or, with ``subject``, every entry about it, pending ones last, paged."""
         ledger = request.app.state.ledger
         if subject is not None:
-            rows = await ledger.by_subject(db, subject)
-            return {"items": [entry_json(i, leaf) for i, leaf in rows], "next_cursor": None}
+            return await subject_page(db, ledger, subject, limit, cursor)
         if cursor is not None:
+            if not cursor.isdigit() or int(cursor) > MAX_INDEX:
+                raise Unprocessable("cursor is not one this API gave out", kind="bad-cursor")
             start = int(cursor)
         rows = await ledger.leaves(db, start, limit)
         next_start = rows[-1][0] + 1 if len(rows) == limit else None

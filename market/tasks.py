@@ -11,7 +11,8 @@ from typing import Any
 
 from market import idempotency
 from market.audit import LEDGER_KEY
-from market.registry import service as registry
+from market.context import Ctx
+from market.registry import review
 from market.logs import log
 
 PURGE_EVERY = 3600.0
@@ -25,7 +26,7 @@ async def integrate_once(state: Any) -> int:
 async def close_notices_once(state: Any) -> list[str]:
     async with state.sessionmaker() as session:
         session.info[LEDGER_KEY] = state.ledger
-        done = await registry.close_notice_periods(session, state.clock.now(), state.settings.ledger_origin)
+        done = await review.close_notice_periods(session, Ctx.system(state))
         await session.commit()
     if done:
         log.info("registered after public notice", assets=done)

@@ -1,5 +1,6 @@
 """The ledger over HTTP on a real database: checkpoints, entries, proofs, tiles, atomicity."""
 
+from pathlib import Path
 import base64
 import hashlib
 from collections.abc import AsyncIterator
@@ -187,12 +188,14 @@ async def test_business_change_and_entry_commit_together(harness: LedgerHarness)
     from market.accounts.models import Account
     from market.accounts.schemas import AccountCreate
     from market.audit import LEDGER_KEY
+    from market.context import Ctx
+    from market.types import utcnow
     from ledger.store import PendingEntry
 
     data = AccountCreate(name="Atomic Co", kind="enterprise", roles=["provider"], uscc=random_uscc())
     async with harness.maker() as session:
         session.info[LEDGER_KEY] = harness.log
-        account, _ = await service.create_account(session, data, None, "CN")
+        account, _ = await service.create_account(session, Ctx(None, utcnow(), make_settings(Path("."), "")), data)
         await session.flush()
         assert (await session.exec(select(PendingEntry))).all()  # written in this transaction
         await session.rollback()  # e.g. a later step failed

@@ -221,11 +221,15 @@ async def test_change_of_a_registered_asset(client, parties: Parties, operator) 
 
     second = os.urandom(2000)
     await upload(client, p, asset["id"], second)
-    still = (await client.get(f"/v1/assets/{asset['id']}")).json()
+    still = (await client.get(f"/v1/assets/{asset['id']}", headers=p.auth)).json()
     assert still["status"] == "registered" and still["registered_revision"] == 1
     # What buyers receive is the registered content, not an upload nobody reviewed.
     assert still["commitment"]["sha256"] == sha256_hex(first)
     assert still["uploaded_commitment"]["sha256"] == sha256_hex(second)
+    # The public sees the registration only: not the upload in preparation.
+    public_view = (await client.get(f"/v1/assets/{asset['id']}")).json()
+    assert public_view["commitment"] == still["commitment"]
+    assert public_view["uploaded_commitment"] is None and public_view["conflicts_with"] is None
     submitted = await submit(client, p, asset["id"])
     assert submitted["status"] == "submitted" and submitted["commitment"]["sha256"] == sha256_hex(first)
     assert submitted["uploaded_commitment"]["sha256"] == sha256_hex(second)

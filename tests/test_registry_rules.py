@@ -567,9 +567,9 @@ async def test_objection_on_an_asset_not_in_public_notice(noticed) -> None:
     objector = await parties.verified(["buyer"])
     pending = await submitted_asset(client, p)
     before = await Snapshot.take(client, pending["id"], op)
-    # The operator may see the pending asset, but there is nothing to object to yet.
+    # Staff may see the pending asset, but staff do not object (they act on their own).
     assert_problem(await client.post(f"/v1/assets/{pending['id']}/objections", json={"reason": "too early"},
-                                     headers=op.auth), 409)
+                                     headers=op.auth), 403, "staff-cannot-object")
     # A stranger does not even see it.
     assert_problem(await client.post(f"/v1/assets/{pending['id']}/objections", json={"reason": "too early"},
                                      headers=objector.auth), 404)
@@ -664,7 +664,10 @@ async def test_non_holders_cannot_write_a_public_asset(client, parties: Parties,
         if (method, path[len(base):]) in HOLDER_ONLY:
             assert_problem(r, 403, "not-owner")
         elif path.endswith("/objections") and method == "POST":
-            assert_problem(r, 409)  # readable, but not in public notice any more
+            if who in ("operator", "regulator"):
+                assert_problem(r, 403, "staff-cannot-object")
+            else:
+                assert_problem(r, 409)  # readable, but not in public notice any more
         else:
             assert r.status_code == 200, (method, path, r.text)
     await before.assert_unchanged()
@@ -1061,9 +1064,12 @@ async def test_transfer_of_content_changed_since_the_proposal_is_refused(client,
     assert r.status_code == 200 and r.json()["status"] == "registered" and r.json()["registered_revision"] == 2
     before = await Snapshot.take(client, asset["id"], operator)
 
+    # The registered change voided the proposal (its document names the old content).
+    r = await client.get(f"/v1/transfers/{transfer['id']}", headers=recipient.auth)
+    assert r.status_code == 200 and r.json()["status"] == "void", r.text
     r = await client.post(f"/v1/transfers/{transfer['id']}/acceptance", headers=recipient.auth,
                           json={"key_id": recipient.key_id, "signature": recipient.sign(signing_bytes)})
-    assert_problem(r, 409, "concurrent-update")
+    assert_problem(r, 409, "invalid-transition")
     await before.assert_unchanged()
     assert before.asset["provider_id"] == holder.id
 

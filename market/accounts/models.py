@@ -17,6 +17,7 @@ class Account(SQLModel, table=True):
     uscc: str | None = Field(default=None, max_length=18, unique=True)
     jurisdiction: str = Field(max_length=2)
     status: str = Field(max_length=20, index=True)
+    version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # bumped by every move (market.statemachine)
     suspended: bool = Field(default=False)
     status_reason: str | None = Field(default=None, max_length=2000)
     verified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

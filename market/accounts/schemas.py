@@ -95,6 +95,25 @@ class VerificationDecision(Strict):
     reason: str = Field(default="", max_length=2000)
 
 
+# Encodings of the eight Ed25519 points of small order (the identity, the point of
+# order 2, two of order 4, four of order 8) and their non-canonical forms, with the sign
+# bit cleared: libsodium's ge25519_has_small_order list. A public key of small order
+# "verifies" signatures that are not bound to any message (RFC 8032 §5.1.7 permits it).
+_SMALL_ORDER = frozenset(bytes.fromhex(h) for h in (
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+))
+
+
+def has_small_order(raw: bytes) -> bool:
+    return raw[:31] + bytes([raw[31] & 0x7F]) in _SMALL_ORDER
+
+
 class KeyCreate(Strict):
     public_key: str = Field(description="standard base64 of the 32 raw bytes of an Ed25519 public key")
 
@@ -107,6 +126,9 @@ class KeyCreate(Strict):
             raise ValueError("public_key is not valid standard base64") from None
         if len(raw) != 32:
             raise ValueError(f"an Ed25519 public key is 32 bytes, got {len(raw)}")
+        if has_small_order(raw):
+            raise ValueError("public_key is a point of small order, which any signature could match; "
+                             "generate a real key pair")
         return base64.b64encode(raw).decode()
 
 

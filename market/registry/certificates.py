@@ -1,4 +1,5 @@
-"""Registration certificate bundles (LEDGER.md §6): the document and its ledger proof."""
+"""Registration certificates (数据资产登记证书, DESIGN §4.1; LEDGER.md §6): the document,
+its ledger entry, and the bundle that verifies offline."""
 
 import base64
 import json
@@ -6,14 +7,83 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from ledger.entry import canonical as canonical_entry
 from ledger.log import Log
+from market import audit, signing
+from market.accounts.models import Account, AccountKey
+from market.context import Ctx
 from market.errors import InvalidTransition
-from market.registry.models import Asset
-from market.registry.service import holds_registration
+from market.registry.access import holds_registration
+from market.registry.assets import commitment_of, revision
+from market.registry.models import Asset, Transfer
+from market.types import rfc3339
+
+CERTIFICATE_TYPE = "data-asset-registration-certificate"
 
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+def _time(value: Any) -> str | None:
+    return rfc3339(value) if value else None
+
+
+def holder_of(account: Account) -> dict[str, Any]:
+    """How a certificate names its holder: an organisation by name and code, a person
+    by account id only (no personal data in a document whose hash is on the ledger)."""
+    if account.kind == "individual":
+        return {"id": account.id, "kind": account.kind}
+    return {"id": account.id, "kind": account.kind, "name": account.name, "uscc": account.uscc}
+
+
+async def certificate_document(session: AsyncSession, asset: Asset, ctx: Ctx,
+                               transfer: Transfer | None = None) -> dict[str, Any]:
+    """The certificate of the registration that stands: the registered revision's
+    content, claim and rights; with the transfer document and both signatures when the
+    holding right moved."""
+    holder = await session.get(Account, asset.provider_id)
+    rev = await revision(session, asset, asset.registered_revision)
+    assert holder is not None and rev is not None and rev.claim is not None
+    key = await session.get(AccountKey, rev.claim_key_id) if rev.claim_key_id else None
+    document: dict[str, Any] = {
+        "type": CERTIFICATE_TYPE, "v": 1, "market": ctx.market,
+        "registration_number": asset.registration_number,
+        "asset": {"id": asset.id, "title": asset.title, "category": asset.category, "grade": asset.grade},
+        "holder": holder_of(holder),
+        "rights": json.loads(rev.rights or "[]"),
+        "commitment": commitment_of(rev),
+        "claim": json.loads(rev.claim),
+        "claim_signature": {"alg": "Ed25519", "key_id": rev.claim_key_id,
+                            "public_key": key.public_key if key else None, "value": rev.claim_signature},
+        "submitted_at": _time(rev.claimed_at),
+        "notice_started_at": _time(asset.notice_started_at),
+        "registered_at": _time(asset.registered_at),
+        "issued_at": rfc3339(ctx.now),
+    }
+    if transfer is not None:
+        document["transfer"] = {
+            "id": transfer.id, "document": json.loads(transfer.document),
+            "signatures": [{"account": transfer.from_id, "key_id": transfer.from_key_id,
+                            "value": transfer.from_signature},
+                           {"account": transfer.to_id, "key_id": transfer.to_key_id, "value": transfer.to_signature}],
+        }
+    return document
+
+
+async def issue(session: AsyncSession, asset: Asset, ctx: Ctx, entry_type: str, extra: dict[str, Any],
+                transfer: Transfer | None = None) -> None:
+    """Write a new certificate and its ledger entry (``document_sha256``) in this transaction."""
+    document = await certificate_document(session, asset, ctx, transfer)
+    entry = await audit.record(session, entry_type, f"asset:{asset.id}", ctx.actor, {
+        "registration_number": asset.registration_number, "holder": asset.provider_id,
+        "revision": asset.registered_revision, "commitment_sha256": document["commitment"]["sha256"],
+        "document_sha256": audit.document_digest(document), **extra,
+    })
+    asset.certificate = signing.canonical(document).decode()
+    asset.certificate_leaf = canonical_entry(entry)
+    session.add(asset)
+    await session.flush()
 
 
 async def bundle(session: AsyncSession, log: Log, subject: str, document_json: str, leaf: bytes) -> dict[str, Any]:

@@ -26,6 +26,7 @@ class Asset(SQLModel, table=True):
     format: str = Field(default="", max_length=100)
 
     status: str = Field(max_length=20, index=True)
+    version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # bumped by every move (market.statemachine)
     frozen: bool = False
     change: bool = False  # the submission under review is a change of a registered asset
     status_reason: str | None = Field(default=None, sa_column=Column(Text))  # the last decision's text
@@ -39,10 +40,8 @@ class Asset(SQLModel, table=True):
     registered_revision: int = 0
     registered_sha256: str | None = Field(default=None, max_length=64, index=True)
 
-    rights: str = Field(default="[]", max_length=100)  # JSON list, from the accepted claim
-    claim: str | None = Field(default=None, sa_column=Column(Text))  # canonical claim JSON (signed bytes)
-    claim_key_id: str | None = Field(default=None, max_length=40)
-    claim_signature: str | None = Field(default=None, max_length=100)
+    # The claim (rights, signed document) lives on each revision: a change under review
+    # never overwrites what is registered.
     certificate: str | None = Field(default=None, sa_column=Column(Text))  # canonical certificate JSON
     certificate_leaf: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
 
@@ -65,6 +64,12 @@ class AssetRevision(SQLModel, table=True):
     merkle_root: str = Field(max_length=64)
     chunk_size: int
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # The ownership claim submitted for this revision (none until submitted).
+    rights: str | None = Field(default=None, max_length=100)  # JSON list
+    claim: str | None = Field(default=None, sa_column=Column(Text))  # canonical claim JSON (the signed bytes)
+    claim_key_id: str | None = Field(default=None, max_length=40)
+    claim_signature: str | None = Field(default=None, max_length=100)
+    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Objection(SQLModel, table=True):
@@ -75,7 +80,8 @@ class Objection(SQLModel, table=True):
     objector_id: str = Field(foreign_key="accounts.id", max_length=40)
     reason: str = Field(sa_column=Column(Text, nullable=False))
     evidence: str = Field(default="", sa_column=Column(Text, nullable=False))
-    status: str = Field(max_length=20, index=True)  # open, upheld, dismissed
+    status: str = Field(max_length=20, index=True)  # states.ObjectionStatus
+    version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     resolution_reason: str | None = Field(default=None, sa_column=Column(Text))
     resolved_by: str | None = Field(default=None, max_length=40)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -94,7 +100,8 @@ class Transfer(SQLModel, table=True):
     from_signature: str = Field(max_length=100)
     to_key_id: str | None = Field(default=None, max_length=40)
     to_signature: str | None = Field(default=None, max_length=100)
-    status: str = Field(max_length=20)  # proposed, completed, cancelled
+    status: str = Field(max_length=20, index=True)  # states.TransferStatus
+    version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 

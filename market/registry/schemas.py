@@ -1,28 +1,12 @@
 """Request and response shapes of the registry (never the table models themselves)."""
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
 from market.accounts.schemas import Strict
 from market.types import JsonBool
-
-
-class AssetStatus(StrEnum):
-    draft = "draft"
-    submitted = "submitted"
-    public_notice = "public_notice"
-    registered = "registered"
-    rejected = "rejected"
-    revoked = "revoked"
-    cancelled = "cancelled"
-
-
-PUBLIC_STATUSES = frozenset({AssetStatus.public_notice, AssetStatus.registered, AssetStatus.revoked, AssetStatus.cancelled})
-PENDING_OR_REGISTERED = frozenset({AssetStatus.submitted, AssetStatus.public_notice, AssetStatus.registered})
-RIGHTS = ("holding", "use", "operation")
 
 Grade = Literal["general", "important", "core"]
 PersonalInfo = Literal["none", "deidentified", "anonymized", "identifiable"]
@@ -94,14 +78,14 @@ class AssetRead(BaseModel):
     source: str
     format: str
     status: str
-    status_reason: str | None = None  # the text of the last rejection, override or cancellation
+    status_reason: str | None = None  # the last decision's text (holder and staff only)
     frozen: bool
     registration_number: str | None
     commitment: Commitment | None  # the registered content once registered, else the newest upload
     uploaded_commitment: Commitment | None = None  # the newest upload, when it is not ``commitment``
     registered_revision: int
     rights: list[str]
-    conflicts_with: list[str]
+    conflicts_with: list[str] | None = None  # other parties' assets with this content (holder and staff only)
     submitted_at: datetime | None
     notice_ends_at: datetime | None
     registered_at: datetime | None

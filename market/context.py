@@ -1,0 +1,50 @@
+"""``Ctx``: what every service call gets besides its session — who asks, what time it
+is, and the market's settings. Services never read the wall clock or the environment
+themselves, so tests move time with a ``FakeClock`` and every domain sees one "now"
+per request.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from market.auth import Caller
+from market.config import Settings
+from market.errors import NotAuthenticated
+
+__all__ = ["MARKET_ACTOR", "Ctx"]
+
+MARKET_ACTOR = "market"  # the ledger's actor for the market's own work (LEDGER.md §2)
+
+
+@dataclass(frozen=True)
+class Ctx:
+    caller: Caller | None
+    now: datetime
+    settings: Settings
+
+    @classmethod
+    def of(cls, state: Any, caller: Caller | None) -> "Ctx":
+        """For a request: the app's clock and settings (``state`` is the app state)."""
+        return cls(caller=caller, now=state.clock.now(), settings=state.settings)
+
+    @classmethod
+    def system(cls, state: Any) -> "Ctx":
+        """For the market's own background work (no caller; actor ``market``)."""
+        return cls(caller=None, now=state.clock.now(), settings=state.settings)
+
+    @property
+    def user(self) -> Caller:
+        """The caller; 401 when there is none."""
+        if self.caller is None:
+            raise NotAuthenticated("this needs 'Authorization: Bearer <token>'", kind="missing-token")
+        return self.caller
+
+    @property
+    def actor(self) -> str:
+        return self.caller.id if self.caller is not None else MARKET_ACTOR
+
+    @property
+    def market(self) -> str:
+        """The market's name in signed documents: its ledger origin."""
+        return self.settings.ledger_origin

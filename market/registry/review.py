@@ -1,0 +1,138 @@
+"""Review, public notice and registration; cancellation, revocation and freezing of a
+registration (DESIGN §4.1). Free text goes on the ledger as its SHA-256 only."""
+
+import dataclasses
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from market import audit
+from market.accounts.schemas import Role
+from market.context import Ctx
+from market.errors import Conflict, InvalidTransition
+from market.registry import access, certificates, transfers
+from market.registry.assets import conflicts
+from market.registry.models import Asset, Objection, RegistrationCounter
+from market.registry.states import ASSET, ObjectionStatus, S
+
+
+def rejection_values(asset: Asset, ctx: Ctx, reason: str) -> dict[str, Any]:
+    """Row values of a rejection. A rejected change leaves the registration exactly as it
+    was: the registered revision is the current one again (its claim is on it)."""
+    values: dict[str, Any] = {"status_reason": reason, "change": False, "updated_at": ctx.now}
+    if asset.change:
+        values.update(content_revision=asset.registered_revision, content_sha256=asset.registered_sha256)
+    return values
+
+
+async def review(
+    session: AsyncSession, ctx: Ctx, asset_id: str, decision: str, reason: str, override_conflict: bool
+) -> Asset:
+    ctx.user.require(Role.operator)
+    asset = await access.load(session, asset_id, ctx.user)
+    if asset.status != S.submitted:
+        raise InvalidTransition(f"asset {asset_id}", asset.status, f"review ({decision})")
+    if decision == "reject":
+        await ASSET.move(session, asset, "reject_change" if asset.change else "reject", ctx,
+                         {"stage": "review", "change": asset.change, "reason_sha256": audit.text_digest(reason)},
+                         **rejection_values(asset, ctx, reason))
+        return asset
+    others = await conflicts(session, asset)
+    if others and not override_conflict:
+        raise Conflict(f"the content is also claimed by {', '.join(others)}; resolve it or override with a reason",
+                       kind="unresolved-conflict", extra={"conflicts_with": others})
+    notice = ctx.settings.notice_delta
+    data: dict[str, Any] = {"notice_seconds": int(notice.total_seconds()), "change": asset.change}
+    if others:
+        data.update(override_conflict=True, conflicts_with=others, reason_sha256=audit.text_digest(reason))
+    await ASSET.move(session, asset, "approve", ctx, data, status_reason=reason or None, notice_started_at=ctx.now,
+                     notice_ends_at=ctx.now + notice, updated_at=ctx.now)
+    if notice <= timedelta(0):
+        await register(session, ctx, asset)
+    return asset
+
+
+async def _registration_number(session: AsyncSession, year: int) -> str:
+    """Next number of ``year``, gap-free: the counter moves in the registering transaction."""
+    dialect = session.bind.dialect.name  # type: ignore[union-attr]
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    await session.execute(insert(RegistrationCounter).values(year=year, last=0).on_conflict_do_nothing())
+    result = await session.execute(
+        update(RegistrationCounter).where(RegistrationCounter.year == year)  # type: ignore[arg-type]
+        .values(last=RegistrationCounter.last + 1).returning(RegistrationCounter.last)
+    )
+    return f"DR-{year}-{result.scalar_one():06d}"
+
+
+async def register(session: AsyncSession, ctx: Ctx, asset: Asset) -> None:
+    """The notice period is over: register (the market's own act), issue the certificate."""
+    ctx = dataclasses.replace(ctx, caller=None)
+    change = asset.change
+    number = asset.registration_number or await _registration_number(session, ctx.now.year)
+    await ASSET.move(session, asset, "register", ctx, {"registration_number": number},
+                     registration_number=number, registered_at=ctx.now, registered_revision=asset.content_revision,
+                     registered_sha256=asset.content_sha256, change=False, updated_at=ctx.now)
+    await certificates.issue(session, asset, ctx, "asset.registered", {"change": change})
+    if change:  # proposals name the content registered before
+        await transfers.void_pending(session, ctx, asset_id=asset.id, cause="content_changed")
+
+
+async def close_notice_periods(session: AsyncSession, ctx: Ctx) -> list[str]:
+    """Register every unfrozen asset whose notice has ended with no open objection.
+    Idempotent; an asset changed meanwhile is left for the next round."""
+    open_objection = select(Objection.id).where(Objection.asset_id == Asset.id,
+                                                Objection.status == ObjectionStatus.open).exists()
+    due = (await session.exec(
+        select(Asset).where(Asset.status == S.public_notice, Asset.notice_ends_at <= ctx.now,  # type: ignore[operator]
+                            Asset.frozen == False, ~open_objection)  # noqa: E712
+        .order_by(Asset.notice_ends_at)  # type: ignore[arg-type]
+    )).all()
+    done = []
+    for asset in due:
+        try:
+            async with session.begin_nested():
+                await register(session, ctx, asset)
+            done.append(asset.id)
+        except Conflict:
+            continue  # changed since read (an objection, another process): next round
+    return done
+
+
+async def cancel(session: AsyncSession, ctx: Ctx, asset_id: str, reason: str) -> Asset:
+    """注销: the holder ends its registration."""
+    asset = await access.load_for_holder(session, asset_id, ctx.user)
+    await ASSET.move(session, asset, "cancel", ctx, {"reason_sha256": audit.text_digest(reason)},
+                     status_reason=reason, updated_at=ctx.now)
+    await transfers.void_pending(session, ctx, asset_id=asset.id, cause="cancelled")
+    return asset
+
+
+async def revoke(session: AsyncSession, ctx: Ctx, asset_id: str, reason: str) -> Asset:
+    """A regulator revokes a registration (oversight's ``revoke_registration``)."""
+    ctx.user.require(Role.regulator)
+    asset = await access.load(session, asset_id, ctx.user)
+    if not access.holds_registration(asset):
+        raise InvalidTransition(f"asset {asset_id}", asset.status, "revoke (nothing is registered)")
+    await ASSET.move(session, asset, "revoke", ctx, {"reason_sha256": audit.text_digest(reason)},
+                     status_reason=reason, change=False, updated_at=ctx.now)
+    await transfers.void_pending(session, ctx, asset_id=asset.id, cause="revoked")
+    return asset
+
+
+async def set_frozen(session: AsyncSession, ctx: Ctx, asset_id: str, frozen: bool, reason: str) -> Asset:
+    """A regulator freezes (or unfreezes) an asset: every move marked ``frozen_blocks``
+    is refused meanwhile, and pending transfer proposals are void."""
+    ctx.user.require(Role.regulator)
+    asset = await access.load(session, asset_id, ctx.user)
+    if asset.frozen == frozen:
+        raise Conflict(f"asset {asset_id} is already {'frozen' if frozen else 'not frozen'}", kind="no-change")
+    await ASSET.move(session, asset, "freeze" if frozen else "unfreeze", ctx,
+                     {"reason_sha256": audit.text_digest(reason)}, frozen=frozen, updated_at=ctx.now)
+    if frozen:
+        await transfers.void_pending(session, ctx, asset_id=asset.id, cause="frozen")
+    return asset
