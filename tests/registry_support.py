@@ -89,6 +89,50 @@ async def registered_asset(client: Any, signer: Signer, operator: Party, content
     return r.json()
 
 
+async def with_content(client: Any, signer: Signer, content: bytes | None = None, **changes: Any) -> dict[str, Any]:
+    asset = await draft(client, signer, **changes)
+    await upload(client, signer, asset["id"], content if content is not None else os.urandom(256))
+    return asset
+
+async def submitted_asset(client: Any, signer: Signer, content: bytes | None = None, **changes: Any) -> dict[str, Any]:
+    asset = await with_content(client, signer, content, **changes)
+    return await submit(client, signer, asset["id"])
+
+async def read_asset(client: Any, asset_id: str, viewer: Party | Signer | None = None) -> dict[str, Any]:
+    r = await client.get(f"/v1/assets/{asset_id}", headers=viewer.auth if viewer else {})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+async def propose(client: Any, holder: Signer, asset_id: str, to: str) -> tuple[dict[str, Any], str]:
+    r = await client.get(f"/v1/assets/{asset_id}/transfer-document", params={"to": to}, headers=holder.auth)
+    assert r.status_code == 200, r.text
+    signing_bytes = r.json()["signing_bytes"]
+    r = await client.post(f"/v1/assets/{asset_id}/transfers", headers=holder.auth, json={
+        "signing_bytes": signing_bytes, "key_id": holder.key_id, "signature": holder.sign(signing_bytes)})
+    assert r.status_code == 201, r.text
+    return r.json(), signing_bytes
+
+
+async def concurrently(client: Any, *requests: tuple[str, str, dict[str, Any]]) -> list[Any]:
+    """Send ``(method, path, httpx kwargs)`` requests at once, truly concurrently.
+
+    The test client hands each request to the app's event loop and waits for it, one at
+    a time; here the requests are started together inside that loop, straight through
+    the ASGI interface, each on its own database session and connection."""
+    import asyncio
+
+    import httpx
+
+    app = client.app
+
+    async def run() -> list[Any]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as c:
+            return list(await asyncio.gather(*(c.request(m, url, **kw) for m, url, kw in requests)))
+
+    return client.blocking_portal.call(run)
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -97,10 +141,17 @@ def sha256_hex(data: bytes) -> str:
 
 
 async def ledger_items(client: Any, asset_id: str) -> list[dict[str, Any]]:
-    """Every ledger entry about the asset, pending ones included."""
-    r = await client.get("/v1/ledger/entries", params={"subject": f"asset:{asset_id}"})
-    assert r.status_code == 200, r.text
-    return r.json()["items"]
+    """Every ledger entry about the asset, pending ones included (all pages)."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"subject": f"asset:{asset_id}", "limit": 500, **({"cursor": cursor} if cursor else {})}
+        r = await client.get("/v1/ledger/entries", params=params)
+        assert r.status_code == 200, r.text
+        items += r.json()["items"]
+        cursor = r.json()["next_cursor"]
+        if cursor is None:
+            return items
 
 
 async def entry_types(client: Any, asset_id: str) -> list[str]:

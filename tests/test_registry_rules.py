@@ -29,10 +29,14 @@ from tests.registry_support import (
     ledger_items,
     own_app,
     post_claim,
+    propose,
     provider,
+    read_asset,
     registered_asset,
     signing_bytes_of,
+    with_content,
     submit,
+    submitted_asset,
     upload,
     wait_integrated,
 )
@@ -40,21 +44,7 @@ from tests.registry_support import (
 PUBLIC = {"public_notice", "registered", "revoked", "cancelled"}
 
 
-async def with_content(client: Any, signer: Signer, content: bytes | None = None, **changes: Any) -> dict[str, Any]:
-    asset = await draft(client, signer, **changes)
-    await upload(client, signer, asset["id"], content if content is not None else os.urandom(256))
-    return asset
 
-
-async def submitted_asset(client: Any, signer: Signer, content: bytes | None = None, **changes: Any) -> dict[str, Any]:
-    asset = await with_content(client, signer, content, **changes)
-    return await submit(client, signer, asset["id"])
-
-
-async def read_asset(client: Any, asset_id: str, viewer: Party | Signer | None = None) -> dict[str, Any]:
-    r = await client.get(f"/v1/assets/{asset_id}", headers=viewer.auth if viewer else {})
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 async def last_entry(client: Any, asset_id: str, entry_type: str) -> dict[str, Any]:
@@ -935,15 +925,6 @@ async def test_cancellation(client, parties: Parties, operator) -> None:
 
 # -- transfer of the holding right -------------------------------------------------------
 
-
-async def propose(client: Any, holder: Signer, asset_id: str, to: str) -> tuple[dict[str, Any], str]:
-    r = await client.get(f"/v1/assets/{asset_id}/transfer-document", params={"to": to}, headers=holder.auth)
-    assert r.status_code == 200, r.text
-    signing_bytes = r.json()["signing_bytes"]
-    r = await client.post(f"/v1/assets/{asset_id}/transfers", headers=holder.auth, json={
-        "signing_bytes": signing_bytes, "key_id": holder.key_id, "signature": holder.sign(signing_bytes)})
-    assert r.status_code == 201, r.text
-    return r.json(), signing_bytes
 
 
 async def test_transfer_of_the_holding_right(client, parties: Parties, operator) -> None:

@@ -109,8 +109,8 @@ async def accept_transfer(session: AsyncSession, ctx: Ctx, transfer_id: str, key
         raise Conflict("the asset's registered content changed since the proposal; ask for a new one",
                        kind="concurrent-update")
     await signing.verify_party_signature(session, caller.id, key_id, signature, transfer.document.encode())
-    await TRANSFER.move(session, transfer, "accept", ctx, to_key_id=key_id, to_signature=signature,
-                        completed_at=ctx.now)
+    # The asset's row first: of racing acceptances the second waits here, then finds the
+    # version changed (409), before it has touched any other row (no lock-order deadlock).
     await ASSET.move(session, asset, "transfer", ctx,
                      {"transfer": transfer_id, "from": transfer.from_id, "to": transfer.to_id,
                       "document_sha256": audit.document_digest(json.loads(transfer.document)),
@@ -118,6 +118,8 @@ async def accept_transfer(session: AsyncSession, ctx: Ctx, transfer_id: str, key
                                       "signature": transfer.from_signature},
                                      {"account": transfer.to_id, "key_id": key_id, "signature": signature}]},
                      provider_id=transfer.to_id, updated_at=ctx.now)
+    await TRANSFER.move(session, transfer, "accept", ctx, to_key_id=key_id, to_signature=signature,
+                        completed_at=ctx.now)
     await certificates.issue(session, asset, ctx, "asset.transferred", {"transfer": transfer_id}, transfer)
     await void_pending(session, ctx, asset_id=asset.id, cause="changed_hands")
     return transfer
