@@ -252,3 +252,74 @@ async def test_revoking_a_malformed_key_or_token_id_is_404(client, parties: Part
         r = await client.delete(f"/v1/accounts/me/{kind}/{bad}", headers=party.auth)
         assert_problem(r, 404, "not-found")
     assert len((await tokens_of(client, party))["items"]) == 1
+
+
+# -- public keys of small order ----------------------------------------------------------------
+
+P = 2**255 - 19
+D = -121665 * pow(121666, P - 2, P) % P
+
+
+def _decode(encoding: bytes) -> tuple[int, int] | None:
+    """RFC 8032 §5.1.3 point decoding (without the canonical-y check), as affine (x, y)."""
+    y = int.from_bytes(encoding, "little") & ((1 << 255) - 1)
+    sign = encoding[31] >> 7
+    y %= P
+    u, v = (y * y - 1) % P, (D * y * y + 1) % P
+    x = (u * pow(v, 3, P) * pow(u * pow(v, 7, P), (P - 5) // 8, P)) % P
+    if (v * x * x - u) % P != 0:
+        x = x * pow(2, (P - 1) // 4, P) % P
+        if (v * x * x - u) % P != 0:
+            return None
+    if x == 0 and sign:
+        return (0, y) if y in (1, P - 1) else None
+    if x & 1 != sign:
+        x = P - x
+    return x, y
+
+
+def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    (x1, y1), (x2, y2) = a, b
+    t = D * x1 * x2 * y1 * y2 % P
+    return ((x1 * y2 + x2 * y1) * pow(1 + t, P - 2, P) % P, (y1 * y2 + x1 * x2) * pow(1 - t, P - 2, P) % P)
+
+
+def _times8_is_identity(point: tuple[int, int]) -> bool:
+    for _ in range(3):
+        point = _add(point, point)
+    return point == (0, 1)
+
+
+SMALL_ORDER_POINTS = [
+    "0100000000000000000000000000000000000000000000000000000000000000",  # identity (order 1)
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  # order 2
+    "0000000000000000000000000000000000000000000000000000000000000000",  # order 4
+    "0000000000000000000000000000000000000000000000000000000000000080",  # order 4
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",  # order 8
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",  # order 8
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",  # order 8
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",  # order 8
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  # identity, non-canonical y = p + 1
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  # order 4, non-canonical y = p
+]
+
+
+def test_the_list_is_of_small_order_points() -> None:
+    """The test's own list, checked by arithmetic: 8·P is the identity for each."""
+    for encoding in SMALL_ORDER_POINTS:
+        point = _decode(bytes.fromhex(encoding))
+        assert point is not None and _times8_is_identity(point), encoding
+    ordinary = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    point = _decode(ordinary)
+    assert point is not None and not _times8_is_identity(point)
+
+
+@pytest.mark.parametrize("encoding", SMALL_ORDER_POINTS)
+async def test_a_public_key_of_small_order_is_refused(client, parties: Parties, encoding: str) -> None:
+    party = await parties.sign_up()
+    key = base64.b64encode(bytes.fromhex(encoding)).decode()
+    body = assert_problem(await client.post("/v1/accounts/me/keys", json={"public_key": key}, headers=party.auth),
+                          422, "validation-error")
+    assert "small order" in body["detail"]
+    r = await client.get("/v1/accounts/me/keys", headers=party.auth)
+    assert r.json()["items"] == []

@@ -143,7 +143,7 @@ async def decide_verification(session: AsyncSession, ctx: Ctx, account_id: str, 
     if account is None:
         raise NotFound(f"no account {account_id}")
     verified = decision == "approve"
-    await ACCOUNT.move(session, account, decision, ctx, {"decision": decision},
+    await ACCOUNT.move(session, account, "approve" if verified else "reject", ctx, {"decision": decision},
                        status_reason=reason or None, verified_at=ctx.now if verified else None,
                        verified_by=ctx.user.id)
     return account

@@ -52,12 +52,12 @@ async def resolve_objection(session: AsyncSession, ctx: Ctx, objection_id: str, 
                             reason: str) -> Objection:
     ctx.user.require(Role.operator)
     objection = await access.load_objection(session, objection_id, ctx.user)
-    action = "uphold" if decision == "uphold" else "dismiss"
-    await OBJECTION.move(session, objection, action, ctx,
+    upheld = decision == "uphold"
+    await OBJECTION.move(session, objection, "uphold" if upheld else "dismiss", ctx,
                          {"objection": objection_id, "reason_sha256": audit.text_digest(reason)},
                          resolution_reason=reason, resolved_by=ctx.user.id, resolved_at=ctx.now)
     asset = await access.load(session, objection.asset_id, ctx.user)
-    if action == "uphold" and asset.status == S.public_notice:
+    if upheld and asset.status == S.public_notice:
         await ASSET.move(session, asset, "reject_change" if asset.change else "reject", ctx,
                          {"stage": "objection", "objection": objection_id, "change": asset.change},
                          **rejection_values(asset, ctx, reason))

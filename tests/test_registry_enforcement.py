@@ -1,0 +1,88 @@
+"""A regulator's acts on a registration and an account (freeze, revoke, suspend), as
+the services the oversight API calls: each refuses the wrong role, is on the ledger,
+takes effect at once, and voids pending transfer proposals where it must."""
+
+import os
+from typing import Any
+
+import pytest
+
+from market.accounts import service as accounts
+from market.accounts.models import Account
+from market.audit import LEDGER_KEY
+from market.auth import Caller
+from market.context import Ctx
+from market.errors import Conflict, Forbidden
+from market.registry import review
+from market.types import utcnow
+from tests.conftest import Parties, Party, assert_problem
+from tests.registry_support import entry_types, propose, provider, read_asset, registered_asset
+
+
+async def act(client: Any, settings: Any, who: Party, fn: Any, *args: Any) -> Any:
+    """Run ``fn(session, ctx, *args)`` as ``who`` in the app's loop, and commit."""
+    state = client.app.state
+
+    async def run() -> Any:
+        async with state.sessionmaker() as session:
+            session.info[LEDGER_KEY] = state.ledger
+            account = await session.get(Account, who.id)
+            result = await fn(session, Ctx(Caller(account, "tok_test"), utcnow(), settings), *args)
+            await session.commit()
+            return result
+
+    return client.blocking_portal.call(run)
+
+
+async def test_a_frozen_asset_refuses_its_holder_and_voids_proposals(client, parties: Parties, operator, regulator,
+                                                                     settings) -> None:
+    holder, receiver = await provider(client, parties), await provider(client, parties)
+    asset = await registered_asset(client, holder, operator)
+    transfer, _ = await propose(client, holder, asset["id"], receiver.id)
+    with pytest.raises(Forbidden, match="regulator role"):
+        await act(client, settings, operator, review.set_frozen, asset["id"], True, "not staff's to freeze")
+
+    await act(client, settings, regulator, review.set_frozen, asset["id"], True, "under investigation")
+    assert (await read_asset(client, asset["id"]))["frozen"] is True
+    assert (await client.get(f"/v1/transfers/{transfer['id']}", headers=holder.auth)).json()["status"] == "void"
+    assert_problem(await client.post(f"/v1/assets/{asset['id']}/cancellation", json={"reason": "x"},
+                                     headers=holder.auth), 403, "asset-frozen")
+    r = await client.put(f"/v1/assets/{asset['id']}/content", content=os.urandom(10), headers=holder.auth)
+    assert_problem(r, 403, "asset-frozen")
+    assert_problem(await client.get(f"/v1/assets/{asset['id']}/transfer-document", params={"to": receiver.id},
+                                    headers=holder.auth), 403, "asset-frozen")
+    with pytest.raises(Conflict, match="already frozen"):
+        await act(client, settings, regulator, review.set_frozen, asset["id"], True, "again")
+
+    await act(client, settings, regulator, review.set_frozen, asset["id"], False, "cleared")
+    r = await client.post(f"/v1/assets/{asset['id']}/cancellation", json={"reason": "x"}, headers=holder.auth)
+    assert r.status_code == 200, r.text
+    types = await entry_types(client, asset["id"])
+    assert ["asset.frozen", "asset.unfrozen", "asset.cancelled"] == [t for t in types if t in
+                                                                     ("asset.frozen", "asset.unfrozen", "asset.cancelled")]
+
+
+async def test_a_revoked_registration(client, parties: Parties, operator, regulator, settings) -> None:
+    holder, receiver = await provider(client, parties), await provider(client, parties)
+    asset = await registered_asset(client, holder, operator)
+    transfer, _ = await propose(client, holder, asset["id"], receiver.id)
+    with pytest.raises(Forbidden):
+        await act(client, settings, holder, review.revoke, asset["id"], "mine")
+    await act(client, settings, regulator, review.revoke, asset["id"], "unlawful source")
+    view = await read_asset(client, asset["id"])
+    assert view["status"] == "revoked" and view["registration_number"] == asset["registration_number"]
+    assert (await client.get(f"/v1/transfers/{transfer['id']}", headers=receiver.auth)).json()["status"] == "void"
+    assert_problem(await client.get(f"/v1/assets/{asset['id']}/certificate"), 409)
+    assert "asset.revoked" in await entry_types(client, asset["id"])
+
+
+async def test_a_suspended_account_may_read_but_not_act(client, parties: Parties, regulator, settings) -> None:
+    p = await provider(client, parties)
+    await act(client, settings, regulator, accounts.set_suspended, p.id, True, "fraud report")
+    assert (await client.get("/v1/accounts/me", headers=p.auth)).json()["suspended"] is True
+    assert_problem(await client.post("/v1/assets", json={"title": "x"}, headers=p.auth), 403, "account-inactive")
+    await act(client, settings, regulator, accounts.set_suspended, p.id, False, "cleared")
+    assert (await client.get("/v1/accounts/me", headers=p.auth)).json()["suspended"] is False
+    r = await client.get(f"/v1/ledger/entries", params={"subject": f"account:{p.id}"})
+    types = [i["entry"]["type"] for i in r.json()["items"]]
+    assert types[-2:] == ["account.suspended", "account.reinstated"]
