@@ -294,19 +294,34 @@ async def test_account_list_pagination(client, parties: Parties, operator) -> No
 
 
 async def test_account_event_is_integrated_within_a_second(client) -> None:
-    """The serving process integrates new entries in the background (API.md: within 1 s)."""
+    """The serving process integrates new entries in the background (API.md: within 1 s),
+    judged by the server's own times: the entry's time and the first checkpoint that
+    includes it."""
     import asyncio
-    import time
+    from datetime import datetime, timedelta
+
+    from sqlmodel import select
+
+    from ledger.store import CheckpointRow
 
     r = await client.post("/v1/accounts", json={"name": "Fast Co", "kind": "individual", "roles": ["buyer"]})
     subject = f"account:{r.json()['account']['id']}"
-    started = time.monotonic()
-    while True:
+    for _ in range(200):  # waiting, not judging: the judgement is below
         items = (await client.get("/v1/ledger/entries", params={"subject": subject})).json()["items"]
         if items and items[0]["index"] is not None:
             break
-        assert time.monotonic() - started < 1.0, "not integrated within 1 s"
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.025)
     index = items[0]["index"]
+    assert index is not None, "never integrated"
+    appended = datetime.fromisoformat(items[0]["entry"]["time"].replace("Z", "+00:00"))
+
+    async def first_checkpoint_time() -> datetime:
+        async with client.app.state.sessionmaker() as session:
+            row = (await session.exec(select(CheckpointRow).where(CheckpointRow.size > index)
+                                       .order_by(CheckpointRow.size))).first()
+            return row.created_at
+
+    integrated = client.blocking_portal.call(first_checkpoint_time)
+    assert timedelta(0) <= integrated - appended < timedelta(seconds=1), (appended, integrated)
     size = int((await client.get("/v1/ledger/checkpoint")).text.split("\n")[1])
     assert index < size

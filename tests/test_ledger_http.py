@@ -11,6 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from ledger import merkle, note, tiles
 from ledger.entry import verify_entry
+from ledger.errors import MalformedError
 from market import db
 from market.app import create_app
 from tests.conftest import assert_problem, make_settings, random_uscc
@@ -206,7 +207,7 @@ async def test_business_change_and_entry_commit_together(harness: LedgerHarness)
     # And the other way: when the ledger refuses the entry, the business row is not written.
     async with harness.maker() as session:
         session.info[LEDGER_KEY] = harness.log
-        with pytest.raises(Exception):
+        with pytest.raises(MalformedError, match="want at most"):
             await harness.log.append(session, type="test.big", subject="asset:ast_x", actor="market",
                                      data={"blob": "x" * 70_000})
         await session.rollback()

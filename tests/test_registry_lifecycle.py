@@ -100,6 +100,7 @@ async def test_public_notice_objection_and_clock(databases, tmp_path) -> None:
     from market.clock import FakeClock
     from market.db import make_engine
     from market.bootstrap import create_staff_account
+    from market.tasks import close_notices_once
     from tests.conftest import Parties, Party, make_settings
 
     settings = make_settings(tmp_path, await databases.new(), notice_period="10d", clock_interval=0.05)
@@ -132,22 +133,18 @@ async def test_public_notice_objection_and_clock(databases, tmp_path) -> None:
         objection = r.json()
 
         clock.advance(timedelta(days=11))
-        import asyncio
-
-        await asyncio.sleep(0.3)
-        # An open objection holds the registration back even after the period.
+        # An open objection holds the registration back even after the period: a round
+        # of the clock task, run here, registers nothing.
+        assert asset["id"] not in client.blocking_portal.call(close_notices_once, client.app.state)
         assert (await client.get(f"/v1/assets/{asset['id']}")).json()["status"] == "public_notice"
         assert_problem(await client.post(f"/v1/objections/{objection['id']}/resolution",
                                          json={"decision": "dismiss", "reason": "no evidence"}, headers=p.auth), 403)
         r = await client.post(f"/v1/objections/{objection['id']}/resolution",
                               json={"decision": "dismiss", "reason": "no evidence"}, headers=op.auth)
         assert r.status_code == 200 and r.json()["status"] == "dismissed"
-        for _ in range(100):
-            status = (await client.get(f"/v1/assets/{asset['id']}")).json()["status"]
-            if status == "registered":
-                break
-            await asyncio.sleep(0.05)
-        assert status == "registered"
+        # The next round registers it (this one, or the background's if it ran first).
+        client.blocking_portal.call(close_notices_once, client.app.state)
+        assert (await client.get(f"/v1/assets/{asset['id']}")).json()["status"] == "registered"
 
         # A second asset whose objection is upheld is rejected.
         second = await draft(client, p)
@@ -165,7 +162,7 @@ async def test_public_notice_objection_and_clock(databases, tmp_path) -> None:
 
 
 async def test_registration_numbers_are_gap_free_under_concurrency(client, parties: Parties, operator) -> None:
-    import asyncio
+    from tests.registry_support import concurrently
 
     p = await provider(client, parties)
     ids = []
@@ -174,8 +171,9 @@ async def test_registration_numbers_are_gap_free_under_concurrency(client, parti
         await upload(client, p, a["id"], os.urandom(64))
         await submit(client, p, a["id"])
         ids.append(a["id"])
-    results = await asyncio.gather(*(client.post(f"/v1/assets/{i}/review", json={"decision": "approve"},
-                                                 headers=operator.auth) for i in ids))
+    results = await concurrently(client, *(("POST", f"/v1/assets/{i}/review",
+                                            {"json": {"decision": "approve"}, "headers": operator.auth})
+                                           for i in ids))
     assert all(r.status_code == 200 for r in results), [r.text for r in results]
     numbers = sorted(r.json()["registration_number"] for r in results)
     serials = [int(n.rsplit("-", 1)[1]) for n in numbers]
