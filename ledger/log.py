@@ -312,20 +312,26 @@ class Log:
         ).all()
         return [(r[0], bytes(r[1])) for r in rows]
 
-    async def by_subject(self, session: AsyncSession, subject: str, limit: int = 1000) -> list[tuple[int | None, bytes]]:
-        """Integrated entries about ``subject`` in index order, then pending ones (index None).
+    async def by_subject(self, session: AsyncSession, subject: str, limit: int = 1000,
+                         after: tuple[int, int] = (-1, 0)) -> list[tuple[int | None, int, bytes]]:
+        """Entries about ``subject``: integrated ones with index > ``after[0]`` in index
+        order, then pending ones with sequence > ``after[1]`` (index None); at most
+        ``limit``. Rows are ``(index, position, leaf)`` where position is the index, or
+        the pending sequence number, to page on from.
 
         One statement, so one snapshot: an entry being integrated meanwhile is seen
         exactly once, either pending or integrated (PostgreSQL reads committed data
         per statement).
         """
         integrated = select(Leaf.idx.label("idx"), Leaf.leaf.label("leaf"), literal(0).label("waiting"),  # type: ignore[union-attr]
-                            Leaf.idx.label("ord")).where(Leaf.subject == subject)  # type: ignore[union-attr,arg-type]
+                            Leaf.idx.label("ord")).where(Leaf.subject == subject, Leaf.idx > after[0])  # type: ignore[union-attr,arg-type,operator]
         waiting = select(literal(None, BigInteger).label("idx"), PendingEntry.leaf.label("leaf"),  # type: ignore[attr-defined]
-                         literal(1).label("waiting"), PendingEntry.seq.label("ord")).where(PendingEntry.subject == subject)  # type: ignore[union-attr,arg-type]
+                         literal(1).label("waiting"), PendingEntry.seq.label("ord")).where(
+            PendingEntry.subject == subject, PendingEntry.seq > after[1])  # type: ignore[union-attr,arg-type,operator]
         both = union_all(integrated, waiting).subquery()
-        rows = (await session.execute(select(both.c.idx, both.c.leaf).order_by(both.c.waiting, both.c.ord).limit(limit))).all()
-        return [(r[0], bytes(r[1])) for r in rows]
+        rows = (await session.execute(select(both.c.idx, both.c.ord, both.c.leaf)
+                                      .order_by(both.c.waiting, both.c.ord).limit(limit))).all()
+        return [(r[0], r[1], bytes(r[2])) for r in rows]
 
     async def index_of(self, session: AsyncSession, subject: str, leaf: bytes) -> int | None:
         row = (

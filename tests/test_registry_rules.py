@@ -724,7 +724,9 @@ async def test_listing_shows_strangers_only_public_assets_and_their_own(client, 
         cursor = r.json()["next_cursor"]
         if cursor is None:
             break
-    assert all(a["status"] in PUBLIC or a["provider_id"] == stranger.id for a in seen)
+    # Public: in notice, registered (also with a change under review), revoked, cancelled.
+    assert all(a["status"] in PUBLIC or a["registered_revision"] > 0 or a["provider_id"] == stranger.id
+               for a in seen)
     ids = [a["id"] for a in seen]
     assert mine["id"] in ids and public["id"] in ids
     assert not {a["id"] for a in hidden} & set(ids)

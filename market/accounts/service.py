@@ -8,6 +8,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from collections.abc import Awaitable, Callable
 
 from market import audit
+from market.accounts import access
 from market.accounts.models import Account, AccountKey, ApiToken
 from market.accounts.states import ACCOUNT
 from market.accounts.schemas import (
@@ -112,20 +113,14 @@ async def create_account(
 
 async def get_account(session: AsyncSession, ctx: Ctx, account_id: str) -> Account:
     """Self, operators and regulators see an account; anyone else gets 404."""
-    caller = ctx.user
-    if account_id != caller.id and not caller.is_staff:
-        raise NotFound(f"no account {account_id}")
-    account = await session.get(Account, account_id)
-    if account is None:
-        raise NotFound(f"no account {account_id}")
-    return account
+    return await access.load(session, account_id, ctx.user)
 
 
 async def list_accounts(
     session: AsyncSession, ctx: Ctx, status: str | None, role: str | None, limit: int, cursor: str | None
 ) -> dict:
     ctx.user.require(Role.operator, Role.regulator)
-    query = select(Account)
+    query = select(Account).where(access.visible_accounts(ctx.user))
     if status:
         query = query.where(Account.status == status)
     if role:
@@ -139,9 +134,7 @@ async def decide_verification(session: AsyncSession, ctx: Ctx, account_id: str, 
                               reason: str) -> Account:
     """KYC: pending → verified | rejected; a rejected account can be approved on appeal."""
     ctx.user.require(Role.operator)
-    account = await session.get(Account, account_id)
-    if account is None:
-        raise NotFound(f"no account {account_id}")
+    account = await access.load(session, account_id, ctx.user)
     verified = decision == "approve"
     await ACCOUNT.move(session, account, "approve" if verified else "reject", ctx, {"decision": decision},
                        status_reason=reason or None, verified_at=ctx.now if verified else None,
@@ -152,9 +145,7 @@ async def decide_verification(session: AsyncSession, ctx: Ctx, account_id: str, 
 async def set_suspended(session: AsyncSession, ctx: Ctx, account_id: str, suspended: bool, reason: str) -> Account:
     """A regulator suspends (or reinstates) an account: it may read but not act meanwhile."""
     ctx.user.require(Role.regulator)
-    account = await session.get(Account, account_id)
-    if account is None:
-        raise NotFound(f"no account {account_id}")
+    account = await access.load(session, account_id, ctx.user)
     if account.suspended == suspended:
         raise Conflict(f"account {account_id} is already {'suspended' if suspended else 'active'}", kind="no-change")
     await ACCOUNT.move(session, account, "suspend" if suspended else "reinstate", ctx,
