@@ -4,12 +4,11 @@ An account is seen by itself and by staff (operators, regulators); anyone else g
 from typing import Any
 
 from sqlalchemy import true
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import Account
 from market.auth import Caller
-from market.errors import NotFound
+from market.visibility import load_visible
 
 
 def visible_accounts(caller: Caller) -> Any:
@@ -19,8 +18,4 @@ def visible_accounts(caller: Caller) -> Any:
 
 
 async def load(session: AsyncSession, account_id: str, caller: Caller) -> Account:
-    account = (await session.exec(select(Account).where(Account.id == account_id,
-                                                        visible_accounts(caller)))).first()
-    if account is None:
-        raise NotFound(f"no account {account_id}")
-    return account
+    return await load_visible(session, Account, account_id, visible_accounts(caller), "account")

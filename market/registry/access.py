@@ -5,7 +5,8 @@ reads and lists alike (API.md "Registry").
   cancelled ones stay readable for the record); drafts, submissions and rejected
   assets are seen by their holder and staff only. Anyone else gets 404.
 - A transfer is seen by its two parties and staff.
-- An objection is seen by its objector, the asset's holder and staff.
+- An objection is seen by its objector, the asset's holder and staff (the list of an
+  asset's objections applies the same clause).
 """
 
 from typing import Any
@@ -15,9 +16,10 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.auth import Caller
-from market.errors import Forbidden, NotFound
+from market.errors import Forbidden
 from market.registry.models import Asset, Objection, Transfer
 from market.registry.states import PUBLIC_STATUSES, S
+from market.visibility import load_visible
 
 
 def is_public(asset: Asset) -> bool:
@@ -58,12 +60,7 @@ def visible_transfers(caller: Caller) -> Any:
 
 async def load(session: AsyncSession, asset_id: str, caller: Caller | None) -> Asset:
     """The asset if the caller may see it; 404 otherwise (never another party's draft)."""
-    # populate_existing: a saga that committed mid-request (an upload) reads fresh values.
-    asset = (await session.exec(select(Asset).where(Asset.id == asset_id, visible_assets(caller))
-                                .execution_options(populate_existing=True))).first()
-    if asset is None:
-        raise NotFound(f"no asset {asset_id}")
-    return asset
+    return await load_visible(session, Asset, asset_id, visible_assets(caller), "asset")
 
 
 async def load_for_holder(session: AsyncSession, asset_id: str, caller: Caller) -> Asset:
@@ -75,19 +72,15 @@ async def load_for_holder(session: AsyncSession, asset_id: str, caller: Caller) 
 
 
 async def load_transfer(session: AsyncSession, transfer_id: str, caller: Caller) -> Transfer:
-    transfer = (await session.exec(select(Transfer).where(Transfer.id == transfer_id,
-                                                          visible_transfers(caller)))).first()
-    if transfer is None:
-        raise NotFound(f"no transfer {transfer_id}")
-    return transfer
+    return await load_visible(session, Transfer, transfer_id, visible_transfers(caller), "transfer")
+
+
+def visible_objections(caller: Caller) -> Any:
+    if caller.is_staff:
+        return true()
+    holder = select(Asset.id).where(Asset.id == Objection.asset_id, Asset.provider_id == caller.id).exists()
+    return or_(Objection.objector_id == caller.id, holder)
 
 
 async def load_objection(session: AsyncSession, objection_id: str, caller: Caller) -> Objection:
-    query = select(Objection).where(Objection.id == objection_id)
-    if not caller.is_staff:
-        query = query.join(Asset, Asset.id == Objection.asset_id).where(  # type: ignore[arg-type]
-            or_(Objection.objector_id == caller.id, Asset.provider_id == caller.id))
-    objection = (await session.exec(query)).first()
-    if objection is None:
-        raise NotFound(f"no objection {objection_id}")
-    return objection
+    return await load_visible(session, Objection, objection_id, visible_objections(caller), "objection")

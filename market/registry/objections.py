@@ -68,9 +68,7 @@ async def list_objections(session: AsyncSession, ctx: Ctx, asset_id: str) -> lis
     """Holder and staff see every objection; others their own."""
     caller = ctx.user
     asset = await access.load(session, asset_id, caller)
-    query = select(Objection).where(Objection.asset_id == asset.id)
-    if not access.is_insider(asset, caller):
-        query = query.where(Objection.objector_id == caller.id)
+    query = select(Objection).where(Objection.asset_id == asset.id, access.visible_objections(caller))
     rows = (await session.exec(query.order_by(Objection.id))).all()  # type: ignore[arg-type]
     return [objection_read(o) for o in rows]
 
