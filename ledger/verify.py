@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .entry import _parse, _signed_bytes, parse_entry, verify_entry
 from .errors import InconsistentError, LedgerError, MalformedError, VerificationError
-from .merkle import HASH_SIZE, leaf_hash, verify_consistency, verify_inclusion
+from .merkle import HASH_SIZE, leaf_hash, prove_consistency, verify_consistency, verify_inclusion
 from .note import ALG_ED25519, Checkpoint, Verifier, open_checkpoint
 from .sources import (
     LogSource,
@@ -55,8 +55,7 @@ from .sources import (
     read_tile,
     save_state,
 )
-from .tiles import TILE_WIDTH, TileKey, decode_entry_bundle, entries_path, integrate, read_hashes_from_tiles, tile_path
-from .tlog import prove_tree
+from .tiles import TILE_WIDTH, TileMemory, TileRecorder, decode_entry_bundle, entries_path, integrate, tile_path
 
 __all__ = ["BundleReport", "Report", "check_consistency", "verify_bundle", "verify_log"]
 
@@ -235,16 +234,6 @@ def _check_bundles_with(
     return b"".join(hashes), None
 
 
-class _MemTiles:
-    """The right-edge partial tiles of the tree recomputed so far."""
-
-    def __init__(self) -> None:
-        self.tiles: dict[TileKey, bytes] = {}
-
-    def read_tiles(self, keys: list[TileKey]) -> dict[TileKey, bytes]:
-        return {k: self.tiles[k] for k in keys if k in self.tiles}
-
-
 def _compare_tile(src: LogSource, level: int, index: int, data: bytes) -> None:
     width = len(data) // HASH_SIZE
     path = tile_path(level, index, width)
@@ -346,7 +335,7 @@ def _check_entries_and_tiles(
     src: LogSource, verifier: Verifier, checkpoint: Checkpoint, report: Report, workers: int, progress: bool | None
 ) -> None:
     size = checkpoint.size
-    mem = _MemTiles()
+    mem = TileMemory()  # the right-edge partial tiles of the tree recomputed so far
     done, root = 0, hashlib.sha256(b"").digest()
     tasks = _bundle_tasks(src, size)
     # Start workers before the progress bar's thread, so that fork is safe.
@@ -366,7 +355,7 @@ def _check_entries_and_tiles(
                     mem.tiles.pop((level, index), None)
                     _compare_tile(src, level, index, data)
                 else:
-                    mem.tiles[(level, index)] = data
+                    mem.keep((level, index), data)
             report.entries_checked = done
             advance(len(leaf_hashes))
     finally:
@@ -379,15 +368,26 @@ def _check_entries_and_tiles(
         raise _Failure(
             f"root of the entries {root.hex()} differs from the checkpoint's {checkpoint.root.hex()}"
         )
-    for (level, index), data in sorted(mem.tiles.items()):
-        _compare_tile(src, level, index, data)
+    for (level, index), expanded in sorted(mem.tiles.items()):
+        _compare_tile(src, level, index, expanded[0])
+
+
+def _consistency_from_tiles(src: LogSource, first: int, second: int) -> list[bytes]:
+    """RFC 9162 PROOF(first, D[0:second]) from the source's tiles of tree ``second``,
+    reading each tile it needs once. MissingTileError if the source lacks one."""
+    recorder = TileRecorder()
+    prove_consistency(first, second, recorder)  # a dry run names the tiles
+    memory = TileMemory()
+    for key, data in SourceTileReader(src, second).read_tiles(sorted(recorder.keys)).items():
+        memory.keep(key, data)
+    return prove_consistency(first, second, memory)
 
 
 def check_consistency(src: LogSource, old: Checkpoint, new: Checkpoint) -> None:
     """Check that ``new`` extends ``old``; raises InconsistentError naming both sizes.
 
     The proof comes from the source's consistency endpoint, or, for a directory,
-    is built from its tiles (``tlog.prove_tree``).
+    is built from its tiles (``merkle.prove_consistency`` over the tiles it reads).
     """
     if new.size < old.size:
         raise InconsistentError(f"checkpoint size decreased from {old.size} to {new.size} (rollback)")
@@ -401,8 +401,7 @@ def check_consistency(src: LogSource, old: Checkpoint, new: Checkpoint) -> None:
         try:
             served = src.consistency_proof(old.size, new.size)
             if served is None:
-                reader = SourceTileReader(src, new.size)
-                served = prove_tree(new.size, old.size, lambda ix: read_hashes_from_tiles(new.size, ix, reader))
+                served = _consistency_from_tiles(src, old.size, new.size)
         except (LedgerError, ValueError) as e:
             raise InconsistentError(f"no consistency proof from size {old.size} to {new.size}: {e}") from None
         proof = served

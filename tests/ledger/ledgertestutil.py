@@ -41,30 +41,23 @@ def make_leaves(s: Signer, n: int, start: int = 0, tag: str = "a") -> list[bytes
     return leaves
 
 
-class MemTiles:
-    def __init__(self) -> None:
-        self.tiles: dict[tuple[int, int], bytes] = {}
-
-    def read_tiles(self, keys):
-        return {k: self.tiles[k] for k in keys if k in self.tiles}
-
-
-def build_tiles(leaves: list[bytes], batch: int = 1000) -> tuple[bytes, MemTiles]:
-    """Integrate the leaves in batches; return (root, tiles)."""
-    mem = MemTiles()
+def build_tiles(leaves: list[bytes], batch: int = 1000) -> tuple[bytes, dict[tuple[int, int], bytes]]:
+    """Integrate the leaves in batches; return (root, {(level, index): tile data})."""
+    mem = tiles.TileMemory()
     size, root = 0, merkle.EMPTY_ROOT
     for i in range(0, max(len(leaves), 1), batch):
         hashes = [merkle.leaf_hash(x) for x in leaves[i : i + batch]]
         size, root, changed = tiles.integrate(size, hashes, mem)
-        mem.tiles.update(changed)
-    return root, mem
+        for key, data in changed.items():
+            mem.keep(key, data)
+    return root, mem.read_tiles(list(mem.tiles))
 
 
 def write_log(directory: Path, s: Signer, leaves: list[bytes]) -> str:
     """Write checkpoint, entry bundles and hash tiles for the leaves; return the checkpoint note."""
-    root, mem = build_tiles(leaves)
+    root, hash_tiles = build_tiles(leaves)
     size = len(leaves)
-    for (level, index), data in mem.tiles.items():
+    for (level, index), data in hash_tiles.items():
         width = len(data) // 32
         p = directory / tiles.tile_path(level, index, width)
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +83,7 @@ class FakeMarket:
 
     def set_leaves(self, leaves: list[bytes]) -> None:
         self.leaves = list(leaves)
-        self.root, self.mem = build_tiles(self.leaves)
+        self.root, self.tiles = build_tiles(self.leaves)
         self.note = sign_checkpoint(self.signer, Checkpoint(self.signer.name, len(leaves), self.root))
 
     def handle(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, bytes]:
@@ -123,7 +116,7 @@ class FakeMarket:
             if len(chunk) < width:
                 return 404, b""
             return 200, tiles.encode_entry_bundle(chunk[:width])
-        data = self.mem.tiles.get((level, index))
+        data = self.tiles.get((level, index))
         if data is None or len(data) < width * 32:
             return 404, b""
         return 200, data[: width * 32]
