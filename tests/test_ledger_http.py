@@ -10,9 +10,10 @@ from litestar.testing import AsyncTestClient
 
 from ledger import merkle, note, tiles
 from ledger.entry import verify_entry
-from market import db
+from ledger.errors import MalformedError
 from market.app import create_app
-from tests.conftest import assert_problem, make_settings, random_uscc
+from tests.conftest import assert_problem, random_uscc
+from tests.ledger_support import integrate_all, ledger_database
 
 
 class LedgerHarness:
@@ -32,13 +33,7 @@ class LedgerHarness:
         return self.app.state.ledger
 
     async def integrate(self) -> int:
-        total = 0
-        while True:
-            async with self.maker() as session:
-                n = await self.log.integrate(session)
-            total += n
-            if n == 0:
-                return total
+        return await integrate_all(self.maker, self.log)
 
     async def append(self, count: int, subject: str = "account:acct_test") -> None:
         async with self.maker() as session:
@@ -55,14 +50,10 @@ class LedgerHarness:
 
 @pytest.fixture
 async def harness(databases, tmp_path) -> AsyncIterator[LedgerHarness]:
-    settings = make_settings(tmp_path, await databases.new(), background_tasks=False)
-    app = create_app(settings)
-    engine = db.make_engine(settings.sqlalchemy_url)
-    try:
+    async with ledger_database(databases, tmp_path) as ldb:
+        app = create_app(ldb.settings)
         async with AsyncTestClient(app=app) as client:
-            yield LedgerHarness(app, client, db.make_sessionmaker(engine))
-    finally:
-        await engine.dispose()
+            yield LedgerHarness(app, client, ldb.maker)
 
 
 async def test_empty_log_serves_a_signed_size_zero_checkpoint(harness: LedgerHarness) -> None:
@@ -203,7 +194,7 @@ async def test_business_change_and_entry_commit_together(harness: LedgerHarness)
     # And the other way: when the ledger refuses the entry, the business row is not written.
     async with harness.maker() as session:
         session.info[LEDGER_KEY] = harness.log
-        with pytest.raises(Exception):
+        with pytest.raises(MalformedError, match="want at most 65535"):
             await harness.log.append(session, type="test.big", subject="asset:ast_x", actor="market",
                                      data={"blob": "x" * 70_000})
         await session.rollback()

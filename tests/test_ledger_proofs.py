@@ -8,33 +8,23 @@ import pytest
 
 from ledger import merkle
 from ledger.log import Log, NotFoundError
-from market import db
-from market.keys import init_ledger_key
-
-ORIGIN = "proofs.test.example/log"
+from tests.ledger_support import ORIGIN, ledger_database
 
 
 @pytest.fixture
 async def filled(databases, tmp_path):
     """A log of 700 entries integrated in uneven batches, and its leaf hashes."""
-    url = await databases.new()
-    key, _ = init_ledger_key(tmp_path / "keys")
-    engine = db.make_engine(url)
-    maker = db.make_sessionmaker(engine)
-    writer = Log(key, ORIGIN)
-    sizes = []
-    for batch in (3, 250, 10, 300, 137):
-        async with maker() as session:
-            await writer.append_many(session, [("test.entry", f"s:{i}", "acc_test", {"n": i}) for i in range(batch)])
-            await session.commit()
-        async with maker() as session:
-            await writer.integrate(session)
-        async with maker() as session:
-            sizes.append(await writer.size(session))
-    async with maker() as session:
-        leaves = [leaf for _, leaf in await writer.leaves(session, 0, 1000)]
-    yield key, maker, [merkle.leaf_hash(leaf) for leaf in leaves], sizes
-    await engine.dispose()
+    async with ledger_database(databases, tmp_path) as ldb:
+        sizes = []
+        for batch in (3, 250, 10, 300, 137):
+            await ldb.append(batch)
+            async with ldb.maker() as session:
+                await ldb.log.integrate(session)
+            async with ldb.maker() as session:
+                sizes.append(await ldb.log.size(session))
+        async with ldb.maker() as session:
+            leaves = [leaf for _, leaf in await ldb.log.leaves(session, 0, 1000)]
+        yield ldb.key, ldb.maker, [merkle.leaf_hash(leaf) for leaf in leaves], sizes
 
 
 async def test_proofs_from_the_database_with_one_tile_of_memory(filled) -> None:

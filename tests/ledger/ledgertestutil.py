@@ -1,9 +1,11 @@
-"""Shared helpers for the ledger tests: deterministic keys, signed entries, and a
+"""Shared helpers for the ledger tests (and the blob store's): deterministic keys,
+signed entries, the RFC 9162 tree hash written recursively from the spec, and a
 tlog-tiles directory tree written the way ``market ledger export`` lays it out."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import merkle, tiles
 from ledger.entry import sign_entry
+from ledger.errors import MalformedError
 from ledger.note import Checkpoint, Signer, sign_checkpoint
 
 ORIGIN = "ledger.test.example/log"
@@ -39,6 +42,25 @@ def make_leaves(s: Signer, n: int, start: int = 0, tag: str = "a") -> list[bytes
         )
         leaves.append(leaf)
     return leaves
+
+
+def ref_k(n: int) -> int:
+    """The split of RFC 9162 §2.1.1: the largest power of two smaller than n (n > 1)."""
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    return k
+
+
+def ref_mth(d: list[bytes]) -> bytes:
+    """MTH(D[n]) of RFC 9162 §2.1.1 over leaf data, recursively: the reference the
+    fast implementations are checked against."""
+    if not d:
+        return hashlib.sha256(b"").digest()
+    if len(d) == 1:
+        return hashlib.sha256(b"\x00" + d[0]).digest()
+    k = ref_k(len(d))
+    return hashlib.sha256(b"\x01" + ref_mth(d[:k]) + ref_mth(d[k:])).digest()
 
 
 def build_tiles(leaves: list[bytes], batch: int = 1000) -> tuple[bytes, dict[tuple[int, int], bytes]]:
@@ -109,7 +131,7 @@ class FakeMarket:
             return 404, b""
         try:
             level, index, width = tiles.parse_tile_path(path[len(prefix) :])
-        except Exception:
+        except MalformedError:
             return 404, b""
         if level == "entries":
             chunk = self.leaves[index * 256 : index * 256 + 256]

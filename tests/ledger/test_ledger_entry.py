@@ -10,11 +10,11 @@ import pytest
 import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ledgertestutil import T0, signer
 
 from ledger import entry as E
 from ledger.entry import canonical, parse_entry, sign_entry, signed_message, verify_entry
 from ledger.errors import BadSignatureError, MalformedError, UnknownKeyError
+from tests.ledger.ledgertestutil import T0, signer
 
 S = signer(1)
 DATA = {"document_sha256": "ab" * 32, "amount": 12345, "parties": ["acct_1", "acct_2"], "ok": True, "none": None}

@@ -254,19 +254,37 @@ def test_proofs_for_an_older_size_from_grown_tiles():
         assert merkle.prove_inclusion(old - 1, old, store) == merkle.inclusion_proof(old - 1, old, LEAVES)
 
 
+class AllNodes:
+    """Every perfect-subtree hash of LEAVES, level by level: the nodes a proof may read."""
+
+    def __init__(self) -> None:
+        row = LEAVES
+        self.levels = [row]
+        while len(row) > 1:
+            row = [merkle.node_hash(row[i], row[i + 1]) for i in range(0, len(row) - 1, 2)]
+            self.levels.append(row)
+
+    def node(self, level: int, n: int) -> bytes:
+        return self.levels[level][n]
+
+
 def test_memory_proofs_across_three_tile_levels():
     # 70,000 leaves: level-0, level-1 and level-2 tiles, full and partial ones,
-    # rewritten as the tree grows.
+    # rewritten as the tree grows. The proofs are checked against the same proofs
+    # over every node of the tree (what merkle.inclusion_proof does, computed once).
     store, size, _ = grow([1, 255, 256, 513, 65_000, 3_975])
     assert size == 70_000 and {level for level, _ in store.tiles} == {0, 1, 2}
+    nodes = AllNodes()
+    assert merkle.prove_inclusion(5, 300, nodes) == merkle.inclusion_proof(5, 300, LEAVES)
     rng = random.Random(7)
     sizes = [1, 2, 255, 256, 257, 65_535, 65_536, 65_537, 69_999, 70_000] + [rng.randint(1, size) for _ in range(40)]
     for n in sizes:
-        assert merkle.tree_root(n, store) == merkle.root(LEAVES[:n])
+        assert merkle.tree_root(n, store) == merkle.tree_root(n, nodes)
         for index in {0, n - 1, rng.randrange(n)}:
-            assert merkle.prove_inclusion(index, n, store) == merkle.inclusion_proof(index, n, LEAVES)
+            assert merkle.prove_inclusion(index, n, store) == merkle.prove_inclusion(index, n, nodes)
         for m in {0, 1, n, rng.randint(1, n)}:
-            assert merkle.prove_consistency(m, n, store) == merkle.consistency_proof(m, n, LEAVES)
+            assert merkle.prove_consistency(m, n, store) == merkle.prove_consistency(m, n, nodes)
+    assert merkle.tree_root(size, store) == merkle.root(LEAVES)
 
 
 def test_recorder_names_exactly_the_tiles_a_proof_reads():

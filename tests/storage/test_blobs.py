@@ -24,6 +24,7 @@ from market.storage import (
     StoredBlob,
 )
 from market.storage.format import BATCH_BYTES, HEADER, TAG_SIZE, Sealer
+from tests.ledger.ledgertestutil import ref_mth
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -33,22 +34,9 @@ ODD_PIECES = [1, 7, 1000, 4097, 65537, 3, 300_000, 65535]
 # ------------------------------------------------------------------ helpers
 
 
-def ref_merkle_root(leaves: list[bytes]) -> bytes:
-    """RFC 9162 section 2.1.1 Merkle Tree Hash, written from the spec."""
-    n = len(leaves)
-    if n == 0:
-        return hashlib.sha256(b"").digest()
-    if n == 1:
-        return hashlib.sha256(b"\x00" + leaves[0]).digest()
-    k = 1
-    while k * 2 < n:
-        k *= 2
-    return hashlib.sha256(b"\x01" + ref_merkle_root(leaves[:k]) + ref_merkle_root(leaves[k:])).digest()
-
-
 def ref_commitment(data: bytes, chunk_size: int) -> tuple[str, str]:
     leaves = [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
-    return hashlib.sha256(data).hexdigest(), ref_merkle_root(leaves).hex()
+    return hashlib.sha256(data).hexdigest(), ref_mth(leaves).hex()
 
 
 def payload(size: int, seed: int = 0) -> bytes:
@@ -539,6 +527,7 @@ def test_bad_arguments(tmp_path: Path) -> None:
 # ------------------------------------------------------------------- memory
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_memory_stays_flat_for_large_stream(tmp_path: Path) -> None:
     total = 512 << 20
