@@ -41,7 +41,7 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from .entry import _parse, _signed_bytes, parse_entry, verify_entry
+from .entry import parse_entry, parse_signed, signed_bytes, verify_entry
 from .errors import InconsistentError, LedgerError, MalformedError, VerificationError
 from .merkle import HASH_SIZE, leaf_hash, prove_consistency, verify_consistency, verify_inclusion
 from .note import ALG_ED25519, Checkpoint, Verifier, open_checkpoint
@@ -57,14 +57,15 @@ from .sources import (
 )
 from .tiles import TILE_WIDTH, TileMemory, TileRecorder, decode_entry_bundle, entries_path, integrate, tile_path
 
-__all__ = ["BundleReport", "Report", "check_consistency", "verify_bundle", "verify_log"]
+__all__ = ["BundleReport", "Report", "check_consistency", "log_verifier", "verify_bundle", "verify_log"]
 
 PARALLEL_THRESHOLD = 8192  # entries; below this, verify in-process
 TILES_PER_TASK = 16  # 4,096 entries per worker task
 _FULL_TILE = TILE_WIDTH * HASH_SIZE
 
 
-def _log_verifier(vkey: str) -> Verifier:
+def log_verifier(vkey: str) -> Verifier:
+    """The verifier of a log's vkey; MalformedError unless it is an Ed25519 note key."""
     verifier = Verifier.from_vkey(vkey)
     if verifier.alg != ALG_ED25519:
         raise MalformedError("the log's vkey must be an Ed25519 note key (alg 0x01)")
@@ -100,7 +101,7 @@ def verify_bundle(bundle: dict[str, Any] | bytes | str, vkey: str) -> BundleRepo
     check = "bundle"
     try:
         check = "vkey"
-        verifier = _log_verifier(vkey)
+        verifier = log_verifier(vkey)
         check = "bundle"
         if isinstance(bundle, (bytes, str)):
             if len(bundle) > 16 << 20:
@@ -221,10 +222,10 @@ def _check_bundles_with(
             return b"".join(hashes), (index, f"entry bundle {entries_path(first_tile + n, width)}: {e}")
         for leaf in leaves:
             try:
-                entry, signature = _parse(leaf)
+                entry, signature = parse_signed(leaf)
                 if entry["sig"]["kid"] != kid:
                     raise VerificationError(f"signed by key id {entry['sig']['kid']}, want {kid}")
-                key.verify(signature, _signed_bytes(leaf, entry))
+                key.verify(signature, signed_bytes(leaf, entry))
             except InvalidSignature:
                 return b"".join(hashes), (index, f"entry {index}: signature does not verify")
             except LedgerError as e:
@@ -436,7 +437,7 @@ def verify_log(
     report.workers = workers
     src: LogSource | None = None
     try:
-        verifier = _log_verifier(vkey)
+        verifier = log_verifier(vkey)
         src = source if isinstance(source, LogSource) else open_source(source)
         note = src.read("checkpoint", 1 << 20)
         if note is None:
