@@ -24,8 +24,8 @@ from ledger.__main__ import main
 from ledger.entry import sign_entry
 from ledger.errors import InconsistentError
 from ledger.note import Checkpoint, CosignatureSigner, Verifier, open_checkpoint, sign_checkpoint
-from ledger.sources import HttpSource
-from ledger.verify import verify_bundle, verify_log
+from ledger.sources import DirSource, HttpSource
+from ledger.verify import check_consistency, verify_bundle, verify_log
 from ledger.witness import witness_once
 from tests.ledger.ledgertestutil import T0, FakeMarket, make_leaves, serve, signer, write_log
 
@@ -343,6 +343,22 @@ def test_state_consistent_fork_and_rollback(tmp_path, capsys):
     assert "\n1000\n" in state.read_text()
     report = verify_log(a, S.vkey, state)
     assert not report.ok and "decreased from 1000 to 700" in report.error
+
+
+def test_consistency_from_a_directory_reads_its_tiles(tmp_path):
+    # A directory serves no consistency endpoint: the proof is built from its tiles.
+    write_log(tmp_path, S, LEAVES)
+    verifier = Verifier.from_vkey(S.vkey)
+    new, _ = open_checkpoint((tmp_path / "checkpoint").read_text(), verifier)
+    hashes = [merkle.leaf_hash(x) for x in LEAVES]
+    for size in (1, 255, 256, 300, 511, 513, 699, 700):
+        old = Checkpoint(S.name, size, merkle.root(hashes[:size]))
+        check_consistency(DirSource(tmp_path), old, new)
+    with pytest.raises(InconsistentError, match="not consistent with the stored one of size 300"):
+        check_consistency(DirSource(tmp_path), Checkpoint(S.name, 300, bytes(32)), new)
+    (tmp_path / "tile/0/001").unlink()  # a tile the proof from 300 needs
+    with pytest.raises(InconsistentError, match="no consistency proof from size 300 to 700: tile 0/1 is missing"):
+        check_consistency(DirSource(tmp_path), Checkpoint(S.name, 300, merkle.root(hashes[:300])), new)
 
 
 def test_state_from_another_log_key(tmp_path):
