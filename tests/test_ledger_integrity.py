@@ -91,6 +91,7 @@ async def test_kill_minus_nine_during_integration_loses_nothing(fresh: LedgerDat
     await fresh.append(600, subject="test:crash")
 
     async def integrated_at_least(size: int) -> bool:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]  # the worker must still run
         async with fresh.maker() as session:
             return (await session.execute(text("SELECT COALESCE(MAX(size), 0) FROM ledger_checkpoints"))).scalar() >= size
 

@@ -101,8 +101,8 @@ def test_master_key_private_modes_are_accepted(tmp_path: Path, mode: int) -> Non
     MasterKey.load_or_create(path)
 
 
-def test_market_refuses_to_start_with_a_loose_master_key(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'market.db'}", background_tasks=False)
+async def test_market_refuses_to_start_with_a_loose_master_key(databases, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, await databases.new(), background_tasks=False)
     path = settings.keys_dir / "master.key"
     with TestClient(app=create_app(settings)):  # first start: the key is made private
         pass
