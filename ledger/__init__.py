@@ -2,8 +2,8 @@
 C2SP tlog-tiles with signed-note checkpoints and tlog-cosignature witnesses.
 
 This package is pure: no database and no market code. It exports what a verifier or
-another service needs; the modules hold the rest (``ledger.tlog`` and
-``ledger.tiles`` for storage-backed proofs and integration).
+another service needs; the modules hold the rest (``ledger.tiles`` for tile paths,
+integration and the tiles held in memory that proofs are built from).
 """
 
 from .entry import ENTRY_VERSION, canonical, parse_entry, sign_entry, verify_entry

@@ -42,7 +42,9 @@ __all__ = [
     "canonical",
     "format_time",
     "parse_entry",
+    "parse_signed",
     "sign_entry",
+    "signed_bytes",
     "signed_message",
     "verify_entry",
 ]
@@ -184,8 +186,8 @@ def _encode(obj: Any, ascii_only: bool) -> bytes:
     return rfc8785.dumps(obj)
 
 
-def _parse(leaf: bytes) -> tuple[dict[str, Any], bytes]:
-    """``parse_entry``, also returning the raw 64-byte signature."""
+def parse_signed(leaf: bytes) -> tuple[dict[str, Any], bytes]:
+    """``parse_entry``, also returning the raw 64-byte signature (not checked)."""
     if len(leaf) > MAX_LEAF_SIZE:
         raise MalformedError(f"entry is {len(leaf)} bytes, want at most {MAX_LEAF_SIZE}")
     try:
@@ -228,7 +230,7 @@ def parse_entry(leaf: bytes) -> dict[str, Any]:
     type, subject, actor, time and ``sig`` (Ed25519, 8 hex digit kid, base64 of
     64 bytes), and no floats. The signature itself is not checked.
     """
-    return _parse(leaf)[0]
+    return parse_signed(leaf)[0]
 
 
 def signed_message(entry: dict[str, Any]) -> bytes:
@@ -246,7 +248,7 @@ def signed_message(entry: dict[str, Any]) -> bytes:
     return canonical(unsigned)
 
 
-def _signed_bytes(leaf: bytes, entry: dict[str, Any]) -> bytes:
+def signed_bytes(leaf: bytes, entry: dict[str, Any]) -> bytes:
     """Cut the top-level ``,"sig":{…}`` member out of a leaf that ``parse_entry`` accepted.
 
     Equals ``signed_message(entry)``. The member is found with ``rfind``: a raw
@@ -268,13 +270,13 @@ def verify_entry(leaf: bytes, public_key: bytes | Ed25519PublicKey, kid: bytes |
     MalformedError for a malformed leaf, UnknownKeyError when the entry names
     another key id, BadSignatureError when the signature fails.
     """
-    entry, signature = _parse(leaf)
+    entry, signature = parse_signed(leaf)
     want = kid.hex() if isinstance(kid, bytes) else kid
     if entry["sig"]["kid"] != want:
         raise UnknownKeyError(f"entry signed by key {entry['sig']['kid']}, want {want}")
     key = public_key if isinstance(public_key, Ed25519PublicKey) else Ed25519PublicKey.from_public_bytes(public_key)
     try:
-        key.verify(signature, _signed_bytes(leaf, entry))
+        key.verify(signature, signed_bytes(leaf, entry))
     except InvalidSignature:
         raise BadSignatureError("entry signature does not verify") from None
     return entry

@@ -6,6 +6,8 @@ Every error derives from one base, so a caller can catch the whole package with
     LedgerError
     ├── MalformedError            input that does not parse (bad base64, bad size,
     │                             non-canonical JSON, a tile of the wrong length, ...)
+    ├── MissingTileError          a proof needs a hash tile that is not at hand, or
+    │                             more of it (carries the tile's key)
     └── VerificationError         input that parses but does not verify
         ├── RootMismatchError     a recomputed root differs (carries expected, calculated)
         ├── BadSignatureError     a signature by a known key fails
@@ -26,6 +28,7 @@ __all__ = [
     "InconsistentError",
     "LedgerError",
     "MalformedError",
+    "MissingTileError",
     "ProofError",
     "RootMismatchError",
     "UnknownKeyError",
@@ -39,6 +42,17 @@ class LedgerError(Exception):
 
 class MalformedError(LedgerError):
     """The input does not parse under the format it claims to follow."""
+
+
+class MissingTileError(LedgerError):
+    """A proof needs hash tile ``key`` = (level, index), or more of it than is held."""
+
+    def __init__(self, key: tuple[int, int]) -> None:
+        super().__init__(key)
+        self.key = key
+
+    def __str__(self) -> str:  # formatted lazily: a proof server raises this on every memory miss
+        return f"tile {self.key[0]}/{self.key[1]} is missing or too short"
 
 
 class VerificationError(LedgerError):

@@ -8,8 +8,8 @@
   On PostgreSQL a transaction-level advisory lock admits one integrator at a time
   across every process and machine; on SQLite the database write lock does.
 - Proofs (RFC 9162 §2.1.3, §2.1.4) read O(log n) perfect-subtree hashes from tiles
-  kept in memory (``merkle.prove_inclusion`` over ``_TileMemory``); a tile not yet
-  held is read from the database once.
+  kept in memory (``merkle.prove_inclusion`` over ``tiles.TileMemory``); a tile not
+  yet held is read from the database once.
 
 The tile arithmetic is pure (``ledger.tiles``); integration feeds it through
 ``AsyncSession.run_sync`` with a synchronous tile reader over the same transaction.
@@ -32,7 +32,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ledger import entry as entries
 from ledger import merkle, note, tiles
 from ledger._time import utcnow
-from ledger.errors import LedgerError, MalformedError, VerificationError
+from ledger.errors import LedgerError, MalformedError, MissingTileError, VerificationError
 from ledger.store import CheckpointRow, Cosignature, Leaf, PendingEntry, Tile
 
 MAX_INDEX = 2**53 - 1  # no log gets near it; larger numbers are refused before any SQL
@@ -89,72 +89,6 @@ class _SyncTiles:
         return {(r[0], r[1]): bytes(r[2]) for r in rows}
 
 
-assert tiles.TILE_HEIGHT == 8 and merkle.HASH_SIZE == 32
-
-
-class _TileMemory:
-    """Tiles of the tree kept in memory for proofs, bounded, oldest loaded out first.
-
-    Each tile is kept expanded (every complete node inside it, computed once): a
-    proof then costs no database read and hashes only to join the subtrees at the
-    tree's right edge. A tile's first W hashes never change, so the longest data
-    seen of a tile answers every tree that needs at most that width.
-    """
-
-    def __init__(self, limit: int, held: dict[tuple[int, int], tuple[bytes, ...]] | None = None) -> None:
-        self.limit = limit
-        self.tiles: dict[tuple[int, int], tuple[bytes, ...]] = dict(held or {})  # insertion order: oldest first
-
-    def node(self, level: int, n: int) -> bytes:
-        """``merkle.NodeSource``: the perfect subtree hash, or ``_NeedTile``."""
-        height = level & 7  # tiles of height 8 (TILE_HEIGHT), hashes of 32 bytes: on the hot path
-        shift = 8 - height
-        key = (level >> 3, n >> shift)
-        try:
-            at = (n & ((1 << shift) - 1)) << 5
-            found = self.tiles[key][height][at:at + 32]
-        except (KeyError, IndexError):
-            raise _NeedTile(key) from None
-        if not found:  # the tile held is shorter than this node needs
-            raise _NeedTile(key)
-        return found
-
-    def keep(self, key: tuple[int, int], data: bytes) -> None:
-        held = self.tiles.get(key)
-        if held is None or len(held[0]) < len(data):
-            self.adopt(key, tiles.expand_tile(data))
-
-    def adopt(self, key: tuple[int, int], expanded: tuple[bytes, ...]) -> None:
-        """Hold an expanded tile unless a longer one of the same tile is held."""
-        held = self.tiles.get(key)
-        if held is not None and len(held[0]) >= len(expanded[0]):
-            return
-        self.tiles.pop(key, None)  # re-inserted: now the newest
-        self.tiles[key] = expanded
-        while len(self.tiles) > self.limit:
-            del self.tiles[next(iter(self.tiles))]
-
-
-class _NeedTile(Exception):
-    """Memory lacks a tile (or enough of it) that a proof needs."""
-
-    def __init__(self, key: tuple[int, int]) -> None:
-        self.key = key
-
-
-class _Recorder:
-    """``merkle.NodeSource`` that answers zeros and notes the tiles asked for, so a
-    proof's dry run names every tile it reads."""
-
-    def __init__(self) -> None:
-        self.keys: set[tuple[int, int]] = set()
-
-    def node(self, level: int, n: int) -> bytes:
-        tl, height = divmod(level, tiles.TILE_HEIGHT)
-        self.keys.add((tl, n >> (tiles.TILE_HEIGHT - height)))
-        return bytes(merkle.HASH_SIZE)
-
-
 class Log:
     """One market's log: its signing key and origin, over sessions of one database.
 
@@ -168,8 +102,8 @@ class Log:
         self.signer = note.Signer(origin, private_key)
         self.public_key = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.verifier = note.Verifier.from_vkey(self.signer.vkey)
-        # Proofs read tiles through memory (see _TileMemory); sizes only grow.
-        self._memory = _TileMemory(tile_memory)
+        # Proofs read tiles through memory (see tiles.TileMemory); sizes only grow.
+        self._memory = tiles.TileMemory(tile_memory)
         self._known_size = 0
 
     @property
@@ -344,24 +278,24 @@ class Log:
 
         Tree sizes only grow and tile contents only grow at their end, so a size and
         tile data once read stay true: the log remembers the largest size it has seen
-        and the tiles it has read (``_TileMemory``), and opens a session only for what
+        and the tiles it has read (``tiles.TileMemory``), and opens a session only for what
         it has not seen yet. ``sessions`` is a session or a session factory.
         """
         if need <= self._known_size:
             try:  # most proofs need nothing but memory: no session, no database
                 return fn(self._known_size, self._memory)
-            except _NeedTile:
+            except MissingTileError:
                 pass
         async with _session_from(sessions) as session:
             if need > self._known_size:
                 self._known_size = max(self._known_size, await self.size(session))
             current = self._known_size
-            recorder = _Recorder()
+            recorder = tiles.TileRecorder()
             fn(current, recorder)  # raises NotFoundError for sizes beyond the log
             # Answer from exactly the tiles this proof reads (memory may be too small to
             # hold them all): those held, and the rest (or a held one found short) read once.
             held = self._memory.tiles
-            read = _TileMemory(len(recorder.keys), {k: held[k] for k in recorder.keys if k in held})
+            read = tiles.TileMemory(len(recorder.keys), {k: held[k] for k in recorder.keys if k in held})
             wanted = [k for k in sorted(recorder.keys) if k not in read.tiles]
             fetched: set[tuple[int, int]] = set()
             while True:
@@ -373,7 +307,7 @@ class Log:
                     fetched.update(wanted)
                 try:
                     return fn(current, read)
-                except _NeedTile as exc:
+                except MissingTileError as exc:
                     if exc.key in fetched:
                         raise NotFoundError(f"tile {exc.key[0]}/{exc.key[1]} is missing or short for size {current}") from None
                     wanted = [exc.key]

@@ -11,10 +11,11 @@ partial and is named with a ``.p/<W>`` suffix; full tiles never change.
   ``tile/entries/<N>[.p/<W>]``, N in zero-padded 3-digit groups, all but the last
   prefixed ``x`` (1234067 is ``x001/x234/067``).
 - Entry bundles: each entry as a big-endian uint16 length, then its bytes.
-- ``read_hashes_from_tiles``: tlog's ``tileHashReader`` (tile.go), serving stored
-  hash indexes (``ledger.tlog``) from tiles, for proofs.
 - ``integrate``: appends leaf hashes and returns the new root and every tile whose
   content changed, reading only the right-edge partial tiles (one per level).
+- ``TileMemory``: tiles held in memory, as a ``TileReader`` and as the
+  ``merkle.NodeSource`` that RFC 9162 proofs are built from (``merkle.prove_*``);
+  ``TileRecorder`` names the tiles a proof reads, from a dry run.
 
 Storage comes in through ``TileReader`` only.
 """
@@ -26,27 +27,24 @@ import re
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
-from .errors import MalformedError
+from .errors import MalformedError, MissingTileError
 from .merkle import EMPTY_ROOT, HASH_SIZE
-from .tlog import split_stored_hash_index, stored_hash_index
 
 __all__ = [
     "MAX_LEVEL",
     "TILE_HEIGHT",
     "TILE_WIDTH",
     "TileKey",
+    "TileMemory",
     "TileReader",
+    "TileRecorder",
     "decode_entry_bundle",
     "encode_entry_bundle",
     "entries_path",
-    "hash_from_tile",
     "integrate",
     "parse_tile_path",
-    "read_hashes_from_tiles",
     "tile_path",
-    "tile_root",
     "tile_width",
-    "tiles_for_size",
 ]
 
 TILE_HEIGHT = 8
@@ -151,17 +149,6 @@ def tile_width(tree_size: int, level: int, index: int) -> int:
     return max(0, min(TILE_WIDTH, count - index * TILE_WIDTH))
 
 
-def tiles_for_size(tree_size: int) -> list[tuple[int, int, int]]:
-    """Return every hash tile (level, index, width) of a tree of this size, level by level."""
-    tiles = []
-    level = 0
-    while (count := tree_size >> (TILE_HEIGHT * level)) > 0:
-        for index in range((count + TILE_WIDTH - 1) // TILE_WIDTH):
-            tiles.append((level, index, min(TILE_WIDTH, count - index * TILE_WIDTH)))
-        level += 1
-    return tiles
-
-
 # --- entry bundles -------------------------------------------------------------------
 
 
@@ -216,7 +203,7 @@ def _subtree_hash(data: bytes | memoryview) -> bytes:
     return bytes(row[0])
 
 
-def expand_tile(data: bytes) -> tuple[bytes, ...]:
+def _expand(data: bytes) -> tuple[bytes, ...]:
     """Every level of a tile: ``levels[k]`` holds, concatenated, the hashes at height k
     inside the tile whose 2**k bottom hashes are all present (``levels[0]`` is the
     tile itself; for a full tile, ``levels[8]`` is its root)."""
@@ -230,65 +217,72 @@ def expand_tile(data: bytes) -> tuple[bytes, ...]:
     return tuple(levels)
 
 
-def tile_root(data: bytes) -> bytes:
-    """Return the root of a full tile (256 hashes): the hash one tile level up."""
-    if len(data) != _FULL:
-        raise MalformedError(f"tile is {len(data)} bytes, want {_FULL} for a full tile")
-    return _subtree_hash(memoryview(data))
+assert TILE_HEIGHT == 8 and HASH_SIZE == 32  # TileMemory.node's shifts rely on both
 
 
-def _tile_for_index(index: int) -> tuple[int, int, int, int]:
-    """Locate stored hash ``index``: (tile level, tile index, first, end) hashes of its bottom row."""
-    level, n = split_stored_hash_index(index)
-    tl = level // TILE_HEIGHT
-    sub = level - tl * TILE_HEIGHT  # level inside the tile
-    tn = (n << sub) >> TILE_HEIGHT
-    n -= (tn << TILE_HEIGHT) >> sub  # index at that level inside the tile
-    return tl, tn, n << sub, (n + 1) << sub
+class TileMemory:
+    """Hash tiles held in memory: a ``TileReader``, and a ``merkle.NodeSource`` for proofs.
 
-
-def hash_from_tile(level: int, index: int, data: bytes, stored_index: int) -> bytes:
-    """Return the hash at ``stored_index`` from the data of tile (level, index).
-
-    Raises MalformedError if the hash is not in that tile or the data is too short.
+    Each tile is kept expanded (every complete node inside it, computed once): a
+    proof then costs no storage read and hashes only to join the subtrees at the
+    tree's right edge. A tile's first W hashes never change, so the longest data
+    seen of a tile answers every tree that needs at most that width, and shorter
+    data never replaces it. With a ``limit``, the tile loaded longest ago goes first.
+    ``tiles`` maps each key to its expanded tile, oldest first; ``held`` starts it.
     """
-    tl, tn, start, end = _tile_for_index(stored_index)
-    if (tl, tn) != (level, index):
-        raise MalformedError(f"hash {stored_index} is in tile {tl}/{tn}, not {level}/{index}")
-    if len(data) % HASH_SIZE or len(data) < end * HASH_SIZE:
-        raise MalformedError(
-            f"tile {tile_path(level, index)} has {len(data)} bytes, want at least {end * HASH_SIZE}"
-        )
-    return _subtree_hash(memoryview(data)[start * HASH_SIZE : end * HASH_SIZE])
+
+    def __init__(self, limit: int | None = None, held: dict[TileKey, tuple[bytes, ...]] | None = None) -> None:
+        self.limit = limit
+        self.tiles: dict[TileKey, tuple[bytes, ...]] = dict(held or {})  # insertion order: oldest first
+
+    def node(self, level: int, n: int) -> bytes:
+        """The root of leaves [n * 2**level, (n + 1) * 2**level); MissingTileError
+        when the tile holding it is not held, or not enough of it."""
+        height = level & 7  # level % TILE_HEIGHT, and below hashes of 32 bytes: this is the hot path
+        shift = 8 - height
+        key = (level >> 3, n >> shift)
+        try:
+            at = (n & ((1 << shift) - 1)) << 5
+            found = self.tiles[key][height][at:at + 32]
+        except (KeyError, IndexError):
+            raise MissingTileError(key) from None
+        if not found:  # the tile held is shorter than this node needs
+            raise MissingTileError(key)
+        return found
+
+    def read_tiles(self, keys: list[TileKey]) -> dict[TileKey, bytes]:
+        """``TileReader``: the data of each tile held, as long as it was seen."""
+        return {k: self.tiles[k][0] for k in keys if k in self.tiles}
+
+    def keep(self, key: TileKey, data: bytes) -> None:
+        """Hold the data of tile ``key`` unless longer data of it is held."""
+        held = self.tiles.get(key)
+        if held is None or len(held[0]) < len(data):
+            self.adopt(key, _expand(data))
+
+    def adopt(self, key: TileKey, expanded: tuple[bytes, ...]) -> None:
+        """Hold an expanded tile (from another memory) unless a longer one of it is held."""
+        held = self.tiles.get(key)
+        if held is not None and len(held[0]) >= len(expanded[0]):
+            return
+        self.tiles.pop(key, None)  # re-inserted: now the newest
+        self.tiles[key] = expanded
+        if self.limit is not None:
+            while len(self.tiles) > self.limit:
+                del self.tiles[next(iter(self.tiles))]
 
 
-def read_hashes_from_tiles(tree_size: int, indexes: Sequence[int], reader: TileReader) -> list[bytes]:
-    """Return the stored hashes at ``indexes`` of the tree of ``tree_size``, read from tiles.
+class TileRecorder:
+    """A ``merkle.NodeSource`` that answers zeros and notes the tiles asked for, so
+    that a proof's dry run names every tile the real one reads."""
 
-    Makes one ``read_tiles`` call for all the tiles involved (a proof touches
-    O(log n) tiles). The reader is trusted: the tiles are not authenticated
-    against a root here. Raises ValueError for an index outside the tree and
-    MalformedError for a missing or short tile.
-    """
-    limit = stored_hash_index(0, tree_size) if tree_size > 0 else 0
-    plan = []
-    keys: dict[TileKey, None] = {}
-    for x in indexes:
-        if not 0 <= x < limit:
-            raise ValueError(f"stored hash index {x} not in tree of size {tree_size}")
-        tl, tn, start, end = _tile_for_index(x)
-        plan.append((tl, tn, start, end))
-        keys[(tl, tn)] = None
-    data = reader.read_tiles(list(keys)) if keys else {}
-    hashes = []
-    for tl, tn, start, end in plan:
-        d = data.get((tl, tn))
-        if d is None:
-            raise MalformedError(f"tile {tile_path(tl, tn)} is missing")
-        if len(d) % HASH_SIZE or len(d) < end * HASH_SIZE:
-            raise MalformedError(f"tile {tile_path(tl, tn)} has {len(d)} bytes, want at least {end * HASH_SIZE}")
-        hashes.append(_subtree_hash(memoryview(d)[start * HASH_SIZE : end * HASH_SIZE]))
-    return hashes
+    def __init__(self) -> None:
+        self.keys: set[TileKey] = set()
+
+    def node(self, level: int, n: int) -> bytes:
+        tl, height = divmod(level, TILE_HEIGHT)
+        self.keys.add((tl, n >> (TILE_HEIGHT - height)))
+        return bytes(HASH_SIZE)
 
 
 # --- integration ---------------------------------------------------------------------

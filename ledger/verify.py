@@ -41,9 +41,9 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from .entry import _parse, _signed_bytes, parse_entry, verify_entry
+from .entry import parse_entry, parse_signed, signed_bytes, verify_entry
 from .errors import InconsistentError, LedgerError, MalformedError, VerificationError
-from .merkle import HASH_SIZE, leaf_hash, verify_consistency, verify_inclusion
+from .merkle import HASH_SIZE, leaf_hash, prove_consistency, verify_consistency, verify_inclusion
 from .note import ALG_ED25519, Checkpoint, Verifier, open_checkpoint
 from .sources import (
     LogSource,
@@ -55,17 +55,17 @@ from .sources import (
     read_tile,
     save_state,
 )
-from .tiles import TILE_WIDTH, TileKey, decode_entry_bundle, entries_path, integrate, read_hashes_from_tiles, tile_path
-from .tlog import prove_tree
+from .tiles import TILE_WIDTH, TileMemory, TileRecorder, decode_entry_bundle, entries_path, integrate, tile_path
 
-__all__ = ["BundleReport", "Report", "check_consistency", "verify_bundle", "verify_log"]
+__all__ = ["BundleReport", "Report", "check_consistency", "log_verifier", "verify_bundle", "verify_log"]
 
 PARALLEL_THRESHOLD = 8192  # entries; below this, verify in-process
 TILES_PER_TASK = 16  # 4,096 entries per worker task
 _FULL_TILE = TILE_WIDTH * HASH_SIZE
 
 
-def _log_verifier(vkey: str) -> Verifier:
+def log_verifier(vkey: str) -> Verifier:
+    """The verifier of a log's vkey; MalformedError unless it is an Ed25519 note key."""
     verifier = Verifier.from_vkey(vkey)
     if verifier.alg != ALG_ED25519:
         raise MalformedError("the log's vkey must be an Ed25519 note key (alg 0x01)")
@@ -101,7 +101,7 @@ def verify_bundle(bundle: dict[str, Any] | bytes | str, vkey: str) -> BundleRepo
     check = "bundle"
     try:
         check = "vkey"
-        verifier = _log_verifier(vkey)
+        verifier = log_verifier(vkey)
         check = "bundle"
         if isinstance(bundle, (bytes, str)):
             if len(bundle) > 16 << 20:
@@ -222,10 +222,10 @@ def _check_bundles_with(
             return b"".join(hashes), (index, f"entry bundle {entries_path(first_tile + n, width)}: {e}")
         for leaf in leaves:
             try:
-                entry, signature = _parse(leaf)
+                entry, signature = parse_signed(leaf)
                 if entry["sig"]["kid"] != kid:
                     raise VerificationError(f"signed by key id {entry['sig']['kid']}, want {kid}")
-                key.verify(signature, _signed_bytes(leaf, entry))
+                key.verify(signature, signed_bytes(leaf, entry))
             except InvalidSignature:
                 return b"".join(hashes), (index, f"entry {index}: signature does not verify")
             except LedgerError as e:
@@ -233,16 +233,6 @@ def _check_bundles_with(
             hashes.append(sha256(b"\x00" + leaf).digest())
             index += 1
     return b"".join(hashes), None
-
-
-class _MemTiles:
-    """The right-edge partial tiles of the tree recomputed so far."""
-
-    def __init__(self) -> None:
-        self.tiles: dict[TileKey, bytes] = {}
-
-    def read_tiles(self, keys: list[TileKey]) -> dict[TileKey, bytes]:
-        return {k: self.tiles[k] for k in keys if k in self.tiles}
 
 
 def _compare_tile(src: LogSource, level: int, index: int, data: bytes) -> None:
@@ -346,7 +336,7 @@ def _check_entries_and_tiles(
     src: LogSource, verifier: Verifier, checkpoint: Checkpoint, report: Report, workers: int, progress: bool | None
 ) -> None:
     size = checkpoint.size
-    mem = _MemTiles()
+    mem = TileMemory()  # the right-edge partial tiles of the tree recomputed so far
     done, root = 0, hashlib.sha256(b"").digest()
     tasks = _bundle_tasks(src, size)
     # Start workers before the progress bar's thread, so that fork is safe.
@@ -366,7 +356,7 @@ def _check_entries_and_tiles(
                     mem.tiles.pop((level, index), None)
                     _compare_tile(src, level, index, data)
                 else:
-                    mem.tiles[(level, index)] = data
+                    mem.keep((level, index), data)
             report.entries_checked = done
             advance(len(leaf_hashes))
     finally:
@@ -379,15 +369,26 @@ def _check_entries_and_tiles(
         raise _Failure(
             f"root of the entries {root.hex()} differs from the checkpoint's {checkpoint.root.hex()}"
         )
-    for (level, index), data in sorted(mem.tiles.items()):
-        _compare_tile(src, level, index, data)
+    for (level, index), expanded in sorted(mem.tiles.items()):
+        _compare_tile(src, level, index, expanded[0])
+
+
+def _consistency_from_tiles(src: LogSource, first: int, second: int) -> list[bytes]:
+    """RFC 9162 PROOF(first, D[0:second]) from the source's tiles of tree ``second``,
+    reading each tile it needs once. MissingTileError if the source lacks one."""
+    recorder = TileRecorder()
+    prove_consistency(first, second, recorder)  # a dry run names the tiles
+    memory = TileMemory()
+    for key, data in SourceTileReader(src, second).read_tiles(sorted(recorder.keys)).items():
+        memory.keep(key, data)
+    return prove_consistency(first, second, memory)
 
 
 def check_consistency(src: LogSource, old: Checkpoint, new: Checkpoint) -> None:
     """Check that ``new`` extends ``old``; raises InconsistentError naming both sizes.
 
     The proof comes from the source's consistency endpoint, or, for a directory,
-    is built from its tiles (``tlog.prove_tree``).
+    is built from its tiles (``merkle.prove_consistency`` over the tiles it reads).
     """
     if new.size < old.size:
         raise InconsistentError(f"checkpoint size decreased from {old.size} to {new.size} (rollback)")
@@ -401,8 +402,7 @@ def check_consistency(src: LogSource, old: Checkpoint, new: Checkpoint) -> None:
         try:
             served = src.consistency_proof(old.size, new.size)
             if served is None:
-                reader = SourceTileReader(src, new.size)
-                served = prove_tree(new.size, old.size, lambda ix: read_hashes_from_tiles(new.size, ix, reader))
+                served = _consistency_from_tiles(src, old.size, new.size)
         except (LedgerError, ValueError) as e:
             raise InconsistentError(f"no consistency proof from size {old.size} to {new.size}: {e}") from None
         proof = served
@@ -437,7 +437,7 @@ def verify_log(
     report.workers = workers
     src: LogSource | None = None
     try:
-        verifier = _log_verifier(vkey)
+        verifier = log_verifier(vkey)
         src = source if isinstance(source, LogSource) else open_source(source)
         note = src.read("checkpoint", 1 << 20)
         if note is None:

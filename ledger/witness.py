@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.serialization import (
 from .errors import LedgerError, MalformedError
 from .note import CosignatureSigner, Verifier, open_checkpoint
 from .sources import HttpSource, load_state, save_state
-from .verify import _log_verifier, check_consistency
+from .verify import check_consistency, log_verifier
 
 __all__ = ["WitnessResult", "generate_witness_key", "load_witness_key", "witness_name", "witness_once"]
 
@@ -104,7 +104,7 @@ def witness_once(
     Raises LedgerError (InconsistentError for a fork or a rollback) without
     touching the state, or after storing it if only the post failed.
     """
-    verifier = _log_verifier(vkey)
+    verifier = log_verifier(vkey)
     signer = CosignatureSigner(name, key)
     src = source or HttpSource(base_url)
     try:

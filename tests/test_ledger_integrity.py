@@ -1,6 +1,7 @@
 """The ledger under stress and attack: many processes, kill -9, tampering, split views."""
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from litestar.testing import TestClient
 from sqlalchemy import select, text, update
 
@@ -19,29 +21,20 @@ from ledger.sources import HttpSource
 from ledger.store import CheckpointRow, Leaf, PendingEntry, Tile
 from ledger.verify import verify_log
 from ledger.witness import witness_once
-from market import db
 from market.app import create_app
 from market.bootstrap import export_ledger
-from market.keys import init_ledger_key
-from tests.conftest import make_settings
+from tests.ledger_support import LedgerDatabase, eventually, ledger_database
 
 ROOT = Path(__file__).resolve().parent.parent
-ORIGIN = "ledger.test.example/log"
 
 
-def worker(url: str, keys: Path, mode: str, count: int, tag: str) -> subprocess.Popen[bytes]:
+def worker(ldb: LedgerDatabase, mode: str, count: int, tag: str) -> subprocess.Popen[bytes]:
+    """tests/ledger_worker.py in a new process, on the same database and key."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [ldb.url, str(ldb.settings.keys_dir), ldb.log.origin, mode, str(count), tag]
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "ledger_worker.py"), url, str(keys), ORIGIN, mode, str(count), tag],
-        env=env, cwd=ROOT, stderr=subprocess.PIPE,
+        [sys.executable, str(ROOT / "tests" / "ledger_worker.py"), *args], env=env, cwd=ROOT, stderr=subprocess.PIPE,
     )
-
-
-async def integrate_all(maker, log: Log) -> None:
-    while True:
-        async with maker() as session:
-            if await log.integrate(session) == 0:
-                return
 
 
 async def check_log(maker, log: Log) -> list[bytes]:
@@ -75,65 +68,54 @@ async def check_log(maker, log: Log) -> list[bytes]:
 
 @pytest.fixture
 async def fresh(databases, tmp_path):
-    url = await databases.new()
-    keys = tmp_path / "keys"
-    key, _ = init_ledger_key(keys)
-    engine = db.make_engine(url)
-    yield url, keys, db.make_sessionmaker(engine), Log(key, ORIGIN)
-    await engine.dispose()
+    async with ledger_database(databases, tmp_path) as ldb:
+        yield ldb
 
 
-async def test_many_processes_append_and_integrate_at_once(fresh) -> None:
-    url, keys, maker, log = fresh
-    procs = [worker(url, keys, "append", 40, f"p{i}") for i in range(4)]
-    procs.append(worker(url, keys, "integrate", 5, "integrator"))
+@pytest.mark.slow
+async def test_many_processes_append_and_integrate_at_once(fresh: LedgerDatabase) -> None:
+    procs = [worker(fresh, "append", 40, f"p{i}") for i in range(4)]
+    procs.append(worker(fresh, "integrate", 5, "integrator"))
     for p in procs:
         _, err = await asyncio.to_thread(p.communicate, timeout=240)
         assert p.returncode == 0, err.decode()[-2000:]
-    await integrate_all(maker, log)
-    leaves = await check_log(maker, log)
+    await fresh.integrate()
+    leaves = await check_log(fresh.maker, fresh.log)
     assert len(leaves) == 160
-    seen = sorted((e["data"]["tag"], e["data"]["n"]) for e in map(__import__("json").loads, leaves))
+    seen = sorted((e["data"]["tag"], e["data"]["n"]) for e in map(json.loads, leaves))
     assert seen == sorted((f"p{i}", n) for i in range(4) for n in range(40))
 
 
-async def test_kill_minus_nine_during_integration_loses_nothing(fresh) -> None:
-    url, keys, maker, log = fresh
-    async with maker() as session:
-        await log.append_many(session, [("test.event", "test:crash", "market", {"n": i}) for i in range(600)])
-        await session.commit()
+@pytest.mark.slow
+async def test_kill_minus_nine_during_integration_loses_nothing(fresh: LedgerDatabase) -> None:
+    await fresh.append(600, subject="test:crash")
+
+    async def integrated_at_least(size: int) -> bool:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]  # the worker must still run
+        async with fresh.maker() as session:
+            return (await session.execute(text("SELECT COALESCE(MAX(size), 0) FROM ledger_checkpoints"))).scalar() >= size
+
     for round_ in range(3):
-        proc = worker(url, keys, "integrate", 0, "crash")
+        proc = worker(fresh, "integrate", 0, "crash")
         # Let it integrate a while, then kill it without warning, mid-transaction or not.
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            async with maker() as session:
-                size = (await session.execute(text("SELECT COALESCE(MAX(size), 0) FROM ledger_checkpoints"))).scalar()
-            if size >= 100 * (round_ + 1):
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: integrated_at_least(100 * (round_ + 1)), f"the worker integrated {100 * (round_ + 1)}")
         proc.send_signal(signal.SIGKILL)
         await asyncio.to_thread(proc.wait)
         assert proc.returncode == -signal.SIGKILL
-    await integrate_all(maker, log)
-    leaves = await check_log(maker, log)
-    assert sorted(__import__("json").loads(leaf)["data"]["n"] for leaf in leaves) == list(range(600))
+    await fresh.integrate()
+    leaves = await check_log(fresh.maker, fresh.log)
+    assert sorted(json.loads(leaf)["data"]["n"] for leaf in leaves) == list(range(600))
 
 
 @pytest.fixture
 async def served(databases, tmp_path):
-    """A market with 300 integrated entries, a sync HTTP client on it, and a DB handle."""
-    settings = make_settings(tmp_path, await databases.new(), background_tasks=False)
-    key, _ = init_ledger_key(settings.keys_dir)
-    log = Log(key, settings.ledger_origin)
-    engine = db.make_engine(settings.sqlalchemy_url)
-    maker = db.make_sessionmaker(engine)
-    async with maker() as session:
-        await log.append_many(session, [("test.event", f"test:t{i % 7}", "market", {"n": i}) for i in range(300)])
-        await session.commit()
-    await integrate_all(maker, log)
-    yield settings, log, maker
-    await engine.dispose()
+    """A market with 300 integrated entries: (settings, log, session maker)."""
+    async with ledger_database(databases, tmp_path) as ldb:
+        async with ldb.maker() as session:
+            await ldb.log.append_many(session, [("test.event", f"test:t{i % 7}", "market", {"n": i}) for i in range(300)])
+            await session.commit()
+        await ldb.integrate()
+        yield ldb.settings, ldb.log, ldb.maker
 
 
 async def test_verify_log_passes_on_an_honest_log(served, tmp_path) -> None:
@@ -195,8 +177,6 @@ async def test_tampered_checkpoint_is_refused(served, tmp_path) -> None:
 
 
 async def test_witness_cosigns_and_refuses_a_fork(databases, tmp_path) -> None:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     witness_key = Ed25519PrivateKey.generate()
     witness_name = "witness.regulator.example/w1"
     witness_vkey = note.CosignatureSigner(witness_name, witness_key).vkey
@@ -205,19 +185,11 @@ async def test_witness_cosigns_and_refuses_a_fork(databases, tmp_path) -> None:
     shared = tmp_path / "shared"
     markets = []
     for label, count in (("honest", 5), ("fork", 8)):
-        settings = make_settings(shared, await databases.new(), background_tasks=False,
-                                 ledger_witnesses=witness_vkey)
-        key, _ = init_ledger_key(settings.keys_dir)
-        log = Log(key, settings.ledger_origin)
-        engine = db.make_engine(settings.sqlalchemy_url)
-        maker = db.make_sessionmaker(engine)
-        async with maker() as session:
-            await log.append_many(session, [("test.event", "test:w", "market", {"history": label, "n": i})
-                                            for i in range(count)])
-            await session.commit()
-        await integrate_all(maker, log)
-        await engine.dispose()
-        markets.append(settings)
+        async with ledger_database(databases, shared, ledger_witnesses=witness_vkey) as ldb:
+            await ldb.append(count, subject="test:w", history=label)
+            await ldb.integrate()
+            log = ldb.log
+            markets.append(ldb.settings)
 
     state = tmp_path / "witness.state"
     with TestClient(app=create_app(markets[0])) as honest:
@@ -239,8 +211,6 @@ async def test_witness_cosigns_and_refuses_a_fork(databases, tmp_path) -> None:
 
 
 async def test_cosignature_errors(served, tmp_path) -> None:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     settings, log, maker = served
     known = note.CosignatureSigner("witness.example/known", Ed25519PrivateKey.generate())
     stranger = note.CosignatureSigner("witness.example/stranger", Ed25519PrivateKey.generate())

@@ -1,83 +1,30 @@
 """Proofs as the log serves them: from tiles in memory, from the database when memory
-lacks a tile, across tile levels, after eviction and after the tree has grown."""
+lacks a tile, after eviction and after the tree has grown. (Proofs from tiles in
+memory alone, across tile levels, are in tests/ledger/test_ledger_tiles.py.)"""
 
 import random
 
 import pytest
 
-from ledger import merkle, tiles
-from ledger.log import Log, NotFoundError, _TileMemory
-from market import db
-from market.keys import init_ledger_key
-
-ORIGIN = "proofs.test.example/log"
-
-
-class _Dict:
-    def __init__(self, data: dict) -> None:
-        self.data = data
-
-    def read_tiles(self, keys):
-        return {k: self.data[k] for k in keys if k in self.data}
-
-
-def test_memory_proofs_across_three_tile_levels() -> None:
-    # 70,000 leaves: level-0, level-1 and level-2 tiles, full and partial ones.
-    rng = random.Random(7)
-    hashes = [rng.randbytes(32) for _ in range(70_000)]
-    stored: dict = {}
-    size = 0
-    for step in (1, 255, 256, 513, 65_000, 3_975):  # tiles rewritten as the tree grows
-        size, _, changed = tiles.integrate(size, hashes[size:size + step], _Dict(stored))
-        stored.update(changed)
-    assert size == 70_000 and {level for level, _ in stored} == {0, 1, 2}
-    memory = _TileMemory(limit=10_000)
-    for key, data in stored.items():
-        memory.keep(key, data)
-    sizes = [1, 2, 255, 256, 257, 65_535, 65_536, 65_537, 69_999, 70_000] + [rng.randint(1, size) for _ in range(40)]
-    for n in sizes:
-        assert merkle.tree_root(n, memory) == merkle.root(hashes[:n])
-        for index in {0, n - 1, rng.randrange(n)}:
-            assert merkle.prove_inclusion(index, n, memory) == merkle.inclusion_proof(index, n, hashes)
-        for m in {0, 1, n, rng.randint(1, n)}:
-            assert merkle.prove_consistency(m, n, memory) == merkle.consistency_proof(m, n, hashes)
-
-
-def test_a_short_tile_in_memory_is_not_used_for_a_larger_tree() -> None:
-    hashes = [bytes([i]) * 32 for i in range(10)]
-    memory = _TileMemory(limit=4)
-    memory.keep((0, 0), b"".join(hashes[:4]))
-    assert merkle.tree_root(4, memory) == merkle.root(hashes[:4])
-    with pytest.raises(Exception) as exc:
-        merkle.tree_root(6, memory)
-    assert type(exc.value).__name__ == "_NeedTile"
-    memory.keep((0, 0), b"".join(hashes[:3]))  # older, shorter data never replaces longer
-    assert merkle.tree_root(4, memory) == merkle.root(hashes[:4])
-    memory.keep((0, 0), b"".join(hashes))
-    assert merkle.tree_root(10, memory) == merkle.root(hashes)
+from ledger import merkle
+from ledger.log import Log, NotFoundError
+from tests.ledger_support import ORIGIN, ledger_database
 
 
 @pytest.fixture
 async def filled(databases, tmp_path):
     """A log of 700 entries integrated in uneven batches, and its leaf hashes."""
-    url = await databases.new()
-    key, _ = init_ledger_key(tmp_path / "keys")
-    engine = db.make_engine(url)
-    maker = db.make_sessionmaker(engine)
-    writer = Log(key, ORIGIN)
-    sizes = []
-    for batch in (3, 250, 10, 300, 137):
-        async with maker() as session:
-            await writer.append_many(session, [("test.entry", f"s:{i}", "acc_test", {"n": i}) for i in range(batch)])
-            await session.commit()
-        async with maker() as session:
-            await writer.integrate(session)
-        async with maker() as session:
-            sizes.append(await writer.size(session))
-    async with maker() as session:
-        leaves = [leaf for _, leaf in await writer.leaves(session, 0, 1000)]
-    yield key, maker, [merkle.leaf_hash(leaf) for leaf in leaves], sizes
-    await engine.dispose()
+    async with ledger_database(databases, tmp_path) as ldb:
+        sizes = []
+        for batch in (3, 250, 10, 300, 137):
+            await ldb.append(batch)
+            async with ldb.maker() as session:
+                await ldb.log.integrate(session)
+            async with ldb.maker() as session:
+                sizes.append(await ldb.log.size(session))
+        async with ldb.maker() as session:
+            leaves = [leaf for _, leaf in await ldb.log.leaves(session, 0, 1000)]
+        yield ldb.key, ldb.maker, [merkle.leaf_hash(leaf) for leaf in leaves], sizes
 
 
 async def test_proofs_from_the_database_with_one_tile_of_memory(filled) -> None:

@@ -1,9 +1,11 @@
-"""Shared helpers for the ledger tests: deterministic keys, signed entries, and a
+"""Shared helpers for the ledger tests (and the blob store's): deterministic keys,
+signed entries, the RFC 9162 tree hash written recursively from the spec, and a
 tlog-tiles directory tree written the way ``market ledger export`` lays it out."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import merkle, tiles
 from ledger.entry import sign_entry
+from ledger.errors import MalformedError
 from ledger.note import Checkpoint, Signer, sign_checkpoint
 
 ORIGIN = "ledger.test.example/log"
@@ -41,30 +44,42 @@ def make_leaves(s: Signer, n: int, start: int = 0, tag: str = "a") -> list[bytes
     return leaves
 
 
-class MemTiles:
-    def __init__(self) -> None:
-        self.tiles: dict[tuple[int, int], bytes] = {}
+def ref_k(n: int) -> int:
+    """The split of RFC 9162 §2.1.1: the largest power of two smaller than n (n > 1)."""
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    return k
 
-    def read_tiles(self, keys):
-        return {k: self.tiles[k] for k in keys if k in self.tiles}
+
+def ref_mth(d: list[bytes]) -> bytes:
+    """MTH(D[n]) of RFC 9162 §2.1.1 over leaf data, recursively: the reference the
+    fast implementations are checked against."""
+    if not d:
+        return hashlib.sha256(b"").digest()
+    if len(d) == 1:
+        return hashlib.sha256(b"\x00" + d[0]).digest()
+    k = ref_k(len(d))
+    return hashlib.sha256(b"\x01" + ref_mth(d[:k]) + ref_mth(d[k:])).digest()
 
 
-def build_tiles(leaves: list[bytes], batch: int = 1000) -> tuple[bytes, MemTiles]:
-    """Integrate the leaves in batches; return (root, tiles)."""
-    mem = MemTiles()
+def build_tiles(leaves: list[bytes], batch: int = 1000) -> tuple[bytes, dict[tuple[int, int], bytes]]:
+    """Integrate the leaves in batches; return (root, {(level, index): tile data})."""
+    mem = tiles.TileMemory()
     size, root = 0, merkle.EMPTY_ROOT
     for i in range(0, max(len(leaves), 1), batch):
         hashes = [merkle.leaf_hash(x) for x in leaves[i : i + batch]]
         size, root, changed = tiles.integrate(size, hashes, mem)
-        mem.tiles.update(changed)
-    return root, mem
+        for key, data in changed.items():
+            mem.keep(key, data)
+    return root, mem.read_tiles(list(mem.tiles))
 
 
 def write_log(directory: Path, s: Signer, leaves: list[bytes]) -> str:
     """Write checkpoint, entry bundles and hash tiles for the leaves; return the checkpoint note."""
-    root, mem = build_tiles(leaves)
+    root, hash_tiles = build_tiles(leaves)
     size = len(leaves)
-    for (level, index), data in mem.tiles.items():
+    for (level, index), data in hash_tiles.items():
         width = len(data) // 32
         p = directory / tiles.tile_path(level, index, width)
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +105,7 @@ class FakeMarket:
 
     def set_leaves(self, leaves: list[bytes]) -> None:
         self.leaves = list(leaves)
-        self.root, self.mem = build_tiles(self.leaves)
+        self.root, self.tiles = build_tiles(self.leaves)
         self.note = sign_checkpoint(self.signer, Checkpoint(self.signer.name, len(leaves), self.root))
 
     def handle(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, bytes]:
@@ -116,14 +131,14 @@ class FakeMarket:
             return 404, b""
         try:
             level, index, width = tiles.parse_tile_path(path[len(prefix) :])
-        except Exception:
+        except MalformedError:
             return 404, b""
         if level == "entries":
             chunk = self.leaves[index * 256 : index * 256 + 256]
             if len(chunk) < width:
                 return 404, b""
             return 200, tiles.encode_entry_bundle(chunk[:width])
-        data = self.mem.tiles.get((level, index))
+        data = self.tiles.get((level, index))
         if data is None or len(data) < width * 32:
             return 404, b""
         return 200, data[: width * 32]

@@ -34,7 +34,6 @@ def test_star_import_exports_exactly_all():
 
 SPEC_MODULES = {
     "merkle.py": "RFC 9162",
-    "tlog.py": "sumdb/tlog",
     "tiles.py": "C2SP tlog-tiles",
     "note.py": "C2SP signed-note",
     "entry.py": "RFC 8785",

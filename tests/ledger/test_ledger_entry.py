@@ -10,11 +10,11 @@ import pytest
 import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ledgertestutil import T0, signer
 
 from ledger import entry as E
 from ledger.entry import canonical, parse_entry, sign_entry, signed_message, verify_entry
 from ledger.errors import BadSignatureError, MalformedError, UnknownKeyError
+from tests.ledger.ledgertestutil import T0, signer
 
 S = signer(1)
 DATA = {"document_sha256": "ab" * 32, "amount": 12345, "parties": ["acct_1", "acct_2"], "ok": True, "none": None}
@@ -85,7 +85,7 @@ def test_sig_nested_in_data_does_not_confuse_the_verifier():
     entry, leaf = make()
     nested, leaf2 = make(data={**DATA, "sig": entry["sig"], "z": {"sig": entry["sig"]}})
     assert verify_entry(leaf2, S.public_key, S.key_id) == nested
-    assert E._signed_bytes(leaf2, parse_entry(leaf2)) == signed_message(nested)
+    assert E.signed_bytes(leaf2, parse_entry(leaf2)) == signed_message(nested)
 
 
 def reencode(obj) -> bytes:
@@ -183,7 +183,7 @@ def test_parse_accepts_exactly_the_canonical_form(data):
     entry, leaf = make(data=data)
     assert leaf == rfc8785.dumps(entry)
     assert parse_entry(leaf) == entry
-    assert E._signed_bytes(leaf, entry) == signed_message(entry) == rfc8785.dumps(
+    assert E.signed_bytes(leaf, entry) == signed_message(entry) == rfc8785.dumps(
         {k: v for k, v in entry.items() if k != "sig"}
     )
     pretty = json.dumps(entry, indent=1).encode()

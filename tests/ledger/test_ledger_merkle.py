@@ -25,28 +25,13 @@ from ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from tests.ledger.ledgertestutil import ref_k, ref_mth
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "rfc9162_tree.json").read_text())
 VECTOR_LEAVES = [leaf_hash(bytes.fromhex(x)) for x in VECTORS["leaves_hex"]]
 
 
 # --- reference: RFC 9162 §2.1.1, §2.1.3.1, §2.1.4.1 written out recursively ----------
-
-
-def ref_k(n: int) -> int:
-    k = 1
-    while k * 2 < n:
-        k *= 2
-    return k
-
-
-def ref_mth(d: list[bytes]) -> bytes:
-    if not d:
-        return hashlib.sha256(b"").digest()
-    if len(d) == 1:
-        return hashlib.sha256(b"\x00" + d[0]).digest()
-    k = ref_k(len(d))
-    return hashlib.sha256(b"\x01" + ref_mth(d[:k]) + ref_mth(d[k:])).digest()
 
 
 def ref_path(m: int, d: list[bytes]) -> list[bytes]:

@@ -6,7 +6,6 @@ import base64
 from pathlib import Path
 
 import pytest
-from ledgertestutil import key
 
 from ledger.errors import BadSignatureError, MalformedError, UnknownKeyError, VerificationError
 from ledger.note import (
@@ -22,6 +21,7 @@ from ledger.note import (
     parse_checkpoint,
     sign_checkpoint,
 )
+from tests.ledger.ledgertestutil import key
 
 EXAMPLE_VKEY = "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k"
 EXAMPLE_NOTE = (Path(__file__).parent / "vectors" / "note_example.txt").read_text(encoding="utf-8")

@@ -1,4 +1,4 @@
-"""C2SP tlog-tiles: path codec, entry bundles, tile hash reads and integration."""
+"""C2SP tlog-tiles: path codec, entry bundles, integration, and proofs from tiles in memory."""
 
 from __future__ import annotations
 
@@ -8,30 +8,38 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import merkle, tiles, tlog
-from ledger.errors import MalformedError
+from ledger import merkle, tiles
+from ledger.errors import MalformedError, MissingTileError
 from ledger.tiles import (
     TILE_WIDTH,
+    TileMemory,
+    TileRecorder,
     decode_entry_bundle,
     encode_entry_bundle,
     entries_path,
     integrate,
     parse_tile_path,
-    read_hashes_from_tiles,
     tile_path,
 )
 
 
-class CountingTiles:
-    """An in-memory tile store that records what was read."""
+class CountingTiles(TileMemory):
+    """Tiles in memory that record what was read through ``read_tiles``."""
 
     def __init__(self) -> None:
-        self.tiles: dict[tuple[int, int], bytes] = {}
+        super().__init__()
         self.calls: list[list[tuple[int, int]]] = []
 
     def read_tiles(self, keys):
         self.calls.append(list(keys))
-        return {k: self.tiles[k] for k in keys if k in self.tiles}
+        return super().read_tiles(keys)
+
+    def data(self) -> dict[tuple[int, int], bytes]:
+        return {k: expanded[0] for k, expanded in self.tiles.items()}
+
+    def update(self, changed: dict[tuple[int, int], bytes]) -> None:
+        for key, data in changed.items():
+            self.keep(key, data)
 
 
 def leaf(i: int) -> bytes:
@@ -45,8 +53,18 @@ def grow(batches: list[int]) -> tuple[CountingTiles, int, bytes]:
     store, size, root = CountingTiles(), 0, merkle.EMPTY_ROOT
     for b in batches:
         size, root, changed = integrate(size, LEAVES[size : size + b], store)
-        store.tiles.update(changed)
+        store.update(changed)
     return store, size, root
+
+
+def tile_keys(tree_size: int) -> list[tuple[int, int]]:
+    """Every hash tile (level, index) of a tree of this size, level by level."""
+    keys = []
+    level = 0
+    while (count := tree_size >> (8 * level)) > 0:
+        keys += [(level, index) for index in range(-(-count // TILE_WIDTH))]
+        level += 1
+    return keys
 
 
 # --- paths ---------------------------------------------------------------------------
@@ -117,10 +135,10 @@ def test_bad_paths_rejected(path):
         parse_tile_path(path)
 
 
-def test_tiles_for_size_and_width():
-    assert tiles.tiles_for_size(0) == []
-    assert tiles.tiles_for_size(300) == [(0, 0, 256), (0, 1, 44), (1, 0, 1)]
+def test_tile_width():
+    assert tiles.tile_width(300, 0, 0) == 256
     assert tiles.tile_width(300, 0, 1) == 44
+    assert tiles.tile_width(300, 1, 0) == 1
     assert tiles.tile_width(300, 0, 2) == 0
     assert tiles.tile_width(65536, 2, 0) == 1
 
@@ -159,8 +177,8 @@ def test_entry_bundle_rejects():
 def test_integrate_one_batch(size):
     store, n, root = grow([size])
     assert n == size and root == merkle.root(LEAVES[:size])
-    assert sorted(store.tiles) == [(lv, ix) for lv, ix, _ in tiles.tiles_for_size(size)]
-    for (lv, ix), data in store.tiles.items():
+    assert sorted(store.tiles) == tile_keys(size)
+    for (lv, ix), data in store.data().items():
         assert len(data) == 32 * tiles.tile_width(size, lv, ix)
         lo = ix * TILE_WIDTH << (8 * lv)
         for k in range(len(data) // 32):  # each hash is the root of 256^lv leaves
@@ -174,7 +192,7 @@ def test_integrate_any_batch_split(batches):
     store, size, root = grow(batches)
     assert root == merkle.root(LEAVES[:size])
     one, _, _ = grow([size])
-    assert store.tiles == one.tiles
+    assert store.data() == one.data()
 
 
 def test_integrate_every_size_one_leaf_at_a_time():
@@ -182,7 +200,7 @@ def test_integrate_every_size_one_leaf_at_a_time():
     b = merkle.MerkleBuilder()
     for i in range(600):
         size, root, changed = integrate(size, [LEAVES[i]], store)
-        store.tiles.update(changed)
+        store.update(changed)
         b.append_leaf_hash(LEAVES[i])
         assert root == b.root()
     assert size == 600
@@ -215,49 +233,101 @@ def test_integrate_rejects_inconsistent_store():
         integrate(size, [b"short"], store)
 
 
-# --- proofs from tiles ---------------------------------------------------------------
+# --- proofs from tiles in memory ----------------------------------------------------
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 100, 256, 257, 1000, 65536, 66_000])
 def test_proofs_from_tiles_equal_in_memory(size):
     store, _, root = grow([size // 3, size - size // 3])
-    reader = lambda ix: read_hashes_from_tiles(size, ix, store)  # noqa: E731
-    assert tlog.tree_hash(size, reader) == root
+    assert merkle.tree_root(size, store) == root
     rng = random.Random(size)
-    picks = sorted({0, size - 1, *(rng.randrange(size) for _ in range(8))})
-    for i in picks:
-        store.calls.clear()
-        assert tlog.prove_record(size, i, reader) == merkle.inclusion_proof(i, size, LEAVES)
-        assert len(store.calls) <= 1  # one batched read per proof
+    for i in sorted({0, size - 1, *(rng.randrange(size) for _ in range(8))}):
+        assert merkle.prove_inclusion(i, size, store) == merkle.inclusion_proof(i, size, LEAVES)
     for old in sorted({1, size, *(rng.randrange(1, size + 1) for _ in range(5))}):
-        assert tlog.prove_tree(size, old, reader) == merkle.consistency_proof(old, size, LEAVES)
+        assert merkle.prove_consistency(old, size, store) == merkle.consistency_proof(old, size, LEAVES)
 
 
 def test_proofs_for_an_older_size_from_grown_tiles():
     store, size, _ = grow([1000])
     for old in (1, 255, 257, 700):  # partial tiles have grown since; full ones never change
-        reader = lambda ix, old=old: read_hashes_from_tiles(old, ix, store)  # noqa: E731
-        assert tlog.tree_hash(old, reader) == merkle.root(LEAVES[:old])
-        assert tlog.prove_record(old, old - 1, reader) == merkle.inclusion_proof(old - 1, old, LEAVES)
+        assert merkle.tree_root(old, store) == merkle.root(LEAVES[:old])
+        assert merkle.prove_inclusion(old - 1, old, store) == merkle.inclusion_proof(old - 1, old, LEAVES)
 
 
-def test_read_hashes_rejects():
-    store, size, _ = grow([300])
-    with pytest.raises(ValueError):
-        read_hashes_from_tiles(size, [tlog.stored_hash_count(size)], store)
-    del store.tiles[(0, 1)]
-    with pytest.raises(MalformedError):
-        read_hashes_from_tiles(size, [tlog.stored_hash_index(0, 299)], store)
+class AllNodes:
+    """Every perfect-subtree hash of LEAVES, level by level: the nodes a proof may read."""
+
+    def __init__(self) -> None:
+        row = LEAVES
+        self.levels = [row]
+        while len(row) > 1:
+            row = [merkle.node_hash(row[i], row[i + 1]) for i in range(0, len(row) - 1, 2)]
+            self.levels.append(row)
+
+    def node(self, level: int, n: int) -> bytes:
+        return self.levels[level][n]
 
 
-def test_hash_from_tile_and_tile_root():
-    store, _, _ = grow([512])
-    t0 = store.tiles[(0, 0)]
-    assert tiles.tile_root(t0) == merkle.root(LEAVES[:256]) == store.tiles[(1, 0)][:32]
-    assert tiles.hash_from_tile(0, 1, store.tiles[(0, 1)], tlog.stored_hash_index(3, 32)) == merkle.root(
-        LEAVES[256:264]
-    )
-    with pytest.raises(MalformedError):
-        tiles.hash_from_tile(0, 0, t0, tlog.stored_hash_index(3, 32))
-    with pytest.raises(MalformedError):
-        tiles.tile_root(t0[:-32])
+def test_memory_proofs_across_three_tile_levels():
+    # 70,000 leaves: level-0, level-1 and level-2 tiles, full and partial ones,
+    # rewritten as the tree grows. The proofs are checked against the same proofs
+    # over every node of the tree (what merkle.inclusion_proof does, computed once).
+    store, size, _ = grow([1, 255, 256, 513, 65_000, 3_975])
+    assert size == 70_000 and {level for level, _ in store.tiles} == {0, 1, 2}
+    nodes = AllNodes()
+    assert merkle.prove_inclusion(5, 300, nodes) == merkle.inclusion_proof(5, 300, LEAVES)
+    rng = random.Random(7)
+    sizes = [1, 2, 255, 256, 257, 65_535, 65_536, 65_537, 69_999, 70_000] + [rng.randint(1, size) for _ in range(40)]
+    for n in sizes:
+        assert merkle.tree_root(n, store) == merkle.tree_root(n, nodes)
+        for index in {0, n - 1, rng.randrange(n)}:
+            assert merkle.prove_inclusion(index, n, store) == merkle.prove_inclusion(index, n, nodes)
+        for m in {0, 1, n, rng.randint(1, n)}:
+            assert merkle.prove_consistency(m, n, store) == merkle.prove_consistency(m, n, nodes)
+    assert merkle.tree_root(size, store) == merkle.root(LEAVES)
+
+
+def test_recorder_names_exactly_the_tiles_a_proof_reads():
+    store, size, _ = grow([66_000])
+    for first, second in ((1, 2), (300, 66_000), (65_536, 65_537), (700, 1000)):
+        recorder = TileRecorder()
+        merkle.prove_consistency(first, second, recorder)
+        merkle.tree_root(second, recorder)
+        only = TileMemory(held={k: store.tiles[k] for k in recorder.keys})
+        assert merkle.prove_consistency(first, second, only) == merkle.consistency_proof(first, second, LEAVES)
+        assert merkle.tree_root(second, only) == merkle.root(LEAVES[:second])
+
+
+def test_a_missing_or_short_tile_is_named():
+    hashes = LEAVES[:10]
+    memory = TileMemory(limit=4)
+    memory.keep((0, 0), b"".join(hashes[:4]))
+    assert merkle.tree_root(4, memory) == merkle.root(hashes[:4])
+    with pytest.raises(MissingTileError, match="tile 0/0 is missing or too short") as info:
+        merkle.tree_root(6, memory)  # the tile held is too short for this tree
+    assert info.value.key == (0, 0)
+    with pytest.raises(MissingTileError) as info:
+        merkle.tree_root(300, memory)
+    assert info.value.key in {(0, 1), (1, 0)}
+    memory.keep((0, 0), b"".join(hashes[:3]))  # older, shorter data never replaces longer
+    assert merkle.tree_root(4, memory) == merkle.root(hashes[:4])
+    memory.keep((0, 0), b"".join(hashes))
+    assert merkle.tree_root(10, memory) == merkle.root(hashes)
+
+
+def test_memory_bound_drops_the_tile_loaded_longest_ago():
+    store, _, _ = grow([1000])
+    memory = TileMemory(limit=2)
+    for key in ((0, 0), (0, 1), (0, 2)):
+        memory.keep(key, store.tiles[key][0])
+    assert list(memory.tiles) == [(0, 1), (0, 2)]
+    memory.keep((0, 1), store.tiles[(0, 1)][0])  # the same data again: not reloaded
+    memory.keep((0, 0), store.tiles[(0, 0)][0])
+    assert list(memory.tiles) == [(0, 2), (0, 0)]
+    assert memory.read_tiles([(0, 0), (0, 1)]) == {(0, 0): store.tiles[(0, 0)][0]}
+
+
+@pytest.mark.parametrize("data", [b"", b"x" * 31, b"x" * 33, b"x" * (32 * 257)])
+def test_memory_rejects_malformed_tiles(data):
+    with pytest.raises(MalformedError, match="want 1 to 256 hashes of 32"):
+        TileMemory().keep((0, 0), data)

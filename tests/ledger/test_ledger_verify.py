@@ -10,12 +10,13 @@ import shutil
 import stat
 import subprocess
 import sys
-import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import wait as futures_wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
 import rfc8785
-from ledgertestutil import T0, FakeMarket, make_leaves, serve, signer, write_log
 
 import ledger.verify as verify_mod
 from ledger import merkle, tiles
@@ -23,9 +24,10 @@ from ledger.__main__ import main
 from ledger.entry import sign_entry
 from ledger.errors import InconsistentError
 from ledger.note import Checkpoint, CosignatureSigner, Verifier, open_checkpoint, sign_checkpoint
-from ledger.sources import HttpSource
-from ledger.verify import verify_bundle, verify_log
+from ledger.sources import DirSource, HttpSource
+from ledger.verify import check_consistency, verify_bundle, verify_log
 from ledger.witness import witness_once
+from tests.ledger.ledgertestutil import T0, FakeMarket, make_leaves, serve, signer, write_log
 
 S = signer(1)
 OTHER = signer(2)  # same origin, another key
@@ -277,22 +279,35 @@ def test_verify_log_survives_a_broken_worker_pool(log_dir, monkeypatch):
 
 
 def test_a_batch_submitted_to_an_already_broken_pool_is_still_checked(log_dir, monkeypatch):
-    # Slow the reader down so the first worker has died before the next submit():
-    # submit() then raises itself, and that batch must not be lost.
+    # Hold the reader back until the first worker has died and its future has failed:
+    # the pool is marked broken before that, so the next submit() raises itself, and
+    # that batch must not be lost.
     monkeypatch.setattr(verify_mod, "PARALLEL_THRESHOLD", 0)
     monkeypatch.setattr(verify_mod, "TILES_PER_TASK", 1)
     monkeypatch.setattr(verify_mod, "_check_bundles", _die)
+    submitted: list[Future] = []
+
+    class RecordingPool(ProcessPoolExecutor):
+        def submit(self, *args, **kwargs):
+            future = super().submit(*args, **kwargs)
+            submitted.append(future)
+            return future
+
+    monkeypatch.setattr(verify_mod, "ProcessPoolExecutor", RecordingPool)
     read_tasks = verify_mod._bundle_tasks
 
-    def slow_tasks(src, size):
-        for task in read_tasks(src, size):
+    def tasks_after_the_first_worker_died(src, size):
+        for n, task in enumerate(read_tasks(src, size)):
             yield task
-            time.sleep(0.5)
+            if n == 0:
+                futures_wait(submitted[:1], timeout=60)
+                assert isinstance(submitted[0].exception(timeout=0), BrokenProcessPool)
 
-    monkeypatch.setattr(verify_mod, "_bundle_tasks", slow_tasks)
+    monkeypatch.setattr(verify_mod, "_bundle_tasks", tasks_after_the_first_worker_died)
     report = verify_log(log_dir, S.vkey, workers=2)
     assert report.ok, report.error
     assert report.entries_checked == 700
+    assert len(submitted) == 1  # every later batch was checked in-process
 
 
 # --- --state: consistency, forks, rollbacks ------------------------------------------
@@ -328,6 +343,22 @@ def test_state_consistent_fork_and_rollback(tmp_path, capsys):
     assert "\n1000\n" in state.read_text()
     report = verify_log(a, S.vkey, state)
     assert not report.ok and "decreased from 1000 to 700" in report.error
+
+
+def test_consistency_from_a_directory_reads_its_tiles(tmp_path):
+    # A directory serves no consistency endpoint: the proof is built from its tiles.
+    write_log(tmp_path, S, LEAVES)
+    verifier = Verifier.from_vkey(S.vkey)
+    new, _ = open_checkpoint((tmp_path / "checkpoint").read_text(), verifier)
+    hashes = [merkle.leaf_hash(x) for x in LEAVES]
+    for size in (1, 255, 256, 300, 511, 513, 699, 700):
+        old = Checkpoint(S.name, size, merkle.root(hashes[:size]))
+        check_consistency(DirSource(tmp_path), old, new)
+    with pytest.raises(InconsistentError, match="not consistent with the stored one of size 300"):
+        check_consistency(DirSource(tmp_path), Checkpoint(S.name, 300, bytes(32)), new)
+    (tmp_path / "tile/0/001").unlink()  # a tile the proof from 300 needs
+    with pytest.raises(InconsistentError, match="no consistency proof from size 300 to 700: tile 0/1 is missing"):
+        check_consistency(DirSource(tmp_path), Checkpoint(S.name, 300, merkle.root(hashes[:300])), new)
 
 
 def test_state_from_another_log_key(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests for the encrypted blob store (market.storage.blobs)."""
+"""Tests for the encrypted blob store (market.storage: store, format, writer, reader)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import hashlib
 import os
 import stat
 import threading
-import time
 from contextlib import aclosing
 from pathlib import Path
 
@@ -21,14 +20,11 @@ from market.storage import (
     BlobStore,
     ContentTooLarge,
     InvalidBlobId,
-    KeyFileError,
-    KeyUnwrapError,
-    MasterKey,
     StorageError,
     StoredBlob,
 )
-from market.storage import blobs as blobs_module
-from market.storage.blobs import BATCH_BYTES, HEADER, TAG_SIZE
+from market.storage.format import BATCH_BYTES, HEADER, TAG_SIZE, Sealer
+from tests.ledger.ledgertestutil import ref_mth
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -38,22 +34,9 @@ ODD_PIECES = [1, 7, 1000, 4097, 65537, 3, 300_000, 65535]
 # ------------------------------------------------------------------ helpers
 
 
-def ref_merkle_root(leaves: list[bytes]) -> bytes:
-    """RFC 9162 section 2.1.1 Merkle Tree Hash, written from the spec."""
-    n = len(leaves)
-    if n == 0:
-        return hashlib.sha256(b"").digest()
-    if n == 1:
-        return hashlib.sha256(b"\x00" + leaves[0]).digest()
-    k = 1
-    while k * 2 < n:
-        k *= 2
-    return hashlib.sha256(b"\x01" + ref_merkle_root(leaves[:k]) + ref_merkle_root(leaves[k:])).digest()
-
-
 def ref_commitment(data: bytes, chunk_size: int) -> tuple[str, str]:
     leaves = [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
-    return hashlib.sha256(data).hexdigest(), ref_merkle_root(leaves).hex()
+    return hashlib.sha256(data).hexdigest(), ref_mth(leaves).hex()
 
 
 def payload(size: int, seed: int = 0) -> bytes:
@@ -259,6 +242,15 @@ async def test_source_error_mid_stream_leaves_nothing(tmp_path: Path) -> None:
     assert await read_all(store, "keep") == b"keep me"
 
 
+async def wait_until_no_files(root: Path) -> None:
+    """Poll (bounded) until the cleanup a worker thread finishes has removed every file."""
+    for _ in range(1000):
+        if not all_files(root):
+            return
+        await asyncio.sleep(0.01)
+    assert all_files(root) == []
+
+
 @pytest.mark.asyncio
 async def test_cancellation_leaves_nothing(tmp_path: Path) -> None:
     store = BlobStore(tmp_path, chunk_size=4096)
@@ -271,38 +263,59 @@ async def test_cancellation_leaves_nothing(tmp_path: Path) -> None:
 
     task = asyncio.create_task(store.write("cancelled", KEY, endless(), 10**12))
     await started.wait()
-    await asyncio.sleep(0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    for _ in range(100):  # a worker thread busy at cancel time finishes the cleanup
-        if not all_files(tmp_path):
-            break
-        await asyncio.sleep(0.01)
-    assert all_files(tmp_path) == []
+    await wait_until_no_files(tmp_path)
+
+
+@pytest.mark.asyncio
+async def test_cancellation_while_a_worker_seals_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
+    store = BlobStore(tmp_path, chunk_size=4096)
+    sealing, release = threading.Event(), threading.Event()
+    seal = Sealer.seal
+
+    def held_seal(self, fd, data, last):
+        sealing.set()
+        assert release.wait(10), "the test did not release the seal"
+        seal(self, fd, data, last)
+
+    monkeypatch.setattr(Sealer, "seal", held_seal)
+
+    async def endless():
+        while True:
+            yield os.urandom(200_000)
+
+    task = asyncio.create_task(store.write("cancelled", KEY, endless(), 10**12))
+    assert await asyncio.to_thread(sealing.wait, 10), "no batch was sealed"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The cancelled write did not wait for the worker, which still holds the temp file ...
+    assert len(all_files(tmp_path)) == 1 and all_files(tmp_path)[0].endswith(".tmp")
+    release.set()
+    # ... and removes it once it is done with it.
+    await wait_until_no_files(tmp_path)
 
 
 @pytest.mark.asyncio
 async def test_source_error_while_a_batch_is_processed_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
     store = BlobStore(tmp_path, chunk_size=4096)
     await store.write("keep", KEY, pieces(b"keep me"), 100)
-    sealing = threading.Event()
-    seal = blobs_module._Sealer.seal
+    sealing, failed = threading.Event(), threading.Event()
+    seal = Sealer.seal
 
-    def slow_seal(self, fd, data, last):
+    def held_seal(self, fd, data, last):
         seal(self, fd, data, last)
         sealing.set()
-        time.sleep(0.3)  # still holds the temp file when the source fails
+        assert failed.wait(10), "the source did not fail"  # still holds the temp file when it does
 
-    monkeypatch.setattr(blobs_module._Sealer, "seal", slow_seal)
+    monkeypatch.setattr(Sealer, "seal", held_seal)
 
     async def failing():
         yield b"x" * (BATCH_BYTES + 1)  # a full batch goes to the pipeline
-        for _ in range(2000):
-            if sealing.is_set():
-                break
-            await asyncio.sleep(0.005)
-        assert sealing.is_set(), "the first batch was not sealed while receiving"
+        assert await asyncio.to_thread(sealing.wait, 10), "the first batch was not sealed while receiving"
+        failed.set()
         raise ConnectionResetError("client went away")
 
     with pytest.raises(ConnectionResetError):
@@ -319,7 +332,7 @@ async def test_write_error_surfaces_unwrapped_and_leaves_nothing(tmp_path: Path,
     def full_disk(self, fd, data, last):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(blobs_module._Sealer, "seal", full_disk)
+    monkeypatch.setattr(Sealer, "seal", full_disk)
 
     async def source():
         for _ in range(10):
@@ -339,8 +352,8 @@ async def test_receiving_overlaps_processing_and_stays_bounded(tmp_path: Path, m
     piece = 65536
     per_batch = BATCH_BYTES // piece
     asked_for_next_batch = threading.Event()  # the source delivered two whole batches
-    asked_beyond = threading.Event()  # ... and was asked for more than one piece past them
-    seal = blobs_module._Sealer.seal
+    first_sealed = threading.Event()
+    seal = Sealer.seal
     first = True
 
     def held_seal(self, fd, data, last):
@@ -349,11 +362,12 @@ async def test_receiving_overlaps_processing_and_stays_bounded(tmp_path: Path, m
             first = False
             # Receiving goes on while this batch is processed ...
             assert asked_for_next_batch.wait(10), "the next batch was not received meanwhile"
-            # ... but no further than filling the other buffer.
-            assert not asked_beyond.wait(0.3), "more than two batches were in flight"
-        seal(self, fd, data, last)
+            seal(self, fd, data, last)
+            first_sealed.set()
+        else:
+            seal(self, fd, data, last)
 
-    monkeypatch.setattr(blobs_module._Sealer, "seal", held_seal)
+    monkeypatch.setattr(Sealer, "seal", held_seal)
     data = payload(4 * BATCH_BYTES + 123, seed=5)
 
     async def source():
@@ -361,7 +375,9 @@ async def test_receiving_overlaps_processing_and_stays_bounded(tmp_path: Path, m
             if i == 2 * per_batch:
                 asked_for_next_batch.set()
             elif i == 2 * per_batch + 1:
-                asked_beyond.set()
+                # ... but no further than filling the other buffer: the piece after
+                # two batches is asked for only once the first batch is done.
+                assert first_sealed.is_set(), "more than two batches were in flight"
             yield data[start : start + piece]
 
     stored = await store.write("b", KEY, source(), len(data))
@@ -508,74 +524,10 @@ def test_bad_arguments(tmp_path: Path) -> None:
         BlobStore(tmp_path, chunk_size=(1 << 24) + 1)
 
 
-# ---------------------------------------------------------------- master key
-
-
-def test_master_key_created_private_and_reloaded(tmp_path: Path) -> None:
-    path = tmp_path / "var" / "keys" / "master.key"
-    old_umask = os.umask(0)  # mode must not depend on the process umask
-    try:
-        master = MasterKey.load_or_create(path)
-    finally:
-        os.umask(old_umask)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert len(path.read_bytes()) == 32
-    assert os.listdir(path.parent) == ["master.key"]  # no temp file left behind
-    assert "redacted" in repr(master)
-
-    key_bytes = path.read_bytes()
-    data_key, wrapped = master.new_data_key("ast_1")
-    assert len(data_key) == 32 and data_key not in wrapped
-    again = MasterKey.load_or_create(path)
-    assert again.unwrap("ast_1", wrapped) == data_key
-    assert MasterKey(key_bytes).unwrap("ast_1", wrapped) == data_key
-    assert path.read_bytes() == key_bytes  # the reload did not rewrite it
-    other = MasterKey.load_or_create(tmp_path / "other.key")
-    with pytest.raises(KeyUnwrapError):
-        other.unwrap("ast_1", wrapped)
-
-
-def test_master_key_concurrent_first_use_agrees(tmp_path: Path) -> None:
-    path = tmp_path / "keys" / "master.key"
-    masters: list[MasterKey] = []
-    threads = [threading.Thread(target=lambda: masters.append(MasterKey.load_or_create(path))) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    data_key, wrapped = masters[0].new_data_key("ast_1")
-    assert all(m.unwrap("ast_1", wrapped) == data_key for m in masters)
-    assert os.listdir(path.parent) == ["master.key"]
-
-
-@pytest.mark.parametrize("length", [0, 16, 31, 33, 64])
-def test_master_key_wrong_length_rejected(tmp_path: Path, length: int) -> None:
-    path = tmp_path / "master.key"
-    path.write_bytes(b"k" * length)
-    with pytest.raises(KeyFileError, match="exactly 32 bytes"):
-        MasterKey.load_or_create(path)
-    assert path.read_bytes() == b"k" * length  # never overwritten
-
-
-def test_unwrap_rejects_other_asset_and_tampering(tmp_path: Path) -> None:
-    master = MasterKey.load_or_create(tmp_path / "master.key")
-    data_key, wrapped = master.new_data_key("ast_1")
-    assert master.unwrap("ast_1", wrapped) == data_key
-    with pytest.raises(KeyUnwrapError):
-        master.unwrap("ast_2", wrapped)
-    for i in range(len(wrapped)):
-        bad = bytearray(wrapped)
-        bad[i] ^= 1
-        with pytest.raises(KeyUnwrapError):
-            master.unwrap("ast_1", bytes(bad))
-    with pytest.raises(KeyUnwrapError):
-        master.unwrap("ast_1", wrapped[:-1])
-    assert master.new_data_key("ast_1")[0] != data_key
-
-
 # ------------------------------------------------------------------- memory
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_memory_stays_flat_for_large_stream(tmp_path: Path) -> None:
     total = 512 << 20
