@@ -1,6 +1,7 @@
 """``python -m ledger``: offline tools for the market's audit ledger; no database, no market code.
 
-    verify-bundle FILE --vkey VKEY          exit 0 valid, 1 invalid, 2 pending
+    verify-bundle FILE --vkey VKEY          exit 0 valid, 1 invalid, 2 pending,
+                                            65 not a bundle, 66 cannot read FILE
     verify-log SOURCE --vkey VKEY [--state FILE]
                                             exit 0 when all holds, 1 otherwise
     witness SOURCE --vkey VKEY --key FILE --state FILE [--name NAME]
@@ -8,7 +9,10 @@
     witness-keygen --name NAME --key FILE   writes a key (0600), prints its vkey
 
 A command line that does not parse exits with 64 (EX_USAGE), so that it is never
-mistaken for "pending".
+mistaken for "pending". A file that is no bundle at all (an error response saved in
+its place, say) exits with 65 (EX_DATAERR) and an unreadable one with 66
+(EX_NOINPUT): neither says anything about a certificate, so neither may read as
+"invalid" (1), which means a bundle failed a check.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from pathlib import Path
 from typing import NoReturn
 
 from .errors import LedgerError
-from .verify import verify_bundle, verify_log
+from .verify import BundleReport, verify_bundle, verify_log
 from .witness import generate_witness_key, load_witness_key, witness_name, witness_once
 
-EXIT_OK, EXIT_INVALID, EXIT_PENDING, EXIT_USAGE = 0, 1, 2, 64
+EXIT_OK, EXIT_INVALID, EXIT_PENDING = 0, 1, 2
+EXIT_USAGE, EXIT_NOT_A_BUNDLE, EXIT_NO_INPUT = 64, 65, 66  # sysexits.h: EX_USAGE, EX_DATAERR, EX_NOINPUT
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,9 +40,12 @@ def _verify_bundle(args: argparse.Namespace) -> int:
     try:
         data = Path(args.file).read_bytes()
     except OSError as e:
-        print(f"invalid: cannot read {args.file}: {e.strerror}", file=sys.stderr)
-        return EXIT_INVALID
+        print(f"cannot read {args.file}: {e.strerror}; nothing was verified", file=sys.stderr)
+        return EXIT_NO_INPUT
     report = verify_bundle(data, args.vkey)
+    if report.status == "not-a-bundle":
+        print(_not_a_bundle(args.file, report), file=sys.stderr)
+        return EXIT_NOT_A_BUNDLE
     if report.status == "valid":
         assert report.checkpoint is not None
         print(f"valid: entry {report.index} is in {report.checkpoint.origin} at size {report.checkpoint.size}")
@@ -47,6 +55,18 @@ def _verify_bundle(args: argparse.Namespace) -> int:
         return EXIT_PENDING
     print(f"invalid: {report.failed_check} check failed: {report.error}", file=sys.stderr)
     return EXIT_INVALID
+
+
+def _not_a_bundle(file: str, report: BundleReport) -> str:
+    if report.problem is not None:
+        p = report.problem
+        said = " ".join(str(p[k]) for k in ("status", "title") if k in p)
+        detail = f": {p['detail']}" if p.get("detail") else ""
+        return (f"not a certificate bundle: {file} holds an error response ({said}{detail}); nothing was "
+                "verified. Fetch the certificate again once that is resolved (curl -f refuses to save "
+                "error responses)")
+    return (f"not a certificate bundle: {file} is {report.error}; nothing was verified. Pass the file "
+            "that a certificate URL returned, e.g. GET /v1/assets/{id}/certificate")
 
 
 def _verify_log(args: argparse.Namespace) -> int:
