@@ -9,15 +9,12 @@ from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger.log import Log
-from market import __version__, db
+from market import __version__, db, openapi
 from market.accounts.routes import AccountController
 from market.audit import LEDGER_KEY
 from market.auth import provide_caller
@@ -107,7 +104,8 @@ async def ready(state: State) -> Response[Any]:
 @get("/metrics", media_type="text/plain", tags=["operations"])
 async def metrics() -> Response[bytes]:
     """Prometheus text exposition."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    # CONTENT_TYPE_LATEST carries its charset; as a media type Litestar would append a second one.
+    return Response(generate_latest(), headers={"content-type": CONTENT_TYPE_LATEST})
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
@@ -141,10 +139,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
                     await background
             await engine.dispose()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health, ready, metrics, AccountController, LedgerController, TlogController, AssetController,
-            ObjectionController, TransferController,
+            ObjectionController, TransferController, openapi.assets_router(),
         ],
         lifespan=[lifespan],
         dependencies={
@@ -160,18 +158,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         },
         middleware=[request_context_middleware],
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(
-            title="Data-element market",
-            version=__version__,
-            path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
-            components=Components(
-                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="API token")}
-            ),
-            security=[{"bearer": []}],
-        ),
+        openapi_config=openapi.config(),
         debug=False,
     )
+    openapi.refine(app)
+    return app
 
 
 def app_from_env() -> Litestar:

@@ -40,6 +40,8 @@ async def test_metrics(client) -> None:
     r = await client.get("/metrics")
     assert r.status_code == 200
     assert "market_http_requests_total" in r.text
+    content_type = r.headers["content-type"]
+    assert content_type.startswith("text/plain; version=") and content_type.count("charset=") == 1, content_type
 
 
 async def test_openapi(client) -> None:
@@ -49,6 +51,83 @@ async def test_openapi(client) -> None:
     for path in ("/v1/accounts", "/v1/accounts/me", "/v1/accounts/me/keys", "/v1/ledger/checkpoint"):
         assert path in paths, sorted(paths)
     assert (await client.get("/schema")).status_code == 200
+
+
+async def test_docs_pages_load_nothing_from_elsewhere(client) -> None:
+    """/schema works offline: every script, style sheet and icon comes from the market itself."""
+    import re
+
+    want_types = {".js": "text/javascript", ".css": "text/css", ".png": "image/png", ".json": "application/"}
+    for page in ("/schema", "/schema/swagger"):
+        r = await client.get(page)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        urls = re.findall(r"""(?:src|href|url)\s*[=:]\s*["']([^"']+)["']""", r.text)
+        assert len(urls) >= 4, urls  # icon, style sheet, script, the OpenAPI document
+        for url in urls:
+            assert url.startswith("/") and not url.startswith("//"), f"{page} loads {url} from elsewhere"
+            asset = await client.get(url)
+            assert asset.status_code == 200, url
+            suffix = url[url.rfind("."):]
+            assert asset.headers["content-type"].startswith(want_types[suffix]), (url, asset.headers["content-type"])
+            assert len(asset.content) > 100
+
+
+def test_docs_assets_are_package_data() -> None:
+    """The vendored assets ship with the package (pyproject's package-data)."""
+    import tomllib
+    from fnmatch import fnmatch
+    from pathlib import Path
+
+    from market.openapi import ASSETS_DIR
+
+    root = Path(__file__).resolve().parent.parent
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["market"]
+    files = [f.relative_to(root / "market").as_posix() for f in ASSETS_DIR.iterdir()]
+    assert {"swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png", "LICENSE"} <= {Path(f).name for f in files}
+    for f in files:
+        assert any(fnmatch(f, p) for p in patterns), f"{f} is not in package-data"
+
+
+async def test_openapi_declares_raw_request_bodies(client) -> None:
+    doc = (await client.get("/schema/openapi.json")).json()
+    put = doc["paths"]["/v1/assets/{asset_id}/content"]["put"]
+    assert put["requestBody"]["required"] is True
+    assert put["requestBody"]["content"] == {"application/octet-stream": {"schema": {"type": "string",
+                                                                                    "format": "binary"}}}
+    cosign = doc["paths"]["/v1/ledger/cosignatures"]["post"]
+    assert list(cosign["requestBody"]["content"]) == ["text/plain"]
+
+
+async def test_openapi_declares_idempotency_key_exactly_where_it_is_honoured(app, client) -> None:
+    """The header is declared on an operation if and only if its handler runs through idempotency.run."""
+    import inspect
+
+    from litestar.routes import HTTPRoute
+
+    doc = (await client.get("/schema/openapi.json")).json()
+    honoured = set()
+    for route in app.routes:
+        if isinstance(route, HTTPRoute):
+            for handler in route.route_handlers:
+                if "idempotency.run(" in inspect.getsource(handler.fn):
+                    honoured |= {(m.lower(), route.path_format) for m in handler.http_methods}
+    declared = {(method, path) for path, item in doc["paths"].items() for method, op in item.items()
+                if any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in op.get("parameters", []))}
+    assert honoured and declared == honoured
+    assert ("post", "/v1/accounts") in declared and ("post", "/v1/assets") in declared
+
+
+async def test_openapi_says_who_may_call(client) -> None:
+    doc = (await client.get("/schema/openapi.json")).json()
+    assert doc["paths"]["/health"]["get"]["security"] == []
+    assert doc["paths"]["/v1/ledger/checkpoint"]["get"]["security"] == []
+    assert doc["paths"]["/v1/assets/{asset_id}"]["get"]["security"] == [{}, {"bearer": []}]
+    assert "security" not in doc["paths"]["/v1/accounts/me"]["get"]  # the document's default: a token
+    assert doc["security"] == [{"bearer": []}]
+    # Errors are documented as problem documents, and 422 (not Litestar's 400) for invalid input.
+    claim = doc["paths"]["/v1/assets/{asset_id}/claim"]["post"]["responses"]
+    assert {"401", "403", "404", "409", "422"} <= set(claim) and "400" not in claim
+    assert claim["422"]["content"]["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
 
 
 async def test_request_id(client) -> None:

@@ -1,0 +1,249 @@
+"""The OpenAPI document at ``/schema/openapi.json`` and the docs page at ``/schema``.
+
+The page is Swagger UI, served with its script, style sheet and icon by the market
+itself (``market/static/swagger-ui``, copied unchanged from the npm package
+``swagger-ui-dist``), so it works offline and loads nothing from elsewhere.
+
+Litestar derives the document from the handlers' signatures; ``refine`` then says what
+a signature cannot, so that the document describes exactly what the server accepts
+and answers:
+
+- who may call: operations with a ``caller`` need a token, those with a
+  ``maybe_caller`` take one optionally, the others are public;
+- raw request bodies that handlers read as a stream (``RAW_BODIES``);
+- the ``Idempotency-Key`` header on every creating ``POST`` (status 201; DESIGN §2.7);
+- the error responses (RFC 9457 problem documents) each operation can give;
+- the form of ids in paths and queries (``prefix_`` and 26 base32 characters).
+"""
+
+from pathlib import Path
+from typing import Any
+
+from litestar import Litestar, MediaType, Request, Router
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import OpenAPIRenderPlugin
+from litestar.openapi.spec import (
+    Components,
+    OpenAPI,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Parameter,
+    Reference,
+    RequestBody,
+    Schema,
+    SecurityScheme,
+)
+from litestar.routes import HTTPRoute
+from litestar.static_files import create_static_files_router
+
+from market import __version__, idempotency
+from market.errors import PROBLEM_JSON
+
+DOCS_PATH = "/schema"
+ASSETS_PATH = "/schema/assets"
+ASSETS_DIR = Path(__file__).parent / "static" / "swagger-ui"
+
+# Request bodies that handlers read raw (``request.stream()`` / ``request.body()``),
+# so Litestar cannot see them: (method, path) -> (media type, schema, description).
+RAW_BODIES: dict[tuple[str, str], tuple[str, Schema, str]] = {
+    ("put", "/v1/assets/{asset_id}/content"): (
+        "application/octet-stream",
+        Schema(type=OpenAPIType.STRING, format="binary"),
+        "the asset's content, any bytes (at least one; at most MARKET_MAX_UPLOAD_BYTES), streamed",
+    ),
+    ("post", "/v1/ledger/cosignatures"): (
+        "text/plain",
+        Schema(type=OpenAPIType.STRING),
+        "the checkpoint note as served, with the witness's cosignature line appended (C2SP tlog-cosignature)",
+    ),
+}
+
+# Error statuses that no rule below derives.
+EXTRA_RESPONSES: dict[tuple[str, str], tuple[int, ...]] = {("get", "/ready"): (503,)}
+
+# Path and query parameters that hold an id of one kind (market/ids.py).
+ID_PARAMETERS = {"asset_id": "ast", "account_id": "acct", "key_id": "key", "token_id": "tok",
+                 "objection_id": "obj", "transfer_id": "trf", "provider": "acct", "to": "acct"}
+_ID_PATTERN = "^{prefix}_[0-9a-hjkmnp-tv-z]{{26}}$"
+
+_ERRORS = {
+    401: "Not authenticated: no token, or a token that is unknown or revoked",
+    403: "Forbidden: the caller may not do this",
+    404: "Not found (or not visible to the caller)",
+    409: "Conflict: the object is not in a state that allows this, or changed meanwhile",
+    413: "The request body is too large",
+    422: "Invalid request: the problem's detail (and errors) say what to change",
+    503: "Not ready",
+}
+_PROBLEM = Reference(ref="#/components/schemas/Problem")
+
+
+def _problem_schema() -> Schema:
+    return Schema(
+        type=OpenAPIType.OBJECT,
+        required=["type", "title", "status", "detail"],
+        properties={
+            "type": Schema(type=OpenAPIType.STRING, format="uri", description="stable per kind of error"),
+            "title": Schema(type=OpenAPIType.STRING),
+            "status": Schema(type=OpenAPIType.INTEGER),
+            "detail": Schema(type=OpenAPIType.STRING),
+            "instance": Schema(type=OpenAPIType.STRING),
+            "errors": Schema(
+                type=OpenAPIType.ARRAY,
+                items=Schema(type=OpenAPIType.OBJECT, properties={"field": Schema(type=OpenAPIType.STRING),
+                                                                  "message": Schema(type=OpenAPIType.STRING)}),
+            ),
+        },
+        description="An RFC 9457 problem document",
+    )
+
+
+class SwaggerPage(OpenAPIRenderPlugin):
+    """Swagger UI with every asset served from ``ASSETS_PATH``; nothing from another origin."""
+
+    def __init__(self, path: str | list[str] = "/swagger") -> None:
+        super().__init__(path=path, favicon=f'<link rel="icon" type="image/png" href="{ASSETS_PATH}/favicon-32x32.png">')
+
+    def render(self, request: Request, openapi_schema: dict[str, Any]) -> bytes:
+        title = str(openapi_schema["info"]["title"]).replace("&", "&amp;").replace("<", "&lt;")
+        spec_url = self.get_openapi_json_route(request)
+        return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+{self.favicon}
+<link rel="stylesheet" href="{ASSETS_PATH}/swagger-ui.css">
+{self.style}
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="{ASSETS_PATH}/swagger-ui-bundle.js"></script>
+<script>
+SwaggerUIBundle({{url: "{spec_url}", dom_id: "#swagger-ui", deepLinking: true, validatorUrl: null,
+  persistAuthorization: false}});
+</script>
+</body>
+</html>
+""".encode()
+
+
+def config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Data-element market",
+        version=__version__,
+        path=DOCS_PATH,
+        render_plugins=[SwaggerPage(path="/swagger")],
+        components=Components(
+            security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="API token")},
+            schemas={"Problem": _problem_schema()},
+        ),
+        security=[{"bearer": []}],
+    )
+
+
+def assets_router() -> Router:
+    """Serves the docs page's script, style sheet and icon."""
+    return create_static_files_router(path=ASSETS_PATH, directories=[ASSETS_DIR], name="docs-assets",
+                                      include_in_schema=False)
+
+
+def _handlers(app: Litestar) -> dict[tuple[str, str], Any]:
+    found: dict[tuple[str, str], Any] = {}
+    for route in app.routes:
+        if isinstance(route, HTTPRoute):
+            for handler in route.route_handlers:
+                for method in handler.http_methods:
+                    found[(method.lower(), route.path_format or "/")] = handler
+    return found
+
+
+def _auth(handler: Any) -> str:
+    names = set(handler.parsed_fn_signature.parameters)
+    return "required" if "caller" in names else "optional" if "maybe_caller" in names else "public"
+
+
+def _respond(op: Operation, status: int) -> None:
+    assert op.responses is not None
+    if str(status) not in op.responses:
+        op.responses[str(status)] = OpenAPIResponse(
+            description=_ERRORS[status], content={PROBLEM_JSON: OpenAPIMediaType(schema=_PROBLEM)})
+
+
+def _refine_operation(method: str, path: str, op: Operation, handler: Any) -> None:
+    auth = _auth(handler) if handler is not None else "public"
+    if auth == "public":
+        op.security = []
+    elif auth == "optional":
+        op.security = [{}, {"bearer": []}]
+
+    if (method, path) in RAW_BODIES:
+        media_type, schema, description = RAW_BODIES[(method, path)]
+        op.request_body = RequestBody(content={media_type: OpenAPIMediaType(schema=schema)}, required=True,
+                                      description=description)
+
+    params = [p for p in op.parameters or [] if isinstance(p, Parameter)]
+    for p in params:
+        prefix = ID_PARAMETERS.get(p.name)
+        if prefix and p.param_in in ("path", "query") and isinstance(p.schema, Schema):
+            _constrain_id(p.schema, prefix)
+
+    status = int(next(iter(op.responses or {"200": None})))
+    if method == "post" and status == 201:
+        params.append(Parameter(
+            name=idempotency.HEADER, param_in="header", required=False,
+            description="A key of the client's choice (a random UUID): a retry with the same key and body "
+                        "gets the first answer again and creates nothing new (kept 24 hours)",
+            schema=Schema(type=OpenAPIType.STRING, min_length=1, max_length=idempotency.MAX_KEY_LENGTH,
+                          pattern="^[\\x20-\\x7e]+$"),
+        ))
+    op.parameters = params or None  # type: ignore[assignment]
+
+    responses = op.responses or {}
+    # Litestar documents a 400 for validation errors; the market answers them with 422.
+    default_400 = responses.get("400")
+    if isinstance(default_400, OpenAPIResponse) and default_400.description.startswith("Bad request syntax"):
+        del responses["400"]
+    has_input = bool(params) or op.request_body is not None
+    if auth != "public":
+        _respond(op, 401)
+    if auth == "required":
+        _respond(op, 403)
+    if "{" in path:
+        _respond(op, 404)
+    if method in ("post", "put", "patch", "delete"):
+        _respond(op, 409)
+    if op.request_body is not None:
+        _respond(op, 413)
+    if has_input:
+        _respond(op, 422)
+    for extra in EXTRA_RESPONSES.get((method, path), ()):
+        _respond(op, extra)
+
+
+def _constrain_id(schema: Schema, prefix: str) -> None:
+    pattern = _ID_PATTERN.format(prefix=prefix)
+    if schema.type == OpenAPIType.STRING:
+        schema.pattern = pattern
+        return
+    for option in schema.one_of or []:  # optional query parameter: string or null
+        if isinstance(option, Schema) and option.type == OpenAPIType.STRING:
+            option.pattern = pattern
+
+
+def refine(app: Litestar) -> OpenAPI:
+    """Build the app's OpenAPI document now and complete it in place (see the module's docstring)."""
+    document = app.openapi_schema
+    handlers = _handlers(app)
+    for path, item in (document.paths or {}).items():
+        for method in ("get", "put", "post", "delete", "patch"):
+            op = getattr(item, method, None)
+            if op is not None:
+                _refine_operation(method, path, op, handlers.get((method, path)))
+    return document
+
+
+__all__ = ["ASSETS_PATH", "DOCS_PATH", "RAW_BODIES", "SwaggerPage", "assets_router", "config", "refine"]
