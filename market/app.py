@@ -9,6 +9,7 @@ from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from litestar.routes import HTTPRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -29,8 +30,8 @@ from market.logs import configure_logging, log, request_context_middleware
 from market.tasks import run_background
 
 
-def _problem_response(body: dict[str, Any]) -> Response[Any]:
-    return Response(body, status_code=body["status"], media_type=PROBLEM_JSON)
+def _problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
 
 
 def handle_domain_error(request: Request, exc: DomainError) -> Response[Any]:
@@ -56,8 +57,9 @@ def handle_http_error(request: Request, exc: HTTPException) -> Response[Any]:
         # A body that does not decode (malformed, truncated) is a validation error.
         return _problem_response(problem(422, "validation-error", "Invalid request", exc.detail, errors=[],
                                          instance=request.url.path))
+    # Keep the exception's headers: a 405 carries Allow (RFC 9110 §15.5.6).
     return _problem_response(problem(status, _HTTP_KINDS.get(status, "http-error"), exc.detail or "Error",
-                                     exc.detail or "", instance=request.url.path))
+                                     exc.detail or "", instance=request.url.path), headers=exc.headers or None)
 
 
 def handle_crash(request: Request, exc: Exception) -> Response[Any]:
@@ -65,6 +67,37 @@ def handle_crash(request: Request, exc: Exception) -> Response[Any]:
     return _problem_response(problem(500, "internal-error", "Internal error",
                                      "the server failed to handle this request; it has been logged",
                                      instance=request.url.path))
+
+
+def exact_allow_middleware(app: Any) -> Any:
+    """Answer ``OPTIONS`` with every method of the path in ``Allow``.
+
+    Litestar 2 rebuilds a path's route when a later handler adds a method to it, but
+    keeps the first route's automatic OPTIONS handler, which then lists only the
+    methods registered first (``/v1/accounts`` said ``GET, OPTIONS``, leaving out POST).
+    """
+    methods_by_path: dict[str, set[str]] = {}
+
+    async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "OPTIONS":
+            await app(scope, receive, send)
+            return
+        if not methods_by_path:
+            for route in scope["litestar_app"].routes:
+                if isinstance(route, HTTPRoute):
+                    methods_by_path.setdefault(route.path_format, set()).update(route.methods)
+        methods = methods_by_path.get(scope.get("path_template", ""))
+        allow = ", ".join(sorted(methods)).encode() if methods else None
+
+        async def send_allow(message: dict[str, Any]) -> None:
+            if allow and message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+                message["headers"] = [*headers, (b"allow", allow)]
+            await send(message)
+
+        await app(scope, receive, send_allow)
+
+    return middleware
 
 
 async def provide_db(state: State) -> AsyncIterator[AsyncSession]:
@@ -156,7 +189,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             HTTPException: handle_http_error,
             Exception: handle_crash,
         },
-        middleware=[request_context_middleware],
+        middleware=[request_context_middleware, exact_allow_middleware],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=openapi.config(),
         debug=False,

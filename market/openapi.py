@@ -17,7 +17,7 @@ and answers:
 """
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from litestar import Litestar, MediaType, Request, Router
 from litestar.openapi import OpenAPIConfig
@@ -37,6 +37,7 @@ from litestar.openapi.spec import (
 )
 from litestar.routes import HTTPRoute
 from litestar.static_files import create_static_files_router
+from pydantic import BaseModel
 
 from market import __version__, idempotency
 from market.errors import PROBLEM_JSON
@@ -50,7 +51,7 @@ ASSETS_DIR = Path(__file__).parent / "static" / "swagger-ui"
 RAW_BODIES: dict[tuple[str, str], tuple[str, Schema, str]] = {
     ("put", "/v1/assets/{asset_id}/content"): (
         "application/octet-stream",
-        Schema(type=OpenAPIType.STRING, format="binary"),
+        Schema(type=OpenAPIType.STRING, format="binary", min_length=1),
         "the asset's content, any bytes (at least one; at most MARKET_MAX_UPLOAD_BYTES), streamed",
     ),
     ("post", "/v1/ledger/cosignatures"): (
@@ -61,11 +62,55 @@ RAW_BODIES: dict[tuple[str, str], tuple[str, Schema, str]] = {
 }
 
 # Error statuses that no rule below derives.
-EXTRA_RESPONSES: dict[tuple[str, str], tuple[int, ...]] = {("get", "/ready"): (503,)}
+EXTRA_RESPONSES: dict[tuple[str, str], tuple[int, ...]] = {
+    ("get", "/ready"): (503,),
+    ("get", "/v1/assets/{asset_id}/certificate"): (409,),  # no registration (yet)
+    ("get", "/v1/assets/{asset_id}/transfer-document"): (409,),  # not transferable now
+    ("get", "/v1/ledger/proofs/inclusion"): (404,),  # beyond the log
+    ("get", "/v1/ledger/proofs/consistency"): (404,),
+}
 
-# Path and query parameters that hold an id of one kind (market/ids.py).
+# Path and query parameters that hold an id of one kind (market/ids.py). A query filter
+# such as ``provider`` is left out: any string is accepted there (and matches nothing).
 ID_PARAMETERS = {"asset_id": "ast", "account_id": "acct", "key_id": "key", "token_id": "tok",
-                 "objection_id": "obj", "transfer_id": "trf", "provider": "acct", "to": "acct"}
+                 "objection_id": "obj", "transfer_id": "trf", "to": "acct"}
+
+# Other query parameters whose form the server checks (unless their route says already).
+_RIGHT = "(holding|use|operation)"
+QUERY_PATTERNS = {
+    "rights": (f"^[\\s,]*{_RIGHT}(\\s*,[\\s,]*{_RIGHT})*[\\s,]*$", "comma-separated rights; all three by default"),
+    "cursor": ("^[A-Za-z0-9_-]{1,88}$", "the next_cursor of the previous page, as it was returned"),
+}
+
+_TAG = Schema(type=OpenAPIType.STRING, min_length=1, max_length=50, pattern="\\S")
+_REASON_GIVEN = Schema(properties={"reason": Schema(type=OpenAPIType.STRING, min_length=1)}, required=["reason"])
+
+# What request models check in their validators, which Litestar cannot see: JSON Schema
+# keywords per (component, property). Keep in step with the models (a test checks that
+# each named property exists). "non-null" drops the null branch of a property that may
+# be left out but never sent as null.
+PROPERTY_RULES: dict[tuple[str, str], dict[str, Any]] = {
+    ("KeyCreate", "public_key"): {"pattern": "^[A-Za-z0-9+/]{43}=$"},
+    ("AccountCreate", "uscc"): {"pattern": "^[0-9A-HJ-NP-RTUWXYa-hj-np-rtuwxy]{18}$"},
+    ("AccountCreate", "jurisdiction"): {"pattern": "^[A-Z]{2}$"},
+    ("AssetCreate", "tags"): {"items": _TAG},
+    ("AssetUpdate", "tags"): {"items": _TAG, "non-null": True},
+    **{("AssetUpdate", name): {"non-null": True} for name in (
+        "title", "description", "category", "grade", "personal_info", "export_allowed", "source", "format")},
+}
+# Rules between members: (component) -> JSON Schema keywords added to the object.
+MODEL_RULES: dict[str, dict[str, Any]] = {
+    "AccountCreate": {"all_of": [
+        Schema(schema_if=Schema(properties={"kind": Schema(const="enterprise")}), then=Schema(required=["uscc"])),
+        Schema(schema_if=Schema(properties={"kind": Schema(const="individual")}),
+               then=Schema(properties={"uscc": Schema(type=OpenAPIType.NULL)})),
+    ]},
+    "AssetUpdate": {"min_properties": 1},
+    "ReviewDecision": {"any_of": [
+        Schema(properties={"decision": Schema(const="approve"), "override_conflict": Schema(const=False)}),
+        _REASON_GIVEN,
+    ]},
+}
 _ID_PATTERN = "^{prefix}_[0-9a-hjkmnp-tv-z]{{26}}$"
 
 _ERRORS = {
@@ -139,7 +184,6 @@ def config() -> OpenAPIConfig:
         render_plugins=[SwaggerPage(path="/swagger")],
         components=Components(
             security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="API token")},
-            schemas={"Problem": _problem_schema()},
         ),
         security=[{"bearer": []}],
     )
@@ -185,11 +229,20 @@ def _refine_operation(method: str, path: str, op: Operation, handler: Any) -> No
         op.request_body = RequestBody(content={media_type: OpenAPIMediaType(schema=schema)}, required=True,
                                       description=description)
 
+    data = handler.parsed_fn_signature.parameters.get("data") if handler is not None else None
+    if data is not None and data.has_default and op.request_body is not None:
+        op.request_body.required = False  # ``data: X | None = None``: the body may be left out
+
     params = [p for p in op.parameters or [] if isinstance(p, Parameter)]
     for p in params:
         prefix = ID_PARAMETERS.get(p.name)
         if prefix and p.param_in in ("path", "query") and isinstance(p.schema, Schema):
             _constrain_id(p.schema, prefix)
+        if p.name in QUERY_PATTERNS and p.param_in == "query" and isinstance(p.schema, Schema):
+            target = _branch(p.schema, OpenAPIType.STRING)
+            if target.pattern is None and p.schema.pattern is None:
+                target.pattern, described = QUERY_PATTERNS[p.name]
+                p.description = p.description or described
 
     status = int(next(iter(op.responses or {"200": None})))
     if method == "post" and status == 201:
@@ -234,10 +287,85 @@ def _constrain_id(schema: Schema, prefix: str) -> None:
             option.pattern = pattern
 
 
+def _describe_request_models(document: OpenAPI, handlers: dict[tuple[str, str], Any]) -> None:
+    """Request models that refuse unknown members say so (``additionalProperties: false``),
+    and those that strip text say that blank text is refused."""
+    schemas = document.components.schemas if document.components else None
+    if not schemas:
+        return
+    seen: set[type] = set()
+    todo = [a for h in handlers.values() for name, p in h.parsed_fn_signature.parameters.items() if name == "data"
+            for a in (p.annotation, *get_args(p.annotation))]
+    while todo:
+        model = todo.pop()
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or model in seen:
+            continue
+        seen.add(model)
+        schema = schemas.get(model.__name__)
+        if model.model_config.get("extra") == "forbid" and isinstance(schema, Schema):
+            schema.additional_properties = False
+        if model.model_config.get("str_strip_whitespace") and isinstance(schema, Schema):
+            # Text is stripped before its length is checked: blank text is no text.
+            for prop in (schema.properties or {}).values():
+                if isinstance(prop, Schema) and prop.min_length:
+                    target = _branch(prop, OpenAPIType.STRING)
+                    target.pattern = target.pattern or "\\S"
+        for field in model.model_fields.values():
+            todo.extend(a for a in (field.annotation, *get_args(field.annotation)) if isinstance(a, type))
+
+
+def _apply_model_rules(document: OpenAPI) -> None:
+    schemas = document.components.schemas or {}
+    for (component, name), rules in PROPERTY_RULES.items():
+        model = schemas.get(component)
+        prop = model.properties.get(name) if isinstance(model, Schema) and model.properties else None
+        if not isinstance(prop, Schema):
+            continue
+        if rules.get("non-null"):
+            _drop_null(prop)
+        target = _branch(prop, OpenAPIType.ARRAY if "items" in rules else OpenAPIType.STRING)
+        if target is not prop and target.type == OpenAPIType.ARRAY and prop.max_length is not None:
+            # Litestar puts a list's max_length beside the oneOf as maxLength; it is maxItems.
+            target.max_items, prop.max_length = prop.max_length, None
+        for key, value in rules.items():
+            if key != "non-null":
+                setattr(target, key, value)
+    for component, rules in MODEL_RULES.items():
+        model = schemas.get(component)
+        if isinstance(model, Schema):
+            for key, value in rules.items():
+                setattr(model, key, value)
+
+
+def _drop_null(prop: Schema) -> None:
+    """Leave out null from a property's possible values."""
+    if prop.one_of:
+        prop.one_of = [b for b in prop.one_of if not (isinstance(b, Schema) and b.type == OpenAPIType.NULL)]
+    if isinstance(prop.type, list):
+        kinds = [t for t in prop.type if t != OpenAPIType.NULL]
+        prop.type = kinds[0] if len(kinds) == 1 else kinds
+    if prop.enum:
+        prop.enum = [v for v in prop.enum if v is not None]
+
+
+def _branch(schema: Schema, kind: OpenAPIType) -> Schema:
+    """The branch of a property (itself, or one of its ``oneOf``) that holds values of ``kind``."""
+    for option in schema.one_of or []:
+        if isinstance(option, Schema) and option.type == kind:
+            return option
+    return schema
+
+
 def refine(app: Litestar) -> OpenAPI:
     """Build the app's OpenAPI document now and complete it in place (see the module's docstring)."""
     document = app.openapi_schema
     handlers = _handlers(app)
+    if document.components.schemas is None:
+        document.components.schemas = {}
+    # Litestar replaces components.schemas with the ones it generates, so add ours here.
+    document.components.schemas["Problem"] = _problem_schema()
+    _describe_request_models(document, handlers)
+    _apply_model_rules(document)
     for path, item in (document.paths or {}).items():
         for method in ("get", "put", "post", "delete", "patch"):
             op = getattr(item, method, None)

@@ -92,8 +92,8 @@ async def test_openapi_declares_raw_request_bodies(client) -> None:
     doc = (await client.get("/schema/openapi.json")).json()
     put = doc["paths"]["/v1/assets/{asset_id}/content"]["put"]
     assert put["requestBody"]["required"] is True
-    assert put["requestBody"]["content"] == {"application/octet-stream": {"schema": {"type": "string",
-                                                                                    "format": "binary"}}}
+    assert put["requestBody"]["content"] == {"application/octet-stream": {"schema": {
+        "type": "string", "format": "binary", "minLength": 1}}}
     cosign = doc["paths"]["/v1/ledger/cosignatures"]["post"]
     assert list(cosign["requestBody"]["content"]) == ["text/plain"]
 
