@@ -1,6 +1,6 @@
 """Health, readiness, metrics, OpenAPI, request ids."""
 
-from tests.conftest import assert_problem
+from tests.conftest import assert_problem, random_uscc
 
 
 async def test_health(client) -> None:
@@ -142,3 +142,58 @@ async def test_suite_runs_on_the_backend_it_claims(settings) -> None:
     from tests.conftest import backend
 
     assert settings.sqlalchemy_url.startswith("postgresql+asyncpg" if backend() == "postgresql" else "sqlite+aiosqlite")
+
+
+async def test_options_lists_every_method_of_the_path(client) -> None:
+    r = await client.options("/v1/accounts")
+    assert r.status_code == 204 and r.headers["allow"] == "GET, OPTIONS, POST"
+    r = await client.options("/v1/assets/ast_00000000000000000000000000")
+    assert r.headers["allow"] == "GET, OPTIONS, PATCH"
+    r = await client.request("TRACE", "/v1/accounts")
+    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "OPTIONS", "POST"}
+
+
+async def test_openapi_request_models_say_what_they_refuse(client) -> None:
+    from market.openapi import MODEL_RULES, PROPERTY_RULES
+
+    schemas = (await client.get("/schema/openapi.json")).json()["components"]["schemas"]
+    for name in ("AccountCreate", "AssetCreate", "AssetUpdate", "SignedSubmission", "ReviewDecision"):
+        assert schemas[name]["additionalProperties"] is False, name
+    assert schemas["AssetCreate"]["properties"]["title"]["pattern"] == "\\S"  # stripped, so blank is empty
+    # Every rule names a property the models have: a renamed field must not leave a rule behind.
+    for component, prop in PROPERTY_RULES:
+        assert prop in schemas[component]["properties"], (component, prop)
+    assert set(MODEL_RULES) <= set(schemas)
+    update = schemas["AssetUpdate"]
+    assert update["minProperties"] == 1
+    assert update["properties"]["grade"] == {"type": "string", "enum": ["general", "important", "core"]}
+    assert update["properties"]["tags"]["oneOf"][0]["maxItems"] == 20 and "maxLength" not in update["properties"]["tags"]
+
+
+async def test_openapi_rules_agree_with_the_server(client, parties) -> None:
+    """Each rule added to the document describes a refusal the server really makes."""
+    import base64
+    import re
+
+    from market.openapi import PROPERTY_RULES
+
+    key_pattern = PROPERTY_RULES[("KeyCreate", "public_key")]["pattern"]
+    provider = await parties.verified(["provider"])
+    for value in ("", "AAAA", base64.b64encode(bytes(31)).decode(), base64.b64encode(bytes(33)).decode()):
+        assert not re.search(key_pattern, value)
+        r = await client.post("/v1/accounts/me/keys", json={"public_key": value}, headers=provider.auth)
+        assert r.status_code == 422, value
+    person = {"name": "A Person", "kind": "individual", "roles": ["buyer"]}
+    assert (await client.post("/v1/accounts", json={**person, "uscc": random_uscc()})).status_code == 422
+    assert (await client.post("/v1/accounts", json={**person, "uscc": None})).status_code == 201
+    company = {"name": "A Company", "kind": "enterprise", "roles": ["buyer"]}
+    assert (await client.post("/v1/accounts", json=company)).status_code == 422
+    draft = await client.post("/v1/assets", headers=provider.auth, json={
+        "title": "t", "category": "c", "grade": "general", "personal_info": "none"})
+    assert draft.status_code == 201
+    url = f"/v1/assets/{draft.json()['id']}"
+    for body in ({}, {"format": None}, {"tags": [" "]}, {"title": "  "}, {"extra": 1}):
+        assert (await client.patch(url, json=body, headers=provider.auth)).status_code == 422, body
+    assert (await client.patch(url, json={"legal_basis": None}, headers=provider.auth)).status_code == 200
+    r = await client.post(f"{url}/review", json={"decision": "reject"}, headers=parties.operator.auth)
+    assert r.status_code == 422
