@@ -141,6 +141,15 @@ def _head(r: httpx.Response) -> bytes:
     return b"".join(chunks)
 
 
+def _transport_failure(base: str, e: httpx.HTTPError) -> str:
+    """What went wrong below HTTP, and what to check."""
+    if isinstance(e, httpx.ConnectError):
+        return f"cannot connect to {base} ({type(e).__name__}); check the URL and that the log's server is running"
+    if isinstance(e, httpx.TimeoutException):
+        return f"{base} did not answer in time ({type(e).__name__}); try again later"
+    return f"{type(e).__name__} talking to {base}; check the URL and try again"
+
+
 class HttpSource(LogSource):
     """The market's ledger API at a base URL (http or https)."""
 
@@ -169,14 +178,14 @@ class HttpSource(LogSource):
                     chunks.append(chunk)
                 return b"".join(chunks)
         except httpx.HTTPError as e:
-            raise LedgerError(f"GET {url_path}: {type(e).__name__}") from None
+            raise LedgerError(f"GET {url_path}: {_transport_failure(self.base, e)}") from None
 
     def post(self, url_path: str, body: bytes, content_type: str) -> httpx.Response:
         """POST ``body``; the response whatever its status (``HttpError`` builds the message)."""
         try:
             return self.client.post(f"{self.base}/{url_path}", content=body, headers={"Content-Type": content_type})
         except httpx.HTTPError as e:
-            raise LedgerError(f"POST {url_path}: {type(e).__name__}") from None
+            raise LedgerError(f"POST {url_path}: {_transport_failure(self.base, e)}") from None
 
     def read(self, path: str, max_size: int) -> bytes | None:
         return self.get(f"v1/ledger/tlog/{path}", max_size)

@@ -19,7 +19,44 @@ def _run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-@click.group()
+def _database_failure(exc: Exception) -> str:
+    """One line saying what failed with the database and what to do."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        where = make_url(_settings().sqlalchemy_url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - the message must not fail in turn
+        where = "the database"
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    if "no such table" in text or "does not exist" in text and "relation" in text:
+        return f"{where} has no market tables yet ({text}): run 'market db upgrade'"
+    return f"cannot use {where}: {text}. Check MARKET_DATABASE_URL (or MARKET_DATA_DIR) and that the database is up"
+
+
+class _Market(click.Group):
+    """Known failures (a missing key, an unreachable or unmigrated database) are one line
+    that says what to do, with exit status 1, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+
+        from market.keys import KeyFileError
+
+        try:
+            return super().invoke(ctx)
+        except KeyFileError as exc:
+            raise click.ClickException(str(exc)) from None
+        except (OperationalError, ProgrammingError, DBAPIError) as exc:
+            raise click.ClickException(_database_failure(exc)) from None
+        except ConnectionError as exc:  # a database server that does not answer (asyncpg raises it bare)
+            raise click.ClickException(_database_failure(exc)) from None
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            raise click.ClickException(f"{exc.filename}: {exc.strerror}") from None
+
+
+@click.group(cls=_Market)
 def main() -> None:
     """Data-element market: registration, trading and oversight with an audit ledger."""
 

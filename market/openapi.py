@@ -13,13 +13,16 @@ and answers:
 - raw request bodies that handlers read as a stream (``RAW_BODIES``);
 - the ``Idempotency-Key`` header on every creating ``POST`` (status 201; DESIGN §2.7);
 - the error responses (RFC 9457 problem documents) each operation can give;
-- the form of ids in paths and queries (``prefix_`` and 26 base32 characters).
+- the form of ids in paths and queries (``prefix_`` and 26 base32 characters);
+- what request models refuse: unknown members, blank text, and the checks their
+  validators make (``PROPERTY_RULES``, ``MODEL_RULES``).
 """
 
 from pathlib import Path
 from typing import Any, get_args
 
-from litestar import Litestar, MediaType, Request, Router
+import pycountry
+from litestar import Litestar, Request, Router
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.openapi.spec import (
@@ -83,7 +86,8 @@ QUERY_PATTERNS = {
 }
 
 _TAG = Schema(type=OpenAPIType.STRING, min_length=1, max_length=50, pattern="\\S")
-_REASON_GIVEN = Schema(properties={"reason": Schema(type=OpenAPIType.STRING, min_length=1)}, required=["reason"])
+_REASON_GIVEN = Schema(properties={"reason": Schema(type=OpenAPIType.STRING, min_length=1, pattern="\\S")},
+                       required=["reason"])
 
 # What request models check in their validators, which Litestar cannot see: JSON Schema
 # keywords per (component, property). Keep in step with the models (a test checks that
@@ -92,7 +96,7 @@ _REASON_GIVEN = Schema(properties={"reason": Schema(type=OpenAPIType.STRING, min
 PROPERTY_RULES: dict[tuple[str, str], dict[str, Any]] = {
     ("KeyCreate", "public_key"): {"pattern": "^[A-Za-z0-9+/]{43}=$"},
     ("AccountCreate", "uscc"): {"pattern": "^[0-9A-HJ-NP-RTUWXYa-hj-np-rtuwxy]{18}$"},
-    ("AccountCreate", "jurisdiction"): {"pattern": "^[A-Z]{2}$"},
+    ("AccountCreate", "jurisdiction"): {"enum": sorted(c.alpha_2 for c in pycountry.countries)},
     ("AssetCreate", "tags"): {"items": _TAG},
     ("AssetUpdate", "tags"): {"items": _TAG, "non-null": True},
     **{("AssetUpdate", name): {"non-null": True} for name in (

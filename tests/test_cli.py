@@ -192,3 +192,15 @@ def test_trial_uscc_organization_code_check() -> None:
 
     # GB 11714-1997: weights 3 7 9 10 5 8 4 2; D2143569 sums to 199, 11 - 199 % 11 = 10, written X.
     assert _organization_code_check("D2143569") == "X"
+
+
+def test_known_failures_are_one_line_that_says_what_to_do(env) -> None:
+    no_key = market(env, "keys", "show", check=False)
+    assert no_key.returncode == 1 and "run 'market keys init'" in no_key.stderr and "Traceback" not in no_key.stderr
+    unmigrated = market(env, "admin", "create-operator", "--name", "Op", check=False)
+    assert unmigrated.returncode == 1 and "Traceback" not in unmigrated.stderr
+    assert "run 'market db upgrade'" in unmigrated.stderr and unmigrated.stderr.count("\n") == 1
+    down = market({**env, "MARKET_DATABASE_URL": f"postgresql://nobody:secret@127.0.0.1:{_free_port()}/x"},
+                  "db", "current", check=False)
+    assert down.returncode == 1 and "Traceback" not in down.stderr, down.stderr
+    assert "MARKET_DATABASE_URL" in down.stderr and "secret" not in down.stderr

@@ -490,3 +490,14 @@ def test_witness_key_as_raw_seed(tmp_path):
                      "--name", "w.example"])
     assert code == 0 and len(market.posted) == 1
     shutil.rmtree(tmp_path)
+
+
+def test_an_unreachable_log_is_named_with_what_to_check(capsys):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["verify-log", f"http://127.0.0.1:{port}", "--vkey", S.vkey]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot connect to http://127.0.0.1:{port}" in err and "check the URL" in err
