@@ -8,8 +8,8 @@
                                             exit 0 cosigned, 1 refused or failed
     witness-keygen --name NAME --key FILE   writes a key (0600), prints its vkey
 
-A command line that does not parse exits with 64 (EX_USAGE), so that it is never
-mistaken for "pending". A file that is no bundle at all (an error response saved in
+A command line that does not parse, or a ``--vkey`` that is not a log key, exits with
+64 (EX_USAGE), so that it is never mistaken for "pending" or "invalid". A file that is no bundle at all (an error response saved in
 its place, say) exits with 65 (EX_DATAERR) and an unreadable one with 66
 (EX_NOINPUT): neither says anything about a certificate, so neither may read as
 "invalid" (1), which means a bundle failed a check.
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .errors import LedgerError
-from .verify import BundleReport, verify_bundle, verify_log
+from .verify import BundleReport, _log_verifier, verify_bundle, verify_log
 from .witness import generate_witness_key, load_witness_key, witness_name, witness_once
 
 EXIT_OK, EXIT_INVALID, EXIT_PENDING = 0, 1, 2
@@ -34,6 +34,18 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _vkey_problem(vkey: str) -> str | None:
+    """Why ``--vkey`` cannot be the log's key, or None. A wrong argument is a usage error,
+    never a verdict on what is being verified."""
+    if not vkey.strip() or vkey.strip() == "null":
+        return "--vkey is empty (or null): pass the log's verifier key; the market serves it at /v1/ledger/key"
+    try:
+        _log_verifier(vkey)
+    except LedgerError as e:
+        return f"--vkey {vkey!r} is not the log's verifier key ({e}); the market serves it at /v1/ledger/key"
+    return None
 
 
 def _verify_bundle(args: argparse.Namespace) -> int:
@@ -141,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=_keygen)
 
     args = parser.parse_args(argv)
+    problem = _vkey_problem(args.vkey) if getattr(args, "vkey", None) is not None else None
+    if problem is not None:
+        parser.print_usage(sys.stderr)
+        print(f"python -m ledger {args.command}: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     return int(args.run(args))
 
 

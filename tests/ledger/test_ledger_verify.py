@@ -136,7 +136,12 @@ def test_bundle_leaf_signed_by_another_key():
 
 
 def test_bundle_bad_input(tmp_path, capsys):
-    assert run_bundle(tmp_path, make_bundle(), vkey="nonsense") == 1
+    # A --vkey that is no log key is a usage error, not a verdict on the certificate.
+    assert run_bundle(tmp_path, make_bundle(), vkey="nonsense") == 64
+    assert "--vkey 'nonsense' is not the log's verifier key" in capsys.readouterr().err
+    assert run_bundle(tmp_path, make_bundle(), vkey="") == 64
+    assert run_bundle(tmp_path, make_bundle(), vkey=W.vkey) == 64  # a witness key (alg 0x04)
+    assert main(["verify-log", str(tmp_path), "--vkey", "null"]) == 64
     # Neither a file that is no bundle nor a missing file says anything about a certificate:
     # their own statuses, never 1 ("a bundle failed a check").
     assert run_bundle(tmp_path, "{not json") == 65
