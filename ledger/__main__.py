@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from .errors import LedgerError
-from .verify import BundleReport, _log_verifier, verify_bundle, verify_log
+from .note import ALG_ED25519, Verifier
+from .verify import BundleReport, verify_bundle, verify_log
 from .witness import generate_witness_key, load_witness_key, witness_name, witness_once
 
 EXIT_OK, EXIT_INVALID, EXIT_PENDING = 0, 1, 2
@@ -42,9 +43,11 @@ def _vkey_problem(vkey: str) -> str | None:
     if not vkey.strip() or vkey.strip() == "null":
         return "--vkey is empty (or null): pass the log's verifier key; the market serves it at /v1/ledger/key"
     try:
-        _log_verifier(vkey)
+        alg = Verifier.from_vkey(vkey).alg
     except LedgerError as e:
         return f"--vkey {vkey!r} is not the log's verifier key ({e}); the market serves it at /v1/ledger/key"
+    if alg != ALG_ED25519:
+        return f"--vkey {vkey!r} is a witness key, not the log's; the market serves the log's at /v1/ledger/key"
     return None
 
 
