@@ -29,6 +29,7 @@ from .tiles import TILE_WIDTH, TileKey, decode_entry_bundle, entries_path, tile_
 
 __all__ = [
     "DirSource",
+    "HttpError",
     "HttpSource",
     "LogSource",
     "SourceTileReader",
@@ -90,6 +91,65 @@ class DirSource(LogSource):
         return data
 
 
+class HttpError(LedgerError):
+    """A request answered with an unexpected HTTP status.
+
+    ``problem`` is the RFC 9457 problem document the server sent with it, if any
+    (``type``, ``title``, ``detail``), so that a tool can show the server's reason.
+    """
+
+    def __init__(self, method: str, url_path: str, status: int, body: bytes) -> None:
+        self.status = status
+        self.problem = _problem(body)
+        reason = ""
+        if self.problem:
+            said = ": ".join(str(self.problem[k]) for k in ("title", "detail") if self.problem.get(k))
+            reason = f" ({said})" if said else ""
+        super().__init__(f"{method} {url_path}: HTTP {status}{reason}")
+
+    @property
+    def kind(self) -> str:
+        """The last segment of the problem's ``type`` URI (e.g. ``bad-cosignature``), or ''."""
+        kind = (self.problem or {}).get("type")
+        return kind.rstrip("/").rsplit("/", 1)[-1] if isinstance(kind, str) else ""
+
+
+_MAX_ERROR_BODY = 64 * 1024
+
+
+def _problem(body: bytes) -> dict[str, Any] | None:
+    if not body or len(body) > _MAX_ERROR_BODY:
+        return None
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    found = {k: doc[k] for k in ("type", "title", "detail") if isinstance(doc.get(k), str)}
+    return found or None
+
+
+def _head(r: httpx.Response) -> bytes:
+    """At most ``_MAX_ERROR_BODY + 1`` bytes of a streamed error response."""
+    chunks, total = [], 0
+    for chunk in r.iter_bytes():
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > _MAX_ERROR_BODY:
+            break
+    return b"".join(chunks)
+
+
+def _transport_failure(base: str, e: httpx.HTTPError) -> str:
+    """What went wrong below HTTP, and what to check."""
+    if isinstance(e, httpx.ConnectError):
+        return f"cannot connect to {base} ({type(e).__name__}); check the URL and that the log's server is running"
+    if isinstance(e, httpx.TimeoutException):
+        return f"{base} did not answer in time ({type(e).__name__}); try again later"
+    return f"{type(e).__name__} talking to {base}; check the URL and try again"
+
+
 class HttpSource(LogSource):
     """The market's ledger API at a base URL (http or https)."""
 
@@ -109,7 +169,7 @@ class HttpSource(LogSource):
                 if r.status_code == 404:
                     return None
                 if r.status_code != 200:
-                    raise LedgerError(f"GET {url_path}: HTTP {r.status_code}")
+                    raise HttpError("GET", url_path, r.status_code, _head(r))
                 chunks, total = [], 0
                 for chunk in r.iter_bytes():
                     total += len(chunk)
@@ -118,13 +178,14 @@ class HttpSource(LogSource):
                     chunks.append(chunk)
                 return b"".join(chunks)
         except httpx.HTTPError as e:
-            raise LedgerError(f"GET {url_path}: {type(e).__name__}") from None
+            raise LedgerError(f"GET {url_path}: {_transport_failure(self.base, e)}") from None
 
     def post(self, url_path: str, body: bytes, content_type: str) -> httpx.Response:
+        """POST ``body``; the response whatever its status (``HttpError`` builds the message)."""
         try:
             return self.client.post(f"{self.base}/{url_path}", content=body, headers={"Content-Type": content_type})
         except httpx.HTTPError as e:
-            raise LedgerError(f"POST {url_path}: {type(e).__name__}") from None
+            raise LedgerError(f"POST {url_path}: {_transport_failure(self.base, e)}") from None
 
     def read(self, path: str, max_size: int) -> bytes | None:
         return self.get(f"v1/ledger/tlog/{path}", max_size)

@@ -77,14 +77,30 @@ def log_verifier(vkey: str) -> Verifier:
 
 @dataclass
 class BundleReport:
-    """The outcome of ``verify_bundle``: valid, pending (not yet in the log) or invalid."""
+    """The outcome of ``verify_bundle``: valid, pending (not yet in the log), invalid, or
+    ``not-a-bundle`` (the input is no bundle at all: not JSON, or JSON with neither
+    ``document`` nor ``ledger``, such as an error response saved in its place).
 
-    status: Literal["valid", "pending", "invalid"]
+    ``problem`` holds the ``status``, ``title`` and ``detail`` of such an input when it
+    is an RFC 9457 problem document, so a tool can say what the server had answered.
+    """
+
+    status: Literal["valid", "pending", "invalid", "not-a-bundle"]
     failed_check: str | None = None
     error: str | None = None
     index: int | None = None
     checkpoint: Checkpoint | None = None
     entry: dict[str, Any] | None = None
+    problem: dict[str, Any] | None = None
+
+
+def _problem_summary(value: Any) -> dict[str, Any] | None:
+    """``status``, ``title`` and ``detail`` of an RFC 9457 problem document, else None."""
+    if not isinstance(value, dict) or not isinstance(value.get("title"), str):
+        return None
+    if not isinstance(value.get("type"), str) and not isinstance(value.get("status"), int):
+        return None
+    return {k: value[k] for k in ("status", "title", "detail") if isinstance(value.get(k), (str, int))}
 
 
 def verify_bundle(bundle: dict[str, Any] | bytes | str, vkey: str) -> BundleReport:
@@ -109,8 +125,12 @@ def verify_bundle(bundle: dict[str, Any] | bytes | str, vkey: str) -> BundleRepo
             try:
                 bundle = json.loads(bundle)
             except (ValueError, RecursionError):
-                raise MalformedError("bundle is not JSON") from None
-        if not isinstance(bundle, dict) or "document" not in bundle or not isinstance(bundle.get("ledger"), dict):
+                return BundleReport("not-a-bundle", failed_check=check, error="not JSON")
+        if not isinstance(bundle, dict) or ("document" not in bundle and "ledger" not in bundle):
+            problem = _problem_summary(bundle)
+            what = "an error response (RFC 9457 problem)" if problem else "JSON without document and ledger"
+            return BundleReport("not-a-bundle", failed_check=check, error=what, problem=problem)
+        if "document" not in bundle or not isinstance(bundle.get("ledger"), dict):
             raise MalformedError('bundle must be {"document": ..., "ledger": {...}}')
         led = bundle["ledger"]
         leaf_b64 = led.get("leaf")

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from .errors import LedgerError, MalformedError
 from .note import CosignatureSigner, Verifier, open_checkpoint
-from .sources import HttpSource, load_state, save_state
+from .sources import HttpError, HttpSource, load_state, save_state
 from .verify import check_consistency, log_verifier
 
 __all__ = ["WitnessResult", "generate_witness_key", "load_witness_key", "witness_name", "witness_once"]
@@ -78,6 +78,19 @@ def witness_name(key_path: str | os.PathLike[str], key: Ed25519PrivateKey) -> st
     return verifier.name
 
 
+def _what_to_do(error: HttpError, witness_vkey: str) -> str:
+    """The next step for a refused cosignature (the checkpoint is already in the state)."""
+    if error.kind == "bad-cosignature" or (error.status == 422 and "unknown" in str(error).lower()):
+        return ("The log accepts cosignatures only from the witness keys its operator configured: "
+                f"send them this witness's vkey, {witness_vkey}, to add (for the market, to "
+                "MARKET_LEDGER_WITNESSES), then run the witness again")
+    if error.kind == "unknown-checkpoint" or error.status == 409:
+        return "The log has moved on or never signed that checkpoint: run the witness again"
+    if error.status >= 500:
+        return "The log failed to handle the post: try again later"
+    return "Check the log's URL, then run the witness again (the checked checkpoint is kept in the state)"
+
+
 @dataclass
 class WitnessResult:
     """What one witness run did."""
@@ -124,7 +137,8 @@ def witness_once(
         body = note_text + line
         r = src.post("v1/ledger/cosignatures", body.encode("utf-8"), "text/plain; charset=utf-8")
         if not 200 <= r.status_code < 300:
-            raise LedgerError(f"POST v1/ledger/cosignatures: HTTP {r.status_code}")
+            error = HttpError("POST", "v1/ledger/cosignatures", r.status_code, r.content)
+            raise LedgerError(f"{error}. {_what_to_do(error, signer.vkey)}")
         return WitnessResult(checkpoint.size, old.size if old else None, timestamp, line, r.status_code)
     except UnicodeDecodeError:
         raise MalformedError("checkpoint is not UTF-8") from None

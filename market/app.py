@@ -9,15 +9,13 @@ from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.routes import HTTPRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger.log import Log
-from market import __version__, db
+from market import __version__, db, openapi
 from market.accounts.routes import AccountController
 from market.audit import LEDGER_KEY
 from market.auth import Caller, provide_caller, provide_optional_caller
@@ -33,8 +31,8 @@ from market.logs import configure_logging, log, request_context_middleware
 from market.tasks import run_background
 
 
-def _problem_response(body: dict[str, Any]) -> Response[Any]:
-    return Response(body, status_code=body["status"], media_type=PROBLEM_JSON)
+def _problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
 
 
 def handle_domain_error(request: Request, exc: DomainError) -> Response[Any]:
@@ -60,8 +58,9 @@ def handle_http_error(request: Request, exc: HTTPException) -> Response[Any]:
         # A body that does not decode (malformed, truncated) is a validation error.
         return _problem_response(problem(422, "validation-error", "Invalid request", exc.detail, errors=[],
                                          instance=request.url.path))
+    # Keep the exception's headers: a 405 carries Allow (RFC 9110 §15.5.6).
     return _problem_response(problem(status, _HTTP_KINDS.get(status, "http-error"), exc.detail or "Error",
-                                     exc.detail or "", instance=request.url.path))
+                                     exc.detail or "", instance=request.url.path), headers=exc.headers or None)
 
 
 def handle_crash(request: Request, exc: Exception) -> Response[Any]:
@@ -69,6 +68,37 @@ def handle_crash(request: Request, exc: Exception) -> Response[Any]:
     return _problem_response(problem(500, "internal-error", "Internal error",
                                      "the server failed to handle this request; it has been logged",
                                      instance=request.url.path))
+
+
+def exact_allow_middleware(app: Any) -> Any:
+    """Answer ``OPTIONS`` with every method of the path in ``Allow``.
+
+    Litestar 2 rebuilds a path's route when a later handler adds a method to it, but
+    keeps the first route's automatic OPTIONS handler, which then lists only the
+    methods registered first (``/v1/accounts`` said ``GET, OPTIONS``, leaving out POST).
+    """
+    methods_by_path: dict[str, set[str]] = {}
+
+    async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "OPTIONS":
+            await app(scope, receive, send)
+            return
+        if not methods_by_path:
+            for route in scope["litestar_app"].routes:
+                if isinstance(route, HTTPRoute):
+                    methods_by_path.setdefault(route.path_format, set()).update(route.methods)
+        methods = methods_by_path.get(scope.get("path_template", ""))
+        allow = ", ".join(sorted(methods)).encode() if methods else None
+
+        async def send_allow(message: dict[str, Any]) -> None:
+            if allow and message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+                message["headers"] = [*headers, (b"allow", allow)]
+            await send(message)
+
+        await app(scope, receive, send_allow)
+
+    return middleware
 
 
 async def provide_db(state: State) -> AsyncIterator[AsyncSession]:
@@ -118,7 +148,8 @@ async def ready(state: State) -> Response[Any]:
 @get("/metrics", media_type="text/plain", tags=["operations"])
 async def metrics() -> Response[bytes]:
     """Prometheus text exposition."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    # CONTENT_TYPE_LATEST carries its charset; as a media type Litestar would append a second one.
+    return Response(generate_latest(), headers={"content-type": CONTENT_TYPE_LATEST})
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
@@ -152,10 +183,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
                     await background
             await engine.dispose()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health, ready, metrics, AccountController, LedgerController, TlogController, AssetController,
-            ObjectionController, TransferController,
+            ObjectionController, TransferController, openapi.assets_router(),
         ],
         lifespan=[lifespan],
         dependencies={
@@ -172,20 +203,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             HTTPException: handle_http_error,
             Exception: handle_crash,
         },
-        middleware=[request_context_middleware],
+        middleware=[request_context_middleware, exact_allow_middleware],
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(
-            title="Data-element market",
-            version=__version__,
-            path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
-            components=Components(
-                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="API token")}
-            ),
-            security=[{"bearer": []}],
-        ),
+        openapi_config=openapi.config(),
         debug=False,
     )
+    openapi.refine(app)
+    return app
 
 
 def app_from_env() -> Litestar:

@@ -19,7 +19,44 @@ def _run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-@click.group()
+def _database_failure(exc: Exception) -> str:
+    """One line saying what failed with the database and what to do."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        where = make_url(_settings().sqlalchemy_url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - the message must not fail in turn
+        where = "the database"
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    if "no such table" in text or "does not exist" in text and "relation" in text:
+        return f"{where} has no market tables yet ({text}): run 'market db upgrade'"
+    return f"cannot use {where}: {text}. Check MARKET_DATABASE_URL (or MARKET_DATA_DIR) and that the database is up"
+
+
+class _Market(click.Group):
+    """Known failures (a missing key, an unreachable or unmigrated database) are one line
+    that says what to do, with exit status 1, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+
+        from market.keys import KeyFileError
+
+        try:
+            return super().invoke(ctx)
+        except KeyFileError as exc:
+            raise click.ClickException(str(exc)) from None
+        except (OperationalError, ProgrammingError, DBAPIError) as exc:
+            raise click.ClickException(_database_failure(exc)) from None
+        except ConnectionError as exc:  # a database server that does not answer (asyncpg raises it bare)
+            raise click.ClickException(_database_failure(exc)) from None
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            raise click.ClickException(f"{exc.filename}: {exc.strerror}") from None
+
+
+@click.group(cls=_Market)
 def main() -> None:
     """Data-element market: registration, trading and oversight with an audit ledger."""
 
@@ -206,44 +243,44 @@ def client_group() -> None:
 
 
 @client_group.command("keygen")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="where to write the private key (PEM, mode 0600)")
-def client_keygen(out: Path) -> None:
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+              help="where to write the private key (PEM, mode 0600; missing directories are made 0700)")
+@click.option("--force", is_flag=True, help="replace an existing key file (its key is lost)")
+def client_keygen(out: Path, force: bool) -> None:
     """Make an Ed25519 key; print its public key as the API wants it (base64 of 32 bytes)."""
-    import base64
-    import os
+    from market import client
 
-    from cryptography.hazmat.primitives import serialization as ser
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption())
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-    click.echo(base64.b64encode(key.public_key().public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)).decode())
+    try:
+        click.echo(client.keygen(out, force=force))
+    except client.ClientError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @client_group.command("sign")
-@click.option("--key", "key_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path),
+              help="the private key written by 'market client keygen'")
 @click.argument("signing_bytes")
 def client_sign(key_path: Path, signing_bytes: str) -> None:
     """Sign SIGNING_BYTES (base64, as the API gave it; '-' reads stdin); print the signature, base64."""
-    import base64
-    import binascii
+    from market import client
 
-    from cryptography.hazmat.primitives import serialization as ser
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    text = sys.stdin.read().strip() if signing_bytes == "-" else signing_bytes
+    text = sys.stdin.read() if signing_bytes == "-" else signing_bytes
     try:
-        message = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise click.BadParameter("not standard base64", param_hint="SIGNING_BYTES") from None
-    key = ser.load_pem_private_key(key_path.read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise click.BadParameter("not an Ed25519 private key", param_hint="--key")
-    click.echo(base64.b64encode(key.sign(message)).decode())
+        click.echo(client.sign(key_path, text))
+    except client.ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@client_group.command("uscc")
+@click.option("--division", default="440300", show_default=True, help="6-digit administrative division code")
+def client_uscc(division: str) -> None:
+    """Print a random, well-formed unified social credit code, for trying the market."""
+    from market import client
+
+    try:
+        click.echo(client.trial_uscc(division))
+    except client.ClientError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 # -- serve ---------------------------------------------------------------------

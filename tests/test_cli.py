@@ -139,3 +139,68 @@ def test_client_keygen_and_sign(env, tmp_path) -> None:
     Ed25519PublicKey.from_public_bytes(public).verify(signature, b'{"type":"ownership-claim"}')
     assert market(env, "client", "sign", "--key", str(key_file), "not base64!", check=False).returncode != 0
     assert market(env, "client", "keygen", "--out", str(key_file), check=False).returncode != 0  # never overwrites
+
+
+def test_client_keygen_refuses_an_existing_key_in_one_line(env, tmp_path) -> None:
+    key_file = tmp_path / "client" / "provider.pem"  # a missing directory is made, 0700
+    market(env, "client", "keygen", "--out", str(key_file))
+    assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
+    before = key_file.read_bytes()
+    again = market(env, "client", "keygen", "--out", str(key_file), check=False)
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    assert again.stderr.count("\n") == 1 and "already exists" in again.stderr and "--force" in again.stderr
+    assert key_file.read_bytes() == before
+    market(env, "client", "keygen", "--out", str(key_file), "--force")
+    assert key_file.read_bytes() != before and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert list(key_file.parent.iterdir()) == [key_file]  # no temporary file left behind
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [("null", "SIGNING_BYTES is null"), ("", "SIGNING_BYTES is empty"), ("not base64!", "not standard base64"),
+     ("bnVsbA==", "not what the API hands out"), ("aGVsbG8=", "not what the API hands out")],
+)
+def test_client_sign_refuses_what_the_api_never_hands_out(env, tmp_path, given, says) -> None:
+    key_file = tmp_path / "provider.pem"
+    market(env, "client", "keygen", "--out", str(key_file))
+    result = market(env, "client", "sign", "--key", str(key_file), given, check=False)
+    assert result.returncode != 0 and result.stdout == "" and "Traceback" not in result.stderr
+    assert says in result.stderr and "jq -r .signing_bytes" in result.stderr, result.stderr
+
+
+def test_client_sign_with_a_key_that_is_not_one(env, tmp_path) -> None:
+    message = "eyJhIjoxfQ=="  # {"a":1}
+    missing = market(env, "client", "sign", "--key", str(tmp_path / "nope.pem"), message, check=False)
+    assert missing.returncode == 1 and "cannot read the key" in missing.stderr
+    (tmp_path / "junk.pem").write_text("junk")
+    junk = market(env, "client", "sign", "--key", str(tmp_path / "junk.pem"), message, check=False)
+    assert junk.returncode == 1 and "market client keygen" in junk.stderr and "Traceback" not in junk.stderr
+
+
+def test_client_uscc_is_valid_and_fresh(env) -> None:
+    from market.accounts.uscc import validate
+
+    codes = {market(env, "client", "uscc").stdout.strip() for _ in range(3)}
+    assert len(codes) == 3
+    for code in codes:
+        assert validate(code) == code and code.startswith("91440300")
+    assert market(env, "client", "uscc", "--division", "12", check=False).returncode == 1
+
+
+def test_trial_uscc_organization_code_check() -> None:
+    from market.client import _organization_code_check
+
+    # GB 11714-1997: weights 3 7 9 10 5 8 4 2; D2143569 sums to 199, 11 - 199 % 11 = 10, written X.
+    assert _organization_code_check("D2143569") == "X"
+
+
+def test_known_failures_are_one_line_that_says_what_to_do(env) -> None:
+    no_key = market(env, "keys", "show", check=False)
+    assert no_key.returncode == 1 and "run 'market keys init'" in no_key.stderr and "Traceback" not in no_key.stderr
+    unmigrated = market(env, "admin", "create-operator", "--name", "Op", check=False)
+    assert unmigrated.returncode == 1 and "Traceback" not in unmigrated.stderr
+    assert "run 'market db upgrade'" in unmigrated.stderr and unmigrated.stderr.count("\n") == 1
+    down = market({**env, "MARKET_DATABASE_URL": f"postgresql://nobody:secret@127.0.0.1:{_free_port()}/x"},
+                  "db", "current", check=False)
+    assert down.returncode == 1 and "Traceback" not in down.stderr, down.stderr
+    assert "MARKET_DATABASE_URL" in down.stderr and "secret" not in down.stderr

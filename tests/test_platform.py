@@ -1,6 +1,6 @@
 """Health, readiness, metrics, OpenAPI, request ids."""
 
-from tests.conftest import assert_problem
+from tests.conftest import assert_problem, random_uscc
 
 
 async def test_health(client) -> None:
@@ -40,6 +40,8 @@ async def test_metrics(client) -> None:
     r = await client.get("/metrics")
     assert r.status_code == 200
     assert "market_http_requests_total" in r.text
+    content_type = r.headers["content-type"]
+    assert content_type.startswith("text/plain; version=") and content_type.count("charset=") == 1, content_type
 
 
 async def test_openapi(client) -> None:
@@ -49,6 +51,83 @@ async def test_openapi(client) -> None:
     for path in ("/v1/accounts", "/v1/accounts/me", "/v1/accounts/me/keys", "/v1/ledger/checkpoint"):
         assert path in paths, sorted(paths)
     assert (await client.get("/schema")).status_code == 200
+
+
+async def test_docs_pages_load_nothing_from_elsewhere(client) -> None:
+    """/schema works offline: every script, style sheet and icon comes from the market itself."""
+    import re
+
+    want_types = {".js": "text/javascript", ".css": "text/css", ".png": "image/png", ".json": "application/"}
+    for page in ("/schema", "/schema/swagger"):
+        r = await client.get(page)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        urls = re.findall(r"""(?:src|href|url)\s*[=:]\s*["']([^"']+)["']""", r.text)
+        assert len(urls) >= 4, urls  # icon, style sheet, script, the OpenAPI document
+        for url in urls:
+            assert url.startswith("/") and not url.startswith("//"), f"{page} loads {url} from elsewhere"
+            asset = await client.get(url)
+            assert asset.status_code == 200, url
+            suffix = url[url.rfind("."):]
+            assert asset.headers["content-type"].startswith(want_types[suffix]), (url, asset.headers["content-type"])
+            assert len(asset.content) > 100
+
+
+def test_docs_assets_are_package_data() -> None:
+    """The vendored assets ship with the package (pyproject's package-data)."""
+    import tomllib
+    from fnmatch import fnmatch
+    from pathlib import Path
+
+    from market.openapi import ASSETS_DIR
+
+    root = Path(__file__).resolve().parent.parent
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["market"]
+    files = [f.relative_to(root / "market").as_posix() for f in ASSETS_DIR.iterdir()]
+    assert {"swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png", "LICENSE"} <= {Path(f).name for f in files}
+    for f in files:
+        assert any(fnmatch(f, p) for p in patterns), f"{f} is not in package-data"
+
+
+async def test_openapi_declares_raw_request_bodies(client) -> None:
+    doc = (await client.get("/schema/openapi.json")).json()
+    put = doc["paths"]["/v1/assets/{asset_id}/content"]["put"]
+    assert put["requestBody"]["required"] is True
+    assert put["requestBody"]["content"] == {"application/octet-stream": {"schema": {
+        "type": "string", "format": "binary", "minLength": 1}}}
+    cosign = doc["paths"]["/v1/ledger/cosignatures"]["post"]
+    assert list(cosign["requestBody"]["content"]) == ["text/plain"]
+
+
+async def test_openapi_declares_idempotency_key_exactly_where_it_is_honoured(app, client) -> None:
+    """The header is declared on an operation if and only if its handler runs through idempotency.run."""
+    import inspect
+
+    from litestar.routes import HTTPRoute
+
+    doc = (await client.get("/schema/openapi.json")).json()
+    honoured = set()
+    for route in app.routes:
+        if isinstance(route, HTTPRoute):
+            for handler in route.route_handlers:
+                if "idempotency.run(" in inspect.getsource(handler.fn):
+                    honoured |= {(m.lower(), route.path_format) for m in handler.http_methods}
+    declared = {(method, path) for path, item in doc["paths"].items() for method, op in item.items()
+                if any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in op.get("parameters", []))}
+    assert honoured and declared == honoured
+    assert ("post", "/v1/accounts") in declared and ("post", "/v1/assets") in declared
+
+
+async def test_openapi_says_who_may_call(client) -> None:
+    doc = (await client.get("/schema/openapi.json")).json()
+    assert doc["paths"]["/health"]["get"]["security"] == []
+    assert doc["paths"]["/v1/ledger/checkpoint"]["get"]["security"] == []
+    assert doc["paths"]["/v1/assets/{asset_id}"]["get"]["security"] == [{}, {"bearer": []}]
+    assert "security" not in doc["paths"]["/v1/accounts/me"]["get"]  # the document's default: a token
+    assert doc["security"] == [{"bearer": []}]
+    # Errors are documented as problem documents, and 422 (not Litestar's 400) for invalid input.
+    claim = doc["paths"]["/v1/assets/{asset_id}/claim"]["post"]["responses"]
+    assert {"401", "403", "404", "409", "422"} <= set(claim) and "400" not in claim
+    assert claim["422"]["content"]["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
 
 
 async def test_request_id(client) -> None:
@@ -63,3 +142,58 @@ async def test_suite_runs_on_the_backend_it_claims(settings) -> None:
     from tests.conftest import backend
 
     assert settings.sqlalchemy_url.startswith("postgresql+asyncpg" if backend() == "postgresql" else "sqlite+aiosqlite")
+
+
+async def test_options_lists_every_method_of_the_path(client) -> None:
+    r = await client.options("/v1/accounts")
+    assert r.status_code == 204 and r.headers["allow"] == "GET, OPTIONS, POST"
+    r = await client.options("/v1/assets/ast_00000000000000000000000000")
+    assert r.headers["allow"] == "GET, OPTIONS, PATCH"
+    r = await client.request("TRACE", "/v1/accounts")
+    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "OPTIONS", "POST"}
+
+
+async def test_openapi_request_models_say_what_they_refuse(client) -> None:
+    from market.openapi import MODEL_RULES, PROPERTY_RULES
+
+    schemas = (await client.get("/schema/openapi.json")).json()["components"]["schemas"]
+    for name in ("AccountCreate", "AssetCreate", "AssetUpdate", "SignedSubmission", "ReviewDecision"):
+        assert schemas[name]["additionalProperties"] is False, name
+    assert schemas["AssetCreate"]["properties"]["title"]["pattern"] == "\\S"  # stripped, so blank is empty
+    # Every rule names a property the models have: a renamed field must not leave a rule behind.
+    for component, prop in PROPERTY_RULES:
+        assert prop in schemas[component]["properties"], (component, prop)
+    assert set(MODEL_RULES) <= set(schemas)
+    update = schemas["AssetUpdate"]
+    assert update["minProperties"] == 1
+    assert update["properties"]["grade"] == {"type": "string", "enum": ["general", "important", "core"]}
+    assert update["properties"]["tags"]["oneOf"][0]["maxItems"] == 20 and "maxLength" not in update["properties"]["tags"]
+
+
+async def test_openapi_rules_agree_with_the_server(client, parties) -> None:
+    """Each rule added to the document describes a refusal the server really makes."""
+    import base64
+    import re
+
+    from market.openapi import PROPERTY_RULES
+
+    key_pattern = PROPERTY_RULES[("KeyCreate", "public_key")]["pattern"]
+    provider = await parties.verified(["provider"])
+    for value in ("", "AAAA", base64.b64encode(bytes(31)).decode(), base64.b64encode(bytes(33)).decode()):
+        assert not re.search(key_pattern, value)
+        r = await client.post("/v1/accounts/me/keys", json={"public_key": value}, headers=provider.auth)
+        assert r.status_code == 422, value
+    person = {"name": "A Person", "kind": "individual", "roles": ["buyer"]}
+    assert (await client.post("/v1/accounts", json={**person, "uscc": random_uscc()})).status_code == 422
+    assert (await client.post("/v1/accounts", json={**person, "uscc": None})).status_code == 201
+    company = {"name": "A Company", "kind": "enterprise", "roles": ["buyer"]}
+    assert (await client.post("/v1/accounts", json=company)).status_code == 422
+    draft = await client.post("/v1/assets", headers=provider.auth, json={
+        "title": "t", "category": "c", "grade": "general", "personal_info": "none"})
+    assert draft.status_code == 201
+    url = f"/v1/assets/{draft.json()['id']}"
+    for body in ({}, {"format": None}, {"tags": [" "]}, {"title": "  "}, {"extra": 1}):
+        assert (await client.patch(url, json=body, headers=provider.auth)).status_code == 422, body
+    assert (await client.patch(url, json={"legal_basis": None}, headers=provider.auth)).status_code == 200
+    r = await client.post(f"{url}/review", json={"decision": "reject"}, headers=parties.operator.auth)
+    assert r.status_code == 422

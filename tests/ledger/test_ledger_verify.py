@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import rfc8785
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import ledger.verify as verify_mod
 from ledger import merkle, tiles
@@ -136,10 +137,38 @@ def test_bundle_leaf_signed_by_another_key():
     assert report.failed_check == "entry signature"
 
 
-def test_bundle_bad_input(tmp_path):
-    assert run_bundle(tmp_path, "{not json") == 1
-    assert run_bundle(tmp_path, make_bundle(), vkey="nonsense") == 1
-    assert main(["verify-bundle", str(tmp_path / "missing.json"), "--vkey", S.vkey]) == 1
+def test_bundle_bad_input(tmp_path, capsys):
+    # A --vkey that is no log key is a usage error, not a verdict on the certificate.
+    assert run_bundle(tmp_path, make_bundle(), vkey="nonsense") == 64
+    assert "--vkey 'nonsense' is not the log's verifier key" in capsys.readouterr().err
+    assert run_bundle(tmp_path, make_bundle(), vkey="") == 64
+    assert run_bundle(tmp_path, make_bundle(), vkey=W.vkey) == 64  # a witness key (alg 0x04)
+    assert main(["verify-log", str(tmp_path), "--vkey", "null"]) == 64
+    # Neither a file that is no bundle nor a missing file says anything about a certificate:
+    # their own statuses, never 1 ("a bundle failed a check").
+    assert run_bundle(tmp_path, "{not json") == 65
+    assert "not a certificate bundle" in capsys.readouterr().err
+    assert run_bundle(tmp_path, [1, 2]) == 65
+    assert main(["verify-bundle", str(tmp_path / "missing.json"), "--vkey", S.vkey]) == 66
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "invalid" not in err
+
+
+def test_an_error_response_saved_as_a_bundle_is_not_called_invalid(tmp_path, capsys):
+    problem = {"type": "https://market.example/problems/not-found", "title": "Not found", "status": 404,
+               "detail": "no asset ast_1", "instance": "/v1/assets/ast_1/certificate"}
+    report = verify_bundle(json.dumps(problem), S.vkey)
+    assert report.status == "not-a-bundle"
+    assert report.problem == {"status": 404, "title": "Not found", "detail": "no asset ast_1"}
+    assert run_bundle(tmp_path, problem) == 65
+    err = capsys.readouterr().err
+    assert err.startswith("not a certificate bundle:") and "404 Not found: no asset ast_1" in err
+    assert "invalid" not in err
+
+
+def test_a_damaged_bundle_is_still_invalid_not_unrecognised():
+    for damaged in ({"ledger": make_bundle()["ledger"]}, {"document": DOCUMENT}, {"document": DOCUMENT, "ledger": 1}):
+        assert verify_bundle(damaged, S.vkey).status == "invalid"
 
 
 def test_usage_error_is_not_pending(capsys):
@@ -448,6 +477,46 @@ def test_witness_cli_with_keygen(tmp_path, capsys):
     open_checkpoint(market.posted[0], Verifier.from_vkey(S.vkey), [Verifier.from_vkey(vkey)])
 
 
+class RefusingMarket(FakeMarket):
+    def __init__(self, *args, status: int, problem: dict[str, str] | None) -> None:
+        super().__init__(*args)
+        self.status, self.problem = status, problem
+
+    def handle(self, method, path, query, body):
+        if method == "POST":
+            return self.status, json.dumps(self.problem).encode() if self.problem else b""
+        return super().handle(method, path, query, body)
+
+
+@pytest.mark.parametrize(
+    ("status", "problem", "says"),
+    [
+        (422, {"type": "https://market.example/problems/bad-cosignature", "title": "Unprocessable request",
+               "detail": "note has no signature by a known key"}, "MARKET_LEDGER_WITNESSES"),
+        (409, {"type": "https://market.example/problems/unknown-checkpoint", "title": "Conflict",
+               "detail": "the market never signed a checkpoint of size 3 with this root"}, "run the witness again"),
+        (502, None, "try again later"),
+    ],
+)
+def test_witness_shows_the_servers_reason_and_what_to_do(tmp_path, capsys, status, problem, says):
+    market = RefusingMarket(S, LEAVES[:10], status=status, problem=problem)
+    with serve(market) as url:
+        code = main(["witness", url, "--vkey", S.vkey, "--key", str(write_seed(tmp_path)), "--state",
+                     str(tmp_path / "s"), "--name", "w.example"])
+    err = capsys.readouterr().err
+    assert code == 1 and f"HTTP {status}" in err and says in err, err
+    if problem:
+        assert problem["detail"] in err
+    if status == 422:
+        assert CosignatureSigner("w.example", Ed25519PrivateKey.from_private_bytes(bytes([7]) * 32)).vkey in err
+
+
+def write_seed(tmp_path):
+    seed = tmp_path / "seed"
+    seed.write_bytes(bytes([7]) * 32)
+    return seed
+
+
 def test_witness_key_as_raw_seed(tmp_path):
     seed = tmp_path / "seed"
     seed.write_bytes(bytes([7]) * 32)
@@ -457,3 +526,14 @@ def test_witness_key_as_raw_seed(tmp_path):
                      "--name", "w.example"])
     assert code == 0 and len(market.posted) == 1
     shutil.rmtree(tmp_path)
+
+
+def test_an_unreachable_log_is_named_with_what_to_check(capsys):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["verify-log", f"http://127.0.0.1:{port}", "--vkey", S.vkey]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot connect to http://127.0.0.1:{port}" in err and "check the URL" in err
