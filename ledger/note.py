@@ -36,20 +36,21 @@ from .merkle import HASH_SIZE
 __all__ = [
     "ALG_COSIGNATURE",
     "ALG_ED25519",
-    "MAX_NOTE_SIZE",
-    "MAX_SIGNATURES",
     "Checkpoint",
     "CosignatureSigner",
-    "Note",
-    "Signature",
-    "Signer",
-    "Verifier",
     "key_id",
+    "log_verifier",
     "make_vkey",
+    "MAX_NOTE_SIZE",
+    "MAX_SIGNATURES",
+    "Note",
     "open_checkpoint",
     "open_note",
     "parse_checkpoint",
     "sign_checkpoint",
+    "Signature",
+    "Signer",
+    "Verifier",
 ]
 
 ALG_ED25519 = 0x01
@@ -392,3 +393,11 @@ def open_checkpoint(
     if checkpoint.origin != verifier.name:
         raise VerificationError(f"checkpoint origin {checkpoint.origin!r}, want {verifier.name!r}")
     return checkpoint, note
+
+
+def log_verifier(vkey: str) -> Verifier:
+    """The verifier of a log's vkey; MalformedError unless it is an Ed25519 note key."""
+    verifier = Verifier.from_vkey(vkey)
+    if verifier.alg != ALG_ED25519:
+        raise MalformedError("the log's vkey must be an Ed25519 note key (alg 0x01)")
+    return verifier
