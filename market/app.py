@@ -28,16 +28,18 @@ from market.clock import Clock
 from market.ledger_routes import LedgerController, TlogController
 from market.registry.routes import AssetController, ObjectionController, TransferController
 from market.storage import BlobStore, MasterKey
+from market.credentials import CredentialCache, PgListener, asyncpg_dsn, sqlite_epoch
 from market.logs import configure_logging, log, request_context_middleware
+from market.ratelimit import limiter_from, rate_limit_middleware
 from market.tasks import run_background
 
 
-def _problem_response(body: dict[str, Any]) -> Response[Any]:
-    return Response(body, status_code=body["status"], media_type=PROBLEM_JSON)
+def _problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
 
 
 def handle_domain_error(request: Request, exc: DomainError) -> Response[Any]:
-    return _problem_response(exc.problem(instance=request.url.path))
+    return _problem_response(exc.problem(instance=request.url.path), exc.headers)
 
 
 def handle_validation_error(request: Request, exc: ValidationException) -> Response[Any]:
@@ -60,7 +62,7 @@ def handle_http_error(request: Request, exc: HTTPException) -> Response[Any]:
         return _problem_response(problem(422, "validation-error", "Invalid request", exc.detail, errors=[],
                                          instance=request.url.path))
     return _problem_response(problem(status, _HTTP_KINDS.get(status, "http-error"), exc.detail or "Error",
-                                     exc.detail or "", instance=request.url.path))
+                                     exc.detail or "", instance=request.url.path), exc.headers)
 
 
 def handle_crash(request: Request, exc: Exception) -> Response[Any]:
@@ -70,8 +72,14 @@ def handle_crash(request: Request, exc: Exception) -> Response[Any]:
                                      instance=request.url.path))
 
 
-async def provide_db(state: State) -> AsyncIterator[AsyncSession]:
-    async with state.sessionmaker() as session:
+_READS = frozenset({"GET", "HEAD"})
+
+
+async def provide_db(request: Request, state: State) -> AsyncIterator[AsyncSession]:
+    """A session for the request: a read session for GET and HEAD (no write lock on
+    SQLite; writing raises), a writing one otherwise."""
+    maker = state.read_sessionmaker if request.method in _READS else state.sessionmaker
+    async with maker() as session:
         session.info[LEDGER_KEY] = state.ledger
         try:
             yield session
@@ -125,6 +133,16 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = db.make_sessionmaker(engine)
+        app.state.read_sessionmaker = db.make_read_sessionmaker(engine)
+        app.state.limiter = limiter_from(settings)
+        app.state.touches = set()
+        listener: PgListener | None = None
+        if db.is_sqlite(engine):
+            app.state.credentials = CredentialCache(epoch=sqlite_epoch(settings.sqlalchemy_url))
+        else:
+            app.state.credentials = CredentialCache()
+            listener = PgListener(asyncpg_dsn(settings.sqlalchemy_url), app.state.credentials)
+            await listener.start()
         app.state.ledger = Log(private_key, settings.ledger_origin, tile_memory=settings.ledger_tile_memory)
         app.state.master_key = MasterKey.load_or_create(settings.keys_dir / "master.key")
         app.state.blobs = BlobStore(settings.blobs_dir)
@@ -139,6 +157,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
+            for task in list(app.state.touches):
+                task.cancel()
+            await asyncio.gather(*app.state.touches, return_exceptions=True)
+            if listener is not None:
+                await listener.stop()
+            await app.state.limiter.counter.close()
             await engine.dispose()
 
     return Litestar(
@@ -158,7 +182,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             HTTPException: handle_http_error,
             Exception: handle_crash,
         },
-        middleware=[request_context_middleware],
+        middleware=[request_context_middleware, rate_limit_middleware],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Data-element market",

@@ -3,6 +3,14 @@
 SQLite (the embedded default) gets WAL, ``synchronous=NORMAL``, a busy timeout and
 foreign keys on every connection. PostgreSQL is used as is. Migrations are Alembic's,
 run on a connection we hand it, so they work from inside a running event loop.
+
+Two kinds of session: ``make_sessionmaker`` for requests that may write (on SQLite
+every transaction begins ``IMMEDIATE``, taking the write lock up front), and
+``make_read_sessionmaker`` for reads (``GET``/``HEAD``): a deferred ``BEGIN`` that
+takes no lock, so in WAL mode reads neither queue behind one another nor behind a
+writer. A read session refuses to write (``ReadOnlySessionError``): on SQLite a write
+would upgrade the deferred transaction's lock and could fail at once with
+``SQLITE_BUSY`` when another writer committed since its snapshot.
 """
 
 from pathlib import Path
@@ -11,14 +19,24 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from typing import Any
+
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
 
 SessionMaker = async_sessionmaker[AsyncSession]
+
+# Execution option (and session info key) marking connections and sessions that only read.
+READ_ONLY = "market_read_only"
+
+
+class ReadOnlySessionError(RuntimeError):
+    """A session made for reads was asked to write: a bug in the route, never the client's fault."""
 
 
 def is_sqlite(url_or_engine: str | AsyncEngine) -> bool:
@@ -45,21 +63,41 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
-        # BEGIN IMMEDIATE for every transaction: SQLite's deferred BEGIN turns a
-        # read-then-write race into an immediate SQLITE_BUSY with no retry; taking the
-        # write lock up front makes writers queue on busy_timeout and lets
-        # ``UPDATE ... WHERE status = :from`` decide races cleanly.
+        # BEGIN IMMEDIATE for every transaction that may write: SQLite's deferred BEGIN
+        # turns a read-then-write race into an immediate SQLITE_BUSY with no retry;
+        # taking the write lock up front makes writers queue on busy_timeout and lets
+        # ``UPDATE ... WHERE status = :from`` decide races cleanly. Read sessions (see
+        # make_read_sessionmaker) begin deferred: they never write, so never upgrade.
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(conn) -> None:  # type: ignore[no-untyped-def]
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> SessionMaker:
+    """Sessions that may write (``BEGIN IMMEDIATE`` on SQLite)."""
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
+
+def make_read_sessionmaker(engine: AsyncEngine) -> SessionMaker:
+    """Sessions that only read: a deferred ``BEGIN`` on SQLite; any write raises
+    ``ReadOnlySessionError`` before reaching the database."""
+    return async_sessionmaker(engine.execution_options(**{READ_ONLY: True}), class_=AsyncSession,
+                              expire_on_commit=False, info={READ_ONLY: True})
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_statement_writes(state: ORMExecuteState) -> None:
+    if state.session.info.get(READ_ONLY) and (state.is_insert or state.is_update or state.is_delete):
+        raise ReadOnlySessionError("a read session (GET/HEAD) tried to write")
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_flushes(session: Session, _context: Any, _instances: Any) -> None:
+    if session.info.get(READ_ONLY) and (session.new or session.dirty or session.deleted):
+        raise ReadOnlySessionError("a read session (GET/HEAD) tried to write")
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
