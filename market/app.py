@@ -143,6 +143,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             app.state.credentials = CredentialCache()
             listener = PgListener(asyncpg_dsn(settings.sqlalchemy_url), app.state.credentials)
             await listener.start()
+        app.state.credential_listener = listener
         app.state.ledger = Log(private_key, settings.ledger_origin, tile_memory=settings.ledger_tile_memory)
         app.state.master_key = MasterKey.load_or_create(settings.keys_dir / "master.key")
         app.state.blobs = BlobStore(settings.blobs_dir)

@@ -27,6 +27,10 @@ from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+# Every process that opens sessions registers the events that tell credential caches
+# (its own and other processes') about changed accounts and tokens.
+from market import credentials as _credentials  # noqa: F401
+
 ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
 
 SessionMaker = async_sessionmaker[AsyncSession]
