@@ -38,14 +38,12 @@ async def test_anonymous_sign_ups_are_limited_per_address(databases, tmp_path) -
         for _ in range(2):
             assert (await app.client.post("/v1/accounts", json=sign_up_body())).status_code == 201
         before = await account_ids(app)
-        entries = (await app.client.get("/v1/ledger/entries", params={"limit": 500})).json()["items"]
 
         r = await app.client.post("/v1/accounts", json=sign_up_body())
         problem = assert_problem(r, 429, "too-many-requests")
         assert r.headers["Retry-After"] == "3570"  # the hour's window ends in 59.5 minutes, rounded up
         assert "sign-ups" in problem["detail"]
-        assert await account_ids(app) == before  # nothing was created ...
-        assert (await app.client.get("/v1/ledger/entries", params={"limit": 500})).json()["items"] == entries
+        assert await account_ids(app) == before  # nothing was created (the ledger entry goes with the row) ...
         # ... and an operator creating accounts is not held to the anonymous limit.
         r = await app.client.post("/v1/accounts", json=sign_up_body(), headers=app.operator.auth)
         assert r.status_code == 201, r.text
