@@ -28,7 +28,8 @@ from market.clock import Clock
 from market.ledger_routes import LedgerController, TlogController
 from market.registry.routes import AssetController, ObjectionController, TransferController
 from market.storage import BlobStore, MasterKey
-from market.credentials import CredentialCache, PgListener, asyncpg_dsn, sqlite_epoch
+from market.credentials import credential_memo
+from market.memo import Memo, PgListener, asyncpg_dsn, sqlite_epochs
 from market.logs import configure_logging, log, request_context_middleware
 from market.ratelimit import limiter_from, rate_limit_middleware
 from market.tasks import run_background
@@ -136,14 +137,14 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         app.state.read_sessionmaker = db.make_read_sessionmaker(engine)
         app.state.limiter = limiter_from(settings)
         app.state.touches = set()
+        epochs = sqlite_epochs(settings.sqlalchemy_url) if db.is_sqlite(engine) else None
+        app.state.credentials = credential_memo(epochs)
+        app.state.public_assets = Memo("assets", epochs=epochs, capacity=128)
         listener: PgListener | None = None
-        if db.is_sqlite(engine):
-            app.state.credentials = CredentialCache(epoch=sqlite_epoch(settings.sqlalchemy_url))
-        else:
-            app.state.credentials = CredentialCache()
-            listener = PgListener(asyncpg_dsn(settings.sqlalchemy_url), app.state.credentials)
+        if not db.is_sqlite(engine):
+            listener = PgListener(asyncpg_dsn(settings.sqlalchemy_url), [app.state.credentials, app.state.public_assets])
             await listener.start()
-        app.state.credential_listener = listener
+        app.state.change_listener = listener
         app.state.ledger = Log(private_key, settings.ledger_origin, tile_memory=settings.ledger_tile_memory)
         app.state.master_key = MasterKey.load_or_create(settings.keys_dir / "master.key")
         app.state.blobs = BlobStore(settings.blobs_dir)

@@ -9,9 +9,9 @@ Accounts that are suspended or whose KYC was rejected may still authenticate and
 non-read request from them is 403 ``account-inactive``.
 
 Authentication costs no database query once a token has been seen: each process
-remembers valid tokens with a snapshot of their account (``market.credentials``,
-which also says how a revocation or an account change reaches every process before
-the next request). ``last_used_at`` is written at most once a minute per token, in a
+remembers valid tokens with a snapshot of their account (``market.credentials``; how
+a revocation or an account change reaches every process before the next request is
+``market.memo``'s contract). ``last_used_at`` is written at most once a minute per token, in a
 short transaction of its own (never from a read transaction, which on SQLite would
 have to upgrade its lock): writing requests wait for it, reads at most 50 ms, after
 which it completes in the background, so a read never queues behind the write lock.

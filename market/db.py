@@ -27,9 +27,9 @@ from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-# Every process that opens sessions registers the events that tell credential caches
-# (its own and other processes') about changed accounts and tokens.
-from market import credentials as _credentials  # noqa: F401
+# Every process that opens sessions registers the events that tell memos (its own and
+# other processes') about changed rows.
+from market import memo as _memo  # noqa: F401
 
 ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
 

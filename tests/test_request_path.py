@@ -24,7 +24,7 @@ from ledger.log import Log
 from market import db, ledger_routes
 from market.accounts.models import Account, ApiToken
 from market.auth import hash_token
-from market.credentials import AccountSnapshot, Credential, CredentialCache
+from market.credentials import AccountSnapshot, Credential, credential_memo
 from market.keys import init_ledger_key
 from tests.conftest import PG_URL, Parties, assert_problem
 from tests.registry_support import own_app
@@ -55,6 +55,7 @@ def in_another_process(url: str, sql_change: str) -> None:
         from sqlalchemy import update
         from market import db
         from market.accounts.models import Account, ApiToken
+        from market.registry.models import Asset
         from market.types import utcnow
 
         async def main():
@@ -150,7 +151,7 @@ async def _notification_delivered(state: Any, token: str) -> None:
 
 
 def test_a_fill_that_raced_a_change_is_not_kept() -> None:
-    cache = CredentialCache()
+    cache = credential_memo()
     account = AccountSnapshot("acct_x", "n", "enterprise", "buyer", None, "CN", "pending", False, None, None, None,
                               None)  # type: ignore[arg-type]
     ticket = cache.ticket()  # a request starts reading the database ...
@@ -166,7 +167,7 @@ async def test_listener_down_means_no_memory(databases, tmp_path) -> None:
         pytest.skip("the LISTEN connection exists on PostgreSQL only")
     async with own_app(databases, tmp_path) as app:
         state = app.client.app.state
-        listener = state.credential_listener
+        listener = state.change_listener
         party = await app.parties.sign_up(["buyer"])
         assert (await app.client.get("/v1/accounts/me", headers=party.auth)).status_code == 200
         assert state.credentials.get(hash_token(party.token)) is not None
@@ -316,3 +317,39 @@ async def test_checkpoint_shows_another_processs_integration_within_a_second(dat
         while await _size(app.client) <= before:
             assert time.monotonic() - integrated < 1.0, "another process's integration is not shown after 1 s"
             await asyncio.sleep(0.01)
+
+
+# -- the public asset list from memory ----------------------------------------------------
+
+
+async def test_public_asset_list_is_remembered_until_an_asset_changes(databases, tmp_path) -> None:
+    from tests.registry_support import provider, registered_asset
+
+    async with own_app(databases, tmp_path, background_tasks=False) as app:
+        signer = await provider(app.client, app.parties)
+        first = await registered_asset(app.client, signer, app.operator)
+        page = (await app.client.get("/v1/assets", params={"limit": 50})).json()
+        assert [a["id"] for a in page["items"]] == [first["id"]]
+        with statements(app.client.app) as seen:
+            for _ in range(10):
+                assert (await app.client.get("/v1/assets", params={"limit": 50})).json() == page
+        assert seen == []
+
+        # A change in this process shows on the very next request ...
+        second = await registered_asset(app.client, signer, app.operator)
+        ids = [a["id"] for a in (await app.client.get("/v1/assets", params={"limit": 50})).json()["items"]]
+        assert ids == [first["id"], second["id"]]
+        # ... and so does one made by another process.
+        in_another_process(app.client.app.state.settings.sqlalchemy_url,
+                           f"update(Asset).where(Asset.id == {first['id']!r}).values(title='Renamed')")
+        await _until_list_shows(app, first["id"], "Renamed")
+
+
+async def _until_list_shows(app: Any, asset_id: str, title: str) -> None:
+    """SQLite: at once (shared epochs). PostgreSQL: once the NOTIFY has arrived."""
+    for _ in range(1 if not PG_URL else 200):
+        items = (await app.client.get("/v1/assets", params={"limit": 50})).json()["items"]
+        if {a["id"]: a["title"] for a in items}[asset_id] == title:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the other process's change is not shown")

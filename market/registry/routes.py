@@ -3,7 +3,7 @@
 import secrets
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, patch, post, put
+from litestar import Controller, MediaType, Request, Response, get, patch, post, put
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.params import Parameter
@@ -15,6 +15,7 @@ from market.config import Settings
 from market.errors import DomainError
 from market.ids import new_id
 from market.ledger_routes import entry_json
+from market.memo import remembered
 from market.pagination import DEFAULT_LIMIT, Page
 from market.registry import certificates, service, transfers
 from market.registry.schemas import (
@@ -65,14 +66,23 @@ class AssetController(Controller):
     @get("/", summary="List assets (public ones, and the caller's own)",
          dependencies={"maybe_caller": Provide(provide_optional_caller)})
     async def list_assets(
-        self, db: AsyncSession, maybe_caller: Caller | None,
+        self, state: State, maybe_caller: Caller | None,
         status: AssetStatus | None = None, provider: str | None = None, grade: Grade | None = None,
         category: str | None = None, limit: Annotated[int, Parameter(ge=1, le=500)] = DEFAULT_LIMIT,
         cursor: str | None = None,
-    ) -> Page[AssetRead]:
-        page = await service.list_assets(db, maybe_caller, status=status, provider=provider, grade=grade,
-                                         category=category, limit=limit, cursor=cursor)
-        return Page[AssetRead](**page)
+    ) -> Response[Page[AssetRead]]:
+        # Anonymous pages are the same for everyone: answered from memory until any
+        # asset changes (market.memo says how every process hears of it at once).
+        async def build() -> bytes:
+            async with state.read_sessionmaker() as db:
+                page = await service.list_assets(db, maybe_caller, status=status, provider=provider, grade=grade,
+                                                 category=category, limit=limit, cursor=cursor)
+            return Page[AssetRead](**page).model_dump_json().encode()
+
+        if maybe_caller is not None:
+            return Response(await build(), media_type=MediaType.JSON)
+        key = (status, provider, grade, category, limit, cursor)
+        return Response(await remembered(state.public_assets, key, build), media_type=MediaType.JSON)
 
     @get("/{asset_id:str}", summary="One asset", dependencies={"maybe_caller": Provide(provide_optional_caller)})
     async def get_asset(self, db: AsyncSession, maybe_caller: Caller | None, asset_id: str) -> AssetRead:
