@@ -102,9 +102,9 @@ async def health() -> dict[str, str]:
 async def ready(state: State) -> Response[Any]:
     """The database is reachable and its schema is at the newest migration."""
     try:
-        async with state.engine.connect() as conn:
+        async with state.read_engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
-        current = await db.migrations_current(state.engine)
+        current = await db.migrations_current(state.read_engine)
     except Exception as exc:  # noqa: BLE001 - any database failure means not ready
         log.warning("not ready", error=type(exc).__name__)
         return _problem_response(problem(503, "not-ready", "Not ready", "the database is not reachable"))
@@ -129,12 +129,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        engine = db.make_engine(settings.sqlalchemy_url)
+        engine, read_engine = db.make_engines(settings.sqlalchemy_url)
         private_key, _ = init_ledger_key(settings.keys_dir)
         app.state.settings = settings
         app.state.engine = engine
+        app.state.read_engine = read_engine
         app.state.sessionmaker = db.make_sessionmaker(engine)
-        app.state.read_sessionmaker = db.make_read_sessionmaker(engine)
+        app.state.read_sessionmaker = db.make_read_sessionmaker(read_engine)
         app.state.limiter = limiter_from(settings)
         app.state.touches = set()
         epochs = sqlite_epochs(settings.sqlalchemy_url) if db.is_sqlite(engine) else None
@@ -166,6 +167,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
                 await listener.stop()
             await app.state.limiter.counter.close()
             await engine.dispose()
+            await read_engine.dispose()
 
     return Litestar(
         route_handlers=[

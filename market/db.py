@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.util import await_only as await_
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -48,12 +49,15 @@ def is_sqlite(url_or_engine: str | AsyncEngine) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = None) -> AsyncEngine:
     if is_sqlite(url):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        pool = {} if max_overflow is None else {"pool_size": pool_size, "max_overflow": max_overflow}
+        # No rollback on return to the pool: sessions and connections end their own
+        # transactions, and with aiosqlite each call is a round trip to a thread.
+        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None, **pool)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -74,10 +78,29 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         # make_read_sessionmaker) begin deferred: they never write, so never upgrade.
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(conn) -> None:  # type: ignore[no-untyped-def]
-            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+            sql = "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
+            # Straight to aiosqlite: one round trip to its thread, where the adapter's
+            # cursor would take three (open, execute, close), all inside the lock.
+            await_(conn.connection.driver_connection.execute(sql))
 
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size if max_overflow is None else max_overflow,
+                               pool_pre_ping=True)
+
+
+def make_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
+    """``(writer, reader)`` engines of one database, for a server process.
+
+    SQLite: the writer has a single connection, so this process's write transactions
+    queue in line for it (FIFO, woken at once) rather than in SQLite's busy handler,
+    which polls for the write lock in sleeps of up to 100 ms; the reader has a pool of
+    its own and begins deferred. Other processes' writers still meet on the busy
+    timeout. PostgreSQL: one engine and pool for both.
+    """
+    if is_sqlite(url):
+        return make_engine(url, pool_size=1, max_overflow=0), make_engine(url).execution_options(**{READ_ONLY: True})
+    engine = make_engine(url)
+    return engine, engine.execution_options(**{READ_ONLY: True})
 
 
 def make_sessionmaker(engine: AsyncEngine) -> SessionMaker:
