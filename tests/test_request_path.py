@@ -217,7 +217,8 @@ async def test_reads_do_not_wait_for_the_sqlite_write_lock(databases, tmp_path) 
         state = app.client.app.state
         party = await app.parties.sign_up(["buyer"])
         assert (await app.client.get("/v1/accounts/me", headers=party.auth)).status_code == 200
-        state.credentials.invalidate()  # the next request reads its token from the database
+        state.credentials.invalidate()  # the next requests read the database
+        state.public_assets.invalidate()
         path = state.settings.sqlalchemy_url.split("///", 1)[1]
         writer = sqlite3.connect(path, isolation_level=None, timeout=30)
         try:
@@ -226,7 +227,7 @@ async def test_reads_do_not_wait_for_the_sqlite_write_lock(databases, tmp_path) 
             reads = asyncio.gather(
                 app.client.get("/v1/accounts/me", headers=party.auth),
                 app.client.get("/v1/assets", params={"limit": 50}),
-                app.client.get(f"/v1/ledger/entries/0"),
+                app.client.get("/v1/ledger/entries/0"),
             )
             # Before the fix each of these waited out the 30 s busy timeout; the bound
             # only keeps a regression from hanging the suite.
