@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-postgres install bench-ledger bench-upload clean
+.PHONY: run test test-postgres install bench-ledger bench-upload bench-api clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ bench-ledger: $(STAMP)
 
 bench-upload: $(STAMP)
 	$(BIN)/python bench/upload.py
+
+# HTTP requests/s of hot routes against one server; BENCH_DB=postgresql://… for PostgreSQL.
+bench-api: $(STAMP)
+	$(BIN)/python bench/api.py --db $${BENCH_DB:-sqlite}
 
 clean:
 	rm -rf $(VENV) build *.egg-info

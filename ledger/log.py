@@ -10,12 +10,17 @@
 - Proofs (RFC 9162 §2.1.3, §2.1.4) read O(log n) perfect-subtree hashes from tiles
   kept in memory (``merkle.prove_inclusion`` over ``tiles.TileMemory``); a tile not
   yet held is read from the database once.
+- The latest checkpoint is remembered with the time it was read (every read of it and
+  every integration refreshes it); ``latest_checkpoint`` serves it from memory while
+  it is younger than a bound the caller chooses, and reads the database otherwise.
 
 The tile arithmetic is pure (``ledger.tiles``); integration feeds it through
 ``AsyncSession.run_sync`` with a synchronous tile reader over the same transaction.
 """
 
+import asyncio
 import base64
+import time as _time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -105,6 +110,11 @@ class Log:
         # Proofs read tiles through memory (see tiles.TileMemory); sizes only grow.
         self._memory = tiles.TileMemory(tile_memory)
         self._known_size = 0
+        # The newest checkpoint read or made, and the monotonic time the database was
+        # known to hold it (taken before the read began, so never flattering).
+        self._latest: SignedCheckpoint | None = None
+        self._latest_at = float("-inf")
+        self._latest_lock: asyncio.Lock | None = None
 
     @property
     def vkey(self) -> str:
@@ -183,6 +193,7 @@ class Log:
             signed = self._sign(new_size, root)
             session.add(CheckpointRow(size=new_size, root=root, note=signed.text, created_at=utcnow()))
             await session.commit()
+            self._remember(signed, _time.monotonic())  # a new size has no cosignatures yet
             return len(pending)
         except BaseException:
             await session.rollback()
@@ -212,17 +223,43 @@ class Log:
         return None if row is None else SignedCheckpoint(row[0], bytes(row[1]), row[2])
 
     async def checkpoint(self, session: AsyncSession) -> SignedCheckpoint:
-        """The latest signed checkpoint with its witnesses' cosignature lines appended."""
+        """The latest signed checkpoint with its witnesses' cosignature lines appended,
+        read from the database (and remembered for ``latest_checkpoint`` when this read
+        began the session's transaction, so that its age is known)."""
+        started = _time.monotonic() if not session.in_transaction() else float("-inf")
         head = await self._head(session)
         if head is None:
             head = self._sign(0, merkle.EMPTY_ROOT)  # same bytes every time: Ed25519 is deterministic
+            self._remember(head, started)
             return head
         lines = (
             await session.execute(
                 select(Cosignature.line).where(Cosignature.size == head.size).order_by(Cosignature.key_id)  # type: ignore[arg-type]
             )
         ).scalars().all()
-        return SignedCheckpoint(head.size, head.root, head.text + "".join(line + "\n" for line in lines))
+        cp = SignedCheckpoint(head.size, head.root, head.text + "".join(line + "\n" for line in lines))
+        self._remember(cp, started)
+        return cp
+
+    def _remember(self, cp: SignedCheckpoint, read_at: float) -> None:
+        latest = self._latest
+        if latest is None or cp.size > latest.size or (cp.size == latest.size and read_at >= self._latest_at):
+            self._latest = cp
+            self._latest_at = max(self._latest_at, read_at)
+
+    async def latest_checkpoint(self, sessions: "Sessions", max_age: float) -> SignedCheckpoint:
+        """``checkpoint`` as of at most ``max_age`` seconds ago: from memory when it is
+        that fresh, else read through ``sessions`` (one reader at a time; the others
+        wait for its answer rather than all querying at once)."""
+        if self._latest is not None and _time.monotonic() - self._latest_at <= max_age:
+            return self._latest
+        if self._latest_lock is None:
+            self._latest_lock = asyncio.Lock()
+        async with self._latest_lock:
+            if self._latest is not None and _time.monotonic() - self._latest_at <= max_age:
+                return self._latest
+            async with _session_from(sessions) as session:
+                return await self.checkpoint(session)
 
     async def size(self, session: AsyncSession) -> int:
         head = await self._head(session)
@@ -350,15 +387,23 @@ class Log:
 
         return await self._prove(sessions, second, fn)
 
-    async def tile(self, session: AsyncSession, level: int, index: int, width: int) -> bytes:
+    async def tile(self, sessions: Sessions, level: int, index: int, width: int) -> bytes:
+        """The first ``width`` hashes of a hash tile: from memory when a tile at least
+        that wide is held (a tile's first hashes never change), else from the database."""
         if index > MAX_INDEX:
             raise NotFoundError(f"no tile {level}/{index}")
-        data = (
-            await session.execute(select(Tile.data).where(Tile.level == level, Tile.idx == index))  # type: ignore[arg-type]
-        ).scalar()
-        if data is None or len(data) < width * merkle.HASH_SIZE:
+        want = width * merkle.HASH_SIZE
+        held = self._memory.tiles.get((level, index))
+        if held is not None and len(held[0]) >= want:
+            return held[0][:want]
+        async with _session_from(sessions) as session:
+            data = (
+                await session.execute(select(Tile.data).where(Tile.level == level, Tile.idx == index))  # type: ignore[arg-type]
+            ).scalar()
+        if data is None or len(data) < want:
             raise NotFoundError(f"no tile {level}/{index} of width {width}")
-        return bytes(data[: width * merkle.HASH_SIZE])
+        self._memory.keep((level, index), bytes(data))
+        return bytes(data[:want])
 
     async def entry_bundle(self, session: AsyncSession, index: int, width: int) -> bytes:
         start = index * tiles.TILE_WIDTH

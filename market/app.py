@@ -27,7 +27,10 @@ from market.clock import Clock
 from market.ledger_routes import LedgerController, TlogController
 from market.registry.routes import AssetController, ObjectionController, TransferController
 from market.storage import BlobStore, MasterKey
+from market.credentials import credential_memo
+from market.memo import Memo, PgListener, asyncpg_dsn, sqlite_epochs
 from market.logs import configure_logging, log, request_context_middleware
+from market.ratelimit import limiter_from, rate_limit_middleware
 from market.tasks import run_background
 
 
@@ -36,7 +39,7 @@ def _problem_response(body: dict[str, Any], headers: dict[str, str] | None = Non
 
 
 def handle_domain_error(request: Request, exc: DomainError) -> Response[Any]:
-    return _problem_response(exc.problem(instance=request.url.path))
+    return _problem_response(exc.problem(instance=request.url.path), exc.headers)
 
 
 def handle_validation_error(request: Request, exc: ValidationException) -> Response[Any]:
@@ -101,8 +104,14 @@ def exact_allow_middleware(app: Any) -> Any:
     return middleware
 
 
-async def provide_db(state: State) -> AsyncIterator[AsyncSession]:
-    async with state.sessionmaker() as session:
+_READS = frozenset({"GET", "HEAD"})
+
+
+async def provide_db(request: Request, state: State) -> AsyncIterator[AsyncSession]:
+    """A session for the request: a read session for GET and HEAD (no write lock on
+    SQLite; writing raises), a writing one otherwise."""
+    maker = state.read_sessionmaker if request.method in _READS else state.sessionmaker
+    async with maker() as session:
         session.info[LEDGER_KEY] = state.ledger
         try:
             yield session
@@ -134,9 +143,9 @@ async def health() -> dict[str, str]:
 async def ready(state: State) -> Response[Any]:
     """The database is reachable and its schema is at the newest migration."""
     try:
-        async with state.engine.connect() as conn:
+        async with state.read_engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
-        current = await db.migrations_current(state.engine)
+        current = await db.migrations_current(state.read_engine)
     except Exception as exc:  # noqa: BLE001 - any database failure means not ready
         log.warning("not ready", error=type(exc).__name__)
         return _problem_response(problem(503, "not-ready", "Not ready", "the database is not reachable"))
@@ -162,11 +171,23 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        engine = db.make_engine(settings.sqlalchemy_url)
+        engine, read_engine = db.make_engines(settings.sqlalchemy_url)
         private_key, _ = init_ledger_key(settings.keys_dir)
         app.state.settings = settings
         app.state.engine = engine
+        app.state.read_engine = read_engine
         app.state.sessionmaker = db.make_sessionmaker(engine)
+        app.state.read_sessionmaker = db.make_read_sessionmaker(read_engine)
+        app.state.limiter = limiter_from(settings)
+        app.state.touches = set()
+        epochs = sqlite_epochs(settings.sqlalchemy_url) if db.is_sqlite(engine) else None
+        app.state.credentials = credential_memo(epochs)
+        app.state.public_assets = Memo("assets", epochs=epochs, capacity=128)
+        listener: PgListener | None = None
+        if not db.is_sqlite(engine):
+            listener = PgListener(asyncpg_dsn(settings.sqlalchemy_url), [app.state.credentials, app.state.public_assets])
+            await listener.start()
+        app.state.change_listener = listener
         app.state.ledger = Log(private_key, settings.ledger_origin, tile_memory=settings.ledger_tile_memory)
         app.state.master_key = MasterKey.load_or_create(settings.keys_dir / "master.key")
         app.state.blobs = BlobStore(settings.blobs_dir)
@@ -181,7 +202,14 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
+            for task in list(app.state.touches):
+                task.cancel()
+            await asyncio.gather(*app.state.touches, return_exceptions=True)
+            if listener is not None:
+                await listener.stop()
+            await app.state.limiter.counter.close()
             await engine.dispose()
+            await read_engine.dispose()
 
     app = Litestar(
         route_handlers=[
@@ -203,7 +231,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             HTTPException: handle_http_error,
             Exception: handle_crash,
         },
-        middleware=[request_context_middleware, exact_allow_middleware],
+        middleware=[request_context_middleware, rate_limit_middleware, exact_allow_middleware],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=openapi.config(),
         debug=False,

@@ -7,25 +7,38 @@ live in each domain's service, which answers 404 for what the caller may not see
 Accounts that are suspended or whose KYC was rejected may still authenticate and read
 (their own data, by the ordinary visibility rules) but may not change anything: any
 non-read request from them is 403 ``account-inactive``.
+
+Authentication costs no database query once a token has been seen: each process
+remembers valid tokens with a snapshot of their account (``market.credentials``; how
+a revocation or an account change reaches every process before the next request is
+``market.memo``'s contract). ``last_used_at`` is written at most once a minute per token, in a
+short transaction of its own (never from a read transaction, which on SQLite would
+have to upgrade its lock): writing requests wait for it, reads at most 50 ms, after
+which it completes in the background, so a read never queues behind the write lock.
 """
 
+import asyncio
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from litestar import Request
+from sqlalchemy import update
 from sqlmodel import select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import Account, ApiToken
 from market.accounts.schemas import AccountStatus, Role
+from market.credentials import AccountSnapshot, Credential, CredentialCache
 from market.errors import Forbidden, NotAuthenticated
+from market.logs import log
 from market.types import utcnow
 
 TOKEN_PREFIX = "mkt_"
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _LAST_USED_GRANULARITY = timedelta(minutes=1)
+_READ_TOUCH_WAIT = 0.05  # seconds
 
 
 # A route handler with this in its ``opt`` is open to suspended and rejected accounts
@@ -44,7 +57,10 @@ def hash_token(token: str) -> str:
 
 @dataclass(frozen=True)
 class Caller:
-    account: Account
+    """The authenticated party of one request. ``account`` is an immutable snapshot
+    (see ``market.credentials``), current as of this request."""
+
+    account: AccountSnapshot
     token_id: str
 
     @property
@@ -82,39 +98,81 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-async def authenticate(request: Request, session: AsyncSession) -> Caller | None:
-    """The caller, or None when no token was sent. A bad token is always 401."""
+async def authenticate(request: Request) -> Caller | None:
+    """The caller, or None when no token was sent. A bad or revoked token is always 401."""
     token = _bearer(request)
     if token is None:
         return None
-    row = (
-        await session.exec(
-            select(ApiToken, Account)
-            .join(Account, Account.id == ApiToken.account_id)  # type: ignore[arg-type]
-            .where(ApiToken.token_hash == hash_token(token))
-        )
-    ).first()
-    if row is None or row[0].revoked_at is not None:
-        raise NotAuthenticated("the token is unknown or revoked", kind="bad-token")
-    api_token, account = row
+    state = request.app.state
+    token_hash = hash_token(token)
+    cache: CredentialCache = state.credentials
+    credential = cache.get(token_hash)
+    if credential is None:
+        credential = await _load(state, cache, token_hash)
+    account = credential.account
     if request.method not in _READS and (account.suspended or account.status == AccountStatus.rejected) \
             and not request.route_handler.opt.get(OPEN_TO_INACTIVE):
-        state = "suspended" if account.suspended else "rejected"
-        raise Forbidden(f"the account is {state} and may only read", kind="account-inactive")
+        state_name = "suspended" if account.suspended else "rejected"
+        raise Forbidden(f"the account is {state_name} and may only read", kind="account-inactive")
     now = utcnow()
-    if api_token.last_used_at is None or now - api_token.last_used_at > _LAST_USED_GRANULARITY:
-        api_token.last_used_at = now
-        session.add(api_token)
-        await session.commit()
-    return Caller(account=account, token_id=api_token.id)
+    if credential.last_used_at is None or now - credential.last_used_at > _LAST_USED_GRANULARITY:
+        credential.last_used_at = now
+        touch = _in_background(state, _touch(state, credential.token_id, now))
+        # Writes wait for it; a read waits briefly (so that what it shows includes this
+        # use, as a rule) but never for long behind another transaction's write lock.
+        await asyncio.wait({touch}, timeout=_READ_TOUCH_WAIT if request.method in _READS else None)
+    return Caller(account=account, token_id=credential.token_id)
 
 
-async def provide_caller(request: Request, db: AsyncSession) -> Caller:
-    caller = await authenticate(request, db)
+async def _load(state: Any, cache: CredentialCache, token_hash: str) -> Credential:
+    ticket = cache.ticket()
+    async with state.read_sessionmaker() as session:
+        row = (
+            await session.exec(
+                select(ApiToken.id, ApiToken.revoked_at, ApiToken.last_used_at, Account)
+                .join(Account, Account.id == ApiToken.account_id)  # type: ignore[arg-type]
+                .where(ApiToken.token_hash == token_hash)
+            )
+        ).first()
+    if row is None or row[1] is not None:
+        raise NotAuthenticated("the token is unknown or revoked", kind="bad-token")
+    credential = Credential(token_id=row[0], account=AccountSnapshot.of(row[3]), last_used_at=row[2])
+    cache.put(token_hash, credential, ticket)
+    return credential
+
+
+async def _touch(state: Any, token_id: str, now: datetime) -> None:
+    """Write ``last_used_at`` on a connection of its own (never a read transaction, so
+    SQLite never has to upgrade a reader's lock); only this column changes, which the
+    credential caches ignore."""
+    table = ApiToken.__table__  # type: ignore[attr-defined]
+    async with state.engine.begin() as conn:
+        await conn.execute(update(table).where(table.c.id == token_id).values(last_used_at=now))
+
+
+def _in_background(state: Any, work: Any) -> "asyncio.Task[None]":
+    # Tracked so that shutdown can finish them; not cancelled when the request ends.
+    task = asyncio.create_task(work)
+    state.touches.add(task)
+    task.add_done_callback(_touch_done(state))
+    return task
+
+
+def _touch_done(state: Any) -> Any:
+    def done(task: asyncio.Task[None]) -> None:
+        state.touches.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("could not record a token's last use", error=type(task.exception()).__name__)
+
+    return done
+
+
+async def provide_caller(request: Request) -> Caller:
+    caller = await authenticate(request)
     if caller is None:
         raise NotAuthenticated("this needs 'Authorization: Bearer <token>'", kind="missing-token")
     return caller
 
 
-async def provide_optional_caller(request: Request, db: AsyncSession) -> Caller | None:
-    return await authenticate(request, db)
+async def provide_optional_caller(request: Request) -> Caller | None:
+    return await authenticate(request)

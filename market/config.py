@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     notice_period: str = "10d"
     clock_interval: float = 5.0
     background_tasks: bool = True
+    rate_limit_per_minute: int = 600
+    rate_limit_signups_per_hour: int = 20
+    redis_url: str = ""
+    redis_prefix: str = "market"
 
     @field_validator("currency")
     @classmethod

@@ -3,6 +3,14 @@
 SQLite (the embedded default) gets WAL, ``synchronous=NORMAL``, a busy timeout and
 foreign keys on every connection. PostgreSQL is used as is. Migrations are Alembic's,
 run on a connection we hand it, so they work from inside a running event loop.
+
+Two kinds of session: ``make_sessionmaker`` for requests that may write (on SQLite
+every transaction begins ``IMMEDIATE``, taking the write lock up front), and
+``make_read_sessionmaker`` for reads (``GET``/``HEAD``): a deferred ``BEGIN`` that
+takes no lock, so in WAL mode reads neither queue behind one another nor behind a
+writer. A read session refuses to write (``ReadOnlySessionError``): on SQLite a write
+would upgrade the deferred transaction's lock and could fail at once with
+``SQLITE_BUSY`` when another writer committed since its snapshot.
 """
 
 from pathlib import Path
@@ -11,14 +19,29 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from typing import Any
+
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.util import await_only as await_
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+# Every process that opens sessions registers the events that tell memos (its own and
+# other processes') about changed rows.
+from market import memo as _memo  # noqa: F401
 
 ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
 
 SessionMaker = async_sessionmaker[AsyncSession]
+
+# Execution option (and session info key) marking connections and sessions that only read.
+READ_ONLY = "market_read_only"
+
+
+class ReadOnlySessionError(RuntimeError):
+    """A session made for reads was asked to write: a bug in the route, never the client's fault."""
 
 
 def is_sqlite(url_or_engine: str | AsyncEngine) -> bool:
@@ -26,12 +49,15 @@ def is_sqlite(url_or_engine: str | AsyncEngine) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = None) -> AsyncEngine:
     if is_sqlite(url):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        pool = {} if max_overflow is None else {"pool_size": pool_size, "max_overflow": max_overflow}
+        # No rollback on return to the pool: sessions and connections end their own
+        # transactions, and with aiosqlite each call is a round trip to a thread.
+        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None, **pool)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -45,21 +71,60 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
-        # BEGIN IMMEDIATE for every transaction: SQLite's deferred BEGIN turns a
-        # read-then-write race into an immediate SQLITE_BUSY with no retry; taking the
-        # write lock up front makes writers queue on busy_timeout and lets
-        # ``UPDATE ... WHERE status = :from`` decide races cleanly.
+        # BEGIN IMMEDIATE for every transaction that may write: SQLite's deferred BEGIN
+        # turns a read-then-write race into an immediate SQLITE_BUSY with no retry;
+        # taking the write lock up front makes writers queue on busy_timeout and lets
+        # ``UPDATE ... WHERE status = :from`` decide races cleanly. Read sessions (see
+        # make_read_sessionmaker) begin deferred: they never write, so never upgrade.
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(conn) -> None:  # type: ignore[no-untyped-def]
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            sql = "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
+            # Straight to aiosqlite: one round trip to its thread, where the adapter's
+            # cursor would take three (open, execute, close), all inside the lock.
+            await_(conn.connection.driver_connection.execute(sql))
 
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size if max_overflow is None else max_overflow,
+                               pool_pre_ping=True)
+
+
+def make_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
+    """``(writer, reader)`` engines of one database, for a server process.
+
+    SQLite: the writer has a single connection, so this process's write transactions
+    queue in line for it (FIFO, woken at once) rather than in SQLite's busy handler,
+    which polls for the write lock in sleeps of up to 100 ms; the reader has a pool of
+    its own and begins deferred. Other processes' writers still meet on the busy
+    timeout. PostgreSQL: one engine and pool for both.
+    """
+    if is_sqlite(url):
+        return make_engine(url, pool_size=1, max_overflow=0), make_engine(url).execution_options(**{READ_ONLY: True})
+    engine = make_engine(url)
+    return engine, engine.execution_options(**{READ_ONLY: True})
 
 
 def make_sessionmaker(engine: AsyncEngine) -> SessionMaker:
+    """Sessions that may write (``BEGIN IMMEDIATE`` on SQLite)."""
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
+
+def make_read_sessionmaker(engine: AsyncEngine) -> SessionMaker:
+    """Sessions that only read: a deferred ``BEGIN`` on SQLite; any write raises
+    ``ReadOnlySessionError`` before reaching the database."""
+    return async_sessionmaker(engine.execution_options(**{READ_ONLY: True}), class_=AsyncSession,
+                              expire_on_commit=False, info={READ_ONLY: True})
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_statement_writes(state: ORMExecuteState) -> None:
+    if state.session.info.get(READ_ONLY) and (state.is_insert or state.is_update or state.is_delete):
+        raise ReadOnlySessionError("a read session (GET/HEAD) tried to write")
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_flushes(session: Session, _context: Any, _instances: Any) -> None:
+    if session.info.get(READ_ONLY) and (session.new or session.dirty or session.deleted):
+        raise ReadOnlySessionError("a read session (GET/HEAD) tried to write")
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -7,7 +7,8 @@
     ├── Conflict                   409  duplicate, idempotency key reuse, races
     │   └── InvalidTransition      409  the object's state does not allow this
     ├── Unprocessable              422  well-formed but refused by a rule
-    └── PaymentDeclined            402
+    ├── PaymentDeclined            402
+    └── TooManyRequests            429  a rate limit; carries Retry-After
 
 Every error carries a stable problem ``type`` (a URI under ``PROBLEM_BASE``) so
 clients can branch on the kind of error, not on its English ``detail``.
@@ -24,12 +25,14 @@ class DomainError(Exception):
     kind = "bad-request"
     title = "Bad request"
 
-    def __init__(self, detail: str, *, kind: str | None = None, extra: dict[str, Any] | None = None) -> None:
+    def __init__(self, detail: str, *, kind: str | None = None, extra: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         if kind is not None:
             self.kind = kind
         self.extra = extra or {}
+        self.headers = headers or {}  # response headers, e.g. Retry-After
 
     @property
     def type(self) -> str:
@@ -75,6 +78,10 @@ class Unprocessable(DomainError):
 
 class PaymentDeclined(DomainError):
     status, kind, title = 402, "payment-declined", "Payment declined"
+
+
+class TooManyRequests(DomainError):
+    status, kind, title = 429, "too-many-requests", "Too many requests"
 
 
 def problem(status: int, kind: str, title: str, detail: str, **extra: Any) -> dict[str, Any]:

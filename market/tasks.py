@@ -23,6 +23,13 @@ async def integrate_once(state: Any) -> int:
         return await state.ledger.integrate(session)
 
 
+async def refresh_checkpoint(state: Any) -> None:
+    """Read the latest checkpoint into memory: integrations and cosignatures made by
+    other processes reach this process's readers within one round."""
+    async with state.read_sessionmaker() as session:
+        await state.ledger.checkpoint(session)
+
+
 async def close_notices_once(state: Any) -> list[str]:
     async with state.sessionmaker() as session:
         session.info[LEDGER_KEY] = state.ledger
@@ -49,6 +56,7 @@ async def run_background(state: Any) -> None:
                 await close_notices_once(state)
             while await integrate_once(state):
                 pass
+            await refresh_checkpoint(state)
             if time.monotonic() - last_purge > PURGE_EVERY:
                 async with state.sessionmaker() as session:
                     purged = await idempotency.purge_expired(session)

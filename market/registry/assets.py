@@ -91,11 +91,15 @@ async def conflicts_of(session: AsyncSession, assets: list[Asset]) -> dict[str, 
                                 Asset.registered_sha256.in_(hashes)))  # type: ignore[union-attr]
         .order_by(Asset.id)  # type: ignore[arg-type]
     )).all()
+    # Index the candidates by the hashes they claim: one pass, not assets x candidates.
+    claiming: dict[str, list[Asset]] = {}
+    for other in candidates:
+        for h in _claimed_hashes(other):
+            claiming.setdefault(h, []).append(other)
     for asset in assets:
-        for other in candidates:
-            if other.provider_id != asset.provider_id and other.id != asset.id and \
-                    _claimed_hashes(other) & mine[asset.id]:
-                out[asset.id].append(other.id)
+        found = {other.id for h in mine[asset.id] for other in claiming.get(h, ())
+                 if other.provider_id != asset.provider_id and other.id != asset.id}
+        out[asset.id] = sorted(found)
     return out
 
 
@@ -123,10 +127,12 @@ async def read_many(session: AsyncSession, assets: list[Asset], viewer: Caller |
     keys = {(a.id, n) for a in assets for n in (a.content_revision, a.registered_revision) if n}
     revisions: dict[tuple[str, int], AssetRevision] = {}
     if keys:
-        rows = (await session.exec(select(AssetRevision).where(or_(*(
-            (AssetRevision.asset_id == asset_id) & (AssetRevision.revision == number)  # type: ignore[arg-type]
-            for asset_id, number in keys))).execution_options(populate_existing=True))).all()
-        revisions = {(r.asset_id, r.revision): r for r in rows}
+        # By asset id (the primary key's prefix), the wanted revisions picked here: an
+        # OR of (id, revision) pairs costs more to build than the few extra rows.
+        rows = (await session.exec(select(AssetRevision).where(
+            AssetRevision.asset_id.in_(sorted({asset_id for asset_id, _ in keys})))  # type: ignore[attr-defined]
+            .execution_options(populate_existing=True))).all()
+        revisions = {(r.asset_id, r.revision): r for r in rows if (r.asset_id, r.revision) in keys}
     insiders = [a for a in assets if access.is_insider(a, viewer)]
     clashes = await conflicts_of(session, insiders)
     out = []

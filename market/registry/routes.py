@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar import Controller, MediaType, Request, Response, delete, get, patch, post, put
 from litestar.datastructures import State
 from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -11,6 +11,7 @@ from market import idempotency
 from market.context import Ctx
 from market.ids import new_id
 from market.ledger_routes import subject_page
+from market.memo import remembered
 from market.pagination import DEFAULT_LIMIT, Page
 from market.registry import (
     access,
@@ -61,13 +62,24 @@ class AssetController(Controller):
 
     @get("/", summary="List assets (public ones, and the caller's own)")
     async def list_assets(
-        self, db: AsyncSession, maybe_ctx: Ctx,
+        self, state: State, maybe_ctx: Ctx,
         status: AssetStatus | None = None, provider: str | None = None, grade: Grade | None = None,
         category: str | None = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None,
-    ) -> Page[AssetRead]:
-        page = await assets.list_assets(db, maybe_ctx.caller, status=status, provider=provider, grade=grade,
-                                        category=category, limit=limit, cursor=cursor)
-        return Page[AssetRead](**page)
+    ) -> Response[Page[AssetRead]]:
+        # Anonymous pages are the same for everyone: answered from memory until any
+        # asset changes (market.memo says how every process hears of it at once).
+        caller = maybe_ctx.caller
+
+        async def build() -> bytes:
+            async with state.read_sessionmaker() as db:
+                page = await assets.list_assets(db, caller, status=status, provider=provider, grade=grade,
+                                                category=category, limit=limit, cursor=cursor)
+            return Page[AssetRead](**page).model_dump_json().encode()
+
+        if caller is not None:
+            return Response(await build(), media_type=MediaType.JSON)
+        key = (status, provider, grade, category, limit, cursor)
+        return Response(await remembered(state.public_assets, key, build), media_type=MediaType.JSON)
 
     @get("/{asset_id:str}", summary="One asset")
     async def get_asset(self, db: AsyncSession, maybe_ctx: Ctx, asset_id: str) -> AssetRead:

@@ -1,0 +1,333 @@
+"""Answers remembered per process, forgotten at once when the rows behind them change.
+
+A ``Memo`` holds values computed from one *topic* of tables (``watches``). Contract: a
+value served from a memo is what a database read would give at that moment. Any
+committed change to the topic's tables is seen by the very next request in every
+process:
+
+- Detection: session events note which topics a transaction changes (flushed ORM
+  objects, and ``insert``/``update``/``delete`` statements run on a session, ORM or
+  Core). ``watches`` says which writes matter: a new token cannot be in anyone's
+  memory, and ``api_tokens.last_used_at`` is not part of what is remembered.
+- This process: when such a transaction commits, every memo of those topics is
+  emptied before ``commit()`` returns, hence before the response is sent.
+- Other processes on PostgreSQL: the transaction runs ``NOTIFY market_changes`` (the
+  topics as payload) before it commits; PostgreSQL delivers it when the change becomes
+  visible, and every process LISTENs (``PgListener``) and empties those memos on
+  receipt. While a process's listening connection is down its memos are off (every
+  request reads the database), and they are emptied when it is back.
+- Other processes on SQLite (one machine, one file): the commit writes a new random
+  8-byte epoch for each changed topic into ``<database>-changes`` (memory-mapped by
+  every process); each lookup compares its topic's epoch with the one it last saw.
+
+A fill racing with a change cannot store the old state: ``put`` keeps a value only if
+nothing was invalidated since the ``ticket`` taken before the read.
+
+Changes made with raw SQL text, or on a bare connection rather than a session, are not
+seen: change these tables through sessions (as the services do).
+"""
+
+import asyncio
+import contextlib
+import mmap
+import os
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import ORMExecuteState, Session
+
+from market.logs import log
+
+CHANNEL = "market_changes"
+
+
+@dataclass(frozen=True)
+class Watch:
+    """Which writes to one table change what a topic remembers."""
+
+    topic: str
+    inserts: bool  # whether a new row does
+    ignored_columns: frozenset[str] = frozenset()  # an update of only these columns does not
+
+
+# What the public asset list shows is read from the registry's tables; rather than
+# list them (and miss the next one), every table counts but those below, which no
+# asset shown depends on and which change all the time.
+_NOT_ASSETS = frozenset({"api_tokens", "account_keys", "idempotency_records", "ledger_pending", "ledger_leaves",
+                         "ledger_tiles", "ledger_checkpoints", "ledger_cosignatures", "alembic_version"})
+_CREDENTIALS = {
+    "accounts": Watch("credentials", inserts=False),
+    "api_tokens": Watch("credentials", inserts=False, ignored_columns=frozenset({"last_used_at"})),
+}
+_ASSETS = Watch("assets", inserts=True)
+
+
+def watches(table: str) -> list[Watch]:
+    """The topics a write to ``table`` may change, with their rules."""
+    found = [_CREDENTIALS[table]] if table in _CREDENTIALS else []
+    if table not in _NOT_ASSETS:
+        found.append(_ASSETS)
+    return found
+
+
+_TOPIC_SLOTS = ["assets", "credentials"]  # slot i of the epoch file
+_CHANGED = "market.memo_changed"
+_EPOCH_SIZE = 8
+_MEMOS: "weakref.WeakSet[Memo[Any]]" = weakref.WeakSet()
+
+V = TypeVar("V")
+
+
+class FileEpochs:
+    """One 8-byte value per topic, shared by every process on this machine through a mapped file."""
+
+    def __init__(self, path: Path) -> None:
+        size = _EPOCH_SIZE * len(_TOPIC_SLOTS)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < size:
+                os.pwrite(fd, os.urandom(size), 0)
+            self._map = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+
+    def read(self, topic: str) -> bytes:
+        at = _TOPIC_SLOTS.index(topic) * _EPOCH_SIZE
+        return self._map[at:at + _EPOCH_SIZE]
+
+    def bump(self, topic: str) -> None:
+        # Random, not incremented: two processes bumping at once still leave a value
+        # that differs from what every reader saw before, with no lock.
+        at = _TOPIC_SLOTS.index(topic) * _EPOCH_SIZE
+        self._map[at:at + _EPOCH_SIZE] = os.urandom(_EPOCH_SIZE)
+
+
+_EPOCHS: dict[str, FileEpochs] = {}
+
+
+def sqlite_epochs(database_url: str) -> FileEpochs | None:
+    """The shared epochs of a SQLite database file (None for in-memory databases)."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    path = Path(url.database).resolve()  # type: ignore[arg-type]
+    if str(path) not in _EPOCHS:
+        _EPOCHS[str(path)] = FileEpochs(path.with_name(path.name + "-changes"))
+    return _EPOCHS[str(path)]
+
+
+class Memo(Generic[V]):
+    """Key → value for one topic in one process, bounded to ``capacity`` entries.
+
+    ``enabled`` is False while changes from other processes cannot be heard (then
+    ``get`` always misses and ``put`` stores nothing).
+    """
+
+    def __init__(self, topic: str, *, epochs: FileEpochs | None = None, capacity: int = 100_000) -> None:
+        if topic not in _TOPIC_SLOTS:
+            raise ValueError(f"unknown topic {topic!r}, want one of {_TOPIC_SLOTS}")
+        self.topic = topic
+        self._entries: dict[Any, V] = {}
+        self._generation = 0
+        self._epochs = epochs
+        self._seen = epochs.read(topic) if epochs else b""
+        self.capacity = capacity
+        self.enabled = True
+        _MEMOS.add(self)
+
+    def _sync(self) -> None:
+        if self._epochs is not None:
+            now = self._epochs.read(self.topic)
+            if now != self._seen:
+                self._seen = now
+                self.invalidate()
+
+    def get(self, key: Any) -> V | None:
+        if not self.enabled:
+            return None
+        self._sync()
+        return self._entries.get(key)
+
+    def ticket(self) -> int:
+        """Take before reading the database; give to ``put`` after."""
+        self._sync()
+        return self._generation
+
+    def put(self, key: Any, value: V, ticket: int) -> None:
+        """Remember ``value`` unless anything was invalidated since ``ticket``."""
+        self._sync()
+        if not self.enabled or ticket != self._generation:
+            return
+        if len(self._entries) >= self.capacity:
+            self._entries.clear()  # rare and cheap to refill; no LRU bookkeeping per hit
+        self._entries[key] = value
+
+    def invalidate(self) -> None:
+        self._entries.clear()
+        self._generation += 1
+
+
+async def remembered(memo: "Memo[bytes]", key: Any, build: Callable[[], Awaitable[bytes]],
+                     max_bytes: int = 256 * 1024) -> bytes:
+    """``build()``'s answer for ``key``, from ``memo`` while nothing of its topic changed.
+    Answers over ``max_bytes`` are not kept (bounding the memory a memo holds)."""
+    found = memo.get(key)
+    if found is not None:
+        return found
+    ticket = memo.ticket()
+    value = await build()
+    if len(value) <= max_bytes:
+        memo.put(key, value, ticket)
+    return value
+
+
+def invalidate_local(topics: set[str] | None = None) -> None:
+    """Empty every memo of this process (of ``topics`` only, when given)."""
+    for memo in list(_MEMOS):
+        if topics is None or memo.topic in topics:
+            memo.invalidate()
+
+
+class PgListener:
+    """LISTENs on ``CHANNEL`` and empties the memos of the notified topics; keeps
+    ``memos`` off while the connection is down, and reconnects."""
+
+    def __init__(self, dsn: str, memos: list[Memo[Any]], *, retry: float = 1.0) -> None:
+        self.dsn, self.memos, self.retry = dsn, memos, retry
+        self._conn: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._lost = asyncio.Event()
+        self._enable(False)
+
+    def _enable(self, on: bool) -> None:
+        for memo in self.memos:
+            memo.invalidate()  # anything may have changed while nobody listened
+            memo.enabled = on
+
+    async def start(self) -> None:
+        """Connect once (so the memos are on when the app starts), then keep connected."""
+        with contextlib.suppress(Exception):
+            await self._connect()
+        self._task = asyncio.create_task(self._keep())
+
+    async def _connect(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.dsn)
+        conn.add_termination_listener(self._terminated)
+        await conn.add_listener(CHANNEL, self._notified)
+        self._conn = conn
+        self._lost.clear()
+        self._enable(True)
+
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        topics = set(payload.split(",")) if payload else None
+        for memo in self.memos:
+            if topics is None or memo.topic in topics:
+                memo.invalidate()
+
+    def _terminated(self, *_args: Any) -> None:
+        self._enable(False)
+        self._lost.set()
+
+    async def _keep(self) -> None:
+        while True:
+            if self._conn is not None and not self._conn.is_closed():
+                await self._lost.wait()
+            self._enable(False)
+            try:
+                await self._connect()
+            except Exception as exc:  # noqa: BLE001 - retried; the memos stay off meanwhile
+                log.warning("change listener down; answering from the database", error=type(exc).__name__)
+                await asyncio.sleep(self.retry)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._conn is not None and not self._conn.is_closed():
+            await self._conn.close()
+
+
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+# -- detecting changes ------------------------------------------------------------------
+
+
+def _note(session: Session, topic: str) -> None:
+    session.info.setdefault(_CHANGED, set()).add(topic)
+
+
+def _matters(obj: Any, watch: Watch) -> bool:
+    if not watch.ignored_columns:
+        return True
+    return any(a.history.has_changes() for a in sa_inspect(obj).attrs if a.key not in watch.ignored_columns)
+
+
+@event.listens_for(Session, "before_flush")
+def _note_flushed_changes(session: Session, _context: Any, _instances: Any) -> None:
+    for objects, kind in ((session.new, "insert"), (session.dirty, "update"), (session.deleted, "delete")):
+        for obj in objects:
+            for watch in watches(getattr(obj, "__tablename__", "")):
+                if kind == "insert" and not watch.inserts:
+                    continue
+                if kind != "update" or _matters(obj, watch):
+                    _note(session, watch.topic)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_statement_changes(state: ORMExecuteState) -> None:
+    if not (state.is_insert or state.is_update or state.is_delete):
+        return
+    table = getattr(state.statement, "table", None)
+    for watch in watches(getattr(table, "name", "")):
+        if state.is_insert and not watch.inserts:
+            continue
+        if state.is_update and watch.ignored_columns:
+            values = getattr(state.statement, "_values", None) or {}
+            names = {getattr(k, "key", k) for k in values}
+            if names and names <= watch.ignored_columns:
+                continue
+        _note(state.session, watch.topic)
+
+
+@event.listens_for(Session, "before_commit")
+def _notify_before_commit(session: Session) -> None:
+    if session.new or session.dirty or session.deleted:
+        session.flush()  # the final flush happens after this hook; run it now to know
+    topics = session.info.get(_CHANGED)
+    if topics and session.get_bind().dialect.name == "postgresql":
+        # Delivered by PostgreSQL when this transaction commits, not before.
+        session.connection().exec_driver_sql(f"SELECT pg_notify('{CHANNEL}', '{','.join(sorted(topics))}')")
+
+
+@event.listens_for(Session, "after_commit")
+def _invalidate_after_commit(session: Session) -> None:
+    topics = session.info.pop(_CHANGED, None)
+    if not topics:
+        return
+    invalidate_local(topics)
+    bind = session.get_bind()
+    if bind.dialect.name == "sqlite":
+        epochs = sqlite_epochs(str(bind.url))
+        if epochs is not None:
+            for topic in topics:
+                epochs.bump(topic)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop(_CHANGED, None)
+
+
+__all__ = ["CHANNEL", "FileEpochs", "Memo", "PgListener", "asyncpg_dsn", "invalidate_local", "remembered", "sqlite_epochs"]

@@ -1,0 +1,122 @@
+"""Rate limits (API.md "Conventions"; issue fault 8): 429 problem+json with Retry-After.
+
+The limiter's clock is pinned in these tests so that a window cannot end in the
+middle of one (the limits are fixed windows of wall time).
+"""
+
+import secrets
+import socket
+from typing import Any
+
+import pytest
+
+from market.ratelimit import MemoryCounter, RateLimiter, RedisCounter
+from tests.conftest import assert_problem
+from tests.registry_support import own_app
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+NOW = 1_800_000_030.0  # 30 s into a minute, 30 s into an hour
+
+
+def pin_clock(app: Any, now: float = NOW) -> None:
+    app.client.app.state.limiter.clock = lambda: now
+
+
+async def account_ids(app: Any) -> list[str]:
+    r = await app.client.get("/v1/accounts", params={"limit": 500}, headers=app.operator.auth)
+    assert r.status_code == 200, r.text
+    return [a["id"] for a in r.json()["items"]]
+
+
+def sign_up_body() -> dict[str, Any]:
+    return {"name": "Someone", "kind": "individual", "roles": ["buyer"]}
+
+
+async def test_anonymous_sign_ups_are_limited_per_address(databases, tmp_path) -> None:
+    async with own_app(databases, tmp_path, rate_limit_signups_per_hour=2) as app:
+        pin_clock(app)
+        for _ in range(2):
+            assert (await app.client.post("/v1/accounts", json=sign_up_body())).status_code == 201
+        before = await account_ids(app)
+
+        r = await app.client.post("/v1/accounts", json=sign_up_body())
+        problem = assert_problem(r, 429, "too-many-requests")
+        assert r.headers["Retry-After"] == "3570"  # the hour's window ends in 59.5 minutes, rounded up
+        assert "sign-ups" in problem["detail"]
+        assert await account_ids(app) == before  # nothing was created (the ledger entry goes with the row) ...
+        # ... and an operator creating accounts is not held to the anonymous limit.
+        r = await app.client.post("/v1/accounts", json=sign_up_body(), headers=app.operator.auth)
+        assert r.status_code == 201, r.text
+        # The next hour opens the door again.
+        pin_clock(app, NOW + 3600)
+        assert (await app.client.post("/v1/accounts", json=sign_up_body())).status_code == 201
+
+
+async def test_tokens_and_addresses_have_separate_counts(databases, tmp_path) -> None:
+    async with own_app(databases, tmp_path, rate_limit_per_minute=5) as app:
+        pin_clock(app)
+        first = await app.parties.sign_up(["buyer"])  # one anonymous request from the address
+        second_token = (await app.client.post("/v1/accounts/me/tokens", json={}, headers=first.auth)).json()["token"]
+        second = {"Authorization": f"Bearer {second_token}"}
+        for _ in range(4):  # the first token's 2nd to 5th requests
+            assert (await app.client.get("/v1/accounts/me", headers=first.auth)).status_code == 200
+        r = await app.client.get("/v1/accounts/me", headers=first.auth)
+        assert_problem(r, 429, "too-many-requests")
+        assert r.headers["Retry-After"] == "30"
+        # Another token of the same account, and anonymous callers at the same address, go on.
+        assert (await app.client.get("/v1/accounts/me", headers=second)).status_code == 200
+        for _ in range(4):  # the address's 2nd to 5th requests
+            assert (await app.client.get("/v1/ledger/checkpoint")).status_code == 200
+        assert_problem(await app.client.get("/v1/ledger/checkpoint"), 429, "too-many-requests")
+        assert (await app.client.get("/v1/accounts/me", headers=second)).status_code == 200
+        # A refused write changes nothing: the token list is as it was.
+        tokens = (await app.client.get("/v1/accounts/me/tokens", headers=second)).json()["items"]
+        assert_problem(await app.client.post("/v1/accounts/me/tokens", json={}, headers=first.auth), 429)
+        assert (await app.client.get("/v1/accounts/me/tokens", headers=second)).json()["items"] == tokens
+        # Operations routes are never limited.
+        for path in ("/health", "/ready", "/metrics"):
+            for _ in range(10):
+                assert (await app.client.get(path)).status_code == 200, path
+
+
+def redis_reachable() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+async def test_processes_sharing_redis_share_the_count(databases, tmp_path_factory) -> None:
+    if not redis_reachable():
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    shared = {"redis_url": REDIS_URL, "redis_prefix": f"market-test-{secrets.token_hex(6)}", "rate_limit_per_minute": 3}
+    async with own_app(databases, tmp_path_factory.mktemp("a"), **shared) as a, \
+            own_app(databases, tmp_path_factory.mktemp("b"), **shared) as b:
+        pin_clock(a)
+        pin_clock(b)
+        assert (await a.client.get("/v1/ledger/key")).status_code == 200
+        assert (await b.client.get("/v1/ledger/key")).status_code == 200
+        assert (await a.client.get("/v1/ledger/key")).status_code == 200
+        r = await b.client.get("/v1/ledger/key")  # the fourth from this address, counted across both
+        assert_problem(r, 429, "too-many-requests")
+        assert r.headers["Retry-After"] == "30"
+
+
+async def test_an_unreachable_redis_lets_requests_through() -> None:
+    limiter = RateLimiter(RedisCounter("redis://127.0.0.1:1/0", "market-test"), per_minute=1, signups_per_hour=1)
+    try:
+        for _ in range(3):
+            await limiter.check("GET", "/v1/assets", None, "10.0.0.1")
+    finally:
+        await limiter.counter.close()
+
+
+async def test_memory_counter_forgets_passed_windows() -> None:
+    counter = MemoryCounter(max_keys=2)
+    assert await counter.hit("all:addr:a:60", 60, NOW) == 1
+    assert await counter.hit("all:addr:a:60", 60, NOW) == 2
+    assert await counter.hit("all:addr:b:60", 60, NOW) == 1
+    # A third caller in the next window: the passed window's keys go, the count starts afresh.
+    assert await counter.hit("all:addr:c:60", 60, NOW + 60) == 1
+    assert await counter.hit("all:addr:a:60", 60, NOW + 60) == 1
