@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from ledger.errors import LedgerError
 from ledger.log import Log
 from market import __version__, db, openapi
 from market.accounts.routes import AccountController
@@ -21,7 +22,7 @@ from market.audit import LEDGER_KEY
 from market.auth import Caller, provide_caller, provide_optional_caller
 from market.context import Ctx
 from market.config import Settings
-from market.errors import PROBLEM_JSON, DomainError, problem
+from market.errors import PROBLEM_JSON, DomainError, ledger_problem, problem
 from market.keys import init_ledger_key
 from market.clock import Clock
 from market.ledger_routes import LedgerController, TlogController
@@ -40,6 +41,13 @@ def _problem_response(body: dict[str, Any], headers: dict[str, str] | None = Non
 
 def handle_domain_error(request: Request, exc: DomainError) -> Response[Any]:
     return _problem_response(exc.problem(instance=request.url.path), exc.headers)
+
+
+def handle_ledger_error(request: Request, exc: LedgerError) -> Response[Any]:
+    body = ledger_problem(exc, instance=request.url.path)
+    if body["status"] >= 500:
+        log.exception("ledger error", path=request.url.path)
+    return _problem_response(body)
 
 
 def handle_validation_error(request: Request, exc: ValidationException) -> Response[Any]:
@@ -227,6 +235,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         },
         exception_handlers={
             DomainError: handle_domain_error,
+            LedgerError: handle_ledger_error,
             ValidationException: handle_validation_error,
             HTTPException: handle_http_error,
             Exception: handle_crash,

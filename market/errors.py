@@ -84,6 +84,27 @@ class TooManyRequests(DomainError):
     status, kind, title = 429, "too-many-requests", "Too many requests"
 
 
+def ledger_problem(exc: Exception, instance: str | None = None) -> dict[str, Any]:
+    """The problem for an error the ledger library raised (``ledger.errors.LedgerError``
+    and the log's own): the one mapping from the ledger's error tree to HTTP."""
+    from ledger.errors import MalformedError, VerificationError
+    from ledger.log import NotFoundError, UnknownCheckpointError
+
+    status, kind, title = 500, "ledger-error", "Ledger error"
+    if isinstance(exc, NotFoundError):
+        status, kind, title = 404, "not-found", "Not found"
+    elif isinstance(exc, UnknownCheckpointError):
+        status, kind, title = 409, "unknown-checkpoint", "Conflict"
+    elif isinstance(exc, MalformedError):
+        status, kind, title = 422, "malformed-note", "Unprocessable request"
+    elif isinstance(exc, VerificationError):
+        status, kind, title = 422, "bad-cosignature", "Unprocessable request"
+    body = problem(status, kind, title, str(exc))
+    if instance:
+        body["instance"] = instance
+    return body
+
+
 def problem(status: int, kind: str, title: str, detail: str, **extra: Any) -> dict[str, Any]:
     """A problem body for errors that do not come from the domain (routing, validation, crashes)."""
     body: dict[str, Any] = {"type": PROBLEM_BASE + kind, "title": title, "status": status, "detail": detail}

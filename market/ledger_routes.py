@@ -11,10 +11,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger import entry as entries
 from ledger import merkle, tiles
-from ledger.errors import MalformedError, VerificationError
-from ledger.log import MAX_INDEX, NotFoundError, UnknownCheckpointError
+from ledger.errors import MalformedError
+from ledger.log import MAX_INDEX
 from market.config import Settings
-from market.errors import Conflict, NotFound, Unprocessable
+from market.errors import NotFound, Unprocessable
 
 TEXT = "text/plain; charset=utf-8"
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -85,11 +85,7 @@ class LedgerController(Controller):
 
     @get("/entries/{index:int}", summary="One integrated entry")
     async def entry(self, request: Request, db: AsyncSession, index: int) -> dict[str, Any]:
-        try:
-            leaf = await request.app.state.ledger.leaf(db, index)
-        except NotFoundError:
-            raise NotFound(f"no integrated entry {index}") from None
-        return entry_json(index, leaf)
+        return entry_json(index, await request.app.state.ledger.leaf(db, index))
 
     @get("/entries", summary="Entries in index order, or every entry about one subject")
     async def entries(
@@ -121,10 +117,7 @@ class LedgerController(Controller):
         size: Annotated[int, Parameter(ge=1, le=MAX_INDEX)],
     ) -> dict[str, Any]:
         # Proofs take the session factory: most are answered from tiles in memory.
-        try:
-            root, proof = await request.app.state.ledger.inclusion_proof(request.app.state.read_sessionmaker, index, size)
-        except NotFoundError as exc:
-            raise NotFound(str(exc)) from None
+        root, proof = await request.app.state.ledger.inclusion_proof(request.app.state.read_sessionmaker, index, size)
         return {"index": index, "size": size, "root": b64(root), "hashes": [b64(h) for h in proof]}
 
     @get("/proofs/consistency", summary="RFC 9162 consistency proof")
@@ -132,10 +125,7 @@ class LedgerController(Controller):
         self, request: Request, first: Annotated[int, Parameter(ge=0, le=MAX_INDEX)],
         second: Annotated[int, Parameter(ge=0, le=MAX_INDEX)],
     ) -> dict[str, Any]:
-        try:
-            proof = await request.app.state.ledger.consistency_proof(request.app.state.read_sessionmaker, first, second)
-        except NotFoundError as exc:
-            raise NotFound(str(exc)) from None
+        proof = await request.app.state.ledger.consistency_proof(request.app.state.read_sessionmaker, first, second)
         return {"first": first, "second": second, "hashes": [b64(h) for h in proof]}
 
     @post("/cosignatures", status_code=200, summary="A witness's cosignature on a checkpoint (C2SP tlog-cosignature)")
@@ -146,14 +136,7 @@ class LedgerController(Controller):
         except UnicodeDecodeError:
             raise Unprocessable("the body must be a UTF-8 signed note", kind="malformed-note") from None
         ledger = request.app.state.ledger
-        try:
-            await ledger.add_cosignatures(db, text, settings.witness_vkeys)
-        except UnknownCheckpointError as exc:
-            raise Conflict(str(exc), kind="unknown-checkpoint") from None
-        except MalformedError as exc:
-            raise Unprocessable(str(exc), kind="malformed-note") from None
-        except VerificationError as exc:
-            raise Unprocessable(str(exc), kind="bad-cosignature") from None
+        await ledger.add_cosignatures(db, text, settings.witness_vkeys)  # errors: market.errors.ledger_problem
         await db.commit()
         cp = await ledger.checkpoint(db)
         return Response(cp.text, media_type=TEXT)
@@ -176,14 +159,11 @@ class TlogController(Controller):
         except MalformedError as exc:
             raise NotFound(f"not a tile path: {exc}") from None
         ledger = request.app.state.ledger
-        try:
-            if level == "entries":
-                async with request.app.state.read_sessionmaker() as db:
-                    data = await ledger.entry_bundle(db, index, width)
-            else:  # hash tiles usually come from the memory kept for proofs
-                data = await ledger.tile(request.app.state.read_sessionmaker, level, index, width)
-        except NotFoundError as exc:
-            raise NotFound(str(exc)) from None
+        if level == "entries":
+            async with request.app.state.read_sessionmaker() as db:
+                data = await ledger.entry_bundle(db, index, width)
+        else:  # hash tiles usually come from the memory kept for proofs
+            data = await ledger.tile(request.app.state.read_sessionmaker, level, index, width)
         cache = IMMUTABLE if width == tiles.TILE_WIDTH else "no-cache"
         etag = hashlib.sha256(data).hexdigest()[:32]
         return Response(data, media_type="application/octet-stream", headers={"Cache-Control": cache, "ETag": f'"{etag}"'})

@@ -20,7 +20,7 @@ from market.accounts.schemas import (
     STAFF_ROLES,
     TokenRead,
 )
-from market.auth import Caller, hash_token, new_token
+from market.auth import hash_token, new_token
 from market.context import Ctx
 from market.errors import Conflict, Forbidden, InvalidTransition, NotFound
 from market.ids import new_id
