@@ -81,6 +81,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_serve_bootstraps_an_operator_and_answers_health(env) -> None:
     port = _free_port()
     proc = subprocess.Popen([*MARKET, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE,

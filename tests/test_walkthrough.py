@@ -49,6 +49,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 async def test_readme_walkthrough_runs_twice_as_written(databases, tmp_path) -> None:
     home = checkout_like(tmp_path / "checkout")
     port = _free_port()
