@@ -357,3 +357,23 @@ async def _until_list_shows(app: Any, asset_id: str, title: str) -> None:
             return
         await asyncio.sleep(0.005)
     raise AssertionError("the other process's change is not shown")
+
+
+async def test_connections_the_server_closed_are_replaced_unseen(databases, tmp_path) -> None:
+    """A pooled connection whose backend was terminated (a restart, an idle timeout)
+    is replaced before use (the pool pings on checkout): no request fails for it."""
+    if not PG_URL:
+        pytest.skip("SQLite has no server to close connections")
+    async with own_app(databases, tmp_path) as app:
+        state = app.client.app.state
+        party = await app.parties.sign_up(["buyer"])
+        for _ in range(3):  # warm several pooled connections
+            assert (await app.client.post("/v1/accounts/me/tokens", headers=party.auth)).status_code == 201
+        await _admin_sql(state, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                                "AND query NOT LIKE 'LISTEN%'")
+        for _ in range(5):
+            r = await app.client.post("/v1/accounts/me/tokens", headers=party.auth)
+            assert r.status_code == 201, r.text
+        r = await app.client.get("/v1/accounts/me/tokens", headers=party.auth)
+        assert r.status_code == 200 and len(r.json()["items"]) == 9
