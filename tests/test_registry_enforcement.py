@@ -86,3 +86,25 @@ async def test_a_suspended_account_may_read_but_not_act(client, parties: Parties
     r = await client.get(f"/v1/ledger/entries", params={"subject": f"account:{p.id}"})
     types = [i["entry"]["type"] for i in r.json()["items"]]
     assert types[-2:] == ["account.suspended", "account.reinstated"]
+
+
+async def test_anonymous_lists_show_every_move_at_once(client, parties: Parties, operator, regulator,
+                                                       settings) -> None:
+    """Anonymous asset lists are answered from memory; every state machine move (a Core
+    UPDATE) and every regulator's act must empty that memory before the next request."""
+    holder = await provider(client, parties)
+    asset = await registered_asset(client, holder, operator)
+
+    async def anonymous_view() -> dict[str, Any]:
+        r = await client.get("/v1/assets", params={"provider": holder.id})
+        assert r.status_code == 200, r.text
+        [item] = r.json()["items"]
+        return item
+
+    assert (await anonymous_view())["frozen"] is False
+    await act(client, settings, regulator, review.set_frozen, asset["id"], True, "check")
+    assert (await anonymous_view())["frozen"] is True
+    await act(client, settings, regulator, review.set_frozen, asset["id"], False, "done")
+    r = await client.post(f"/v1/assets/{asset['id']}/cancellation", json={"reason": "x"}, headers=holder.auth)
+    assert r.status_code == 200, r.text
+    assert (await anonymous_view())["status"] == "cancelled"
