@@ -325,9 +325,13 @@ def _invalidate_after_commit(session: Session) -> None:
                 epochs.bump(topic)
 
 
-@event.listens_for(Session, "after_rollback")
-def _forget_after_rollback(session: Session) -> None:
-    session.info.pop(_CHANGED, None)
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_after_rollback(session: Session, previous_transaction: Any) -> None:
+    # Only the outermost transaction's rollback undoes everything noted. A savepoint
+    # rolled back (``begin_nested``) leaves the changes made around it to be committed:
+    # keep what was noted (forgetting more than changed costs a refill, never a stale answer).
+    if previous_transaction.parent is None:
+        session.info.pop(_CHANGED, None)
 
 
 __all__ = ["CHANNEL", "FileEpochs", "Memo", "PgListener", "asyncpg_dsn", "invalidate_local", "remembered", "sqlite_epochs"]

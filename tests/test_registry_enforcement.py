@@ -108,3 +108,37 @@ async def test_anonymous_lists_show_every_move_at_once(client, parties: Parties,
     r = await client.post(f"/v1/assets/{asset['id']}/cancellation", json={"reason": "x"}, headers=holder.auth)
     assert r.status_code == 200, r.text
     assert (await anonymous_view())["status"] == "cancelled"
+
+
+async def test_a_rolled_back_savepoint_does_not_hide_the_transactions_other_changes(client, parties: Parties,
+                                                                                   operator) -> None:
+    """The clock task registers due assets one savepoint each; one that loses its race
+    is rolled back to its savepoint. The changes committed around it must still empty
+    the remembered anonymous lists."""
+    from sqlalchemy import update
+
+    from market.registry.models import Asset
+
+    holder = await provider(client, parties)
+    asset = await registered_asset(client, holder, operator)
+    state = client.app.state
+
+    async def view() -> dict[str, Any]:
+        r = await client.get("/v1/assets", params={"provider": holder.id})
+        return r.json()["items"][0]
+
+    assert (await view())["title"] == asset["title"]  # now remembered
+
+    async def change_then_lose_a_savepoint() -> None:
+        async with state.sessionmaker() as session:
+            await session.execute(update(Asset).where(Asset.id == asset["id"]).values(title="renamed"))
+            try:
+                async with session.begin_nested():
+                    await session.execute(update(Asset).where(Asset.id == asset["id"]).values(format="x"))
+                    raise RuntimeError("this one lost its race")
+            except RuntimeError:
+                pass
+            await session.commit()
+
+    client.blocking_portal.call(change_then_lose_a_savepoint)
+    assert (await view())["title"] == "renamed"
