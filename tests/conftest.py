@@ -202,6 +202,27 @@ def assert_problem(response: Any, status: int, kind: str | None = None) -> dict[
     return body
 
 
+def wait_until_serving(url: str, proc: Any, seconds: float = 60.0) -> None:
+    """Wait (bounded) until a server process answers 200 at ``url``; fail if it exits."""
+    import subprocess
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr not in (None, subprocess.DEVNULL) else ""
+            raise AssertionError(f"the server exited ({proc.returncode}): {err}")
+        assert time.monotonic() < deadline, f"the server did not answer {url} within {seconds:.0f} s"
+        time.sleep(0.2)
+
+
 async def walk_ids(client: AsyncTestClient, path: str, headers: dict[str, str], **params: Any) -> list[str]:
     """Every id a list route shows these credentials, walking all its pages."""
     ids: list[str] = []

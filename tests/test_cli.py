@@ -6,10 +6,11 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
+
+from tests.conftest import wait_until_serving
 import pytest
 
 MARKET = [sys.executable, "-m", "market.cli"]
@@ -87,17 +88,7 @@ def test_serve_bootstraps_an_operator_and_answers_health(env) -> None:
     proc = subprocess.Popen([*MARKET, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                if r.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "server did not answer /health within 60 s"
-            time.sleep(0.2)
+        wait_until_serving(f"http://127.0.0.1:{port}/health", proc)
         assert proc.stdout is not None
         token = proc.stdout.readline().strip()
         assert token.startswith("mkt_")
@@ -114,13 +105,7 @@ def test_serve_bootstraps_an_operator_and_answers_health(env) -> None:
     again = subprocess.Popen([*MARKET, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_until_serving(f"http://127.0.0.1:{port}/health", again)
     finally:
         again.terminate()
         out, _ = again.communicate(timeout=30)

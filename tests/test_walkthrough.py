@@ -12,11 +12,11 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.conftest import wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,15 +62,7 @@ async def test_readme_walkthrough_runs_twice_as_written(databases, tmp_path) -> 
         assert server.stdout is not None
         token = server.stdout.readline().strip()
         assert token.startswith("mkt_")
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not answer /health"
-            time.sleep(0.2)
+        wait_until_serving(f"http://127.0.0.1:{port}/health", server)
 
         walk = readme_block("## A first session", 1)
         assert "B=http://127.0.0.1:8000\n" in walk and "\nOP=mkt_..." in walk
@@ -83,7 +75,7 @@ async def test_readme_walkthrough_runs_twice_as_written(databases, tmp_path) -> 
             assert done.returncode == 0, (run, done.stdout, done.stderr)
             assert done.stderr == "", (run, done.stderr)
             assert re.search(r"^valid: entry \d+ is in ", done.stdout, flags=re.M), done.stdout
-            assert f'"registration_number": "DR-' in done.stdout
+            assert '"registration_number": "DR-' in done.stdout
             assert '"status": 4' not in done.stdout and '"status":4' not in done.stdout, done.stdout  # no problem
             outputs.append(done.stdout)
         assert outputs[0] != outputs[1]

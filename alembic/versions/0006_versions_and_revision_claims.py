@@ -6,6 +6,8 @@
 - The claim (rights, signed bytes, key, signature) moves from ``assets`` to
   ``asset_revisions``: a change under review is kept apart from the registered
   revision, and a rejected change leaves the registration exactly as it was.
+- ``assets.change`` is dropped: a submission is a change exactly when a registration
+  stands (``registered_revision > 0``), so the flag could only drift from the truth.
 - ``asset_transfers.status`` is indexed (pending proposals are voided by asset and key).
 
 Revision ID: 0006
@@ -59,13 +61,15 @@ def upgrade() -> None:
         "FROM assets AS a WHERE a.id = asset_revisions.asset_id AND a.content_revision = asset_revisions.revision "
         "AND a.claim IS NOT NULL"
     )
-    for column in CLAIM_COLUMNS:
+    for column in (*CLAIM_COLUMNS, "change"):
         _drop("assets", column)
     op.create_index("ix_asset_transfers_status", "asset_transfers", ["status"], unique=False)
 
 
 def downgrade() -> None:
     op.drop_index("ix_asset_transfers_status", table_name="asset_transfers")
+    op.add_column("assets", sa.Column("change", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.execute("UPDATE assets SET change = (registered_revision > 0 AND status IN ('submitted', 'public_notice'))")
     for column in (
         sa.Column("rights", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False, server_default="[]"),
         sa.Column("claim", sa.Text(), nullable=True),

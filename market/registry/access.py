@@ -26,6 +26,11 @@ def is_public(asset: Asset) -> bool:
     return asset.status in PUBLIC_STATUSES or asset.registered_revision > 0
 
 
+def is_change(asset: Asset) -> bool:
+    """A submission under review is a change (变更) when a registration stands already."""
+    return asset.registered_revision > 0
+
+
 def holds_registration(asset: Asset) -> bool:
     """Registered, or registered with a change under review: the registration (its
     number, certificate and registered content) stands until a change replaces it."""

@@ -98,5 +98,5 @@ async def submit_claim(
     await ASSET.move(session, asset, action, ctx,
                      {"document_sha256": audit.document_digest(claim), "key_id": key_id, "signature": signature,
                       "revision": rev.revision, "change": change, "conflicts": len(await conflicts(session, asset))},
-                     submitted_at=ctx.now, change=change, updated_at=ctx.now, status_reason=None)
+                     submitted_at=ctx.now, updated_at=ctx.now, status_reason=None)
     return asset

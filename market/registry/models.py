@@ -28,7 +28,6 @@ class Asset(SQLModel, table=True):
     status: str = Field(max_length=20, index=True)
     version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # bumped by every move (market.statemachine)
     frozen: bool = False
-    change: bool = False  # the submission under review is a change of a registered asset
     status_reason: str | None = Field(default=None, sa_column=Column(Text))  # the last decision's text
     registration_number: str | None = Field(default=None, unique=True, max_length=32)
     wrapped_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

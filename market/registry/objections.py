@@ -58,8 +58,9 @@ async def resolve_objection(session: AsyncSession, ctx: Ctx, objection_id: str, 
                          resolution_reason=reason, resolved_by=ctx.user.id, resolved_at=ctx.now)
     asset = await access.load(session, objection.asset_id, ctx.user)
     if upheld and asset.status == S.public_notice:
-        await ASSET.move(session, asset, "reject_change" if asset.change else "reject", ctx,
-                         {"stage": "objection", "objection": objection_id, "change": asset.change},
+        change = access.is_change(asset)
+        await ASSET.move(session, asset, "reject_change" if change else "reject", ctx,
+                         {"stage": "objection", "objection": objection_id, "change": change},
                          **rejection_values(asset, ctx, reason))
     return objection
 

@@ -24,8 +24,8 @@ from market.registry.states import ASSET, ObjectionStatus, S
 def rejection_values(asset: Asset, ctx: Ctx, reason: str) -> dict[str, Any]:
     """Row values of a rejection. A rejected change leaves the registration exactly as it
     was: the registered revision is the current one again (its claim is on it)."""
-    values: dict[str, Any] = {"status_reason": reason, "change": False, "updated_at": ctx.now}
-    if asset.change:
+    values: dict[str, Any] = {"status_reason": reason, "updated_at": ctx.now}
+    if access.is_change(asset):
         values.update(content_revision=asset.registered_revision, content_sha256=asset.registered_sha256)
     return values
 
@@ -38,8 +38,9 @@ async def review(
     if asset.status != S.submitted:
         raise InvalidTransition(f"asset {asset_id}", asset.status, f"review ({decision})")
     if decision == "reject":
-        await ASSET.move(session, asset, "reject_change" if asset.change else "reject", ctx,
-                         {"stage": "review", "change": asset.change, "reason_sha256": audit.text_digest(reason)},
+        change = access.is_change(asset)
+        await ASSET.move(session, asset, "reject_change" if change else "reject", ctx,
+                         {"stage": "review", "change": change, "reason_sha256": audit.text_digest(reason)},
                          **rejection_values(asset, ctx, reason))
         return asset
     others = await conflicts(session, asset)
@@ -47,7 +48,8 @@ async def review(
         raise Conflict(f"the content is also claimed by {', '.join(others)}; resolve it or override with a reason",
                        kind="unresolved-conflict", extra={"conflicts_with": others})
     notice = ctx.settings.notice_delta
-    data: dict[str, Any] = {"notice_seconds": int(notice.total_seconds()), "change": asset.change}
+    data: dict[str, Any] = {"notice_seconds": int(notice.total_seconds()),
+                            "change": access.is_change(asset)}
     if others:
         data.update(override_conflict=True, conflicts_with=others, reason_sha256=audit.text_digest(reason))
     await ASSET.move(session, asset, "approve", ctx, data, status_reason=reason or None, notice_started_at=ctx.now,
@@ -72,11 +74,11 @@ async def _registration_number(session: AsyncSession, year: int) -> str:
 async def register(session: AsyncSession, ctx: Ctx, asset: Asset) -> None:
     """The notice period is over: register (the market's own act), issue the certificate."""
     ctx = dataclasses.replace(ctx, caller=None)
-    change = asset.change
+    change = access.is_change(asset)
     number = asset.registration_number or await _registration_number(session, ctx.now.year)
     await ASSET.move(session, asset, "register", ctx, {"registration_number": number},
                      registration_number=number, registered_at=ctx.now, registered_revision=asset.content_revision,
-                     registered_sha256=asset.content_sha256, change=False, updated_at=ctx.now)
+                     registered_sha256=asset.content_sha256, updated_at=ctx.now)
     await certificates.issue(session, asset, ctx, "asset.registered", {"change": change})
     if change:  # proposals name the content registered before
         await transfers.void_pending(session, ctx, asset_id=asset.id, cause="content_changed")
@@ -119,7 +121,7 @@ async def revoke(session: AsyncSession, ctx: Ctx, asset_id: str, reason: str) ->
     if not access.holds_registration(asset):
         raise InvalidTransition(f"asset {asset_id}", asset.status, "revoke (nothing is registered)")
     await ASSET.move(session, asset, "revoke", ctx, {"reason_sha256": audit.text_digest(reason)},
-                     status_reason=reason, change=False, updated_at=ctx.now)
+                     status_reason=reason, updated_at=ctx.now)
     await transfers.void_pending(session, ctx, asset_id=asset.id, cause="revoked")
     return asset
 
