@@ -10,6 +10,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from market.db import is_modelled
 from market.models import metadata
 
 config = context.config
@@ -21,6 +22,7 @@ def _configure(connection: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=is_modelled,
     )
     with context.begin_transaction():
         context.run_migrations()

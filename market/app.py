@@ -27,6 +27,7 @@ from market.keys import init_ledger_key
 from market.clock import Clock
 from market.ledger_routes import LedgerController, TlogController
 from market.registry.routes import AssetController, ObjectionController, TransferController
+from market.listings.routes import ListingController, dcat_catalog
 from market.storage import BlobStore, MasterKey
 from market.credentials import credential_memo
 from market.memo import Memo, PgListener, asyncpg_dsn, sqlite_epochs
@@ -191,9 +192,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         epochs = sqlite_epochs(settings.sqlalchemy_url) if db.is_sqlite(engine) else None
         app.state.credentials = credential_memo(epochs)
         app.state.public_assets = Memo("assets", epochs=epochs, capacity=128)
+        app.state.public_listings = Memo("assets", epochs=epochs, capacity=1024)
         listener: PgListener | None = None
         if not db.is_sqlite(engine):
-            listener = PgListener(asyncpg_dsn(settings.sqlalchemy_url), [app.state.credentials, app.state.public_assets])
+            listener = PgListener(asyncpg_dsn(settings.sqlalchemy_url), [app.state.credentials, app.state.public_assets,
+                                                                            app.state.public_listings])
             await listener.start()
         app.state.change_listener = listener
         app.state.ledger = Log(private_key, settings.ledger_origin, tile_memory=settings.ledger_tile_memory)
@@ -222,7 +225,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     app = Litestar(
         route_handlers=[
             health, ready, metrics, AccountController, LedgerController, TlogController, AssetController,
-            ObjectionController, TransferController, openapi.assets_router(),
+            ObjectionController, TransferController, ListingController, dcat_catalog, openapi.assets_router(),
         ],
         lifespan=[lifespan],
         dependencies={

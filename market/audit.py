@@ -24,6 +24,8 @@ EVENT_TYPES = frozenset({
     "asset.objection_dismissed", "asset.cancelled", "asset.transfer_proposed", "asset.holder_changed",
     "asset.transferred", "asset.transfer_withdrawn", "asset.transfer_voided", "asset.revoked", "asset.frozen",
     "asset.unfrozen",
+    "listing.published", "listing.updated", "listing.terms_changed", "listing.paused", "listing.resumed",
+    "listing.delisted", "listing.frozen", "listing.unfrozen",
 })
 
 

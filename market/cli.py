@@ -312,5 +312,28 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     )
 
 
+# -- demo ----------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--notice-period", default=None, metavar="DURATION",
+              help="public notice of the demo's registrations (e.g. 0); default MARKET_NOTICE_PERIOD. "
+                   "For a throwaway demo database only")
+def demo(notice_period: str | None) -> None:
+    """Seed a demo exchange (parties, registered assets, listings) through the services; idempotent."""
+    from market.config import parse_duration
+    from market.demo import DemoRefused, report, seed
+
+    try:
+        notice = None if notice_period is None else parse_duration(notice_period)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--notice-period") from None
+    try:
+        summary = _run(seed(_settings(), notice))
+    except DemoRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("\n".join(report(summary)))
+
+
 if __name__ == "__main__":
     main()

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     workers: int = 1
     log_level: str = "INFO"
     ledger_origin: str = "ledger.market.example/log"
+    # The market's public address, for the absolute identifiers of the DCAT catalog;
+    # empty: taken from each request.
+    public_url: str = ""
+    name: str = "Data-element market"  # the exchange's name, as the catalog's publisher
     ledger_witnesses: str = ""
     ledger_integrate_interval: float = 0.2
     ledger_tile_memory: int = 4096

@@ -127,6 +127,18 @@ def _refuse_flushes(session: Session, _context: Any, _instances: Any) -> None:
         raise ReadOnlySessionError("a read session (GET/HEAD) tried to write")
 
 
+# What each database's full-text search keeps beside the models (migration 0007):
+# SQLite's FTS5 table and its shadow tables, PostgreSQL's ``tsv`` column and its index.
+def is_modelled(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Alembic's ``include_object``: leave the search engines' own objects out of comparisons."""
+    if type_ == "table" and name is not None and name.startswith("listing_fts"):
+        return False
+    if type_ == "column" and name == "tsv" and getattr(obj, "table", None) is not None \
+            and obj.table.name == "listing_docs":
+        return False
+    return not (type_ == "index" and name == "ix_listing_docs_tsv")
+
+
 def alembic_config(connection: Connection | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(ALEMBIC_DIR))

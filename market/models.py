@@ -5,6 +5,7 @@ from sqlmodel import SQLModel
 from ledger.store import CheckpointRow, Cosignature, Leaf, PendingEntry, Tile
 from market.accounts.models import Account, AccountKey, ApiToken
 from market.idempotency import IdempotencyRecord
+from market.listings.models import Listing, ListingDoc, ListingTerms
 from market.registry.models import Asset, AssetRevision, Objection, RegistrationCounter, Transfer
 
 metadata = SQLModel.metadata
@@ -12,4 +13,5 @@ metadata = SQLModel.metadata
 __all__ = [
     "Account", "AccountKey", "ApiToken", "CheckpointRow", "Cosignature", "IdempotencyRecord", "Leaf",
     "PendingEntry", "Tile", "metadata", "Asset", "AssetRevision", "Objection", "RegistrationCounter", "Transfer",
+    "Listing", "ListingDoc", "ListingTerms",
 ]

@@ -18,7 +18,7 @@ transaction:
   depends on the row staying as read (an objection filed against an asset in notice).
 """
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -68,6 +68,9 @@ class Machine:
         self.transitions = dict(transitions)
         self.subject = subject
         self.created = created
+        # Called after every move, in its transaction: what other domains keep derived
+        # from this kind's rows (a listing's place in search follows its asset's moves).
+        self.observers: list[Callable[[AsyncSession, Any, str, Ctx], Awaitable[None]]] = []
 
     # -- the table, pure ----------------------------------------------------------------
 
@@ -121,9 +124,11 @@ class Machine:
         if t.target is not None:
             values["status"] = t.target
         await self._update(session, row, values)
-        if t.entry is None:
-            return None
-        return await audit.record(session, t.entry, self.subject(row), ctx.actor, data or {})
+        entry = None if t.entry is None else await audit.record(session, t.entry, self.subject(row), ctx.actor,
+                                                                  data or {})
+        for observe in self.observers:
+            await observe(session, row, action, ctx)
+        return entry
 
     async def guard(self, session: AsyncSession, row: Any) -> None:
         """Claim ``row`` as read: 409 if it changed since, and any later writer that read

@@ -9,6 +9,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from market.accounts.models import Account
+from market.audit import LEDGER_KEY
+from market.auth import Caller
+from market.context import Ctx
+from market.types import utcnow
 from tests.conftest import Parties, Party
 
 ASSET = {
@@ -140,12 +145,27 @@ def sha256_hex(data: bytes) -> str:
 # -- helpers for the rule tests --------------------------------------------------------
 
 
-async def ledger_items(client: Any, asset_id: str) -> list[dict[str, Any]]:
-    """Every ledger entry about the asset, pending ones included (all pages)."""
+async def act(client: Any, settings: Any, who: Party, fn: Any, *args: Any) -> Any:
+    """Run ``fn(session, ctx, *args)`` as ``who`` in the app's loop, and commit."""
+    state = client.app.state
+
+    async def run() -> Any:
+        async with state.sessionmaker() as session:
+            session.info[LEDGER_KEY] = state.ledger
+            account = await session.get(Account, who.id)
+            result = await fn(session, Ctx(Caller(account, "tok_test"), utcnow(), settings), *args)
+            await session.commit()
+            return result
+
+    return client.blocking_portal.call(run)
+
+
+async def ledger_items(client: Any, asset_id: str, kind: str = "asset") -> list[dict[str, Any]]:
+    """Every ledger entry about the asset (or ``kind:id``), pending ones included (all pages)."""
     items: list[dict[str, Any]] = []
     cursor = None
     while True:
-        params = {"subject": f"asset:{asset_id}", "limit": 500, **({"cursor": cursor} if cursor else {})}
+        params = {"subject": f"{kind}:{asset_id}", "limit": 500, **({"cursor": cursor} if cursor else {})}
         r = await client.get("/v1/ledger/entries", params=params)
         assert r.status_code == 200, r.text
         items += r.json()["items"]

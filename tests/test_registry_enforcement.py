@@ -8,30 +8,10 @@ from typing import Any
 import pytest
 
 from market.accounts import service as accounts
-from market.accounts.models import Account
-from market.audit import LEDGER_KEY
-from market.auth import Caller
-from market.context import Ctx
 from market.errors import Conflict, Forbidden
 from market.registry import review
-from market.types import utcnow
 from tests.conftest import Parties, Party, assert_problem
-from tests.registry_support import entry_types, propose, provider, read_asset, registered_asset
-
-
-async def act(client: Any, settings: Any, who: Party, fn: Any, *args: Any) -> Any:
-    """Run ``fn(session, ctx, *args)`` as ``who`` in the app's loop, and commit."""
-    state = client.app.state
-
-    async def run() -> Any:
-        async with state.sessionmaker() as session:
-            session.info[LEDGER_KEY] = state.ledger
-            account = await session.get(Account, who.id)
-            result = await fn(session, Ctx(Caller(account, "tok_test"), utcnow(), settings), *args)
-            await session.commit()
-            return result
-
-    return client.blocking_portal.call(run)
+from tests.registry_support import act, entry_types, propose, provider, read_asset, registered_asset
 
 
 async def test_a_frozen_asset_refuses_its_holder_and_voids_proposals(client, parties: Parties, operator, regulator,

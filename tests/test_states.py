@@ -9,10 +9,11 @@ import pytest
 from market import audit
 from market.accounts.states import MACHINES as ACCOUNT_MACHINES
 from market.errors import Conflict, Forbidden, InvalidTransition
+from market.listings.states import MACHINES as LISTING_MACHINES
 from market.registry.states import MACHINES as REGISTRY_MACHINES
 from market.statemachine import Machine, Transition
 
-MACHINES = {m.kind: m for m in (*ACCOUNT_MACHINES, *REGISTRY_MACHINES)}
+MACHINES = {m.kind: m for m in (*ACCOUNT_MACHINES, *REGISTRY_MACHINES, *LISTING_MACHINES)}
 PACKAGE = Path(__file__).resolve().parent.parent / "market"
 
 TERMINAL = {
@@ -20,6 +21,7 @@ TERMINAL = {
     "asset": {"rejected", "revoked", "cancelled"},
     "objection": {"upheld", "dismissed"},
     "transfer": {"completed", "withdrawn", "void"},
+    "listing": {"delisted"},
 }
 
 

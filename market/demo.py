@@ -1,0 +1,364 @@
+"""``market demo``: seed a believable exchange through the market's own services.
+
+Each party signs up and is verified (KYC) by a reviewing desk of the market; each
+provider registers a signing key, creates its assets, uploads their (synthetic)
+content, signs ownership claims, and the desk approves them; registered assets are
+then listed with plans and licence terms. Every step is the service call a request
+would make, so everything is on the ledger and in search, and nothing is written that
+the services would not write.
+
+**Time.** Registration follows review after the public notice (公示) of
+``notice_period``; the demo never moves the clock or backdates anything. With the
+market's default notice (10 days) assets could not be listed today, so the demo
+refuses a notice longer than ``MAX_NOTICE`` unless told otherwise: ``--notice-period 0``
+(or ``MARKET_NOTICE_PERIOD=0``) registers each asset at approval, and its
+``asset.approved`` entry says ``notice_seconds: 0``. That is a setting for a throwaway
+demo database, never for a real market. A notice of up to ``MAX_NOTICE`` is waited
+out, then the assets are registered as the market's clock would.
+
+**Idempotent.** Parties are found by their credit code, assets by provider and title,
+listings by asset: a second run completes whatever a first run left unfinished (a
+fresh signing key is registered only if a claim still needs signing) and otherwise
+writes nothing. Sign-up tokens exist only when an account is created, so they are
+printed by the first run only.
+"""
+
+import asyncio
+import base64
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ledger.log import Log
+from market import db
+from market.accounts import service as accounts
+from market.accounts.models import Account, ApiToken
+from market.accounts.schemas import AccountCreate, AccountStatus
+from market.audit import LEDGER_KEY
+from market.auth import Caller
+from market.config import Settings
+from market.context import Ctx
+from market.credentials import AccountSnapshot
+from market.demo_data import (
+    ASSETS, CATEGORIES, OPERATOR, PARTIES, PURPOSES, SHOWN_BUYER, SHOWN_PROVIDER, AssetSpec, PartySpec, content,
+)
+from market.errors import DomainError
+from market.ids import new_id
+from market.keys import init_ledger_key
+from market.listings import service as listing_service
+from market.listings.models import Listing
+from market.listings.schemas import ListingCreate
+from market.registry import assets, claims, review
+from market.registry import content as uploads
+from market.registry.models import Asset
+from market.registry.schemas import AssetCreate
+from market.registry.states import RIGHTS, AssetStatus
+from market.storage import BlobStore, MasterKey
+from market.types import utcnow
+
+MAX_NOTICE = timedelta(minutes=1)
+SYNTHETIC = "（演示用合成数据 synthetic demo data）"
+
+
+class DemoRefused(Exception):
+    """The demo will not run with these settings; the message says what to do."""
+
+
+@dataclass
+class Summary:
+    accounts: int = 0
+    assets: int = 0  # registered
+    listings: int = 0  # active
+    new_accounts: int = 0
+    new_assets: int = 0  # registered by this run
+    new_listings: int = 0
+    writes: int = 0  # transactions that changed something
+    by_category: dict[str, int] = field(default_factory=dict)
+    tokens: list[tuple[str, str, str, str]] = field(default_factory=list)  # (role, name, account id, token)
+    pending: list[str] = field(default_factory=list)  # what is not (yet) listed, and why
+    seconds: float = 0.0
+    base_url: str = "http://127.0.0.1:8000"
+
+    @property
+    def changed(self) -> bool:
+        return self.writes > 0
+
+
+def check_notice(notice: timedelta) -> None:
+    if notice > MAX_NOTICE:
+        raise DemoRefused(
+            f"the notice period is {_duration(notice)}: the demo's assets would wait that long in public notice "
+            f"(公示) before they could be registered and listed. The demo is for a throwaway database: run it "
+            f"with --notice-period 0 (assets are registered at approval, and the ledger records a notice of 0 s) "
+            f"or at most {_duration(MAX_NOTICE)} (the demo waits for the notice to end)")
+
+
+def _duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+class _Demo:
+    def __init__(self, settings: Settings, notice: timedelta) -> None:
+        self.settings = settings.model_copy(update={"notice_period": f"{int(notice.total_seconds())}s"})
+        self.notice = notice
+        self.engine = db.make_engine(settings.sqlalchemy_url)
+        self.maker = db.make_sessionmaker(self.engine)
+        private_key, _ = init_ledger_key(settings.keys_dir)
+        self.log = Log(private_key, settings.ledger_origin)
+        self.master_key = MasterKey.load_or_create(settings.keys_dir / "master.key")
+        self.blobs = BlobStore(settings.blobs_dir)
+        self.signers: dict[str, tuple[str, Ed25519PrivateKey]] = {}  # this run's keys, never stored
+        self.summary = Summary()
+
+    def ctx(self, caller: Caller | None) -> Ctx:
+        return Ctx(caller=caller, now=utcnow(), settings=self.settings)
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self.maker() as session:
+            session.info[LEDGER_KEY] = self.log
+            yield session
+
+    async def commit(self, session: AsyncSession) -> None:
+        await session.commit()
+        self.summary.writes += 1
+
+    # -- parties ----------------------------------------------------------------------------------------
+
+    async def party(self, spec: PartySpec, desk: Caller | None) -> Caller:
+        """The party's account (signed up and verified if need be), as a caller."""
+        async with self.session() as s:
+            account = (await s.exec(select(Account).where(Account.uscc == spec.uscc))).first()
+            if account is None:
+                data = AccountCreate(name=spec.name, kind=spec.kind, roles=list(spec.roles),  # type: ignore[arg-type]
+                                     uscc=spec.uscc)
+                account, token = await accounts.create_account(s, self.ctx(None), data, bootstrap=desk is None)
+                await self.commit(s)
+                self.summary.new_accounts += 1
+                if spec.key in (SHOWN_PROVIDER, SHOWN_BUYER):
+                    role = "provider" if spec.key == SHOWN_PROVIDER else "buyer"
+                    self.summary.tokens.append((role, spec.name, account.id, token))
+            if account.status == AccountStatus.pending and desk is not None:
+                await accounts.decide_verification(s, self.ctx(desk), account.id, "approve",
+                                                   "演示：营业执照与经办人身份已核验")
+                await self.commit(s)
+                await s.refresh(account)
+            token_id = (await s.exec(select(ApiToken.id).where(ApiToken.account_id == account.id)
+                                     .order_by(ApiToken.created_at))).first()  # type: ignore[arg-type]
+        self.summary.accounts += 1
+        return Caller(account=AccountSnapshot.of(account), token_id=token_id or "")
+
+    async def signer(self, caller: Caller) -> tuple[str, Ed25519PrivateKey]:
+        """A signing key for this run, registered when first needed (its private half is
+        kept in memory only: the demo's parties sign nothing after the demo ends)."""
+        if caller.id not in self.signers:
+            key = Ed25519PrivateKey.generate()
+            public = base64.b64encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+            async with self.session() as s:
+                row = await accounts.add_key(s, self.ctx(caller), public)
+                await self.commit(s)
+            self.signers[caller.id] = (row.id, key)
+        return self.signers[caller.id]
+
+    # -- assets -----------------------------------------------------------------------------------------
+
+    async def load(self, s: AsyncSession, caller: Caller, title: str) -> Asset | None:
+        query = (select(Asset).where(Asset.provider_id == caller.id, Asset.title == title)
+                 .order_by(Asset.id))  # type: ignore[arg-type]
+        return (await s.exec(query.execution_options(populate_existing=True))).first()
+
+    async def asset(self, spec: AssetSpec, party: PartySpec, caller: Caller, desk: Caller) -> Asset | None:
+        """Take the asset as far as registration (or approval, with a notice running)."""
+        async with self.session() as s:
+            asset = await self.load(s, caller, spec.title)
+            if asset is None:
+                asset_id = new_id("ast")
+                _, wrapped = self.master_key.new_data_key(asset_id)
+                data = AssetCreate(
+                    title=spec.title, description=spec.detail, category=spec.category,
+                    tags=[CATEGORIES[spec.category], *spec.tags], grade=spec.grade,  # type: ignore[arg-type]
+                    personal_info=spec.personal_info, legal_basis=spec.legal_basis,  # type: ignore[arg-type]
+                    export_allowed=spec.export, source=party.source + SYNTHETIC, format=spec.fmt)
+                asset = await assets.create(s, self.ctx(caller), data, wrapped, asset_id)
+                await self.commit(s)
+            if asset.status == AssetStatus.draft and asset.content_revision == 0:
+                body = content(spec)
+                await uploads.upload(s, self.ctx(caller), asset.id, _once(body), str(len(body)), self.blobs,
+                                     self.master_key)
+                self.summary.writes += 1
+                asset = await self.load(s, caller, spec.title)
+                assert asset is not None
+            if asset.status == AssetStatus.draft:
+                await s.commit()  # ends the read (SQLite's write lock): the key is added in a session of its own
+                key_id, key = await self.signer(caller)
+                document = await claims.claim_to_sign(s, self.ctx(caller), asset.id, list(RIGHTS))
+                signature = base64.b64encode(key.sign(base64.b64decode(document["signing_bytes"]))).decode()
+                asset = await claims.submit_claim(s, self.ctx(caller), asset.id, document["signing_bytes"], key_id,
+                                                  signature)
+                await self.commit(s)
+            if asset.status == AssetStatus.submitted:
+                asset = await review.review(s, self.ctx(desk), asset.id, "approve", "演示：权属与来源材料齐全", False)
+                await self.commit(s)
+                if asset.status == AssetStatus.registered:
+                    self.summary.new_assets += 1
+            return asset
+
+    async def close_notices(self, waiting: list[Asset]) -> None:
+        """Wait out notices that end within MAX_NOTICE, then register as the market's clock does."""
+        ends = [a.notice_ends_at for a in waiting if a.notice_ends_at is not None]
+        due = [e for e in ends if e <= utcnow() + MAX_NOTICE]
+        if not due:
+            return
+        await asyncio.sleep(max(0.0, (max(due) - utcnow()).total_seconds()) + 0.1)
+        async with self.session() as s:
+            done = await review.close_notice_periods(s, self.ctx(None))
+            await self.commit(s)
+        mine = {a.id for a in waiting}
+        self.summary.new_assets += len(mine.intersection(done))
+
+    # -- listings ---------------------------------------------------------------------------------------
+
+    def listing(self, spec: AssetSpec, asset_id: str, buyers: dict[str, str]) -> ListingCreate:
+        currency = self.settings.currency
+        plans: list[dict[str, Any]] = []
+        if spec.price:
+            plans.append({"model": "one_time", "price": {"amount": spec.price * 100, "currency": currency}})
+        if spec.monthly:
+            plans.append({"model": "subscription", "price": {"amount": spec.monthly * 100, "currency": currency},
+                          "period_days": 30})
+        if not plans:
+            plans.append({"model": "free", "price": {"amount": 0, "currency": currency}})
+        if spec.private_for:  # a negotiated price for one named buyer
+            full = spec.price or spec.monthly * 12
+            plans.append({"model": "one_time", "price": {"amount": full * 80, "currency": currency},
+                          "private_to": [buyers[spec.private_for]]})
+        notes = [spec.detail, f"交付格式：{spec.fmt}。内容为演示用合成数据。"]
+        if spec.personal_info == "deidentified":
+            notes.append("数据已去标识化：仅可用于许可用途，不得尝试重新识别个人，不得与其他数据关联以识别个人。")
+        if spec.approval:
+            notes.append("下单需经数据提供方审核用途与资质。")
+        return ListingCreate(
+            asset_id=asset_id, title=spec.title, summary=spec.summary, description="\n\n".join(notes),
+            tags=[CATEGORIES[spec.category], *spec.tags], plans=plans,  # type: ignore[arg-type]
+            licence={"purposes": list(PURPOSES[spec.category]), "term_days": 365,  # type: ignore[arg-type]
+                     "redistribution": False, "territory": "global" if spec.export else "domestic"},
+            approval_required=spec.approval)
+
+    async def publish(self, spec: AssetSpec, asset: Asset, caller: Caller, buyers: dict[str, str]) -> bool:
+        """List the asset unless it was ever listed (a listing its holder delisted stays so)."""
+        async with self.session() as s:
+            listing = (await s.exec(select(Listing).where(Listing.asset_id == asset.id)
+                                    .order_by(Listing.id))).first()  # type: ignore[arg-type]
+            if listing is None:
+                listing = await listing_service.publish(s, self.ctx(caller), self.listing(spec, asset.id, buyers))
+                await self.commit(s)
+                self.summary.new_listings += 1
+            return listing.status == "active"
+
+    async def integrate(self) -> None:
+        while True:
+            async with self.maker() as s:
+                if not await self.log.integrate(s):
+                    return
+
+    # -- the whole ---------------------------------------------------------------------------------------
+
+    async def run(self) -> Summary:
+        desk = await self.party(OPERATOR, None)
+        callers = {p.key: await self.party(p, desk) for p in PARTIES}
+        parties = {p.key: p for p in PARTIES}
+        buyers = {k: c.id for k, c in callers.items()}
+        found: dict[AssetSpec, Asset | None] = {}
+
+        async def provider(key: str) -> None:
+            for spec in (s for s in ASSETS if s.provider == key):
+                try:
+                    found[spec] = await self.asset(spec, parties[key], callers[key], desk)
+                except DomainError as exc:
+                    found[spec] = None
+                    self.summary.pending.append(f"{spec.title}: {exc}")
+
+        keys = sorted({s.provider for s in ASSETS})
+        if db.is_sqlite(self.engine):  # one writer at a time anyway
+            for key in keys:
+                await provider(key)
+        else:  # providers side by side, each its own assets in order
+            await asyncio.gather(*(provider(key) for key in keys))
+        held = [(spec, found[spec]) for spec in ASSETS]
+        waiting = [a for _, a in held if a is not None and a.status == AssetStatus.public_notice]
+        if waiting:
+            await self.close_notices(waiting)
+        for spec, asset in held:
+            if asset is None:
+                continue
+            async with self.session() as s:
+                asset = await self.load(s, callers[spec.provider], spec.title)
+            assert asset is not None
+            if asset.status != AssetStatus.registered:
+                until = f" until {asset.notice_ends_at:%Y-%m-%d %H:%M:%S} UTC" if asset.notice_ends_at else ""
+                self.summary.pending.append(f"{spec.title}: {asset.status}{until}")
+                continue
+            self.summary.assets += 1
+            self.summary.by_category[spec.category] = self.summary.by_category.get(spec.category, 0) + 1
+            try:
+                if await self.publish(spec, asset, callers[spec.provider], buyers):
+                    self.summary.listings += 1
+            except DomainError as exc:
+                self.summary.pending.append(f"{spec.title}: not listed: {exc}")
+        if self.summary.changed:
+            await self.integrate()
+        return self.summary
+
+
+async def seed(settings: Settings, notice: timedelta | None = None) -> Summary:
+    """Seed (or complete) the demo market in the database of ``settings``."""
+    notice = settings.notice_delta if notice is None else notice
+    check_notice(notice)
+    started = time.monotonic()
+    demo = _Demo(settings, notice)
+    try:
+        summary = await demo.run()
+    finally:
+        await demo.engine.dispose()
+    summary.seconds = time.monotonic() - started
+    summary.base_url = f"http://{settings.host}:{settings.port}"
+    return summary
+
+
+def report(summary: Summary) -> list[str]:
+    """What ``market demo`` prints."""
+    categories = ", ".join(f"{CATEGORIES[c]} {summary.by_category.get(c, 0)}" for c in CATEGORIES)
+    lines = [
+        f"Demo market {'seeded' if summary.changed else 'already seeded; nothing changed'} "
+        f"({summary.seconds:.1f} s):",
+        f"  accounts  {summary.accounts:3d} ({summary.new_accounts} new)",
+        f"  assets    {summary.assets:3d} registered ({summary.new_assets} new): {categories}",
+        f"  listings  {summary.listings:3d} active ({summary.new_listings} new)",
+    ]
+    lines += [f"  not done: {line}" for line in summary.pending]
+    if summary.tokens:
+        lines.append("Tokens to try the API with (shown this once; keep them):")
+        lines += [f"  {role:8s} {token}  {account_id}  {name}" for role, name, account_id, token in summary.tokens]
+        lines.append(f"  e.g. curl -s -H 'Authorization: Bearer <token>' '{summary.base_url}/v1/listings?q=交通'")
+    elif summary.new_accounts == 0:
+        lines.append("The demo accounts' tokens were printed when the demo was first seeded.")
+    return lines
+
+
+__all__ = ["MAX_NOTICE", "DemoRefused", "Summary", "check_notice", "report", "seed"]

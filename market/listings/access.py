@@ -1,0 +1,82 @@
+"""Who may see and order what (API.md "Listings").
+
+- A published listing is readable by id by anyone, whatever its state: a buyer must be
+  able to see what it bought. Its ``orderable`` says whether it can be ordered now.
+- A listing is **orderable** when it is active and not frozen, its holder still holds
+  the asset, the asset is not frozen, its registration stands (a change under review
+  leaves it standing) with the operation right (经营权), and the holder is not
+  suspended. ``orderable_clause`` is the one definition: reads evaluate it, and search
+  stores it (``listing_docs.listed``) whenever a listing, its asset or its holder moves.
+- Plans: a private plan is shown to its named buyers, the holder and staff only.
+"""
+
+import json
+from typing import Any
+
+from sqlalchemy import and_, exists, false, or_, select, true
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from market.accounts.models import Account
+from market.auth import Caller
+from market.errors import Forbidden
+from market.listings.models import Listing
+from market.listings.states import ListingStatus
+from market.registry.models import Asset, AssetRevision
+from market.registry.states import UNDER_REVIEW, AssetStatus
+from market.visibility import load_visible
+
+
+def operation_right_standing() -> Any:
+    """SQL, correlated with ``assets``: the standing registration grants the operation right."""
+    return exists().where(
+        AssetRevision.asset_id == Asset.id, AssetRevision.revision == Asset.registered_revision,
+        AssetRevision.rights.like('%"operation"%'),  # type: ignore[union-attr]
+    )
+
+
+def asset_listable() -> Any:
+    """SQL over ``assets``: a registration stands, unfrozen, with the operation right."""
+    return and_(
+        Asset.frozen == false(),
+        or_(Asset.status == AssetStatus.registered,
+            and_(Asset.registered_revision > 0, Asset.status.in_([s.value for s in UNDER_REVIEW]))),  # type: ignore[attr-defined]
+        operation_right_standing(),
+    )
+
+
+def orderable_clause() -> Any:
+    """SQL, correlated with ``listings``: the listing can be ordered now."""
+    asset_ok = exists().where(Asset.id == Listing.asset_id, Asset.provider_id == Listing.provider_id,
+                              asset_listable())
+    holder_ok = exists().where(Account.id == Listing.provider_id, Account.suspended == false())
+    return and_(Listing.status == ListingStatus.active, Listing.frozen == false(), asset_ok, holder_ok)
+
+
+async def is_orderable(session: AsyncSession, listing_id: str) -> bool:
+    found = await session.execute(select(Listing.id).where(Listing.id == listing_id, orderable_clause()))
+    return found.first() is not None
+
+
+def is_insider(listing: Listing, caller: Caller | None) -> bool:
+    return caller is not None and (caller.is_staff or caller.id == listing.provider_id)
+
+
+def visible_plans(listing: Listing, caller: Caller | None) -> list[dict[str, Any]]:
+    """The current plans the caller may see (and so order)."""
+    plans: list[dict[str, Any]] = json.loads(listing.plans)
+    if is_insider(listing, caller):
+        return plans
+    return [p for p in plans if not p.get("private_to") or (caller is not None and caller.id in p["private_to"])]
+
+
+async def load(session: AsyncSession, listing_id: str) -> Listing:
+    """Any published listing (404 for an unknown id)."""
+    return await load_visible(session, Listing, listing_id, true(), "listing")
+
+
+async def load_for_holder(session: AsyncSession, listing_id: str, caller: Caller) -> Listing:
+    """The listing if the caller published it: 403 for anyone else."""
+    listing = await load(session, listing_id)
+    if listing.provider_id != caller.id:
+        raise Forbidden("only the listing's holder may do this", kind="not-owner")
+    return listing

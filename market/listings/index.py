@@ -1,0 +1,96 @@
+"""Keeping ``listing_docs`` (what search reads) true, in the transaction of each change.
+
+``index_listing`` writes a listing's document after it is published or moves;
+``refresh_listed`` re-evaluates ``access.orderable_clause`` for listings whose asset or
+holder moved (state machine observers, registered in ``market.listings``);
+``reindex`` rebuilds every document (``market search reindex``, after an upgrade that
+changes segmentation).
+"""
+
+import json
+from typing import Any
+
+from sqlalchemy import delete, exists, func, select, text, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from market.listings import access
+from market.listings.models import Listing, ListingDoc
+from market.listings.search import PRICE_NONE, tsvector_literal
+from market.listings.text import token_string, tokens
+from market.registry.models import Asset
+
+
+def _set(values: list[str]) -> str:
+    """``",a,b,"``: a set that ``LIKE '%,a,%'`` can test on both databases."""
+    return "," + "".join(f"{v}," for v in sorted(set(values)))
+
+
+def document(listing: Listing, asset: Asset) -> tuple[dict[str, Any], list[list[str]]]:
+    """The document's columns, and its four token lists (title, keywords, summary, description)."""
+    plans = json.loads(listing.plans)
+    licence = json.loads(listing.licence)
+    public = [p for p in plans if not p.get("private_to")]
+    fields = [tokens(listing.title), tokens(" ".join([*json.loads(listing.tags), asset.category])),
+              tokens(listing.summary), tokens(listing.description)]
+    values = {
+        "listing_id": listing.id,
+        "title_tokens": token_string(fields[0]), "keyword_tokens": token_string(fields[1]),
+        "summary_tokens": token_string(fields[2]), "description_tokens": token_string(fields[3]),
+        "provider_id": listing.provider_id, "category": asset.category, "grade": asset.grade,
+        "models": _set([p["model"] for p in public]),
+        "purposes": _set(licence["purposes"]),
+        "private_to": _set([buyer for p in plans for buyer in p.get("private_to") or []]),
+        "has_public_plan": bool(public),
+        "currency": plans[0]["price"]["currency"],
+        "price_key": min((p["price"]["amount"] for p in public), default=PRICE_NONE),
+    }
+    return values, fields
+
+
+async def index_listing(session: AsyncSession, listing: Listing, asset: Asset | None = None) -> None:
+    if asset is None:
+        asset = await session.get_one(Asset, listing.asset_id)
+    values, fields = document(listing, asset)
+    doc_id = (await session.execute(select(ListingDoc.doc_id).where(ListingDoc.listing_id == listing.id))).scalar()
+    if doc_id is None:
+        doc = ListingDoc(**values)
+        session.add(doc)
+        await session.flush()
+        doc_id = doc.doc_id
+    else:
+        await session.execute(update(ListingDoc).where(ListingDoc.doc_id == doc_id).values(**values))
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("UPDATE listing_docs SET tsv = CAST(:lit AS tsvector) WHERE doc_id = :id"),
+                              {"lit": tsvector_literal(*fields), "id": doc_id})
+    await refresh_listed(session, Listing.id == listing.id)
+
+
+async def refresh_listed(session: AsyncSession, which: Any) -> None:
+    """Store ``orderable_clause`` in the documents of the listings ``which`` selects."""
+    await session.execute(
+        update(ListingDoc)
+        .where(ListingDoc.listing_id.in_(select(Listing.id).where(which)))  # type: ignore[attr-defined]
+        .values(listed=exists().where(Listing.id == ListingDoc.listing_id, access.orderable_clause()))
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def reindex(session: AsyncSession, batch: int = 500) -> int:
+    """Rewrite every listing's document; returns how many. Documents of listings that
+    no longer exist are removed. Runs in the caller's transaction."""
+    await session.execute(delete(ListingDoc).where(~ListingDoc.listing_id.in_(select(Listing.id))))  # type: ignore[attr-defined]
+    count, after = 0, ""
+    while True:
+        rows = (await session.execute(
+            select(Listing, Asset).join(Asset, Asset.id == Listing.asset_id)
+            .where(Listing.id > after).order_by(Listing.id).limit(batch))).all()
+        if not rows:
+            return count
+        for listing, asset in rows:
+            await index_listing(session, listing, asset)
+        count += len(rows)
+        after = rows[-1][0].id
+
+
+async def documents(session: AsyncSession) -> int:
+    return (await session.execute(select(func.count()).select_from(ListingDoc))).scalar_one()

@@ -1,0 +1,90 @@
+"""Listings (API.md "Listings"): thin controllers — parse, one service call, commit, present."""
+
+import json
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, MediaType, Request, Response, get, patch, post
+from litestar.datastructures import State
+from litestar.params import Parameter
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from market import idempotency
+from market.context import Ctx
+from market.errors import Forbidden
+from market.listings import access, catalog, read, service
+from market.listings.schemas import ListingCreate, ListingRead, ListingUpdate, PlanModel, Purpose, SearchPage, Sort
+from market.listings.search import SearchParams
+from market.memo import remembered
+from market.pagination import DEFAULT_LIMIT
+from market.registry.schemas import Grade
+
+Limit = Annotated[int, Parameter(ge=1, le=500)]
+Price = Annotated[int, Parameter(ge=0, description="minor units (fen)")]
+
+
+class ListingController(Controller):
+    path = "/v1/listings"
+    tags = ["listings"]
+
+    @post("/", status_code=201, summary="Publish a listing (holder of the operation right)")
+    async def publish(self, request: Request, db: AsyncSession, ctx: Ctx, data: ListingCreate) -> Response[ListingRead]:
+        async def action() -> tuple[int, Any]:
+            listing = await service.publish(db, ctx, data)
+            return 201, await read.read(db, listing, ctx.caller)
+
+        return await idempotency.run(request, db, ctx.user.id, data, action)
+
+    @get("/", summary="Search listings (full text in Chinese and English, filters, facets)")
+    async def search(
+        self, state: State, maybe_ctx: Ctx,
+        q: str | None = None, category: str | None = None, grade: Grade | None = None, provider: str | None = None,
+        model: PlanModel | None = None, purpose: Purpose | None = None, min_price: Price | None = None,
+        max_price: Price | None = None, currency: str | None = None, sort: Sort | None = None,
+        include: Literal["all"] | None = None, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None,
+    ) -> Response[SearchPage]:
+        caller = maybe_ctx.caller
+        if include == "all" and not (caller is not None and (caller.is_staff or provider == caller.id)):
+            raise Forbidden("include=all is for staff, or for a provider's own listings (provider=<own id>)",
+                            kind="wrong-role")
+        params = SearchParams(q=q, category=category, grade=grade, provider=provider, model=model, purpose=purpose,
+                              min_price=min_price, max_price=max_price, currency=currency, sort=sort, limit=limit,
+                              cursor=cursor, include_all=include == "all")
+
+        async def build() -> bytes:
+            async with state.read_sessionmaker() as db:
+                page = await read.find(db, caller, params)
+            return page.model_dump_json().encode()
+
+        if caller is not None:
+            return Response(await build(), media_type=MediaType.JSON)
+        # Anonymous results are the same for everyone: answered from memory until any
+        # listing, asset or account changes (market.memo).
+        return Response(await remembered(state.public_listings, params, build), media_type=MediaType.JSON)
+
+    @get("/{listing_id:str}", summary="One listing, with the plans the caller may order")
+    async def get_listing(self, db: AsyncSession, maybe_ctx: Ctx, listing_id: str) -> ListingRead:
+        return await read.read(db, await access.load(db, listing_id), maybe_ctx.caller)
+
+    @patch("/{listing_id:str}", summary="Change text, terms or status (holder)")
+    async def update(self, db: AsyncSession, ctx: Ctx, listing_id: str, data: ListingUpdate) -> ListingRead:
+        listing = await service.update(db, ctx, listing_id, data)
+        await db.commit()
+        return await read.read(db, listing, ctx.caller)
+
+
+@get("/v1/catalog", tags=["listings"], media_type="application/ld+json",
+     summary="Public listings as a DCAT-AP catalog (JSON-LD, context inline, paged)")
+async def dcat_catalog(request: Request, state: State, limit: Limit = DEFAULT_LIMIT,
+                       cursor: str | None = None) -> Response[dict[str, Any]]:
+    params = SearchParams(sort="newest", limit=limit, cursor=cursor)
+    base = (state.settings.public_url or str(request.base_url)).rstrip("/")
+
+    async def build() -> bytes:
+        async with state.read_sessionmaker() as db:
+            page = await read.find(db, None, params)
+        after = None if page.next_cursor is None else f"{base}/v1/catalog?limit={limit}&cursor={page.next_cursor}"
+        document = catalog.catalog(base, state.settings.name, page.items, after)
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+    body = await remembered(state.public_listings, ("catalog", base, limit, cursor), build)
+    return Response(body, media_type="application/ld+json")

@@ -1,0 +1,360 @@
+"""Search over ``listing_docs``: full-text match, filters, facets, sorts and keyset paging.
+
+Only matching differs between the databases, and both read the same tokens
+(market.listings.text): SQLite asks its FTS5 table ``listing_fts``, PostgreSQL the
+``tsv`` column (written with ``tsvector_literal``, fields 100 positions apart so that a
+phrase never spans two fields, as FTS5's separate columns ensure). Everything else,
+relevance included, is portable SQL over the stored token strings.
+
+Relevance is an integer: for every query term and every field the term occurs in
+(``LIKE '% t1 t2 %'``), the field's weight (title 8, keywords 4, summary 2,
+description 1), summed. Not ``bm25()`` or ``ts_rank``: both depend on the rest of the
+corpus (document frequencies, lengths), so a listing's score would change while a
+client pages through results and the keyset cursor would repeat or skip rows; and the
+two engines would order the same documents differently. A score that depends only on
+the document itself keeps cursors exact and both databases in agreement; ties are
+broken by listing id (newest first).
+
+Paging is by keyset on the sort's values plus the listing id, in an opaque cursor that
+names its sort: rows inserted between pages never make an existing row repeat or go
+missing. Facets and the total come from one aggregate query grouped by
+``(category, grade, models)``; each facet applies every filter but its own.
+"""
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, case, func, literal_column, or_, select, table, true
+from sqlalchemy.sql import ColumnElement, Select, text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from market.auth import Caller
+from market.errors import Unprocessable
+from market.listings.models import ListingDoc
+from market.listings.text import Term, parse_query
+from market.pagination import check_limit
+
+__all__ = [
+    "FIELD_WEIGHTS", "PRICE_NONE", "SORTS", "SearchParams", "SearchResult", "fts5_expression",
+    "match_clause", "relevance", "search", "tsquery_text", "tsvector_literal", "visible_docs",
+]
+
+# The price_key of a document without a public plan: larger than any price, so it sorts
+# last in ascending order (and is put last explicitly in descending order).
+PRICE_NONE = 2**62
+
+SORTS = ("relevance", "newest", "price_asc", "price_desc")
+
+# Field → weight, in the order the fields are laid out in the PostgreSQL tsvector.
+FIELD_WEIGHTS: dict[str, int] = {"title_tokens": 8, "keyword_tokens": 4, "summary_tokens": 2, "description_tokens": 1}
+_TSV_WEIGHTS = "ABCD"
+_FIELD_GAP = 100
+_MAX_POSITION = 16383  # PostgreSQL's largest tsvector position
+
+D = ListingDoc.__table__.c  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    q: str | None = None
+    category: str | None = None
+    grade: str | None = None  # validated by the caller (general|important|core)
+    provider: str | None = None
+    model: str | None = None  # one_time|subscription|free
+    purpose: str | None = None
+    min_price: int | None = None  # minor units, compared to price_key
+    max_price: int | None = None
+    currency: str | None = None
+    sort: str | None = None  # relevance|newest|price_asc|price_desc; relevance with q, else newest
+    limit: int = 50
+    cursor: str | None = None
+    include_all: bool = False  # staff: unlisted documents too; a provider: all of its own
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    listing_ids: list[str]
+    next_cursor: str | None
+    total: int
+    facets: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+# -- The engines' match expressions ---------------------------------------------------
+
+def fts5_expression(terms: list[Term]) -> str:
+    """An FTS5 MATCH expression: phrases ``"t1 t2"``, prefixes ``"电"*``, ANDed. Tokens
+    hold only [0-9a-z] and CJK ideographs, so double quotes are safe."""
+    parts = [f'"{term.tokens[0]}"*' if term.prefix else '"' + " ".join(term.tokens) + '"' for term in terms]
+    return " AND ".join(parts)
+
+
+def tsquery_text(terms: list[Term]) -> str:
+    """A tsquery literal: ``('t1' <-> 't2')``, ``'t'``, ``'电':*``, joined by ``&``."""
+    parts = []
+    for term in terms:
+        if term.prefix:
+            parts.append(f"'{term.tokens[0]}':*")
+        elif len(term.tokens) == 1:
+            parts.append(f"'{term.tokens[0]}'")
+        else:
+            parts.append("(" + " <-> ".join(f"'{t}'" for t in term.tokens) + ")")
+    return " & ".join(parts)
+
+
+def tsvector_literal(title: list[str], keywords: list[str], summary: list[str], description: list[str]) -> str:
+    """The tsvector text of a document's tokens for PostgreSQL, written with
+    ``UPDATE listing_docs SET tsv = CAST(:lit AS tsvector) WHERE doc_id = :id``.
+
+    Fields in that order, positions from 1, 100 positions between fields (a phrase
+    cannot span two), weights A–D; tokens past position 16383 are left out."""
+    positions: dict[str, list[str]] = {}
+    position = 1
+    for weight, field_tokens in zip(_TSV_WEIGHTS, (title, keywords, summary, description)):
+        for token in field_tokens:
+            if position > _MAX_POSITION:
+                break
+            positions.setdefault(token, []).append(f"{position}{weight}")
+            position += 1
+        position += _FIELD_GAP
+    return " ".join(f"'{token}':{','.join(places)}" for token, places in positions.items())
+
+
+def match_clause(dialect: str, terms: list[Term]) -> ColumnElement[bool]:
+    if dialect == "sqlite":
+        return D.doc_id.in_(
+            select(literal_column("rowid")).select_from(table("listing_fts"))
+            .where(text("listing_fts MATCH :fts_expr").bindparams(fts_expr=fts5_expression(terms)))
+        )
+    if dialect == "postgresql":
+        return text("listing_docs.tsv @@ CAST(:tsq AS tsquery)").bindparams(tsq=tsquery_text(terms))  # type: ignore[return-value]
+    raise NotImplementedError(f"search does not support {dialect}")
+
+
+def _pattern(term: Term) -> str:
+    # Tokens hold no LIKE wildcards (only [0-9a-z] and CJK ideographs).
+    return f"% {term.tokens[0]}%" if term.prefix else "% " + " ".join(term.tokens) + " %"
+
+
+def relevance(terms: list[Term]) -> ColumnElement[int]:
+    """The integer score: Σ over terms and fields of the field's weight where the term occurs."""
+    parts: list[Any] = []
+    for term in terms:
+        pattern = _pattern(term)
+        for name, weight in FIELD_WEIGHTS.items():
+            parts.append(case((D[name].like(pattern), weight), else_=0))
+    score = parts[0]
+    for part in parts[1:]:
+        score = score + part
+    return score  # type: ignore[no-any-return]
+
+
+# -- Visibility and filters -----------------------------------------------------------
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _in_list(column: Any, value: str) -> ColumnElement[bool]:
+    """``column`` (``",a,b,"``) names ``value``."""
+    return column.like(f"%,{_like_escape(value)},%", escape="\\")  # type: ignore[no-any-return]
+
+
+def visible_docs(caller: Caller | None, include_all: bool) -> ColumnElement[bool]:
+    """The documents ``caller`` may find. ``include_all``: staff see every document; any
+    other caller every one of its own (listed or not) and nothing else — whether
+    include_all is allowed at all is the route's decision."""
+    if caller is None:
+        return and_(D.listed == true(), D.has_public_plan == true())
+    if include_all:
+        return true() if caller.is_staff else D.provider_id == caller.id  # type: ignore[no-any-return]
+    return and_(
+        D.listed == true(),
+        or_(D.has_public_plan == true(), _in_list(D.private_to, caller.id), D.provider_id == caller.id),
+    )
+
+
+def _check_prices(p: SearchParams) -> None:
+    for name in ("min_price", "max_price"):
+        value = getattr(p, name)
+        if value is not None and value < 0:
+            raise Unprocessable(f"{name} must not be negative", kind="bad-price")
+    if p.min_price is not None and p.max_price is not None and p.min_price > p.max_price:
+        raise Unprocessable("min_price is above max_price", kind="bad-price")
+
+
+def _common_filters(p: SearchParams) -> list[ColumnElement[bool]]:
+    """Every filter but category, grade and model (those the facets vary)."""
+    where: list[ColumnElement[bool]] = []
+    if p.provider is not None:
+        where.append(D.provider_id == p.provider)
+    if p.purpose is not None:
+        where.append(_in_list(D.purposes, p.purpose))
+    if p.min_price is not None or p.max_price is not None:
+        where.append(D.price_key != PRICE_NONE)
+        if p.min_price is not None:
+            where.append(D.price_key >= p.min_price)
+        if p.max_price is not None:
+            where.append(D.price_key <= p.max_price)
+    if p.currency is not None:
+        where.append(D.currency == p.currency)
+    return where
+
+
+def _facet_filters(p: SearchParams) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if p.category is not None:
+        where.append(D.category == p.category)
+    if p.grade is not None:
+        where.append(D.grade == p.grade)
+    if p.model is not None:
+        where.append(_in_list(D.models, p.model))
+    return where
+
+
+# -- Sorts and cursors ----------------------------------------------------------------
+
+def _sort_of(p: SearchParams) -> str:
+    sort = p.sort or ("relevance" if p.q is not None else "newest")
+    if sort not in SORTS:
+        raise Unprocessable(f"sort must be one of {', '.join(SORTS)}", kind="bad-sort")
+    if sort == "relevance" and p.q is None:
+        raise Unprocessable("sort=relevance needs q", kind="bad-sort")
+    return sort
+
+
+def _encode_cursor(sort: str, key: list[Any]) -> str:
+    raw = json.dumps({"s": sort, "k": key}, separators=(",", ":"), ensure_ascii=True)
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _bad_cursor(detail: str = "cursor is not one this API gave out") -> Unprocessable:
+    return Unprocessable(detail, kind="bad-cursor")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= PRICE_NONE
+
+
+def _decode_cursor(cursor: str, sort: str) -> list[Any]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw.decode())
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise _bad_cursor() from None
+    if not isinstance(data, dict) or set(data) != {"s", "k"} or not isinstance(data["k"], list):
+        raise _bad_cursor()
+    if data["s"] != sort:
+        raise _bad_cursor(f"this cursor pages results sorted by {data['s']!r}, not {sort!r}")
+    key = data["k"]
+    shape_ok = (
+        len(key) == (1 if sort == "newest" else 2)
+        and isinstance(key[-1], str) and 0 < len(key[-1]) <= 64
+        and all(_is_int(v) for v in key[:-1])
+    )
+    if not shape_ok:
+        raise _bad_cursor()
+    return key  # type: ignore[no-any-return]
+
+
+def _order_and_after(sort: str, score: Any, key: list[Any] | None) -> tuple[list[Any], list[Any], ColumnElement[bool] | None]:
+    """``(columns to select, ORDER BY, rows after the cursor key)`` for ``sort``."""
+    lid, price = D.listing_id, D.price_key
+    after: ColumnElement[bool] | None = None
+    if sort == "relevance":
+        if key is not None:
+            after = or_(score < key[0], and_(score == key[0], lid < key[1]))
+        return [score.label("score"), lid], [score.desc(), lid.desc()], after
+    if sort == "newest":
+        if key is not None:
+            after = lid < key[0]
+        return [lid], [lid.desc()], after
+    if sort == "price_asc":
+        if key is not None:
+            after = or_(price > key[0], and_(price == key[0], lid > key[1]))
+        return [price, lid], [price.asc(), lid.asc()], after
+    # price_desc: priced listings from the dearest, then those without a public price.
+    unpriced = case((price == PRICE_NONE, 1), else_=0)
+    if key is not None:
+        if key[0] == PRICE_NONE:
+            after = and_(price == PRICE_NONE, lid < key[1])
+        else:
+            after = or_(price == PRICE_NONE, price < key[0], and_(price == key[0], lid < key[1]))
+    return [price, lid], [unpriced.asc(), price.desc(), lid.desc()], after
+
+
+# -- The search -----------------------------------------------------------------------
+
+async def search(session: AsyncSession, caller: Caller | None, p: SearchParams) -> SearchResult:
+    """One page of the listings ``caller`` may see that match ``p``, with the total and
+    the facets of the whole result. 422 for a bad query, price range, sort or cursor."""
+    check_limit(p.limit)
+    _check_prices(p)
+    sort = _sort_of(p)
+    terms = parse_query(p.q) if p.q is not None else []
+    key = _decode_cursor(p.cursor, sort) if p.cursor else None
+    dialect = session.get_bind().dialect.name
+
+    base: list[ColumnElement[bool]] = [visible_docs(caller, p.include_all)]
+    if terms:
+        base.append(match_clause(dialect, terms))
+    base += _common_filters(p)
+
+    # Facets and total: one aggregate over every filter but category, grade and model.
+    groups = (await session.exec(  # type: ignore[call-overload]
+        select(D.category, D.grade, D.models, func.count().label("n"))
+        .where(*base).group_by(D.category, D.grade, D.models)
+    )).all()
+    total, facets = _facets(groups, p)
+
+    # The page.
+    score = relevance(terms) if terms else None
+    columns, order, after = _order_and_after(sort, score, key)
+    query: Select[Any] = select(*columns).where(*base, *_facet_filters(p))
+    if after is not None:
+        query = query.where(after)
+    rows = (await session.exec(query.order_by(*order).limit(p.limit + 1))).all()  # type: ignore[call-overload]
+    more = len(rows) > p.limit
+    rows = rows[:p.limit]
+    next_cursor = None
+    if more and rows:
+        last = rows[-1]
+        next_cursor = _encode_cursor(sort, _key_of(sort, last))
+    return SearchResult(listing_ids=[r.listing_id for r in rows], next_cursor=next_cursor, total=total, facets=facets)
+
+
+def _key_of(sort: str, row: Any) -> list[Any]:
+    if sort == "relevance":
+        return [int(row.score), row.listing_id]
+    if sort == "newest":
+        return [row.listing_id]
+    return [int(row.price_key), row.listing_id]
+
+
+def _models_of(models: str) -> list[str]:
+    return [m for m in models.split(",") if m]
+
+
+def _facets(groups: list[Any], p: SearchParams) -> tuple[int, dict[str, dict[str, int]]]:
+    category: dict[str, int] = {}
+    grade: dict[str, int] = {}
+    model: dict[str, int] = {}
+    total = 0
+    for row in groups:
+        n = int(row.n)
+        names = _models_of(row.models)
+        category_ok = p.category is None or row.category == p.category
+        grade_ok = p.grade is None or row.grade == p.grade
+        model_ok = p.model is None or p.model in names
+        if grade_ok and model_ok:
+            category[row.category] = category.get(row.category, 0) + n
+        if category_ok and model_ok:
+            grade[row.grade] = grade.get(row.grade, 0) + n
+        if category_ok and grade_ok:
+            for name in names:
+                model[name] = model.get(name, 0) + n
+        if category_ok and grade_ok and model_ok:
+            total += n
+    return total, {"category": category, "grade": grade, "model": model}
