@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-postgres install bench-ledger bench-upload bench-api clean
+.PHONY: run demo test test-postgres install bench-ledger bench-upload bench-api bench-search clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,12 @@ run: $(STAMP)
 	$(BIN)/market db upgrade
 	$(BIN)/market keys init
 	$(BIN)/market serve
+
+# A demo market (parties, 54 registered assets, listings) in the database `make run` uses.
+demo: $(STAMP)
+	$(BIN)/market db upgrade
+	$(BIN)/market keys init
+	$(BIN)/market demo --notice-period 0
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -36,6 +42,10 @@ bench-upload: $(STAMP)
 # HTTP requests/s of hot routes against one server; BENCH_DB=postgresql://… for PostgreSQL.
 bench-api: $(STAMP)
 	$(BIN)/python bench/api.py --db $${BENCH_DB:-sqlite}
+
+# Search latency and throughput at 100,000 listings against 1,000; BENCH_DB=postgresql://… for PostgreSQL.
+bench-search: $(STAMP)
+	$(BIN)/python bench/search.py --db $${BENCH_DB:-sqlite}
 
 clean:
 	rm -rf $(VENV) build *.egg-info

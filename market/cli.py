@@ -312,6 +312,35 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     )
 
 
+# -- search ----------------------------------------------------------------------
+
+
+@main.group("search")
+def search_group() -> None:
+    """Listing search."""
+
+
+@search_group.command("reindex")
+def search_reindex() -> None:
+    """Rebuild every listing's search document (after an upgrade that changes segmentation)."""
+    from market import db
+    from market.listings import index
+
+    settings = _settings()
+
+    async def go() -> int:
+        engine = db.make_engine(settings.sqlalchemy_url)
+        try:
+            async with db.make_sessionmaker(engine)() as session:
+                count = await index.reindex(session)
+                await session.commit()
+            return count
+        finally:
+            await engine.dispose()
+
+    click.echo(f"reindexed {_run(go())} listings")
+
+
 # -- demo ----------------------------------------------------------------------
 
 
