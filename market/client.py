@@ -110,7 +110,7 @@ def sign(key_path: Path, text: str) -> str:
     return base64.b64encode(load_key(key_path).sign(message)).decode()
 
 
-def _organization_code_check(body8: str) -> str:
+def organization_code_check(body8: str) -> str:
     """GB 11714-1997 check character of an 8-character organization code body."""
     weights = (3, 7, 9, 10, 5, 8, 4, 2)
     total = sum(int(c, 36) * w for c, w in zip(body8, weights, strict=True))
@@ -129,8 +129,8 @@ def trial_uscc(division: str = "440300") -> str:
     if len(division) != 6 or not division.isdigit():
         raise ClientError(f"the administrative division is 6 digits (e.g. 440300), got {division!r}")
     body = "".join(secrets.choice(ALPHABET) for _ in range(8))
-    first17 = "91" + division + body + _organization_code_check(body)
+    first17 = "91" + division + body + organization_code_check(body)
     return first17 + check_character(first17)
 
 
-__all__ = ["ClientError", "keygen", "load_key", "sign", "signing_message", "trial_uscc"]
+__all__ = ["ClientError", "keygen", "load_key", "organization_code_check", "sign", "signing_message", "trial_uscc"]

@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 
 from market.accounts.uscc import check_character
-from market.client import _organization_code_check
+from market.client import organization_code_check
 
 # category code -> its Chinese name (always the first tag, so a search in Chinese finds it)
 CATEGORIES = {
@@ -33,7 +33,7 @@ PURPOSES = {
 def demo_uscc(prefix: str, division: str, serial: int) -> str:
     """A well-formed code of no real organisation: organisation code ``DM<serial>``."""
     body = f"DM{serial:06d}"
-    first17 = prefix + division + body + _organization_code_check(body)
+    first17 = prefix + division + body + organization_code_check(body)
     return first17 + check_character(first17)
 
 

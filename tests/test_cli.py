@@ -173,11 +173,11 @@ def test_client_uscc_is_valid_and_fresh(env) -> None:
     assert market(env, "client", "uscc", "--division", "12", check=False).returncode == 1
 
 
-def test_trial_uscc_organization_code_check() -> None:
-    from market.client import _organization_code_check
+def test_trial_usccorganization_code_check() -> None:
+    from market.client import organization_code_check
 
     # GB 11714-1997: weights 3 7 9 10 5 8 4 2; D2143569 sums to 199, 11 - 199 % 11 = 10, written X.
-    assert _organization_code_check("D2143569") == "X"
+    assert organization_code_check("D2143569") == "X"
 
 
 def test_known_failures_are_one_line_that_says_what_to_do(env) -> None:
