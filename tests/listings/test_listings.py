@@ -335,3 +335,39 @@ async def test_publishing_is_idempotent(client, parties: Parties, operator: Part
     other = await client.post("/v1/listings", json=listing_body(asset["id"], title="else"), headers=headers)
     assert_problem(other, 409)
     assert len(await entries(client, first.json()["id"])) == 1
+
+
+async def test_racing_publications_of_one_asset_make_one_listing(client, parties: Parties, operator: Party) -> None:
+    from tests.registry_support import concurrently
+
+    holder = await provider(client, parties)
+    asset = await listable_asset(client, holder, operator)
+    body = listing_body(asset["id"])
+    responses = await concurrently(client, *[("POST", "/v1/listings", {"json": body, "headers": holder.auth})] * 4)
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201, 409, 409, 409], [r.text for r in responses]
+    for r in responses:
+        if r.status_code == 409:
+            assert r.json()["type"].rsplit("/", 1)[1] in ("already-listed", "concurrent-update")
+    created = next(r.json() for r in responses if r.status_code == 201)
+    assert await found_ids(client, holder, provider=holder.id, include="all") == [created["id"]]
+    assert [e["type"] for e in await entries(client, created["id"])] == ["listing.published"]
+
+
+async def test_racing_changes_of_one_listing_each_win_or_lose_whole(client, parties: Parties,
+                                                                     operator: Party) -> None:
+    from tests.registry_support import concurrently
+
+    holder = await provider(client, parties)
+    listing = await listed(client, holder, operator)
+    url = f"/v1/listings/{listing['id']}"
+    responses = await concurrently(client, *[
+        ("PATCH", url, {"json": {"plans": [{"model": "one_time", "price": {"amount": 1000 + i, "currency": "CNY"}}]},
+                        "headers": holder.auth}) for i in range(4)])
+    won = [r.json() for r in responses if r.status_code == 200]
+    assert won and all(r.status_code in (200, 409) for r in responses)
+    final = await read_listing(client, listing["id"], holder)
+    assert final["terms_version"] == 1 + len(won)
+    changed = [e for e in await entries(client, listing["id"]) if e["type"] == "listing.terms_changed"]
+    assert [e["data"]["terms_version"] for e in changed] == list(range(2, 2 + len(won)))
+    assert changed[-1]["data"]["terms_sha256"] == final["terms_sha256"] == terms_sha256(final)
