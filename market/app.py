@@ -28,6 +28,9 @@ from market.clock import Clock
 from market.ledger_routes import LedgerController, TlogController
 from market.registry.routes import AssetController, ObjectionController, TransferController
 from market.listings.routes import ListingController, dcat_catalog
+from market.trading.routes import OrderController, order_document, stripe_webhook
+from market.trading.delivery_routes import order_content, order_content_proof
+from market.trading.money_routes import MONEY_ROUTES
 from market.storage import BlobStore, MasterKey
 from market.credentials import credential_memo
 from market.memo import Memo, PgListener, asyncpg_dsn, sqlite_epochs
@@ -202,6 +205,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         app.state.ledger = Log(private_key, settings.ledger_origin, tile_memory=settings.ledger_tile_memory)
         app.state.master_key = MasterKey.load_or_create(settings.keys_dir / "master.key")
         app.state.blobs = BlobStore(settings.blobs_dir)
+        app.state.stripe = _stripe(settings)
         app.state.clock = clock or Clock()
         background: asyncio.Task[None] | None = None
         if settings.background_tasks:
@@ -219,13 +223,16 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             if listener is not None:
                 await listener.stop()
             await app.state.limiter.counter.close()
+            if app.state.stripe is not None:
+                await app.state.stripe.close()
             await engine.dispose()
             await read_engine.dispose()
 
     app = Litestar(
         route_handlers=[
             health, ready, metrics, AccountController, LedgerController, TlogController, AssetController,
-            ObjectionController, TransferController, ListingController, dcat_catalog, openapi.assets_router(),
+            ObjectionController, TransferController, ListingController, dcat_catalog,
+            OrderController, order_document, stripe_webhook, order_content, order_content_proof, *MONEY_ROUTES, openapi.assets_router(),
         ],
         lifespan=[lifespan],
         dependencies={
@@ -250,6 +257,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     )
     openapi.refine(app)
     return app
+
+
+def _stripe(settings: Settings) -> Any:
+    """The card gateway, or None when Stripe is off (no ``MARKET_STRIPE_SECRET_KEY``)."""
+    if not getattr(settings, "stripe_secret_key", ""):
+        return None
+    from market.payments.stripe_gateway import stripe_gateway
+
+    return stripe_gateway(settings)
 
 
 def app_from_env() -> Litestar:

@@ -26,6 +26,9 @@ EVENT_TYPES = frozenset({
     "asset.unfrozen",
     "listing.published", "listing.updated", "listing.terms_changed", "listing.paused", "listing.resumed",
     "listing.delisted", "listing.frozen", "listing.unfrozen",
+    "trade.placed", "trade.approved", "trade.rejected", "trade.cancelled", "trade.payment_started",
+    "trade.payment_failed", "trade.settled", "trade.expired", "trade.refunded", "trade.disputed",
+    "trade.dispute_rejected", "delivery.sent", "payout.recorded",
 })
 
 

@@ -283,6 +283,41 @@ def client_uscc(division: str) -> None:
         raise click.ClickException(str(exc)) from None
 
 
+@client_group.command("download")
+@click.argument("order_id")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="where to write the content (a partial file is resumed)")
+@click.option("--verify", is_flag=True, help="check size, SHA-256 and every chunk's Merkle proof against the "
+                                             "contract's commitment")
+@click.option("--range", "byte_range", default=None, metavar="FIRST-LAST",
+              help="fetch and verify only the chunks covering these bytes (inclusive); write those bytes")
+@click.option("--revision", type=click.IntRange(min=1), default=None,
+              help="a subscription's revision (default: the contract's)")
+@click.option("--base-url", default=None, help="the market's URL; default MARKET_BASE_URL or http://127.0.0.1:8000")
+@click.option("--token", default=None, help="a bearer token; default MARKET_TOKEN")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def client_download(order_id: str, out: Path, verify: bool, byte_range: str | None, revision: int | None,
+                    base_url: str | None, token: str | None, quiet: bool) -> None:
+    """Download ORDER_ID's content. Exit 0 when done (and verified), 1 when a check fails, 2 on HTTP errors."""
+    import os
+
+    from market import client_download as dl
+
+    token = token or os.environ.get("MARKET_TOKEN")
+    if not token:
+        raise click.UsageError("give --token or set MARKET_TOKEN (the buyer's bearer token)")
+    span = None
+    if byte_range is not None:
+        try:
+            span = dl.parse_byte_range(byte_range)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--range") from None
+    base = base_url or os.environ.get("MARKET_BASE_URL") or "http://127.0.0.1:8000"
+    with dl.client_for(base, token) as http:
+        code = dl.download(http, order_id, out, verify=verify, byte_range=span, revision=revision, show=not quiet)
+    sys.exit(code)
+
+
 # -- serve ---------------------------------------------------------------------
 
 

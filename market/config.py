@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     rate_limit_signups_per_hour: int = 20
     redis_url: str = ""
     redis_prefix: str = "market"
+    # Payments (API.md "Orders"): Stripe is off while the secret key is empty.
+    stripe_secret_key: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_api_base: str = "https://api.stripe.com"  # tests point it at localstripe
+    fee_bps: int = 500  # the market's fee in basis points of the price, 0..10000
+    dispute_window: str = "7d"
 
     @field_validator("currency")
     @classmethod
@@ -75,6 +81,19 @@ class Settings(BaseSettings):
     @classmethod
     def _notice(cls, value: str) -> str:
         parse_duration(value)
+        return value
+
+    @field_validator("dispute_window")
+    @classmethod
+    def _dispute_window(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @field_validator("fee_bps")
+    @classmethod
+    def _fee_bps(cls, value: int) -> int:
+        if not 0 <= value <= 10_000:
+            raise ValueError(f"fee_bps must be within 0..10000, got {value}")
         return value
 
     @property
@@ -94,6 +113,10 @@ class Settings(BaseSettings):
     @property
     def notice_delta(self) -> timedelta:
         return parse_duration(self.notice_period)
+
+    @property
+    def dispute_delta(self) -> timedelta:
+        return parse_duration(self.dispute_window)
 
     @property
     def witness_vkeys(self) -> list[str]:

@@ -6,6 +6,8 @@ from ledger.store import CheckpointRow, Cosignature, Leaf, PendingEntry, Tile
 from market.accounts.models import Account, AccountKey, ApiToken
 from market.idempotency import IdempotencyRecord
 from market.listings.models import Listing, ListingDoc, ListingTerms
+from market.payments.models import StripeEvent
+from market.trading.models import Delivery, Dispute, Order, Payout, Refusal, TradeDocument
 from market.registry.models import Asset, AssetRevision, Objection, RegistrationCounter, Transfer
 
 metadata = SQLModel.metadata
@@ -13,5 +15,6 @@ metadata = SQLModel.metadata
 __all__ = [
     "Account", "AccountKey", "ApiToken", "CheckpointRow", "Cosignature", "IdempotencyRecord", "Leaf",
     "PendingEntry", "Tile", "metadata", "Asset", "AssetRevision", "Objection", "RegistrationCounter", "Transfer",
-    "Listing", "ListingDoc", "ListingTerms",
+    "Listing", "ListingDoc", "ListingTerms", "Delivery", "Dispute", "Order", "Payout", "Refusal", "TradeDocument",
+    "StripeEvent",
 ]

@@ -13,6 +13,7 @@ from market import idempotency
 from market.audit import LEDGER_KEY
 from market.context import Ctx
 from market.registry import review
+from market.trading import settlement
 from market.logs import log
 
 PURGE_EVERY = 3600.0
@@ -40,6 +41,23 @@ async def close_notices_once(state: Any) -> list[str]:
     return done
 
 
+async def expire_orders_once(state: Any) -> int:
+    """Active orders whose access period ended become ``expired`` (access ends)."""
+    async with state.sessionmaker() as session:
+        session.info[LEDGER_KEY] = state.ledger
+        count = await settlement.expire_due(session, Ctx.system(state))
+        await session.commit()
+    if count:
+        log.info("orders expired", count=count)
+    return count
+
+
+async def clock_once(state: Any) -> None:
+    """The market's clock: notice periods that ended, access periods that ended."""
+    await close_notices_once(state)
+    await expire_orders_once(state)
+
+
 async def run_background(state: Any) -> None:
     settings = state.settings
     last_purge = 0.0
@@ -53,7 +71,7 @@ async def run_background(state: Any) -> None:
         try:
             if time.monotonic() - last_clock > settings.clock_interval:
                 last_clock = time.monotonic()
-                await close_notices_once(state)
+                await clock_once(state)
             while await integrate_once(state):
                 pass
             await refresh_checkpoint(state)

@@ -23,6 +23,9 @@ from market.app import create_app
 from market.bootstrap import create_staff_account
 from market.config import Settings, async_database_url
 
+# The localstripe fixture (a fake Stripe server for the whole session), for any module.
+pytest_plugins = ["tests.payments.localstripe_server"]
+
 PG_URL = os.environ.get("MARKET_TEST_DATABASE_URL")
 
 

@@ -10,10 +10,11 @@ from market import audit
 from market.accounts.states import MACHINES as ACCOUNT_MACHINES
 from market.errors import Conflict, Forbidden, InvalidTransition
 from market.listings.states import MACHINES as LISTING_MACHINES
+from market.trading.states import MACHINES as TRADING_MACHINES
 from market.registry.states import MACHINES as REGISTRY_MACHINES
 from market.statemachine import Machine, Transition
 
-MACHINES = {m.kind: m for m in (*ACCOUNT_MACHINES, *REGISTRY_MACHINES, *LISTING_MACHINES)}
+MACHINES = {m.kind: m for m in (*ACCOUNT_MACHINES, *REGISTRY_MACHINES, *LISTING_MACHINES, *TRADING_MACHINES)}
 PACKAGE = Path(__file__).resolve().parent.parent / "market"
 
 TERMINAL = {
@@ -22,6 +23,8 @@ TERMINAL = {
     "objection": {"upheld", "dismissed"},
     "transfer": {"completed", "withdrawn", "void"},
     "listing": {"delisted"},
+    "order": {"expired", "rejected", "cancelled", "refunded"},
+    "dispute": {"refunded", "rejected"},
 }
 
 

@@ -80,3 +80,11 @@ async def load_for_holder(session: AsyncSession, listing_id: str, caller: Caller
     if listing.provider_id != caller.id:
         raise Forbidden("only the listing's holder may do this", kind="not-owner")
     return listing
+
+
+async def hold(session: AsyncSession, listing: Listing) -> None:
+    """Keep the listing, its asset and its holder as they are until this transaction ends:
+    on PostgreSQL a share lock (concurrent orders proceed; a pause, freeze, transfer or
+    suspension waits for them); SQLite runs one writer at a time anyway."""
+    for model, row_id in ((Listing, listing.id), (Asset, listing.asset_id), (Account, listing.provider_id)):
+        await session.execute(select(model.id).where(model.id == row_id).with_for_update(read=True))

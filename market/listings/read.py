@@ -1,6 +1,7 @@
 """Listings as callers see them: one listing, many, and search results (API.md "Listings")."""
 
 import json
+from typing import Any
 
 from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -14,41 +15,44 @@ from market.registry.models import Asset
 
 
 async def read(session: AsyncSession, listing: Listing, caller: Caller | None) -> ListingRead:
-    return (await read_many(session, [listing], caller))[0]
+    return (await read_many(session, [listing.id], caller))[0]
 
 
-async def read_many(session: AsyncSession, listings: list[Listing], caller: Caller | None) -> list[ListingRead]:
-    """Response shapes in three queries: assets, holders' names, and which are orderable."""
-    if not listings:
+async def read_many(session: AsyncSession, ids: list[str], caller: Caller | None,
+                    orderable: set[str] | None = None) -> list[ListingRead]:
+    """The listings ``ids``, in that order, in one query (with their assets and holders'
+    names). ``orderable``: the ids known to be orderable (search documents store it);
+    otherwise ``access.orderable_clause`` is evaluated."""
+    if not ids:
         return []
-    ids = [listing.id for listing in listings]
-    assets = {a.id: a for a in (await session.execute(
-        select(Asset).where(Asset.id.in_({x.asset_id for x in listings})))).scalars()}  # type: ignore[attr-defined]
-    names = dict((await session.execute(
-        select(Account.id, Account.name).where(Account.id.in_({x.provider_id for x in listings})))).all())  # type: ignore[attr-defined]
-    orderable = set((await session.execute(
-        select(Listing.id).where(Listing.id.in_(ids), access.orderable_clause()))).scalars())  # type: ignore[attr-defined]
-    out = []
-    for listing in listings:
-        asset = assets[listing.asset_id]
-        out.append(ListingRead(
-            id=listing.id, asset_id=asset.id, provider=listing.provider_id, provider_name=names[listing.provider_id],
-            registration_number=asset.registration_number, title=listing.title, summary=listing.summary,
-            description=listing.description, tags=json.loads(listing.tags), category=asset.category,
-            grade=asset.grade, personal_info=asset.personal_info, export_allowed=asset.export_allowed,
-            status=listing.status, frozen=listing.frozen, orderable=listing.id in orderable,  # type: ignore[arg-type]
-            approval_required=listing.approval_required, terms_version=listing.terms_version,
-            terms_sha256=listing.terms_sha256,
-            plans=[PlanRead(**p) for p in access.visible_plans(listing, caller)],
-            licence=Licence(**json.loads(listing.licence)), created_at=listing.created_at,
-            updated_at=listing.updated_at,
-        ))
-    return out
+    query = (select(Listing, Asset, Account.name).join(Asset, Asset.id == Listing.asset_id)
+             .join(Account, Account.id == Listing.provider_id).where(Listing.id.in_(ids))  # type: ignore[attr-defined]
+             .execution_options(populate_existing=True))
+    rows = {listing.id: (listing, asset, name) for listing, asset, name in (await session.execute(query)).all()}
+    if orderable is None:
+        orderable = set((await session.execute(
+            select(Listing.id).where(Listing.id.in_(ids), access.orderable_clause()))).scalars())  # type: ignore[attr-defined]
+    return [_present(*rows[i], i in orderable, caller) for i in ids if i in rows]
+
+
+def _present(listing: Listing, asset: Asset, provider_name: str, orderable: bool, caller: Caller | None) -> ListingRead:
+    return ListingRead(
+        id=listing.id, asset_id=asset.id, provider=listing.provider_id, provider_name=provider_name,
+        registration_number=asset.registration_number, title=listing.title, summary=listing.summary,
+        description=listing.description, tags=json.loads(listing.tags), category=asset.category,
+        grade=asset.grade, personal_info=asset.personal_info, export_allowed=asset.export_allowed,
+        status=listing.status, frozen=listing.frozen, orderable=orderable,  # type: ignore[arg-type]
+        approval_required=listing.approval_required, terms_version=listing.terms_version,
+        terms_sha256=listing.terms_sha256, plans=[PlanRead(**p) for p in access.visible_plans(listing, caller)],
+        licence=Licence(**json.loads(listing.licence)), created_at=listing.created_at,
+        updated_at=listing.updated_at,
+    )
 
 
 async def find(session: AsyncSession, caller: Caller | None, params: search.SearchParams) -> SearchPage:
     found = await search.search(session, caller, params)
-    rows = {x.id: x for x in (await session.execute(
-        select(Listing).where(Listing.id.in_(found.listing_ids)))).scalars()}  # type: ignore[attr-defined]
-    items = await read_many(session, [rows[i] for i in found.listing_ids if i in rows], caller)
+    items = await read_many(session, found.listing_ids, caller, found.listed)
     return SearchPage(items=items, next_cursor=found.next_cursor, facets=found.facets, total=found.total)
+
+
+__all__: list[Any] = ["find", "read", "read_many"]

@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from market import idempotency
 from market.context import Ctx
 from market.errors import Forbidden
-from market.listings import access, catalog, read, service
+from market.listings import access, catalog, read, search, service
 from market.listings.schemas import ListingCreate, ListingRead, ListingUpdate, PlanModel, Purpose, SearchPage, Sort
 from market.listings.search import SearchParams
 from market.memo import remembered
@@ -52,14 +52,25 @@ class ListingController(Controller):
 
         async def build() -> bytes:
             async with state.read_sessionmaker() as db:
-                page = await read.find(db, caller, params)
+                page = await read.find(db, None if shared else caller, params)
             return page.model_dump_json().encode()
 
-        if caller is not None:
+        # Most callers see what an anonymous caller sees (search.audience says who does
+        # not): their answers come from memory until any listing, asset or account
+        # changes (market.memo); the others' are computed for them.
+        shared = caller is None or (not caller.is_staff and not params.include_all
+                                    and caller.id not in await self._audience(state))
+        if not shared:
             return Response(await build(), media_type=MediaType.JSON)
-        # Anonymous results are the same for everyone: answered from memory until any
-        # listing, asset or account changes (market.memo).
         return Response(await remembered(state.public_listings, params, build), media_type=MediaType.JSON)
+
+    @staticmethod
+    async def _audience(state: State) -> frozenset[str]:
+        async def build() -> frozenset[str]:
+            async with state.read_sessionmaker() as db:
+                return await search.audience(db)
+
+        return await remembered(state.public_listings, "audience", build)  # type: ignore[arg-type]
 
     @get("/{listing_id:str}", summary="One listing, with the plans the caller may order")
     async def get_listing(self, db: AsyncSession, maybe_ctx: Ctx, listing_id: str) -> ListingRead:

@@ -39,7 +39,7 @@ from market.pagination import check_limit
 
 __all__ = [
     "FIELD_WEIGHTS", "PRICE_NONE", "SORTS", "SearchParams", "SearchResult", "fts5_expression",
-    "match_clause", "relevance", "search", "tsquery_text", "tsvector_literal", "visible_docs",
+    "audience", "match_clause", "relevance", "search", "tsquery_text", "tsvector_literal", "visible_docs",
 ]
 
 # The price_key of a document without a public plan: larger than any price, so it sorts
@@ -80,6 +80,7 @@ class SearchResult:
     next_cursor: str | None
     total: int
     facets: dict[str, dict[str, int]] = field(default_factory=dict)
+    listed: set[str] = field(default_factory=set)  # those of listing_ids that are orderable now
 
 
 # -- The engines' match expressions ---------------------------------------------------
@@ -214,6 +215,15 @@ def _facet_filters(p: SearchParams) -> list[ColumnElement[bool]]:
     return where
 
 
+async def audience(session: AsyncSession) -> frozenset[str]:
+    """The accounts whose results differ from an anonymous caller's: holders of listings
+    and buyers named in private plans. Everyone else (not staff) sees exactly what an
+    anonymous caller sees, so the route may answer them from the same memory."""
+    providers = (await session.execute(select(D.provider_id).distinct())).scalars().all()
+    named = (await session.execute(select(D.private_to).where(D.private_to != ","))).scalars().all()
+    return frozenset(providers) | {buyer for value in named for buyer in value.split(",") if buyer}
+
+
 # -- Sorts and cursors ----------------------------------------------------------------
 
 def _sort_of(p: SearchParams) -> str:
@@ -312,7 +322,7 @@ async def search(session: AsyncSession, caller: Caller | None, p: SearchParams) 
     # The page.
     score = relevance(terms) if terms else None
     columns, order, after = _order_and_after(sort, score, key)
-    query: Select[Any] = select(*columns).where(*base, *_facet_filters(p))
+    query: Select[Any] = select(*columns, D.listed).where(*base, *_facet_filters(p))
     if after is not None:
         query = query.where(after)
     rows = (await session.exec(query.order_by(*order).limit(p.limit + 1))).all()  # type: ignore[call-overload]
@@ -322,7 +332,8 @@ async def search(session: AsyncSession, caller: Caller | None, p: SearchParams) 
     if more and rows:
         last = rows[-1]
         next_cursor = _encode_cursor(sort, _key_of(sort, last))
-    return SearchResult(listing_ids=[r.listing_id for r in rows], next_cursor=next_cursor, total=total, facets=facets)
+    return SearchResult(listing_ids=[r.listing_id for r in rows], next_cursor=next_cursor, total=total, facets=facets,
+                        listed={r.listing_id for r in rows if r.listed})
 
 
 def _key_of(sort: str, row: Any) -> list[Any]:

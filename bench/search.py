@@ -1,0 +1,336 @@
+"""Search benchmark: latency and throughput of ``GET /v1/listings`` over HTTP as listings grow.
+
+    python bench/search.py [--listings 100000] [--db sqlite|postgresql://…] [--seconds 10] [--connections 16]
+
+For each size, ``--baseline`` (1,000) and then ``--listings`` N, a fresh database (as
+``bench/api.py`` makes them: a SQLite file in a temporary directory, or a new
+PostgreSQL database ``market_bench_<random>`` next to the one the URL names, dropped at
+the end) and one ``market serve`` worker. A buyer signs up over HTTP; providers,
+registered assets and active listings are then written in bulk by
+``bench/search_seed.py`` (the search documents built by the market's own
+``index.document``; no ledger entries, which search never reads) and timed apart from
+the figures. On PostgreSQL the seed is followed by ``VACUUM ANALYZE``, as autovacuum would do.
+
+Then, on that server: ``/health`` (the bare route), the query mix below as the buyer
+(authenticated, so every request runs the search: anonymous results are answered from
+memory), and the same mix anonymously. Each is a warm-up then ``--seconds`` under
+``--connections`` keep-alive connections; every connection cycles through the mix from
+its own starting point and the latency of every answer is kept.
+
+The mix: Chinese, English and mixed full text, filters, sorts and a plain listing, all
+with the default limit of 50 (the total and the facets are always computed).
+
+Figures:
+
+- ``search_growth_p95``: p95 latency of the mix at N over p95 at 1,000. Goal <= 3 at 100,000.
+- ``search_vs_bare``: requests/s of the mix over requests/s of ``/health``. Goal >= 0.05.
+
+Every non-2xx answer is counted (``non_2xx``; the run is only meaningful at 0). The
+last line printed is one JSON object with the figures and the raw numbers.
+"""
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from bench.api import Database, Server, free_port, http_request, say  # noqa: E402
+
+GOALS = {"search_growth_p95": 3.0, "search_vs_bare": 0.05}
+
+# name -> query string of GET /v1/listings (values are URL-encoded when the request is built)
+QUERIES: list[tuple[str, dict[str, str]]] = [
+    ("zh_category", {"q": "交通"}),
+    ("zh_noun", {"q": "出行数据"}),
+    ("zh_two_terms", {"q": "深圳 公交"}),
+    ("en_word", {"q": "routes"}),
+    ("en_phrase", {"q": "freight tracks"}),
+    ("zh_en_mixed", {"q": "深圳 bus"}),
+    ("category_newest", {"category": "weather", "sort": "newest"}),
+    ("grade_model", {"grade": "important", "model": "subscription"}),
+    ("q_category_price", {"q": "数据", "category": "energy", "min_price": "1000", "max_price": "500000"}),
+    ("purpose_price_asc", {"purpose": "research", "sort": "price_asc"}),
+    ("zh_price_desc", {"q": "气象", "sort": "price_desc"}),
+    ("plain_newest", {}),
+]
+
+
+def query_path(params: dict[str, str]) -> str:
+    if not params:
+        return "/v1/listings"
+    return "/v1/listings?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
+
+
+# --- the load generator: a mix of requests, latency of each answer ---------------------
+
+
+class _MixConn(asyncio.Protocol):
+    """One keep-alive connection sending the mix's requests in turn, one at a time."""
+
+    def __init__(self, requests: list[bytes], start: int, stats: dict[str, Any], done: asyncio.Future[None]) -> None:
+        self.requests, self.at, self.stats, self.done = requests, start % len(requests), stats, done
+        self.buf = bytearray()
+        self.sent = 0.0
+        self.transport: asyncio.Transport | None = None
+
+    def _send(self) -> None:
+        self.sent = time.perf_counter()
+        self.transport.write(self.requests[self.at])  # type: ignore[union-attr]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._send()
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buf[:end]).lower()
+            at = head.find(b"\r\ncontent-length:")
+            if at < 0:
+                raise RuntimeError("response without Content-Length")
+            line_end = head.find(b"\r\n", at + 2)
+            length = int(head[at + 17:line_end if line_end > 0 else len(head)])
+            total = end + 4 + length
+            if len(self.buf) < total:
+                return
+            latency = time.perf_counter() - self.sent
+            status = int(head[9:12])
+            del self.buf[:total]
+            if self.stats["counting"]:
+                self.stats["latencies"][self.at].append(latency)
+                if not 200 <= status < 300:
+                    self.stats["bad"] += 1
+                    self.stats["statuses"][status] = self.stats["statuses"].get(status, 0) + 1
+            if self.stats["stop"]:
+                self.transport.close()  # type: ignore[union-attr]
+                return
+            self.at = (self.at + 1) % len(self.requests)
+            self._send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def _load(port: int, requests: list[bytes], first: int, connections: int, warmup: float,
+                seconds: float) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    stats: dict[str, Any] = {"latencies": [[] for _ in requests], "bad": 0, "statuses": {}, "counting": False,
+                             "stop": False}
+    dones = [loop.create_future() for _ in range(connections)]
+    for i, done in enumerate(dones):
+        await loop.create_connection(lambda d=done, s=first + i: _MixConn(requests, s, stats, d),  # type: ignore[misc]
+                                     "127.0.0.1", port)
+    await asyncio.sleep(warmup)
+    stats["counting"] = True
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    await asyncio.sleep(seconds)
+    stats["counting"] = False
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    stats["stop"] = True
+    await asyncio.wait_for(asyncio.gather(*dones), timeout=120)
+    return {"latencies": stats["latencies"], "bad": stats["bad"], "statuses": stats["statuses"],
+            "elapsed": elapsed, "cpu": cpu}
+
+
+def _load_process(args: tuple[int, list[bytes], int, int, float, float]) -> dict[str, Any]:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    return asyncio.run(_load(*args))
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (``p`` in 0–100) of ``values``."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, int(round(p / 100 * len(ordered))) - 1))]
+
+
+def measure(pool: Any, port: int, requests: list[bytes], args: argparse.Namespace, seconds: float) -> dict[str, Any]:
+    """Requests/s and latencies of ``requests`` (cycled) under ``args.connections`` connections."""
+    share = [args.connections // args.clients + (i < args.connections % args.clients) for i in range(args.clients)]
+    starts = [sum(share[:i]) for i in range(len(share))]
+    parts = pool.map(_load_process, [(port, requests, s, n, args.warmup, seconds)
+                                     for s, n in zip(starts, share) if n])
+    per = [[x for p in parts for x in p["latencies"][i]] for i in range(len(requests))]
+    every = [x for lat in per for x in lat]
+    statuses: dict[int, int] = {}
+    for p in parts:
+        for code, n in p["statuses"].items():
+            statuses[code] = statuses.get(code, 0) + n
+    elapsed = max(p["elapsed"] for p in parts)
+    if not every:
+        raise RuntimeError("no answer came back while counting")
+    return {
+        "rps": len(every) / elapsed, "count": len(every), "bad": sum(p["bad"] for p in parts), "statuses": statuses,
+        "p50": percentile(every, 50), "p95": percentile(every, 95), "mean": statistics.fmean(every),
+        "per": [{"n": len(lat), "p50": percentile(lat, 50) if lat else 0.0, "p95": percentile(lat, 95) if lat else 0.0}
+                for lat in per],
+        "client_cpu": sum(p["cpu"] for p in parts) / elapsed,
+    }
+
+
+# --- one size: a fresh database and server -----------------------------------------
+
+
+def buyer_token(port: int) -> str:
+    r = httpx.post(f"http://127.0.0.1:{port}/v1/accounts", timeout=30,
+                   json={"name": "Bench Buyer", "kind": "individual", "roles": ["buyer"]})
+    r.raise_for_status()
+    return str(r.json()["token"])
+
+
+def check_mix(port: int, token: str, reps: int) -> tuple[dict[str, int], dict[str, float]]:
+    """Each query of the mix alone, as the buyer, on an otherwise idle server: it
+    answers 200; returns its total and its median latency over ``reps`` tries (after
+    one untimed try)."""
+    totals, solo = {}, {}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120,
+                      headers={"Authorization": f"Bearer {token}"}) as c:
+        for name, params in QUERIES:
+            times = []
+            for _ in range(reps + 1):
+                started = time.perf_counter()
+                r = c.get("/v1/listings", params=params)
+                times.append(time.perf_counter() - started)
+                if r.status_code != 200:
+                    raise RuntimeError(f"{name}: {r.status_code} {r.text[:300]}")
+            totals[name] = int(r.json()["total"])
+            solo[name] = statistics.median(times[1:]) if reps else times[0]
+    return totals, solo
+
+
+def run_size(args: argparse.Namespace, listings: int, pool: Any) -> dict[str, Any]:
+    from bench import search_seed
+
+    tmp = Path(tempfile.mkdtemp(prefix="market-bench-search-"))
+    database = Database(args.db, tmp)
+    server: Server | None = None
+    try:
+        url = asyncio.run(database.create())
+        port = free_port()
+        server = Server(url, tmp, port)
+        token = buyer_token(port)
+        say(f"[{listings} listings] server on 127.0.0.1:{port} "
+            f"({'SQLite' if args.db == 'sqlite' else 'PostgreSQL'}), seeding")
+        started = time.perf_counter()
+        counts = asyncio.run(search_seed.seed(url, listings, providers=args.providers,
+                                              progress=lambda m: say(m) if listings >= 20000 else None))
+        analyze_s = asyncio.run(search_seed.analyze(url)) if args.db != "sqlite" else 0.0
+        seed_s = time.perf_counter() - started
+        say(f"  seeded {counts['listings']} listings ({counts['listed']} listed) of {counts['providers']} providers "
+            f"in {seed_s:.1f} s" + (f" (VACUUM ANALYZE {analyze_s:.1f} s)" if analyze_s else ""))
+        totals, solo = check_mix(port, token, args.solo_reps)
+        share = {name: round(n / listings, 4) for name, n in totals.items()}
+
+        mix_auth = [http_request("GET", query_path(p), token) for _, p in QUERIES]
+        mix_anon = [http_request("GET", query_path(p)) for _, p in QUERIES]
+        bare = measure(pool, port, [http_request("GET", "/health")], args, args.bare_seconds)
+        say(f"  health       {bare['rps']:9.0f} req/s  (client CPU {bare['client_cpu']:.0%} of a core)")
+        auth = measure(pool, port, mix_auth, args, args.seconds)
+        say(f"  search mix   {auth['rps']:9.1f} req/s  p50 {auth['p50'] * 1000:7.1f} ms  "
+            f"p95 {auth['p95'] * 1000:7.1f} ms  ({auth['count']} requests, non-2xx {auth['bad']})")
+        for (name, _), per in zip(QUERIES, auth["per"]):
+            say(f"    {name:18s} n={per['n']:5d}  p50 {per['p50'] * 1000:7.1f} ms  p95 {per['p95'] * 1000:7.1f} ms"
+                f"  alone {solo[name] * 1000:7.1f} ms  total {totals[name]}")
+        # Fill the memo first (one request per query), so that what is timed is answers from memory.
+        for _, params in QUERIES:
+            httpx.get(f"http://127.0.0.1:{port}/v1/listings", params=params, timeout=120).raise_for_status()
+        anon = measure(pool, port, mix_anon, args, args.anon_seconds)
+        say(f"  anonymous    {anon['rps']:9.1f} req/s  p50 {anon['p50'] * 1000:7.1f} ms  "
+            f"p95 {anon['p95'] * 1000:7.1f} ms  (answered from the memo; non-2xx {anon['bad']})")
+        for result in (bare, auth, anon):
+            if result["bad"]:
+                say(f"  non-2xx answers: {result['statuses']}")
+        return {"listings": listings, "seed_s": seed_s, "bare": bare, "auth": auth, "anon": anon,
+                "totals": totals, "share": share, "solo": solo}
+    finally:
+        if server is not None:
+            server.stop()
+        if args.keep:
+            say(f"  kept: {tmp}" + (f", database {database.pg_name}" if database.pg_name else ""))
+        else:
+            asyncio.run(database.drop())
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--listings", type=int, default=100_000, help="listings at the measured size")
+    parser.add_argument("--baseline", type=int, default=1000, help="listings at the size growth is compared to")
+    parser.add_argument("--db", default="sqlite", help="sqlite (default) or a postgresql:// URL (a fresh database is made next to it)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds of the search mix per size")
+    parser.add_argument("--bare-seconds", type=float, default=5.0, help="measured seconds of /health per size")
+    parser.add_argument("--anon-seconds", type=float, default=5.0, help="measured seconds of the anonymous mix per size")
+    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds before each measurement")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--clients", type=int, default=1, help="load-generator processes")
+    parser.add_argument("--solo-reps", type=int, default=3, help="timed tries of each query alone on the idle server")
+    parser.add_argument("--providers", type=int, default=300)
+    parser.add_argument("--keep", action="store_true", help="keep each size's database (and its directory) for a look")
+    args = parser.parse_args()
+    if args.db not in ("sqlite",) and not args.db.startswith(("postgres://", "postgresql://", "postgresql+asyncpg://")):
+        parser.error("--db is sqlite or a postgresql:// URL")
+    if args.listings < 1 or args.baseline < 1:
+        parser.error("--listings and --baseline are at least 1")
+    os.chdir(ROOT)
+
+    run_started = time.perf_counter()
+    sizes = [args.baseline] if args.listings == args.baseline else [args.baseline, args.listings]
+    with multiprocessing.get_context("spawn").Pool(args.clients) as pool:
+        runs = [run_size(args, n, pool) for n in sizes]
+    base, top = runs[0], runs[-1]
+    figures = {
+        "search_growth_p95": top["auth"]["p95"] / base["auth"]["p95"],
+        "search_vs_bare": top["auth"]["rps"] / top["bare"]["rps"],
+    }
+    for key, value in figures.items():
+        ok = value <= GOALS[key] if key == "search_growth_p95" else value >= GOALS[key]
+        goal = f"<= {GOALS[key]}" if key == "search_growth_p95" else f">= {GOALS[key]}"
+        say(f"{key:18s} {value:.3f}  (goal {goal} at 100,000) {'ok' if ok else 'MISSES GOAL'}")
+    ms = 1000.0
+    line = {
+        **{k: round(v, 3) for k, v in figures.items()},
+        "listings": top["listings"], "db": "sqlite" if args.db == "sqlite" else "postgresql",
+        "p50_ms": round(top["auth"]["p50"] * ms, 1), "p95_ms": round(top["auth"]["p95"] * ms, 1),
+        "p50_1000_ms": round(base["auth"]["p50"] * ms, 1), "p95_1000_ms": round(base["auth"]["p95"] * ms, 1),
+        "qps": round(top["auth"]["rps"], 1), "bare_qps": round(top["bare"]["rps"], 1),
+        "qps_1000": round(base["auth"]["rps"], 1),
+        "anon_qps": round(top["anon"]["rps"], 1), "anon_p95_ms": round(top["anon"]["p95"] * ms, 1),
+        "anon_vs_bare": round(top["anon"]["rps"] / top["bare"]["rps"], 3),
+        "per_query_p95_ms": {name: round(per["p95"] * ms, 1) for (name, _), per in zip(QUERIES, top["auth"]["per"])},
+        "alone_ms": {name: round(v * ms, 1) for name, v in top["solo"].items()},
+        "alone_1000_ms": {name: round(v * ms, 1) for name, v in base["solo"].items()},
+        "match_share": top["share"],
+        "non_2xx": sum(r[k]["bad"] for r in runs for k in ("bare", "auth", "anon")),
+        "seed_s": round(top["seed_s"], 1), "run_s": round(time.perf_counter() - run_started, 1),
+        "connections": args.connections, "seconds": args.seconds, "clients": args.clients,
+        "client_cpu_max": round(max(r[k]["client_cpu"] for r in runs for k in ("bare", "auth", "anon")), 2),
+        "cores": os.cpu_count(),
+    }
+    print(json.dumps(line, ensure_ascii=False), flush=True)
+
+
+if __name__ == "__main__":
+    main()

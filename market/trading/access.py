@@ -1,0 +1,45 @@
+"""Who may see and act on an order (API.md "Orders").
+
+An order is seen by its buyer, the listing's holder and staff; anyone else gets 404.
+A dispute is seen by whoever may see its order.
+"""
+
+from typing import Any
+
+from sqlalchemy import or_, true
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from market.auth import Caller
+from market.errors import Forbidden
+from market.trading.models import Dispute, Order
+from market.visibility import load_visible
+
+
+def visible_orders(caller: Caller) -> Any:
+    if caller.is_staff:
+        return true()
+    return or_(Order.buyer_id == caller.id, Order.provider_id == caller.id)
+
+
+async def load(session: AsyncSession, order_id: str, caller: Caller) -> Order:
+    return await load_visible(session, Order, order_id, visible_orders(caller), "order")
+
+
+async def load_for_buyer(session: AsyncSession, order_id: str, caller: Caller) -> Order:
+    order = await load(session, order_id, caller)
+    if order.buyer_id != caller.id:
+        raise Forbidden("only the order's buyer may do this", kind="not-buyer")
+    return order
+
+
+async def load_for_holder(session: AsyncSession, order_id: str, caller: Caller) -> Order:
+    order = await load(session, order_id, caller)
+    if order.provider_id != caller.id:
+        raise Forbidden("only the listing's holder may do this", kind="not-holder")
+    return order
+
+
+async def load_dispute(session: AsyncSession, dispute_id: str, caller: Caller) -> Dispute:
+    visible = Dispute.order_id.in_(  # type: ignore[attr-defined]
+        Order.__table__.select().with_only_columns(Order.id).where(visible_orders(caller)))  # type: ignore[attr-defined]
+    return await load_visible(session, Dispute, dispute_id, visible, "dispute")

@@ -1,0 +1,474 @@
+"""Delivery (API.md "Orders": content and proofs): the buyer of an active order receives
+the data, decrypted and streamed, and can prove any chunk of it against the Merkle root
+in the registration certificate and the contract.
+
+Who receives what
+  Only the order's buyer: strangers get 404 (``access.load``), the holder and staff who
+  may see the order 403 ``not-buyer``. A suspended buyer gets 403 ``account-suspended``
+  (the auth layer refuses a suspended account's writes, not its reads). The order must
+  be ``active`` and not past ``expires_at``, and neither the asset nor the listing may
+  be frozen; otherwise 409 ``no-access`` (access ends at expiry, refund, freeze).
+  A one-time or free order delivers the revision registered at settlement
+  (``order.asset_revision``). A subscription may ask ``?revision=N`` for that revision
+  or any revision the ledger shows registered (``asset.registered`` entries) at or
+  after settlement and before ``expires_at``, and gets the newest of them by default.
+  A revision whose change was rejected was never registered and is never delivered;
+  any other revision number is 404.
+
+Ranges (RFC 9110 §14)
+  One range per request: ``bytes=a-b``, ``bytes=a-`` and ``bytes=-n`` give 206 with
+  ``Content-Range``; a first byte at or beyond the size (or ``bytes=-0``) gives 416 with
+  ``Content-Range: bytes */size``. A header the server may ignore is ignored and the
+  whole representation sent with 200: several ranges (a multipart answer is not
+  offered; clients ask one range at a time), another unit, a malformed or backwards
+  range, or an ``If-Range`` that does not match the ``ETag``. The strong ``ETag`` is
+  the revision's SHA-256, so a client resuming with ``If-Range`` never splices two
+  revisions. ``Repr-Digest`` (RFC 9530) is that of the whole revision, on 200 and 206.
+  Only the 64 KiB chunks a range overlaps are read and decrypted.
+
+The ledger: what was actually sent
+  No transaction is open while the body streams. Each delivery is recorded after the
+  stream ends, in one transaction of its own: a ``delivery.sent`` entry (confidential:
+  the document with order, revision, ``range`` [first, last], ``bytes`` and ``sha256``
+  is kept in ``trade_documents``; the public entry holds only ``document_sha256``) and
+  a ``deliveries`` row. Bytes count as sent once the server's ``send`` of them returned
+  (they were handed to the connection); if the client goes away midway, what was sent
+  up to then is recorded (range, count and hash of exactly those bytes), and nothing
+  at all when no byte was sent (a disconnect before the body, a HEAD).
+
+Access ending during a download
+  Access is checked when the request starts and again, from the database, before the
+  next piece whenever ``RECHECK_SECONDS`` have passed since the last check. A download
+  under way when access ends (refund, expiry, freeze, suspension) stops within that
+  time: the body ends short of its ``Content-Length`` (the client sees a truncated
+  response) and the ledger records the part sent.
+
+Proofs
+  ``proof`` returns the RFC 9162 inclusion proof of chunk N among the revision's
+  ``chunk_size`` chunks (the leaves whose root is the commitment's ``merkle_root``).
+  The blob format stores no leaf hashes, so the first proof of a revision decrypts and
+  hashes the whole blob (O(size), in worker threads), checks the root it gets against
+  the commitment, and keeps the tree in memory (``TREE_CACHE_BYTES``, 64 bytes per
+  chunk, least recently used first out); every later proof is O(log n) from memory.
+"""
+
+import asyncio
+import base64
+import hashlib
+import json
+import re
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import anyio.to_thread
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ledger import entry as entries
+from ledger import merkle
+from market.accounts.models import Account
+from market.audit import LEDGER_KEY
+from market.auth import Caller
+from market.context import Ctx
+from market.errors import Conflict, DomainError, Forbidden, NotFound, Unprocessable
+from market.listings.models import Listing
+from market.logs import log
+from market.registry.models import Asset, AssetRevision
+from market.storage import BlobCorrupted, BlobStore, MasterKey
+from market.trading import access, documents
+from market.trading.models import Delivery, Order
+from market.trading.states import OrderStatus
+
+__all__ = ["RECHECK_SECONDS", "TREE_CACHE_BYTES", "ByteRange", "Sending", "check_access", "choose_revision",
+           "open_delivery", "parse_range", "proof"]
+
+RECHECK_SECONDS = 5.0  # how often a running download re-checks access
+TREE_CACHE_BYTES = 64 << 20  # chunk trees kept in memory for proofs, per process
+_LEDGER_PAGE = 1000
+
+
+class RangeNotSatisfiable(DomainError):
+    status, kind, title = 416, "range-not-satisfiable", "Range not satisfiable"
+
+
+# -- access -------------------------------------------------------------------------
+
+
+def _refuse(order: Order, asset: Asset, listing: Listing | None, suspended: bool, now: datetime) -> None:
+    """The rules of access, on rows read now (at the start, and again while streaming)."""
+    if suspended:
+        raise Forbidden("the account is suspended; its purchased content is not delivered meanwhile",
+                        kind="account-suspended")
+    if order.status != OrderStatus.active:
+        why = ("its access has ended" if order.status in (OrderStatus.expired, OrderStatus.refunded)
+               else "content is delivered once it is settled")
+        raise Conflict(f"order {order.id} is {order.status}; {why}", kind="no-access",
+                       extra={"current_status": order.status})
+    if order.expires_at is None or order.expires_at <= now:
+        raise Conflict(f"the access of order {order.id} ended at {order.expires_at}", kind="no-access")
+    if asset.frozen:
+        raise Conflict(f"asset {asset.id} is frozen by the regulator; its content is not delivered meanwhile",
+                       kind="no-access")
+    if listing is not None and listing.frozen:
+        raise Conflict(f"listing {listing.id} is frozen by the regulator; its content is not delivered meanwhile",
+                       kind="no-access")
+
+
+async def check_access(session: AsyncSession, ctx: Ctx, order_id: str) -> tuple[Order, Asset]:
+    """The order and its asset, if the caller may receive the content now (else 404/403/409)."""
+    caller: Caller = ctx.user
+    order = await access.load(session, order_id, caller)
+    if order.buyer_id != caller.id:
+        raise Forbidden("only the order's buyer receives its content", kind="not-buyer")
+    asset = await session.get_one(Asset, order.asset_id)
+    listing = await session.get(Listing, order.listing_id)
+    _refuse(order, asset, listing, caller.account.suspended, ctx.now)
+    return order, asset
+
+
+async def _recheck(state: Any, order_id: str, buyer_id: str) -> str | None:
+    """Why access has ended since the download began, or None: everything read afresh."""
+    async with state.read_sessionmaker() as session:
+        order = await session.get(Order, order_id)
+        if order is None:
+            return f"order {order_id} is gone"
+        asset = await session.get_one(Asset, order.asset_id)
+        listing = await session.get(Listing, order.listing_id)
+        account = await session.get_one(Account, buyer_id)
+        try:
+            _refuse(order, asset, listing, account.suspended, state.clock.now())
+        except DomainError as exc:
+            return exc.detail
+        return None
+
+
+# -- revisions ----------------------------------------------------------------------
+
+
+def _is_subscription(order: Order) -> bool:
+    return bool(json.loads(order.plan).get("model") == "subscription")
+
+
+async def _registered_during(session: AsyncSession, ledger: Any, order: Order) -> set[int]:
+    """Revisions of the order's asset registered (``asset.registered`` on the ledger) at
+    or after settlement and before the access ends."""
+    found: set[int] = set()
+    after = (-1, 0)
+    while True:
+        rows = await ledger.by_subject(session, f"asset:{order.asset_id}", _LEDGER_PAGE, after)
+        for index, position, leaf in rows:
+            entry = entries.parse_entry(leaf)
+            if entry["type"] != "asset.registered" or not isinstance(entry["data"].get("revision"), int):
+                continue
+            at = datetime.fromisoformat(entry["time"].replace("Z", "+00:00"))
+            if order.settled_at is not None and order.expires_at is not None \
+                    and order.settled_at <= at < order.expires_at:
+                found.add(entry["data"]["revision"])
+        if len(rows) < _LEDGER_PAGE:
+            return found
+        last_index = max((p for i, p, _ in rows if i is not None), default=after[0])
+        last_seq = max((p for i, p, _ in rows if i is None), default=after[1])
+        after = (last_index, last_seq)
+
+
+async def choose_revision(session: AsyncSession, ledger: Any, order: Order, asset: Asset,
+                          wanted: int | None) -> AssetRevision:
+    """The revision this request delivers (404 for one the order does not cover)."""
+    settled = order.asset_revision
+    if settled is None:
+        raise Conflict(f"order {order.id} has no settled revision", kind="no-access")
+    allowed = {settled}
+    if _is_subscription(order) and wanted != settled and asset.registered_revision > settled:
+        allowed |= {r for r in await _registered_during(session, ledger, order)
+                    if settled < r <= asset.registered_revision}
+    number = max(allowed) if wanted is None else wanted
+    if number not in allowed:
+        raise NotFound(f"revision {number} of asset {asset.id} is not delivered under order {order.id}",
+                       kind="not-found")
+    rev = await session.get(AssetRevision, (asset.id, number))
+    if rev is None:
+        raise NotFound(f"asset {asset.id} has no revision {number}")
+    return rev
+
+
+# -- ranges -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    first: int
+    last: int  # inclusive
+
+    @property
+    def length(self) -> int:
+        return self.last - self.first + 1
+
+
+_SPEC = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+
+
+def etag_of(rev: AssetRevision) -> str:
+    return f'"{rev.sha256}"'
+
+
+def parse_range(header: str | None, size: int, if_range: str | None = None,
+                etag: str | None = None) -> ByteRange | None:
+    """The one range to send, or None for the whole representation (200). Raises
+    RangeNotSatisfiable (416) for a single range that starts beyond the content."""
+    if not header or size <= 0:
+        return None
+    if if_range is not None and (etag is None or if_range.strip() != etag):
+        return None  # the client's copy is of other content (or a date we cannot match): send it whole
+    unit, _, specs = header.partition("=")
+    if unit.strip().lower() != "bytes":
+        return None
+    parts = [p for p in specs.split(",") if p.strip()]
+    if len(parts) != 1:
+        return None  # several ranges: served whole (see the module's docstring)
+    match = _SPEC.match(parts[0])
+    if match is None or (not match.group(1) and not match.group(2)):
+        return None
+    start, end = match.group(1), match.group(2)
+    unsatisfiable = RangeNotSatisfiable(f"the content is {size} bytes; the range {parts[0].strip()} is outside it",
+                                        headers={"Content-Range": f"bytes */{size}"})
+    if not start:  # suffix: the last n bytes
+        n = int(end)
+        if n == 0:
+            raise unsatisfiable
+        return ByteRange(max(0, size - n), size - 1)
+    first = int(start)
+    last = int(end) if end else size - 1
+    if end and last < first:
+        return None  # invalid: ignored
+    if first >= size:
+        raise unsatisfiable
+    return ByteRange(first, min(last, size - 1))
+
+
+# -- streaming ----------------------------------------------------------------------
+
+
+@dataclass
+class Sending:
+    """One download under way: an async iterator of the plaintext pieces to send, and a
+    tally of what the server confirms sent (``sent``), recorded by ``finish``."""
+
+    state: Any
+    order_id: str
+    buyer_id: str
+    revision: int
+    blob_id: str
+    data_key: bytes = field(repr=False)
+    size: int
+    byte_range: ByteRange
+    partial: bool
+    repr_sha256: str
+    etag: str
+    bytes_sent: int = 0
+    recheck_seconds: float = RECHECK_SECONDS
+    stopped: str | None = None  # why the stream ended early (access ended, a read failed)
+    _digest: Any = field(default_factory=hashlib.sha256, repr=False)
+    _pieces: Any = field(default=None, repr=False)
+    _checked_at: float = field(default_factory=time.monotonic, repr=False)
+    _finished: bool = False
+
+    # The response's headers: Content-Length, Content-Range (206), digests.
+    def headers(self) -> dict[str, str]:
+        digest = base64.b64encode(bytes.fromhex(self.repr_sha256)).decode()
+        headers = {"Content-Length": str(self.byte_range.length), "Accept-Ranges": "bytes",
+                   "Repr-Digest": f"sha-256=:{digest}:", "ETag": self.etag, "Cache-Control": "private, no-store",
+                   "X-Content-Revision": str(self.revision)}
+        if self.partial:
+            headers["Content-Range"] = f"bytes {self.byte_range.first}-{self.byte_range.last}/{self.size}"
+        return headers
+
+    def __aiter__(self) -> "Sending":
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self.stopped is not None or self._pieces is _CLOSED:
+            raise StopAsyncIteration
+        if self._pieces is None:
+            blobs: BlobStore = self.state.blobs
+            self._pieces = aiter(blobs.open_range(self.blob_id, self.data_key, self.byte_range.first,
+                                                  self.byte_range.last + 1))
+        elif time.monotonic() - self._checked_at >= self.recheck_seconds:
+            why = await _recheck(self.state, self.order_id, self.buyer_id)
+            self._checked_at = time.monotonic()
+            if why is not None:
+                self.stopped = f"access ended: {why}"
+                log.warning("delivery stopped", order=self.order_id, reason=why, bytes_sent=self.bytes_sent)
+                await self.close()
+                raise StopAsyncIteration
+        try:
+            return bytes(await anext(self._pieces))
+        except StopAsyncIteration:
+            await self.close()
+            raise
+        except BlobCorrupted as exc:  # the stream cannot go on; say so, and record what was sent
+            self.stopped = f"content unreadable: {exc}"
+            log.error("delivery failed", order=self.order_id, blob=self.blob_id, error=str(exc))
+            await self.close()
+            raise StopAsyncIteration from None
+
+    def sent(self, data: bytes) -> None:
+        """``data`` was handed to the connection."""
+        if data:
+            self._digest.update(data)
+            self.bytes_sent += len(data)
+
+    async def close(self) -> None:
+        """Release the blob file now (not whenever the generator is collected)."""
+        pieces, self._pieces = self._pieces, _CLOSED
+        if pieces is not None and pieces is not _CLOSED:
+            await pieces.aclose()
+
+    async def finish(self) -> dict[str, Any] | None:
+        """Record what was sent (once): the ``delivery.sent`` entry and the row, one
+        transaction. Nothing when no byte was sent. Returns the document recorded."""
+        if self._finished:
+            return None
+        self._finished = True
+        await self.close()
+        if self.bytes_sent == 0:
+            return None
+        first = self.byte_range.first
+        last = first + self.bytes_sent - 1
+        sha = self._digest.hexdigest()
+        document = {"order": self.order_id, "revision": self.revision, "range": [first, last],
+                    "bytes": self.bytes_sent, "sha256": sha}
+        if self.stopped is not None or self.bytes_sent != self.byte_range.length:
+            document["requested"] = [self.byte_range.first, self.byte_range.last]
+        state = self.state
+        async with state.sessionmaker() as session:
+            session.info[LEDGER_KEY] = state.ledger
+            try:
+                await documents.record(session, "delivery.sent", f"order:{self.order_id}", document)
+                session.add(Delivery(order_id=self.order_id, revision=self.revision, first_byte=first,
+                                     last_byte=last, bytes_sent=self.bytes_sent, sha256=sha,
+                                     created_at=state.clock.now()))
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+        return document
+
+
+_CLOSED: Any = object()
+
+
+async def open_delivery(session: AsyncSession, ctx: Ctx, state: Any, order_id: str, wanted: int | None,
+                        range_header: str | None, if_range: str | None = None) -> Sending:
+    """Check access, choose the revision and the range: what this request will send.
+    The caller ends its transaction before streaming (none is held meanwhile)."""
+    order, asset = await check_access(session, ctx, order_id)
+    rev = await choose_revision(session, state.ledger, order, asset, wanted)
+    etag = etag_of(rev)
+    byte_range = parse_range(range_header, rev.size, if_range, etag)
+    master_key: MasterKey = state.master_key
+    return Sending(state=state, order_id=order.id, buyer_id=order.buyer_id, revision=rev.revision,
+                   blob_id=rev.blob_id, data_key=master_key.unwrap(asset.id, asset.wrapped_key), size=rev.size,
+                   byte_range=byte_range or ByteRange(0, rev.size - 1), partial=byte_range is not None,
+                   repr_sha256=rev.sha256, etag=etag)
+
+
+# -- proofs -------------------------------------------------------------------------
+
+
+class ChunkTree:
+    """Every level of the Merkle tree over a revision's chunks: a ``merkle.NodeSource``."""
+
+    def __init__(self, leaves: list[bytes]) -> None:
+        level = leaves
+        self.levels = [level]
+        while len(level) > 1:
+            level = [merkle.node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+            self.levels.append(level)
+        self.size = len(leaves)
+        self.nbytes = sum(len(lv) for lv in self.levels) * merkle.HASH_SIZE
+
+    def node(self, level: int, n: int) -> bytes:
+        return self.levels[level][n]
+
+    def root(self) -> bytes:
+        return merkle.tree_root(self.size, self)
+
+
+_trees: "OrderedDict[str, ChunkTree]" = OrderedDict()
+_tree_bytes = 0
+_tree_locks: dict[str, asyncio.Lock] = {}
+
+
+def _remember(blob_id: str, tree: ChunkTree) -> None:
+    global _tree_bytes
+    _trees[blob_id] = tree
+    _tree_bytes += tree.nbytes
+    while _tree_bytes > TREE_CACHE_BYTES and len(_trees) > 1:
+        _, old = _trees.popitem(last=False)
+        _tree_bytes -= old.nbytes
+
+
+def _leaf_hashes(chunks: list[bytes]) -> list[bytes]:
+    return [merkle.leaf_hash(c) for c in chunks]
+
+
+@dataclass(frozen=True)
+class _Commitment:
+    blob_id: str
+    chunk_size: int
+    merkle_root: str
+
+
+async def chunk_tree(blobs: BlobStore, rev: "AssetRevision | _Commitment", data_key: bytes) -> ChunkTree:
+    """The revision's chunk tree, from memory or by reading the whole blob once."""
+    tree = _trees.get(rev.blob_id)
+    if tree is not None:
+        _trees.move_to_end(rev.blob_id)
+        return tree
+    lock = _tree_locks.setdefault(rev.blob_id, asyncio.Lock())
+    try:
+        async with lock:
+            tree = _trees.get(rev.blob_id)
+            if tree is not None:
+                return tree
+            leaves: list[bytes] = []
+            batch: list[bytes] = []
+            per_batch = max(1, (1 << 20) // rev.chunk_size)
+            # A whole read yields each chunk whole, one piece per chunk.
+            async for piece in blobs.open_range(rev.blob_id, data_key):
+                batch.append(piece)
+                if len(batch) >= per_batch:
+                    leaves += await anyio.to_thread.run_sync(_leaf_hashes, batch)
+                    batch = []
+            if batch:
+                leaves += await anyio.to_thread.run_sync(_leaf_hashes, batch)
+            tree = await anyio.to_thread.run_sync(ChunkTree, leaves)
+            if tree.root().hex() != rev.merkle_root:
+                raise BlobCorrupted(f"blob {rev.blob_id} does not match its commitment's Merkle root")
+            _remember(rev.blob_id, tree)
+            return tree
+    finally:
+        if not lock.locked():
+            _tree_locks.pop(rev.blob_id, None)
+
+
+async def proof(session: AsyncSession, ctx: Ctx, state: Any, order_id: str, chunk: int,
+                wanted: int | None) -> dict[str, Any]:
+    """The inclusion proof of chunk ``chunk`` of the delivered revision."""
+    order, asset = await check_access(session, ctx, order_id)
+    rev = await choose_revision(session, state.ledger, order, asset, wanted)
+    n = -(-rev.size // rev.chunk_size)
+    if not 0 <= chunk < n:
+        raise Unprocessable(f"chunk {chunk} is outside the content's {n} chunks (0 to {n - 1})",
+                            kind="chunk-out-of-range")
+    data_key = state.master_key.unwrap(asset.id, asset.wrapped_key)
+    answer = {"chunk": chunk, "chunk_size": rev.chunk_size, "size": rev.size, "merkle_root": rev.merkle_root,
+              "revision": rev.revision}
+    commitment = _Commitment(rev.blob_id, rev.chunk_size, rev.merkle_root)
+    await session.rollback()  # no transaction is held while the blob is read (the rows expire)
+    tree = await chunk_tree(state.blobs, commitment, data_key)
+    hashes = merkle.prove_inclusion(chunk, tree.size, tree)
+    return {**answer, "hashes": [base64.b64encode(h).decode() for h in hashes]}

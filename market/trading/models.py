@@ -1,0 +1,143 @@
+"""Trading tables: orders, the confidential documents behind trade ledger entries,
+deliveries, disputes, payouts, and refused attempts kept for the regulator."""
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, Text
+from sqlmodel import Field, SQLModel
+
+from market.types import UTCDateTime, utcnow
+
+
+def _money() -> int:
+    return Field(default=0, sa_column=Column(BigInteger, nullable=False))  # type: ignore[no-any-return]
+
+
+class Order(SQLModel, table=True):
+    __tablename__ = "orders"
+    __table_args__ = (
+        Index("ix_orders_buyer_created", "buyer_id", "id"),
+        Index("ix_orders_provider_created", "provider_id", "id"),
+        Index("ix_orders_status_expires", "status", "expires_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    listing_id: str = Field(foreign_key="listings.id", index=True, max_length=40)
+    asset_id: str = Field(foreign_key="assets.id", max_length=40)
+    buyer_id: str = Field(foreign_key="accounts.id", max_length=40)
+    provider_id: str = Field(foreign_key="accounts.id", max_length=40)
+
+    # The terms as accepted: the listing's version and its digest, the plan and licence.
+    terms_version: int
+    terms_sha256: str = Field(max_length=64)
+    plan_id: str = Field(max_length=40)
+    plan: str = Field(sa_column=Column(Text, nullable=False))  # JSON, the plan as offered
+    licence: str = Field(sa_column=Column(Text, nullable=False))  # JSON
+    purpose: str = Field(max_length=40)
+    payment_method: str = Field(max_length=20)
+
+    currency: str = Field(max_length=3)
+    price: int = _money()
+    fee: int = _money()
+    provider_share: int = _money()
+
+    status: str = Field(max_length=20, index=True)
+    version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    needs_holder_approval: bool = False
+    needs_regulator_approval: bool = False
+    holder_decision: str | None = Field(default=None, max_length=20)  # approve / reject
+    regulator_decision: str | None = Field(default=None, max_length=20)
+    status_reason: str | None = Field(default=None, sa_column=Column(Text))
+
+    # The buyer's signed order document, when it signed one.
+    order_document: str | None = Field(default=None, sa_column=Column(Text))
+    buyer_key_id: str | None = Field(default=None, max_length=40)
+    buyer_signature: str | None = Field(default=None, max_length=100)
+
+    # Payment: the gateway's object (a PaymentIntent) and what settled it.
+    payment_attempt: int = 0
+    intent_id: str | None = Field(default=None, unique=True, max_length=255)
+    client_secret: str | None = Field(default=None, max_length=255)
+    payment_reference: str | None = Field(default=None, max_length=255)
+    failure_code: str | None = Field(default=None, max_length=100)
+
+    # Settlement: the contract (交易凭证) and the access it gives.
+    asset_revision: int | None = None  # the registered revision at settlement
+    contract: str | None = Field(default=None, sa_column=Column(Text))  # canonical contract JSON
+    contract_leaf: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    settled_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    refunded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    refund_reference: str | None = Field(default=None, max_length=255)
+
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class TradeDocument(SQLModel, table=True):
+    """The document behind each confidential ledger entry (LEDGER.md §2): the entry holds
+    only ``document_sha256``; the parties get theirs in bundles, regulators all of them."""
+
+    __tablename__ = "trade_documents"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subject: str = Field(max_length=60, index=True)  # order:ord_… / payout:pay_…
+    type: str = Field(max_length=40)  # the entry type
+    document: str = Field(sa_column=Column(Text, nullable=False))  # canonical JSON, salt included
+    document_sha256: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Delivery(SQLModel, table=True):
+    __tablename__ = "deliveries"
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: str = Field(foreign_key="orders.id", index=True, max_length=40)
+    revision: int
+    first_byte: int = Field(sa_column=Column(BigInteger, nullable=False))
+    last_byte: int = Field(sa_column=Column(BigInteger, nullable=False))  # inclusive
+    bytes_sent: int = Field(sa_column=Column(BigInteger, nullable=False))
+    sha256: str = Field(max_length=64)  # of the bytes sent
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Dispute(SQLModel, table=True):
+    __tablename__ = "disputes"
+
+    id: str = Field(primary_key=True, max_length=40)
+    order_id: str = Field(foreign_key="orders.id", index=True, max_length=40)
+    buyer_id: str = Field(foreign_key="accounts.id", max_length=40)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(max_length=20, index=True)
+    version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    resolution_reason: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Payout(SQLModel, table=True):
+    __tablename__ = "payouts"
+
+    id: str = Field(primary_key=True, max_length=40)
+    provider_id: str = Field(foreign_key="accounts.id", index=True, max_length=40)
+    period: str = Field(max_length=7)  # YYYY-MM
+    currency: str = Field(max_length=3)
+    amount: int = _money()
+    reference: str = Field(max_length=255)
+    recorded_by: str = Field(foreign_key="accounts.id", max_length=40)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Refusal(SQLModel, table=True):
+    """An ordering attempt refused by a gate the regulator watches (export, self-dealing),
+    kept though the request changed nothing else."""
+
+    __tablename__ = "refusals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=40, index=True)  # the problem type: export-not-allowed, self-dealing
+    account_id: str = Field(foreign_key="accounts.id", index=True, max_length=40)
+    listing_id: str | None = Field(default=None, max_length=40)
+    asset_id: str | None = Field(default=None, max_length=40)
+    detail: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)

@@ -1,0 +1,246 @@
+"""Placing an order through its gates, approvals and cancellation (API.md "Orders");
+never commits.
+
+Gates, each with its own problem type and nothing changed: a verified buyer (403); a
+plan the caller may see (404); not one's own listing (``422 self-dealing``); an
+orderable listing (``409 not-orderable``); a purpose the licence allows
+(``422 purpose-not-licensed``); the export gate (``403 export-not-allowed``). The
+self-dealing and export refusals are kept for the regulator (``Refused``: the route
+stores the refusal in a transaction of its own, as the order's rolls back).
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from market import audit, signing
+from market.accounts.models import Account
+from market.accounts.schemas import Role
+from market.context import Ctx
+from market.errors import Conflict, DomainError, Forbidden, NotFound, Unprocessable
+from market.ids import new_id
+from market.listings import access as listing_access
+from market.listings.models import Listing
+from market.registry.models import Asset
+from market.trading import access, documents
+from market.trading.models import Order, Refusal
+from market.trading.schemas import OrderCreate
+from market.trading.states import ORDER, OrderStatus
+from market.types import rfc3339
+
+ORDER_DOCUMENT = "order"
+ORDER_FIELDS = frozenset({"type", "v", "market", "buyer", "listing", "terms_version", "terms_sha256", "plan_id",
+                          "purpose", "payment_method", "price", "issued_at"})
+
+
+@dataclass
+class Refused(Exception):
+    """A gate the regulator watches refused the attempt: ``problem`` is the answer, and
+    ``refusal`` is kept (in a transaction of its own) though nothing else changes."""
+
+    problem: DomainError
+    refusal: Refusal
+
+
+@dataclass(frozen=True)
+class Wanted:
+    listing_id: str
+    plan_id: str
+    purpose: str
+    payment_method: str
+
+
+def fee_of(price: int, fee_bps: int) -> int:
+    """The market's fee: ``price × fee_bps / 10000`` rounded down to the fen."""
+    return price * fee_bps // 10_000
+
+
+def _plan(listing: Listing, plan_id: str, ctx: Ctx) -> dict[str, Any]:
+    for plan in listing_access.visible_plans(listing, ctx.caller):
+        if plan["id"] == plan_id:
+            return plan
+    raise NotFound(f"no plan {plan_id} in listing {listing.id}")
+
+
+async def _buyer(session: AsyncSession, ctx: Ctx) -> Account:
+    caller = ctx.user
+    caller.require(Role.buyer)
+    caller.require_verified()
+    account = await session.get(Account, caller.id)
+    assert account is not None
+    return account
+
+
+async def _gates(session: AsyncSession, ctx: Ctx, wanted: Wanted) -> tuple[Account, Listing, Asset, dict[str, Any]]:
+    buyer = await _buyer(session, ctx)
+    listing = await listing_access.load(session, wanted.listing_id)
+    await listing_access.hold(session, listing)
+    await session.refresh(listing)  # as it is now that it is held
+    plan = _plan(listing, wanted.plan_id, ctx)
+    asset = await session.get_one(Asset, listing.asset_id)
+    if listing.provider_id == buyer.id:
+        raise Refused(Unprocessable("a provider cannot buy its own listing", kind="self-dealing"),
+                      Refusal(kind="self-dealing", account_id=buyer.id, listing_id=listing.id, asset_id=asset.id,
+                              detail=f"{buyer.id} ordered its own listing {listing.id}", created_at=ctx.now))
+    if not await listing_access.is_orderable(session, listing.id):
+        raise Conflict(f"listing {listing.id} cannot be ordered now (paused, delisted, frozen, or its asset is "
+                       "not registered)", kind="not-orderable")
+    licence = json.loads(listing.licence)
+    if wanted.purpose not in licence["purposes"]:
+        raise Unprocessable(f"purpose {wanted.purpose!r} is not among the licence's purposes "
+                            f"{licence['purposes']} (无场景不交易)", kind="purpose-not-licensed")
+    home = ctx.settings.jurisdiction
+    if buyer.jurisdiction != home and (not asset.export_allowed or licence["territory"] == "domestic"):
+        why = "the asset is not cleared for export" if not asset.export_allowed else "the licence is domestic only"
+        raise Refused(Forbidden(f"{why}: it cannot go to a buyer in {buyer.jurisdiction} (market: {home})",
+                                kind="export-not-allowed"),
+                      Refusal(kind="export-not-allowed", account_id=buyer.id, listing_id=listing.id,
+                              asset_id=asset.id, detail=f"{why}; buyer jurisdiction {buyer.jurisdiction}",
+                              created_at=ctx.now))
+    free = plan["model"] == "free"
+    if free != (wanted.payment_method == "free"):
+        raise Unprocessable("a free plan is ordered with payment_method free, and only a free plan is",
+                            kind="bad-payment-method")
+    if wanted.payment_method == "stripe" and not ctx.settings.stripe_secret_key:
+        raise Unprocessable("card payments (stripe) are not enabled on this market", kind="payment-method-unavailable")
+    return buyer, listing, asset, plan
+
+
+def order_document(ctx: Ctx, listing: Listing, plan: dict[str, Any], wanted: Wanted) -> dict[str, Any]:
+    return {"type": ORDER_DOCUMENT, "v": 1, "market": ctx.market, "buyer": ctx.user.id, "listing": listing.id,
+            "terms_version": listing.terms_version, "terms_sha256": listing.terms_sha256, "plan_id": plan["id"],
+            "purpose": wanted.purpose, "payment_method": wanted.payment_method, "price": plan["price"],
+            "issued_at": rfc3339(ctx.now)}
+
+
+async def document_to_sign(session: AsyncSession, ctx: Ctx, wanted: Wanted) -> dict[str, Any]:
+    """The order document a buyer may sign (checked by every gate, changing nothing)."""
+    try:
+        _, listing, _, plan = await _gates(session, ctx, wanted)
+    except Refused as refused:
+        raise refused.problem from None
+    return signing.to_sign(order_document(ctx, listing, plan, wanted))
+
+
+async def _signed(session: AsyncSession, ctx: Ctx, data: OrderCreate) -> tuple[Wanted, dict[str, Any]]:
+    assert data.signing_bytes is not None and data.key_id is not None and data.signature is not None
+    raw, document = signing.open_document(data.signing_bytes, doc_type=ORDER_DOCUMENT, market=ctx.market,
+                                          fields=ORDER_FIELDS)
+    if document["buyer"] != ctx.user.id:
+        raise Unprocessable("the order document names another buyer", kind="altered-document")
+    signing.check_fresh(document, ctx.now)
+    await signing.verify_party_signature(session, ctx.user.id, data.key_id, data.signature, raw)
+    wanted = Wanted(str(document["listing"]), str(document["plan_id"]), str(document["purpose"]),
+                    str(document["payment_method"]))
+    return wanted, {"document": document, "key_id": data.key_id, "signature": data.signature}
+
+
+async def place(session: AsyncSession, ctx: Ctx, data: OrderCreate) -> Order:
+    signed = None
+    if data.signing_bytes is not None:
+        wanted, signed = await _signed(session, ctx, data)
+    else:
+        wanted = Wanted(data.listing_id, data.plan_id, data.purpose, data.payment_method)  # type: ignore[arg-type]
+    buyer, listing, asset, plan = await _gates(session, ctx, wanted)
+    if signed is not None:
+        document = signed["document"]
+        if (document["terms_version"], document["terms_sha256"], document["price"]) != \
+                (listing.terms_version, listing.terms_sha256, plan["price"]):
+            raise Conflict("the listing's terms changed since the order document was issued; fetch a new one",
+                           kind="terms-changed")
+    price = plan["price"]["amount"]
+    fee = fee_of(price, ctx.settings.fee_bps)
+    order = Order(
+        id=new_id("ord"), listing_id=listing.id, asset_id=asset.id, buyer_id=buyer.id, provider_id=listing.provider_id,
+        terms_version=listing.terms_version, terms_sha256=listing.terms_sha256, plan_id=plan["id"],
+        plan=json.dumps(plan, ensure_ascii=False), licence=listing.licence, purpose=wanted.purpose,
+        payment_method=wanted.payment_method, currency=plan["price"]["currency"], price=price, fee=fee,
+        provider_share=price - fee, needs_holder_approval=listing.approval_required,
+        needs_regulator_approval=asset.grade == "important", created_at=ctx.now, updated_at=ctx.now,
+    )
+    if signed is not None:
+        order.order_document = signing.canonical(signed["document"]).decode()
+        order.buyer_key_id, order.buyer_signature = signed["key_id"], signed["signature"]
+    await ORDER.create(session, order, ctx, {})
+    await documents.record(session, "trade.placed", f"order:{order.id}", placed_document(order))
+    await _advance(session, ctx, order)
+    return order
+
+
+def placed_document(order: Order) -> dict[str, Any]:
+    return {
+        "order": order.id, "listing": order.listing_id, "asset": order.asset_id, "buyer": order.buyer_id,
+        "provider": order.provider_id, "terms_version": order.terms_version, "terms_sha256": order.terms_sha256,
+        "plan": json.loads(order.plan), "purpose": order.purpose, "payment_method": order.payment_method,
+        "price": {"amount": order.price, "currency": order.currency},
+        "fee": {"amount": order.fee, "currency": order.currency},
+        "provider_share": {"amount": order.provider_share, "currency": order.currency},
+        "buyer_signature": None if order.buyer_signature is None else
+        {"key_id": order.buyer_key_id, "value": order.buyer_signature,
+         "document_sha256": audit.document_digest(json.loads(order.order_document or "{}"))},
+        "placed_at": rfc3339(order.created_at),
+    }
+
+
+def approvals_due(order: Order) -> bool:
+    return (order.needs_holder_approval and order.holder_decision != "approve") or \
+        (order.needs_regulator_approval and order.regulator_decision != "approve")
+
+
+async def _advance(session: AsyncSession, ctx: Ctx, order: Order) -> None:
+    """Past approvals once all are given; a free order is then settled at once."""
+    if order.status != OrderStatus.pending_approval or approvals_due(order):
+        return
+    await ORDER.move(session, order, "ready", ctx, updated_at=ctx.now)
+    if order.payment_method == "free":
+        from market.trading import settlement
+
+        await settlement.settle(session, ctx, order, reference=f"free:{order.id}")
+
+
+async def decide(session: AsyncSession, ctx: Ctx, order_id: str, decision: str, reason: str,
+                 as_regulator: bool) -> Order:
+    """The holder's (approval listings) or a regulator's (important data) decision."""
+    caller = ctx.user
+    if as_regulator:
+        caller.require(Role.regulator)
+        order = await access.load(session, order_id, caller)
+        if not order.needs_regulator_approval:
+            raise Conflict(f"order {order_id} needs no regulator approval", kind="approval-not-required")
+        if order.regulator_decision is not None:
+            raise Conflict(f"order {order_id} was decided by a regulator already", kind="already-decided")
+        values = {"regulator_decision": decision}
+    else:
+        order = await access.load_for_holder(session, order_id, caller)
+        if not order.needs_holder_approval:
+            raise Conflict(f"order {order_id} needs no approval by its holder", kind="approval-not-required")
+        if order.holder_decision is not None:
+            raise Conflict(f"order {order_id} was decided by its holder already", kind="already-decided")
+        values = {"holder_decision": decision}
+    by = "regulator" if as_regulator else "holder"
+    document = {"order": order.id, "by": by, "account": caller.id, "decision": decision,
+                "reason_sha256": audit.text_digest(reason)}
+    if decision == "reject":
+        await ORDER.move(session, order, "reject", ctx, **values, status_reason=reason or None, updated_at=ctx.now)
+        await documents.record(session, "trade.rejected", f"order:{order.id}", document)
+        return order
+    await ORDER.move(session, order, "approve", ctx, **values, updated_at=ctx.now)
+    await documents.record(session, "trade.approved", f"order:{order.id}", document)
+    await _advance(session, ctx, order)
+    return order
+
+
+async def cancel(session: AsyncSession, ctx: Ctx, order_id: str) -> Order:
+    order = await access.load_for_buyer(session, order_id, ctx.user)
+    await ORDER.move(session, order, "cancel", ctx, updated_at=ctx.now)
+    await documents.record(session, "trade.cancelled", f"order:{order.id}", {"order": order.id, "by": ctx.user.id})
+    return order
+
+
+async def keep_refusal(session: AsyncSession, refused: Refused) -> None:
+    """Store a refused attempt on its own (the order's transaction was rolled back)."""
+    await session.rollback()
+    session.add(refused.refusal)
+    await session.commit()

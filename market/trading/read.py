@@ -1,0 +1,35 @@
+"""Orders as callers see them."""
+
+import json
+
+from market.auth import Caller
+from market.listings.schemas import Licence, PlanRead
+from market.money import Money
+from market.trading.models import Order
+from market.trading.schemas import Approvals, OrderRead, PaymentRead, Terms
+
+
+def _approval(needed: bool, decision: str | None) -> str:
+    if not needed:
+        return "not_required"
+    return {"approve": "approved", "reject": "rejected"}.get(decision or "", "pending")
+
+
+def order_read(order: Order, caller: Caller) -> OrderRead:
+    money = lambda amount: Money(amount=amount, currency=order.currency)  # noqa: E731
+    buyer = caller.id == order.buyer_id
+    return OrderRead(
+        id=order.id, listing_id=order.listing_id, asset_id=order.asset_id, buyer=order.buyer_id,
+        provider=order.provider_id, status=order.status, purpose=order.purpose,
+        approvals=Approvals(holder=_approval(order.needs_holder_approval, order.holder_decision),  # type: ignore[arg-type]
+                            regulator=_approval(order.needs_regulator_approval, order.regulator_decision)),  # type: ignore[arg-type]
+        price=money(order.price), fee=money(order.fee), provider_share=money(order.provider_share),
+        terms=Terms(listing_id=order.listing_id, terms_version=order.terms_version, terms_sha256=order.terms_sha256,
+                    plan=PlanRead(**json.loads(order.plan)), licence=Licence(**json.loads(order.licence))),
+        payment=PaymentRead(provider=order.payment_method, intent_id=order.intent_id,  # type: ignore[arg-type]
+                            client_secret=order.client_secret if buyer else None,
+                            reference=order.payment_reference, attempt=order.payment_attempt,
+                            failure_code=order.failure_code),
+        signed=order.buyer_signature is not None, settled_at=order.settled_at, expires_at=order.expires_at,
+        refunded_at=order.refunded_at, created_at=order.created_at, updated_at=order.updated_at,
+    )

@@ -1,0 +1,138 @@
+"""Orders (API.md "Orders"): thin controllers — parse, one service call, commit, present."""
+
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.params import Parameter
+from sqlalchemy import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from market import idempotency
+from market.context import Ctx
+from market.errors import Conflict, DomainError, Unprocessable
+from market.listings.schemas import Purpose
+from market.pagination import DEFAULT_LIMIT, Page, page_of, paginate
+from market.trading import access, orders, settlement
+from market.trading.models import Order
+from market.trading.read import order_read
+from market.trading.schemas import BankPayment, DecisionBody, OrderCreate, OrderRead, OrderToSign, PaymentMethod
+from market.trading.states import PAYABLE, OrderStatus
+
+Limit = Annotated[int, Parameter(ge=1, le=500)]
+
+
+@get("/v1/listings/{listing_id:str}/order-document", tags=["orders"],
+     summary="The order document to sign (verified buyer; optional)")
+async def order_document(db: AsyncSession, ctx: Ctx, listing_id: str, plan_id: str, purpose: Purpose,
+                         payment_method: PaymentMethod) -> OrderToSign:
+    wanted = orders.Wanted(listing_id, plan_id, purpose, payment_method)
+    return OrderToSign(**await orders.document_to_sign(db, ctx, wanted))
+
+
+class OrderController(Controller):
+    path = "/v1/orders"
+    tags = ["orders"]
+
+    @post("/", status_code=201, summary="Place an order (verified buyer)")
+    async def place(self, request: Request, state: State, db: AsyncSession, ctx: Ctx,
+                    data: OrderCreate) -> Response[OrderRead]:
+        async def action() -> tuple[int, Any]:
+            order = await orders.place(db, ctx, data)
+            return 201, order_read(order, ctx.user)
+
+        try:
+            response = await idempotency.run(request, db, ctx.user.id, data, action)
+        except orders.Refused as refused:
+            await orders.keep_refusal(db, refused)
+            raise refused.problem from None
+        order_id = response.content["id"] if isinstance(response.content, dict) else None
+        if order_id is None or response.content.get("payment", {}).get("provider") != "stripe":
+            return response
+        # The card gateway, outside any transaction; a replay finds the intent made before.
+        from market.trading import checkout
+
+        await checkout.ensure_intent(state, order_id)
+        order = await db.get_one(Order, order_id, populate_existing=True)
+        return Response(order_read(order, ctx.user), status_code=201)
+
+    @get("/", summary="The caller's orders, as buyer or as provider")
+    async def list_orders(self, db: AsyncSession, ctx: Ctx, side: Literal["buyer", "provider"] = "buyer",
+                          status: OrderStatus | None = None, limit: Limit = DEFAULT_LIMIT,
+                          cursor: str | None = None) -> Page[OrderRead]:
+        caller = ctx.user
+        query = select(Order).where((Order.buyer_id if side == "buyer" else Order.provider_id) == caller.id)
+        if status is not None:
+            query = query.where(Order.status == status)
+        rows = (await db.execute(paginate(query, Order.id, limit, cursor))).scalars().all()
+        return Page(**page_of(list(rows), limit, lambda o: order_read(o, caller)))
+
+    @get("/{order_id:str}", summary="One order (its buyer, the listing's holder, staff)")
+    async def get_order(self, db: AsyncSession, ctx: Ctx, order_id: str) -> OrderRead:
+        return order_read(await access.load(db, order_id, ctx.user), ctx.user)
+
+    @post("/{order_id:str}/cancellation", status_code=200, summary="Cancel before payment (buyer)")
+    async def cancel(self, state: State, db: AsyncSession, ctx: Ctx, order_id: str) -> OrderRead:
+        order = await access.load_for_buyer(db, order_id, ctx.user)
+        intent_id = order.intent_id
+        if intent_id is not None and order.status in PAYABLE:  # stop the card payment first, outside any transaction
+            from market.trading import checkout
+
+            await db.rollback()
+            await checkout.stop_payment(state, order_id, intent_id)
+        order = await orders.cancel(db, ctx, order_id)
+        await db.commit()
+        return order_read(order, ctx.user)
+
+    @post("/{order_id:str}/approval", status_code=200, summary="Approve or reject (the listing's holder)")
+    async def approve(self, db: AsyncSession, ctx: Ctx, order_id: str, data: DecisionBody) -> OrderRead:
+        order = await orders.decide(db, ctx, order_id, data.decision, data.reason, as_regulator=False)
+        await db.commit()
+        return order_read(order, ctx.user)
+
+    @post("/{order_id:str}/regulator-approval", status_code=200, summary="Approve or reject important data (regulator)")
+    async def regulator_approve(self, db: AsyncSession, ctx: Ctx, order_id: str, data: DecisionBody) -> OrderRead:
+        order = await orders.decide(db, ctx, order_id, data.decision, data.reason, as_regulator=True)
+        await db.commit()
+        return order_read(order, ctx.user)
+
+    @post("/{order_id:str}/payment", status_code=200, summary="Record a bank transfer received (operator)")
+    async def bank_payment(self, db: AsyncSession, ctx: Ctx, order_id: str, data: BankPayment) -> OrderRead:
+        order = await settlement.record_bank_payment(db, ctx, order_id, data.reference, data.amount)
+        await db.commit()
+        return order_read(order, ctx.user)
+
+    @post("/{order_id:str}/payment-attempts", status_code=200,
+          summary="Pay again by card after a failed payment (buyer): a new PaymentIntent")
+    async def retry_payment(self, state: State, db: AsyncSession, ctx: Ctx, order_id: str) -> OrderRead:
+        from market.trading import checkout
+
+        order = await access.load_for_buyer(db, order_id, ctx.user)
+        if order.payment_method != "stripe" or order.status != OrderStatus.payment_failed:
+            raise Conflict(f"order {order_id} is {order.status} ({order.payment_method}); only a failed card "
+                           "payment is tried again", kind="invalid-transition")
+        await db.rollback()  # no transaction open while the gateway is called
+        await checkout.ensure_intent(state, order_id, retry=True)
+        order = await db.get_one(Order, order_id, populate_existing=True)
+        return order_read(order, ctx.user)
+
+    @get("/{order_id:str}/contract", summary="The contract (交易凭证) bundle, once settled (LEDGER.md §6)")
+    async def contract(self, state: State, db: AsyncSession, ctx: Ctx, order_id: str) -> dict[str, Any]:
+        order = await access.load(db, order_id, ctx.user)
+        return await settlement.contract_bundle(db, state.ledger, order)
+
+
+@post("/v1/payments/stripe/webhook", status_code=200, tags=["orders"],
+      summary="Stripe events (signed with Stripe-Signature)")
+async def stripe_webhook(request: Request, state: State) -> dict[str, str]:
+    if state.stripe is None:
+        raise Unprocessable("card payments are not enabled on this market", kind="payment-method-unavailable")
+    from market.payments.gateway import BadSignature
+    from market.trading import checkout
+
+    payload = await request.body()
+    try:
+        event = state.stripe.parse_webhook(payload, request.headers.get("stripe-signature"))
+    except BadSignature as exc:
+        raise DomainError(f"the Stripe-Signature does not verify: {exc}", kind="bad-signature") from None
+    return {"event": event.id, "outcome": await checkout.on_event(state, event)}

@@ -1,0 +1,130 @@
+"""Request and response shapes of trading (API.md "Orders")."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from market.accounts.schemas import Strict
+from market.listings.schemas import Licence, PlanRead, Purpose
+from market.money import Money
+
+PaymentMethod = Literal["stripe", "bank_transfer", "free"]
+Decision = Literal["approve", "reject"]
+
+
+class OrderCreate(Strict):
+    """Either the fields, or a signed order document (``signing_bytes``, ``key_id``, ``signature``)."""
+
+    listing_id: str | None = Field(default=None, min_length=1, max_length=40)
+    plan_id: str | None = Field(default=None, min_length=1, max_length=40)
+    purpose: Purpose | None = None
+    payment_method: PaymentMethod | None = None
+    signing_bytes: str | None = Field(default=None, min_length=1, max_length=8000)
+    key_id: str | None = Field(default=None, min_length=1, max_length=40)
+    signature: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "OrderCreate":
+        plain = [self.listing_id, self.plan_id, self.purpose, self.payment_method]
+        signed = [self.signing_bytes, self.key_id, self.signature]
+        if all(v is not None for v in signed) and all(v is None for v in plain):
+            return self
+        if all(v is not None for v in plain) and all(v is None for v in signed):
+            return self
+        raise ValueError("give listing_id, plan_id, purpose and payment_method; or signing_bytes, key_id and "
+                         "signature of an order document")
+
+
+class DecisionBody(Strict):
+    decision: Decision
+    reason: str = Field(default="", max_length=2000)
+
+
+class BankPayment(Strict):
+    reference: str = Field(min_length=1, max_length=255)
+    amount: Money
+
+
+class DisputeCreate(Strict):
+    reason: str = Field(min_length=1, max_length=5000)
+
+
+class Resolution(Strict):
+    decision: Literal["refund", "reject"]
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class PayoutCreate(Strict):
+    provider: str = Field(min_length=1, max_length=40)
+    period: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    amount: Money
+    reference: str = Field(min_length=1, max_length=255)
+
+
+class Approvals(BaseModel):
+    holder: Literal["pending", "approved", "rejected", "not_required"]
+    regulator: Literal["pending", "approved", "rejected", "not_required"]
+
+
+class PaymentRead(BaseModel):
+    provider: PaymentMethod
+    intent_id: str | None = None
+    client_secret: str | None = Field(default=None, description="to the buyer only")
+    reference: str | None = None
+    attempt: int = 0
+    failure_code: str | None = None
+
+
+class Terms(BaseModel):
+    listing_id: str
+    terms_version: int
+    terms_sha256: str
+    plan: PlanRead
+    licence: Licence
+
+
+class OrderRead(BaseModel):
+    id: str
+    listing_id: str
+    asset_id: str
+    buyer: str
+    provider: str
+    status: str
+    purpose: str
+    approvals: Approvals
+    price: Money
+    fee: Money
+    provider_share: Money
+    terms: Terms
+    payment: PaymentRead
+    signed: bool = Field(description="the buyer signed the order document")
+    settled_at: datetime | None
+    expires_at: datetime | None
+    refunded_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrderToSign(BaseModel):
+    document: dict[str, Any]
+    signing_bytes: str
+
+
+class DisputeRead(BaseModel):
+    id: str
+    order_id: str
+    status: str
+    reason: str
+    resolution_reason: str | None
+    created_at: datetime
+    resolved_at: datetime | None
+
+
+class PayoutRead(BaseModel):
+    id: str
+    provider: str
+    period: str
+    amount: Money
+    reference: str
+    created_at: datetime

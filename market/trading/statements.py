@@ -1,0 +1,190 @@
+"""Provider statements and payouts (清结算, API.md "Orders"). Services never commit.
+
+A statement is for one provider and one calendar month (UTC, ``YYYY-MM``), per
+currency, in integer minor units (fen) — nothing is rounded, so it adds up exactly:
+
+- ``gross``: the ``price`` of the provider's orders *settled* in the month, whatever
+  their status now (active, expired, refunded);
+- ``fee``: the market's ``fee`` of those orders;
+- ``refunds``: the ``provider_share`` of the provider's orders *refunded* in the month.
+  A refund is counted in the month it happens, as an accountant books it, not in the
+  month of the sale: a statement, once its month is over, never changes, and a refund
+  in May of an April sale shows on May's statement;
+- ``net = gross − fee − refunds``; ``paid_out``: the payouts recorded for the provider,
+  the month and the currency; ``due = net − paid_out``.
+
+``net`` and ``due`` can be negative (a month whose refunds exceed its sales, or a refund
+after the month was paid out): the provider then owes the market that amount, shown as
+is rather than carried into another month. ``orders`` lists every order that counts:
+settled in the month, refunded in it, or both (``settled_in_period`` /
+``refunded_in_period`` say which figure it enters).
+
+Payouts (operators): money sent to a provider for a month, never more than that month's
+``due`` in that currency (422 ``payout-exceeds-due``). Two concurrent payouts must not
+together exceed it: on PostgreSQL the provider's ``accounts`` row is locked
+(``SELECT … FOR UPDATE``) before ``due`` is computed, so the second waits for the first
+to commit and then sees its payout; SQLite runs one writer at a time (``BEGIN
+IMMEDIATE``). Each payout is a confidential ``payout.recorded`` entry on
+``payout:<id>``.
+"""
+
+import re
+from collections import defaultdict
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, Field
+from sqlalchemy import and_, or_, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from market.accounts.models import Account
+from market.accounts.schemas import Role
+from market.context import Ctx
+from market.errors import NotFound, Unprocessable
+from market.ids import new_id
+from market.money import Money
+from market.trading import documents
+from market.trading.models import Order, Payout
+from market.trading.schemas import PayoutCreate, PayoutRead
+
+_PERIOD = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
+
+
+class SignedMoney(BaseModel):
+    """Money that may be negative (``net``, ``due``): integer minor units."""
+
+    amount: int = Field(description="minor units (fen); negative when the provider owes the market")
+    currency: str
+
+
+class Totals(BaseModel):
+    currency: str
+    gross: Money
+    fee: Money
+    refunds: Money
+    net: SignedMoney
+    paid_out: Money
+    due: SignedMoney
+
+
+class StatementOrder(BaseModel):
+    id: str
+    status: str
+    settled_at: datetime | None
+    refunded_at: datetime | None
+    price: Money
+    fee: Money
+    provider_share: Money
+    settled_in_period: bool = Field(description="counts in gross and fee")
+    refunded_in_period: bool = Field(description="its provider_share counts in refunds")
+
+
+class Statement(BaseModel):
+    provider: str
+    period: str
+    starts_at: datetime
+    ends_at: datetime = Field(description="exclusive: the first instant of the next month")
+    totals: list[Totals] = Field(description="one per currency, by currency code")
+    orders: list[StatementOrder]
+    payouts: list[PayoutRead]
+
+
+def period_bounds(period: str) -> tuple[datetime, datetime]:
+    """``[first instant, first instant of the next month)`` of ``YYYY-MM`` in UTC; 422 otherwise."""
+    match = _PERIOD.fullmatch(period or "")
+    if match is None or int(match.group(1)) < 1970:
+        raise Unprocessable(f"period {period!r} is not a month as YYYY-MM (e.g. 2026-05)", kind="bad-period")
+    year, month = int(match.group(1)), int(match.group(2))
+    start = datetime(year, month, 1, tzinfo=UTC)
+    if year == 9999 and month == 12:
+        raise Unprocessable(f"period {period!r} is out of range", kind="bad-period")
+    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def _within(at: datetime | None, start: datetime, end: datetime) -> bool:
+    return at is not None and start <= at < end
+
+
+def payout_read(payout: Payout) -> PayoutRead:
+    return PayoutRead(id=payout.id, provider=payout.provider_id, period=payout.period,
+                      amount=Money(amount=payout.amount, currency=payout.currency), reference=payout.reference,
+                      created_at=payout.created_at)
+
+
+async def statement(session: AsyncSession, provider_id: str, period: str) -> Statement:
+    start, end = period_bounds(period)
+    in_period = lambda column: and_(column >= start, column < end)  # noqa: E731
+    orders = (await session.execute(
+        select(Order).where(Order.provider_id == provider_id,
+                            or_(in_period(Order.settled_at), in_period(Order.refunded_at)))
+        .order_by(Order.settled_at, Order.id))).scalars().all()  # type: ignore[arg-type]
+    payouts = (await session.execute(
+        select(Payout).where(Payout.provider_id == provider_id, Payout.period == period)
+        .order_by(Payout.id))).scalars().all()  # type: ignore[arg-type]
+
+    sums: dict[str, dict[str, int]] = defaultdict(lambda: {"gross": 0, "fee": 0, "refunds": 0, "paid_out": 0})
+    listed = []
+    for order in orders:
+        settled, refunded = _within(order.settled_at, start, end), _within(order.refunded_at, start, end)
+        figures = sums[order.currency]
+        if settled:
+            figures["gross"] += order.price
+            figures["fee"] += order.fee
+        if refunded:
+            figures["refunds"] += order.provider_share
+        money = lambda amount, c=order.currency: Money(amount=amount, currency=c)  # noqa: E731
+        listed.append(StatementOrder(id=order.id, status=order.status, settled_at=order.settled_at,
+                                     refunded_at=order.refunded_at, price=money(order.price), fee=money(order.fee),
+                                     provider_share=money(order.provider_share), settled_in_period=settled,
+                                     refunded_in_period=refunded))
+    for payout in payouts:
+        sums[payout.currency]["paid_out"] += payout.amount
+
+    totals = []
+    for currency in sorted(sums):
+        f = sums[currency]
+        net = f["gross"] - f["fee"] - f["refunds"]
+        due = net - f["paid_out"]
+        money = lambda amount, c=currency: Money(amount=amount, currency=c)  # noqa: E731
+        totals.append(Totals(currency=currency, gross=money(f["gross"]), fee=money(f["fee"]),
+                             refunds=money(f["refunds"]), net=SignedMoney(amount=net, currency=currency),
+                             paid_out=money(f["paid_out"]), due=SignedMoney(amount=due, currency=currency)))
+    return Statement(provider=provider_id, period=period, starts_at=start, ends_at=end, totals=totals,
+                     orders=listed, payouts=[payout_read(p) for p in payouts])
+
+
+async def own_statement(session: AsyncSession, ctx: Ctx, period: str) -> Statement:
+    ctx.user.require(Role.provider)
+    return await statement(session, ctx.user.id, period)
+
+
+def due_of(found: Statement, currency: str) -> int:
+    return next((t.due.amount for t in found.totals if t.currency == currency), 0)
+
+
+async def record_payout(session: AsyncSession, ctx: Ctx, data: PayoutCreate) -> Payout:
+    ctx.user.require(Role.operator)
+    account = await session.get(Account, data.provider)
+    if account is None:
+        raise NotFound(f"no account {data.provider}")
+    if Role.provider not in account.role_set:
+        raise Unprocessable(f"account {data.provider} is not a provider", kind="not-a-provider")
+    amount, currency = data.amount.amount, data.amount.currency
+    if amount <= 0:
+        raise Unprocessable("a payout is of a positive amount", kind="payout-not-positive")
+    # Payouts of this provider queue here (PostgreSQL; SQLite has one writer at a time),
+    # so the due computed next already counts every payout committed before.
+    await session.execute(select(Account.id).where(Account.id == account.id).with_for_update())
+    due = due_of(await statement(session, account.id, data.period), currency)
+    if amount > due:
+        raise Unprocessable(f"{amount} {currency} exceeds what is due to {account.id} for {data.period}: "
+                            f"{due} {currency}", kind="payout-exceeds-due",
+                            extra={"due": {"amount": due, "currency": currency}})
+    payout = Payout(id=new_id("pay"), provider_id=account.id, period=data.period, currency=currency, amount=amount,
+                    reference=data.reference, recorded_by=ctx.user.id, created_at=ctx.now)
+    session.add(payout)
+    await session.flush()
+    await documents.record(session, "payout.recorded", f"payout:{payout.id}", {
+        "payout": payout.id, "provider": account.id, "period": data.period,
+        "amount": {"amount": amount, "currency": currency}, "reference": data.reference})
+    return payout

@@ -1,0 +1,174 @@
+"""Card payments end to end: a real ``market serve`` process, localstripe as Stripe, and
+localstripe's webhooks delivered to the market over real HTTP. A payment settles the
+order; a failed one is recorded and may be tried again; a duplicate or forged webhook
+changes nothing; a cancellation and a payment cannot both win."""
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from market import db
+from market.bootstrap import create_staff_account
+from tests.conftest import Parties, Party, assert_problem, make_settings, wait_until_serving
+from tests.payments.localstripe_server import LOCALSTRIPE_KEY, WEBHOOK_SECRET, configure_webhook, decline, pay
+from tests.trading.support import buyer, offer, order_body
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Market:
+    def __init__(self, client: httpx.AsyncClient, parties: Parties, operator: Party, stripe: str) -> None:
+        self.client, self.parties, self.operator, self.stripe = client, parties, operator, stripe
+
+
+@pytest.fixture(scope="module")
+async def market(databases, tmp_path_factory, localstripe: str) -> Any:
+    settings = make_settings(tmp_path_factory.mktemp("card"), await databases.new(),
+                             stripe_secret_key=LOCALSTRIPE_KEY, stripe_webhook_secret=WEBHOOK_SECRET,
+                             stripe_api_base=localstripe)
+    engine = db.make_engine(settings.sqlalchemy_url)
+    try:
+        token = await create_staff_account(settings, engine, "Operator", "operator")
+    finally:
+        await engine.dispose()
+    port = _free_port()
+    env = {**os.environ, "MARKET_DATA_DIR": str(settings.data_dir), "MARKET_DATABASE_URL": settings.database_url,
+           "MARKET_LOG_LEVEL": "WARNING", "MARKET_NOTICE_PERIOD": "0", "MARKET_RATE_LIMIT_PER_MINUTE": "0",
+           "MARKET_RATE_LIMIT_SIGNUPS_PER_HOUR": "0", "MARKET_STRIPE_SECRET_KEY": LOCALSTRIPE_KEY,
+           "MARKET_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET, "MARKET_STRIPE_API_BASE": localstripe,
+           "MARKET_LEDGER_INTEGRATE_INTERVAL": "0.05"}
+    proc = subprocess.Popen([sys.executable, "-m", "market.cli", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await asyncio.to_thread(wait_until_serving, f"{base}/health", proc)
+        await configure_webhook(localstripe, f"{base}/v1/payments/stripe/webhook", WEBHOOK_SECRET)
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            r = await client.get("/v1/accounts/me", headers={"Authorization": f"Bearer {token}"})
+            operator = Party(r.json()["id"], token, r.json())
+            yield Market(client, Parties(client, settings, operator), operator, localstripe)  # type: ignore[arg-type]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def wait_for(client: httpx.AsyncClient, order_id: str, who: Any, status: str, seconds: float = 15) -> dict:
+    deadline = time.monotonic() + seconds
+    while True:
+        order = (await client.get(f"/v1/orders/{order_id}", headers=who.auth)).json()
+        if order["status"] == status:
+            return order
+        assert time.monotonic() < deadline, f"order {order_id} is {order['status']}, not {status}"
+        await asyncio.sleep(0.1)
+
+
+async def card_order(m: Market) -> tuple[Any, Any, dict[str, Any]]:
+    holder, listing = await offer(m.client, m.parties, m.operator)
+    b = await buyer(m.client, m.parties)
+    r = await m.client.post("/v1/orders", json=order_body(listing, "one_time", payment_method="stripe"),
+                            headers=b.auth)
+    assert r.status_code == 201, r.text
+    return holder, b, r.json()
+
+
+def signed(payload: bytes, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
+    stamp = str(int(time.time()))
+    mac = hmac.new(secret.encode(), f"{stamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    return {"Stripe-Signature": f"t={stamp},v1={mac}", "Content-Type": "application/json"}
+
+
+async def test_a_card_payment_settles_the_order(market: Market) -> None:
+    holder, b, order = await card_order(market)
+    assert order["status"] == "awaiting_payment"
+    payment = order["payment"]
+    assert payment["provider"] == "stripe" and payment["intent_id"].startswith("pi_") and payment["client_secret"]
+    seen_by_holder = (await market.client.get(f"/v1/orders/{order['id']}", headers=holder.auth)).json()
+    assert seen_by_holder["payment"]["client_secret"] is None
+    await pay(market.stripe, payment["intent_id"])
+    active = await wait_for(market.client, order["id"], b, "active")
+    assert active["payment"]["reference"] == f"stripe:{payment['intent_id']}"
+    r = await market.client.get(f"/v1/orders/{order['id']}/contract", headers=b.auth)
+    assert r.json()["document"]["payment"] == {"method": "stripe", "reference": f"stripe:{payment['intent_id']}"}
+
+
+async def test_a_failed_payment_is_recorded_and_tried_again(market: Market) -> None:
+    _, b, order = await card_order(market)
+    first = order["payment"]["intent_id"]
+    await decline(market.stripe, first)
+    failed = await wait_for(market.client, order["id"], b, "payment_failed")
+    assert failed["payment"]["failure_code"] == "card_declined"
+    r = await market.client.post(f"/v1/orders/{order['id']}/payment-attempts", headers=b.auth)
+    assert r.status_code == 200, r.text
+    again = r.json()
+    assert again["status"] == "awaiting_payment" and again["payment"]["attempt"] == 2
+    assert again["payment"]["intent_id"] != first
+    await pay(market.stripe, again["payment"]["intent_id"])
+    await wait_for(market.client, order["id"], b, "active")
+    assert_problem(await market.client.post(f"/v1/orders/{order['id']}/payment-attempts", headers=b.auth), 409)
+
+
+async def test_webhooks_count_once_and_must_be_signed(market: Market) -> None:
+    _, b, order = await card_order(market)
+    intent = order["payment"]["intent_id"]
+    event = {"id": f"evt_test_{order['id']}", "object": "event", "type": "payment_intent.succeeded",
+             "data": {"object": {"id": intent, "object": "payment_intent"}}}
+    payload = json.dumps(event).encode()
+    # Forged: bad signature, or none at all. Nothing happens.
+    r = await market.client.post("/v1/payments/stripe/webhook", content=payload, headers=signed(payload, "whsec_x"))
+    assert_problem(r, 400, "bad-signature")
+    r = await market.client.post("/v1/payments/stripe/webhook", content=payload,
+                                 headers={"Content-Type": "application/json"})
+    assert_problem(r, 400, "bad-signature")
+    # A claim of success is checked against Stripe: unpaid, it settles nothing.
+    r = await market.client.post("/v1/payments/stripe/webhook", content=payload, headers=signed(payload))
+    assert r.status_code == 200 and r.json()["outcome"] == "ignored", r.text
+    assert (await market.client.get(f"/v1/orders/{order['id']}", headers=b.auth)).json()["status"] == \
+        "awaiting_payment"
+    # Paid: the real event settles it; the same event again is a duplicate.
+    await pay(market.stripe, intent)
+    await wait_for(market.client, order["id"], b, "active")
+    event2 = {**event, "id": f"evt_again_{order['id']}"}
+    payload2 = json.dumps(event2).encode()
+    outcomes = []
+    for _ in range(2):
+        r = await market.client.post("/v1/payments/stripe/webhook", content=payload2, headers=signed(payload2))
+        outcomes.append(r.json()["outcome"])
+    assert outcomes == ["ignored", "duplicate"]
+    entries = (await market.client.get("/v1/ledger/entries", params={"subject": f"order:{order['id']}"})).json()
+    types = [i["entry"]["type"] for i in entries["items"]]
+    assert types.count("trade.settled") == 1
+
+
+async def test_cancel_versus_pay(market: Market) -> None:
+    # Cancelled first: the PaymentIntent is cancelled at Stripe, so it can no longer be paid.
+    _, b, order = await card_order(market)
+    r = await market.client.post(f"/v1/orders/{order['id']}/cancellation", headers=b.auth)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+    async with httpx.AsyncClient(base_url=market.stripe) as stripe:
+        pi = (await stripe.get(f"/v1/payment_intents/{order['payment']['intent_id']}",
+                               auth=(LOCALSTRIPE_KEY, ""))).json()
+    assert pi["status"] == "canceled"
+    # Paid first: the cancellation is refused and the order settles.
+    _, b, order = await card_order(market)
+    await pay(market.stripe, order["payment"]["intent_id"])
+    r = await market.client.post(f"/v1/orders/{order['id']}/cancellation", headers=b.auth)
+    # Refused either way: the payment was made (or the webhook settled the order already).
+    assert r.status_code == 409, r.text
+    assert r.json()["type"].rsplit("/", 1)[1] in ("payment-received", "invalid-transition")
+    await wait_for(market.client, order["id"], b, "active")
