@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test test-postgres install bench-ledger bench-upload bench-api bench-search clean
+.PHONY: run demo test test-postgres install bench-ledger bench-upload bench-api bench-search bench-trade clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ bench-api: $(STAMP)
 # Search latency and throughput at 100,000 listings against 1,000; BENCH_DB=postgresql://… for PostgreSQL.
 bench-search: $(STAMP)
 	$(BIN)/python bench/search.py --db $${BENCH_DB:-sqlite}
+
+# Free-plan purchases/s (32 buyers) and delivery MB/s of a 1 GiB asset; BENCH_DB=postgresql://…, BENCH_WORKERS=N.
+bench-trade: $(STAMP)
+	$(BIN)/python bench/trade.py --db $${BENCH_DB:-sqlite} --workers $${BENCH_WORKERS:-1}
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -200,7 +200,7 @@ class Database:
 class Server:
     """``market serve`` in a child process; the operator token it prints on first start."""
 
-    def __init__(self, url: str, tmp: Path, port: int) -> None:
+    def __init__(self, url: str, tmp: Path, port: int, extra_env: dict[str, str] | None = None) -> None:
         self.port = port
         self.env = {
             **os.environ,
@@ -215,6 +215,7 @@ class Server:
             "MARKET_RATE_LIMIT_SIGNUPS_PER_HOUR": HIGH_LIMIT,
         }
         self.env.pop("MARKET_REDIS_URL", None)
+        self.env.update(extra_env or {})
         self.log = open(tmp / "server.log", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "market.cli", "serve", "--port", str(port)],

@@ -1,0 +1,256 @@
+"""Trading benchmark: free-plan purchases/s over HTTP, and delivery MB/s.
+
+    python bench/trade.py [--db sqlite|postgresql://…] [--workers N] [--buyers 32] [--seconds 10]
+                          [--delivery-mib 1024]
+
+Starts ``market serve`` (``--workers`` uvicorn workers) on a fresh database (as
+``bench/api.py`` does), seeds a provider with a few free listings and ``--buyers``
+verified buyers over the real HTTP API, then:
+
+- **purchases**: every buyer, concurrently, buys again and again: ``POST /v1/orders``
+  (a free plan: the order is settled in its transaction, contract written, ``active``)
+  then ``GET /v1/orders/{id}/contract`` (the buyer keeps its 交易凭证). One purchase is
+  that pair. Prints purchases/s, p50/p99 of a purchase, and ``purchase_vs_bare``:
+  purchases/s over ``/health`` requests/s of the same server in the same run. Goal
+  >= 0.1 on SQLite with 1 worker and on PostgreSQL with 2.
+- **delivery**: an asset of ``--delivery-mib`` MiB is registered, listed free and bought;
+  its content is downloaded whole (decrypted and streamed by the market, the delivery
+  recorded on the ledger). ``delivery_vs_sha256``: download MB/s over the MB/s of plain
+  SHA-256 over the same number of bytes in this process. Goal >= 0.25.
+
+The last line printed is one JSON object of the figures.
+"""
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat  # noqa: E402
+
+from bench.api import Database, Server, free_port, http_request, measure, say  # noqa: E402
+
+GOALS = {"purchase_vs_bare": 0.1, "delivery_vs_sha256": 0.25}
+LICENCE = {"purposes": ["research"], "term_days": 365, "redistribution": False, "territory": "domestic"}
+FREE = {"model": "free", "price": {"amount": 0, "currency": "CNY"}}
+ASSET = {"title": "深圳公交刷卡数据", "description": "Anonymised tap-in records.", "category": "transport",
+         "tags": ["bus"], "grade": "general", "personal_info": "anonymized", "export_allowed": False,
+         "source": "our own ticketing system", "format": "csv"}
+
+
+class Party:
+    def __init__(self, account: str, token: str) -> None:
+        self.id, self.token = account, token
+        self.auth = {"Authorization": f"Bearer {token}"}
+
+
+async def sign_up(c: httpx.AsyncClient, op: Party, roles: list[str], n: int) -> Party:
+    from market.client import trial_uscc
+
+    r = await c.post("/v1/accounts", json={"name": f"Bench party {n}", "kind": "enterprise", "roles": roles,
+                                           "uscc": trial_uscc()})
+    r.raise_for_status()
+    party = Party(r.json()["account"]["id"], r.json()["token"])
+    r = await c.post(f"/v1/accounts/{party.id}/verification", json={"decision": "approve", "reason": "ok"},
+                     headers=op.auth)
+    r.raise_for_status()
+    return party
+
+
+async def listed_asset(c: httpx.AsyncClient, op: Party, holder: Party, key: Ed25519PrivateKey, key_id: str,
+                       content: Any, size: int | None = None) -> str:
+    """Register an asset of ``content`` (bytes, or an async iterator of ``size`` bytes) and list it free."""
+    r = await c.post("/v1/assets", json=ASSET, headers=holder.auth)
+    r.raise_for_status()
+    aid = r.json()["id"]
+    headers = {**holder.auth, **({"Content-Length": str(size)} if size is not None else {})}
+    r = await c.put(f"/v1/assets/{aid}/content", content=content, headers=headers, timeout=3600)
+    r.raise_for_status()
+    r = await c.get(f"/v1/assets/{aid}/claim", headers=holder.auth)
+    r.raise_for_status()
+    sb = r.json()["signing_bytes"]
+    sig = base64.b64encode(key.sign(base64.b64decode(sb))).decode()
+    (await c.post(f"/v1/assets/{aid}/claim", json={"signing_bytes": sb, "key_id": key_id, "signature": sig},
+                  headers=holder.auth)).raise_for_status()
+    r = await c.post(f"/v1/assets/{aid}/review", json={"decision": "approve", "reason": "ok"}, headers=op.auth)
+    r.raise_for_status()
+    r = await c.post("/v1/listings", headers=holder.auth, json={
+        "asset_id": aid, "title": "深圳公交刷卡数据 (free sample)", "plans": [FREE], "licence": LICENCE})
+    r.raise_for_status()
+    return r.json()["id"]
+
+
+async def seed(port: int, operator: str, buyers: int, listings: int) -> dict[str, Any]:
+    op = Party("", operator)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
+        holder = await sign_up(c, op, ["provider"], 0)
+        key = Ed25519PrivateKey.generate()
+        raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        r = await c.post("/v1/accounts/me/keys", json={"public_key": base64.b64encode(raw).decode()},
+                         headers=holder.auth)
+        r.raise_for_status()
+        key_id = r.json()["id"]
+        made = [await listed_asset(c, op, holder, key, key_id, os.urandom(4096)) for _ in range(listings)]
+        plans = {}
+        for lid in made:
+            r = await c.get(f"/v1/listings/{lid}")
+            plans[lid] = r.json()["plans"][0]["id"]
+        people = [await sign_up(c, op, ["buyer"], i + 1) for i in range(buyers)]
+    return {"holder": holder, "key": key, "key_id": key_id, "op": op, "listings": plans, "buyers": people}
+
+
+async def purchases(port: int, seeded: dict[str, Any], seconds: float, warmup: float) -> dict[str, Any]:
+    listings = list(seeded["listings"].items())
+    latencies: list[float] = []
+    failures: dict[int, int] = {}
+    state = {"counting": False, "stop": False, "count": 0}
+    limits = httpx.Limits(max_connections=len(seeded["buyers"]), max_keepalive_connections=len(seeded["buyers"]))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, limits=limits) as c:
+        async def buyer_loop(i: int, who: Party) -> None:
+            n = 0
+            while not state["stop"]:
+                lid, plan = listings[(i + n) % len(listings)]
+                n += 1
+                t = time.perf_counter()
+                r = await c.post("/v1/orders", headers=who.auth, json={
+                    "listing_id": lid, "plan_id": plan, "purpose": "research", "payment_method": "free"})
+                ok = r.status_code == 201 and r.json()["status"] == "active"
+                if ok:
+                    r = await c.get(f"/v1/orders/{r.json()['id']}/contract", headers=who.auth)
+                    ok = r.status_code == 200
+                if state["counting"]:
+                    if ok:
+                        latencies.append(time.perf_counter() - t)
+                        state["count"] += 1
+                    else:
+                        failures[r.status_code] = failures.get(r.status_code, 0) + 1
+
+        tasks = [asyncio.create_task(buyer_loop(i, b)) for i, b in enumerate(seeded["buyers"])]
+        await asyncio.sleep(warmup)
+        state["counting"] = True
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        await asyncio.sleep(seconds)
+        state["counting"] = False
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        state["stop"] = True
+        await asyncio.gather(*tasks)
+    latencies.sort()
+    return {"purchases_per_s": state["count"] / elapsed, "failures": failures, "client_cpu": cpu / elapsed,
+            "p50_ms": 1000 * statistics.median(latencies) if latencies else None,
+            "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else None}
+
+
+async def _pattern(size: int, chunk: int = 1 << 20) -> Any:
+    block = os.urandom(chunk)
+    sent = 0
+    while sent < size:
+        piece = block[: min(chunk, size - sent)]
+        sent += len(piece)
+        yield piece
+
+
+async def delivery(port: int, seeded: dict[str, Any], mib: int) -> dict[str, Any]:
+    size = mib << 20
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=3600) as c:
+        t = time.perf_counter()
+        lid = await listed_asset(c, seeded["op"], seeded["holder"], seeded["key"], seeded["key_id"],
+                                 _pattern(size), size)
+        upload_s = time.perf_counter() - t
+        r = await c.get(f"/v1/listings/{lid}")
+        buyer = seeded["buyers"][0]
+        r = await c.post("/v1/orders", headers=buyer.auth, json={
+            "listing_id": lid, "plan_id": r.json()["plans"][0]["id"], "purpose": "research", "payment_method": "free"})
+        r.raise_for_status()
+        order = r.json()["id"]
+        got = 0
+        t = time.perf_counter()
+        async with c.stream("GET", f"/v1/orders/{order}/content", headers=buyer.auth) as response:
+            response.raise_for_status()
+            async for piece in response.aiter_raw(1 << 20):
+                got += len(piece)
+        download_s = time.perf_counter() - t
+    if got != size:
+        raise RuntimeError(f"downloaded {got} bytes, want {size}")
+    buffer = os.urandom(1 << 20)
+    t = time.perf_counter()
+    digest = hashlib.sha256()
+    for _ in range(mib):
+        digest.update(buffer)
+    sha_s = time.perf_counter() - t
+    return {"download_mb_s": size / download_s / 1e6, "sha256_mb_s": size / sha_s / 1e6, "upload_s": upload_s,
+            "bytes": size}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", default="sqlite", help="sqlite (default) or a postgresql:// URL")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of the server")
+    parser.add_argument("--buyers", type=int, default=32, help="concurrent buyers")
+    parser.add_argument("--listings", type=int, default=4, help="free listings they buy from")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--connections", type=int, default=32, help="connections for the bare route")
+    parser.add_argument("--clients", type=int, default=1)
+    parser.add_argument("--delivery-mib", type=int, default=1024, help="size of the delivered asset; 0 skips")
+    args = parser.parse_args()
+    if args.db != "sqlite" and not args.db.startswith(("postgres://", "postgresql://", "postgresql+asyncpg://")):
+        parser.error("--db is sqlite or a postgresql:// URL")
+    os.chdir(ROOT)
+    tmp = Path(tempfile.mkdtemp(prefix="market-bench-trade-"))
+    database = Database(args.db, tmp)
+    server: Server | None = None
+    try:
+        url = asyncio.run(database.create())
+        port = free_port()
+        server = Server(url, tmp, port, {"MARKET_WORKERS": str(args.workers),
+                                         "MARKET_MAX_UPLOAD_BYTES": str(max(args.delivery_mib, 1) << 21)})
+        db_name = "sqlite" if args.db == "sqlite" else "postgresql"
+        say(f"server on 127.0.0.1:{port} ({db_name}, {args.workers} worker(s)); seeding {args.buyers} buyers")
+        seeded = asyncio.run(seed(port, server.operator, args.buyers, args.listings))
+        with multiprocessing.get_context("spawn").Pool(args.clients) as pool:
+            bare = measure(pool, port, http_request("GET", "/health"), args)
+        say(f"health         {bare['rps']:9.0f} req/s")
+        bought = asyncio.run(purchases(port, seeded, args.seconds, args.warmup))
+        ratio = bought["purchases_per_s"] / bare["rps"]
+        say(f"purchases      {bought['purchases_per_s']:9.1f} /s   p50 {bought['p50_ms']:.1f} ms  "
+            f"p99 {bought['p99_ms']:.1f} ms  (client CPU {bought['client_cpu']:.0%})  failures {bought['failures']}")
+        say(f"purchase_vs_bare   {ratio:.3f}  (goal >= {GOALS['purchase_vs_bare']})")
+        figures: dict[str, Any] = {"purchase_vs_bare": round(ratio, 3)}
+        if args.delivery_mib:
+            sent = asyncio.run(delivery(port, seeded, args.delivery_mib))
+            dratio = sent["download_mb_s"] / sent["sha256_mb_s"]
+            say(f"delivery       {sent['download_mb_s']:9.1f} MB/s  (SHA-256 {sent['sha256_mb_s']:.0f} MB/s; "
+                f"upload took {sent['upload_s']:.1f} s)")
+            say(f"delivery_vs_sha256 {dratio:.3f}  (goal >= {GOALS['delivery_vs_sha256']})")
+            figures.update(delivery_vs_sha256=round(dratio, 3), download_mb_s=round(sent["download_mb_s"], 1),
+                           sha256_mb_s=round(sent["sha256_mb_s"], 1), delivery_bytes=sent["bytes"])
+        figures.update(purchases_per_s=round(bought["purchases_per_s"], 1), p50_ms=round(bought["p50_ms"], 1),
+                       p99_ms=round(bought["p99_ms"], 1), health_rps=round(bare["rps"], 1), db=db_name,
+                       workers=args.workers, buyers=args.buyers, failures=bought["failures"],
+                       client_cpu=round(bought["client_cpu"], 2), cores=os.cpu_count())
+        print(json.dumps(figures), flush=True)
+    finally:
+        if server is not None:
+            server.stop()
+        asyncio.run(database.drop())
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
