@@ -59,7 +59,6 @@ import json
 import re
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -180,12 +179,12 @@ async def choose_revision(session: AsyncSession, ledger: Any, order: Order, asse
     settled = order.asset_revision
     if settled is None:
         raise Conflict(f"order {order.id} has no settled revision", kind="no-access")
-    allowed = {settled}
+    covered = {settled}
     if _is_subscription(order) and wanted != settled and asset.registered_revision > settled:
-        allowed |= {r for r in await _registered_during(session, ledger, order)
+        covered |= {r for r in await _registered_during(session, ledger, order)
                     if settled < r <= asset.registered_revision}
-    number = max(allowed) if wanted is None else wanted
-    if number not in allowed:
+    number = max(covered) if wanted is None else wanted
+    if number not in covered:
         raise NotFound(f"revision {number} of asset {asset.id} is not delivered under order {order.id}",
                        kind="not-found")
     rev = await session.get(AssetRevision, (asset.id, number))
