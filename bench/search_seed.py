@@ -4,8 +4,9 @@ Publishing N listings through the HTTP flow (draft, upload, signed claim, review
 publish) takes far too long at 100,000, so the rows are written in bulk, in batches of
 2,000 inside a few transactions. What search reads is built with the market's own code:
 each search document comes from ``market.listings.index.document(listing, asset)`` (the
-tokens the service writes), PostgreSQL's ``tsv`` from ``tsvector_literal`` with the
-statement ``index_listing`` uses, ``terms_sha256`` from ``service.terms_digest``, and
+tokens the service writes), its text in the engine's index (SQLite's ``listing_fts``,
+PostgreSQL's ``tsv``) from ``index.text_rows``, the statement ``index_listing`` uses,
+``terms_sha256`` from ``service.terms_digest``, and
 ``listed`` is stored by ``index.refresh_listed`` (``access.orderable_clause``), so a
 seeded listing is found exactly when the service would find it. Ledger entries are not
 written: search never reads the ledger.
@@ -34,7 +35,6 @@ from market.ids import new_id
 from market.listings import index
 from market.listings.models import Listing, ListingDoc, ListingTerms
 from market.listings.schemas import PURPOSES
-from market.listings.search import tsvector_literal
 from market.listings.service import terms_digest
 from market.registry.models import Asset, AssetRevision
 from market.types import utcnow
@@ -250,7 +250,7 @@ async def seed(url: str, listings: int, providers: int = 300, seed: int = 202612
         made = 0
         while made < listings:
             n = min(chunk, listings - made)
-            assets, revisions, rows, terms, docs, tsvs = [], [], [], [], [], []
+            assets, revisions, rows, terms, docs, texts = [], [], [], [], [], []
             for j in range(n):
                 k = made + j
                 category = categories[rng.randrange(len(categories))]
@@ -297,18 +297,16 @@ async def seed(url: str, listings: int, providers: int = 300, seed: int = 202612
                 terms.append({"listing_id": listing["id"], "version": 1, "plans": listing["plans"],
                               "licence": listing["licence"], "terms_sha256": digest, "created_at": now})
                 docs.append({**values, "doc_id": doc_id, "listed": False})
-                if dialect == "postgresql":
-                    tsvs.append({"lit": tsvector_literal(*fields), "id": doc_id})
+                texts.append(index.text_rows(dialect, doc_id, fields))
             async with maker() as session:
                 await _insert(session, Asset.__table__, assets)
                 await _insert(session, AssetRevision.__table__, revisions)
                 await _insert(session, Listing.__table__, rows)
                 await _insert(session, ListingTerms.__table__, terms)
                 await _insert(session, ListingDoc.__table__, docs)
-                for i in range(0, len(tsvs), BATCH):
-                    await session.execute(
-                        text("UPDATE listing_docs SET tsv = CAST(:lit AS tsvector) WHERE doc_id = :id"),
-                        tsvs[i:i + BATCH])
+                # The documents' text in the engine's index, with index_listing's statement.
+                for i in range(0, len(texts), BATCH):
+                    await session.execute(texts[0][0], [params for _, params in texts[i:i + BATCH]])
                 await session.commit()
             made += n
             progress(f"  {made} listings")
@@ -332,10 +330,16 @@ async def seed(url: str, listings: int, providers: int = 300, seed: int = 202612
 
 async def analyze(url: str) -> float:
     """PostgreSQL: ``VACUUM ANALYZE`` (what autovacuum does shortly after a bulk load: the
-    ``tsv`` updates leave a dead version of every document); seconds taken."""
+    ``tsv`` updates leave a dead version of every document). SQLite: ``ANALYZE`` as
+    ``market search reindex`` ends (``index.analyze``). Seconds taken."""
     engine = db.make_engine(url)
     try:
         started = time.perf_counter()
+        if engine.dialect.name == "sqlite":
+            async with db.make_sessionmaker(engine)() as session:
+                await index.analyze(session)
+                await session.commit()
+            return time.perf_counter() - started
         async with engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             await conn.execute(text("VACUUM ANALYZE"))

@@ -195,7 +195,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         epochs = sqlite_epochs(settings.sqlalchemy_url) if db.is_sqlite(engine) else None
         app.state.credentials = credential_memo(epochs)
         app.state.public_assets = Memo("assets", epochs=epochs, capacity=128)
-        app.state.public_listings = Memo("assets", epochs=epochs, capacity=1024)
+        app.state.public_listings = Memo("assets", epochs=epochs, capacity=max(settings.search_memory, 1))
         listener: PgListener | None = None
         if not db.is_sqlite(engine):
             listener = PgListener(asyncpg_dsn(settings.sqlalchemy_url), [app.state.credentials, app.state.public_assets,

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     ledger_tile_memory: int = 4096
     currency: str = "CNY"
     jurisdiction: str = "CN"
+    # Search answers remembered for callers who see what an anonymous caller sees
+    # (market.listings.routes); 0 turns the memory off (every search runs).
+    search_memory: int = 1024
     max_body_bytes: int = 1_048_576
     max_upload_bytes: int = 10 * 1024**3
     notice_period: str = "10d"

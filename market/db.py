@@ -127,7 +127,7 @@ def _refuse_flushes(session: Session, _context: Any, _instances: Any) -> None:
         raise ReadOnlySessionError("a read session (GET/HEAD) tried to write")
 
 
-# What each database's full-text search keeps beside the models (migration 0007):
+# What each database's full-text search keeps beside the models (migrations 0007, 0010):
 # SQLite's FTS5 table and its shadow tables, PostgreSQL's ``tsv`` column and its index.
 def is_modelled(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
     """Alembic's ``include_object``: leave the search engines' own objects out of comparisons."""

@@ -169,10 +169,10 @@ async def test_search_reindex_rebuilds_what_was_lost(seeded: dict[str, Any]) -> 
         async with engine.begin() as conn:  # a document lost, another's text emptied, one unlisted
             first, second, third = before[:3]
             await conn.execute(text("DELETE FROM listing_docs WHERE listing_id = :i"), {"i": first})
-            await conn.execute(text("UPDATE listing_docs SET title_tokens = ' ', keyword_tokens = ' ', "
-                                    "summary_tokens = ' ', description_tokens = ' ' WHERE listing_id = :i"),
-                               {"i": second})
-            if conn.dialect.name == "postgresql":
+            if conn.dialect.name == "sqlite":
+                await conn.execute(text("DELETE FROM listing_fts WHERE rowid = "
+                                        "(SELECT doc_id FROM listing_docs WHERE listing_id = :i)"), {"i": second})
+            else:
                 await conn.execute(text("UPDATE listing_docs SET tsv = ''::tsvector WHERE listing_id = :i"),
                                    {"i": second})
             await conn.execute(text("UPDATE listing_docs SET listed = false WHERE listing_id = :i"), {"i": third})

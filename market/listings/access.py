@@ -82,9 +82,15 @@ async def load_for_holder(session: AsyncSession, listing_id: str, caller: Caller
     return listing
 
 
-async def hold(session: AsyncSession, listing: Listing) -> None:
+async def hold(session: AsyncSession, listing: Listing) -> bool:
     """Keep the listing, its asset and its holder as they are until this transaction ends:
     on PostgreSQL a share lock (concurrent orders proceed; a pause, freeze, transfer or
-    suspension waits for them); SQLite runs one writer at a time anyway."""
-    for model, row_id in ((Listing, listing.id), (Asset, listing.asset_id), (Account, listing.provider_id)):
-        await session.execute(select(model.id).where(model.id == row_id).with_for_update(read=True))
+    suspension waits for them). SQLite runs one writer at a time: nothing to do there.
+    Returns whether rows were locked (and so should be read again)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return False
+    await session.execute(
+        select(Listing.id, Asset.id, Account.id).join(Asset, Asset.id == Listing.asset_id)
+        .join(Account, Account.id == Listing.provider_id).where(Listing.id == listing.id)
+        .with_for_update(read=True))
+    return True

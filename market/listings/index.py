@@ -5,6 +5,10 @@
 holder moved (state machine observers, registered in ``market.listings``);
 ``reindex`` rebuilds every document (``market search reindex``, after an upgrade that
 changes segmentation).
+
+A document is a narrow ``listing_docs`` row plus its text in the engine's own index,
+written here in the same transaction: SQLite's FTS5 table ``listing_fts`` (rowid =
+``doc_id``, one column per field), PostgreSQL's ``tsv`` column (``tsvector_literal``).
 """
 
 import json
@@ -25,8 +29,15 @@ def _set(values: list[str]) -> str:
     return "," + "".join(f"{v}," for v in sorted(set(values)))
 
 
+FTS_COLUMNS = ("title_tokens", "keyword_tokens", "summary_tokens", "description_tokens")
+_FTS_DELETE = text("DELETE FROM listing_fts WHERE rowid = :id")
+_FTS_INSERT = text(f"INSERT INTO listing_fts(rowid, {', '.join(FTS_COLUMNS)}) VALUES (:id, :t, :k, :s, :d)")
+_TSV_UPDATE = text("UPDATE listing_docs SET tsv = CAST(:lit AS tsvector) WHERE doc_id = :id")
+
+
 def document(listing: Listing, asset: Asset) -> tuple[dict[str, Any], list[list[str]]]:
-    """The document's columns, and its four token lists (title, keywords, summary, description)."""
+    """The document's ``listing_docs`` columns, and its four token lists (title,
+    keywords, summary, description) for the engine (``text_rows``)."""
     plans = json.loads(listing.plans)
     licence = json.loads(listing.licence)
     public = [p for p in plans if not p.get("private_to")]
@@ -34,8 +45,6 @@ def document(listing: Listing, asset: Asset) -> tuple[dict[str, Any], list[list[
               tokens(listing.summary), tokens(listing.description)]
     values = {
         "listing_id": listing.id,
-        "title_tokens": token_string(fields[0]), "keyword_tokens": token_string(fields[1]),
-        "summary_tokens": token_string(fields[2]), "description_tokens": token_string(fields[3]),
         "provider_id": listing.provider_id, "category": asset.category, "grade": asset.grade,
         "models": _set([p["model"] for p in public]),
         "purposes": _set(licence["purposes"]),
@@ -45,6 +54,24 @@ def document(listing: Listing, asset: Asset) -> tuple[dict[str, Any], list[list[
         "price_key": min((p["price"]["amount"] for p in public), default=PRICE_NONE),
     }
     return values, fields
+
+
+def text_rows(dialect: str, doc_id: int, fields: list[list[str]]) -> tuple[Any, dict[str, Any]]:
+    """The statement and parameters that store a document's text in the engine's index
+    (SQLite: after ``delete_text``; executemany-able)."""
+    if dialect == "sqlite":
+        t, k, s, d = (token_string(f) for f in fields)
+        return _FTS_INSERT, {"id": doc_id, "t": t, "k": k, "s": s, "d": d}
+    return _TSV_UPDATE, {"lit": tsvector_literal(*fields), "id": doc_id}
+
+
+async def write_text(session: AsyncSession, doc_id: int, fields: list[list[str]]) -> None:
+    """Store (or replace) the text of document ``doc_id`` in the engine's index."""
+    dialect = session.bind.dialect.name
+    if dialect == "sqlite":
+        await session.execute(_FTS_DELETE, {"id": doc_id})
+    statement, params = text_rows(dialect, doc_id, fields)
+    await session.execute(statement, params)
 
 
 async def index_listing(session: AsyncSession, listing: Listing, asset: Asset | None = None) -> None:
@@ -59,9 +86,7 @@ async def index_listing(session: AsyncSession, listing: Listing, asset: Asset | 
         doc_id = doc.doc_id
     else:
         await session.execute(update(ListingDoc).where(ListingDoc.doc_id == doc_id).values(**values))
-    if session.bind.dialect.name == "postgresql":
-        await session.execute(text("UPDATE listing_docs SET tsv = CAST(:lit AS tsvector) WHERE doc_id = :id"),
-                              {"lit": tsvector_literal(*fields), "id": doc_id})
+    await write_text(session, doc_id, fields)
     await refresh_listed(session, Listing.id == listing.id)
 
 
@@ -77,19 +102,33 @@ async def refresh_listed(session: AsyncSession, which: Any) -> None:
 
 async def reindex(session: AsyncSession, batch: int = 500) -> int:
     """Rewrite every listing's document; returns how many. Documents of listings that
-    no longer exist are removed. Runs in the caller's transaction."""
+    no longer exist are removed (and on SQLite any text without a document). Runs in the
+    caller's transaction; on SQLite it ends by refreshing the planner's statistics."""
+    sqlite = session.bind.dialect.name == "sqlite"
     await session.execute(delete(ListingDoc).where(~ListingDoc.listing_id.in_(select(Listing.id))))  # type: ignore[attr-defined]
+    if sqlite:
+        await session.execute(text("DELETE FROM listing_fts WHERE rowid NOT IN (SELECT doc_id FROM listing_docs)"))
     count, after = 0, ""
     while True:
         rows = (await session.execute(
             select(Listing, Asset).join(Asset, Asset.id == Listing.asset_id)
             .where(Listing.id > after).order_by(Listing.id).limit(batch))).all()
         if not rows:
+            if sqlite:
+                await analyze(session)
             return count
         for listing, asset in rows:
             await index_listing(session, listing, asset)
         count += len(rows)
         after = rows[-1][0].id
+
+
+async def analyze(session: AsyncSession) -> None:
+    """SQLite: gather the planner's statistics (``ANALYZE``, sampling at most 400 rows
+    of each index). PostgreSQL's autovacuum does this by itself."""
+    if session.bind.dialect.name == "sqlite":
+        await session.execute(text("PRAGMA analysis_limit=400"))
+        await session.execute(text("ANALYZE"))
 
 
 async def documents(session: AsyncSession) -> int:

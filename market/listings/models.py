@@ -52,28 +52,29 @@ class ListingTerms(SQLModel, table=True):
 
 
 class ListingDoc(SQLModel, table=True):
-    """A listing as search sees it (market.listings.search): segmented text, the filter
-    and sort values, and whether it is listed. Kept in the transaction that changes the
-    listing or its asset; ``market search reindex`` rebuilds it.
+    """A listing as search sees it (market.listings.search): the filter, facet and sort
+    values, and whether it is listed. Kept in the transaction that changes the listing or
+    its asset; ``market search reindex`` rebuilds it.
 
-    The text fields hold tokens joined by single spaces with a space at each end
-    (`` 深圳 圳交 交通 rout ``), so one token or a run of them is found with ``LIKE``.
-    SQLite indexes them in the FTS5 table ``listing_fts`` (external content, kept by
-    triggers); PostgreSQL in the ``tsv`` column (GIN), both made by the migration.
+    Only narrow values live here, so that counting and paging many matches reads little.
+    The segmented text is the engines' own (written by market.listings.index, made by the
+    migrations, invisible to the models): SQLite's FTS5 table ``listing_fts`` (one column
+    per field, rowid = ``doc_id``), PostgreSQL's ``tsv`` column (GIN).
     """
 
     __tablename__ = "listing_docs"
     __table_args__ = (
-        Index("ix_listing_docs_facets", "listed", "category", "grade", "models"),
-        Index("ix_listing_docs_price", "listed", "price_key", "listing_id"),
+        # Index-only facets and totals over the visible documents, every filter included
+        # (measured: a purpose filter read 100k rows by rowid, 124 ms, 22 ms from this).
+        Index("ix_listing_docs_facets", "listed", "has_public_plan", "category", "grade", "models",
+              "purposes", "price_key", "currency", "provider_id"),
+        # Newest first, and the price sorts, walked in order.
+        Index("ix_listing_docs_newest", "listed", "has_public_plan", "listing_id"),
+        Index("ix_listing_docs_price", "listed", "has_public_plan", "price_key", "listing_id"),
     )
 
     doc_id: int | None = Field(default=None, primary_key=True)
     listing_id: str = Field(foreign_key="listings.id", unique=True, max_length=40)
-    title_tokens: str = Field(default=" ", sa_column=Column(Text, nullable=False))
-    keyword_tokens: str = Field(default=" ", sa_column=Column(Text, nullable=False))  # tags and category
-    summary_tokens: str = Field(default=" ", sa_column=Column(Text, nullable=False))
-    description_tokens: str = Field(default=" ", sa_column=Column(Text, nullable=False))
 
     listed: bool = Field(default=False)  # market.listings.access.orderable_clause, stored
     provider_id: str = Field(max_length=40, index=True)

@@ -60,7 +60,7 @@ class ListingController(Controller):
         # changes (market.memo); the others' are computed for them.
         shared = caller is None or (not caller.is_staff and not params.include_all
                                     and caller.id not in await self._audience(state))
-        if not shared:
+        if not shared or not state.settings.search_memory:
             return Response(await build(), media_type=MediaType.JSON)
         return Response(await remembered(state.public_listings, params, build), media_type=MediaType.JSON)
 

@@ -1,24 +1,30 @@
 """Search over ``listing_docs``: full-text match, filters, facets, sorts and keyset paging.
 
-Only matching differs between the databases, and both read the same tokens
-(market.listings.text): SQLite asks its FTS5 table ``listing_fts``, PostgreSQL the
-``tsv`` column (written with ``tsvector_literal``, fields 100 positions apart so that a
-phrase never spans two fields, as FTS5's separate columns ensure). Everything else,
-relevance included, is portable SQL over the stored token strings.
+``listing_docs`` holds only narrow values (filters, facets, sorts, visibility), so that
+counting and paging many matches reads little; the text is the engines' own, and both
+read the same tokens (market.listings.text): SQLite asks its FTS5 table ``listing_fts``
+(one column per field, rowid = ``doc_id``), PostgreSQL the ``tsv`` column (written with
+``tsvector_literal``: fields weighted A-D in order, 100 positions apart so that a phrase
+never spans two fields, as FTS5's separate columns ensure). Filters, facets, sorts and
+paging are portable SQL over ``listing_docs``.
 
-Relevance is an integer: for every query term and every field the term occurs in
-(``LIKE '% t1 t2 %'``), the field's weight (title 8, keywords 4, summary 2,
-description 1), summed. Not ``bm25()`` or ``ts_rank``: both depend on the rest of the
-corpus (document frequencies, lengths), so a listing's score would change while a
-client pages through results and the keyset cursor would repeat or skip rows; and the
-two engines would order the same documents differently. A score that depends only on
-the document itself keeps cursors exact and both databases in agreement; ties are
-broken by listing id (newest first).
+Relevance is an integer: for every query term and every field the term occurs in, the
+field's weight (title 8, keywords 4, summary 2, description 1), summed. Whether a term
+occurs in a field is asked of the engine, not of stored text: SQLite matches the term
+restricted to that column (``{title_tokens} : "t1 t2"``; each such set of rowids is
+computed once per query and then probed), PostgreSQL matches the term restricted to
+the field's weight (``'t1':A <-> 't2':A``, ``'电':*A``) against the row's ``tsv``. Not
+``bm25()`` or ``ts_rank``: both depend on the rest of the corpus (document frequencies,
+lengths), so a listing's score would change while a client pages through results and
+the keyset cursor would repeat or skip rows; and the two engines would order the same
+documents differently. A score that depends only on the document itself keeps cursors
+exact and both databases in agreement; ties are broken by listing id (newest first).
 
 Paging is by keyset on the sort's values plus the listing id, in an opaque cursor that
 names its sort: rows inserted between pages never make an existing row repeat or go
 missing. Facets and the total come from one aggregate query grouped by
-``(category, grade, models)``; each facet applies every filter but its own.
+``(category, grade, models)``, which the index ``ix_listing_docs_facets`` answers by
+itself for the usual visibility; each facet applies every filter but its own.
 """
 
 import base64
@@ -27,8 +33,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal_column, or_, select, table, true
-from sqlalchemy.sql import ColumnElement, Select, text
+from sqlalchemy import Text, and_, bindparam, case, cast, false, func, literal_column, or_, select, table, true
+from sqlalchemy.dialects.postgresql import TSQUERY
+from sqlalchemy.sql import ColumnElement, Select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.auth import Caller
@@ -39,7 +46,8 @@ from market.pagination import check_limit
 
 __all__ = [
     "FIELD_WEIGHTS", "PRICE_NONE", "SORTS", "SearchParams", "SearchResult", "fts5_expression",
-    "audience", "match_clause", "relevance", "search", "tsquery_text", "tsvector_literal", "visible_docs",
+    "audience", "engine_match", "field_expression", "match_clause", "relevance", "search", "tsquery_text", "tsvector_literal",
+    "visible_docs",
 ]
 
 # The price_key of a document without a public plan: larger than any price, so it sorts
@@ -48,7 +56,8 @@ PRICE_NONE = 2**62
 
 SORTS = ("relevance", "newest", "price_asc", "price_desc")
 
-# Field → weight, in the order the fields are laid out in the PostgreSQL tsvector.
+# Field (the FTS5 column) → weight, in the order the fields are laid out in the
+# PostgreSQL tsvector (weights A, B, C, D).
 FIELD_WEIGHTS: dict[str, int] = {"title_tokens": 8, "keyword_tokens": 4, "summary_tokens": 2, "description_tokens": 1}
 _TSV_WEIGHTS = "ABCD"
 _FIELD_GAP = 100
@@ -123,29 +132,44 @@ def tsvector_literal(title: list[str], keywords: list[str], summary: list[str], 
     return " ".join(f"'{token}':{','.join(places)}" for token, places in positions.items())
 
 
-def match_clause(dialect: str, terms: list[Term]) -> ColumnElement[bool]:
+def field_expression(dialect: str, term: Term, field_name: str) -> str:
+    """The engine's query for ``term`` occurring in one field: an FTS5 column filter
+    ``{title_tokens} : "t1 t2"`` (prefix ``"电"*``), or a tsquery whose lexemes are
+    restricted to the field's weight: ``'t1':A <-> 't2':A``, ``'t':A``, ``'电':*A``."""
     if dialect == "sqlite":
-        return D.doc_id.in_(
-            select(literal_column("rowid")).select_from(table("listing_fts"))
-            .where(text("listing_fts MATCH :fts_expr").bindparams(fts_expr=fts5_expression(terms)))
-        )
+        return "{" + field_name + "} : " + fts5_expression([term])
+    weight = _TSV_WEIGHTS[list(FIELD_WEIGHTS).index(field_name)]
+    if term.prefix:
+        return f"'{term.tokens[0]}':*{weight}"
+    return " <-> ".join(f"'{t}':{weight}" for t in term.tokens)
+
+
+def _fts_rowids(expression: str) -> Any:
+    return (select(literal_column("rowid")).select_from(table("listing_fts"))
+            .where(literal_column("listing_fts").bool_op("MATCH")(bindparam(None, expression, type_=Text))))
+
+
+def engine_match(dialect: str, expression: str) -> ColumnElement[bool]:
+    """The documents the engine finds for ``expression`` (FTS5 MATCH text, or tsquery text)."""
+    if dialect == "sqlite":
+        return D.doc_id.in_(_fts_rowids(expression))  # type: ignore[no-any-return]
     if dialect == "postgresql":
-        return text("listing_docs.tsv @@ CAST(:tsq AS tsquery)").bindparams(tsq=tsquery_text(terms))  # type: ignore[return-value]
+        return literal_column("listing_docs.tsv").bool_op("@@")(  # type: ignore[no-any-return]
+            cast(bindparam(None, expression, type_=Text), TSQUERY))
     raise NotImplementedError(f"search does not support {dialect}")
 
 
-def _pattern(term: Term) -> str:
-    # Tokens hold no LIKE wildcards (only [0-9a-z] and CJK ideographs).
-    return f"% {term.tokens[0]}%" if term.prefix else "% " + " ".join(term.tokens) + " %"
+def match_clause(dialect: str, terms: list[Term]) -> ColumnElement[bool]:
+    """The documents in which every term occurs (in any field)."""
+    return engine_match(dialect, fts5_expression(terms) if dialect == "sqlite" else tsquery_text(terms))
 
 
-def relevance(terms: list[Term]) -> ColumnElement[int]:
+def relevance(dialect: str, terms: list[Term]) -> ColumnElement[int]:
     """The integer score: Σ over terms and fields of the field's weight where the term occurs."""
-    parts: list[Any] = []
-    for term in terms:
-        pattern = _pattern(term)
-        for name, weight in FIELD_WEIGHTS.items():
-            parts.append(case((D[name].like(pattern), weight), else_=0))
+    parts: list[Any] = [
+        case((engine_match(dialect, field_expression(dialect, term, name)), weight), else_=0)
+        for term in terms for name, weight in FIELD_WEIGHTS.items()
+    ]
     score = parts[0]
     for part in parts[1:]:
         score = score + part
@@ -171,9 +195,12 @@ def visible_docs(caller: Caller | None, include_all: bool) -> ColumnElement[bool
         return and_(D.listed == true(), D.has_public_plan == true())
     if include_all:
         return true() if caller.is_staff else D.provider_id == caller.id  # type: ignore[no-any-return]
-    return and_(
-        D.listed == true(),
-        or_(D.has_public_plan == true(), _in_list(D.private_to, caller.id), D.provider_id == caller.id),
+    # Two branches, so that the common one (listed with a public plan) is the one the
+    # indexes lead with and stays index-only.
+    return or_(
+        and_(D.listed == true(), D.has_public_plan == true()),
+        and_(D.listed == true(), D.has_public_plan == false(),
+             or_(_in_list(D.private_to, caller.id), D.provider_id == caller.id)),
     )
 
 
@@ -276,7 +303,8 @@ def _order_and_after(sort: str, score: Any, key: list[Any] | None) -> tuple[list
     if sort == "relevance":
         if key is not None:
             after = or_(score < key[0], and_(score == key[0], lid < key[1]))
-        return [score.label("score"), lid], [score.desc(), lid.desc()], after
+        # Ordered by the selected column's name: the score is computed once per row.
+        return [score.label("score"), lid], [literal_column("score").desc(), lid.desc()], after
     if sort == "newest":
         if key is not None:
             after = lid < key[0]
@@ -320,7 +348,7 @@ async def search(session: AsyncSession, caller: Caller | None, p: SearchParams) 
     total, facets = _facets(groups, p)
 
     # The page.
-    score = relevance(terms) if terms else None
+    score = relevance(dialect, terms) if terms else None
     columns, order, after = _order_and_after(sort, score, key)
     query: Select[Any] = select(*columns, D.listed).where(*base, *_facet_filters(p))
     if after is not None:

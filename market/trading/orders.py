@@ -76,8 +76,8 @@ async def _buyer(session: AsyncSession, ctx: Ctx) -> Account:
 async def _gates(session: AsyncSession, ctx: Ctx, wanted: Wanted) -> tuple[Account, Listing, Asset, dict[str, Any]]:
     buyer = await _buyer(session, ctx)
     listing = await listing_access.load(session, wanted.listing_id)
-    await listing_access.hold(session, listing)
-    await session.refresh(listing)  # as it is now that it is held
+    if await listing_access.hold(session, listing):
+        await session.refresh(listing)  # as it is now that it is held
     plan = _plan(listing, wanted.plan_id, ctx)
     asset = await session.get_one(Asset, listing.asset_id)
     if listing.provider_id == buyer.id:

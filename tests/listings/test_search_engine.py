@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from market import db
@@ -19,9 +19,11 @@ from market.auth import Caller
 from market.credentials import AccountSnapshot
 from market.errors import Unprocessable
 from market.ids import new_id
+from market.listings import index
 from market.listings.models import Listing, ListingDoc
 from market.listings.search import (
-    PRICE_NONE, SearchParams, SearchResult, fts5_expression, search, tsquery_text, tsvector_literal,
+    FIELD_WEIGHTS, PRICE_NONE, SearchParams, SearchResult, engine_match, field_expression, fts5_expression, search,
+    tsquery_text, tsvector_literal,
 )
 from market.listings.text import Term, parse_query, token_string, tokens
 from market.registry.models import Asset
@@ -144,7 +146,8 @@ def _fill(table: Any, values: dict[str, Any]) -> dict[str, Any]:
 
 class Store:
     """Writes listings and their search documents the way the market does: the
-    documents through the model, and on PostgreSQL the ``tsv`` column by raw SQL."""
+    documents through the model, their text through ``index.write_text`` (SQLite's
+    ``listing_fts``, PostgreSQL's ``tsv``)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -172,17 +175,14 @@ class Store:
             })))
             fields = [tokens(doc.title), tokens(doc.keywords), tokens(doc.summary), tokens(doc.description)]
             row = ListingDoc(
-                listing_id=listing_id, title_tokens=token_string(fields[0]), keyword_tokens=token_string(fields[1]),
-                summary_tokens=token_string(fields[2]), description_tokens=token_string(fields[3]),
-                listed=doc.listed, provider_id=doc.provider, category=doc.category, grade=doc.grade,
+                listing_id=listing_id, listed=doc.listed, provider_id=doc.provider, category=doc.category, grade=doc.grade,
                 models=doc.models, purposes=doc.purposes, private_to=doc.private_to, has_public_plan=doc.public,
                 currency=doc.currency, price_key=doc.price,
             )
             session.add(row)
             await session.flush()
-            if session.get_bind().dialect.name == "postgresql":
-                await session.execute(text("UPDATE listing_docs SET tsv = CAST(:lit AS tsvector) WHERE doc_id = :id"),
-                                      {"lit": tsvector_literal(*fields), "id": row.doc_id})
+            assert row.doc_id is not None
+            await index.write_text(session, row.doc_id, fields)
         self.ids[name] = listing_id
         self.docs[name] = doc
         return listing_id
@@ -282,6 +282,66 @@ async def test_equal_scores_break_ties_by_newest(corpus: Store) -> None:
 async def test_more_fields_score_higher(corpus: Store) -> None:
     # 能源: in charging's title (8), in power_load's keywords (4).
     assert await corpus.names(q="能源") == ["charging", "power_load"]
+
+
+# -- Field matches: the engines agree with each other (and with the token strings) ------
+
+# Documents whose fields sit next to each other or share tokens: a phrase at a field
+# boundary must match neither field, a prefix only token starts, a term in two fields both.
+FIELD_DOCS: dict[str, tuple[str, str, str, str]] = {
+    "boundary": ("华东用电负荷预测", "电力 能源", "预测电力", ""),
+    "two_fields": ("深圳交通出行", "", "城市出行数据", "出行 交通 Routes"),
+    "split_title": ("深圳 数据 交通", "交通", "", "深圳交通"),
+    "prefix_end": ("新能源充电", "充电桩", "电", "电动 charging"),
+    "repeats": ("交通 交通", "rout", "bus routes", "routing 交通交通"),
+}
+FIELD_QUERIES = ["预测电力", "测电", "电", "出行", "深圳交通", "交通", "交通交通", "routes", "充电", "charg", "数据 交通"]
+
+
+def _reference(term: Term, field_text: str) -> bool:
+    """The relevance rule on a field's token string: the phrase (or the prefix) is there."""
+    field_string = token_string(tokens(field_text))
+    if term.prefix:
+        return f" {term.tokens[0]}" in field_string
+    return " " + " ".join(term.tokens) + " " in field_string
+
+
+@pytest.fixture(scope="module")
+async def fields_store(databases: Any) -> AsyncIterator[Store]:
+    store = await new_store(databases)
+    for name, (title, keywords, summary, description) in FIELD_DOCS.items():
+        await store.add(name, Doc(title, "x", keywords=keywords, summary=summary, description=description))
+    yield store
+    await store.engine.dispose()
+
+
+@pytest.mark.parametrize("q", FIELD_QUERIES)
+async def test_field_matches_agree_with_the_token_strings(fields_store: Store, q: str) -> None:
+    by_id = {v: k for k, v in fields_store.ids.items()}
+    async with fields_store.reads() as session:
+        dialect = session.get_bind().dialect.name
+        for term in parse_query(q):
+            for i, name in enumerate(FIELD_WEIGHTS):
+                expression = field_expression(dialect, term, name)
+                found = (await session.execute(
+                    select(ListingDoc.listing_id).where(engine_match(dialect, expression)))).scalars().all()
+                expected = {doc for doc, texts in FIELD_DOCS.items() if _reference(term, texts[i])}
+                assert {by_id[x] for x in found} == expected, (term, name, expression)
+    # And the scores follow: the sum of the weights of the fields each term is in.
+    result = await fields_store.names(q=q, sort="relevance", limit=500)
+    terms = parse_query(q)
+    score = {doc: sum(w for t in terms for i, w in enumerate(FIELD_WEIGHTS.values()) if _reference(t, texts[i]))
+             for doc, texts in FIELD_DOCS.items()}
+    matching = [d for d, texts in FIELD_DOCS.items() if all(any(_reference(t, x) for x in texts) for t in terms)]
+    assert result == sorted(matching, key=lambda d: (score[d], fields_store.ids[d]), reverse=True)
+
+
+def test_field_expressions() -> None:
+    phrase, prefix = parse_query("深圳交通 电")
+    assert field_expression("sqlite", phrase, "title_tokens") == '{title_tokens} : "深圳 圳交 交通"'
+    assert field_expression("sqlite", prefix, "summary_tokens") == '{summary_tokens} : "电"*'
+    assert field_expression("postgresql", phrase, "keyword_tokens") == "'深圳':B <-> '圳交':B <-> '交通':B"
+    assert field_expression("postgresql", prefix, "description_tokens") == "'电':*D"
 
 
 # -- Visibility -----------------------------------------------------------------------
