@@ -1,0 +1,91 @@
+"""Oversight tables: trade statistics kept in the settling transaction, alerts, the
+regulator's actions, and the position of the alert evaluator."""
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from market.types import UTCDateTime, utcnow
+
+
+class TradeStat(SQLModel, table=True):
+    """Settled trades and refunds counted by day and dimension, updated in the transaction
+    that settles or refunds an order, so the overview never scans the orders."""
+
+    __tablename__ = "trade_stats"
+    __table_args__ = (
+        UniqueConstraint("day", "currency", "category", "grade", "provider_id", "region", name="uq_trade_stats_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    day: str = Field(max_length=10, index=True)  # YYYY-MM-DD (UTC)
+    currency: str = Field(max_length=3)
+    category: str = Field(max_length=100)
+    grade: str = Field(max_length=20)
+    provider_id: str = Field(max_length=40)
+    region: str = Field(max_length=6)  # characters 3-8 of the provider's USCC ("" when it has none)
+    orders: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    value: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    refunds: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    refunded_value: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+class TradeParty(SQLModel, table=True):
+    """Who traded on which day (for distinct buyers and providers over a period)."""
+
+    __tablename__ = "trade_parties"
+
+    day: str = Field(primary_key=True, max_length=10)
+    currency: str = Field(primary_key=True, max_length=3)
+    role: str = Field(primary_key=True, max_length=10)  # buyer / provider
+    account_id: str = Field(primary_key=True, max_length=40)
+
+
+class Alert(SQLModel, table=True):
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("rule", "subject_key", "window", name="uq_alerts_once"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    rule: str = Field(max_length=40, index=True)
+    subject_key: str = Field(max_length=200)  # what the alert is about, canonical (e.g. sorted account ids)
+    window: str = Field(max_length=40)  # the window it belongs to (e.g. a day or a period start)
+    subjects: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of ids
+    evidence: str = Field(sa_column=Column(Text, nullable=False))  # JSON
+    status: str = Field(max_length=20, index=True)  # open / closed
+    version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    opened_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    closed_by: str | None = Field(default=None, max_length=40)
+    close_reason: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class AlertedOrder(SQLModel, table=True):
+    """Which orders an alert is about (the trade search's ``alerted`` filter)."""
+
+    __tablename__ = "alerted_orders"
+
+    alert_id: str = Field(foreign_key="alerts.id", primary_key=True, max_length=40)
+    order_id: str = Field(foreign_key="orders.id", primary_key=True, max_length=40, index=True)
+
+
+class OversightAction(SQLModel, table=True):
+    __tablename__ = "oversight_actions"
+    __table_args__ = (Index("ix_oversight_actions_target", "target"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    action: str = Field(max_length=40)
+    target: str = Field(max_length=40)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    actor_id: str = Field(foreign_key="accounts.id", max_length=40)
+    entry_sha256: str | None = Field(default=None, max_length=64)  # the leaf hash of its ledger entry
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+
+
+class EvaluatorMark(SQLModel, table=True):
+    """How far the alert evaluator has read each source (e.g. ``trade_documents`` ids)."""
+
+    __tablename__ = "evaluator_marks"
+
+    source: str = Field(primary_key=True, max_length=40)
+    position: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
