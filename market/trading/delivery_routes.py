@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.context import Ctx
 from market.logs import log
-from market.trading import delivery
+from market.trading import delivery, proofs
 from market.trading.delivery import Sending
 
 Revision = Annotated[int | None, Parameter(ge=1, description="a subscription's revision (default: the newest "
@@ -99,7 +99,7 @@ async def order_content(request: Request, state: State, db: AsyncSession, ctx: C
 async def order_content_proof(state: State, db: AsyncSession, ctx: Ctx, order_id: str,
                               chunk: Annotated[int, Parameter(ge=0, description="the chunk's index, from 0")],
                               revision: Revision = None) -> dict[str, Any]:
-    return await delivery.proof(db, ctx, state, order_id, chunk, revision)
+    return await proofs.proof(db, ctx, state, order_id, chunk, revision)
 
 
 ROUTES = [order_content, order_content_proof]
