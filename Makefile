@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test test-postgres install bench-ledger bench-upload bench-api bench-search bench-trade clean
+.PHONY: run demo test test-postgres install bench-ledger bench-upload bench-api bench-search bench-trade bench-oversight clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench-search: $(STAMP)
 # Free-plan purchases/s (32 buyers) and delivery MB/s of a 1 GiB asset; BENCH_DB=postgresql://…, BENCH_WORKERS=N.
 bench-trade: $(STAMP)
 	$(BIN)/python bench/trade.py --db $${BENCH_DB:-sqlite} --workers $${BENCH_WORKERS:-1}
+
+# Overview p95 at 1,000,000 settled trades over 10,000, and the CSV export of them all; BENCH_DB=postgresql://…
+bench-oversight: $(STAMP)
+	$(BIN)/python bench/oversight.py --db $${BENCH_DB:-sqlite}
 
 clean:
 	rm -rf $(VENV) build *.egg-info

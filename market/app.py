@@ -31,6 +31,10 @@ from market.listings.routes import ListingController, dcat_catalog
 from market.trading.routes import OrderController, order_document, stripe_webhook
 from market.trading.delivery_routes import order_content, order_content_proof
 from market.trading.money_routes import MONEY_ROUTES
+from market.oversight.document_routes import oversight_documents
+from market.oversight.stats_routes import STATS_ROUTES
+from market.oversight.action_routes import ACTION_ROUTES
+from market.oversight.dashboard import dashboard_router
 from market.storage import BlobStore, MasterKey
 from market.credentials import credential_memo
 from market.memo import Memo, PgListener, asyncpg_dsn, sqlite_epochs
@@ -232,7 +236,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         route_handlers=[
             health, ready, metrics, AccountController, LedgerController, TlogController, AssetController,
             ObjectionController, TransferController, ListingController, dcat_catalog,
-            OrderController, order_document, stripe_webhook, order_content, order_content_proof, *MONEY_ROUTES, openapi.assets_router(),
+            OrderController, order_document, stripe_webhook, order_content, order_content_proof, *MONEY_ROUTES, oversight_documents, *STATS_ROUTES, *ACTION_ROUTES, dashboard_router(), openapi.assets_router(),
         ],
         lifespan=[lifespan],
         dependencies={

@@ -29,6 +29,7 @@ EVENT_TYPES = frozenset({
     "trade.placed", "trade.approved", "trade.rejected", "trade.cancelled", "trade.payment_started",
     "trade.payment_failed", "trade.settled", "trade.expired", "trade.refunded", "trade.disputed",
     "trade.dispute_rejected", "delivery.sent", "payout.recorded",
+    "oversight.action", "oversight.alert_closed",
 })
 
 

@@ -399,5 +399,34 @@ def demo(notice_period: str | None) -> None:
     click.echo("\n".join(report(summary)))
 
 
+# -- oversight -------------------------------------------------------------------
+
+
+@main.group("oversight")
+def oversight_group() -> None:
+    """Oversight tools for regulators."""
+
+
+@oversight_group.command("replay")
+@click.argument("url")
+@click.option("--vkey", required=True, help="the market's ledger verifier key (GET /v1/ledger/key)")
+@click.option("--token", required=True, help="a regulator's API token")
+@click.option("--json", "as_json", is_flag=True, help="print a machine-readable report")
+@click.option("--workers", type=int, default=None, help="processes verifying the log (default: all CPUs)")
+def oversight_replay(url: str, vkey: str, token: str, as_json: bool, workers: int | None) -> None:
+    """Verify the public log at URL, check every confidential document against its entry,
+    recompute the overview from the documents and compare. Exit 0 when all agree, 1 on
+    any difference, 2 when the replay could not finish."""
+    from market.oversight.replay import ReplayError, dumps, format_report, replay
+
+    try:
+        report = replay(url, vkey, token, workers=workers)
+    except ReplayError as exc:
+        click.echo(f"error: {exc}; nothing was concluded", err=True)
+        sys.exit(2)
+    click.echo(dumps(report) if as_json else "\n".join(format_report(report)))
+    sys.exit(0 if report.ok else 1)
+
+
 if __name__ == "__main__":
     main()

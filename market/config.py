@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     stripe_api_base: str = "https://api.stripe.com"  # tests point it at localstripe
     fee_bps: int = 500  # the market's fee in basis points of the price, 0..10000
     dispute_window: str = "7d"
+    # Oversight alert rules (docs/alerts.md) and the ledger's witness watch.
+    wash_window: str = "30d"  # wash_trade: A buys from B and B from A within this
+    price_outlier_factor: int = 5  # price_outlier: above factor x, or below 1/factor of, the category median
+    order_burst_count: int = 20  # order_burst: more than this many orders by one buyer ...
+    order_burst_window: str = "1h"  # ... within this
+    witness_stale_after: str = "1h"  # a witness that has not cosigned for this long is flagged stale
 
     @field_validator("currency")
     @classmethod
@@ -90,6 +96,27 @@ class Settings(BaseSettings):
     @classmethod
     def _dispute_window(cls, value: str) -> str:
         parse_duration(value)
+        return value
+
+    @field_validator("wash_window", "order_burst_window", "witness_stale_after")
+    @classmethod
+    def _oversight_durations(cls, value: str) -> str:
+        if parse_duration(value) <= timedelta(0):
+            raise ValueError(f"the duration must be positive, got {value!r}")
+        return value
+
+    @field_validator("price_outlier_factor")
+    @classmethod
+    def _outlier_factor(cls, value: int) -> int:
+        if value < 2:
+            raise ValueError(f"price_outlier_factor must be 2 or more, got {value}")
+        return value
+
+    @field_validator("order_burst_count")
+    @classmethod
+    def _burst_count(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"order_burst_count must be 1 or more, got {value}")
         return value
 
     @field_validator("fee_bps")
@@ -120,6 +147,18 @@ class Settings(BaseSettings):
     @property
     def dispute_delta(self) -> timedelta:
         return parse_duration(self.dispute_window)
+
+    @property
+    def wash_delta(self) -> timedelta:
+        return parse_duration(self.wash_window)
+
+    @property
+    def order_burst_delta(self) -> timedelta:
+        return parse_duration(self.order_burst_window)
+
+    @property
+    def witness_stale_delta(self) -> timedelta:
+        return parse_duration(self.witness_stale_after)
 
     @property
     def witness_vkeys(self) -> list[str]:

@@ -26,6 +26,7 @@ class AccountSnapshot:
     kind: str
     roles: str
     uscc: str | None
+    controller_uscc: str | None
     jurisdiction: str
     status: str
     suspended: bool

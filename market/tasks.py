@@ -12,6 +12,7 @@ from typing import Any
 from market import idempotency
 from market.audit import LEDGER_KEY
 from market.context import Ctx
+from market.oversight import alerts
 from market.registry import review
 from market.trading import settlement
 from market.logs import log
@@ -53,9 +54,10 @@ async def expire_orders_once(state: Any) -> int:
 
 
 async def clock_once(state: Any) -> None:
-    """The market's clock: notice periods that ended, access periods that ended."""
+    """The market's clock: notice periods that ended, access periods that ended, alert rules."""
     await close_notices_once(state)
     await expire_orders_once(state)
+    await alerts.evaluate_once(state)
 
 
 async def run_background(state: Any) -> None:

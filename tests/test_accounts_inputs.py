@@ -328,3 +328,18 @@ async def test_a_public_key_of_small_order_is_refused(client, parties: Parties, 
     assert "small order" in body["detail"]
     r = await client.get("/v1/accounts/me/keys", headers=party.auth)
     assert r.json()["items"] == []
+
+
+async def test_a_declared_controller(client, parties: Parties) -> None:
+    """``controller_uscc`` is kept as declared (a well-formed code, not the account's own)."""
+    from tests.conftest import random_uscc
+
+    controller = random_uscc()
+    party = await parties.sign_up(["buyer"], controller_uscc=controller)
+    assert party.body["controller_uscc"] == controller
+    r = await client.get("/v1/accounts/me", headers=party.auth)
+    assert r.json()["controller_uscc"] == controller
+    own = random_uscc()
+    for bad in ("91350100M000100Y44", own):
+        body = {"name": "Related Co", "kind": "enterprise", "roles": ["buyer"], "uscc": own, "controller_uscc": bad}
+        assert_problem(await client.post("/v1/accounts", json=body), 422)

@@ -52,7 +52,12 @@ async def test_a_revoked_registration(client, parties: Parties, operator, regula
     view = await read_asset(client, asset["id"])
     assert view["status"] == "revoked" and view["registration_number"] == asset["registration_number"]
     assert (await client.get(f"/v1/transfers/{transfer['id']}", headers=receiver.auth)).json()["status"] == "void"
-    assert_problem(await client.get(f"/v1/assets/{asset['id']}/certificate"), 409)
+    # The certificate route now serves the revocation, naming the certificate it revokes.
+    r = await client.get(f"/v1/assets/{asset['id']}/certificate")
+    assert r.status_code == 200, r.text
+    revocation = r.json()["document"]
+    assert revocation["registration_number"] == asset["registration_number"]
+    assert len(revocation["revoked_certificate_sha256"]) == 64
     assert "asset.revoked" in await entry_types(client, asset["id"])
 
 

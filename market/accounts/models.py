@@ -16,6 +16,7 @@ class Account(SQLModel, table=True):
     roles: str = Field(max_length=100)  # comma-separated, sorted: "buyer,provider"
     uscc: str | None = Field(default=None, max_length=18, unique=True)
     jurisdiction: str = Field(max_length=2)
+    controller_uscc: str | None = Field(default=None, max_length=18, index=True)  # its controlling entity
     status: str = Field(max_length=20, index=True)
     version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # bumped by every move (market.statemachine)
     suspended: bool = Field(default=False)

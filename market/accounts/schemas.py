@@ -39,6 +39,8 @@ class AccountCreate(Strict):
     roles: list[Role] = Field(min_length=1, max_length=4)
     uscc: str | None = Field(default=None, description="unified social credit code; required for enterprises")
     jurisdiction: str | None = Field(default=None, description="ISO 3166-1 alpha-2; the market's own by default")
+    controller_uscc: str | None = Field(
+        default=None, description="the USCC of the entity that controls this one (related-party checks)")
 
     @field_validator("roles")
     @classmethod
@@ -49,7 +51,7 @@ class AccountCreate(Strict):
             raise ValueError("a regulator or operator account has that one role only")
         return sorted(roles)
 
-    @field_validator("uscc")
+    @field_validator("uscc", "controller_uscc")
     @classmethod
     def _uscc(cls, value: str | None) -> str | None:
         return None if value is None else uscc.validate(value)
@@ -69,6 +71,8 @@ class AccountCreate(Strict):
             raise ValueError("uscc is required for an enterprise")
         if self.kind == "individual" and self.uscc is not None:
             raise ValueError("uscc must be left out for an individual")
+        if self.controller_uscc is not None and self.controller_uscc == self.uscc:
+            raise ValueError("controller_uscc names the entity that controls this one, not itself")
         return self
 
 
@@ -78,6 +82,7 @@ class AccountRead(BaseModel):
     kind: str
     roles: list[str]
     uscc: str | None
+    controller_uscc: str | None = None
     jurisdiction: str
     status: str
     suspended: bool

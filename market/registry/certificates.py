@@ -19,6 +19,7 @@ from market.registry.models import Asset, Transfer
 from market.types import rfc3339
 
 CERTIFICATE_TYPE = "data-asset-registration-certificate"
+REVOCATION_TYPE = "data-asset-registration-revocation"
 
 
 def _b64(data: bytes) -> str:
@@ -102,7 +103,33 @@ async def bundle(session: AsyncSession, log: Log, subject: str, document_json: s
     return {"document": json.loads(document_json), "ledger": ledger}
 
 
+def revocation_document(asset: Asset, ctx: Ctx, reason_sha256: str) -> dict[str, Any]:
+    """The revocation of a registration: it names the revoked certificate by its
+    document hash, so whoever holds that certificate can check it was revoked."""
+    revoked = json.loads(asset.certificate) if asset.certificate else None
+    return {
+        "type": REVOCATION_TYPE, "v": 1, "market": ctx.market,
+        "registration_number": asset.registration_number,
+        "asset": {"id": asset.id, "title": asset.title, "category": asset.category, "grade": asset.grade},
+        "revoked_certificate_sha256": audit.document_digest(revoked) if revoked is not None else None,
+        "revoked_at": rfc3339(ctx.now), "reason_sha256": reason_sha256, "actor": ctx.actor,
+    }
+
+
+def keep_revocation(asset: Asset, document: dict[str, Any], entry: dict[str, Any]) -> None:
+    """After revocation the asset's certificate columns hold the revocation document and
+    its ``asset.revoked`` entry (the old certificate's hash is inside the document)."""
+    asset.certificate = signing.canonical(document).decode()
+    asset.certificate_leaf = canonical_entry(entry)
+
+
+def _is_revocation(asset: Asset) -> bool:
+    return asset.certificate is not None and json.loads(asset.certificate).get("type") == REVOCATION_TYPE
+
+
 async def registration_certificate(session: AsyncSession, log: Log, asset: Asset) -> dict[str, Any]:
-    if not holds_registration(asset) or asset.certificate is None or asset.certificate_leaf is None:
+    """The certificate of the standing registration, or for a revoked one its revocation."""
+    revoked = asset.status == "revoked" and _is_revocation(asset)
+    if (not holds_registration(asset) and not revoked) or asset.certificate is None or asset.certificate_leaf is None:
         raise InvalidTransition(f"asset {asset.id}", asset.status, "a registration certificate")
     return await bundle(session, log, f"asset:{asset.id}", asset.certificate, bytes(asset.certificate_leaf))

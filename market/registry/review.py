@@ -120,8 +120,14 @@ async def revoke(session: AsyncSession, ctx: Ctx, asset_id: str, reason: str) ->
     asset = await access.load(session, asset_id, ctx.user)
     if not access.holds_registration(asset):
         raise InvalidTransition(f"asset {asset_id}", asset.status, "revoke (nothing is registered)")
-    await ASSET.move(session, asset, "revoke", ctx, {"reason_sha256": audit.text_digest(reason)},
-                     status_reason=reason, updated_at=ctx.now)
+    document = certificates.revocation_document(asset, ctx, audit.text_digest(reason))
+    entry = await ASSET.move(session, asset, "revoke", ctx, {"reason_sha256": document["reason_sha256"],
+                                                             "document_sha256": audit.document_digest(document)},
+                             status_reason=reason, updated_at=ctx.now)
+    assert entry is not None
+    certificates.keep_revocation(asset, document, entry)
+    session.add(asset)
+    await session.flush()
     await transfers.void_pending(session, ctx, asset_id=asset.id, cause="revoked")
     return asset
 

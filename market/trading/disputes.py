@@ -55,6 +55,7 @@ from market.context import Ctx
 from market.errors import Conflict, DomainError, Unprocessable
 from market.ids import new_id
 from market.money import Money
+from market.oversight import stats
 from market.payments.gateway import GatewayError, refund_key
 from market.trading import access, documents
 from market.trading.models import Dispute, Order
@@ -190,6 +191,7 @@ async def resolve(session: AsyncSession, ctx: Ctx, dispute_id: str,
     await DISPUTE.move(session, dispute, "refund", ctx, resolution_reason=data.reason, resolved_at=ctx.now)
     await ORDER.move(session, order, "refund", ctx, refunded_at=ctx.now, refund_reference=reference,
                      updated_at=ctx.now)
+    await stats.count_refunded(session, order)
     await documents.record(session, "trade.refunded", f"order:{order.id}", {
         **document, "amount": {"amount": order.price, "currency": order.currency}, "method": order.payment_method})
     return dispute, order, _gateway_refund(dispute, order)

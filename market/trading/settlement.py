@@ -21,6 +21,7 @@ from market.accounts.schemas import Role
 from market.context import Ctx
 from market.errors import InvalidTransition, Unprocessable
 from market.money import Money
+from market.oversight import stats
 from market.registry.assets import commitment_of, revision
 from market.registry.certificates import bundle, holder_of
 from market.registry.models import Asset
@@ -75,6 +76,7 @@ async def settle(session: AsyncSession, ctx: Ctx, order: Order, reference: str) 
                      expires_at=ctx.now + timedelta(days=access_days(order)),
                      contract=signing.canonical(full).decode(), contract_leaf=canonical_entry(entry),
                      updated_at=ctx.now)
+    await stats.count_settled(session, order)
 
 
 async def record_bank_payment(session: AsyncSession, ctx: Ctx, order_id: str, reference: str,

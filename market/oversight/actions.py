@@ -1,0 +1,134 @@
+"""The regulator's actions (API.md "Oversight"): freeze and unfreeze an asset or a
+listing, suspend and reinstate an account, revoke a registration; and the approvals
+queue (important-data orders waiting for a regulator).
+
+An action dispatches to the service that owns the row (``review.set_frozen``,
+``listings.service.set_frozen``, ``accounts.service.set_suspended``,
+``review.revoke``), which checks the role, moves the row through its state machine and
+writes its own entry (``asset.frozen`` …), and whose observers take a listing out of
+search in the same transaction. The action itself is kept in ``oversight_actions`` and
+recorded as ``oversight.action`` (action, target, ``reason_sha256``; the reason's text
+stays in the database), all in one transaction. Never commits.
+"""
+
+import base64
+import dataclasses
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ledger import merkle
+from ledger.entry import canonical as canonical_entry
+from market import audit
+from market.accounts import service as accounts
+from market.accounts.models import Account
+from market.accounts.schemas import Role
+from market.context import Ctx
+from market.errors import NotFound
+from market.ids import new_id
+from market.listings import service as listings
+from market.listings.models import Listing
+from market.oversight.models import OversightAction
+from market.pagination import page_of, paginate
+from market.registry import review
+from market.registry.models import Asset
+from market.trading.models import Order
+from market.trading.read import order_read
+from market.trading.states import OrderStatus
+from market.types import rfc3339
+
+ActionName = Literal["freeze_asset", "unfreeze_asset", "freeze_listing", "unfreeze_listing", "suspend_account",
+                     "reinstate_account", "revoke_registration"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    model: Any
+    what: str  # the target's kind, for 404s and the effect's ledger subject
+    effect: str  # the entry type the owning service writes
+
+
+ACTIONS: dict[str, Kind] = {
+    "freeze_asset": Kind(Asset, "asset", "asset.frozen"),
+    "unfreeze_asset": Kind(Asset, "asset", "asset.unfrozen"),
+    "revoke_registration": Kind(Asset, "asset", "asset.revoked"),
+    "freeze_listing": Kind(Listing, "listing", "listing.frozen"),
+    "unfreeze_listing": Kind(Listing, "listing", "listing.unfrozen"),
+    "suspend_account": Kind(Account, "account", "account.suspended"),
+    "reinstate_account": Kind(Account, "account", "account.reinstated"),
+}
+
+
+async def _dispatch(session: AsyncSession, ctx: Ctx, action: str, target: str, reason: str) -> None:
+    match action:
+        case "freeze_asset" | "unfreeze_asset":
+            await review.set_frozen(session, ctx, target, action == "freeze_asset", reason)
+        case "revoke_registration":
+            await review.revoke(session, ctx, target, reason)
+        case "freeze_listing" | "unfreeze_listing":
+            await listings.set_frozen(session, ctx, target, action == "freeze_listing", reason)
+        case "suspend_account" | "reinstate_account":
+            await accounts.set_suspended(session, ctx, target, action == "suspend_account", reason)
+        case _:  # the request schema admits only the actions above
+            raise ValueError(action)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def action_read(row: OversightAction, entry: dict[str, Any] | None = None) -> dict[str, Any]:
+    kind = ACTIONS[row.action]
+    body: dict[str, Any] = {
+        "id": row.id, "action": row.action, "target": row.target, "reason": row.reason, "actor": row.actor_id,
+        "created_at": rfc3339(row.created_at),
+        "effect": {"type": kind.effect, "subject": f"{kind.what}:{row.target}"},
+        "entry": {"type": "oversight.action", "subject": f"action:{row.id}",
+                  "leaf_hash": _b64(bytes.fromhex(row.entry_sha256)) if row.entry_sha256 else None},
+    }
+    if entry is not None:
+        body["entry"]["entry"] = entry
+    return body
+
+
+async def perform(session: AsyncSession, ctx: Ctx, action: str, target: str, reason: str) -> dict[str, Any]:
+    """Take ``action`` on ``target``: 403 unless a regulator, 404 for an unknown target,
+    409 when it changes nothing (``no-change``) or the target's state forbids it."""
+    ctx.user.require(Role.regulator)
+    kind = ACTIONS[action]
+    if await session.get(kind.model, target) is None:
+        raise NotFound(f"no {kind.what} {target}")
+    await _dispatch(session, ctx, action, target, reason)
+    row = OversightAction(id=new_id("act"), action=action, target=target, reason=reason, actor_id=ctx.user.id,
+                          created_at=ctx.now)
+    entry = await audit.record(session, "oversight.action", f"action:{row.id}", ctx.user.id,
+                               {"action": action, "target": target, "reason_sha256": audit.text_digest(reason)})
+    row.entry_sha256 = merkle.leaf_hash(canonical_entry(entry)).hex()
+    session.add(row)
+    await session.flush()
+    return action_read(row, entry)
+
+
+async def list_actions(session: AsyncSession, ctx: Ctx, target: str | None, action: str | None, limit: int,
+                       cursor: str | None) -> dict[str, Any]:
+    ctx.user.require(Role.regulator, Role.operator)
+    query = select(OversightAction)
+    if target:
+        query = query.where(OversightAction.target == target)
+    if action:
+        query = query.where(OversightAction.action == action)
+    rows = list((await session.execute(paginate(query, OversightAction.id, limit, cursor))).scalars().all())
+    return page_of(rows, limit, action_read)
+
+
+async def approvals(session: AsyncSession, ctx: Ctx, limit: int, cursor: str | None) -> dict[str, Any]:
+    """Important-data orders waiting for a regulator's decision (given through
+    ``POST /v1/orders/{id}/regulator-approval``)."""
+    ctx.user.require(Role.regulator)
+    query = select(Order).where(Order.needs_regulator_approval == True,  # noqa: E712
+                                Order.regulator_decision.is_(None),  # type: ignore[union-attr]
+                                Order.status == OrderStatus.pending_approval)
+    rows = list((await session.execute(paginate(query, Order.id, limit, cursor))).scalars().all())
+    caller = ctx.user
+    return page_of(rows, limit, lambda o: order_read(o, caller).model_dump(mode="json"))

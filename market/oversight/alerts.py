@@ -1,0 +1,371 @@
+"""Alert rules and their evaluator (API.md "Oversight"; docs/alerts.md).
+
+The evaluator is the market's own analysis, run by the clock (``market.tasks.clock_once``):
+it reads what happened since its last position in ``evaluator_marks`` — trade documents
+(``trade.placed``, ``trade.settled``) by id, refused attempts by id — evaluates each rule,
+opens alerts and advances the positions, all in one transaction. An alert is unique by
+``(rule, subject_key, window)``: a later event of the same subject and window is linked
+to the alert already open (its orders in ``alerted_orders``), and running the evaluator
+twice, or in two processes at once, never opens a second one.
+
+Alerts are not ledger entries. A regulator's closure is (``oversight.alert_closed``,
+with the reason's SHA-256 only).
+"""
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from market import audit
+from market.accounts.models import Account
+from market.accounts.schemas import Role
+from market.context import Ctx
+from market.errors import NotFound
+from market.ids import new_id
+from market.oversight.models import Alert, AlertedOrder, EvaluatorMark
+from market.pagination import page_of, paginate
+from market.statemachine import Machine, Transition
+from market.registry.models import Asset
+from market.trading.models import Order, Refusal, TradeDocument
+from market.types import rfc3339, utcnow
+
+class AlertStatus(StrEnum):
+    open = "open"
+    closed = "closed"
+
+
+# An alert's life: opened by the evaluator, closed by a regulator (on the ledger).
+ALERT = Machine("alert", Alert, AlertStatus, AlertStatus.open, {
+    "close": Transition.of({AlertStatus.open}, AlertStatus.closed, "oversight.alert_closed"),
+}, subject=lambda alert: f"alert:{alert.id}")
+
+RULES = ("self_dealing", "wash_trade", "price_outlier", "order_burst", "refused_attempt", "identifiable_pi_sale")
+
+# Refusals that are not export or core-data attempts: ordering one's own listing is a
+# mistake the order gate answers (422), not an attempt to move data out.
+NOT_REFUSED_ATTEMPTS = frozenset({"self-dealing"})
+
+# price_outlier needs this many earlier priced trades in the category to have a median.
+PRICE_MIN_SAMPLE = 3
+
+# Rows committed out of id order (PostgreSQL assigns ids at insert, transactions commit
+# later) are caught by re-reading what was written this recently; alerts being unique,
+# reading a row twice changes nothing.
+REREAD = timedelta(seconds=60)
+
+BATCH = 1000
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def bucket(at: datetime, width: timedelta) -> str:
+    """The start of the fixed period of ``width`` (counted from the Unix epoch) holding ``at``."""
+    n = (at - EPOCH) // width
+    return rfc3339(EPOCH + n * width)
+
+
+@dataclass
+class Finding:
+    rule: str
+    subject_key: str
+    window: str
+    subjects: list[str]
+    evidence: dict[str, Any]
+    orders: list[str] = field(default_factory=list)
+    refusal: int | None = None
+
+
+# -- the rules --------------------------------------------------------------------------
+
+
+def controller_of(account: Account) -> str | None:
+    return getattr(account, "controller_uscc", None) or None
+
+
+async def self_dealing(session: AsyncSession, ctx: Ctx, order: Order) -> list[Finding]:
+    buyer = await session.get_one(Account, order.buyer_id)
+    provider = await session.get_one(Account, order.provider_id)
+    how = None
+    if provider.uscc and controller_of(buyer) == provider.uscc:
+        how = "provider_controls_buyer"
+    elif buyer.uscc and controller_of(provider) == buyer.uscc:
+        how = "buyer_controls_provider"
+    elif controller_of(buyer) and controller_of(buyer) == controller_of(provider):
+        how = "same_controller"
+    if how is None:
+        return []
+    pair = sorted([buyer.id, provider.id])
+    return [Finding("self_dealing", "|".join(pair), order.settled_at.strftime("%Y-%m"),  # type: ignore[union-attr]
+                    [buyer.id, provider.id, order.id],
+                    {"relation": how, "buyer": buyer.id, "provider": provider.id,
+                     "buyer_uscc": buyer.uscc, "provider_uscc": provider.uscc,
+                     "buyer_controller_uscc": controller_of(buyer),
+                     "provider_controller_uscc": controller_of(provider),
+                     "order": order.id, "settled_at": rfc3339(order.settled_at)},  # type: ignore[arg-type]
+                    [order.id])]
+
+
+async def wash_trade(session: AsyncSession, ctx: Ctx, order: Order) -> list[Finding]:
+    window = ctx.settings.wash_delta
+    at = order.settled_at
+    assert at is not None
+    rows = (await session.execute(
+        select(Order).where(Order.buyer_id == order.provider_id, Order.provider_id == order.buyer_id,
+                            Order.settled_at.is_not(None),  # type: ignore[union-attr]
+                            Order.settled_at >= at - window, Order.settled_at <= at + window)  # type: ignore[operator]
+        .order_by(Order.settled_at, Order.id)  # type: ignore[arg-type]
+    )).scalars().all()
+    found = []
+    pair = sorted([order.buyer_id, order.provider_id])
+    for other in rows:
+        first, second = sorted([order, other], key=lambda o: (o.settled_at, o.id))
+        found.append(Finding(
+            "wash_trade", "|".join(pair), bucket(first.settled_at, window),  # type: ignore[arg-type]
+            [*pair, first.id, second.id],
+            {"window": ctx.settings.wash_window, "first": {"order": first.id, "buyer": first.buyer_id,
+                                                           "provider": first.provider_id,
+                                                           "settled_at": rfc3339(first.settled_at)},  # type: ignore[arg-type]
+             "second": {"order": second.id, "buyer": second.buyer_id, "provider": second.provider_id,
+                        "settled_at": rfc3339(second.settled_at)}},  # type: ignore[arg-type]
+            [first.id, second.id]))
+    return found
+
+
+async def price_outlier(session: AsyncSession, ctx: Ctx, order: Order) -> list[Finding]:
+    """A priced trade beyond ``factor`` × the median of the category's earlier priced
+    trades in its currency (strictly above ``factor × median`` or below ``median / factor``)."""
+    if order.price <= 0:
+        return []
+    asset = await session.get_one(Asset, order.asset_id)
+    earlier = (select(Order.price).join(Asset, Asset.id == Order.asset_id)  # type: ignore[arg-type]
+               .where(Asset.category == asset.category, Order.currency == order.currency, Order.price > 0,
+                      Order.settled_at.is_not(None), Order.id != order.id,  # type: ignore[union-attr]
+                      or_(Order.settled_at < order.settled_at,  # type: ignore[operator]
+                          (Order.settled_at == order.settled_at) & (Order.id < order.id))))
+    n = (await session.execute(select(func.count()).select_from(earlier.subquery()))).scalar_one()
+    if n < PRICE_MIN_SAMPLE:
+        return []
+    middle = (await session.execute(earlier.order_by(Order.price).offset((n - 1) // 2)
+                                    .limit(2 if n % 2 == 0 else 1))).scalars().all()
+    twice_median = 2 * middle[0] if len(middle) == 1 else middle[0] + middle[1]
+    factor = ctx.settings.price_outlier_factor
+    price2 = 2 * order.price
+    if price2 > factor * twice_median:
+        direction = "above"
+    elif price2 * factor < twice_median:
+        direction = "below"
+    else:
+        return []
+    return [Finding("price_outlier", order.id, "order", [order.id, order.asset_id, order.provider_id, order.buyer_id],
+                    {"order": order.id, "category": asset.category, "currency": order.currency,
+                     "price": order.price, "median": twice_median / 2 if twice_median % 2 else twice_median // 2,
+                     "sample": n, "factor": factor, "direction": direction},
+                    [order.id])]
+
+
+async def identifiable_pi_sale(session: AsyncSession, ctx: Ctx, order: Order) -> list[Finding]:
+    asset = await session.get_one(Asset, order.asset_id)
+    if asset.personal_info != "identifiable":
+        return []
+    return [Finding("identifiable_pi_sale", order.id, "order",
+                    [order.id, order.asset_id, order.provider_id, order.buyer_id],
+                    {"order": order.id, "asset": asset.id, "personal_info": asset.personal_info,
+                     "purpose": order.purpose, "settled_at": rfc3339(order.settled_at)},  # type: ignore[arg-type]
+                    [order.id])]
+
+
+async def order_burst(session: AsyncSession, ctx: Ctx, order: Order) -> list[Finding]:
+    """More than ``order_burst_count`` orders by one buyer within ``order_burst_window``
+    ending at this order's placement."""
+    width, limit = ctx.settings.order_burst_delta, ctx.settings.order_burst_count
+    at = order.created_at
+    ids = (await session.execute(
+        select(Order.id).where(Order.buyer_id == order.buyer_id, Order.created_at > at - width,
+                               Order.created_at <= at)  # type: ignore[operator]
+        .order_by(Order.created_at, Order.id).limit(limit + 1)  # type: ignore[arg-type]
+    )).scalars().all()
+    if len(ids) <= limit:
+        return []
+    return [Finding("order_burst", order.buyer_id, bucket(at, width), [order.buyer_id],
+                    {"buyer": order.buyer_id, "more_than": limit, "window": ctx.settings.order_burst_window,
+                     "orders": ids, "until": rfc3339(at)},
+                    [*ids, order.id])]
+
+
+def refused_attempt(refusal: Refusal) -> list[Finding]:
+    if refusal.kind in NOT_REFUSED_ATTEMPTS:
+        return []
+    key = "|".join([refusal.account_id, refusal.kind, refusal.asset_id or ""])
+    return [Finding("refused_attempt", key, refusal.created_at.strftime("%Y-%m-%d"),
+                    [x for x in (refusal.account_id, refusal.asset_id, refusal.listing_id) if x],
+                    {"account": refusal.account_id, "kind": refusal.kind, "asset": refusal.asset_id,
+                     "listing": refusal.listing_id, "refusals": [refusal.id],
+                     "first_at": rfc3339(refusal.created_at)},
+                    refusal=refusal.id)]
+
+
+ON_SETTLED = (self_dealing, wash_trade, price_outlier, identifiable_pi_sale)
+ON_PLACED = (order_burst,)
+
+
+# -- storing findings -------------------------------------------------------------------
+
+
+async def _link(session: AsyncSession, alert_id: str, order_ids: list[str]) -> None:
+    for order_id in dict.fromkeys(order_ids):
+        if await session.get(AlertedOrder, (alert_id, order_id)) is None:
+            session.add(AlertedOrder(alert_id=alert_id, order_id=order_id))
+    await session.flush()
+
+
+async def _existing(session: AsyncSession, f: Finding) -> Alert | None:
+    return (await session.execute(select(Alert).where(Alert.rule == f.rule, Alert.subject_key == f.subject_key,
+                                                      Alert.window == f.window))).scalars().first()
+
+
+async def _merge(session: AsyncSession, alert: Alert, f: Finding) -> None:
+    """A later event of an alert's subject and window: link its orders (and refusals)."""
+    await _link(session, alert.id, f.orders)
+    if f.refusal is not None:
+        evidence = json.loads(alert.evidence)
+        if f.refusal not in evidence.get("refusals", []):
+            evidence["refusals"] = sorted([*evidence.get("refusals", []), f.refusal])
+            await session.execute(update(Alert).where(Alert.id == alert.id)  # type: ignore[arg-type]
+                                  .values(evidence=json.dumps(evidence, ensure_ascii=False)))
+
+
+async def store(session: AsyncSession, ctx: Ctx, f: Finding) -> bool:
+    """Open the alert of ``f`` unless its (rule, subject, window) has one; True if opened."""
+    alert = await _existing(session, f)
+    if alert is None:
+        alert = Alert(id=new_id("alr"), rule=f.rule, subject_key=f.subject_key, window=f.window,
+                      subjects=json.dumps(list(dict.fromkeys(f.subjects))),
+                      evidence=json.dumps(f.evidence, ensure_ascii=False), status=AlertStatus.open, opened_at=ctx.now)
+        try:
+            async with session.begin_nested():
+                session.add(alert)
+                await session.flush()
+        except IntegrityError:  # another evaluator opened it meanwhile
+            alert = await _existing(session, f)
+            assert alert is not None
+        else:
+            await _link(session, alert.id, f.orders)
+            return True
+    await _merge(session, alert, f)
+    return False
+
+
+# -- the evaluator ----------------------------------------------------------------------
+
+
+async def _marks(session: AsyncSession, *sources: str) -> dict[str, EvaluatorMark]:
+    """The evaluator's positions, locked for this transaction on PostgreSQL (two
+    processes' evaluators take turns; SQLite writers already do)."""
+    for source in sources:
+        if await session.get(EvaluatorMark, source) is None:
+            try:
+                async with session.begin_nested():
+                    session.add(EvaluatorMark(source=source, position=0))
+                    await session.flush()
+            except IntegrityError:
+                pass
+    rows = (await session.execute(select(EvaluatorMark).where(EvaluatorMark.source.in_(sources))  # type: ignore[attr-defined]
+                                  .with_for_update().execution_options(populate_existing=True))).scalars().all()
+    return {row.source: row for row in rows}
+
+
+async def evaluate(session: AsyncSession, ctx: Ctx) -> list[str]:
+    """One round: every event since the marks, every rule; returns the alerts opened.
+    Does not commit."""
+    marks = await _marks(session, "trade_documents", "refusals")
+    recent = utcnow() - REREAD
+    opened: list[str] = []
+    docs = marks["trade_documents"]
+    after = docs.position
+    reread = select(func.min(TradeDocument.id)).where(TradeDocument.created_at >= recent)  # type: ignore[operator]
+    first_recent = (await session.execute(reread)).scalar_one_or_none()
+    if first_recent is not None:
+        after = min(after, first_recent - 1)
+    while True:
+        rows = (await session.execute(
+            select(TradeDocument.id, TradeDocument.type, TradeDocument.subject)
+            .where(TradeDocument.id > after).order_by(TradeDocument.id).limit(BATCH)  # type: ignore[arg-type,operator]
+        )).all()
+        for doc_id, doc_type, subject in rows:
+            rules = ON_SETTLED if doc_type == "trade.settled" else ON_PLACED if doc_type == "trade.placed" else ()
+            if not rules or not subject.startswith("order:"):
+                continue
+            order = await session.get(Order, subject.removeprefix("order:"))
+            if order is None or (doc_type == "trade.settled" and order.settled_at is None):
+                continue
+            for rule in rules:
+                for finding in await rule(session, ctx, order):
+                    if await store(session, ctx, finding):
+                        opened.append(finding.rule)
+        if rows:
+            after = rows[-1].id
+            docs.position = max(docs.position, after)
+        if len(rows) < BATCH:
+            break
+    refusals = marks["refusals"]
+    rows_r = (await session.execute(
+        select(Refusal).where(or_(Refusal.id > refusals.position, Refusal.created_at >= recent))  # type: ignore[operator]
+        .order_by(Refusal.id)  # type: ignore[arg-type]
+    )).scalars().all()
+    for refusal in rows_r:
+        for finding in refused_attempt(refusal):
+            if await store(session, ctx, finding):
+                opened.append(finding.rule)
+        refusals.position = max(refusals.position, refusal.id or 0)
+    await session.execute(update(EvaluatorMark).where(EvaluatorMark.source == "trade_documents")  # type: ignore[arg-type]
+                          .values(position=docs.position))
+    await session.execute(update(EvaluatorMark).where(EvaluatorMark.source == "refusals")  # type: ignore[arg-type]
+                          .values(position=refusals.position))
+    return opened
+
+
+async def evaluate_once(state: Any) -> list[str]:
+    """The clock's round: evaluate and commit (one transaction)."""
+    async with state.sessionmaker() as session:
+        opened = await evaluate(session, Ctx.system(state))
+        await session.commit()
+    return opened
+
+
+# -- reading and closing ----------------------------------------------------------------
+
+
+def alert_read(alert: Alert) -> dict[str, Any]:
+    return {"id": alert.id, "rule": alert.rule, "subjects": json.loads(alert.subjects),
+            "evidence": json.loads(alert.evidence), "window": alert.window,
+            "opened_at": rfc3339(alert.opened_at), "status": alert.status,
+            "closed_at": rfc3339(alert.closed_at) if alert.closed_at else None, "closed_by": alert.closed_by,
+            "close_reason": alert.close_reason}
+
+
+async def list_alerts(session: AsyncSession, ctx: Ctx, status: str | None, rule: str | None, limit: int,
+                      cursor: str | None) -> dict[str, Any]:
+    ctx.user.require(Role.regulator, Role.operator)
+    query = select(Alert)
+    if status:
+        query = query.where(Alert.status == status)
+    if rule:
+        query = query.where(Alert.rule == rule)
+    rows = list((await session.execute(paginate(query, Alert.id, limit, cursor))).scalars().all())
+    return page_of(rows, limit, alert_read)
+
+
+async def close(session: AsyncSession, ctx: Ctx, alert_id: str, reason: str) -> Alert:
+    """A regulator closes an open alert with a reason (kept; its SHA-256 on the ledger)."""
+    ctx.user.require(Role.regulator)
+    alert = await session.get(Alert, alert_id)
+    if alert is None:
+        raise NotFound(f"no alert {alert_id}")
+    await ALERT.move(session, alert, "close", ctx, {"rule": alert.rule, "reason_sha256": audit.text_digest(reason)},
+                     closed_at=ctx.now, closed_by=ctx.user.id, close_reason=reason)
+    return alert

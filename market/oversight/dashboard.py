@@ -1,0 +1,388 @@
+"""The regulator's dashboard (API.md "Oversight": ``GET /oversight``): server-rendered
+HTML over the oversight services, with charts as inline SVG and no script at all.
+
+Session. A regulator signs in by pasting an API token. The token itself is never kept:
+the cookie ``oversight_session`` holds ``{token id, account id, CSRF token, expiry}``
+signed with HMAC-SHA256 under a key of its own (``<data dir>/keys/oversight-session.key``,
+32 random bytes, mode 0600, made on first use like the master key). Every request
+re-reads the token and its account, so revoking the token, suspending the account or
+taking the regulator role away ends the session at once; a session also ends after
+``SESSION_HOURS``. The cookie is ``HttpOnly; SameSite=Strict; Path=/oversight`` and
+``Secure`` over https; over plain http the dashboard only signs in on a loopback host.
+
+CSRF. Each session has a random token, sent in a hidden field of every form and
+compared (constant time) with the one in the signed cookie; an ``Origin`` header, when
+sent, must be the market's own. The sign-in form, before any session, uses the same
+check with a short-lived signed pre-session cookie (double submit). A failed check is
+``403`` and changes nothing.
+
+Writes go through the same service calls as the JSON API: actions through
+``market.oversight.actions``, alert closures through ``market.oversight.alerts``,
+approvals through ``market.trading.orders.decide(..., as_regulator=True)``.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+from litestar import Controller, Request, Response, Router, get, post
+from litestar.datastructures import Cookie, State
+from litestar.static_files import create_static_files_router
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from market.accounts.models import Account, ApiToken
+from market.accounts.schemas import Role
+from market.auth import Caller, hash_token
+from market.context import Ctx
+from market.credentials import AccountSnapshot
+from market.errors import DomainError
+from market.storage import MasterKey
+
+from market.oversight.dashboard_data import (
+    ACTION_NAMES, action_list, alert_list, approval_list, close_alert_data, decide_order, ledger_status,
+    overview_data, perform_action, refusal_list,
+)
+
+__all__ = ["COOKIE", "DashboardController", "dashboard_router"]
+
+COOKIE = "oversight_session"
+PRE_COOKIE = "oversight_signin"
+PATH = "/oversight"
+SESSION_HOURS = 8
+SIGNIN_MINUTES = 30
+KEY_FILE = "oversight-session.key"
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "[::1]", "localhost"})
+_HERE = Path(__file__).resolve().parent.parent
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(_HERE / "templates" / "oversight"),
+    autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+)
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+# --- signed values --------------------------------------------------------------------
+
+def _key(state: State) -> bytes:
+    """The session-signing key: its own random file beside the market's other keys."""
+    key = getattr(state, "oversight_session_key", None)
+    if key is None:
+        path = state.settings.keys_dir / KEY_FILE
+        MasterKey.load_or_create(path)  # creates it (0600, atomically) or checks mode and length
+        key = path.read_bytes()
+        state.oversight_session_key = key
+    return key  # type: ignore[no-any-return]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def seal(key: bytes, purpose: str, payload: dict[str, Any]) -> str:
+    body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
+    mac = hmac.new(key, f"{purpose}.{body}".encode(), hashlib.sha256).digest()
+    return f"{body}.{_b64(mac)}"
+
+
+def unseal(key: bytes, purpose: str, value: str | None, now: float) -> dict[str, Any] | None:
+    """The payload of a value ``seal`` made for ``purpose``, unexpired; else None."""
+    if not value or len(value) > 1024 or value.count(".") != 1:
+        return None
+    body, mac = value.split(".")
+    want = hmac.new(key, f"{purpose}.{body}".encode(), hashlib.sha256).digest()
+    try:
+        if not hmac.compare_digest(_unb64(mac), want):
+            return None
+        payload = json.loads(_unb64(body))
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("exp"), int) or payload["exp"] <= now:
+        return None
+    return payload
+
+
+# --- who is signed in -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Session:
+    caller: Caller
+    csrf: str
+    expires: int
+
+
+async def _credential(db: AsyncSession, **where: str) -> tuple[str, Account] | None:
+    """The unrevoked token (by ``token_hash`` or ``id``) and its account."""
+    column = ApiToken.token_hash if "token_hash" in where else ApiToken.id
+    row = (await db.exec(
+        select(ApiToken.id, ApiToken.revoked_at, Account)
+        .join(Account, Account.id == ApiToken.account_id)  # type: ignore[arg-type]
+        .where(column == next(iter(where.values())))
+    )).first()
+    if row is None or row[1] is not None:
+        return None
+    return row[0], row[2]
+
+
+def _refusal(account: Account) -> str | None:
+    """Why this account may not use the dashboard (None: it may)."""
+    if Role.regulator.value not in account.roles.split(","):
+        return "not-regulator"
+    if account.suspended:
+        return "suspended"
+    return None
+
+
+async def current(request: Request, db: AsyncSession) -> Session | None:
+    state = request.app.state
+    payload = unseal(_key(state), "session", request.cookies.get(COOKIE), time.time())
+    if payload is None:
+        return None
+    found = await _credential(db, id=str(payload.get("tid", "")))
+    if found is None or found[1].id != payload.get("aid") or _refusal(found[1]) is not None:
+        return None
+    caller = Caller(account=AccountSnapshot.of(found[1]), token_id=found[0])
+    return Session(caller=caller, csrf=str(payload["csrf"]), expires=payload["exp"])
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def _may_sign_in_here(request: Request) -> bool:
+    """Over http the cookie would cross the network in clear: loopback only."""
+    return _secure(request) or (request.url.hostname or "") in _LOOPBACK
+
+
+def _cookie(request: Request, name: str, value: str, max_age: int) -> Cookie:
+    return Cookie(key=name, value=value, path=PATH, httponly=True, samesite="strict", secure=_secure(request),
+                  max_age=max_age)
+
+
+def _origin_ok(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    own = f"{request.url.scheme}://{request.url.netloc}"
+    return origin == own
+
+
+def _csrf_ok(request: Request, form: Any, want: str | None) -> bool:
+    sent = form.get("csrf") if form is not None else None
+    return bool(want) and isinstance(sent, str) and hmac.compare_digest(sent.encode(), want.encode()) \
+        and _origin_ok(request)
+
+
+# --- rendering ------------------------------------------------------------------------
+
+def render(name: str, status: int = 200, cookies: list[Cookie] | None = None, **values: Any) -> Response[str]:
+    html = _ENV.get_template(name).render(**values)
+    return Response(html, status_code=status, media_type="text/html; charset=utf-8", headers=_HEADERS,
+                    cookies=cookies or [])
+
+
+def _page(session: Session, active: str, name: str, **values: Any) -> Response[str]:
+    return render(name, active=active, who=session.caller.account, csrf=session.csrf, **values)
+
+
+def _sign_in_page(request: Request, status: int = 200, error: str | None = None) -> Response[str]:
+    nonce = secrets.token_urlsafe(24)
+    sealed = seal(_key(request.app.state), "signin", {"n": nonce, "exp": int(time.time()) + SIGNIN_MINUTES * 60})
+    return render("signin.html", status=status, error=error, csrf=nonce, allowed=_may_sign_in_here(request),
+                  who=None, notice=None, active="",
+                  cookies=[_cookie(request, PRE_COOKIE, sealed, SIGNIN_MINUTES * 60)])
+
+
+def _forbidden(request: Request, session: Session | None, reason: str) -> Response[str]:
+    return render("refused.html", status=403, reason=reason, who=session.caller.account if session else None,
+                  csrf=session.csrf if session else "", active="", notice=None)
+
+
+def _redirect(to: str, cookies: list[Cookie] | None = None) -> Response[str]:
+    return Response("", status_code=303, headers={**_HEADERS, "Location": to}, cookies=cookies or [])
+
+
+def _notice(text: str) -> str:
+    return quote(text[:300], safe="")
+
+
+
+# --- the pages --------------------------------------------------------------------------
+
+class DashboardController(Controller):
+    path = PATH
+    include_in_schema = False
+
+    @get("/", name="oversight-dashboard")
+    async def overview(self, request: Request, db: AsyncSession, state: State, to: str | None = None,
+                       currency: str | None = None) -> Response[str]:
+        session = await current(request, db)
+        if session is None:
+            return _sign_in_page(request)
+        ctx = Ctx.of(state, session.caller)
+        try:
+            data = await overview_data(db, ctx, request.query_params.get("from"), to, currency or ctx.settings.currency)
+        except DomainError as exc:
+            return _page(session, "overview", "overview.html", data=None, error=exc.detail, notice=None)
+        return _page(session, "overview", "overview.html", data=data, error=None,
+                     notice=request.query_params.get("notice"))
+
+    @get("/alerts")
+    async def alerts(self, request: Request, db: AsyncSession, state: State, status: str = "open") -> Response[str]:
+        session = await current(request, db)
+        if session is None:
+            return _redirect(PATH)
+        ctx = Ctx.of(state, session.caller)
+        status = status if status in ("open", "closed") else "open"
+        items = await alert_list(db, ctx, status)
+        return _page(session, "alerts", "alerts.html", items=items, which=status,
+                     notice=request.query_params.get("notice"))
+
+    @get("/approvals")
+    async def approvals(self, request: Request, db: AsyncSession, state: State) -> Response[str]:
+        session = await current(request, db)
+        if session is None:
+            return _redirect(PATH)
+        items = await approval_list(db, Ctx.of(state, session.caller))
+        return _page(session, "approvals", "approvals.html", items=items, notice=request.query_params.get("notice"))
+
+    @get("/refusals")
+    async def refusals(self, request: Request, db: AsyncSession, state: State) -> Response[str]:
+        session = await current(request, db)
+        if session is None:
+            return _redirect(PATH)
+        items = await refusal_list(db, Ctx.of(state, session.caller))
+        return _page(session, "refusals", "refusals.html", items=items, notice=None)
+
+    @get("/actions")
+    async def actions(self, request: Request, db: AsyncSession, state: State) -> Response[str]:
+        session = await current(request, db)
+        if session is None:
+            return _redirect(PATH)
+        items = await action_list(db, Ctx.of(state, session.caller))
+        return _page(session, "actions", "actions.html", items=items, kinds=ACTION_NAMES,
+                     target=request.query_params.get("target", ""), notice=request.query_params.get("notice"),
+                     error=None)
+
+    @get("/ledger")
+    async def ledger(self, request: Request, db: AsyncSession, state: State) -> Response[str]:
+        session = await current(request, db)
+        if session is None:
+            return _redirect(PATH)
+        status = await ledger_status(db, Ctx.of(state, session.caller), state)
+        return _page(session, "ledger", "ledger.html", info=status, notice=None)
+
+    # --- session ---
+
+    @post("/session", status_code=303)
+    async def sign_in(self, request: Request, db: AsyncSession) -> Response[str]:
+        form = await request.form()
+        pre = unseal(_key(request.app.state), "signin", request.cookies.get(PRE_COOKIE), time.time())
+        if not _csrf_ok(request, form, pre["n"] if pre else None):
+            return render("refused.html", status=403, reason="csrf", who=None, csrf="", active="", notice=None)
+        if not _may_sign_in_here(request):
+            return _sign_in_page(request, 403, "https")
+        token = form.get("token")
+        found = None
+        if isinstance(token, str) and 0 < len(token.strip()) <= 200:
+            found = await _credential(db, token_hash=hash_token(token.strip()))
+        if found is None:
+            return _sign_in_page(request, 401, "bad-token")
+        why = _refusal(found[1])
+        if why is not None:
+            return _sign_in_page(request, 403, why)
+        expires = int(time.time()) + SESSION_HOURS * 3600
+        value = seal(_key(request.app.state), "session",
+                     {"tid": found[0], "aid": found[1].id, "csrf": secrets.token_urlsafe(32), "exp": expires})
+        return _redirect(PATH, cookies=[_cookie(request, COOKIE, value, SESSION_HOURS * 3600),
+                                        _cookie(request, PRE_COOKIE, "", 0)])
+
+    @post("/session/end", status_code=303)
+    async def sign_out(self, request: Request, db: AsyncSession) -> Response[str]:
+        session = await current(request, db)
+        form = await request.form()
+        if session is not None and not _csrf_ok(request, form, session.csrf):
+            return _forbidden(request, session, "csrf")
+        return _redirect(PATH, cookies=[_cookie(request, COOKIE, "", 0)])
+
+    # --- forms that change something ---
+
+    async def _checked(self, request: Request, db: AsyncSession) -> tuple[Session | None, Any, Response[str] | None]:
+        session = await current(request, db)
+        form = await request.form()
+        if session is None:
+            return None, form, _redirect(PATH)
+        if not _csrf_ok(request, form, session.csrf):
+            return session, form, _forbidden(request, session, "csrf")
+        return session, form, None
+
+    @post("/actions", status_code=303)
+    async def act(self, request: Request, db: AsyncSession, state: State) -> Response[str]:
+        session, form, refused = await self._checked(request, db)
+        if refused is not None or session is None:
+            return refused  # type: ignore[return-value]
+        ctx = Ctx.of(state, session.caller)
+        action, target, reason = (str(form.get(k) or "").strip() for k in ("action", "target", "reason"))
+        try:
+            done = await perform_action(db, ctx, action, target, reason)
+            await db.commit()
+        except DomainError as exc:
+            await db.rollback()
+            items = await action_list(db, ctx)
+            return render("actions.html", status=exc.status, active="actions", who=session.caller.account,
+                          csrf=session.csrf, items=items, kinds=ACTION_NAMES, target=target, notice=None,
+                          error=exc.detail)
+        return _redirect(f"{PATH}/actions?notice={_notice(f'{action} {target} ✓ {done}')}")
+
+    @post("/alerts/{alert_id:str}/closure", status_code=303)
+    async def close_alert(self, request: Request, db: AsyncSession, state: State, alert_id: str) -> Response[str]:
+        session, form, refused = await self._checked(request, db)
+        if refused is not None or session is None:
+            return refused  # type: ignore[return-value]
+        try:
+            await close_alert_data(db, Ctx.of(state, session.caller), alert_id, str(form.get("reason") or "").strip())
+            await db.commit()
+        except DomainError as exc:
+            await db.rollback()
+            return _redirect(f"{PATH}/alerts?notice={_notice(exc.detail)}")
+        return _redirect(f"{PATH}/alerts?notice={_notice(f'{alert_id} ✓')}")
+
+    @post("/approvals/{order_id:str}", status_code=303)
+    async def decide(self, request: Request, db: AsyncSession, state: State, order_id: str) -> Response[str]:
+        session, form, refused = await self._checked(request, db)
+        if refused is not None or session is None:
+            return refused  # type: ignore[return-value]
+        decision = str(form.get("decision") or "")
+        try:
+            await decide_order(db, Ctx.of(state, session.caller), order_id, decision,
+                               str(form.get("reason") or "").strip())
+            await db.commit()
+        except DomainError as exc:
+            await db.rollback()
+            return _redirect(f"{PATH}/approvals?notice={_notice(exc.detail)}")
+        return _redirect(f"{PATH}/approvals?notice={_notice(f'{order_id} {decision} ✓')}")
+
+
+def dashboard_router() -> Router:
+    """The dashboard's pages and its style sheet (served by the market itself)."""
+    static = create_static_files_router(path=f"{PATH}/static", directories=[_HERE / "static" / "oversight"],
+                                        name="oversight-static", include_in_schema=False)
+    return Router(path="/", route_handlers=[DashboardController, static], include_in_schema=False)

@@ -1,0 +1,188 @@
+"""The oversight services' answers shaped for the dashboard's pages (``market.oversight.dashboard``):
+lists capped for a page, charts as data for the SVG templates, and the form actions,
+which go through the JSON API's own input schemas and services."""
+
+
+import json
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from litestar.datastructures import State
+from pydantic import ValidationError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from market.context import Ctx
+from market.errors import Unprocessable
+from market.oversight import actions as oversight_actions
+from market.oversight import alerts as oversight_alerts
+from market.oversight import ledger_status as ledger_module
+from market.oversight import stats, trades
+from market.oversight.action_routes import ActionCreate, AlertClosure
+from market.trading import orders as trading_orders
+from market.trading.schemas import DecisionBody
+
+# --- the data: the oversight services, shaped for the pages -----------------------------
+
+ACTION_NAMES = tuple(oversight_actions.ACTIONS)
+LIST_CAP = 2000  # rows read from a list service for one page (newest shown first)
+SHOWN = 200
+CHART_W, CHART_H = 640, 220
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    value: int
+    text: str  # the value as shown
+    x: float
+    y: float
+    w: float
+    h: float
+
+
+@dataclass(frozen=True)
+class Chart:
+    id: str
+    title: str
+    bars: list[Bar]
+    width: int
+    height: int
+    horizontal: bool
+    empty: bool
+
+
+def money(minor: int, currency: str) -> str:
+    """Minor units as a decimal amount (two places; the market's currencies have cents)."""
+    sign = "-" if minor < 0 else ""
+    whole, cents = divmod(abs(minor), 100)
+    return f"{sign}{whole:,}.{cents:02d} {currency}"
+
+
+def _shown(orders: int, value: int, currency: str) -> str:
+    return f"{orders} 笔 orders · {money(value, currency)}"
+
+
+def columns(chart_id: str, title: str, points: list[tuple[str, int, int]], currency: str) -> Chart:
+    """A column chart (one column per day; height: orders settled), geometry in SVG units."""
+    top = max((n for _, n, _ in points), default=0) or 1
+    count = max(len(points), 1)
+    plot_h = CHART_H - 40
+    step = (CHART_W - 60) / count
+    bars = []
+    for i, (label, orders, value) in enumerate(points):
+        h = plot_h * orders / top
+        bars.append(Bar(label, orders, _shown(orders, value, currency), 50 + i * step + step * 0.1, 10 + plot_h - h,
+                        max(step * 0.8, 1), h))
+    return Chart(chart_id, title, bars, CHART_W, CHART_H, False, not any(n for _, n, _ in points))
+
+
+def rows_chart(chart_id: str, title: str, points: list[tuple[str, int, int]], currency: str) -> Chart:
+    """A bar chart (one row per key, as ordered by the service: highest value first)."""
+    points = points[:12]
+    top = max((n for _, n, _ in points), default=0) or 1
+    row = 26
+    height = max(len(points), 1) * row + 10
+    bars = [Bar(label, orders, _shown(orders, value, currency), 170, 5 + i * row,
+                max((CHART_W - 380) * orders / top, 1), 18)
+            for i, (label, orders, value) in enumerate(points)]
+    return Chart(chart_id, title, bars, CHART_W, height, True, not points)
+
+
+async def overview_data(db: AsyncSession, ctx: Ctx, start: str | None, end: str | None,
+                        currency: str) -> dict[str, Any]:
+    """``stats.overview`` (what ``GET /v1/oversight/overview`` answers) for one currency,
+    with its four charts; the day series has a column for every day of the period."""
+    found = await stats.overview(db, ctx, start, end, currency)
+    total = found["totals"]["by_currency"].get(currency, {})
+    series = found["series"]
+    by_day = {p["key"]: (p["orders"], p["value"]) for p in series["day"].get(currency, [])}
+    first, last = date.fromisoformat(found["from"]), date.fromisoformat(found["to"])
+    days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days)]
+
+    def keyed(dim: str, blank: str) -> list[tuple[str, int, int]]:
+        return [(p["key"] or blank, p["orders"], p["value"]) for p in series[dim].get(currency, [])]
+
+    return {
+        "from": found["from"], "to": found["to"], "last_day": (last - timedelta(days=1)).isoformat(),
+        "currency": currency,
+        "totals": {"orders": total.get("orders", 0), "value": money(total.get("value", 0), currency),
+                   "refunds": total.get("refunds", 0),
+                   "refunded_value": money(total.get("refunded_value", 0), currency),
+                   "buyers": total.get("buyers", 0), "providers": total.get("providers", 0),
+                   "registrations": found["totals"]["registrations"]},
+        "charts": [
+            columns("chart-day", "按日成交量 Orders by day", [(d, *by_day.get(d, (0, 0))) for d in days],
+                    currency),
+            rows_chart("chart-category", "按类别成交量 Orders by category", keyed("category", "—"), currency),
+            rows_chart("chart-grade", "按分级成交量 Orders by grade", keyed("grade", "—"), currency),
+            rows_chart("chart-region", "按地区成交量 Orders by region (行政区划)", keyed("region", "未知 unknown"), currency),
+        ],
+    }
+
+
+async def _walk(fetch: Any) -> list[dict[str, Any]]:
+    """Every item of a paged service (oldest first), up to ``LIST_CAP``; newest first."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while len(items) < LIST_CAP:
+        found = await fetch(500, cursor)
+        items += found["items"]
+        cursor = found["next_cursor"]
+        if cursor is None:
+            break
+    return items[::-1][:SHOWN]
+
+
+async def alert_list(db: AsyncSession, ctx: Ctx, status: str) -> list[dict[str, Any]]:
+    items = await _walk(lambda limit, cursor: oversight_alerts.list_alerts(db, ctx, status, None, limit, cursor))
+    for item in items:
+        item["evidence_text"] = json.dumps(item["evidence"], ensure_ascii=False, sort_keys=True)[:600]
+    return items
+
+
+async def approval_list(db: AsyncSession, ctx: Ctx) -> list[dict[str, Any]]:
+    return await _walk(lambda limit, cursor: oversight_actions.approvals(db, ctx, limit, cursor))
+
+
+async def refusal_list(db: AsyncSession, ctx: Ctx) -> list[dict[str, Any]]:
+    return await _walk(lambda limit, cursor: trades.refusals(db, ctx, None, limit, cursor))
+
+
+async def action_list(db: AsyncSession, ctx: Ctx) -> list[dict[str, Any]]:
+    return await _walk(lambda limit, cursor: oversight_actions.list_actions(db, ctx, None, None, limit, cursor))
+
+
+async def ledger_status(db: AsyncSession, ctx: Ctx, state: State) -> dict[str, Any]:
+    """What ``GET /v1/oversight/ledger`` answers, and the signed checkpoint."""
+    found = await ledger_module.status(db, ctx, state.ledger)
+    checkpoint = await state.ledger.checkpoint(db)
+    return {**found, "checkpoint": checkpoint.text}
+
+
+def _checked_input(schema: Any, **values: str) -> Any:
+    """The API's request schema applied to the form (the same limits as the JSON API)."""
+    try:
+        return schema(**values)
+    except ValidationError as exc:
+        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
+        raise Unprocessable(detail, kind="validation-error") from None
+
+
+async def perform_action(db: AsyncSession, ctx: Ctx, action: str, target: str, reason: str) -> str:
+    """Exactly ``POST /v1/oversight/actions``: its schema, then ``actions.perform``."""
+    data = _checked_input(ActionCreate, action=action, target=target, reason=reason)
+    done = await oversight_actions.perform(db, ctx, data.action, data.target, data.reason)
+    return str(done["id"])
+
+
+async def close_alert_data(db: AsyncSession, ctx: Ctx, alert_id: str, reason: str) -> None:
+    data = _checked_input(AlertClosure, reason=reason)
+    await oversight_alerts.close(db, ctx, alert_id, data.reason)
+
+
+async def decide_order(db: AsyncSession, ctx: Ctx, order_id: str, decision: str, reason: str) -> None:
+    data = _checked_input(DecisionBody, decision=decision, reason=reason)
+    await trading_orders.decide(db, ctx, order_id, data.decision, data.reason, as_regulator=True)
+
+

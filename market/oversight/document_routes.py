@@ -1,0 +1,26 @@
+"""``GET /v1/oversight/documents?start=&limit=`` (API.md "Oversight"): regulators read
+the document behind every confidential ledger entry, paged by ledger index."""
+
+from typing import Annotated, Any
+
+from litestar import get
+from litestar.params import Parameter
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ledger.log import MAX_INDEX
+from market.context import Ctx
+from market.oversight import documents
+
+
+@get("/v1/oversight/documents", tags=["oversight"],
+     summary="The document behind every confidential ledger entry from `start` on (regulator)")
+async def oversight_documents(
+    db: AsyncSession,
+    ctx: Ctx,
+    start: Annotated[int, Parameter(ge=0, le=MAX_INDEX, description="a ledger index (0-based)")] = 0,
+    limit: Annotated[int, Parameter(ge=1, le=documents.MAX_LIMIT)] = documents.DEFAULT_LIMIT,
+) -> dict[str, Any]:
+    """``{"items": [{"index", "document"}], "next"}``: integrated ``trade.*``, ``delivery.*`` and
+    ``payout.*`` entries in index order, each with its salted document (null if none is
+    kept); ``next`` is the index to continue from, null at the end of the log."""
+    return await documents.page(db, ctx, start, limit)

@@ -1,0 +1,443 @@
+"""Replay (DESIGN §4.3, "trust but verify"): a regulator checks, from outside the market,
+that the trades it is shown are the trades the public log committed to.
+
+``replay(url, vkey, token)``:
+
+1. verifies the public log with the ledger library's own verifier (``ledger.verify_log``,
+   the code behind ``python -m ledger verify-log``: the checkpoint's signature, every
+   entry's canonical form and signature, every hash tile and the root), keeping, from
+   the very bytes it verified, each confidential entry (``trade.*``, ``delivery.*``,
+   ``payout.*``, LEDGER.md §2) below the checkpoint's size;
+2. reads every document through ``GET /v1/oversight/documents`` (all pages) and checks
+   each against its entry: SHA-256 of the RFC 8785 canonical JSON of the document must
+   equal the entry's ``data.document_sha256``. Findings: ``missing`` (an entry with no
+   document), ``extra`` (a document for no confidential entry, or served twice),
+   ``altered`` (a hash mismatch, or a document naming another event or subject), and
+   ``entry`` (a confidential entry not shaped as LEDGER.md §2 says);
+3. recomputes the overview from the verified documents alone — settled orders from the
+   ``trade.settled`` contracts (price, currency, buyer, provider, asset category and
+   grade, ``settled_at``), refunds from the ``trade.refunded`` documents, counted on the
+   day of their signed entry and under the dimensions of the contract they undo — and
+   compares it with ``GET /v1/oversight/overview`` over a period covering the whole log:
+   every total and series value that differs is a ``total`` finding.
+
+Registrations are not trades (no document holds them) and are not compared. The
+replay is exact on a quiet market; trades made while it runs may show as differences
+(run it again). It reports rather than raises, except when it cannot finish at all
+(``ReplayError``: the server unreachable, the token refused, a response not as
+API.md says).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+import rfc8785
+
+from ledger.entry import parse_entry
+from ledger.errors import LedgerError
+from ledger.note import log_verifier
+from ledger.sources import HttpSource
+from ledger.tiles import TILE_WIDTH, decode_entry_bundle, parse_tile_path
+from ledger.verify import verify_log
+
+__all__ = ["Finding", "ReplayError", "ReplayReport", "format_report", "recompute", "replay"]
+
+CONFIDENTIAL_PREFIXES = ("trade.", "delivery.", "payout.")
+_TYPE_MARKS = tuple(f'"type":"{p}'.encode() for p in CONFIDENTIAL_PREFIXES)
+MEASURES = ("orders", "value", "refunds", "refunded_value")
+PARTIES = ("buyers", "providers")
+DIMENSIONS = ("day", "category", "grade", "provider", "region")
+PAGE = 500  # documents per request (the API's maximum)
+MAX_PAGE_BYTES = 64 << 20
+MAX_OVERVIEW_BYTES = 64 << 20
+MAX_PERIOD_DAYS = 3700  # the overview's longest period
+
+
+class ReplayError(Exception):
+    """The replay could not finish (nothing was concluded about the market)."""
+
+
+@dataclass
+class Finding:
+    kind: str  # log | entry | missing | extra | altered | total
+    message: str
+    index: int | None = None
+    type: str | None = None
+    subject: str | None = None
+    overview: int | None = None
+    documents: int | None = None
+
+
+@dataclass
+class ReplayReport:
+    ok: bool = False
+    url: str = ""
+    log_ok: bool = False
+    size: int | None = None
+    root: str | None = None
+    entries_checked: int = 0
+    confidential_entries: int = 0
+    documents_checked: int = 0
+    totals_compared: bool = False
+    period: dict[str, str] | None = None
+    recomputed: dict[str, Any] | None = None
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    type: str
+    subject: str
+    time: str
+    digest: str | None  # None: the entry is not shaped as a confidential entry
+
+
+# -- step 1: the log, verified, and its confidential entries ---------------------------------
+
+
+class _RecordingSource(HttpSource):
+    """An HttpSource that keeps, from every entry bundle it hands the verifier, the
+    confidential entries (by index) and the first entry's time. Only indexes below the
+    verified checkpoint's size are used afterwards, so what is kept is what was verified."""
+
+    def __init__(self, base_url: str, client: httpx.Client) -> None:
+        super().__init__(base_url, client)
+        self.confidential: dict[int, _Entry] = {}
+        self.first_time: str | None = None
+
+    def read(self, path: str, max_size: int) -> bytes | None:
+        data = super().read(path, max_size)
+        if data is not None and path.startswith("tile/entries/"):
+            self._keep(path, data)
+        return data
+
+    def _keep(self, path: str, data: bytes) -> None:
+        try:
+            _, tile, width = parse_tile_path(path)
+            leaves = decode_entry_bundle(data, width if width < TILE_WIDTH else None)
+        except (LedgerError, ValueError):
+            return  # the verifier reports it
+        for n, leaf in enumerate(leaves):
+            index = tile * TILE_WIDTH + n
+            if index == 0:
+                self.first_time = _time_of(leaf)
+            if not any(mark in leaf for mark in _TYPE_MARKS):
+                continue
+            try:
+                entry = parse_entry(leaf)
+            except LedgerError:
+                continue
+            if not entry["type"].startswith(CONFIDENTIAL_PREFIXES):
+                continue
+            data_ = entry["data"]
+            digest = data_.get("document_sha256") if entry["actor"] == "market" and set(data_) == {
+                "document_sha256"} else None
+            if not (isinstance(digest, str) and len(digest) == 64):
+                digest = None
+            self.confidential[index] = _Entry(entry["type"], entry["subject"], entry["time"], digest)
+
+
+def _time_of(leaf: bytes) -> str | None:
+    try:
+        return str(parse_entry(leaf)["time"])
+    except LedgerError:
+        return None
+
+
+# -- step 2: the documents -------------------------------------------------------------------
+
+
+def document_digest(document: Any) -> str:
+    """Hex SHA-256 of the RFC 8785 canonical JSON of ``document`` (LEDGER.md §2)."""
+    return hashlib.sha256(rfc8785.dumps(document)).hexdigest()
+
+
+def _get_json(client: httpx.Client, url: str, token: str, params: dict[str, Any], max_bytes: int) -> Any:
+    try:
+        r = client.get(url, params=params, headers={"Authorization": f"Bearer {token}"})
+    except httpx.HTTPError as e:
+        raise ReplayError(f"GET {url}: {type(e).__name__}; check the URL and that the market is running") from None
+    if r.status_code != 200:
+        detail = ""
+        try:
+            body = r.json()
+            detail = f" ({body.get('title', '')}: {body.get('detail', '')})" if isinstance(body, dict) else ""
+        except ValueError:
+            pass
+        raise ReplayError(f"GET {url}: HTTP {r.status_code}{detail}")
+    if len(r.content) > max_bytes:
+        raise ReplayError(f"GET {url}: response over {max_bytes} bytes")
+    try:
+        return r.json()
+    except ValueError:
+        raise ReplayError(f"GET {url}: not JSON") from None
+
+
+def _check_documents(client: httpx.Client, base: str, token: str, size: int, entries: dict[int, _Entry],
+                     report: ReplayReport) -> dict[int, dict[str, Any]]:
+    """Read every page of documents; return the verified ones by index, adding findings."""
+    verified: dict[int, dict[str, Any]] = {}
+    served: set[int] = set()
+    start: int | None = 0
+    while start is not None and start < size:
+        page = _get_json(client, f"{base}/v1/oversight/documents", token, {"start": start, "limit": PAGE},
+                         MAX_PAGE_BYTES)
+        if not isinstance(page, dict) or not isinstance(page.get("items"), list):
+            raise ReplayError("GET /v1/oversight/documents: want {\"items\": [...], \"next\": …}")
+        following = page.get("next")
+        if following is not None and (not isinstance(following, int) or isinstance(following, bool)
+                                      or following <= start):
+            raise ReplayError(f"GET /v1/oversight/documents?start={start}: next {following!r} does not go forward")
+        for item in page["items"]:
+            if not isinstance(item, dict) or not isinstance(item.get("index"), int) or "document" not in item:
+                raise ReplayError("GET /v1/oversight/documents: want items {\"index\", \"document\"}")
+            index, document = item["index"], item["document"]
+            if index >= size:
+                continue  # integrated after the checkpoint verified: not part of this replay
+            entry = entries.get(index)
+            if index in served:
+                report.findings.append(Finding("extra", f"entry {index}: a document was served twice", index))
+                continue
+            served.add(index)
+            if entry is None:
+                report.findings.append(Finding(
+                    "extra", f"entry {index}: a document was served for an entry that is not a confidential "
+                    f"trade entry", index))
+                continue
+            if document is None:
+                continue  # reported as missing below
+            report.documents_checked += 1
+            if entry.digest is None:
+                continue  # the entry itself is reported
+            got = document_digest(document)
+            if got != entry.digest:
+                report.findings.append(Finding(
+                    "altered", f"entry {index} ({entry.type} {entry.subject}): the document's SHA-256 {got} "
+                    f"differs from the entry's {entry.digest}", index, entry.type, entry.subject))
+                continue
+            if not isinstance(document, dict) or (document.get("event"), document.get("subject")) != (
+                    entry.type, entry.subject):
+                report.findings.append(Finding(
+                    "altered", f"entry {index} ({entry.type} {entry.subject}): its document names another event "
+                    "or subject", index, entry.type, entry.subject))
+                continue
+            verified[index] = document
+        start = following
+    for index, entry in sorted(entries.items()):
+        if entry.digest is None:
+            report.findings.append(Finding(
+                "entry", f"entry {index} ({entry.type} {entry.subject}): not a confidential entry of LEDGER.md §2 "
+                "(actor market, data only document_sha256)", index, entry.type, entry.subject))
+        elif index not in verified and not any(f.index == index and f.kind == "altered" for f in report.findings):
+            report.findings.append(Finding(
+                "missing", f"entry {index} ({entry.type} {entry.subject}): no document served for it",
+                index, entry.type, entry.subject))
+    return verified
+
+
+# -- step 3: the overview, recomputed and compared -------------------------------------------
+
+
+def _day(rfc3339: str) -> str:
+    moment = datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def _region(uscc: Any) -> str:
+    return uscc[2:8] if isinstance(uscc, str) and len(uscc) == 18 else ""
+
+
+def recompute(documents: dict[int, dict[str, Any]], entries: dict[int, _Entry],
+              since: str | None = None, until: str | None = None) -> dict[str, Any]:
+    """The overview's totals and series (per currency) from verified documents alone, for
+    ``since`` <= day < ``until`` (UTC dates, either open): the shape of
+    ``market.oversight.stats.overview`` without registrations, as plain dicts."""
+    totals: dict[str, dict[str, int]] = {}
+    series: dict[str, dict[str, dict[str, dict[str, int]]]] = {d: {} for d in DIMENSIONS}
+    parties: dict[str, dict[str, set[str]]] = {}
+    contracts: dict[str, dict[str, Any]] = {}
+
+    def within(day: str) -> bool:
+        return (since is None or day >= since) and (until is None or day < until)
+
+    def add(currency: str, keys: dict[str, str], **amounts: int) -> None:
+        total = totals.setdefault(currency, {**{m: 0 for m in MEASURES}, **{p: 0 for p in PARTIES}})
+        for dim, key in keys.items():
+            slot = series[dim].setdefault(currency, {}).setdefault(key, {m: 0 for m in MEASURES})
+            for m, v in amounts.items():
+                slot[m] += v
+        for m, v in amounts.items():
+            total[m] += v
+
+    def dims(contract: dict[str, Any]) -> dict[str, str]:
+        asset, provider = contract["asset"], contract["provider"]
+        return {"category": str(asset["category"]), "grade": str(asset["grade"]), "provider": str(provider["id"]),
+                "region": _region(provider.get("uscc"))}
+
+    for index in sorted(documents):
+        doc = documents[index]
+        if doc.get("event") == "trade.settled":
+            contracts[str(doc["order"])] = doc
+            day = _day(doc["settled_at"])
+            if not within(day):
+                continue
+            currency = str(doc["price"]["currency"])
+            add(currency, {"day": day, **dims(doc)}, orders=1, value=int(doc["price"]["amount"]))
+            who = parties.setdefault(currency, {"buyers": set(), "providers": set()})
+            who["buyers"].add(str(doc["buyer"]["id"]))
+            who["providers"].add(str(doc["provider"]["id"]))
+    for index in sorted(documents):
+        doc = documents[index]
+        if doc.get("event") != "trade.refunded":
+            continue
+        day = _day(entries[index].time)  # the refund's moment: its signed entry
+        if not within(day):
+            continue
+        amount = doc["amount"]
+        contract = contracts.get(str(doc["order"]))
+        keys = {"day": day, **(dims(contract) if contract is not None else {})}
+        add(str(amount["currency"]), keys, refunds=1, refunded_value=int(amount["amount"]))
+    for currency, who in parties.items():
+        totals[currency]["buyers"] = len(who["buyers"])
+        totals[currency]["providers"] = len(who["providers"])
+    return {"totals": {"by_currency": totals},
+            "series": {dim: {cur: [{"key": k, **v} for k, v in sorted(keys.items())] for cur, keys in by.items()}
+                       for dim, by in series.items()}}
+
+
+def _flatten(overview: dict[str, Any]) -> dict[tuple[str, ...], int]:
+    """(currency, what[, dimension, key], measure) → value, for comparison; zeros left out."""
+    flat: dict[tuple[str, ...], int] = {}
+    for currency, total in (overview.get("totals", {}).get("by_currency") or {}).items():
+        for m in (*MEASURES, *PARTIES):
+            if total.get(m):
+                flat[(currency, "total", m)] = int(total[m])
+    for dim in DIMENSIONS:
+        for currency, rows in ((overview.get("series") or {}).get(dim) or {}).items():
+            for row in rows:
+                for m in MEASURES:
+                    if row.get(m):
+                        key = (currency, dim, str(row["key"]), m)
+                        flat[key] = flat.get(key, 0) + int(row[m])
+    return flat
+
+
+def _describe(key: tuple[str, ...]) -> str:
+    if key[1] == "total":
+        return f"{key[0]} {key[2]}"
+    return f"{key[0]} {key[1]} {key[2] or '(none)'} {key[3]}"
+
+
+def compare(served: dict[str, Any], recomputed: dict[str, Any]) -> list[Finding]:
+    """A ``total`` finding for every value the overview serves that the documents do not give."""
+    try:
+        theirs = _flatten(served)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise ReplayError("GET /v1/oversight/overview: not the shape API.md gives (totals.by_currency, series)") \
+            from None
+    ours = _flatten(recomputed)
+    findings = []
+    for key in sorted(theirs.keys() | ours.keys()):
+        a, b = theirs.get(key, 0), ours.get(key, 0)
+        if a != b:
+            findings.append(Finding("total", f"{_describe(key)}: overview {a}, documents {b} (differs by {a - b:+d})",
+                                    overview=a, documents=b))
+    return findings
+
+
+def _period(first_time: str | None, entries: dict[int, _Entry], today: date) -> tuple[str, str]:
+    """A period covering the whole log: the first entry's day to the day after the later
+    of today and the last confidential entry; at most the overview's longest period."""
+    days = [_day(e.time) for e in entries.values()]
+    last = max([today.isoformat(), *days])
+    until = date.fromisoformat(last) + timedelta(days=1)
+    since = date.fromisoformat(_day(first_time)) if first_time else until - timedelta(days=1)
+    since = max(since, until - timedelta(days=MAX_PERIOD_DAYS))
+    return since.isoformat(), until.isoformat()
+
+
+# -- the whole replay ----------------------------------------------------------------------
+
+
+def replay(url: str, vkey: str, token: str, *, client: httpx.Client | None = None, workers: int | None = None,
+           today: Callable[[], date] | None = None) -> ReplayReport:
+    """Verify the log at ``url``, check every document against it, recompute and compare the
+    overview. Returns the report (``ok`` when nothing differs); raises ReplayError when it
+    cannot finish."""
+    base = url.rstrip("/")
+    try:
+        log_verifier(vkey)
+    except LedgerError as e:
+        raise ReplayError(f"--vkey is not the log's verifier key ({e}); the market serves it at /v1/ledger/key") \
+            from None
+    report = ReplayReport(url=base)
+    own = client is None
+    http = client or httpx.Client(timeout=httpx.Timeout(60.0), follow_redirects=False)
+    try:
+        try:
+            source = _RecordingSource(base, http)
+        except LedgerError as e:
+            raise ReplayError(str(e)) from None
+        log = verify_log(source, vkey, workers=workers)
+        report.log_ok, report.size, report.entries_checked = log.ok, log.size, log.entries_checked
+        report.root = log.root.hex() if log.root is not None else None
+        if not log.ok:
+            report.findings.append(Finding("log", f"the public log does not verify: {log.error}", log.failed_entry))
+            return report
+        size = log.size or 0
+        entries = {i: e for i, e in source.confidential.items() if i < size}
+        report.confidential_entries = len(entries)
+        documents = _check_documents(http, base, token, size, entries, report)
+        since, until = _period(source.first_time, entries, (today or (lambda: datetime.now(UTC).date()))())
+        report.period = {"from": since, "to": until}
+        recomputed = recompute(documents, entries, since, until)
+        report.recomputed = recomputed
+        served = _get_json(http, f"{base}/v1/oversight/overview", token, {"from": since, "to": until},
+                           MAX_OVERVIEW_BYTES)
+        if not isinstance(served, dict):
+            raise ReplayError("GET /v1/oversight/overview: want a JSON object")
+        report.findings.extend(compare(served, recomputed))
+        report.totals_compared = True
+        report.notes.append("registrations are not trades and are not compared")
+        report.ok = not report.findings
+        return report
+    finally:
+        if own:
+            http.close()
+
+
+def format_report(report: ReplayReport) -> list[str]:
+    """One line per finding, then a summary line."""
+    lines = [f"{f.kind}: {f.message}" for f in report.findings]
+    counts: dict[str, int] = defaultdict(int)
+    for f in report.findings:
+        counts[f.kind] += 1
+    if not report.log_ok:
+        lines.append(f"FAILED: {report.url}: the log did not verify; nothing else was checked")
+        return lines
+    what = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "no differences"
+    period = f" over {report.period['from']}..{report.period['to']}" if report.period else ""
+    verdict = "ok" if report.ok else "DIFFERENCES"
+    lines.append(
+        f"{verdict}: log of {report.size} entries verified (root {report.root}); "
+        f"{report.confidential_entries} confidential entries, {report.documents_checked} documents checked; "
+        f"totals {'compared' if report.totals_compared else 'not compared'}{period}; {what}")
+    return lines
+
+
+def dumps(report: ReplayReport) -> str:
+    return json.dumps(report.to_json(), ensure_ascii=False, indent=2, sort_keys=True)

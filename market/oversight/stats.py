@@ -1,0 +1,258 @@
+"""Trade statistics for the regulator (API.md "Oversight"): ``trade_stats`` and
+``trade_parties`` kept in the transaction that settles or refunds an order, and the
+overview read from them alone — never from ``orders``, so it costs the same however
+many trades there are.
+
+Counting (``count_settled``, ``count_refunded``; services, never commit):
+
+- A settlement adds 1 to ``orders`` and the price to ``value`` on the UTC day of
+  ``settled_at``, and records its buyer and provider in ``trade_parties`` for that day
+  and currency.
+- A refund adds 1 to ``refunds`` and the price to ``refunded_value`` on the UTC day of
+  ``refunded_at``: refunds count when they happen, as in the provider statements, so a
+  closed day never changes. The settlement stays counted on its own day.
+- The dimensions are those of the contract (交易凭证) written at settlement: the
+  asset's category and grade then, and the provider's region — the 行政区划 code,
+  characters 3–8 of its USCC (``uscc[2:8]``; ``""`` for a provider without one). A
+  refund is counted under the same dimensions as the settlement it undoes.
+- ``stat_key`` is the one keying function (the bench seeds with it too). Both writes are
+  upserts (``INSERT … ON CONFLICT``), so concurrent settlements of the same key add up.
+
+The overview (``overview``), for ``from`` ≤ day < ``to`` (UTC dates, ``to`` exclusive):
+
+.. code-block:: text
+
+    {"from": "2026-03-01", "to": "2026-04-01", "currency": null,
+     "totals": {"registrations": 12,                     # assets registered in the period
+                "by_currency": {"CNY": {"orders": 40, "value": 3520000, "refunds": 2,
+                                        "refunded_value": 176000, "buyers": 17, "providers": 9}}},
+     "series": {"day":      {"CNY": [{"key": "2026-03-01", "orders": …, "value": …,
+                                      "refunds": …, "refunded_value": …}, …]},
+                "category": {"CNY": [{"key": "transport", …}, …]},
+                "grade":    {"CNY": [{"key": "general", …}, …]},
+                "provider": {"CNY": [{"key": "acct_…", …}, …]},
+                "region":   {"CNY": [{"key": "440300", …}, …]}}}
+
+Money is in minor units and never summed across currencies: every total and series is
+per currency (``?currency=`` keeps one). Days are in date order and only days with
+activity appear; the other series are by ``value`` descending, then key. ``buyers`` and
+``providers`` are distinct accounts over the whole period (not summed over days).
+Registrations are not money and are counted once for the period.
+"""
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from market.accounts.models import Account
+from market.accounts.schemas import Role
+from market.context import Ctx
+from market.errors import Unprocessable
+from market.oversight.models import TradeParty, TradeStat
+from market.registry.models import Asset
+from market.trading.models import Order
+
+KEY_COLUMNS = ("day", "currency", "category", "grade", "provider_id", "region")
+MEASURES = ("orders", "value", "refunds", "refunded_value")
+DIMENSIONS = ("category", "grade", "provider", "region")
+DEFAULT_DAYS = 30
+MAX_DAYS = 3700  # about ten years
+
+
+# -- keys ----------------------------------------------------------------------------------
+
+
+def day_of(moment: datetime) -> str:
+    """The UTC calendar day of ``moment``: ``YYYY-MM-DD``."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def region_of(uscc: str | None) -> str:
+    """The 行政区划 code in a USCC: characters 3–8 (GB 32100-2015); ``""`` without one."""
+    return uscc[2:8] if uscc and len(uscc) == 18 else ""
+
+
+@dataclass(frozen=True)
+class Dimensions:
+    """What a trade is counted under, apart from the day."""
+
+    currency: str
+    category: str
+    grade: str
+    provider_id: str
+    region: str
+
+
+def stat_key(day: str, dims: Dimensions) -> dict[str, str]:
+    """The ``trade_stats`` key of a trade counted on ``day``."""
+    return {"day": day, "currency": dims.currency, "category": dims.category, "grade": dims.grade,
+            "provider_id": dims.provider_id, "region": dims.region}
+
+
+async def dimensions(session: AsyncSession, order: Order) -> Dimensions:
+    """The order's dimensions as its contract recorded them at settlement (the asset and
+    the provider as they were then); the live rows for an order without a contract."""
+    if order.contract:
+        contract = json.loads(order.contract)
+        asset, provider = contract["asset"], contract["provider"]
+        uscc = provider.get("uscc")
+        if uscc is None and provider.get("kind") != "individual":
+            account = await session.get(Account, order.provider_id)
+            uscc = account.uscc if account else None
+        return Dimensions(order.currency, asset["category"], asset["grade"], order.provider_id, region_of(uscc))
+    row = await session.get_one(Asset, order.asset_id)
+    account = await session.get(Account, order.provider_id)
+    return Dimensions(order.currency, row.category, row.grade, order.provider_id,
+                      region_of(account.uscc if account else None))
+
+
+# -- counting (in the settling and refunding transactions) ---------------------------------
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    name = session.get_bind().dialect.name
+    return (postgresql.insert if name == "postgresql" else sqlite.insert)(table)
+
+
+async def _add(session: AsyncSession, key: dict[str, str], **amounts: int) -> None:
+    values = {**key, **{m: 0 for m in MEASURES}, **amounts}
+    table = TradeStat.__table__  # type: ignore[attr-defined]
+    stmt = _insert(session, table).values(**values)
+    stmt = stmt.on_conflict_do_update(index_elements=list(KEY_COLUMNS),
+                                      set_={m: table.c[m] + stmt.excluded[m] for m in amounts})
+    await session.execute(stmt)
+
+
+async def _party(session: AsyncSession, day: str, currency: str, role: str, account_id: str) -> None:
+    stmt = _insert(session, TradeParty.__table__).values(  # type: ignore[attr-defined]
+        day=day, currency=currency, role=role, account_id=account_id)
+    await session.execute(stmt.on_conflict_do_nothing(index_elements=["day", "currency", "role", "account_id"]))
+
+
+async def count_settled(session: AsyncSession, order: Order) -> None:
+    """Count the settlement of ``order`` (just made ``active``, ``settled_at`` set)."""
+    assert order.settled_at is not None
+    day = day_of(order.settled_at)
+    dims = await dimensions(session, order)
+    await _add(session, stat_key(day, dims), orders=1, value=order.price)
+    await _party(session, day, order.currency, "buyer", order.buyer_id)
+    await _party(session, day, order.currency, "provider", order.provider_id)
+
+
+async def count_refunded(session: AsyncSession, order: Order) -> None:
+    """Count the refund of ``order`` (just made ``refunded``, ``refunded_at`` set)."""
+    assert order.refunded_at is not None
+    dims = await dimensions(session, order)
+    await _add(session, stat_key(day_of(order.refunded_at), dims), refunds=1, refunded_value=order.price)
+
+
+# -- the overview --------------------------------------------------------------------------
+
+
+def parse_day(value: str | None, name: str) -> date | None:
+    if value is None or value == "":
+        return None
+    try:
+        if len(value) != 10:
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise Unprocessable(f"{name} must be a date YYYY-MM-DD (UTC), got {value!r}", kind="bad-date") from None
+
+
+def period(start: str | None, end: str | None, today: date) -> tuple[date, date]:
+    """``from`` (inclusive) and ``to`` (exclusive) as dates. Defaults: ``to`` the day after
+    ``today`` (so today is in), ``from`` 30 days before ``to``."""
+    to = parse_day(end, "to") or today + timedelta(days=1)
+    since = parse_day(start, "from") or to - timedelta(days=DEFAULT_DAYS)
+    if since >= to:
+        raise Unprocessable(f"from ({since}) must be before to ({to}); to is exclusive", kind="bad-period")
+    if (to - since).days > MAX_DAYS:
+        raise Unprocessable(f"a period is at most {MAX_DAYS} days", kind="bad-period")
+    return since, to
+
+
+def check_currency(currency: str | None) -> str | None:
+    if currency is None or currency == "":
+        return None
+    if len(currency) != 3 or not currency.isascii() or not currency.isalpha() or not currency.isupper():
+        raise Unprocessable(f"currency must be an ISO 4217 code like CNY, got {currency!r}", kind="bad-currency")
+    return currency
+
+
+def moment(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def _measures(row: Any) -> dict[str, int]:
+    return {m: int(getattr(row, m) or 0) for m in MEASURES}
+
+
+async def overview(session: AsyncSession, ctx: Ctx, start: str | None = None, end: str | None = None,
+                   currency: str | None = None) -> dict[str, Any]:
+    """Totals and series for the period (shape in the module docstring). Regulators and
+    operators only. Three range scans of the pre-aggregated tables and one count of
+    assets: the day series (by day and currency), everything else (by the non-day key,
+    days summed in the database, then folded per dimension here), the distinct parties."""
+    ctx.user.require(Role.regulator, Role.operator)
+    since, to = period(start, end, ctx.now.astimezone(UTC).date())
+    currency = check_currency(currency)
+    lo, hi = since.isoformat(), to.isoformat()
+    in_range = [TradeStat.day >= lo, TradeStat.day < hi]  # type: ignore[operator]
+    if currency is not None:
+        in_range.append(TradeStat.currency == currency)
+    sums = [func.sum(getattr(TradeStat, m)).label(m) for m in MEASURES]
+
+    by_day = (await session.execute(select(TradeStat.day, TradeStat.currency, *sums).where(*in_range)
+                                    .group_by(TradeStat.day, TradeStat.currency)
+                                    .order_by(TradeStat.day, TradeStat.currency))).all()
+    by_key = (await session.execute(select(TradeStat.currency, TradeStat.category, TradeStat.grade,
+                                           TradeStat.provider_id, TradeStat.region, *sums).where(*in_range)
+                                    .group_by(TradeStat.currency, TradeStat.category, TradeStat.grade,
+                                              TradeStat.provider_id, TradeStat.region))).all()
+    party_range = [TradeParty.day >= lo, TradeParty.day < hi]  # type: ignore[operator]
+    if currency is not None:
+        party_range.append(TradeParty.currency == currency)
+    parties = (await session.execute(select(TradeParty.currency, TradeParty.role,
+                                            func.count(func.distinct(TradeParty.account_id)))
+                                     .where(*party_range).group_by(TradeParty.currency, TradeParty.role))).all()
+    registrations = (await session.execute(select(func.count()).select_from(Asset).where(
+        Asset.registered_at >= moment(since), Asset.registered_at < moment(to)))).scalar_one()  # type: ignore[operator]
+
+    totals: dict[str, dict[str, int]] = {}
+    days: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in by_day:
+        values = _measures(row)
+        days[row.currency].append({"key": row.day, **values})
+        total = totals.setdefault(row.currency, {**{m: 0 for m in MEASURES}, "buyers": 0, "providers": 0})
+        for m in MEASURES:
+            total[m] += values[m]
+    folded: dict[str, dict[str, dict[str, dict[str, int]]]] = {d: defaultdict(dict) for d in DIMENSIONS}
+    for row in by_key:
+        values = _measures(row)
+        for dim, key in (("category", row.category), ("grade", row.grade), ("provider", row.provider_id),
+                         ("region", row.region)):
+            slot = folded[dim][row.currency].setdefault(key, {m: 0 for m in MEASURES})
+            for m in MEASURES:
+                slot[m] += values[m]
+    for cur, role, count in parties:
+        total = totals.setdefault(cur, {**{m: 0 for m in MEASURES}, "buyers": 0, "providers": 0})
+        total["buyers" if role == "buyer" else "providers"] = int(count)
+    series: dict[str, Any] = {"day": dict(days)}
+    for dim in DIMENSIONS:
+        series[dim] = {cur: [{"key": k, **v} for k, v in sorted(keys.items(), key=lambda kv: (-kv[1]["value"], kv[0]))]
+                       for cur, keys in folded[dim].items()}
+    return {"from": lo, "to": hi, "currency": currency,
+            "totals": {"registrations": int(registrations), "by_currency": totals}, "series": series}
+
+
+__all__ = ["Dimensions", "count_refunded", "count_settled", "day_of", "dimensions", "overview", "period",
+           "region_of", "stat_key"]

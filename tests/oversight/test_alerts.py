@@ -1,0 +1,271 @@
+"""Alert rules (docs/alerts.md): for each rule, data that triggers it and data that
+nearly does; once per subject and window; closure by a regulator only."""
+
+import secrets
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from market.accounts.models import Account
+from market.oversight.alerts import evaluate_once
+from market.trading.models import Order
+from tests.conftest import Parties, Party, assert_problem, random_uscc
+from tests.listings.support import listable_asset, publish
+from tests.registry_support import add_key, ledger_items
+from tests.trading.support import FREE, buyer, offer, pay_by_bank, place
+
+
+
+def evaluate(client: Any) -> list[str]:
+    return client.blocking_portal.call(evaluate_once, client.app.state)
+
+
+async def all_alerts(client: Any, who: Party, **params: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        query = {"limit": 500, **params, **({"cursor": cursor} if cursor else {})}
+        r = await client.get("/v1/oversight/alerts", params=query, headers=who.auth)
+        assert r.status_code == 200, r.text
+        items += r.json()["items"]
+        cursor = r.json()["next_cursor"]
+        if cursor is None:
+            return items
+
+
+async def alerts_about(client: Any, who: Party, rule: str, *ids: str) -> list[dict[str, Any]]:
+    """Alerts of ``rule`` whose subjects include every id given."""
+    return [a for a in await all_alerts(client, who, rule=rule) if set(ids) <= set(a["subjects"])]
+
+
+def set_settled_at(client: Any, order_id: str, delta: timedelta) -> None:
+    state = client.app.state
+
+    async def run() -> None:
+        async with state.sessionmaker() as session:
+            order = await session.get_one(Order, order_id)
+            await session.execute(update(Order).where(Order.id == order_id)  # type: ignore[arg-type]
+                                  .values(settled_at=order.settled_at + delta))
+            await session.commit()
+
+    client.blocking_portal.call(run)
+
+
+async def trader(client: Any, parties: Parties, operator: Party, **extra: Any) -> tuple[Any, dict[str, Any]]:
+    """A party that both sells (a listing with a free plan) and buys."""
+    party = await add_key(client, await parties.verified(["buyer", "provider"], **extra))
+    asset = await listable_asset(client, party, operator)
+    listing = await publish(client, party, asset["id"], plans=[FREE])
+    return party, listing
+
+
+controller_supported = pytest.mark.skipif(not hasattr(Account, "controller_uscc"),
+                                          reason="accounts do not declare controller_uscc yet")
+
+
+@controller_supported
+async def test_self_dealing_between_related_parties(client: Any, parties: Parties, operator: Party,
+                                                    regulator: Party) -> None:
+    holder, listing = await offer(client, parties, operator)
+    uscc = holder.party.body["uscc"]
+    controlled = await buyer(client, parties, controller_uscc=uscc)  # the provider controls the buyer
+    unrelated = await buyer(client, parties, controller_uscc=random_uscc())
+    related_order = await place(client, controlled, listing)
+    unrelated_order = await place(client, unrelated, listing)
+    # Both declare the same controller.
+    parent = random_uscc()
+    seller, own = await trader(client, parties, operator, controller_uscc=parent)
+    sibling = await buyer(client, parties, controller_uscc=parent)
+    sibling_order = await place(client, sibling, own)
+
+    evaluate(client)
+    found = await alerts_about(client, regulator, "self_dealing", controlled.id, holder.id)
+    assert len(found) == 1
+    assert found[0]["evidence"]["relation"] == "provider_controls_buyer"
+    assert related_order["id"] in found[0]["subjects"]
+    assert found[0]["status"] == "open" and found[0]["opened_at"]
+    same = await alerts_about(client, regulator, "self_dealing", sibling.id, seller.id)
+    assert len(same) == 1 and same[0]["evidence"]["relation"] == "same_controller"
+    assert sibling_order["id"] in same[0]["subjects"]
+    assert await alerts_about(client, regulator, "self_dealing", unrelated.id) == []
+    assert unrelated_order["id"] not in str(await all_alerts(client, regulator, rule="self_dealing"))
+
+    # Another related trade in the same window joins the alert; re-running adds nothing.
+    await place(client, controlled, listing)
+    evaluate(client)
+    evaluate(client)
+    assert [a["id"] for a in await alerts_about(client, regulator, "self_dealing", controlled.id)] == \
+        [found[0]["id"]]
+
+
+async def test_wash_trade_within_the_window(client: Any, parties: Parties, operator: Party,
+                                            regulator: Party) -> None:
+    a, a_listing = await trader(client, parties, operator)
+    b, b_listing = await trader(client, parties, operator)
+    await place(client, a, b_listing)
+    await place(client, b, a_listing)
+    # Just outside the window (30 days): C buys from D, then D from C 30 days and a minute later.
+    c, c_listing = await trader(client, parties, operator)
+    d, d_listing = await trader(client, parties, operator)
+    early = await place(client, c, d_listing)
+    set_settled_at(client, early["id"], -timedelta(days=30, minutes=1))
+    await place(client, d, c_listing)
+    # One way only: E buys from F twice.
+    e, _ = await trader(client, parties, operator)
+    f, f_listing = await trader(client, parties, operator)
+    await place(client, e, f_listing)
+    await place(client, e, f_listing)
+
+    evaluate(client)
+    found = await alerts_about(client, regulator, "wash_trade", a.id, b.id)
+    assert len(found) == 1
+    assert {found[0]["evidence"]["first"]["buyer"], found[0]["evidence"]["second"]["buyer"]} == {a.id, b.id}
+    assert await alerts_about(client, regulator, "wash_trade", c.id, d.id) == []
+    assert await alerts_about(client, regulator, "wash_trade", e.id, f.id) == []
+
+    # A third trade of the pair within the window: the same alert; evaluating twice adds nothing.
+    await place(client, a, b_listing)
+    evaluate(client)
+    evaluate(client)
+    assert [x["id"] for x in await alerts_about(client, regulator, "wash_trade", a.id, b.id)] == [found[0]["id"]]
+
+
+async def test_price_outlier_beyond_the_factor(client: Any, parties: Parties, operator: Party,
+                                               regulator: Party) -> None:
+    category = f"outlier-{secrets.token_hex(4)}"  # a category of this test's own
+    prices = [1000, 5000, 5001, 200, 199]
+    plans = [{"model": "one_time", "price": {"amount": p, "currency": "CNY"}} for p in prices]
+    _, listing = await offer(client, parties, operator, plans=plans, asset={"category": category})
+    plan_of = {p["price"]["amount"]: p["id"] for p in listing["plans"]}
+    who = await buyer(client, parties)
+
+    async def buy(price: int) -> str:
+        r = await client.post("/v1/orders", headers=who.auth, json={
+            "listing_id": listing["id"], "plan_id": plan_of[price], "purpose": "research",
+            "payment_method": "bank_transfer"})
+        assert r.status_code == 201, r.text
+        assert (await pay_by_bank(client, operator, r.json(), reference=f"REF-{secrets.token_hex(4)}")).status_code \
+            == 200
+        return r.json()["id"]
+
+    first = [await buy(1000) for _ in range(3)]  # the median is 1000
+    at_factor = await buy(5000)  # exactly 5 x the median: inside
+    above = await buy(5001)
+    at_fifth = await buy(200)  # exactly 1/5 of the median: inside
+    below = await buy(199)
+
+    evaluate(client)
+    flagged = {a["evidence"]["order"]: a for a in await all_alerts(client, regulator, rule="price_outlier")}
+    assert above in flagged and flagged[above]["evidence"]["direction"] == "above"
+    assert flagged[above]["evidence"]["median"] == 1000 and flagged[above]["evidence"]["factor"] == 5
+    assert below in flagged and flagged[below]["evidence"]["direction"] == "below"
+    for order_id in [*first, at_factor, at_fifth]:
+        assert order_id not in flagged
+    evaluate(client)
+    assert len([a for a in await all_alerts(client, regulator, rule="price_outlier")
+                if a["evidence"]["category"] == category]) == 2
+
+
+async def test_order_burst_more_than_n_orders(client: Any, parties: Parties, operator: Party,
+                                              regulator: Party, settings: Any) -> None:
+    n = settings.order_burst_count
+    _, listing = await offer(client, parties, operator)
+    eager = await buyer(client, parties)
+    for _ in range(n):
+        await place(client, eager, listing)
+    evaluate(client)
+    assert await alerts_about(client, regulator, "order_burst", eager.id) == []  # N orders: not more than N
+    last = await place(client, eager, listing)
+    evaluate(client)
+    evaluate(client)
+    found = await alerts_about(client, regulator, "order_burst", eager.id)
+    assert len(found) == 1
+    assert found[0]["evidence"]["more_than"] == n and last["id"] in found[0]["evidence"]["orders"]
+
+
+async def test_refused_export_attempt(client: Any, parties: Parties, operator: Party, regulator: Party) -> None:
+    _, listing = await offer(client, parties, operator)
+    abroad = await buyer(client, parties, jurisdiction="US")
+    body = {"listing_id": listing["id"], "plan_id": listing["plans"][1]["id"], "purpose": "research",
+            "payment_method": "free"}
+    assert_problem(await client.post("/v1/orders", json=body, headers=abroad.auth), 403, "export-not-allowed")
+    assert_problem(await client.post("/v1/orders", json=body, headers=abroad.auth), 403, "export-not-allowed")
+    # Ordering one's own listing is refused too, but is no export or core-data attempt.
+    own, own_listing = await trader(client, parties, operator)
+    body = {"listing_id": own_listing["id"], "plan_id": own_listing["plans"][0]["id"], "purpose": "research",
+            "payment_method": "free"}
+    assert_problem(await client.post("/v1/orders", json=body, headers=own.auth), 422, "self-dealing")
+
+    evaluate(client)
+    evaluate(client)
+    found = await alerts_about(client, regulator, "refused_attempt", abroad.id)
+    assert len(found) == 1  # two attempts the same day: one alert naming both
+    assert found[0]["evidence"]["kind"] == "export-not-allowed" and len(found[0]["evidence"]["refusals"]) == 2
+    assert await alerts_about(client, regulator, "refused_attempt", own.id) == []
+
+
+async def test_identifiable_personal_information_sold(client: Any, parties: Parties, operator: Party,
+                                                      regulator: Party) -> None:
+    _, listing = await offer(client, parties, operator, asset={"personal_info": "identifiable",
+                                                                "legal_basis": "个人信息主体的单独同意"})
+    _, plain = await offer(client, parties, operator)
+    who = await buyer(client, parties)
+    order = await place(client, who, listing)
+    other = await place(client, who, plain)
+    evaluate(client)
+    evaluate(client)
+    found = await alerts_about(client, regulator, "identifiable_pi_sale", order["id"])
+    assert len(found) == 1 and found[0]["evidence"]["personal_info"] == "identifiable"
+    assert await alerts_about(client, regulator, "identifiable_pi_sale", other["id"]) == []
+
+
+async def test_alert_views_and_closure(client: Any, parties: Parties, operator: Party, regulator: Party) -> None:
+    _, listing = await offer(client, parties, operator, asset={"personal_info": "identifiable",
+                                                                "legal_basis": "个人信息主体的单独同意"})
+    who = await buyer(client, parties)
+    order = await place(client, who, listing)
+    evaluate(client)
+    [alert] = await alerts_about(client, regulator, "identifiable_pi_sale", order["id"])
+    assert {"id", "rule", "subjects", "evidence", "opened_at", "status"} <= alert.keys()
+
+    # Operators read; parties neither read nor close; operators do not close.
+    assert alert["id"] in [a["id"] for a in await all_alerts(client, operator, status="open")]
+    assert_problem(await client.get("/v1/oversight/alerts", headers=who.auth), 403, "wrong-role")
+    assert_problem(await client.get("/v1/oversight/alerts"), 401)
+    path = f"/v1/oversight/alerts/{alert['id']}/closure"
+    for party in (operator, who):
+        assert_problem(await client.post(path, json={"reason": "seen"}, headers=party.auth), 403, "wrong-role")
+    assert_problem(await client.post(path, json={"reason": "seen"}), 401)
+    assert_problem(await client.post(path, json={"reason": ""}, headers=regulator.auth), 422)
+    assert_problem(await client.post(path, json={}, headers=regulator.auth), 422)
+    assert_problem(await client.post("/v1/oversight/alerts/alr_nosuch/closure", json={"reason": "x"},
+                                     headers=regulator.auth), 404)
+
+    reason = "consent records checked with the provider"
+    r = await client.post(path, json={"reason": reason}, headers=regulator.auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "closed" and r.json()["closed_by"] == regulator.id
+    assert_problem(await client.post(path, json={"reason": reason}, headers=regulator.auth), 409)
+    assert alert["id"] in [a["id"] for a in await all_alerts(client, regulator, status="closed")]
+    assert alert["id"] not in [a["id"] for a in await all_alerts(client, regulator, status="open")]
+
+    # The closure is on the ledger, the reason by its hash only.
+    [item] = await ledger_items(client, alert["id"], kind="alert")
+    entry = item["entry"]
+    assert entry["type"] == "oversight.alert_closed" and entry["actor"] == regulator.id
+    import hashlib
+
+    assert entry["data"]["reason_sha256"] == hashlib.sha256(reason.encode()).hexdigest()
+    assert reason not in str(entry)
+    # Evaluating again never reopens it.
+    evaluate(client)
+    [again] = await alerts_about(client, regulator, "identifiable_pi_sale", order["id"])
+    assert again["status"] == "closed"
+
+
+async def test_unknown_rule_filter_is_refused(client: Any, regulator: Party) -> None:
+    r = await client.get("/v1/oversight/alerts", params={"rule": "nosuch"}, headers=regulator.auth)
+    assert r.status_code in (400, 422), r.text
+
