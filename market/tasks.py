@@ -6,6 +6,7 @@ writers), so integration survives the loss of any process.
 """
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -60,31 +61,48 @@ async def clock_once(state: Any) -> None:
     await alerts.evaluate_once(state)
 
 
+async def run_clock(state: Any) -> None:
+    """The clock (notice periods, access periods, alert rules) every ``MARKET_CLOCK_INTERVAL``
+    seconds, in a task of its own: however long a round takes, ledger integration does not
+    wait for it."""
+    while True:
+        started = time.monotonic()
+        try:
+            await clock_once(state)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a failed round is logged and retried
+            log.exception("clock round failed")
+        await asyncio.sleep(max(0.0, state.settings.clock_interval - (time.monotonic() - started)))
+
+
 async def run_background(state: Any) -> None:
     settings = state.settings
     last_purge = 0.0
-    last_clock = 0.0
     async with state.sessionmaker() as session:
         await state.ledger.ensure_started(session)
     async with state.sessionmaker() as session:
         tiles = await state.ledger.warm(session)
     log.info("ledger tiles loaded for proofs", tiles=tiles)
-    while True:
-        try:
-            if time.monotonic() - last_clock > settings.clock_interval:
-                last_clock = time.monotonic()
-                await clock_once(state)
-            while await integrate_once(state):
-                pass
-            await refresh_checkpoint(state)
-            if time.monotonic() - last_purge > PURGE_EVERY:
-                async with state.sessionmaker() as session:
-                    purged = await idempotency.purge_expired(session)
-                last_purge = time.monotonic()
-                if purged:
-                    log.info("purged idempotency records", count=purged)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - a failed round is logged and retried
-            log.exception("background round failed")
-        await asyncio.sleep(settings.ledger_integrate_interval)
+    clock = asyncio.create_task(run_clock(state))
+    try:
+        while True:
+            try:
+                while await integrate_once(state):
+                    pass
+                await refresh_checkpoint(state)
+                if time.monotonic() - last_purge > PURGE_EVERY:
+                    async with state.sessionmaker() as session:
+                        purged = await idempotency.purge_expired(session)
+                    last_purge = time.monotonic()
+                    if purged:
+                        log.info("purged idempotency records", count=purged)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a failed round is logged and retried
+                log.exception("background round failed")
+            await asyncio.sleep(settings.ledger_integrate_interval)
+    finally:
+        clock.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await clock

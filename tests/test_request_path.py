@@ -154,8 +154,8 @@ async def _notification_delivered(state: Any, token: str) -> None:
 
 def test_a_fill_that_raced_a_change_is_not_kept() -> None:
     cache = credential_memo()
-    account = AccountSnapshot("acct_x", "n", "enterprise", "buyer", None, "CN", "pending", False, None, None, None,
-                              None)  # type: ignore[arg-type]
+    account = AccountSnapshot("acct_x", "n", "enterprise", "buyer", None, None, "CN", "pending", False, None, None,
+                              None, None)  # type: ignore[arg-type]
     ticket = cache.ticket()  # a request starts reading the database ...
     cache.invalidate()  # ... a revocation commits meanwhile ...
     cache.put("h", Credential("tok_x", account, None), ticket)  # ... the read's result must not be kept

@@ -83,7 +83,7 @@ def test_tsvector_literal_positions_gaps_and_weights() -> None:
 
 def caller(account_id: str, *roles: str) -> Caller:
     snapshot = AccountSnapshot(
-        id=account_id, name="x", kind="enterprise", roles=",".join(roles or ("buyer",)), uscc=None,
+        id=account_id, name="x", kind="enterprise", roles=",".join(roles or ("buyer",)), uscc=None, controller_uscc=None,
         jurisdiction="CN", status="verified", suspended=False, status_reason=None, verified_at=None,
         verified_by=None, created_at=datetime.now(UTC),
     )
