@@ -304,7 +304,7 @@ async def test_access_ends_at_expiry(client, parties, operator, settings) -> Non
             await s.commit()
             return n
 
-    assert client.blocking_portal.call(run) >= 1
+    client.blocking_portal.call(run)  # (the app's own clock may have got there first)
     assert (await client.get(f"/v1/orders/{order['id']}", headers=b.auth)).json()["status"] == "expired"
     for tail, params in (("", None), ("/proof", {"chunk": 0})):
         assert_problem(await client.get(url(order, tail), params=params, headers=b.auth), 409, "no-access")
