@@ -60,7 +60,12 @@ class Watch:
 # list them (and miss the next one), every table counts but those below, which no
 # asset shown depends on and which change all the time.
 _NOT_ASSETS = frozenset({"api_tokens", "account_keys", "idempotency_records", "ledger_pending", "ledger_leaves",
-                         "ledger_tiles", "ledger_checkpoints", "ledger_cosignatures", "alembic_version"})
+                         "ledger_tiles", "ledger_checkpoints", "ledger_cosignatures", "alembic_version",
+                         # Trading and oversight: nothing a public asset or listing shows depends on them,
+                         # and they change with every trade.
+                         "orders", "trade_documents", "deliveries", "disputes", "payouts", "refusals",
+                         "stripe_events", "trade_stats", "trade_parties", "alerts", "alerted_orders",
+                         "oversight_actions", "evaluator_marks"})
 _CREDENTIALS = {
     "accounts": Watch("credentials", inserts=False),
     "api_tokens": Watch("credentials", inserts=False, ignored_columns=frozenset({"last_used_at"})),
