@@ -218,6 +218,7 @@ async def seed_orders(url: str, universe: Universe, n: int) -> float:
             await session.execute(delete(TradeParty))
             await _insert(session, TradeStat.__table__, stat_rows)
             await _insert(session, TradeParty.__table__, party_rows)
+            await stats.rebuild_rollups(session)
             await session.commit()
         say(f"    {len(stat_rows):,} trade_stats rows, {len(party_rows):,} trade_parties rows")
         if engine.dialect.name == "sqlite":
@@ -227,7 +228,8 @@ async def seed_orders(url: str, universe: Universe, n: int) -> float:
         else:
             async with engine.connect() as conn:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                for table in ("orders", "trade_stats", "trade_parties", "assets"):
+                for table in ("orders", "trade_stats", "trade_parties", "trade_days", "trade_stats_monthly",
+                              "trade_parties_monthly", "assets"):
                     await conn.execute(text(f"VACUUM ANALYZE {table}"))
     finally:
         await engine.dispose()

@@ -7,7 +7,9 @@ from market.accounts.models import Account, AccountKey, ApiToken
 from market.idempotency import IdempotencyRecord
 from market.listings.models import Listing, ListingDoc, ListingTerms
 from market.payments.models import StripeEvent
-from market.oversight.models import Alert, AlertedOrder, EvaluatorMark, OversightAction, TradeParty, TradeStat
+from market.oversight.models import (
+    Alert, AlertedOrder, EvaluatorMark, OversightAction, TradeDay, TradeParty, TradePartyMonth, TradeStat, TradeStatMonth,
+)
 from market.trading.models import Delivery, Dispute, Order, Payout, Refusal, TradeDocument
 from market.registry.models import Asset, AssetRevision, Objection, RegistrationCounter, Transfer
 

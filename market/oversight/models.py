@@ -89,3 +89,50 @@ class EvaluatorMark(SQLModel, table=True):
 
     source: str = Field(primary_key=True, max_length=40)
     position: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+class TradeDay(SQLModel, table=True):
+    """Per day and currency, the day series of the overview (a handful of rows a day)."""
+
+    __tablename__ = "trade_days"
+
+    day: str = Field(primary_key=True, max_length=10)
+    currency: str = Field(primary_key=True, max_length=3)
+    orders: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    value: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    refunds: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    refunded_value: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+class TradeStatMonth(SQLModel, table=True):
+    """``trade_stats`` rolled up by calendar month: a period's whole months are read here,
+    only its partial months at the edges from the day rows."""
+
+    __tablename__ = "trade_stats_monthly"
+    __table_args__ = (
+        UniqueConstraint("month", "currency", "category", "grade", "provider_id", "region",
+                         name="uq_trade_stats_monthly_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    month: str = Field(max_length=7, index=True)  # YYYY-MM (UTC)
+    currency: str = Field(max_length=3)
+    category: str = Field(max_length=100)
+    grade: str = Field(max_length=20)
+    provider_id: str = Field(max_length=40)
+    region: str = Field(max_length=6)
+    orders: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    value: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    refunds: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    refunded_value: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+class TradePartyMonth(SQLModel, table=True):
+    """Who traded in which month (distinct parties over whole months)."""
+
+    __tablename__ = "trade_parties_monthly"
+
+    month: str = Field(primary_key=True, max_length=7)
+    currency: str = Field(primary_key=True, max_length=3)
+    role: str = Field(primary_key=True, max_length=10)
+    account_id: str = Field(primary_key=True, max_length=40)

@@ -15,8 +15,12 @@ Counting (``count_settled``, ``count_refunded``; services, never commit):
   asset's category and grade then, and the provider's region — the 行政区划 code,
   characters 3–8 of its USCC (``uscc[2:8]``; ``""`` for a provider without one). A
   refund is counted under the same dimensions as the settlement it undoes.
-- ``stat_key`` is the one keying function (the bench seeds with it too). Both writes are
-  upserts (``INSERT … ON CONFLICT``), so concurrent settlements of the same key add up.
+- ``stat_key`` is the one keying function (the bench seeds with it too). Every write is
+  an upsert (``INSERT … ON CONFLICT``), so concurrent settlements of the same key add up.
+- Each count also goes to the day totals (``trade_days``) and to the monthly rollups
+  (``trade_stats_monthly``, ``trade_parties_monthly``). A period reads its whole months
+  from the rollups and only its partial months at the edges from the day rows
+  (``split``), so the rows read grow with the number of months, not of days.
 
 The overview (``overview``), for ``from`` ≤ day < ``to`` (UTC dates, ``to`` exclusive):
 
@@ -46,7 +50,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -54,7 +58,7 @@ from market.accounts.models import Account
 from market.accounts.schemas import Role
 from market.context import Ctx
 from market.errors import Unprocessable
-from market.oversight.models import TradeParty, TradeStat
+from market.oversight.models import TradeDay, TradeParty, TradePartyMonth, TradeStat, TradeStatMonth
 from market.registry.models import Asset
 from market.trading.models import Order
 
@@ -122,19 +126,27 @@ def _insert(session: AsyncSession, table: Any) -> Any:
     return (postgresql.insert if name == "postgresql" else sqlite.insert)(table)
 
 
-async def _add(session: AsyncSession, key: dict[str, str], **amounts: int) -> None:
-    values = {**key, **{m: 0 for m in MEASURES}, **amounts}
-    table = TradeStat.__table__  # type: ignore[attr-defined]
-    stmt = _insert(session, table).values(**values)
-    stmt = stmt.on_conflict_do_update(index_elements=list(KEY_COLUMNS),
+async def _upsert(session: AsyncSession, table: Any, key: dict[str, str], conflict: list[str],
+                  amounts: dict[str, int]) -> None:
+    stmt = _insert(session, table).values(**{**key, **{m: 0 for m in MEASURES}, **amounts})
+    stmt = stmt.on_conflict_do_update(index_elements=conflict,
                                       set_={m: table.c[m] + stmt.excluded[m] for m in amounts})
     await session.execute(stmt)
 
 
+async def _add(session: AsyncSession, key: dict[str, str], **amounts: int) -> None:
+    """Add ``amounts`` under ``key`` to the day rows, the day totals and the month rollup."""
+    await _upsert(session, TradeStat.__table__, key, list(KEY_COLUMNS), amounts)  # type: ignore[attr-defined]
+    await _upsert(session, TradeDay.__table__, {"day": key["day"], "currency": key["currency"]},  # type: ignore[attr-defined]
+                  ["day", "currency"], amounts)
+    monthly = {**{k: v for k, v in key.items() if k != "day"}, "month": key["day"][:7]}
+    await _upsert(session, TradeStatMonth.__table__, monthly, ["month", *KEY_COLUMNS[1:]], amounts)  # type: ignore[attr-defined]
+
+
 async def _party(session: AsyncSession, day: str, currency: str, role: str, account_id: str) -> None:
-    stmt = _insert(session, TradeParty.__table__).values(  # type: ignore[attr-defined]
-        day=day, currency=currency, role=role, account_id=account_id)
-    await session.execute(stmt.on_conflict_do_nothing(index_elements=["day", "currency", "role", "account_id"]))
+    for table, when, first in ((TradeParty.__table__, day, "day"), (TradePartyMonth.__table__, day[:7], "month")):  # type: ignore[attr-defined]
+        stmt = _insert(session, table).values(**{first: when}, currency=currency, role=role, account_id=account_id)
+        await session.execute(stmt.on_conflict_do_nothing(index_elements=[first, "currency", "role", "account_id"]))
 
 
 async def count_settled(session: AsyncSession, order: Order) -> None:
@@ -152,6 +164,37 @@ async def count_refunded(session: AsyncSession, order: Order) -> None:
     assert order.refunded_at is not None
     dims = await dimensions(session, order)
     await _add(session, stat_key(day_of(order.refunded_at), dims), refunds=1, refunded_value=order.price)
+
+
+async def rebuild_rollups(session: AsyncSession) -> None:
+    """Rewrite the day totals and monthly rollups from the day rows (after a bulk load)."""
+    from sqlalchemy import delete, text
+
+    for model in (TradeDay, TradeStatMonth, TradePartyMonth):
+        await session.execute(delete(model))
+    await session.execute(text(
+        "INSERT INTO trade_days (day, currency, orders, value, refunds, refunded_value) "
+        "SELECT day, currency, SUM(orders), SUM(value), SUM(refunds), SUM(refunded_value) FROM trade_stats "
+        "GROUP BY day, currency"))
+    await session.execute(text(
+        "INSERT INTO trade_stats_monthly (month, currency, category, grade, provider_id, region, orders, value, "
+        "refunds, refunded_value) SELECT SUBSTR(day, 1, 7), currency, category, grade, provider_id, region, "
+        "SUM(orders), SUM(value), SUM(refunds), SUM(refunded_value) FROM trade_stats "
+        "GROUP BY SUBSTR(day, 1, 7), currency, category, grade, provider_id, region"))
+    await session.execute(text(
+        "INSERT INTO trade_parties_monthly (month, currency, role, account_id) "
+        "SELECT DISTINCT SUBSTR(day, 1, 7), currency, role, account_id FROM trade_parties"))
+
+
+def split(since: date, to: date) -> tuple[list[tuple[date, date]], tuple[str, str] | None]:
+    """``[since, to)`` as day ranges at its edges (partial months) and a range of whole
+    months ``[first, last)`` as ``YYYY-MM`` (None when no month is whole)."""
+    first = since if since.day == 1 else (since.replace(day=1) + timedelta(days=32)).replace(day=1)
+    last = to.replace(day=1)
+    if first >= last:
+        return [(since, to)], None
+    edges = [(a, b) for a, b in ((since, first), (last, to)) if a < b]
+    return edges, (first.strftime("%Y-%m"), last.strftime("%Y-%m"))
 
 
 # -- the overview --------------------------------------------------------------------------
@@ -206,24 +249,45 @@ async def overview(session: AsyncSession, ctx: Ctx, start: str | None = None, en
     since, to = period(start, end, ctx.now.astimezone(UTC).date())
     currency = check_currency(currency)
     lo, hi = since.isoformat(), to.isoformat()
-    in_range = [TradeStat.day >= lo, TradeStat.day < hi]  # type: ignore[operator]
-    if currency is not None:
-        in_range.append(TradeStat.currency == currency)
-    sums = [func.sum(getattr(TradeStat, m)).label(m) for m in MEASURES]
+    edges, months = split(since, to)
 
-    by_day = (await session.execute(select(TradeStat.day, TradeStat.currency, *sums).where(*in_range)
-                                    .group_by(TradeStat.day, TradeStat.currency)
-                                    .order_by(TradeStat.day, TradeStat.currency))).all()
-    by_key = (await session.execute(select(TradeStat.currency, TradeStat.category, TradeStat.grade,
-                                           TradeStat.provider_id, TradeStat.region, *sums).where(*in_range)
-                                    .group_by(TradeStat.currency, TradeStat.category, TradeStat.grade,
-                                              TradeStat.provider_id, TradeStat.region))).all()
-    party_range = [TradeParty.day >= lo, TradeParty.day < hi]  # type: ignore[operator]
-    if currency is not None:
-        party_range.append(TradeParty.currency == currency)
-    parties = (await session.execute(select(TradeParty.currency, TradeParty.role,
-                                            func.count(func.distinct(TradeParty.account_id)))
-                                     .where(*party_range).group_by(TradeParty.currency, TradeParty.role))).all()
+    def where(model: Any, column: Any, ranges: list[tuple[str, str]]) -> list[Any]:
+        found = [or_(*(and_(column >= a, column < b) for a, b in ranges))]
+        return found + ([model.currency == currency] if currency is not None else [])
+
+    day_ranges = [(a.isoformat(), b.isoformat()) for a, b in edges]
+    day_sums = [func.sum(getattr(TradeDay, m)).label(m) for m in MEASURES]
+    by_day = (await session.execute(select(TradeDay.day, TradeDay.currency, *day_sums)
+                                    .where(*where(TradeDay, TradeDay.day, [(lo, hi)]))
+                                    .group_by(TradeDay.day, TradeDay.currency)
+                                    .order_by(TradeDay.day, TradeDay.currency))).all()
+    # Whole months from the rollup, the partial months at the edges from the day rows.
+    parts = []
+    if day_ranges:
+        parts.append(select(TradeStat.currency, TradeStat.category, TradeStat.grade, TradeStat.provider_id,
+                            TradeStat.region, *(getattr(TradeStat, m) for m in MEASURES))
+                     .where(*where(TradeStat, TradeStat.day, day_ranges)))
+    if months is not None:
+        parts.append(select(TradeStatMonth.currency, TradeStatMonth.category, TradeStatMonth.grade,
+                            TradeStatMonth.provider_id, TradeStatMonth.region,
+                            *(getattr(TradeStatMonth, m) for m in MEASURES))
+                     .where(*where(TradeStatMonth, TradeStatMonth.month, [months])))
+    rows = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+    by_key = (await session.execute(select(rows.c.currency, rows.c.category, rows.c.grade, rows.c.provider_id,
+                                           rows.c.region, *(func.sum(rows.c[m]).label(m) for m in MEASURES))
+                                    .group_by(rows.c.currency, rows.c.category, rows.c.grade, rows.c.provider_id,
+                                              rows.c.region))).all()
+    who = []
+    if day_ranges:
+        who.append(select(TradeParty.currency, TradeParty.role, TradeParty.account_id)
+                   .where(*where(TradeParty, TradeParty.day, day_ranges)))
+    if months is not None:
+        who.append(select(TradePartyMonth.currency, TradePartyMonth.role, TradePartyMonth.account_id)
+                   .where(*where(TradePartyMonth, TradePartyMonth.month, [months])))
+    people = union_all(*who).subquery() if len(who) > 1 else who[0].subquery()
+    parties = (await session.execute(select(people.c.currency, people.c.role,
+                                            func.count(func.distinct(people.c.account_id)))
+                                     .group_by(people.c.currency, people.c.role))).all()
     registrations = (await session.execute(select(func.count()).select_from(Asset).where(
         Asset.registered_at >= moment(since), Asset.registered_at < moment(to)))).scalar_one()  # type: ignore[operator]
 
@@ -255,4 +319,4 @@ async def overview(session: AsyncSession, ctx: Ctx, start: str | None = None, en
 
 
 __all__ = ["Dimensions", "count_refunded", "count_settled", "day_of", "dimensions", "overview", "period",
-           "region_of", "stat_key"]
+           "rebuild_rollups", "region_of", "split", "stat_key"]

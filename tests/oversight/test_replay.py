@@ -222,11 +222,14 @@ async def test_a_lost_document_is_named(market: Market) -> None:
 
 
 async def test_rewritten_books_are_named(market: Market) -> None:
-    """The overview reads ``trade_stats``: an operator lowering a provider's takings there."""
+    """The overview reads the statistics kept at settlement: an operator lowering a
+    provider's takings there (its day row, and the day's total) is named."""
     async with market.database() as conn:
-        row = (await conn.execute(text("SELECT id, provider_id, category, value FROM trade_stats WHERE value > 0 "
-                                       "ORDER BY id LIMIT 1"))).one()
+        row = (await conn.execute(text("SELECT id, day, currency, provider_id, category, value FROM trade_stats "
+                                       "WHERE value > 0 ORDER BY id LIMIT 1"))).one()
         await conn.execute(text("UPDATE trade_stats SET value = value - 1000 WHERE id = :i"), {"i": row.id})
+        await conn.execute(text("UPDATE trade_days SET value = value - 1000 WHERE day = :d AND currency = :c"),
+                           {"d": row.day, "c": row.currency})
     try:
         done = await asyncio.to_thread(market.cli)
         assert done.returncode == 1, done.stdout + done.stderr
@@ -238,6 +241,8 @@ async def test_rewritten_books_are_named(market: Market) -> None:
     finally:
         async with market.database() as conn:
             await conn.execute(text("UPDATE trade_stats SET value = :v WHERE id = :i"), {"v": row.value, "i": row.id})
+            await conn.execute(text("UPDATE trade_days SET value = value + 1000 WHERE day = :d AND currency = :c"),
+                               {"d": row.day, "c": row.currency})
     assert (await asyncio.to_thread(market.cli)).returncode == 0
 
 

@@ -215,3 +215,17 @@ async def test_only_regulators_and_operators_read_oversight(client: Any, parties
             assert_problem(await client.get(path, headers={**who.auth, "Accept": "text/csv"}), 403)
         for who in (regulator, operator):
             assert (await client.get(path, headers=who.auth)).status_code == 200
+
+
+def test_a_period_is_whole_months_and_its_edges() -> None:
+    from datetime import date
+
+    from market.oversight.stats import split
+
+    assert split(date(2026, 3, 1), date(2026, 4, 1)) == ([], ("2026-03", "2026-04"))
+    assert split(date(2026, 3, 5), date(2026, 3, 20)) == ([(date(2026, 3, 5), date(2026, 3, 20))], None)
+    assert split(date(2026, 1, 15), date(2026, 4, 3)) == (
+        [(date(2026, 1, 15), date(2026, 2, 1)), (date(2026, 4, 1), date(2026, 4, 3))], ("2026-02", "2026-04"))
+    assert split(date(2025, 12, 1), date(2026, 12, 2)) == ([(date(2026, 12, 1), date(2026, 12, 2))],
+                                                           ("2025-12", "2026-12"))
+    assert split(date(2026, 1, 31), date(2026, 2, 1)) == ([(date(2026, 1, 31), date(2026, 2, 1))], None)
