@@ -257,6 +257,11 @@ async def test_core_data_is_refused(client, parties: Parties, operator) -> None:
     before = await Snapshot.take(client, asset["id"], operator)
     assert_problem(await post_claim(client, p, asset["id"], claim["signing_bytes"]), 422, "core-data-refused")
     await before.assert_unchanged()
+    # The attempt is kept for the regulator.
+    regulator = await parties.staff("regulator")
+    r = await client.get("/v1/oversight/refusals", params={"kind": "core-data-refused"}, headers=regulator.auth)
+    assert r.status_code == 200, r.text
+    assert [x["asset"] for x in r.json()["items"] if x["account"]["id"] == p.id] == [asset["id"]]
 
 
 async def test_identifiable_personal_information_needs_a_legal_basis(client, parties: Parties, operator) -> None:

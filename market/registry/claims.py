@@ -100,3 +100,14 @@ async def submit_claim(
                       "revision": rev.revision, "change": change, "conflicts": len(await conflicts(session, asset))},
                      submitted_at=ctx.now, updated_at=ctx.now, status_reason=None)
     return asset
+
+
+async def keep_core_data_refusal(session: AsyncSession, ctx: Ctx, asset_id: str, detail: str) -> None:
+    """Keep a refused attempt to register core data for the regulator (the attempt's own
+    transaction is rolled back; this one commits the refusal alone)."""
+    from market.trading.models import Refusal
+
+    await session.rollback()
+    session.add(Refusal(kind="core-data-refused", account_id=ctx.user.id, asset_id=asset_id, detail=detail,
+                        created_at=ctx.now))
+    await session.commit()

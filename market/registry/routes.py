@@ -9,6 +9,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market import idempotency
 from market.context import Ctx
+from market.errors import Unprocessable
 from market.ids import new_id
 from market.ledger_routes import subject_page
 from market.memo import remembered
@@ -104,7 +105,12 @@ class AssetController(Controller):
 
     @post("/{asset_id:str}/claim", status_code=200, summary="Submit the signed claim (holder)")
     async def submit(self, db: AsyncSession, ctx: Ctx, asset_id: str, data: SignedSubmission) -> AssetRead:
-        asset = await claims.submit_claim(db, ctx, asset_id, data.signing_bytes, data.key_id, data.signature)
+        try:
+            asset = await claims.submit_claim(db, ctx, asset_id, data.signing_bytes, data.key_id, data.signature)
+        except Unprocessable as exc:
+            if exc.kind == "core-data-refused":  # kept for the regulator, in a transaction of its own
+                await claims.keep_core_data_refusal(db, ctx, asset_id, exc.detail)
+            raise
         await db.commit()
         return await assets.read(db, asset, ctx.caller)
 

@@ -28,7 +28,7 @@ from tests.trading.support import FREE, ONE_TIME, buyer, offer, order_body
 
 pytestmark = pytest.mark.slow
 
-ORDERS = 240  # placed concurrently over HTTP; a third paid by bank transfer
+ORDERS = 300  # placed concurrently over HTTP; a third paid by bank transfer
 REFUNDS = 16  # each resolution takes about 0.4 s of the single SQLite writer
 CATEGORIES = ["transport", "energy", "health", "finance"]
 
