@@ -10,8 +10,6 @@ pytest's ``tmp_path`` and, when ``MARKET_TEST_ARTIFACTS`` is set, copied there.
 import asyncio
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,12 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from market import db
-from market.bootstrap import create_staff_account
-from tests.conftest import Parties, Party, make_settings, wait_until_serving
+from tests.conftest import Parties, Party, make_settings
+from tests.serving import serving
 from tests.listings.support import word
 from tests.trading.support import buyer, offer, place
-from tests.trading.test_card_payments import _free_port
 
 pytestmark = pytest.mark.slow
 
@@ -80,85 +76,71 @@ async def test_a_regulator_freezes_an_asset_from_the_dashboard(databases: Any, t
                                                                 tmp_path: Path) -> None:
     async_playwright = _browser_or_skip()
     settings = make_settings(tmp_path_factory.mktemp("dashboard-browser"), await databases.new())
-    engine = db.make_engine(settings.sqlalchemy_url)
-    try:
-        token = await create_staff_account(settings, engine, "Operator", "operator")
-    finally:
-        await engine.dispose()
-    port = _free_port()
-    env = {**os.environ, "MARKET_DATA_DIR": str(settings.data_dir), "MARKET_DATABASE_URL": settings.database_url,
-           "MARKET_LOG_LEVEL": "WARNING", "MARKET_NOTICE_PERIOD": "0", "MARKET_RATE_LIMIT_PER_MINUTE": "0",
-           "MARKET_RATE_LIMIT_SIGNUPS_PER_HOUR": "0", "MARKET_LEDGER_INTEGRATE_INTERVAL": "0.05",
-           "MARKET_CLOCK_INTERVAL": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "market.cli", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
     shots = Shots(tmp_path)
     try:
-        await asyncio.to_thread(wait_until_serving, f"{base}/health", proc)
-        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            me = (await client.get("/v1/accounts/me", headers={"Authorization": f"Bearer {token}"})).json()
-            operator = Party(me["id"], token, me)
-            parties = Parties(client, settings, operator)  # type: ignore[arg-type]
-            # A provider with a listed asset whose title has a word no other listing has.
-            unique = word()
-            _, listing = await offer(client, parties, operator, title=f"深圳交通出行数据 {unique}")
-            assert [x["id"] for x in (await client.get("/v1/listings", params={"q": unique})).json()["items"]] \
-                == [listing["id"]]
-            # Some trades, and a sale of identifiable personal information (an alert).
-            _, pi = await offer(client, parties, operator, asset={"personal_info": "identifiable",
-                                                                  "legal_basis": "个人信息主体的单独同意",
-                                                                  "category": "health"})
-            who = await buyer(client, parties)
-            await place(client, who, listing)
-            sold = await place(client, who, pi)
-            regulator = await parties.staff("regulator")
-            await _alert_raised(client, regulator, sold["id"])
+        async with serving(settings, MARKET_CLOCK_INTERVAL="1") as served:
+            base, token = served.base, served.operator_token
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                me = (await client.get("/v1/accounts/me", headers={"Authorization": f"Bearer {token}"})).json()
+                operator = Party(me["id"], token, me)
+                parties = Parties(client, settings, operator)  # type: ignore[arg-type]
+                # A provider with a listed asset whose title has a word no other listing has.
+                unique = word()
+                _, listing = await offer(client, parties, operator, title=f"深圳交通出行数据 {unique}")
+                assert [x["id"] for x in (await client.get("/v1/listings", params={"q": unique})).json()["items"]] \
+                    == [listing["id"]]
+                # Some trades, and a sale of identifiable personal information (an alert).
+                _, pi = await offer(client, parties, operator, asset={"personal_info": "identifiable",
+                                                                      "legal_basis": "个人信息主体的单独同意",
+                                                                      "category": "health"})
+                who = await buyer(client, parties)
+                await place(client, who, listing)
+                sold = await place(client, who, pi)
+                regulator = await parties.staff("regulator")
+                await _alert_raised(client, regulator, sold["id"])
 
-            async with async_playwright() as p:
-                browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-                try:
-                    page = await browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-                    failed: list[str] = []
-                    page.on("requestfailed", lambda req: failed.append(req.url))
-                    page.on("request", lambda req: None if req.url.startswith(base) else failed.append(req.url))
-                    await page.goto(f"{base}/oversight")
-                    await shots.take(page, "1-sign-in")
-                    await page.fill("#token", regulator.token)
-                    await page.click("button[type=submit]")
-                    await page.wait_for_selector("#chart-day svg")
-                    assert await page.locator(".chart svg").count() == 4
-                    assert await page.locator("#chart-day svg rect").count() >= 28
-                    assert await page.locator("#chart-category svg rect").count() >= 1
-                    assert "成交额 Value" in await page.inner_text("main")
-                    font = await page.evaluate("getComputedStyle(document.documentElement).fontFamily")
-                    assert "PingFang SC" in font and "Noto Sans CJK SC" in font
-                    await shots.take(page, "2-overview")
+                async with async_playwright() as p:
+                    browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+                    try:
+                        page = await browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+                        failed: list[str] = []
+                        page.on("requestfailed", lambda req: failed.append(req.url))
+                        page.on("request", lambda req: None if req.url.startswith(base) else failed.append(req.url))
+                        await page.goto(f"{base}/oversight")
+                        await shots.take(page, "1-sign-in")
+                        await page.fill("#token", regulator.token)
+                        await page.click("button[type=submit]")
+                        await page.wait_for_selector("#chart-day svg")
+                        assert await page.locator(".chart svg").count() == 4
+                        assert await page.locator("#chart-day svg rect").count() >= 28
+                        assert await page.locator("#chart-category svg rect").count() >= 1
+                        assert "成交额 Value" in await page.inner_text("main")
+                        font = await page.evaluate("getComputedStyle(document.documentElement).fontFamily")
+                        assert "PingFang SC" in font and "Noto Sans CJK SC" in font
+                        await shots.take(page, "2-overview")
 
-                    await page.click("text=预警 Alerts")
-                    row = page.locator("tr.alert", has_text=sold["id"])
-                    await row.wait_for()
-                    assert await row.get_attribute("data-rule") == "identifiable_pi_sale"
-                    await shots.take(page, "3-alerts")
+                        await page.click("text=预警 Alerts")
+                        row = page.locator("tr.alert", has_text=sold["id"])
+                        await row.wait_for()
+                        assert await row.get_attribute("data-rule") == "identifiable_pi_sale"
+                        await shots.take(page, "3-alerts")
 
-                    await page.click("text=监管措施 Actions")
-                    await page.select_option("#action", "freeze_asset")
-                    await page.fill("#target", listing["asset_id"])
-                    await page.fill("#reason", "核查投诉 checking a complaint")
-                    await page.click("#action-form button[type=submit]")
-                    await page.wait_for_selector(".notice")
-                    assert listing["asset_id"] in await page.inner_text(".notice")
-                    assert listing["asset_id"] in await page.inner_text("#actions")
-                    await shots.take(page, "4-frozen")
-                    assert failed == [], f"requests that failed or left the market: {failed}"
-                finally:
-                    await browser.close()
+                        await page.click("text=监管措施 Actions")
+                        await page.select_option("#action", "freeze_asset")
+                        await page.fill("#target", listing["asset_id"])
+                        await page.fill("#reason", "核查投诉 checking a complaint")
+                        await page.click("#action-form button[type=submit]")
+                        await page.wait_for_selector(".notice")
+                        assert listing["asset_id"] in await page.inner_text(".notice")
+                        assert listing["asset_id"] in await page.inner_text("#actions")
+                        await shots.take(page, "4-frozen")
+                        assert failed == [], f"requests that failed or left the market: {failed}"
+                    finally:
+                        await browser.close()
 
-            r = await client.get("/v1/listings", params={"q": unique})
-            assert r.status_code == 200 and r.json()["items"] == [], r.text
-            asset = (await client.get(f"/v1/assets/{listing['asset_id']}", headers=regulator.auth)).json()
-            assert asset["frozen"] is True
+                r = await client.get("/v1/listings", params={"q": unique})
+                assert r.status_code == 200 and r.json()["items"] == [], r.text
+                asset = (await client.get(f"/v1/assets/{listing['asset_id']}", headers=regulator.auth)).json()
+                assert asset["frozen"] is True
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
         print("screenshots:", *map(str, shots.paths), sep="\n  ")

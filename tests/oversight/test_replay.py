@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,8 @@ from sqlalchemy import text
 from market import db
 from market.bootstrap import create_staff_account
 from market.oversight.replay import ReplayError, replay
-from tests.conftest import Parties, Party, make_settings, wait_until_serving
+from tests.serving import serving
+from tests.conftest import Parties, Party, make_settings
 from tests.trading.support import FREE, ONE_TIME, buyer, offer, order_body
 
 pytestmark = pytest.mark.slow
@@ -31,12 +31,6 @@ pytestmark = pytest.mark.slow
 ORDERS = 300  # placed concurrently over HTTP; a third paid by bank transfer
 REFUNDS = 16  # each resolution takes about 0.4 s of the single SQLite writer
 CATEGORIES = ["transport", "energy", "health", "finance"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Market:
@@ -124,22 +118,12 @@ async def market(databases, tmp_path_factory) -> Any:
     settings = make_settings(tmp_path_factory.mktemp("replay"), await databases.new())
     engine = db.make_engine(settings.sqlalchemy_url)
     try:
-        operator_token = await create_staff_account(settings, engine, "Operator", "operator")
         regulator_token = await create_staff_account(settings, engine, "Regulator", "regulator")
     finally:
         await engine.dispose()
-    port = _free_port()
-    env = {**os.environ, "MARKET_DATA_DIR": str(settings.data_dir), "MARKET_DATABASE_URL": settings.database_url,
-           "MARKET_LOG_LEVEL": "WARNING", "MARKET_NOTICE_PERIOD": "0", "MARKET_RATE_LIMIT_PER_MINUTE": "0",
-           "MARKET_RATE_LIMIT_SIGNUPS_PER_HOUR": "0", "MARKET_LEDGER_INTEGRATE_INTERVAL": "0.05",
-           "MARKET_LEDGER_ORIGIN": settings.ledger_origin}
-    errors = open(settings.data_dir / "serve.log", "w+")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "market.cli", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=errors, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        await asyncio.to_thread(wait_until_serving, f"{base}/health", proc)
-        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+    async with serving(settings) as served:
+        operator_token = served.operator_token
+        async with httpx.AsyncClient(base_url=served.base, timeout=60) as client:
             r = await client.get("/v1/accounts/me", headers={"Authorization": f"Bearer {operator_token}"})
             operator = Party(r.json()["id"], operator_token, r.json())
             started = time.monotonic()
@@ -148,11 +132,7 @@ async def market(databases, tmp_path_factory) -> Any:
             print(f"{len(orders)} orders, {REFUNDS} refunded, a log of {size} entries in "
                   f"{time.monotonic() - started:.1f} s")
             vkey = (await client.get("/v1/ledger/key")).json()["vkey"]
-        yield Market(base, settings.sqlalchemy_url, vkey, regulator_token, orders)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        errors.close()
+        yield Market(served.base, settings.sqlalchemy_url, vkey, regulator_token, orders)
 
 
 def _report(m: Market) -> dict[str, Any]:

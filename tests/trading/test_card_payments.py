@@ -7,29 +7,18 @@ import asyncio
 import hashlib
 import hmac
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 from typing import Any
 
 import httpx
 import pytest
 
-from market import db
-from market.bootstrap import create_staff_account
-from tests.conftest import Parties, Party, assert_problem, make_settings, wait_until_serving
+from tests.conftest import Parties, Party, assert_problem, make_settings
+from tests.serving import serving
 from tests.payments.localstripe_server import LOCALSTRIPE_KEY, WEBHOOK_SECRET, configure_webhook, decline, pay
 from tests.trading.support import buyer, offer, order_body
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Market:
@@ -42,30 +31,14 @@ async def market(databases, tmp_path_factory, localstripe: str) -> Any:
     settings = make_settings(tmp_path_factory.mktemp("card"), await databases.new(),
                              stripe_secret_key=LOCALSTRIPE_KEY, stripe_webhook_secret=WEBHOOK_SECRET,
                              stripe_api_base=localstripe)
-    engine = db.make_engine(settings.sqlalchemy_url)
-    try:
-        token = await create_staff_account(settings, engine, "Operator", "operator")
-    finally:
-        await engine.dispose()
-    port = _free_port()
-    env = {**os.environ, "MARKET_DATA_DIR": str(settings.data_dir), "MARKET_DATABASE_URL": settings.database_url,
-           "MARKET_LOG_LEVEL": "WARNING", "MARKET_NOTICE_PERIOD": "0", "MARKET_RATE_LIMIT_PER_MINUTE": "0",
-           "MARKET_RATE_LIMIT_SIGNUPS_PER_HOUR": "0", "MARKET_STRIPE_SECRET_KEY": LOCALSTRIPE_KEY,
-           "MARKET_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET, "MARKET_STRIPE_API_BASE": localstripe,
-           "MARKET_LEDGER_INTEGRATE_INTERVAL": "0.05"}
-    proc = subprocess.Popen([sys.executable, "-m", "market.cli", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        await asyncio.to_thread(wait_until_serving, f"{base}/health", proc)
-        await configure_webhook(localstripe, f"{base}/v1/payments/stripe/webhook", WEBHOOK_SECRET)
-        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+    async with serving(settings, MARKET_STRIPE_SECRET_KEY=LOCALSTRIPE_KEY, MARKET_STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+                       MARKET_STRIPE_API_BASE=localstripe) as served:
+        await configure_webhook(localstripe, f"{served.base}/v1/payments/stripe/webhook", WEBHOOK_SECRET)
+        async with httpx.AsyncClient(base_url=served.base, timeout=30) as client:
+            token = served.operator_token
             r = await client.get("/v1/accounts/me", headers={"Authorization": f"Bearer {token}"})
             operator = Party(r.json()["id"], token, r.json())
             yield Market(client, Parties(client, settings, operator), operator, localstripe)  # type: ignore[arg-type]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 async def wait_for(client: httpx.AsyncClient, order_id: str, who: Any, status: str, seconds: float = 15) -> dict:
