@@ -59,7 +59,7 @@ PRICE_MIN_SAMPLE = 3
 # reading a row twice changes nothing.
 REREAD = timedelta(seconds=60)
 
-BATCH = 1000
+BATCH = 100
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -279,9 +279,10 @@ async def _marks(session: AsyncSession, *sources: str) -> dict[str, EvaluatorMar
     return {row.source: row for row in rows}
 
 
-async def evaluate(session: AsyncSession, ctx: Ctx) -> list[str]:
-    """One round: every event since the marks, every rule; returns the alerts opened.
-    Does not commit."""
+async def evaluate(session: AsyncSession, ctx: Ctx, start: int | None = None) -> tuple[list[str], int | None]:
+    """One batch (``BATCH`` events from ``start``, or from the marks less the re-read
+    window): every rule; returns the alerts opened and where the next batch starts (None
+    when nothing is left). Does not commit."""
     marks = await _marks(session, "trade_documents", "refusals")
     recent = utcnow() - REREAD
     opened: list[str] = []
@@ -289,29 +290,31 @@ async def evaluate(session: AsyncSession, ctx: Ctx) -> list[str]:
     after = docs.position
     reread = select(func.min(TradeDocument.id)).where(TradeDocument.created_at >= recent)  # type: ignore[operator]
     first_recent = (await session.execute(reread)).scalar_one_or_none()
-    if first_recent is not None:
+    if start is not None:  # a later batch of the same round
+        after = start
+    elif first_recent is not None:
         after = min(after, first_recent - 1)
-    while True:
-        rows = (await session.execute(
-            select(TradeDocument.id, TradeDocument.type, TradeDocument.subject)
-            .where(TradeDocument.id > after).order_by(TradeDocument.id).limit(BATCH)  # type: ignore[arg-type,operator]
-        )).all()
-        for doc_id, doc_type, subject in rows:
-            rules = ON_SETTLED if doc_type == "trade.settled" else ON_PLACED if doc_type == "trade.placed" else ()
-            if not rules or not subject.startswith("order:"):
-                continue
-            order = await session.get(Order, subject.removeprefix("order:"))
-            if order is None or (doc_type == "trade.settled" and order.settled_at is None):
-                continue
-            for rule in rules:
-                for finding in await rule(session, ctx, order):
-                    if await store(session, ctx, finding):
-                        opened.append(finding.rule)
-        if rows:
-            after = rows[-1].id
-            docs.position = max(docs.position, after)
-        if len(rows) < BATCH:
-            break
+    rows = (await session.execute(
+        select(TradeDocument.id, TradeDocument.type, TradeDocument.subject)
+        .where(TradeDocument.id > after).order_by(TradeDocument.id).limit(BATCH)  # type: ignore[arg-type,operator]
+    )).all()
+    for doc_id, doc_type, subject in rows:
+        rules = ON_SETTLED if doc_type == "trade.settled" else ON_PLACED if doc_type == "trade.placed" else ()
+        if not rules or not subject.startswith("order:"):
+            continue
+        order = await session.get(Order, subject.removeprefix("order:"))
+        if order is None or (doc_type == "trade.settled" and order.settled_at is None):
+            continue
+        for rule in rules:
+            for finding in await rule(session, ctx, order):
+                if await store(session, ctx, finding):
+                    opened.append(finding.rule)
+    if rows:
+        after = rows[-1].id
+        docs.position = max(docs.position, after)
+    # One batch per transaction: on SQLite a write transaction holds the one write
+    # lock, so a burst of trades is worked through in short transactions.
+    more = len(rows) == BATCH
     refusals = marks["refusals"]
     rows_r = (await session.execute(
         select(Refusal).where(or_(Refusal.id > refusals.position, Refusal.created_at >= recent))  # type: ignore[operator]
@@ -326,15 +329,20 @@ async def evaluate(session: AsyncSession, ctx: Ctx) -> list[str]:
                           .values(position=docs.position))
     await session.execute(update(EvaluatorMark).where(EvaluatorMark.source == "refusals")  # type: ignore[arg-type]
                           .values(position=refusals.position))
-    return opened
+    return opened, (after if more else None)
 
 
 async def evaluate_once(state: Any) -> list[str]:
-    """The clock's round: evaluate and commit (one transaction)."""
-    async with state.sessionmaker() as session:
-        opened = await evaluate(session, Ctx.system(state))
-        await session.commit()
-    return opened
+    """The clock's round: evaluate what is new, a batch per transaction."""
+    opened: list[str] = []
+    start: int | None = None
+    while True:
+        async with state.sessionmaker() as session:
+            found, start = await evaluate(session, Ctx.system(state), start)
+            await session.commit()
+        opened += found
+        if start is None:
+            return opened
 
 
 # -- reading and closing ----------------------------------------------------------------

@@ -269,3 +269,38 @@ async def test_unknown_rule_filter_is_refused(client: Any, regulator: Party) -> 
     r = await client.get("/v1/oversight/alerts", params={"rule": "nosuch"}, headers=regulator.auth)
     assert r.status_code in (400, 422), r.text
 
+
+
+async def test_a_burst_is_evaluated_in_short_transactions(client, parties: Parties, operator: Party,
+                                                          monkeypatch) -> None:
+    """Many new events are worked through a batch per transaction, to the last one."""
+    from sqlalchemy import func, select
+
+    from market.oversight import alerts
+    from market.oversight.models import EvaluatorMark
+    from market.trading.models import TradeDocument
+
+    evaluate(client)
+    _, listing = await offer(client, parties, operator, plans=[FREE])
+    for _ in range(4):
+        await place(client, await buyer(client, parties), listing)  # two documents each
+    monkeypatch.setattr(alerts, "BATCH", 3)
+    commits: list[int] = []
+    real = alerts.evaluate
+
+    async def counting(*args: Any) -> Any:
+        commits.append(1)
+        return await real(*args)
+
+    monkeypatch.setattr(alerts, "evaluate", counting)
+    evaluate(client)
+
+    async def positions() -> tuple[int, int]:
+        async with client.app.state.read_sessionmaker() as s:
+            mark = (await s.execute(select(EvaluatorMark.position).where(
+                EvaluatorMark.source == "trade_documents"))).scalar_one()
+            last = (await s.execute(select(func.max(TradeDocument.id)))).scalar_one()
+            return mark, last
+
+    mark, last = client.blocking_portal.call(positions)
+    assert mark == last and len(commits) >= 3
