@@ -97,11 +97,16 @@ async def _settled(client: httpx.AsyncClient, url: str, seconds: float = 60) -> 
     """Wait until nothing is pending and the served checkpoint covers every leaf; its size.
     (The background round also runs the clock's work, which may hold integration back
     for a few seconds after a burst of trades.)"""
+    # Read-only (a deferred BEGIN): in WAL mode it takes no lock. A writing transaction
+    # here would begin IMMEDIATE and queue for the write lock on SQLite's busy handler,
+    # which the server's own writers, handing the lock from one to the next, can starve
+    # past the 30 s busy timeout when the machine is loaded ("database is locked").
     engine = db.make_engine(url)
+    reader = engine.execution_options(**{db.READ_ONLY: True})
     deadline = time.monotonic() + seconds
     try:
         while True:
-            async with engine.connect() as conn:
+            async with reader.connect() as conn:
                 pending = (await conn.execute(text("SELECT count(*) FROM ledger_pending"))).scalar_one()
                 leaves = (await conn.execute(text("SELECT count(*) FROM ledger_leaves"))).scalar_one()
             size = int((await client.get("/v1/ledger/checkpoint")).text.split("\n")[1])
