@@ -25,13 +25,17 @@ demo: $(STAMP)
 	$(BIN)/market keys init
 	$(BIN)/market demo --notice-period 0
 
+# Test files are spread over MARKET_TEST_WORKERS processes (default 2, `0` runs in this
+# one); each worker has its own databases, data directory and localstripe.
+TEST_ARGS = -n $${MARKET_TEST_WORKERS:-2} --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(TEST_ARGS)
 
 # The same suite against PostgreSQL (MARKET_TEST_DATABASE_URL, default: the local server).
 test-postgres: $(STAMP)
 	MARKET_TEST_DATABASE_URL=$${MARKET_TEST_DATABASE_URL:-postgresql+asyncpg://postgres@127.0.0.1:5432/test} \
-		$(BIN)/python -m pytest
+		$(BIN)/python -m pytest $(TEST_ARGS)
 
 bench-ledger: $(STAMP)
 	$(BIN)/python bench/ledger.py
