@@ -28,7 +28,6 @@ def upgrade() -> None:
     sa.Column('paid_reference', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
     sa.Column('currency', sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
     sa.Column('cause', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
-    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('refund_reference', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
     sa.Column('created_at', ledger._time.UTCDateTime(timezone=True), nullable=False),
     sa.Column('refunded_at', ledger._time.UTCDateTime(timezone=True), nullable=True),
@@ -38,7 +37,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('payment_returns', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_payment_returns_order_id'), ['order_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_payment_returns_status'), ['status'], unique=False)
     with op.batch_alter_table('orders', schema=None) as batch_op:
         batch_op.add_column(sa.Column('intent_to_cancel', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True))
         batch_op.create_index(batch_op.f('ix_orders_intent_to_cancel'), ['intent_to_cancel'], unique=False)
@@ -49,6 +47,5 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_orders_intent_to_cancel'))
         batch_op.drop_column('intent_to_cancel')
     with op.batch_alter_table('payment_returns', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_payment_returns_status'))
         batch_op.drop_index(batch_op.f('ix_payment_returns_order_id'))
     op.drop_table('payment_returns')

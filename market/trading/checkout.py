@@ -179,7 +179,7 @@ async def refund_return(state: Any, return_id: int) -> bool:
     gateway = state.stripe
     async with state.read_sessionmaker() as s:
         row = await s.get(PaymentReturn, return_id)
-    if row is None or row.status != returns.PENDING or gateway is None:
+    if row is None or returns.status_of(row) != returns.PENDING or gateway is None:
         return False
     intent_id = row.paid_reference.removeprefix(returns.CARD_PREFIX)
     try:
@@ -190,9 +190,8 @@ async def refund_return(state: Any, return_id: int) -> bool:
         return False
     async with _writer(state) as session:
         await session.execute(update(PaymentReturn).where(
-            PaymentReturn.id == return_id, PaymentReturn.status == returns.PENDING)  # type: ignore[arg-type]
-            .values(status=returns.REFUNDED, refund_reference=f"stripe:{result.refund_id}",
-                    refunded_at=Ctx.system(state).now))
+            PaymentReturn.id == return_id, returns.pending_at_gateway())  # type: ignore[arg-type]
+            .values(refund_reference=f"stripe:{result.refund_id}", refunded_at=Ctx.system(state).now))
         await session.commit()
     return True
 
@@ -228,7 +227,7 @@ async def settle_gateway_work(state: Any, limit: int = 100) -> None:
     if state.stripe is None:
         return
     async with state.read_sessionmaker() as s:
-        pending = (await s.execute(select(PaymentReturn.id).where(
-            PaymentReturn.status == returns.PENDING).order_by(PaymentReturn.id).limit(limit))).scalars().all()
+        pending = (await s.execute(select(PaymentReturn.id).where(returns.pending_at_gateway())
+                                   .order_by(PaymentReturn.id).limit(limit))).scalars().all()  # type: ignore[arg-type]
     for return_id in pending:
         await refund_return(state, return_id)

@@ -95,8 +95,8 @@ class PaymentReturn(SQLModel, table=True):
     """Money that reached the market for an order it did not (or no longer could) settle
     with it: a card payment of an order ended meanwhile, or of a superseded attempt; a
     bank transfer for an order that could not be settled. It goes back to the buyer: a
-    card payment is refunded at the gateway (``pending`` until it is), a bank transfer
-    is ``owed`` (the operator sends it back by bank). One per payment received."""
+    card payment is refunded at the gateway (``pending`` until it is, then ``refunded``),
+    a bank transfer is ``owed`` (the operator sends it back by bank). One per payment received."""
 
     __tablename__ = "payment_returns"
     __table_args__ = (UniqueConstraint("order_id", "paid_reference", name="uq_payment_returns_payment"),)
@@ -108,8 +108,8 @@ class PaymentReturn(SQLModel, table=True):
     currency: str = Field(max_length=3)
     amount: int = _money()
     cause: str = Field(max_length=40)  # not-settleable / order-ended / superseded-attempt
-    status: str = Field(max_length=20, index=True)  # pending / refunded (card), owed (bank)
-    refund_reference: str | None = Field(default=None, max_length=255)  # stripe:<refund> once refunded
+    # stripe:<refund> once refunded at the gateway; its status is derived (``returns.status_of``)
+    refund_reference: str | None = Field(default=None, max_length=255)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     refunded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 

@@ -15,7 +15,7 @@ transaction that decides it. The buyer and staff see them in the order's ``payme
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.context import Ctx
@@ -25,6 +25,19 @@ from market.trading.models import Order, PaymentReturn
 
 PENDING, REFUNDED, OWED = "pending", "refunded", "owed"
 CARD_PREFIX = "stripe:"
+
+
+def status_of(row: PaymentReturn) -> str:
+    """``owed`` (a bank transfer the operator sends back), or for a card payment
+    ``pending`` until the gateway refunded it and ``refunded`` after."""
+    if row.method != "stripe":
+        return OWED
+    return PENDING if row.refund_reference is None else REFUNDED
+
+
+def pending_at_gateway() -> Any:
+    """SQL over ``payment_returns``: card payments still to refund at the gateway."""
+    return and_(PaymentReturn.method == "stripe", PaymentReturn.refund_reference.is_(None))  # type: ignore[union-attr]
 
 
 def paid_intent(order: Order) -> str | None:
@@ -47,12 +60,12 @@ async def owe(session: AsyncSession, ctx: Ctx, order: Order, paid_reference: str
     card = paid_reference.startswith(CARD_PREFIX)
     row = PaymentReturn(order_id=order.id, method="stripe" if card else "bank_transfer",
                         paid_reference=paid_reference, currency=paid.currency, amount=paid.amount, cause=cause,
-                        status=PENDING if card else OWED, created_at=ctx.now)
+                        created_at=ctx.now)
     session.add(row)
     await session.flush()
     await documents.record(session, "trade.payment_refunded", f"order:{order.id}", {
         "order": order.id, "payment": {"method": row.method, "reference": paid_reference},
-        "amount": {"amount": paid.amount, "currency": paid.currency}, "cause": cause, "status": row.status})
+        "amount": {"amount": paid.amount, "currency": paid.currency}, "cause": cause, "status": status_of(row)})
     return row
 
 
@@ -64,5 +77,5 @@ async def of_order(session: AsyncSession, order_id: str) -> list[PaymentReturn]:
 
 def view(row: PaymentReturn) -> dict[str, Any]:
     return {"reference": row.paid_reference, "amount": {"amount": row.amount, "currency": row.currency},
-            "cause": row.cause, "status": row.status, "refund_reference": row.refund_reference,
+            "cause": row.cause, "status": status_of(row), "refund_reference": row.refund_reference,
             "created_at": row.created_at, "refunded_at": row.refunded_at}
