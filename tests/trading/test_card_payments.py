@@ -254,3 +254,40 @@ async def test_a_late_payment_of_a_settled_order_is_refunded(market: Market) -> 
     assert (await market.client.get(f"/v1/orders/{order['id']}", headers=holder.auth)).json()["payment"]["returns"] \
         == []
     assert (await trade_types(market, order["id"])).count("trade.payment_refunded") == 1
+
+
+async def test_a_dispute_refunds_the_intent_that_paid(market: Market) -> None:
+    """An order whose latest attempt is not the one that paid (here a newer, unpaid intent
+    made the order's ``intent_id``, as a retry racing a late payment leaves it): the
+    dispute's refund goes to the intent named in ``payment.reference``."""
+    from sqlalchemy import update
+
+    from market import db
+    from market.trading.models import Order
+
+    _, b, order = await card_order(market)
+    paid = order["payment"]["intent_id"]
+    await pay(market.stripe, paid)
+    await wait_for(market.client, order["id"], b, "active")
+    async with httpx.AsyncClient(base_url=market.stripe, auth=(LOCALSTRIPE_KEY, "")) as stripe:
+        r = await stripe.post("/v1/payment_intents", data={
+            "amount": order["price"]["amount"], "currency": "cny", "metadata[order_id]": order["id"],
+            "payment_method_types[]": "card"})
+        assert r.status_code == 200, r.text
+    newer = r.json()["id"]
+    engine = db.make_engine(market.parties.settings.sqlalchemy_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(update(Order).where(Order.id == order["id"]).values(intent_id=newer))
+    finally:
+        await engine.dispose()
+    r = await market.client.post(f"/v1/orders/{order['id']}/disputes", json={"reason": "not as described"},
+                                 headers=b.auth)
+    assert r.status_code == 201, r.text
+    r = await market.client.post(f"/v1/disputes/{r.json()['id']}/resolution", headers=market.operator.auth,
+                                 json={"decision": "refund", "reason": "checked"})
+    assert r.status_code == 200, r.text
+    refunded = (await market.client.get(f"/v1/orders/{order['id']}", headers=b.auth)).json()
+    assert refunded["status"] == "refunded" and refunded["payment"]["reference"] == f"stripe:{paid}"
+    refund_id = r.json()["refund"]["reference"].removeprefix("stripe:")
+    assert (await stripe_get(market, f"/v1/refunds/{refund_id}"))["payment_intent"] == paid
