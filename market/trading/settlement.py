@@ -28,6 +28,7 @@ from market.context import Ctx
 from market.errors import Conflict, InvalidTransition, Unprocessable
 from market.listings import access as listing_access
 from market.listings.models import Listing
+from market.listings.states import ListingStatus
 from market.money import Money
 from market.oversight import stats
 from market.registry.assets import commitment_of, revision
@@ -109,9 +110,12 @@ async def why_unsettleable(session: AsyncSession, order: Order) -> str | None:
         return "the asset is frozen by the regulator"
     if listing.frozen:
         return "the listing is frozen by the regulator"
+    if (await session.get_one(Account, listing.provider_id, populate_existing=True)).suspended:
+        return "the holder's account is suspended by the regulator"
+    if listing.status != ListingStatus.active:
+        return f"the listing is {listing.status}"
     if not await listing_access.is_orderable(session, listing.id):
-        return ("the listing cannot be ordered now (paused, delisted, its holder suspended, or its asset no longer "
-                "registered with the operation right)")
+        return "the asset's registration no longer stands with the operation right"
     return None
 
 

@@ -89,7 +89,7 @@ async def test_a_bank_transfer_after_a_freeze_or_suspension_does_not_settle(clie
         why = "listing is frozen"
     else:
         await act(client, settings, regulator, set_suspended, holder.id, True, "fraud inquiry")
-        why = "holder suspended"
+        why = "holder's account is suspended"
     assert (await read(client, b, order))["status"] == "awaiting_payment"  # a freeze may be lifted: it waits
     await assert_ended_and_owed(client, operator, holder, b, order, why)
 
