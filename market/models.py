@@ -18,6 +18,7 @@ metadata = SQLModel.metadata
 __all__ = [
     "Account", "AccountKey", "ApiToken", "CheckpointRow", "Cosignature", "IdempotencyRecord", "Leaf",
     "PendingEntry", "Tile", "metadata", "Asset", "AssetRevision", "Objection", "RegistrationCounter", "Transfer",
-    "Listing", "ListingDoc", "ListingTerms", "Delivery", "Dispute", "Order", "PaymentReturn", "Payout", "Refusal", "TradeDocument",
+    "Listing", "ListingDoc", "ListingTerms", "Delivery", "Dispute", "Order", "PaymentReturn", "Payout", "Refusal",
+    "TradeDocument",
     "StripeEvent",
 ]
