@@ -153,9 +153,10 @@ def _outcome(order: Order | None, intent: PaymentState, event: WebhookEvent) -> 
 
 
 async def stop_payment(state: Any, order_id: str, intent_id: str) -> None:
-    """Before a card order is cancelled: cancel its PaymentIntent at the gateway, so it
-    can no longer be paid. If the payment already went through (or is processing), the
-    cancellation is refused: the webhook settles the order, and a dispute may refund it."""
+    """Before a card order is cancelled, or a new attempt made: cancel its PaymentIntent at
+    the gateway, so it can no longer be paid. If the payment already went through (or is
+    processing), the cancellation or the new attempt is refused (``409 payment-received``):
+    the webhook settles the order, and a dispute may refund it."""
     if state.stripe is None:
         return
     try:
