@@ -13,7 +13,7 @@ from market.accounts.service import set_suspended
 from market.listings.service import set_frozen as freeze_listing
 from market.registry.review import revoke, set_frozen as freeze_asset
 from market.trading.models import TradeDocument
-from tests.conftest import Parties, Party, assert_problem
+from tests.conftest import Parties, Party, assert_problem, backend
 from tests.registry_support import act, propose, provider
 from tests.trading.support import FREE, ONE_TIME, buyer, offer, pay_by_bank, place
 
@@ -160,3 +160,44 @@ async def test_a_transfer_ends_the_orders_of_the_old_holder(client, parties: Par
     r = await client.get("/v1/providers/me/statement", params={"period": period}, headers=holder.auth)
     statement = r.json()
     assert r.status_code == 200 and statement["orders"] == [] and statement["totals"] == [], r.text
+
+
+@pytest.mark.skipif(backend() != "postgresql", reason="SQLite serialises writers: there is no lock to wait for")
+async def test_a_payment_waits_for_a_freeze_under_way(client, parties: Parties, operator: Party, regulator: Party,
+                                                      settings) -> None:
+    """Settlement takes the share locks ordering takes: a bank payment recorded while a
+    freeze is being written waits for it, then sees the freeze and settles nothing."""
+    import asyncio
+
+    import httpx
+
+    from market.accounts.models import Account
+    from market.audit import LEDGER_KEY
+    from market.auth import Caller
+    from market.context import Ctx
+    from market.types import utcnow
+
+    holder, listing = await offer(client, parties, operator)
+    b = await buyer(client, parties)
+    order = await place(client, b, listing, "one_time")
+    state = client.app.state
+
+    async def race() -> tuple[bool, Any]:
+        async with state.sessionmaker() as session:
+            session.info[LEDGER_KEY] = state.ledger
+            account = await session.get(Account, regulator.id)
+            await freeze_asset(session, Ctx(Caller(account, "tok_test"), utcnow(), settings), listing["asset_id"],
+                               True, "under investigation")
+            transport = httpx.ASGITransport(app=client.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as c:
+                paying = asyncio.ensure_future(c.post(f"/v1/orders/{order['id']}/payment", headers=operator.auth,
+                                                      json={"reference": "CMB-RACE", "amount": order["price"]}))
+                await asyncio.sleep(1.0)
+                waited = not paying.done()
+                await session.commit()  # the freeze lands; the payment goes on
+                return waited, await paying
+
+    waited, response = client.blocking_portal.call(race)
+    assert waited, "the payment did not wait for the freeze under way"
+    assert "frozen" in assert_problem(response, 409, "not-settleable")["detail"]
+    assert (await read(client, b, order))["status"] == "cancelled"
