@@ -5,6 +5,12 @@ derived from the order, so a retried request (or a replayed ``Idempotency-Key``)
 the PaymentIntent the first one made. The webhook is verified by the library, its event
 id stored once (``stripe_events``), and the PaymentIntent re-read from the gateway
 before the order is settled or marked failed — in one transaction with the event row.
+
+Money that must go back (a payment of an order that can no longer be settled, or of an
+attempt other than the one that settled it) is recorded in that transaction
+(``returns``) and refunded at the gateway after the commit; PaymentIntents of orders the
+market ended unpaid are cancelled after theirs. The clock retries both
+(``settle_gateway_work``) when the gateway did not answer.
 """
 
 from typing import Any

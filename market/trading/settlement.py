@@ -101,8 +101,7 @@ async def why_unsettleable(session: AsyncSession, order: Order) -> str | None:
     listing = await session.get_one(Listing, order.listing_id, populate_existing=True)
     asset = await session.get_one(Asset, order.asset_id, populate_existing=True)
     await session.get_one(Order, order.id, populate_existing=True)  # ``order`` as it is now
-    if order.provider_id not in (listing.provider_id, asset.provider_id) or \
-            listing.provider_id != asset.provider_id:
+    if not order.provider_id == listing.provider_id == asset.provider_id:
         return "the asset changed hands: the order's provider no longer holds it"
     if asset.status == AssetStatus.revoked:
         return f"the registration {asset.registration_number} was revoked by the regulator"
