@@ -28,7 +28,7 @@ EVENT_TYPES = frozenset({
     "listing.delisted", "listing.frozen", "listing.unfrozen",
     "trade.placed", "trade.approved", "trade.rejected", "trade.cancelled", "trade.payment_started",
     "trade.payment_failed", "trade.settled", "trade.expired", "trade.refunded", "trade.disputed",
-    "trade.dispute_rejected", "delivery.sent", "payout.recorded",
+    "trade.dispute_rejected", "trade.payment_refunded", "delivery.sent", "payout.recorded",
     "oversight.action", "oversight.alert_closed",
 })
 

@@ -15,7 +15,7 @@ from market.audit import LEDGER_KEY
 from market.context import Ctx
 from market.oversight import alerts
 from market.registry import review
-from market.trading import settlement
+from market.trading import checkout, settlement
 from market.logs import log
 
 PURGE_EVERY = 3600.0
@@ -55,9 +55,11 @@ async def expire_orders_once(state: Any) -> int:
 
 
 async def clock_once(state: Any) -> None:
-    """The market's clock: notice periods that ended, access periods that ended, alert rules."""
+    """The market's clock: notice periods that ended, access periods that ended, card
+    payments of ended orders to stop or give back, alert rules."""
     await close_notices_once(state)
     await expire_orders_once(state)
+    await checkout.settle_gateway_work(state)
     await alerts.evaluate_once(state)
 
 

@@ -29,9 +29,11 @@ from market.payments.gateway import (
     payment_key,
     payment_methods,
     refund_key,
+    return_key,
 )
 
 __all__ = [
     "BANK_TRANSFER", "FREE", "BadSignature", "GatewayError", "OfflineGateway", "PaymentGateway", "PaymentsError",
     "PaymentStart", "PaymentState", "RefundResult", "WebhookEvent", "payment_key", "payment_methods", "refund_key",
+    "return_key",
 ]

@@ -1,7 +1,7 @@
 """The payment gateway interface (API.md "Orders"), and the gateways with no outside service.
 
 A gateway is called outside any database transaction (STYLE §8), with an idempotency
-key derived from the order (``payment_key``, ``refund_key``): a request retried after a
+key derived from the order (``payment_key``, ``refund_key``, ``return_key``): a request retried after a
 timeout or a crash returns the first one's result and never charges or refunds twice.
 
 Three payment methods: ``stripe`` (``market.payments.stripe_gateway``: a PaymentIntent
@@ -149,7 +149,14 @@ def refund_key(order_id: str, dispute_id: str) -> str:
     return f"order:{order_id}:refund:{dispute_id}"
 
 
+def return_key(order_id: str, intent_id: str) -> str:
+    """The idempotency key of giving back what ``intent_id`` paid for ``order_id``, when the
+    order was not settled with it (ended meanwhile, or paid by another attempt)."""
+    return f"order:{order_id}:return:{intent_id}"
+
+
 __all__ = [
     "BANK_TRANSFER", "FREE", "BadSignature", "GatewayError", "OfflineGateway", "PaymentGateway", "PaymentsError",
     "PaymentStart", "PaymentState", "RefundResult", "WebhookEvent", "payment_key", "payment_methods", "refund_key",
+    "return_key",
 ]

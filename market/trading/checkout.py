@@ -5,19 +5,28 @@ derived from the order, so a retried request (or a replayed ``Idempotency-Key``)
 the PaymentIntent the first one made. The webhook is verified by the library, its event
 id stored once (``stripe_events``), and the PaymentIntent re-read from the gateway
 before the order is settled or marked failed — in one transaction with the event row.
+
+Money that must go back (a payment of an order that can no longer be settled, or of an
+attempt other than the one that settled it) is recorded in that transaction
+(``returns``) and refunded at the gateway after the commit; PaymentIntents of orders the
+market ended unpaid are cancelled after theirs. The clock retries both
+(``settle_gateway_work``) when the gateway did not answer.
 """
 
 from typing import Any
 
+from sqlalchemy import select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.audit import LEDGER_KEY
 from market.context import Ctx
 from market.errors import DomainError
-from market.payments.gateway import GatewayError, PaymentState, WebhookEvent, payment_key
+from market.logs import log
+from market.money import Money
+from market.payments.gateway import GatewayError, PaymentState, WebhookEvent, payment_key, return_key
 from market.payments.models import record_event
-from market.trading import documents, settlement
-from market.trading.models import Order
+from market.trading import documents, returns, settlement
+from market.trading.models import Order, PaymentReturn
 from market.trading.states import ORDER, PAYABLE, OrderStatus
 
 
@@ -41,6 +50,8 @@ async def ensure_intent(state: Any, order_id: str, *, retry: bool = False) -> No
         return
     if order.intent_id is not None and not (retry and order.status == OrderStatus.payment_failed):
         return
+    if order.intent_id is not None:  # the buyer holds its client secret: it must not pay as well
+        await stop_payment(state, order.id, order.intent_id)
     attempt = order.payment_attempt + 1
     try:
         start = await gateway.start(order.id, order.price, order.currency, payment_key(order.id, attempt))
@@ -70,18 +81,46 @@ async def on_event(state: Any, event: WebhookEvent) -> str:
         raise GatewayUnavailable(f"could not re-read {event.intent_id} ({exc})") from None
     async with _writer(state) as session:
         order = await _order_of(session, intent)
-        outcome = _outcome(order, intent, event)
-        if not await record_event(session, event, outcome):
+        outcome, given_back = await _act(session, Ctx.system(state), order, intent, event)
+        if outcome is None:
             return "duplicate"
-        ctx = Ctx.system(state)
-        if outcome == "settled":
-            assert order is not None
-            await settlement.settle(session, ctx, order, reference=f"stripe:{intent.intent_id}")
-        elif outcome == "failed":
-            assert order is not None
-            await settlement.payment_failed(session, ctx, order, intent.failure_code)
         await session.commit()
-        return outcome
+    if given_back is not None:  # after the commit, outside any transaction
+        await refund_return(state, given_back)
+    if outcome == "not-settleable":
+        await cancel_intents_due(state)
+    return outcome
+
+
+async def _act(session: AsyncSession, ctx: Ctx, order: Order | None, intent: PaymentState,
+               event: WebhookEvent) -> tuple[str | None, int | None]:
+    """The event's effect in this transaction: (outcome or None for a duplicate, the id
+    of a payment return to make at the gateway after the commit)."""
+    outcome = _outcome(order, intent, event)
+    why = None
+    if outcome == "settled":
+        assert order is not None
+        why = await settlement.why_unsettleable(session, order)  # under the locks ordering takes
+        outcome = "settled" if why is None else "not-settleable"
+    if not await record_event(session, event, outcome):
+        return None, None
+    paid = Money(amount=intent.amount, currency=intent.currency)
+    reference = f"{returns.CARD_PREFIX}{intent.intent_id}"
+    if outcome == "settled":
+        assert order is not None
+        await settlement.settle(session, ctx, order, reference=reference)
+    elif outcome == "failed":
+        assert order is not None
+        await settlement.payment_failed(session, ctx, order, intent.failure_code)
+    elif outcome == "not-settleable":
+        assert order is not None and why is not None
+        await settlement.end_unsettled(session, ctx, order, why, cause="not-settleable")
+        return outcome, (await returns.owe(session, ctx, order, reference, paid, cause="not-settleable")).id
+    elif outcome == "returned":
+        assert order is not None
+        cause = "superseded-attempt" if order.payment_reference is not None else "order-ended"
+        return outcome, (await returns.owe(session, ctx, order, reference, paid, cause=cause)).id
+    return outcome, None
 
 
 async def _record_only(state: Any, event: WebhookEvent, outcome: str) -> str:
@@ -102,8 +141,12 @@ async def _order_of(session: AsyncSession, intent: PaymentState) -> Order | None
 
 def _outcome(order: Order | None, intent: PaymentState, event: WebhookEvent) -> str:
     """What the re-read PaymentIntent (not the event's claim) says to do with the order."""
-    if order is None or order.status not in PAYABLE:
-        return "ignored"  # not ours, or settled or cancelled already
+    if order is None or order.payment_method != "stripe":
+        return "ignored"  # not ours
+    if order.status not in PAYABLE:
+        if intent.status == "succeeded" and order.payment_reference != f"{returns.CARD_PREFIX}{intent.intent_id}":
+            return "returned"  # paid for an order ended meanwhile, or settled by another attempt: it goes back
+        return "ignored"  # the payment that settled it, again
     if intent.status == "succeeded":
         if (intent.amount, intent.currency) != (order.price, order.currency):
             return "mismatch"
@@ -116,9 +159,10 @@ def _outcome(order: Order | None, intent: PaymentState, event: WebhookEvent) -> 
 
 
 async def stop_payment(state: Any, order_id: str, intent_id: str) -> None:
-    """Before a card order is cancelled: cancel its PaymentIntent at the gateway, so it
-    can no longer be paid. If the payment already went through (or is processing), the
-    cancellation is refused: the webhook settles the order, and a dispute may refund it."""
+    """Before a card order is cancelled, or a new attempt made: cancel its PaymentIntent at
+    the gateway, so it can no longer be paid. If the payment already went through (or is
+    processing), the cancellation or the new attempt is refused (``409 payment-received``):
+    the webhook settles the order, and a dispute may refund it."""
     if state.stripe is None:
         return
     try:
@@ -131,3 +175,66 @@ async def stop_payment(state: Any, order_id: str, intent_id: str) -> None:
 
         raise Conflict(f"the card payment of order {order_id} was already made ({intent.status}); the order is "
                        "being settled — open a dispute to be refunded", kind="payment-received")
+
+
+# -- giving back, after the commit ---------------------------------------------------------
+
+
+async def refund_return(state: Any, return_id: int) -> bool:
+    """Refund a pending card payment return at the gateway (idempotency key from the order
+    and the intent), then store the refund's id. False if it is left for the next try."""
+    gateway = state.stripe
+    async with state.read_sessionmaker() as s:
+        row = await s.get(PaymentReturn, return_id)
+    if row is None or returns.status_of(row) != returns.PENDING or gateway is None:
+        return False
+    intent_id = row.paid_reference.removeprefix(returns.CARD_PREFIX)
+    try:
+        result = await gateway.refund(intent_id, row.amount, idempotency_key=return_key(row.order_id, intent_id))
+    except GatewayError as exc:
+        log.warning("payment return not refunded yet; the clock tries again", order=row.order_id,
+                    intent=intent_id, error=str(exc))
+        return False
+    async with _writer(state) as session:
+        await session.execute(update(PaymentReturn).where(
+            PaymentReturn.id == return_id, returns.pending_at_gateway())  # type: ignore[arg-type]
+            .values(refund_reference=f"stripe:{result.refund_id}", refunded_at=Ctx.system(state).now))
+        await session.commit()
+    return True
+
+
+async def cancel_intents_due(state: Any, limit: int = 100) -> int:
+    """Cancel at the gateway the PaymentIntents of orders the market ended unpaid. One
+    that was paid meanwhile is not an error: its webhook gives the money back."""
+    if state.stripe is None:
+        return 0
+    async with state.read_sessionmaker() as s:
+        due = (await s.execute(select(Order.id, Order.intent_to_cancel).where(
+            Order.intent_to_cancel.is_not(None)).limit(limit))).all()  # type: ignore[union-attr]
+    done = 0
+    for order_id, intent_id in due:
+        try:
+            await state.stripe.cancel(intent_id)
+        except GatewayError as exc:
+            log.warning("PaymentIntent not cancelled yet; the clock tries again", order=order_id, error=str(exc))
+            continue
+        async with _writer(state) as session:
+            # Bookkeeping beside the order's state (no version bump: no move of the order races with it).
+            await session.execute(update(Order).where(Order.id == order_id,  # type: ignore[arg-type]
+                                                      Order.intent_to_cancel == intent_id)
+                                  .values(intent_to_cancel=None))
+            await session.commit()
+        done += 1
+    return done
+
+
+async def settle_gateway_work(state: Any, limit: int = 100) -> None:
+    """The clock's round: intents still to cancel, card payment returns still to refund."""
+    await cancel_intents_due(state, limit)
+    if state.stripe is None:
+        return
+    async with state.read_sessionmaker() as s:
+        pending = (await s.execute(select(PaymentReturn.id).where(returns.pending_at_gateway())
+                                   .order_by(PaymentReturn.id).limit(limit))).scalars().all()  # type: ignore[arg-type]
+    for return_id in pending:
+        await refund_return(state, return_id)

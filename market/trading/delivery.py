@@ -6,8 +6,9 @@ Who receives what
   Only the order's buyer: strangers get 404 (``access.load``), the holder and staff who
   may see the order 403 ``not-buyer``. A suspended buyer gets 403 ``account-suspended``
   (the auth layer refuses a suspended account's writes, not its reads). The order must
-  be ``active`` and not past ``expires_at``, and neither the asset nor the listing may
-  be frozen; otherwise 409 ``no-access`` (access ends at expiry, refund, freeze).
+  be ``active`` and not past ``expires_at``, neither the asset nor the listing may be
+  frozen, and the registration must not be revoked; otherwise 409 ``no-access`` (access
+  ends at expiry, refund, freeze, revocation).
   A one-time or free order delivers the revision registered at settlement
   (``order.asset_revision``). A subscription may ask ``?revision=N`` for that revision
   or any revision the ledger shows registered (``asset.registered`` entries) at or
@@ -39,7 +40,7 @@ The ledger: what was actually sent
 Access ending during a download
   Access is checked when the request starts and again, from the database, before the
   next piece whenever ``RECHECK_SECONDS`` have passed since the last check. A download
-  under way when access ends (refund, expiry, freeze, suspension) stops within that
+  under way when access ends (refund, expiry, freeze, revocation, suspension) stops within that
   time: the body ends short of its ``Content-Length`` (the client sees a truncated
   response) and the ledger records the part sent.
 
@@ -66,6 +67,7 @@ from market.errors import Conflict, DomainError, Forbidden, NotFound
 from market.listings.models import Listing
 from market.logs import log
 from market.registry.models import Asset, AssetRevision
+from market.registry.states import AssetStatus
 from market.storage import BlobCorrupted, BlobStore, MasterKey
 from market.trading import access, documents
 from market.trading.models import Delivery, Order
@@ -101,6 +103,9 @@ def _refuse(order: Order, asset: Asset, listing: Listing | None, suspended: bool
     if asset.frozen:
         raise Conflict(f"asset {asset.id} is frozen by the regulator; its content is not delivered meanwhile",
                        kind="no-access")
+    if asset.status == AssetStatus.revoked:
+        raise Conflict(f"the registration of asset {asset.id} was revoked by the regulator; its content is not "
+                       "delivered", kind="no-access")
     if listing is not None and listing.frozen:
         raise Conflict(f"listing {listing.id} is frozen by the regulator; its content is not delivered meanwhile",
                        kind="no-access")

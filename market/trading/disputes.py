@@ -57,7 +57,7 @@ from market.ids import new_id
 from market.money import Money
 from market.oversight import stats
 from market.payments.gateway import GatewayError, refund_key
-from market.trading import access, documents
+from market.trading import access, documents, returns
 from market.trading.models import Dispute, Order
 from market.trading.schemas import DisputeCreate, DisputeRead
 from market.trading.states import DISPUTE, ORDER, DisputeStatus, OrderStatus
@@ -200,8 +200,9 @@ async def resolve(session: AsyncSession, ctx: Ctx, dispute_id: str,
 def _gateway_refund(dispute: Dispute, order: Order) -> GatewayRefund | None:
     if order.payment_method != "stripe" or order.status != OrderStatus.refunded or order.refund_reference is not None:
         return None
-    assert order.intent_id is not None  # a settled card order was paid through its intent
-    return GatewayRefund(dispute_id=dispute.id, order_id=order.id, intent_id=order.intent_id, amount=order.price,
+    paid = returns.paid_intent(order)  # the attempt that paid, not necessarily the latest
+    assert paid is not None  # a settled card order was paid through an intent
+    return GatewayRefund(dispute_id=dispute.id, order_id=order.id, intent_id=paid, amount=order.price,
                          idempotency_key=refund_key(order.id, dispute.id))
 
 

@@ -3,7 +3,7 @@ deliveries, disputes, payouts, and refused attempts kept for the regulator."""
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Index, LargeBinary, Text
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from market.types import UTCDateTime, utcnow
@@ -60,6 +60,9 @@ class Order(SQLModel, table=True):
     client_secret: str | None = Field(default=None, max_length=255)
     payment_reference: str | None = Field(default=None, max_length=255)
     failure_code: str | None = Field(default=None, max_length=100)
+    # A PaymentIntent the market still has to cancel at the gateway: set in the
+    # transaction that ended the order unpaid, cleared once the gateway cancelled it.
+    intent_to_cancel: str | None = Field(default=None, index=True, max_length=255)
 
     # Settlement: the contract (交易凭证) and the access it gives.
     asset_revision: int | None = None  # the registered revision at settlement
@@ -86,6 +89,29 @@ class TradeDocument(SQLModel, table=True):
     document: str = Field(sa_column=Column(Text, nullable=False))  # canonical JSON, salt included
     document_sha256: str = Field(max_length=64, unique=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class PaymentReturn(SQLModel, table=True):
+    """Money that reached the market for an order it did not (or no longer could) settle
+    with it: a card payment of an order ended meanwhile, or of a superseded attempt; a
+    bank transfer for an order that could not be settled. It goes back to the buyer: a
+    card payment is refunded at the gateway (``pending`` until it is, then ``refunded``),
+    a bank transfer is ``owed`` (the operator sends it back by bank). One per payment received."""
+
+    __tablename__ = "payment_returns"
+    __table_args__ = (UniqueConstraint("order_id", "paid_reference", name="uq_payment_returns_payment"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: str = Field(foreign_key="orders.id", index=True, max_length=40)
+    method: str = Field(max_length=20)  # stripe / bank_transfer
+    paid_reference: str = Field(max_length=255)  # stripe:<intent> / bank:<reference>
+    currency: str = Field(max_length=3)
+    amount: int = _money()
+    cause: str = Field(max_length=40)  # not-settleable / order-ended / superseded-attempt
+    # stripe:<refund> once refunded at the gateway; its status is derived (``returns.status_of``)
+    refund_reference: str | None = Field(default=None, max_length=255)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    refunded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Delivery(SQLModel, table=True):

@@ -219,6 +219,8 @@ async def decide(session: AsyncSession, ctx: Ctx, order_id: str, decision: str, 
         if order.holder_decision is not None:
             raise Conflict(f"order {order_id} was decided by its holder already", kind="already-decided")
         values = {"holder_decision": decision}
+    if decision == "approve":
+        await _approvable(session, order, as_regulator)
     by = "regulator" if as_regulator else "holder"
     document = {"order": order.id, "by": by, "account": caller.id, "decision": decision,
                 "reason_sha256": audit.text_digest(reason)}
@@ -230,6 +232,20 @@ async def decide(session: AsyncSession, ctx: Ctx, order_id: str, decision: str, 
     await documents.record(session, "trade.approved", f"order:{order.id}", document)
     await _advance(session, ctx, order)
     return order
+
+
+async def _approvable(session: AsyncSession, order: Order, as_regulator: bool) -> None:
+    """An approval moves the order towards payment (a free one to settlement): only while
+    it could be settled, and never by a provider that no longer holds the asset."""
+    from market.trading import settlement
+
+    why = await settlement.why_unsettleable(session, order)
+    if why is None:
+        return
+    asset = await session.get_one(Asset, order.asset_id)
+    if not as_regulator and asset.provider_id != order.provider_id:
+        raise Forbidden(f"order {order.id} cannot be approved by {order.provider_id}: {why}", kind="not-holder")
+    raise Conflict(f"order {order.id} cannot be approved now: {why}", kind="not-orderable", extra={"reason": why})
 
 
 async def cancel(session: AsyncSession, ctx: Ctx, order_id: str) -> Order:

@@ -5,8 +5,9 @@ import json
 from market.auth import Caller
 from market.listings.schemas import Licence, PlanRead
 from market.money import Money
-from market.trading.models import Order
-from market.trading.schemas import Approvals, OrderRead, PaymentRead, Terms
+from market.trading import returns
+from market.trading.models import Order, PaymentReturn
+from market.trading.schemas import Approvals, OrderRead, PaymentRead, PaymentReturnRead, Terms
 
 
 def _approval(needed: bool, decision: str | None) -> str:
@@ -15,12 +16,15 @@ def _approval(needed: bool, decision: str | None) -> str:
     return {"approve": "approved", "reject": "rejected"}.get(decision or "", "pending")
 
 
-def order_read(order: Order, caller: Caller) -> OrderRead:
+def order_read(order: Order, caller: Caller, payment_returns: list[PaymentReturn] | None = None) -> OrderRead:
+    """``payment_returns`` (one order's view) are shown to its buyer and staff."""
     money = lambda amount: Money(amount=amount, currency=order.currency)  # noqa: E731
     buyer = caller.id == order.buyer_id
+    shown = [PaymentReturnRead(**returns.view(r)) for r in payment_returns or []] \
+        if buyer or caller.is_staff else []
     return OrderRead(
         id=order.id, listing_id=order.listing_id, asset_id=order.asset_id, buyer=order.buyer_id,
-        provider=order.provider_id, status=order.status, purpose=order.purpose,
+        provider=order.provider_id, status=order.status, status_reason=order.status_reason, purpose=order.purpose,
         approvals=Approvals(holder=_approval(order.needs_holder_approval, order.holder_decision),  # type: ignore[arg-type]
                             regulator=_approval(order.needs_regulator_approval, order.regulator_decision)),  # type: ignore[arg-type]
         price=money(order.price), fee=money(order.fee), provider_share=money(order.provider_share),
@@ -29,7 +33,7 @@ def order_read(order: Order, caller: Caller) -> OrderRead:
         payment=PaymentRead(provider=order.payment_method, intent_id=order.intent_id,  # type: ignore[arg-type]
                             client_secret=order.client_secret if buyer else None,
                             reference=order.payment_reference, attempt=order.payment_attempt,
-                            failure_code=order.failure_code),
+                            failure_code=order.failure_code, returns=shown),
         signed=order.buyer_signature is not None, settled_at=order.settled_at, expires_at=order.expires_at,
         refunded_at=order.refunded_at, created_at=order.created_at, updated_at=order.updated_at,
     )

@@ -13,7 +13,7 @@ from market.context import Ctx
 from market.errors import Conflict, DomainError, Unprocessable
 from market.listings.schemas import Purpose
 from market.pagination import DEFAULT_LIMIT, Page, page_of, paginate
-from market.trading import access, orders, settlement
+from market.trading import access, orders, returns, settlement
 from market.trading.models import Order
 from market.trading.read import order_read
 from market.trading.schemas import BankPayment, DecisionBody, OrderCreate, OrderRead, OrderToSign, PaymentMethod
@@ -69,7 +69,8 @@ class OrderController(Controller):
 
     @get("/{order_id:str}", summary="One order (its buyer, the listing's holder, staff)")
     async def get_order(self, db: AsyncSession, ctx: Ctx, order_id: str) -> OrderRead:
-        return order_read(await access.load(db, order_id, ctx.user), ctx.user)
+        order = await access.load(db, order_id, ctx.user)
+        return order_read(order, ctx.user, await returns.of_order(db, order.id))
 
     @post("/{order_id:str}/cancellation", status_code=200, summary="Cancel before payment (buyer)")
     async def cancel(self, state: State, db: AsyncSession, ctx: Ctx, order_id: str) -> OrderRead:
@@ -98,7 +99,11 @@ class OrderController(Controller):
 
     @post("/{order_id:str}/payment", status_code=200, summary="Record a bank transfer received (operator)")
     async def bank_payment(self, db: AsyncSession, ctx: Ctx, order_id: str, data: BankPayment) -> OrderRead:
-        order = await settlement.record_bank_payment(db, ctx, order_id, data.reference, data.amount)
+        try:
+            order = await settlement.record_bank_payment(db, ctx, order_id, data.reference, data.amount)
+        except settlement.Ended as ended:  # the order is cancelled and the transfer owed back: keep that
+            await db.commit()
+            raise ended.problem from None
         await db.commit()
         return order_read(order, ctx.user)
 

@@ -67,6 +67,19 @@ class Approvals(BaseModel):
     regulator: Literal["pending", "approved", "rejected", "not_required"]
 
 
+class PaymentReturnRead(BaseModel):
+    """A payment that goes back to the buyer because the order was not settled with it."""
+
+    reference: str = Field(description="the payment that goes back: stripe:<intent> or bank:<reference>")
+    amount: Money
+    cause: str = Field(description="not-settleable, order-ended or superseded-attempt")
+    status: Literal["pending", "refunded", "owed"] = Field(
+        description="card: pending until the gateway refunded it, then refunded; bank transfer: owed")
+    refund_reference: str | None = None
+    created_at: datetime
+    refunded_at: datetime | None = None
+
+
 class PaymentRead(BaseModel):
     provider: PaymentMethod
     intent_id: str | None = None
@@ -74,6 +87,8 @@ class PaymentRead(BaseModel):
     reference: str | None = None
     attempt: int = 0
     failure_code: str | None = None
+    returns: list[PaymentReturnRead] = Field(
+        default_factory=list, description="payments going back to the buyer (its buyer and staff; one order's view)")
 
 
 class Terms(BaseModel):
@@ -91,6 +106,7 @@ class OrderRead(BaseModel):
     buyer: str
     provider: str
     status: str
+    status_reason: str | None = Field(default=None, description="why the order was rejected or ended")
     purpose: str
     approvals: Approvals
     price: Money

@@ -1,12 +1,18 @@
 """Settlement (清结算): payment confirmed → the contract (交易凭证) written and the order
 active, in one transaction; payment failures; expiry; refunds. Never commits.
 
+Settlement re-checks, in its own transaction and under the locks ordering takes, that
+the listing is still orderable and the order's provider still its holder (DESIGN §2,
+invariant 8: no money moves for what a regulator stopped); an order that cannot be
+settled is ended with the reason, and money received for it goes back (``returns``).
+
 The contract is the document of the ``trade.settled`` entry (LEDGER.md §6): its salted
 hash is on the public log, and the parties get it as a bundle that verifies offline
 with ``python -m ledger verify-bundle``.
 """
 
 import json
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -19,15 +25,19 @@ from market import signing
 from market.accounts.models import Account, AccountKey
 from market.accounts.schemas import Role
 from market.context import Ctx
-from market.errors import InvalidTransition, Unprocessable
+from market.errors import Conflict, InvalidTransition, Unprocessable
+from market.listings import access as listing_access
+from market.listings.models import Listing
+from market.listings.states import ListingStatus
 from market.money import Money
 from market.oversight import stats
 from market.registry.assets import commitment_of, revision
 from market.registry.certificates import bundle, holder_of
 from market.registry.models import Asset
-from market.trading import access, documents
+from market.registry.states import AssetStatus
+from market.trading import access, documents, returns
 from market.trading.models import Order
-from market.trading.states import ORDER, OrderStatus
+from market.trading.states import ORDER, UNPAID, OrderStatus
 from market.types import rfc3339
 
 CONTRACT_TYPE = "data-trade-contract"
@@ -66,9 +76,94 @@ async def contract_document(session: AsyncSession, ctx: Ctx, order: Order, refer
     }
 
 
+class NotSettleable(Conflict):
+    kind, title = "not-settleable", "The order can no longer be settled"
+
+
+@dataclass
+class Ended(Exception):
+    """The order was ended (and any money received recorded as going back) in the
+    caller's transaction: commit it, then answer ``problem``."""
+
+    problem: NotSettleable
+
+
+async def why_unsettleable(session: AsyncSession, order: Order) -> str | None:
+    """Why ``order`` cannot be settled now (said to its buyer and holder), or None.
+
+    Holds the listing, its asset and its holder as placing an order does (share locks on
+    PostgreSQL, taken before the order row is written), then reads them afresh: a
+    freeze, revocation, suspension or transfer committed before is seen, and one that
+    comes after waits for this transaction. The rule is the listing's ``orderable`` and
+    the order's provider still being the listing's holder."""
+    listing = await session.get_one(Listing, order.listing_id)
+    await listing_access.hold(session, listing)
+    listing = await session.get_one(Listing, order.listing_id, populate_existing=True)
+    asset = await session.get_one(Asset, order.asset_id, populate_existing=True)
+    await session.get_one(Order, order.id, populate_existing=True)  # ``order`` as it is now
+    if not order.provider_id == listing.provider_id == asset.provider_id:
+        return "the asset changed hands: the order's provider no longer holds it"
+    if asset.status == AssetStatus.revoked:
+        return f"the registration {asset.registration_number} was revoked by the regulator"
+    if asset.frozen:
+        return "the asset is frozen by the regulator"
+    if listing.frozen:
+        return "the listing is frozen by the regulator"
+    if (await session.get_one(Account, listing.provider_id, populate_existing=True)).suspended:
+        return "the holder's account is suspended by the regulator"
+    if listing.status != ListingStatus.active:
+        return f"the listing is {listing.status}"
+    if not await listing_access.is_orderable(session, listing.id):
+        return "the asset's registration no longer stands with the operation right"
+    return None
+
+
+async def end_unsettled(session: AsyncSession, ctx: Ctx, order: Order, why: str, cause: str) -> None:
+    """End an unpaid order the market can no longer settle: ``cancelled`` with ``why``
+    as its ``status_reason``; a card order's PaymentIntent is left for the gateway to
+    cancel after the commit (``intent_to_cancel``)."""
+    values: dict[str, Any] = {"status_reason": why, "updated_at": ctx.now}
+    if order.payment_method == "stripe" and order.intent_id is not None:
+        values["intent_to_cancel"] = order.intent_id
+    await ORDER.move(session, order, "cancel", ctx, **values)
+    await documents.record(session, "trade.cancelled", f"order:{order.id}",
+                           {"order": order.id, "by": "market", "cause": cause})
+
+
+async def end_with_listing(session: AsyncSession, ctx: Ctx, listing: Listing) -> int:
+    """The listing was delisted (by its holder, or by the market because its asset changed
+    hands, was cancelled or revoked): its unpaid orders end with it, in that transaction,
+    so nobody but the asset's current holder approves or is paid. Returns how many."""
+    unpaid = (await session.execute(select(Order).where(
+        Order.listing_id == listing.id, Order.status.in_([s.value for s in UNPAID]))  # type: ignore[attr-defined]
+        .order_by(Order.id))).scalars().all()
+    asset = await session.get_one(Asset, listing.asset_id)
+    why = _delisted_because(asset, listing, by_market=ctx.caller is None)
+    for order in unpaid:
+        await end_unsettled(session, ctx, order, why, cause="listing-delisted")
+    return len(unpaid)
+
+
+def _delisted_because(asset: Asset, listing: Listing, by_market: bool) -> str:
+    if not by_market:
+        return "the holder delisted the listing"
+    if asset.status == AssetStatus.revoked:
+        return f"the registration {asset.registration_number} was revoked by the regulator; the listing was delisted"
+    if asset.status == AssetStatus.cancelled:
+        return "the asset's registration was cancelled; the listing was delisted"
+    if asset.provider_id != listing.provider_id:
+        return "the asset changed hands; the listing was delisted"
+    return "the listing was delisted by the market"
+
+
 async def settle(session: AsyncSession, ctx: Ctx, order: Order, reference: str) -> None:
-    """Write the contract and make ``order`` active (the caller checked the payment)."""
+    """Write the contract and make ``order`` active (the caller checked the payment).
+    Refuses (``NotSettleable``, nothing written) an order that can no longer be settled."""
     ORDER.check(order, "settle")
+    why = await why_unsettleable(session, order)
+    ORDER.check(order, "settle")  # as read afresh under the locks
+    if why is not None:
+        raise NotSettleable(f"order {order.id} cannot be settled: {why}", extra={"reason": why})
     contract = await contract_document(session, ctx, order, reference)
     entry, full = await documents.record(session, "trade.settled", f"order:{order.id}", contract)
     await ORDER.move(session, order, "settle", ctx, payment_reference=reference,
@@ -81,18 +176,34 @@ async def settle(session: AsyncSession, ctx: Ctx, order: Order, reference: str) 
 
 async def record_bank_payment(session: AsyncSession, ctx: Ctx, order_id: str, reference: str,
                               amount: Money) -> Order:
-    """The operator saw the bank transfer arrive: the amount must equal the price."""
+    """The operator saw the bank transfer arrive: the amount must equal the price.
+
+    For an order that can no longer be settled (or was cancelled), the transfer is
+    recorded as owed back to the buyer and the order ends ``cancelled`` with the reason:
+    raises ``Ended`` — the caller commits, then answers 409 ``not-settleable``."""
     ctx.user.require(Role.operator)
     order = await access.load(session, order_id, ctx.user)
     if order.payment_method != "bank_transfer":
         raise Unprocessable(f"order {order_id} is paid by {order.payment_method}, not bank transfer",
                             kind="wrong-payment-method")
-    ORDER.check(order, "settle")
+    if order.status != OrderStatus.cancelled:
+        ORDER.check(order, "settle")
     if (amount.amount, amount.currency) != (order.price, order.currency):
         raise Unprocessable(f"the transfer of {amount.amount} {amount.currency} does not equal the price "
                             f"{order.price} {order.currency}", kind="amount-mismatch")
-    await settle(session, ctx, order, reference=f"bank:{reference}")
-    return order
+    if order.status == OrderStatus.cancelled:
+        why = order.status_reason or "the order was cancelled"
+    else:
+        try:
+            await settle(session, ctx, order, reference=f"bank:{reference}")
+            return order
+        except NotSettleable as exc:
+            why = exc.extra["reason"]
+        await end_unsettled(session, ctx, order, why, cause="not-settleable")
+    await returns.owe(session, ctx, order, f"bank:{reference}", amount, cause="not-settleable")
+    raise Ended(NotSettleable(
+        f"order {order_id} cannot be settled ({why}); it is cancelled and the transfer {reference} of "
+        f"{amount.amount} {amount.currency} is recorded as owed back to the buyer", extra={"reason": why}))
 
 
 async def payment_failed(session: AsyncSession, ctx: Ctx, order: Order, failure_code: str | None) -> None:

@@ -630,3 +630,58 @@ async def test_market_client_download_against_a_real_server(databases, tmp_path)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+async def test_a_revocation_stops_delivery(client, parties, operator, regulator, settings) -> None:
+    """An order settled before its registration is revoked gets neither the content nor a
+    proof afterwards, like a freeze, and for good."""
+    from market.registry.review import revoke
+
+    d = await bought(client, parties, operator, size=1000)
+    order, b = d["order"], d["buyer"]
+    assert (await client.get(url(order), headers=b.auth)).status_code == 200
+    await act(client, settings, regulator, revoke, d["asset"]["id"], "unlawful source")
+    for tail, params in (("", None), ("/proof", {"chunk": 0})):
+        body = assert_problem(await client.get(url(order, tail), params=params, headers=b.auth), 409, "no-access")
+        assert "revoked" in body["detail"]
+    assert len(deliveries_of(client, order["id"])) == 1  # the download before the revocation, nothing after
+
+
+async def test_a_download_under_way_stops_on_revocation(client, parties, operator, regulator, settings) -> None:
+    from market.context import Ctx
+    from market.registry.review import revoke
+    from market.trading import delivery
+    from market.types import utcnow
+
+    d = await bought(client, parties, operator, size=3 * CHUNK)
+    content, order, b = d["content"], d["order"], d["buyer"]
+    state = client.app.state
+
+    async def start() -> Any:
+        from market.accounts.models import Account
+        from market.auth import Caller
+        from market.credentials import AccountSnapshot
+
+        async with state.read_sessionmaker() as s:
+            account = AccountSnapshot.of(await s.get_one(Account, b.id))
+            sending = await delivery.open_delivery(s, Ctx(Caller(account, "tok_test"), utcnow(), settings), state,
+                                                   order["id"], None, None)
+        sending.recheck_seconds = 0
+        return sending
+
+    sending = client.blocking_portal.call(start)
+
+    async def take() -> bytes | None:
+        try:
+            piece = await anext(sending)
+        except StopAsyncIteration:
+            return None
+        sending.sent(piece)
+        return piece
+
+    assert client.blocking_portal.call(take) == content[:CHUNK]
+    await act(client, settings, regulator, revoke, d["asset"]["id"], "unlawful source")
+    assert client.blocking_portal.call(take) is None
+    assert sending.stopped is not None and "revoked" in sending.stopped
+    document = client.blocking_portal.call(sending.finish)
+    assert document is not None and document["bytes"] == CHUNK
