@@ -181,10 +181,87 @@ def create_operator(name: str) -> None:
 
 
 @admin_group.command("create-regulator")
-@click.option("--name", required=True)
-def create_regulator(name: str) -> None:
-    """Create a regulator account; print only its token."""
-    click.echo(_run(_create_staff(_settings(), name, "regulator")))
+@click.option("--enrollment", "enrollment", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="the enrollment file the regulator authority signed ('market regulator enroll')")
+def create_regulator(enrollment: Path) -> None:
+    """Create the regulator an authority enrolled (checked against MARKET_REGULATOR_AUTHORITY);
+    print its token as the last line."""
+    from market.accounts.enrollment import EnrollmentError
+    from market.bootstrap import create_regulator_account
+    from market.errors import DomainError
+
+    settings = _settings()
+    try:
+        content = enrollment.read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"cannot read the enrollment {enrollment}: {exc.strerror}") from None
+
+    async def go() -> str:
+        engine = db.make_engine(settings.sqlalchemy_url)
+        try:
+            return await create_regulator_account(settings, engine, content)
+        finally:
+            await engine.dispose()
+
+    try:
+        token = _run(go())
+    except EnrollmentError as exc:
+        raise click.ClickException(f"{enrollment}: {exc}; no regulator was created") from None
+    except DomainError as exc:
+        raise click.ClickException(f"{enrollment}: {exc.detail}; no regulator was created") from None
+    click.echo(token)
+
+
+# -- regulator authority -----------------------------------------------------------
+
+
+@main.group("regulator")
+def regulator_group() -> None:
+    """The regulator authority's side: its key, and the enrollments it signs."""
+
+
+@regulator_group.command("authority-keygen")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="where to write the authority's private key (mode 0600; never over an existing file)")
+@click.option("--name", default="regulator-authority", show_default=True,
+              help="the key's name in its note vkey (no spaces, no '+')")
+def regulator_authority_keygen(out: Path, name: str) -> None:
+    """Make the regulator authority's key; print its note vkey (MARKET_REGULATOR_AUTHORITY) as the last line."""
+    from ledger.errors import LedgerError
+    from market.accounts.enrollment import EnrollmentError, authority_keygen
+
+    try:
+        vkey = authority_keygen(out, name)
+    except (EnrollmentError, LedgerError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {out}; set MARKET_REGULATOR_AUTHORITY to the vkey below for every market process", err=True)
+    click.echo(vkey)
+
+
+@regulator_group.command("enroll")
+@click.option("--authority-key", "authority_key", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="the key 'market regulator authority-keygen' wrote")
+@click.option("--name", required=True, help="the regulator's name (an institution)")
+@click.option("--public-key", "public_key", required=True,
+              help="the regulator's Ed25519 public key, base64 of 32 bytes ('market client keygen' prints it)")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="where to write the signed enrollment (JSON)")
+def regulator_enroll(authority_key: Path, name: str, public_key: str, out: Path) -> None:
+    """Sign the enrollment of a regulator whose public key is given; write it to --out."""
+    import json
+
+    from market.accounts.enrollment import EnrollmentError, enroll
+    from market.types import utcnow
+
+    try:
+        document = enroll(authority_key, name, public_key.strip(), utcnow())
+    except EnrollmentError as exc:
+        raise click.ClickException(str(exc)) from None
+    if out.exists():
+        raise click.ClickException(f"{out} already exists; choose another --out")
+    out.write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    click.echo(f"wrote {out}: give it to the market's operator for 'market admin create-regulator --enrollment'",
+               err=True)
 
 
 # -- ledger --------------------------------------------------------------------
