@@ -490,14 +490,18 @@ def oversight_group() -> None:
 @click.option("--token", required=True, help="a regulator's API token")
 @click.option("--json", "as_json", is_flag=True, help="print a machine-readable report")
 @click.option("--workers", type=int, default=None, help="processes verifying the log (default: all CPUs)")
-def oversight_replay(url: str, vkey: str, token: str, as_json: bool, workers: int | None) -> None:
+@click.option("--authority", default=None,
+              help="the regulator authority's vkey: every regulator act must be signed by a key it enrolled")
+def oversight_replay(url: str, vkey: str, token: str, as_json: bool, workers: int | None,
+                     authority: str | None) -> None:
     """Verify the public log at URL, check every confidential document against its entry,
-    recompute the overview from the documents and compare. Exit 0 when all agree, 1 on
-    any difference, 2 when the replay could not finish."""
+    recompute the overview from the documents and compare; with --authority, check every
+    regulator act against the authority's enrollments. Exit 0 when all agree, 1 on any
+    difference, 2 when the replay could not finish."""
     from market.oversight.replay import ReplayError, dumps, format_report, replay
 
     try:
-        report = replay(url, vkey, token, workers=workers)
+        report = replay(url, vkey, token, workers=workers, authority=authority)
     except ReplayError as exc:
         click.echo(f"error: {exc}; nothing was concluded", err=True)
         sys.exit(2)
