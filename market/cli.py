@@ -12,7 +12,14 @@ from market.config import Settings
 
 
 def _settings() -> Settings:
-    return Settings()
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "MARKET_" + ".".join(str(p) for p in first.get("loc", ())).upper()
+        raise click.ClickException(f"{name}: {first.get('msg', 'invalid')}") from None
 
 
 def _run(coro: Any) -> Any:

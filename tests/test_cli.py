@@ -96,6 +96,9 @@ def test_a_regulator_is_made_only_from_its_authority_s_enrollment(env, tmp_path)
     assert r.returncode != 0 and "signature does not verify" in r.stderr, r.stderr
     r = market(trusted, "admin", "create-regulator", "--enrollment", str(tmp_path / "nosuch.json"), check=False)
     assert r.returncode != 0 and "cannot read" in r.stderr, r.stderr
+    r = market({**env, "MARKET_REGULATOR_AUTHORITY": "not-a-vkey"}, "admin", "create-regulator", "--enrollment",
+               str(enrollment), check=False)
+    assert r.returncode == 1 and "MARKET_REGULATOR_AUTHORITY" in r.stderr and "Traceback" not in r.stderr, r.stderr
     r = market(trusted, "admin", "create-regulator", "--name", "Old way", check=False)
     assert r.returncode != 0
     # The real one: the token is the last line; the same enrollment again is refused.
