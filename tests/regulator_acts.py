@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from market import db
-from market.accounts.enrollment import authority_keygen, enroll  # noqa: F401 - tests import authority_keygen here
+from market.accounts.enrollment import authority_keygen, enroll
 from market.bootstrap import create_regulator_account
 from market.config import Settings
 from market.types import utcnow

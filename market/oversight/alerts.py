@@ -22,7 +22,6 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market import audit
 from market.accounts.models import Account
 from market.accounts.schemas import Role
 from market.context import Ctx

@@ -33,7 +33,6 @@ import hmac
 import json
 import secrets
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
