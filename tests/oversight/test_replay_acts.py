@@ -78,6 +78,20 @@ async def _forge_an_act(settings: Any, asset_id: str) -> tuple[str, str]:
     return action_id, key_id
 
 
+async def _record_unsigned_closure(settings: Any, regulator_id: str) -> None:
+    """An alert closure written as before acts were signed: a reason's hash, no act."""
+    engine = db.make_engine(settings.sqlalchemy_url)
+    private_key, _ = init_ledger_key(settings.keys_dir)
+    try:
+        async with db.make_sessionmaker(engine)() as session:
+            session.info[LEDGER_KEY] = Log(private_key, settings.ledger_origin)
+            await audit.record(session, "oversight.alert_closed", "alert:alr_forged", regulator_id,
+                               {"rule": "wash_trade", "reason_sha256": "0" * 64})
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
 async def test_replay_names_a_regulator_act_the_authority_did_not_enroll(databases: Any, tmp_path_factory: Any,
                                                                          tmp_path: Any) -> None:
     settings = make_settings(tmp_path_factory.mktemp("replay-acts"), await databases.new())
@@ -128,3 +142,13 @@ async def test_replay_names_a_regulator_act_the_authority_did_not_enroll(databas
             assert f"oversight.action action:{action_id}" in named[0] and key_id in named[0]
             assert "not enrolled" in named[0]
             assert done.stdout.splitlines()[-1].startswith("DIFFERENCES:")
+
+            # A decision recorded with no signed act at all, in the real regulator's name.
+            await _record_unsigned_closure(settings, regulator.id)
+            await _settled(client, settings.sqlalchemy_url)
+            done = await asyncio.to_thread(_cli, served.base, vkey, regulator.token, "--authority",
+                                           settings.regulator_authority)
+            named = [line for line in done.stdout.splitlines() if line.startswith("act:")]
+            assert done.returncode == 1 and len(named) == 2, done.stdout
+            assert any("oversight.alert_closed alert:alr_forged" in line and "carries no signed act" in line
+                       for line in named), done.stdout
