@@ -18,7 +18,7 @@ LEDGER_KEY = "market.ledger"
 # deliberately, never by a typo in a service.
 EVENT_TYPES = frozenset({
     "account.created", "account.verified", "account.rejected", "account.key_added", "account.key_revoked",
-    "account.suspended", "account.reinstated",
+    "account.suspended", "account.reinstated", "regulator.enrolled",
     "asset.created", "asset.updated", "asset.content_uploaded", "asset.claim_submitted", "asset.approved",
     "asset.rejected", "asset.notice_ended", "asset.registered", "asset.objection_filed", "asset.objection_upheld",
     "asset.objection_dismissed", "asset.cancelled", "asset.transfer_proposed", "asset.holder_changed",

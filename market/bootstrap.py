@@ -12,7 +12,9 @@ from market import db
 from market.accounts import service
 from market.context import Ctx
 from market.types import utcnow
+from market.accounts.enrollment import check_enrollment
 from market.accounts.models import Account
+from market.accounts.regulators import create_regulator
 from market.accounts.schemas import AccountCreate, Role
 from market.audit import LEDGER_KEY
 from market.config import Settings
@@ -26,7 +28,8 @@ def open_ledger(settings: Settings) -> tuple[AsyncEngine, db.SessionMaker, Log]:
 
 
 async def create_staff_account(settings: Settings, engine: AsyncEngine, name: str, role: str) -> str:
-    """Create a verified operator or regulator account and return its token."""
+    """Create a verified operator account and return its token (a regulator is made only
+    from an enrollment: ``create_regulator_account``)."""
     private_key, _ = init_ledger_key(settings.keys_dir)
     log = Log(private_key, settings.ledger_origin)
     async with db.make_sessionmaker(engine)() as session:
@@ -34,6 +37,21 @@ async def create_staff_account(settings: Settings, engine: AsyncEngine, name: st
         data = AccountCreate(name=name, kind="institution", roles=[Role(role)])
         ctx = Ctx(caller=None, now=utcnow(), settings=settings)
         _, token = await service.create_account(session, ctx, data, bootstrap=True)
+        await session.commit()
+    return token
+
+
+async def create_regulator_account(settings: Settings, engine: AsyncEngine, enrollment_file: bytes) -> str:
+    """Check the enrollment file against ``settings.regulator_authority``, create the
+    verified regulator account with the enrolled key, and return its token. Raises
+    ``EnrollmentError`` (bad enrollment, wrong or no authority) or a domain ``Conflict``."""
+    enrollment = check_enrollment(enrollment_file, settings.regulator_authority)
+    private_key, _ = init_ledger_key(settings.keys_dir)
+    log = Log(private_key, settings.ledger_origin)
+    async with db.make_sessionmaker(engine)() as session:
+        session.info[LEDGER_KEY] = log
+        ctx = Ctx(caller=None, now=utcnow(), settings=settings)
+        _, token = await create_regulator(session, ctx, enrollment)
         await session.commit()
     return token
 

@@ -12,7 +12,14 @@ from market.config import Settings
 
 
 def _settings() -> Settings:
-    return Settings()
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "MARKET_" + ".".join(str(p) for p in first.get("loc", ())).upper()
+        raise click.ClickException(f"{name}: {first.get('msg', 'invalid')}") from None
 
 
 def _run(coro: Any) -> Any:
@@ -181,10 +188,87 @@ def create_operator(name: str) -> None:
 
 
 @admin_group.command("create-regulator")
-@click.option("--name", required=True)
-def create_regulator(name: str) -> None:
-    """Create a regulator account; print only its token."""
-    click.echo(_run(_create_staff(_settings(), name, "regulator")))
+@click.option("--enrollment", "enrollment", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="the enrollment file the regulator authority signed ('market regulator enroll')")
+def create_regulator(enrollment: Path) -> None:
+    """Create the regulator an authority enrolled (checked against MARKET_REGULATOR_AUTHORITY);
+    print its token as the last line."""
+    from market.accounts.enrollment import EnrollmentError
+    from market.bootstrap import create_regulator_account
+    from market.errors import DomainError
+
+    settings = _settings()
+    try:
+        content = enrollment.read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"cannot read the enrollment {enrollment}: {exc.strerror}") from None
+
+    async def go() -> str:
+        engine = db.make_engine(settings.sqlalchemy_url)
+        try:
+            return await create_regulator_account(settings, engine, content)
+        finally:
+            await engine.dispose()
+
+    try:
+        token = _run(go())
+    except EnrollmentError as exc:
+        raise click.ClickException(f"{enrollment}: {exc}; no regulator was created") from None
+    except DomainError as exc:
+        raise click.ClickException(f"{enrollment}: {exc.detail}; no regulator was created") from None
+    click.echo(token)
+
+
+# -- regulator authority -----------------------------------------------------------
+
+
+@main.group("regulator")
+def regulator_group() -> None:
+    """The regulator authority's side: its key, and the enrollments it signs."""
+
+
+@regulator_group.command("authority-keygen")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="where to write the authority's private key (mode 0600; never over an existing file)")
+@click.option("--name", default="regulator-authority", show_default=True,
+              help="the key's name in its note vkey (no spaces, no '+')")
+def regulator_authority_keygen(out: Path, name: str) -> None:
+    """Make the regulator authority's key; print its note vkey (MARKET_REGULATOR_AUTHORITY) as the last line."""
+    from ledger.errors import LedgerError
+    from market.accounts.enrollment import EnrollmentError, authority_keygen
+
+    try:
+        vkey = authority_keygen(out, name)
+    except (EnrollmentError, LedgerError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {out}; set MARKET_REGULATOR_AUTHORITY to the vkey below for every market process", err=True)
+    click.echo(vkey)
+
+
+@regulator_group.command("enroll")
+@click.option("--authority-key", "authority_key", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="the key 'market regulator authority-keygen' wrote")
+@click.option("--name", required=True, help="the regulator's name (an institution)")
+@click.option("--public-key", "public_key", required=True,
+              help="the regulator's Ed25519 public key, base64 of 32 bytes ('market client keygen' prints it)")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="where to write the signed enrollment (JSON)")
+def regulator_enroll(authority_key: Path, name: str, public_key: str, out: Path) -> None:
+    """Sign the enrollment of a regulator whose public key is given; write it to --out."""
+    import json
+
+    from market.accounts.enrollment import EnrollmentError, enroll
+    from market.types import utcnow
+
+    try:
+        document = enroll(authority_key, name, public_key.strip(), utcnow())
+    except EnrollmentError as exc:
+        raise click.ClickException(str(exc)) from None
+    if out.exists():
+        raise click.ClickException(f"{out} already exists; choose another --out")
+    out.write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    click.echo(f"wrote {out}: give it to the market's operator for 'market admin create-regulator --enrollment'",
+               err=True)
 
 
 # -- ledger --------------------------------------------------------------------
@@ -413,14 +497,18 @@ def oversight_group() -> None:
 @click.option("--token", required=True, help="a regulator's API token")
 @click.option("--json", "as_json", is_flag=True, help="print a machine-readable report")
 @click.option("--workers", type=int, default=None, help="processes verifying the log (default: all CPUs)")
-def oversight_replay(url: str, vkey: str, token: str, as_json: bool, workers: int | None) -> None:
+@click.option("--authority", default=None,
+              help="the regulator authority's vkey: every regulator act must be signed by a key it enrolled")
+def oversight_replay(url: str, vkey: str, token: str, as_json: bool, workers: int | None,
+                     authority: str | None) -> None:
     """Verify the public log at URL, check every confidential document against its entry,
-    recompute the overview from the documents and compare. Exit 0 when all agree, 1 on
-    any difference, 2 when the replay could not finish."""
+    recompute the overview from the documents and compare; with --authority, check every
+    regulator act against the authority's enrollments. Exit 0 when all agree, 1 on any
+    difference, 2 when the replay could not finish."""
     from market.oversight.replay import ReplayError, dumps, format_report, replay
 
     try:
-        report = replay(url, vkey, token, workers=workers)
+        report = replay(url, vkey, token, workers=workers, authority=authority)
     except ReplayError as exc:
         click.echo(f"error: {exc}; nothing was concluded", err=True)
         sys.exit(2)

@@ -78,6 +78,23 @@ class Settings(BaseSettings):
     order_burst_count: int = 20  # order_burst: more than this many orders by one buyer ...
     order_burst_window: str = "1h"  # ... within this
     witness_stale_after: str = "1h"  # a witness that has not cosigned for this long is flagged stale
+    # The regulator authority's note vkey (docs/regulators.md): regulators are enrolled by
+    # its signature, and a regulator's act counts only with a key it enrolled. Empty: no
+    # regulator can be created and no regulator act is accepted.
+    regulator_authority: str = ""
+
+    @field_validator("regulator_authority")
+    @classmethod
+    def _authority(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            from market.accounts.enrollment import EnrollmentError, authority_verifier
+
+            try:
+                authority_verifier(value)
+            except EnrollmentError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("currency")
     @classmethod

@@ -22,6 +22,7 @@ from market.accounts import uscc
 from market.app import create_app
 from market.bootstrap import create_staff_account
 from market.config import Settings, async_database_url
+from tests.regulator_acts import Authority, authority, enroll_regulator
 
 # The localstripe fixture (a fake Stripe server for the whole session), for any module.
 pytest_plugins = ["tests.payments.localstripe_server"]
@@ -93,6 +94,8 @@ def make_settings(data_dir: Path, url: str, **overrides: Any) -> Settings:
         # Tests send many requests from one address; tests of the limits set their own.
         "rate_limit_per_minute": 1_000_000,
         "rate_limit_signups_per_hour": 1_000_000,
+        # Regulators are enrolled by this process's test authority (tests.regulator_acts).
+        "regulator_authority": authority().vkey,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -124,6 +127,8 @@ class Party:
     id: str
     token: str
     body: dict[str, Any]
+    key: Any = None  # a regulator's enrolled Ed25519 private key
+    key_id: str | None = None
 
     @property
     def auth(self) -> dict[str, str]:
@@ -159,6 +164,9 @@ class Parties:
         return party
 
     async def staff(self, role: str) -> Party:
+        """An operator made by an operator, or a regulator enrolled by the test authority."""
+        if role == "regulator":
+            return await self.regulator()
         r = await self.client.post(
             "/v1/accounts", json={"name": f"{role} {secrets.token_hex(3)}", "kind": "institution", "roles": [role]},
             headers=self.operator.auth,
@@ -166,6 +174,17 @@ class Parties:
         assert r.status_code == 201, r.text
         data = r.json()
         return Party(data["account"]["id"], data["token"], data["account"])
+
+
+    async def regulator(self, name: str | None = None) -> Party:
+        """A regulator enrolled through the real path, with its signing key."""
+        return await enroll_regulator(self.client, self.settings, name)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def regulator_authority() -> Authority:
+    """The regulator authority's key (file and vkey) every test market trusts."""
+    return authority()
 
 
 @pytest.fixture(scope="session")
@@ -187,7 +206,8 @@ async def parties(client: AsyncTestClient, settings: Settings, operator: Party) 
 
 @pytest.fixture(scope="session")
 async def regulator(parties: Parties) -> Party:
-    return await parties.staff("regulator")
+    """A regulator enrolled by the test authority; ``regulator.key`` signs its acts."""
+    return await parties.regulator("Regulator")
 
 
 PROBLEM_JSON = "application/problem+json"

@@ -45,7 +45,8 @@ async def serving(settings: Settings, **env: str) -> AsyncIterator[Served]:
                    "MARKET_DATABASE_URL": settings.database_url, "MARKET_LOG_LEVEL": "WARNING",
                    "MARKET_NOTICE_PERIOD": "0", "MARKET_RATE_LIMIT_PER_MINUTE": "0",
                    "MARKET_RATE_LIMIT_SIGNUPS_PER_HOUR": "0", "MARKET_LEDGER_INTEGRATE_INTERVAL": "0.05",
-                   "MARKET_LEDGER_ORIGIN": settings.ledger_origin, **env}
+                   "MARKET_LEDGER_ORIGIN": settings.ledger_origin,
+                   "MARKET_REGULATOR_AUTHORITY": settings.regulator_authority, **env}
     log = settings.data_dir / "serve.log"
     with open(log, "w") as errors:
         proc = subprocess.Popen([sys.executable, "-m", "market.cli", "serve", "--port", str(port)], env=environment,

@@ -6,7 +6,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from tests.conftest import Parties, assert_problem, random_uscc
+from tests.conftest import walk_ids, Parties, assert_problem, random_uscc
 
 
 def public_key_b64() -> str:
@@ -101,24 +101,35 @@ async def test_malformed_json_is_a_problem(client) -> None:
 
 
 async def test_staff_accounts_only_by_operator(client, parties: Parties, operator) -> None:
-    for role in ("regulator", "operator"):
-        r = await client.post("/v1/accounts", json={"name": "R", "kind": "institution", "roles": [role]})
-        assert_problem(r, 403, "wrong-role")
+    r = await client.post("/v1/accounts", json={"name": "R", "kind": "institution", "roles": ["operator"]})
+    assert_problem(r, 403, "wrong-role")
     provider = await parties.verified(["provider"])
     r = await client.post(
-        "/v1/accounts", json={"name": "R", "kind": "institution", "roles": ["regulator"]}, headers=provider.auth
+        "/v1/accounts", json={"name": "R", "kind": "institution", "roles": ["operator"]}, headers=provider.auth
     )
     assert_problem(r, 403, "wrong-role")
     r = await client.post(
-        "/v1/accounts", json={"name": "R", "kind": "institution", "roles": ["regulator"]}, headers=operator.auth
+        "/v1/accounts", json={"name": "O", "kind": "institution", "roles": ["operator"]}, headers=operator.auth
     )
     assert r.status_code == 201
     assert r.json()["account"]["status"] == "verified"
+
+
+async def test_no_one_makes_a_regulator_through_the_api(client, parties: Parties, operator, regulator) -> None:
+    """Regulators come only from an enrollment their authority signed: 403 whoever asks,
+    the operator and a regulator included, and no account is made."""
+    before = len(await walk_ids(client, "/v1/accounts", operator.auth, role="regulator"))
+    provider = await parties.verified(["provider"])
+    for who in (None, provider, operator, regulator):
+        r = await client.post("/v1/accounts", json={"name": "R", "kind": "institution", "roles": ["regulator"]},
+                              headers=who.auth if who else {})
+        assert_problem(r, 403, "regulator-needs-enrollment")
+    assert len(await walk_ids(client, "/v1/accounts", operator.auth, role="regulator")) == before
     r = await client.post(
         "/v1/accounts", json={"name": "R", "kind": "institution", "roles": ["regulator", "buyer"]},
         headers=operator.auth,
     )
-    assert_problem(r, 422, "validation-error")
+    assert r.status_code in (403, 422), r.text
 
 
 async def test_verification_by_operator_only(client, parties: Parties, operator, regulator) -> None:

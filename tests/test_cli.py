@@ -59,9 +59,54 @@ def test_keys(env) -> None:
 
 def test_admin_prints_only_a_token(env) -> None:
     market(env, "db", "upgrade")
-    for command in ("create-operator", "create-regulator"):
-        out = market(env, "admin", command, "--name", "Staff").stdout
-        assert re.fullmatch(r"mkt_[A-Za-z0-9_\-]{43}\n", out), out
+    out = market(env, "admin", "create-operator", "--name", "Staff").stdout
+    assert re.fullmatch(r"mkt_[A-Za-z0-9_\-]{43}\n", out), out
+
+
+def test_a_regulator_is_made_only_from_its_authority_s_enrollment(env, tmp_path) -> None:
+    """authority-keygen → enroll → create-regulator; and every bad enrollment refused."""
+    market(env, "db", "upgrade")
+    authority_key = tmp_path / "authority" / "authority.key"
+    vkey = market(env, "regulator", "authority-keygen", "--out", str(authority_key)).stdout.splitlines()[-1]
+    assert re.fullmatch(r"regulator-authority\+[0-9a-f]{8}\+[A-Za-z0-9+/]{44}", vkey), vkey
+    assert stat.S_IMODE(authority_key.stat().st_mode) == 0o600
+    assert market(env, "regulator", "authority-keygen", "--out", str(authority_key), check=False).returncode != 0
+    regulator_key = tmp_path / "regulator.pem"
+    public = market(env, "client", "keygen", "--out", str(regulator_key)).stdout.strip()
+    enrollment = tmp_path / "enrollment.json"
+    market(env, "regulator", "enroll", "--authority-key", str(authority_key), "--name", "市场监管局 SAMR",
+           "--public-key", public, "--out", str(enrollment))
+    trusted = {**env, "MARKET_REGULATOR_AUTHORITY": vkey}
+
+    # No authority configured, another authority, a changed enrollment, no file: refused.
+    r = market(env, "admin", "create-regulator", "--enrollment", str(enrollment), check=False)
+    assert r.returncode != 0 and "MARKET_REGULATOR_AUTHORITY" in r.stderr, r.stderr
+    other_key = tmp_path / "other.key"
+    other = market(env, "regulator", "authority-keygen", "--out", str(other_key), "--name", "other-authority")
+    r = market({**env, "MARKET_REGULATOR_AUTHORITY": other.stdout.splitlines()[-1]}, "admin", "create-regulator",
+               "--enrollment", str(enrollment), check=False)
+    assert r.returncode != 0 and "not by the configured authority" in r.stderr, r.stderr
+    import json
+
+    doc = json.loads(enrollment.read_text())
+    doc["enrollment"]["name"] = "Someone else"
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(doc))
+    r = market(trusted, "admin", "create-regulator", "--enrollment", str(forged), check=False)
+    assert r.returncode != 0 and "signature does not verify" in r.stderr, r.stderr
+    r = market(trusted, "admin", "create-regulator", "--enrollment", str(tmp_path / "nosuch.json"), check=False)
+    assert r.returncode != 0 and "cannot read" in r.stderr, r.stderr
+    r = market({**env, "MARKET_REGULATOR_AUTHORITY": "not-a-vkey"}, "admin", "create-regulator", "--enrollment",
+               str(enrollment), check=False)
+    assert r.returncode == 1 and "MARKET_REGULATOR_AUTHORITY" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = market(trusted, "admin", "create-regulator", "--name", "Old way", check=False)
+    assert r.returncode != 0
+    # The real one: the token is the last line; the same enrollment again is refused.
+    out = market(trusted, "admin", "create-regulator", "--enrollment", str(enrollment)).stdout
+    token = out.splitlines()[-1]
+    assert re.fullmatch(r"mkt_[A-Za-z0-9_\-]{43}", token), out
+    r = market(trusted, "admin", "create-regulator", "--enrollment", str(enrollment), check=False)
+    assert r.returncode != 0 and "already registered" in r.stderr, r.stderr
 
 
 def test_ledger_integrate_and_export(env, tmp_path) -> None:

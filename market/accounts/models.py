@@ -2,6 +2,7 @@
 
 from datetime import datetime
 
+from sqlalchemy import Column, Text
 from sqlmodel import Field, SQLModel
 
 from market.types import UTCDateTime, utcnow
@@ -50,3 +51,18 @@ class AccountKey(SQLModel, table=True):
     public_key: str = Field(unique=True, max_length=44)  # standard base64 of 32 raw bytes
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class RegulatorEnrollment(SQLModel, table=True):
+    """A regulator's key as its authority enrolled it (market.accounts.enrollment): the
+    signed enrollment file is kept whole, so anyone shown it can check it again."""
+
+    __tablename__ = "regulator_enrollments"
+
+    id: str = Field(primary_key=True, max_length=40)  # enr_…
+    account_id: str = Field(foreign_key="accounts.id", index=True, max_length=40)
+    key_id: str = Field(foreign_key="account_keys.id", unique=True, max_length=40)
+    authority: str = Field(max_length=300)  # "<name>+<key id hex>" of the authority that signed
+    enrollment: str = Field(sa_column=Column(Text, nullable=False))  # the file: {"enrollment", "signature"}
+    enrollment_sha256: str = Field(unique=True, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -73,12 +73,18 @@ async def _issue_token(session: AsyncSession, ctx: Ctx, account_id: str, label: 
 async def create_account(
     session: AsyncSession, ctx: Ctx, data: AccountCreate, *, bootstrap: bool = False
 ) -> tuple[Account, str]:
-    """Sign-up by anyone (provider and/or buyer) or by an operator (any role).
+    """Sign-up by anyone (provider and/or buyer) or by an operator (operators too).
 
-    Staff accounts (regulator, operator) can only be made by an operator and start
-    verified; everyone else starts pending KYC.
+    Operator accounts can only be made by an operator (or at bootstrap) and start
+    verified; everyone else starts pending KYC. Regulators are never made here: only
+    from an enrollment their authority signed (``accounts.regulators``), so 403 whoever
+    asks.
     """
     caller = ctx.caller
+    if Role.regulator in data.roles:
+        raise Forbidden("regulator accounts are made only from an enrollment signed by the regulator authority "
+                        "(market admin create-regulator --enrollment FILE), not through the API",
+                        kind="regulator-needs-enrollment")
     staff = bool(set(data.roles) & STAFF_ROLES)
     if staff and not bootstrap and (caller is None or not caller.has(Role.operator)):
         raise Forbidden("only an operator can create regulator or operator accounts", kind="wrong-role")

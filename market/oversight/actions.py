@@ -6,9 +6,11 @@ An action dispatches to the service that owns the row (``review.set_frozen``,
 ``listings.service.set_frozen``, ``accounts.service.set_suspended``,
 ``review.revoke``), which checks the role, moves the row through its state machine and
 writes its own entry (``asset.frozen`` …), and whose observers take a listing out of
-search in the same transaction. The action itself is kept in ``oversight_actions`` and
-recorded as ``oversight.action`` (action, target, ``reason_sha256``; the reason's text
-stays in the database), all in one transaction. Never commits.
+search in the same transaction. The action itself is a signed act of the regulator
+(``market.oversight.acts``): it is kept in ``oversight_actions`` and recorded as
+``oversight.action`` (action, target, and ``act``: the signed document's
+``document_sha256``, key id and signature; the document, salted, holds the reason and
+is kept in ``regulator_acts``), all in one transaction. Never commits.
 """
 
 import base64
@@ -29,10 +31,12 @@ from market.errors import NotFound
 from market.ids import new_id
 from market.listings import service as listings
 from market.listings.models import Listing
+from market.oversight import acts
 from market.oversight.models import OversightAction
 from market.pagination import page_of, paginate
 from market.registry import review
 from market.registry.models import Asset
+from market.trading import orders
 from market.trading.models import Order
 from market.trading.read import order_read
 from market.trading.states import OrderStatus
@@ -92,18 +96,23 @@ def action_read(row: OversightAction, entry: dict[str, Any] | None = None) -> di
     return body
 
 
-async def perform(session: AsyncSession, ctx: Ctx, action: str, target: str, reason: str) -> dict[str, Any]:
-    """Take ``action`` on ``target``: 403 unless a regulator, 404 for an unknown target,
-    409 when it changes nothing (``no-change``) or the target's state forbids it."""
+async def perform(session: AsyncSession, ctx: Ctx, body: Any) -> dict[str, Any]:
+    """Take the action the signed act ``body`` says (``acts.accept``: 403 unless a
+    regulator, 422 for an unsigned or bad act): 404 for an unknown target, 409 when it
+    changes nothing (``no-change``) or the target's state forbids it."""
     ctx.user.require(Role.regulator)
+    action_id = new_id("act")
+    accepted = await acts.accept(session, ctx, "action", body, f"action:{action_id}")
+    action, target, reason = (accepted.fields[k] for k in ("action", "target", "reason"))
     kind = ACTIONS[action]
     if await session.get(kind.model, target) is None:
         raise NotFound(f"no {kind.what} {target}")
     await _dispatch(session, ctx, action, target, reason)
-    row = OversightAction(id=new_id("act"), action=action, target=target, reason=reason, actor_id=ctx.user.id,
+    row = OversightAction(id=action_id, action=action, target=target, reason=reason, actor_id=ctx.user.id,
                           created_at=ctx.now)
+    # The act's salted document holds the reason: its hash replaces a bare reason_sha256.
     entry = await audit.record(session, "oversight.action", f"action:{row.id}", ctx.user.id,
-                               {"action": action, "target": target, "reason_sha256": audit.text_digest(reason)})
+                               {"action": action, "target": target, "act": accepted.evidence})
     row.entry_sha256 = merkle.leaf_hash(canonical_entry(entry)).hex()
     session.add(row)
     await session.flush()
@@ -120,6 +129,15 @@ async def list_actions(session: AsyncSession, ctx: Ctx, target: str | None, acti
         query = query.where(OversightAction.action == action)
     rows = list((await session.execute(paginate(query, OversightAction.id, limit, cursor))).scalars().all())
     return page_of(rows, limit, action_read)
+
+
+async def decide_approval(session: AsyncSession, ctx: Ctx, order_id: str, body: Any) -> Order:
+    """A regulator's decision on an important-data order, as a signed act about that
+    order; the act's evidence goes into the decision's trade document."""
+    ctx.user.require(Role.regulator)
+    accepted = await acts.accept(session, ctx, "approval", body, f"order:{order_id}", order=order_id)
+    return await orders.decide(session, ctx, order_id, accepted.fields["decision"], accepted.fields["reason"],
+                               as_regulator=True, act=accepted.evidence)
 
 
 async def approvals(session: AsyncSession, ctx: Ctx, limit: int, cursor: str | None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ to the alert already open (its orders in ``alerted_orders``), and running the ev
 twice, or in two processes at once, never opens a second one.
 
 Alerts are not ledger entries. A regulator's closure is (``oversight.alert_closed``,
-with the reason's SHA-256 only).
+with the signed act's hash, key id and signature: ``market.oversight.acts``).
 """
 
 import json
@@ -22,12 +22,12 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market import audit
 from market.accounts.models import Account
 from market.accounts.schemas import Role
 from market.context import Ctx
 from market.errors import NotFound
 from market.ids import new_id
+from market.oversight import acts
 from market.oversight.models import Alert, AlertedOrder, EvaluatorMark
 from market.pagination import page_of, paginate
 from market.statemachine import Machine, Transition
@@ -368,12 +368,16 @@ async def list_alerts(session: AsyncSession, ctx: Ctx, status: str | None, rule:
     return page_of(rows, limit, alert_read)
 
 
-async def close(session: AsyncSession, ctx: Ctx, alert_id: str, reason: str) -> Alert:
-    """A regulator closes an open alert with a reason (kept; its SHA-256 on the ledger)."""
+async def close(session: AsyncSession, ctx: Ctx, alert_id: str, body: Any) -> Alert:
+    """A regulator closes an open alert with a signed act (``acts.accept``) carrying the
+    reason (kept; on the ledger the act's hash, key id and signature)."""
     ctx.user.require(Role.regulator)
+    accepted = await acts.accept(session, ctx, "alert_closure", body, f"alert:{alert_id}", alert=alert_id)
+    reason = accepted.fields["reason"]
     alert = await session.get(Alert, alert_id)
     if alert is None:
         raise NotFound(f"no alert {alert_id}")
-    await ALERT.move(session, alert, "close", ctx, {"rule": alert.rule, "reason_sha256": audit.text_digest(reason)},
+    # The act's salted document holds the reason: its hash replaces a bare reason_sha256.
+    await ALERT.move(session, alert, "close", ctx, {"rule": alert.rule, "act": accepted.evidence},
                      closed_at=ctx.now, closed_by=ctx.user.id, close_reason=reason)
     return alert

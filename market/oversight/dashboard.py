@@ -1,24 +1,30 @@
 """The regulator's dashboard (API.md "Oversight": ``GET /oversight``): server-rendered
-HTML over the oversight services, with charts as inline SVG and no script at all.
+HTML over the oversight services, with charts as inline SVG and one script of its own
+(``/oversight/static/dashboard.js``) that signs in the browser.
 
-Session. A regulator signs in by pasting an API token. The token itself is never kept:
-the cookie ``oversight_session`` holds ``{token id, account id, CSRF token, expiry}``
-signed with HMAC-SHA256 under a key of its own (``<data dir>/keys/oversight-session.key``,
-32 random bytes, mode 0600, made on first use like the master key). Every request
-re-reads the token and its account, so revoking the token, suspending the account or
-taking the regulator role away ends the session at once; a session also ends after
-``SESSION_HOURS``. The cookie is ``HttpOnly; SameSite=Strict; Path=/oversight`` and
-``Secure`` over https; over plain http the dashboard only signs in on a loopback host.
+Session (``market.oversight.dashboard_session``). A regulator signs in by opening the
+key file of its enrolled key in the page: the page signs a challenge with WebCrypto
+Ed25519 (the key never leaves the page; it is kept, not extractable, in the page's
+IndexedDB until sign-out) and the market checks the signature against the account's
+enrolled keys. The session is a row on the server; the cookie ``oversight_session``
+holds only a random id. Signing out ends the row, so a copy of the cookie is dead from
+then on; revoking the key, suspending the account or the session's age
+(``SESSION_HOURS``) end it as well. The cookie is ``HttpOnly; SameSite=Strict;
+Path=/oversight`` and ``Secure`` over https; over plain http the dashboard only signs
+in on a loopback host.
 
-CSRF. Each session has a random token, sent in a hidden field of every form and
-compared (constant time) with the one in the signed cookie; an ``Origin`` header, when
-sent, must be the market's own. The sign-in form, before any session, uses the same
-check with a short-lived signed pre-session cookie (double submit). A failed check is
-``403`` and changes nothing.
+CSRF. Each session has a random token, sent in a hidden field of every form (and in the
+``X-CSRF-Token`` header of the page's draft requests) and compared (constant time) with
+the session's; an ``Origin`` header, when sent, must be the market's own. The sign-in
+form, before any session, uses the same check with a short-lived signed pre-session
+cookie (double submit), whose nonce is also the challenge's. A failed check is ``403``
+and changes nothing.
 
-Writes go through the same service calls as the JSON API: actions through
-``market.oversight.actions``, alert closures through ``market.oversight.alerts``,
-approvals through ``market.trading.orders.decide(..., as_regulator=True)``.
+Writes are signed acts (``market.oversight.acts``), drafted through
+``POST /oversight/acts/draft`` and signed in the page, and go through the same service
+calls as the JSON API: actions through ``market.oversight.actions``, alert closures
+through ``market.oversight.alerts``, approvals through
+``market.oversight.actions.decide_approval``.
 """
 
 import base64
@@ -27,7 +33,6 @@ import hmac
 import json
 import secrets
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -36,28 +41,23 @@ import jinja2
 from litestar import Controller, Request, Response, Router, get, post
 from litestar.datastructures import Cookie, State
 from litestar.static_files import create_static_files_router
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.accounts.models import Account, ApiToken
-from market.accounts.schemas import Role
-from market.auth import Caller, hash_token
 from market.context import Ctx
-from market.credentials import AccountSnapshot
 from market.errors import DomainError
-from market.storage import MasterKey
-
+from market.oversight import acts, dashboard_session
 from market.oversight.dashboard_data import (
     ACTION_NAMES, action_list, alert_list, approval_list, close_alert_data, decide_order, ledger_status,
-    overview_data, perform_action, refusal_list,
+    overview_data, perform_action, refusal_list, signed_form,
 )
+from market.oversight.dashboard_session import SESSION_HOURS, SignedIn
+from market.storage import MasterKey
 
 __all__ = ["COOKIE", "DashboardController", "dashboard_router"]
 
 COOKIE = "oversight_session"
 PRE_COOKIE = "oversight_signin"
 PATH = "/oversight"
-SESSION_HOURS = 8
 SIGNIN_MINUTES = 30
 KEY_FILE = "oversight-session.key"
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "[::1]", "localhost"})
@@ -68,8 +68,8 @@ _ENV = jinja2.Environment(
 )
 _HEADERS = {
     "Cache-Control": "no-store",
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; "
+                               "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
@@ -122,45 +122,15 @@ def unseal(key: bytes, purpose: str, value: str | None, now: float) -> dict[str,
 
 # --- who is signed in -----------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Session:
-    caller: Caller
-    csrf: str
-    expires: int
-
-
-async def _credential(db: AsyncSession, **where: str) -> tuple[str, Account] | None:
-    """The unrevoked token (by ``token_hash`` or ``id``) and its account."""
-    column = ApiToken.token_hash if "token_hash" in where else ApiToken.id
-    row = (await db.exec(
-        select(ApiToken.id, ApiToken.revoked_at, Account)
-        .join(Account, Account.id == ApiToken.account_id)  # type: ignore[arg-type]
-        .where(column == next(iter(where.values())))
-    )).first()
-    if row is None or row[1] is not None:
-        return None
-    return row[0], row[2]
-
-
-def _refusal(account: Account) -> str | None:
-    """Why this account may not use the dashboard (None: it may)."""
-    if Role.regulator.value not in account.roles.split(","):
-        return "not-regulator"
-    if account.suspended:
-        return "suspended"
-    return None
+Session = SignedIn
 
 
 async def current(request: Request, db: AsyncSession) -> Session | None:
-    state = request.app.state
-    payload = unseal(_key(state), "session", request.cookies.get(COOKIE), time.time())
-    if payload is None:
-        return None
-    found = await _credential(db, id=str(payload.get("tid", "")))
-    if found is None or found[1].id != payload.get("aid") or _refusal(found[1]) is not None:
-        return None
-    caller = Caller(account=AccountSnapshot.of(found[1]), token_id=found[0])
-    return Session(caller=caller, csrf=str(payload["csrf"]), expires=payload["exp"])
+    return await dashboard_session.current(db, request.cookies.get(COOKIE), request.app.state.clock.now())
+
+
+def _origin(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}"
 
 
 def _secure(request: Request) -> bool:
@@ -181,8 +151,7 @@ def _origin_ok(request: Request) -> bool:
     origin = request.headers.get("origin")
     if origin is None:
         return True
-    own = f"{request.url.scheme}://{request.url.netloc}"
-    return origin == own
+    return origin == _origin(request)
 
 
 def _csrf_ok(request: Request, form: Any, want: str | None) -> bool:
@@ -194,26 +163,34 @@ def _csrf_ok(request: Request, form: Any, want: str | None) -> bool:
 # --- rendering ------------------------------------------------------------------------
 
 def render(name: str, status: int = 200, cookies: list[Cookie] | None = None, **values: Any) -> Response[str]:
+    values.setdefault("key_id", "")
     html = _ENV.get_template(name).render(**values)
     return Response(html, status_code=status, media_type="text/html; charset=utf-8", headers=_HEADERS,
                     cookies=cookies or [])
 
 
 def _page(session: Session, active: str, name: str, **values: Any) -> Response[str]:
-    return render(name, active=active, who=session.caller.account, csrf=session.csrf, **values)
+    return render(name, active=active, who=session.caller.account, csrf=session.csrf, key_id=session.key_id,
+                  **values)
+
+
+def _challenge(request: Request, nonce: str) -> bytes:
+    return dashboard_session.challenge(request.app.state.settings.ledger_origin, _origin(request), nonce)
 
 
 def _sign_in_page(request: Request, status: int = 200, error: str | None = None) -> Response[str]:
     nonce = secrets.token_urlsafe(24)
     sealed = seal(_key(request.app.state), "signin", {"n": nonce, "exp": int(time.time()) + SIGNIN_MINUTES * 60})
     return render("signin.html", status=status, error=error, csrf=nonce, allowed=_may_sign_in_here(request),
-                  who=None, notice=None, active="",
+                  challenge=base64.b64encode(_challenge(request, nonce)).decode(), hours=SESSION_HOURS,
+                  who=None, notice=None, active="", key_id="",
                   cookies=[_cookie(request, PRE_COOKIE, sealed, SIGNIN_MINUTES * 60)])
 
 
 def _forbidden(request: Request, session: Session | None, reason: str) -> Response[str]:
     return render("refused.html", status=403, reason=reason, who=session.caller.account if session else None,
-                  csrf=session.csrf if session else "", active="", notice=None)
+                  csrf=session.csrf if session else "", key_id=session.key_id if session else "", active="",
+                  notice=None)
 
 
 def _redirect(to: str, cookies: list[Cookie] | None = None) -> Response[str]:
@@ -296,22 +273,19 @@ class DashboardController(Controller):
     async def sign_in(self, request: Request, db: AsyncSession) -> Response[str]:
         form = await request.form()
         pre = unseal(_key(request.app.state), "signin", request.cookies.get(PRE_COOKIE), time.time())
-        if not _csrf_ok(request, form, pre["n"] if pre else None):
-            return render("refused.html", status=403, reason="csrf", who=None, csrf="", active="", notice=None)
+        if not _csrf_ok(request, form, pre["n"] if pre else None) or pre is None:
+            return render("refused.html", status=403, reason="csrf", who=None, csrf="", key_id="", active="",
+                          notice=None)
         if not _may_sign_in_here(request):
             return _sign_in_page(request, 403, "https")
-        token = form.get("token")
-        found = None
-        if isinstance(token, str) and 0 < len(token.strip()) <= 200:
-            found = await _credential(db, token_hash=hash_token(token.strip()))
-        if found is None:
-            return _sign_in_page(request, 401, "bad-token")
-        why = _refusal(found[1])
-        if why is not None:
-            return _sign_in_page(request, 403, why)
-        expires = int(time.time()) + SESSION_HOURS * 3600
-        value = seal(_key(request.app.state), "session",
-                     {"tid": found[0], "aid": found[1].id, "csrf": secrets.token_urlsafe(32), "exp": expires})
+        state = request.app.state
+        opened = await dashboard_session.sign_in(db, state.settings, state.clock.now(), _challenge(request, pre["n"]),
+                                                 form.get("public_key"), form.get("signature"))
+        if isinstance(opened, str):
+            await db.rollback()
+            return _sign_in_page(request, 401 if opened == "bad-key" else 403, opened)
+        await db.commit()
+        value, _ = opened
         return _redirect(PATH, cookies=[_cookie(request, COOKIE, value, SESSION_HOURS * 3600),
                                         _cookie(request, PRE_COOKIE, "", 0)])
 
@@ -321,7 +295,30 @@ class DashboardController(Controller):
         form = await request.form()
         if session is not None and not _csrf_ok(request, form, session.csrf):
             return _forbidden(request, session, "csrf")
+        await dashboard_session.end(db, request.cookies.get(COOKIE), request.app.state.clock.now())
+        await db.commit()
         return _redirect(PATH, cookies=[_cookie(request, COOKIE, "", 0)])
+
+    @post("/acts/draft", status_code=200)
+    async def draft(self, request: Request, db: AsyncSession, state: State) -> Response[Any]:
+        """The act to sign, for the page's script: JSON in, ``{"document", "signing_bytes"}`` out."""
+        session = await current(request, db)
+        if session is None:
+            return Response({"detail": "no session"}, status_code=401, headers=_HEADERS)
+        sent = request.headers.get("x-csrf-token", "")
+        if not (sent and hmac.compare_digest(sent.encode(), session.csrf.encode()) and _origin_ok(request)):
+            return Response({"detail": "CSRF check failed"}, status_code=403, headers=_HEADERS)
+        try:
+            body = await request.json()
+            if not isinstance(body, dict) or body.get("kind") not in acts.FIELDS:
+                return Response({"detail": "want {\"kind\": \"action\"|\"approval\"|\"alert_closure\", …}"},
+                                status_code=422, headers=_HEADERS)
+            values = {k: v for k, v in body.items() if k != "kind"}
+            return Response(acts.draft(Ctx.of(state, session.caller), body["kind"], values), headers=_HEADERS)
+        except DomainError as exc:
+            return Response({"detail": exc.detail}, status_code=exc.status, headers=_HEADERS)
+        except ValueError:
+            return Response({"detail": "the body is not JSON"}, status_code=422, headers=_HEADERS)
 
     # --- forms that change something ---
 
@@ -340,17 +337,17 @@ class DashboardController(Controller):
         if refused is not None or session is None:
             return refused  # type: ignore[return-value]
         ctx = Ctx.of(state, session.caller)
-        action, target, reason = (str(form.get(k) or "").strip() for k in ("action", "target", "reason"))
+        target = str(form.get("target") or "").strip()
         try:
-            done = await perform_action(db, ctx, action, target, reason)
+            done = await perform_action(db, ctx, signed_form(form))
             await db.commit()
         except DomainError as exc:
             await db.rollback()
             items = await action_list(db, ctx)
             return render("actions.html", status=exc.status, active="actions", who=session.caller.account,
-                          csrf=session.csrf, items=items, kinds=ACTION_NAMES, target=target, notice=None,
-                          error=exc.detail)
-        return _redirect(f"{PATH}/actions?notice={_notice(f'{action} {target} ✓ {done}')}")
+                          csrf=session.csrf, key_id=session.key_id, items=items, kinds=ACTION_NAMES, target=target,
+                          notice=None, error=exc.detail)
+        return _redirect(f"{PATH}/actions?notice={_notice(f'{done} ✓ {target}')}")
 
     @post("/alerts/{alert_id:str}/closure", status_code=303)
     async def close_alert(self, request: Request, db: AsyncSession, state: State, alert_id: str) -> Response[str]:
@@ -358,7 +355,7 @@ class DashboardController(Controller):
         if refused is not None or session is None:
             return refused  # type: ignore[return-value]
         try:
-            await close_alert_data(db, Ctx.of(state, session.caller), alert_id, str(form.get("reason") or "").strip())
+            await close_alert_data(db, Ctx.of(state, session.caller), alert_id, signed_form(form))
             await db.commit()
         except DomainError as exc:
             await db.rollback()
@@ -370,19 +367,17 @@ class DashboardController(Controller):
         session, form, refused = await self._checked(request, db)
         if refused is not None or session is None:
             return refused  # type: ignore[return-value]
-        decision = str(form.get("decision") or "")
         try:
-            await decide_order(db, Ctx.of(state, session.caller), order_id, decision,
-                               str(form.get("reason") or "").strip())
+            await decide_order(db, Ctx.of(state, session.caller), order_id, signed_form(form))
             await db.commit()
         except DomainError as exc:
             await db.rollback()
             return _redirect(f"{PATH}/approvals?notice={_notice(exc.detail)}")
-        return _redirect(f"{PATH}/approvals?notice={_notice(f'{order_id} {decision} ✓')}")
+        return _redirect(f"{PATH}/approvals?notice={_notice(f'{order_id} ✓')}")
 
 
 def dashboard_router() -> Router:
-    """The dashboard's pages and its style sheet (served by the market itself)."""
+    """The dashboard's pages, its style sheet and its script (served by the market itself)."""
     static = create_static_files_router(path=f"{PATH}/static", directories=[_HERE / "static" / "oversight"],
                                         name="oversight-static", include_in_schema=False)
     return Router(path="/", route_handlers=[DashboardController, static], include_in_schema=False)

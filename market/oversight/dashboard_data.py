@@ -9,18 +9,13 @@ from datetime import date, timedelta
 from typing import Any
 
 from litestar.datastructures import State
-from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.context import Ctx
-from market.errors import Unprocessable
 from market.oversight import actions as oversight_actions
 from market.oversight import alerts as oversight_alerts
 from market.oversight import ledger_status as ledger_module
 from market.oversight import stats, trades
-from market.oversight.action_routes import ActionCreate, AlertClosure
-from market.trading import orders as trading_orders
-from market.trading.schemas import DecisionBody
 
 # --- the data: the oversight services, shaped for the pages -----------------------------
 
@@ -160,29 +155,21 @@ async def ledger_status(db: AsyncSession, ctx: Ctx, state: State) -> dict[str, A
     return {**found, "checkpoint": checkpoint.text}
 
 
-def _checked_input(schema: Any, **values: str) -> Any:
-    """The API's request schema applied to the form (the same limits as the JSON API)."""
-    try:
-        return schema(**values)
-    except ValidationError as exc:
-        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
-        raise Unprocessable(detail, kind="validation-error") from None
+def signed_form(form: Any) -> dict[str, str]:
+    """The signed act a dashboard form carries (filled in by the page's script), as the
+    JSON routes take it; a form without one is refused by ``acts.accept`` (unsigned-act)."""
+    return {k: str(form.get(k)) for k in ("signing_bytes", "key_id", "signature") if form.get(k)}
 
 
-async def perform_action(db: AsyncSession, ctx: Ctx, action: str, target: str, reason: str) -> str:
-    """Exactly ``POST /v1/oversight/actions``: its schema, then ``actions.perform``."""
-    data = _checked_input(ActionCreate, action=action, target=target, reason=reason)
-    done = await oversight_actions.perform(db, ctx, data.action, data.target, data.reason)
+async def perform_action(db: AsyncSession, ctx: Ctx, signed: dict[str, str]) -> str:
+    """Exactly ``POST /v1/oversight/actions``: the same signed act, ``actions.perform``."""
+    done = await oversight_actions.perform(db, ctx, signed)
     return str(done["id"])
 
 
-async def close_alert_data(db: AsyncSession, ctx: Ctx, alert_id: str, reason: str) -> None:
-    data = _checked_input(AlertClosure, reason=reason)
-    await oversight_alerts.close(db, ctx, alert_id, data.reason)
+async def close_alert_data(db: AsyncSession, ctx: Ctx, alert_id: str, signed: dict[str, str]) -> None:
+    await oversight_alerts.close(db, ctx, alert_id, signed)
 
 
-async def decide_order(db: AsyncSession, ctx: Ctx, order_id: str, decision: str, reason: str) -> None:
-    data = _checked_input(DecisionBody, decision=decision, reason=reason)
-    await trading_orders.decide(db, ctx, order_id, data.decision, data.reason, as_regulator=True)
-
-
+async def decide_order(db: AsyncSession, ctx: Ctx, order_id: str, signed: dict[str, str]) -> None:
+    await oversight_actions.decide_approval(db, ctx, order_id, signed)

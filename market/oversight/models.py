@@ -136,3 +136,38 @@ class TradePartyMonth(SQLModel, table=True):
     currency: str = Field(primary_key=True, max_length=3)
     role: str = Field(primary_key=True, max_length=10)
     account_id: str = Field(primary_key=True, max_length=40)
+
+
+class RegulatorAct(SQLModel, table=True):
+    """A regulator's signed decision (market.oversight.acts): the document as signed,
+    its hash, the key and the signature. Its ledger entry holds the hash, key id and
+    signature; the document (with its salt) is here for the regulator's replay. A
+    document is accepted once."""
+
+    __tablename__ = "regulator_acts"
+
+    id: str = Field(primary_key=True, max_length=40)  # sig_…
+    kind: str = Field(max_length=20)  # action / approval / alert_closure
+    account_id: str = Field(foreign_key="accounts.id", index=True, max_length=40)
+    key_id: str = Field(max_length=40)
+    signature: str = Field(max_length=100)
+    subject: str = Field(max_length=60)  # what the act decided: action:act_…, order:ord_…, alert:alr_…
+    document: str = Field(sa_column=Column(Text, nullable=False))  # canonical JSON, as signed
+    document_sha256: str = Field(unique=True, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class DashboardSession(SQLModel, table=True):
+    """A regulator's dashboard session: the cookie holds a random id whose SHA-256 is
+    ``id_sha256``; signing out ends it here, so a copied cookie is dead from then on."""
+
+    __tablename__ = "dashboard_sessions"
+
+    id: str = Field(primary_key=True, max_length=40)  # ses_…
+    id_sha256: str = Field(unique=True, max_length=64)
+    account_id: str = Field(foreign_key="accounts.id", index=True, max_length=40)
+    key_id: str = Field(max_length=40)  # the enrolled key that signed the sign-in challenge
+    csrf: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -21,6 +21,11 @@ that the trades it is shown are the trades the public log committed to.
    compares it with ``GET /v1/oversight/overview`` over a period covering the whole log:
    every total and series value that differs is a ``total`` finding.
 
+4. with the regulator authority's vkey (``--authority``), checks every regulator decision
+   in the log against the enrollments that authority signed (``replay_acts``): a
+   decision signed by a key it did not enroll, or not signed at all, is an ``act``
+   finding; an enrollment that does not verify is an ``enrollment`` finding.
+
 Registrations are not trades (no document holds them) and are not compared. The
 replay is exact on a quiet market; trades made while it runs may show as differences
 (run it again). It reports rather than raises, except when it cannot finish at all
@@ -47,11 +52,13 @@ from ledger.note import log_verifier
 from ledger.sources import HttpSource
 from ledger.tiles import TILE_WIDTH, decode_entry_bundle, parse_tile_path
 from ledger.verify import verify_log
+from market.oversight.replay_acts import ACT_ENTRY_TYPES, ENROLLED, ActRef, check_acts, refs_from_documents
 
 __all__ = ["Finding", "ReplayError", "ReplayReport", "format_report", "recompute", "replay"]
 
 CONFIDENTIAL_PREFIXES = ("trade.", "delivery.", "payout.")
-_TYPE_MARKS = tuple(f'"type":"{p}'.encode() for p in CONFIDENTIAL_PREFIXES)
+REGULATOR_TYPES = (ENROLLED, *ACT_ENTRY_TYPES)
+_TYPE_MARKS = tuple(f'"type":"{p}'.encode() for p in (*CONFIDENTIAL_PREFIXES, *REGULATOR_TYPES))
 MEASURES = ("orders", "value", "refunds", "refunded_value")
 PARTIES = ("buyers", "providers")
 DIMENSIONS = ("day", "category", "grade", "provider", "region")
@@ -67,7 +74,7 @@ class ReplayError(Exception):
 
 @dataclass
 class Finding:
-    kind: str  # log | entry | missing | extra | altered | total
+    kind: str  # log | entry | missing | extra | altered | total | enrollment | act
     message: str
     index: int | None = None
     type: str | None = None
@@ -87,6 +94,7 @@ class ReplayReport:
     confidential_entries: int = 0
     documents_checked: int = 0
     totals_compared: bool = False
+    acts_checked: int | None = None  # regulator decisions that hold (None: no --authority given)
     period: dict[str, str] | None = None
     recomputed: dict[str, Any] | None = None
     findings: list[Finding] = field(default_factory=list)
@@ -115,6 +123,8 @@ class _RecordingSource(HttpSource):
     def __init__(self, base_url: str, client: httpx.Client) -> None:
         super().__init__(base_url, client)
         self.confidential: dict[int, _Entry] = {}
+        self.enrollments: dict[int, tuple[str, dict[str, Any]]] = {}
+        self.acts: dict[int, ActRef] = {}
         self.first_time: str | None = None
 
     def read(self, path: str, max_size: int) -> bytes | None:
@@ -138,6 +148,13 @@ class _RecordingSource(HttpSource):
             try:
                 entry = parse_entry(leaf)
             except LedgerError:
+                continue
+            if entry["type"] == ENROLLED:
+                self.enrollments[index] = (entry["subject"], entry["data"])
+                continue
+            if entry["type"] in ACT_ENTRY_TYPES:
+                self.acts[index] = ActRef(index, entry["type"], entry["subject"], entry["actor"],
+                                          entry["data"].get("act"))
                 continue
             if not entry["type"].startswith(CONFIDENTIAL_PREFIXES):
                 continue
@@ -374,16 +391,24 @@ def _period(first_time: str | None, entries: dict[int, _Entry], today: date) -> 
 
 
 def replay(url: str, vkey: str, token: str, *, client: httpx.Client | None = None, workers: int | None = None,
-           today: Callable[[], date] | None = None) -> ReplayReport:
+           today: Callable[[], date] | None = None, authority: str | None = None) -> ReplayReport:
     """Verify the log at ``url``, check every document against it, recompute and compare the
-    overview. Returns the report (``ok`` when nothing differs); raises ReplayError when it
-    cannot finish."""
+    overview, and with ``authority`` (the regulator authority's vkey) check every
+    regulator decision's signature and enrollment. Returns the report (``ok`` when
+    nothing differs); raises ReplayError when it cannot finish."""
     base = url.rstrip("/")
     try:
         log_verifier(vkey)
     except LedgerError as e:
         raise ReplayError(f"--vkey is not the log's verifier key ({e}); the market serves it at /v1/ledger/key") \
             from None
+    if authority is not None:
+        from market.accounts.enrollment import EnrollmentError, authority_verifier
+
+        try:
+            authority_verifier(authority)
+        except EnrollmentError as e:
+            raise ReplayError(f"--authority: {e}") from None
     report = ReplayReport(url=base)
     own = client is None
     http = client or httpx.Client(timeout=httpx.Timeout(60.0), follow_redirects=False)
@@ -413,6 +438,16 @@ def replay(url: str, vkey: str, token: str, *, client: httpx.Client | None = Non
         report.findings.extend(compare(served, recomputed))
         report.totals_compared = True
         report.notes.append("registrations are not trades and are not compared")
+        if authority is None:
+            report.notes.append("regulator acts were not checked (no --authority)")
+        else:
+            def finding(kind: str, message: str, index: int | None, type_: str | None, subject: str | None) -> None:
+                report.findings.append(Finding(kind, message, index, type_, subject))
+
+            refs = sorted([*source.acts.values(), *refs_from_documents(documents, entries)], key=lambda r: r.index)
+            refs = [r for r in refs if r.index < size]
+            enrollments = {i: e for i, e in source.enrollments.items() if i < size}
+            report.acts_checked = check_acts(http, base, token, authority, _get_json, enrollments, refs, finding)
         report.ok = not report.findings
         return report
     finally:
@@ -432,9 +467,10 @@ def format_report(report: ReplayReport) -> list[str]:
     what = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "no differences"
     period = f" over {report.period['from']}..{report.period['to']}" if report.period else ""
     verdict = "ok" if report.ok else "DIFFERENCES"
+    acts = "" if report.acts_checked is None else f"{report.acts_checked} regulator acts hold; "
     lines.append(
         f"{verdict}: log of {report.size} entries verified (root {report.root}); "
-        f"{report.confidential_entries} confidential entries, {report.documents_checked} documents checked; "
+        f"{report.confidential_entries} confidential entries, {report.documents_checked} documents checked; {acts}"
         f"totals {'compared' if report.totals_compared else 'not compared'}{period}; {what}")
     return lines
 

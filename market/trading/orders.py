@@ -201,11 +201,16 @@ async def _advance(session: AsyncSession, ctx: Ctx, order: Order) -> None:
 
 
 async def decide(session: AsyncSession, ctx: Ctx, order_id: str, decision: str, reason: str,
-                 as_regulator: bool) -> Order:
-    """The holder's (approval listings) or a regulator's (important data) decision."""
+                 as_regulator: bool, act: dict[str, str] | None = None) -> Order:
+    """The holder's (approval listings) or a regulator's (important data) decision. A
+    regulator's comes as a signed act, checked by the caller (``oversight.actions``):
+    ``act`` is its evidence (document hash, key id, signature), kept in the decision's
+    trade document."""
     caller = ctx.user
     if as_regulator:
         caller.require(Role.regulator)
+        if act is None:
+            raise Unprocessable("a regulator's decision is a signed act", kind="unsigned-act")
         order = await access.load(session, order_id, caller)
         if not order.needs_regulator_approval:
             raise Conflict(f"order {order_id} needs no regulator approval", kind="approval-not-required")
@@ -224,6 +229,8 @@ async def decide(session: AsyncSession, ctx: Ctx, order_id: str, decision: str, 
     by = "regulator" if as_regulator else "holder"
     document = {"order": order.id, "by": by, "account": caller.id, "decision": decision,
                 "reason_sha256": audit.text_digest(reason)}
+    if act is not None:
+        document["act"] = act
     if decision == "reject":
         await ORDER.move(session, order, "reject", ctx, **values, status_reason=reason or None, updated_at=ctx.now)
         await documents.record(session, "trade.rejected", f"order:{order.id}", document)

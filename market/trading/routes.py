@@ -91,11 +91,7 @@ class OrderController(Controller):
         await db.commit()
         return order_read(order, ctx.user)
 
-    @post("/{order_id:str}/regulator-approval", status_code=200, summary="Approve or reject important data (regulator)")
-    async def regulator_approve(self, db: AsyncSession, ctx: Ctx, order_id: str, data: DecisionBody) -> OrderRead:
-        order = await orders.decide(db, ctx, order_id, data.decision, data.reason, as_regulator=True)
-        await db.commit()
-        return order_read(order, ctx.user)
+    # POST /{order_id}/regulator-approval is a regulator's signed act: market.oversight.action_routes.
 
     @post("/{order_id:str}/payment", status_code=200, summary="Record a bank transfer received (operator)")
     async def bank_payment(self, db: AsyncSession, ctx: Ctx, order_id: str, data: BankPayment) -> OrderRead:

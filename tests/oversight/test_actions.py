@@ -15,6 +15,7 @@ from ledger.bundle import verify_bundle
 from market.audit import document_digest
 from tests.conftest import Parties, Party, assert_problem
 from tests.listings.support import found_ids, word
+from tests.regulator_acts import act, signed_act
 from tests.registry_support import entry_types, ledger_items, own_app, wait_integrated
 from tests.trading.support import FREE, ONE_TIME, buyer, offer, order_body, place
 
@@ -23,8 +24,11 @@ ACTIONS = "/v1/oversight/actions"
 
 async def take(client: Any, who: Party, action: str, target: str, reason: str = "complaint under review",
                **headers: str) -> Any:
-    return await client.post(ACTIONS, json={"action": action, "target": target, "reason": reason},
-                             headers={**who.auth, **headers})
+    """A regulator's signed act; anyone else posts the plain request (and is refused)."""
+    body = {"action": action, "target": target, "reason": reason}
+    if getattr(who, "key", None) is None:
+        return await client.post(ACTIONS, json=body, headers={**who.auth, **headers})
+    return await act(client, who, "action", ACTIONS, body, headers=headers)
 
 
 async def taken(client: Any, who: Party, action: str, target: str, reason: str = "complaint under review") \
@@ -89,8 +93,10 @@ async def test_freeze_and_unfreeze_an_asset(client: Any, parties: Parties, opera
     assert action["effect"] == {"type": "asset.frozen", "subject": f"asset:{asset_id}"}
     entry = action["entry"]["entry"]
     assert entry["type"] == "oversight.action" and entry["subject"] == f"action:{action['id']}"
-    assert entry["data"] == {"action": "freeze_asset", "target": asset_id,
-                             "reason_sha256": hashlib.sha256(reason.encode()).hexdigest()}
+    assert entry["data"]["action"] == "freeze_asset" and entry["data"]["target"] == asset_id
+    assert set(entry["data"]["act"]) == {"document_sha256", "key_id", "signature"}
+    assert entry["data"]["act"]["key_id"] == regulator.key_id
+    assert "reason_sha256" not in entry["data"]  # the reason is in the act's salted document
     assert action["entry"]["leaf_hash"]
     [item] = await ledger_items(client, action["id"], kind="action")
     assert item["leaf_hash"] == action["entry"]["leaf_hash"]
@@ -177,8 +183,11 @@ async def test_idempotency_key_replays_the_action(client: Any, parties: Parties,
                                                   regulator: Party) -> None:
     m = await market(client, parties, operator)
     key = secrets.token_hex(8)
-    first = await take(client, regulator, "freeze_listing", m["listing"]["id"], **{"Idempotency-Key": key})
-    again = await take(client, regulator, "freeze_listing", m["listing"]["id"], **{"Idempotency-Key": key})
+    signed = await signed_act(client, regulator, "action", {"action": "freeze_listing", "target": m["listing"]["id"],
+                                                            "reason": "complaint under review"})
+    headers = {**regulator.auth, "Idempotency-Key": key}
+    first = await client.post(ACTIONS, json=signed, headers=headers)
+    again = await client.post(ACTIONS, json=signed, headers=headers)
     assert first.status_code == again.status_code == 201
     assert first.json() == again.json() and again.headers.get("idempotent-replayed") == "true"
     items = (await client.get(ACTIONS, params={"target": m["listing"]["id"]}, headers=regulator.auth)).json()
@@ -195,8 +204,7 @@ async def test_approvals_queue(client: Any, parties: Parties, operator: Party, r
     assert order["id"] in ids
     for party in (operator, who):
         assert_problem(await client.get("/v1/oversight/approvals", headers=party.auth), 403, "wrong-role")
-    r = await client.post(f"/v1/orders/{order['id']}/regulator-approval", json={"decision": "approve"},
-                          headers=regulator.auth)
+    r = await act(client, regulator, "approval", None, {"order": order["id"], "decision": "approve"})
     assert r.status_code == 200, r.text
     ids = [o["id"] for o in (await client.get("/v1/oversight/approvals", params={"limit": 500},
                                               headers=regulator.auth)).json()["items"]]

@@ -11,6 +11,7 @@ from sqlalchemy import update
 from market.accounts.models import Account
 from market.oversight.alerts import evaluate_once
 from market.trading.models import Order
+from tests.regulator_acts import act, signed_act
 from tests.conftest import Parties, Party, assert_problem, random_uscc
 from tests.listings.support import listable_asset, publish
 from tests.registry_support import add_key, ledger_items
@@ -238,26 +239,31 @@ async def test_alert_views_and_closure(client: Any, parties: Parties, operator: 
     for party in (operator, who):
         assert_problem(await client.post(path, json={"reason": "seen"}, headers=party.auth), 403, "wrong-role")
     assert_problem(await client.post(path, json={"reason": "seen"}), 401)
-    assert_problem(await client.post(path, json={"reason": ""}, headers=regulator.auth), 422)
+    assert_problem(await act(client, regulator, "alert_closure", path, {"alert": alert["id"], "reason": ""}), 422)
+    assert_problem(await client.post(path, json={"reason": "seen"}, headers=regulator.auth), 422, "unsigned-act")
     assert_problem(await client.post(path, json={}, headers=regulator.auth), 422)
-    assert_problem(await client.post("/v1/oversight/alerts/alr_nosuch/closure", json={"reason": "x"},
-                                     headers=regulator.auth), 404)
+    assert_problem(await act(client, regulator, "alert_closure", None, {"alert": "alr_nosuch", "reason": "x"}), 404)
 
     reason = "consent records checked with the provider"
-    r = await client.post(path, json={"reason": reason}, headers=regulator.auth)
+    signed = await signed_act(client, regulator, "alert_closure", {"alert": alert["id"], "reason": reason})
+    r = await client.post(path, json=signed, headers=regulator.auth)
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "closed" and r.json()["closed_by"] == regulator.id
-    assert_problem(await client.post(path, json={"reason": reason}, headers=regulator.auth), 409)
+    assert_problem(await client.post(path, json=signed, headers=regulator.auth), 409, "act-used")
+    assert_problem(await act(client, regulator, "alert_closure", path, {"alert": alert["id"], "reason": reason}), 409)
     assert alert["id"] in [a["id"] for a in await all_alerts(client, regulator, status="closed")]
     assert alert["id"] not in [a["id"] for a in await all_alerts(client, regulator, status="open")]
 
-    # The closure is on the ledger, the reason by its hash only.
+    # The closure is on the ledger as the signed act: its salted document's hash (which
+    # holds the reason), the key id and the signature; never the reason itself.
     [item] = await ledger_items(client, alert["id"], kind="alert")
     entry = item["entry"]
     assert entry["type"] == "oversight.alert_closed" and entry["actor"] == regulator.id
+    import base64
     import hashlib
 
-    assert entry["data"]["reason_sha256"] == hashlib.sha256(reason.encode()).hexdigest()
+    assert entry["data"]["act"] == {"document_sha256": hashlib.sha256(base64.b64decode(signed["signing_bytes"]))
+                                    .hexdigest(), "key_id": regulator.key_id, "signature": signed["signature"]}
     assert reason not in str(entry)
     # Evaluating again never reopens it.
     evaluate(client)

@@ -1,6 +1,9 @@
-"""The dashboard in a real browser against a real ``market serve``: a regulator signs in,
-sees the charts and an alert raised by the market's clock, freezes an asset from the
-page, and the asset's listing is gone from search.
+"""The dashboard in a real browser against a real ``market serve``: a regulator opens its
+key file through the file chooser and signs in (the page signs the challenge with
+WebCrypto Ed25519; the key never leaves the page), sees the charts and an alert raised by
+the market's clock, freezes an asset from the page (the act drafted and signed in the
+page), and the asset's listing is gone from search; after sign-out the saved cookie is
+refused.
 
 Chromium is Debian's (``apt-get install -y chromium fonts-noto-cjk``; ``.ci/run`` does
 it): Playwright's own browser download does not work here. Screenshots are kept under
@@ -16,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from tests.conftest import Parties, Party, make_settings
 from tests.serving import serving
@@ -97,6 +101,9 @@ async def test_a_regulator_freezes_an_asset_from_the_dashboard(databases: Any, t
                 await place(client, who, listing)
                 sold = await place(client, who, pi)
                 regulator = await parties.staff("regulator")
+                key_file = tmp_path / "regulator.pem"
+                key_file.write_bytes(regulator.key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8,
+                                                                 NoEncryption()))
                 await _alert_raised(client, regulator, sold["id"])
 
                 async with async_playwright() as p:
@@ -106,11 +113,18 @@ async def test_a_regulator_freezes_an_asset_from_the_dashboard(databases: Any, t
                         failed: list[str] = []
                         page.on("requestfailed", lambda req: failed.append(req.url))
                         page.on("request", lambda req: None if req.url.startswith(base) else failed.append(req.url))
+                        sent: list[str] = []
+                        page.on("request", lambda req: sent.append(req.post_data or ""))
                         await page.goto(f"{base}/oversight")
                         await shots.take(page, "1-sign-in")
-                        await page.fill("#token", regulator.token)
-                        await page.click("button[type=submit]")
+                        async with page.expect_file_chooser() as chosen:
+                            await page.click("#key-file")
+                        await (await chosen.value).set_files(str(key_file))
+                        await page.click("#signin-form button[type=submit]")
                         await page.wait_for_selector("#chart-day svg")
+                        # The key never left the page: no request carried the key file.
+                        secret = key_file.read_text().split("\n")[1]
+                        assert not any(secret in body or "PRIVATE KEY" in body for body in sent)
                         assert await page.locator(".chart svg").count() == 4
                         assert await page.locator("#chart-day svg rect").count() >= 28
                         assert await page.locator("#chart-category svg rect").count() >= 1
@@ -135,6 +149,14 @@ async def test_a_regulator_freezes_an_asset_from_the_dashboard(databases: Any, t
                         assert listing["asset_id"] in await page.inner_text("#actions")
                         await shots.take(page, "4-frozen")
                         assert failed == [], f"requests that failed or left the market: {failed}"
+
+                        # Sign out: the session ends on the server; the saved cookie is refused.
+                        [saved] = [c for c in await page.context.cookies() if c["name"] == "oversight_session"]
+                        await page.click("#signout-form button[type=submit]")
+                        await page.wait_for_selector("#signin-form")
+                        replayed = await client.get("/oversight/actions", follow_redirects=False,
+                                                    headers={"Cookie": f"oversight_session={saved['value']}"})
+                        assert replayed.status_code == 303 and replayed.headers["location"] == "/oversight"
                     finally:
                         await browser.close()
 

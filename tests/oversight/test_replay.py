@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import text
 
 from market import db
-from market.bootstrap import create_staff_account
 from market.oversight.replay import ReplayError, replay
+from tests.regulator_acts import enroll_regulator
 from tests.serving import serving
 from tests.conftest import Parties, Party, make_settings
 from tests.trading.support import FREE, ONE_TIME, buyer, offer, order_body
@@ -121,14 +121,10 @@ async def _settled(client: httpx.AsyncClient, url: str, seconds: float = 60) -> 
 @pytest.fixture(scope="module")
 async def market(databases, tmp_path_factory) -> Any:
     settings = make_settings(tmp_path_factory.mktemp("replay"), await databases.new())
-    engine = db.make_engine(settings.sqlalchemy_url)
-    try:
-        regulator_token = await create_staff_account(settings, engine, "Regulator", "regulator")
-    finally:
-        await engine.dispose()
     async with serving(settings) as served:
         operator_token = served.operator_token
         async with httpx.AsyncClient(base_url=served.base, timeout=60) as client:
+            regulator_token = (await enroll_regulator(client, settings, "Regulator")).token
             r = await client.get("/v1/accounts/me", headers={"Authorization": f"Bearer {operator_token}"})
             operator = Party(r.json()["id"], operator_token, r.json())
             started = time.monotonic()

@@ -14,6 +14,7 @@ from market.trading.models import Order, Refusal, TradeDocument
 from tests.conftest import Parties, Party, assert_problem
 from tests.listings.support import LICENCE
 from tests.registry_support import ledger_items, wait_integrated
+from tests.regulator_acts import act
 from tests.trading.support import FREE, ONE_TIME, buyer, offer, order_body, pay_by_bank, place, plan_of
 
 
@@ -196,15 +197,16 @@ async def test_approvals_by_the_holder_and_the_regulator(client, parties: Partie
     assert r.status_code == 200 and r.json()["status"] == "pending_approval", r.text
     assert r.json()["approvals"] == {"holder": "approved", "regulator": "pending"}
     assert_problem(await client.post(approval, json=yes, headers=holder.auth), 409, "already-decided")
-    r = await client.post(reg, json=yes, headers=regulator.auth)
+    # A regulator's decision is a signed act; the plain body is refused.
+    assert_problem(await client.post(reg, json=yes, headers=regulator.auth), 422, "unsigned-act")
+    r = await act(client, regulator, "approval", reg, {"order": order["id"], **yes})
     assert r.status_code == 200 and r.json()["status"] == "active", r.text  # free: settled at once
 
     second = await place(client, b, listing, "free")
     r = await client.post(f"/v1/orders/{second['id']}/approval", json={"decision": "reject", "reason": "no"},
                           headers=holder.auth)
     assert r.json()["status"] == "rejected"
-    assert_problem(await client.post(f"/v1/orders/{second['id']}/regulator-approval", json=yes,
-                                     headers=regulator.auth), 409)
+    assert_problem(await act(client, regulator, "approval", None, {"order": second["id"], **yes}), 409)
     types = [e["type"] for e in await order_entries(client, order["id"])]
     assert types == ["trade.placed", "trade.approved", "trade.approved", "trade.settled"]
 
