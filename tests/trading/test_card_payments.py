@@ -17,6 +17,7 @@ from tests.conftest import Parties, Party, assert_problem, make_settings
 from tests.serving import serving
 from tests.payments.localstripe_server import LOCALSTRIPE_KEY, WEBHOOK_SECRET, configure_webhook, decline, pay
 from tests.registry_support import propose, provider
+from tests.regulator_acts import act as regulator_act
 from tests.trading.support import buyer, offer, order_body
 
 pytestmark = pytest.mark.slow
@@ -185,7 +186,7 @@ async def test_a_card_payment_after_a_freeze_is_given_back(market: Market) -> No
     the order ends with the reason and the payment is refunded through the gateway."""
     holder, b, order = await card_order(market)
     regulator = await market.parties.staff("regulator")
-    r = await market.client.post("/v1/oversight/actions", headers=regulator.auth, json={
+    r = await regulator_act(market.client, regulator, "action", None, {
         "action": "freeze_asset", "target": order["asset_id"], "reason": "under investigation"})
     assert r.status_code == 201, r.text
     intent = order["payment"]["intent_id"]
