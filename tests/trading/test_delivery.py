@@ -18,7 +18,6 @@ from ledger import merkle
 from ledger.errors import ProofError, RootMismatchError
 from market.audit import LEDGER_KEY
 from market.context import Ctx
-from market.trading import receipts
 from market.trading.models import Delivery, Order, TradeDocument
 from tests.conftest import Parties, Party, assert_problem
 from tests.listings.support import publish
@@ -77,6 +76,8 @@ def receipts_of(client: Any, order_id: str) -> list[dict[str, Any]]:
 
 def close_batches(client: Any) -> int:
     """Run the clock's closing of receipt batches as if their window had passed."""
+    from market.trading import receipts
+
     state = client.app.state
 
     async def run() -> int:
