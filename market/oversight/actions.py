@@ -103,7 +103,7 @@ async def perform(session: AsyncSession, ctx: Ctx, action: str, target: str, rea
     row = OversightAction(id=new_id("act"), action=action, target=target, reason=reason, actor_id=ctx.user.id,
                           created_at=ctx.now)
     entry = await audit.record(session, "oversight.action", f"action:{row.id}", ctx.user.id,
-                               {"action": action, "target": target, "reason_sha256": audit.text_digest(reason)})
+                               {"action": action, "target": target, "reason_salted_sha256": await audit.salted(session, f"action:{row.id}", "oversight.action", {"reason": reason})})
     row.entry_sha256 = merkle.leaf_hash(canonical_entry(entry)).hex()
     session.add(row)
     await session.flush()

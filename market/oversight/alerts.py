@@ -374,6 +374,6 @@ async def close(session: AsyncSession, ctx: Ctx, alert_id: str, reason: str) -> 
     alert = await session.get(Alert, alert_id)
     if alert is None:
         raise NotFound(f"no alert {alert_id}")
-    await ALERT.move(session, alert, "close", ctx, {"rule": alert.rule, "reason_sha256": audit.text_digest(reason)},
+    await ALERT.move(session, alert, "close", ctx, {"rule": alert.rule, "reason_salted_sha256": await audit.salted(session, ALERT.subject(alert), ALERT.entry_type("close"), {"reason": reason})},
                      closed_at=ctx.now, closed_by=ctx.user.id, close_reason=reason)
     return alert

@@ -221,8 +221,9 @@ async def decide(session: AsyncSession, ctx: Ctx, order_id: str, decision: str, 
             raise Conflict(f"order {order_id} was decided by its holder already", kind="already-decided")
         values = {"holder_decision": decision}
     by = "regulator" if as_regulator else "holder"
+    event = "trade.rejected" if decision == "reject" else "trade.approved"
     document = {"order": order.id, "by": by, "account": caller.id, "decision": decision,
-                "reason_sha256": audit.text_digest(reason)}
+                "reason_salted_sha256": await audit.salted(session, f"order:{order.id}", event, {"reason": reason})}
     if decision == "reject":
         await ORDER.move(session, order, "reject", ctx, **values, status_reason=reason or None, updated_at=ctx.now)
         await documents.record(session, "trade.rejected", f"order:{order.id}", document)

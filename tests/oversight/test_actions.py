@@ -15,7 +15,7 @@ from ledger.bundle import verify_bundle
 from market.audit import document_digest
 from tests.conftest import Parties, Party, assert_problem
 from tests.listings.support import found_ids, word
-from tests.registry_support import entry_types, ledger_items, own_app, wait_integrated
+from tests.registry_support import entry_types, ledger_items, own_app, salted_detail, wait_integrated
 from tests.trading.support import FREE, ONE_TIME, buyer, offer, order_body, place
 
 ACTIONS = "/v1/oversight/actions"
@@ -89,8 +89,9 @@ async def test_freeze_and_unfreeze_an_asset(client: Any, parties: Parties, opera
     assert action["effect"] == {"type": "asset.frozen", "subject": f"asset:{asset_id}"}
     entry = action["entry"]["entry"]
     assert entry["type"] == "oversight.action" and entry["subject"] == f"action:{action['id']}"
-    assert entry["data"] == {"action": "freeze_asset", "target": asset_id,
-                             "reason_sha256": hashlib.sha256(reason.encode()).hexdigest()}
+    assert set(entry["data"]) == {"action", "target", "reason_salted_sha256"}
+    assert (entry["data"]["action"], entry["data"]["target"]) == ("freeze_asset", asset_id)
+    assert (await salted_detail(client, entry["data"]))["reason"] == reason
     assert action["entry"]["leaf_hash"]
     [item] = await ledger_items(client, action["id"], kind="action")
     assert item["leaf_hash"] == action["entry"]["leaf_hash"]
@@ -165,7 +166,8 @@ async def test_revoked_registration_is_served_as_a_revocation_bundle(client: Any
     assert document["type"] == "data-asset-registration-revocation"
     assert document["revoked_certificate_sha256"] == document_digest(old)
     assert document["registration_number"] == old["registration_number"]
-    assert document["reason_sha256"] == hashlib.sha256(reason.encode()).hexdigest()
+    assert (await salted_detail(client, document))["reason"] == reason
+    assert hashlib.sha256(reason.encode()).hexdigest() not in json.dumps(bundle)
     assert document["actor"] == regulator.id and document["asset"]["id"] == asset_id
     vkey = (await client.get("/v1/ledger/key")).json()["vkey"]
     assert verify_bundle(bundle, vkey).status == "valid"

@@ -22,6 +22,11 @@ from tests.trading.support import buyer, offer, pay_by_bank, place
 CONFIDENTIAL = ("trade.", "delivery.", "payout.")
 
 
+def listed(entry: dict[str, Any]) -> bool:
+    """Whether the page lists the entry: confidential, or naming salted details."""
+    return entry["type"].startswith(CONFIDENTIAL) or any(k.endswith("_salted_sha256") for k in entry["data"])
+
+
 def digest(document: Any) -> str:
     return hashlib.sha256(rfc8785.dumps(document)).hexdigest()
 
@@ -67,7 +72,7 @@ async def walk(client: Any, who: Party, limit: int, start: int = 0) -> list[dict
         assert r.status_code == 200, r.text
         body = r.json()
         assert set(body) == {"items", "next"} and len(body["items"]) <= limit
-        assert all(set(i) == {"index", "document"} and i["index"] >= cursor for i in body["items"])
+        assert all(set(i) == {"index", "document", "salted"} and i["index"] >= cursor for i in body["items"])
         assert body["next"] is None or body["next"] > cursor
         items += body["items"]
         cursor = body["next"]
@@ -105,9 +110,10 @@ async def test_every_confidential_entry_once_with_its_document(client, parties: 
     orders = await trades(client, parties, operator)
     await wait_for_orders(client, orders)
     entries = await all_entries(client)
-    confidential = {e["index"]: e["entry"] for e in entries if e["entry"]["type"].startswith(CONFIDENTIAL)}
+    confidential = {e["index"]: e["entry"] for e in entries if listed(e["entry"])}
     assert {e["type"] for e in confidential.values()} >= {"trade.placed", "trade.settled", "trade.disputed",
-                                                          "trade.refunded"}
+                                                          "trade.refunded", "asset.content_uploaded"}
+    reasons = set()
     for limit in (500, 7, 1):
         items = await walk(client, regulator, limit)
         indexes = [i["index"] for i in items]
@@ -115,15 +121,25 @@ async def test_every_confidential_entry_once_with_its_document(client, parties: 
         for item in items:
             entry = confidential[item["index"]]
             doc = item["document"]
-            assert digest(doc) == entry["data"]["document_sha256"]
-            assert doc["event"] == entry["type"] and doc["subject"] == entry["subject"] and doc["salt"]
+            if entry["type"].startswith(CONFIDENTIAL):
+                assert digest(doc) == entry["data"]["document_sha256"]
+                assert doc["event"] == entry["type"] and doc["subject"] == entry["subject"] and doc["salt"]
+            else:
+                assert doc is None
+            named = [v for k, v in {**entry["data"], **(doc or {})}.items() if k.endswith("_salted_sha256")]
+            assert sorted(item["salted"]) == sorted(named)
+            for sha, detail in item["salted"].items():
+                assert digest(detail) == sha and detail["salt"]
+                assert (detail["event"], detail["subject"]) == (entry["type"], entry["subject"])
+                reasons.add(detail.get("reason"))
+    assert {"not as described", "checked the file"} <= reasons
     # From the middle of the log on: exactly the entries from there.
     middle = sorted(confidential)[len(confidential) // 2]
     assert [i["index"] for i in await walk(client, regulator, 50, middle)] == [
         i for i in sorted(confidential) if i >= middle]
     # The contract of each order is there, with price and parties.
     settled = [i["document"] for i in await walk(client, regulator, 500)
-               if i["document"]["event"] == "trade.settled" and i["document"]["order"] in orders]
+               if i["document"] and i["document"]["event"] == "trade.settled" and i["document"]["order"] in orders]
     assert sorted(d["order"] for d in settled) == sorted(orders)
     assert {d["price"]["amount"] for d in settled} == {0, 880_000}
 
@@ -133,7 +149,7 @@ async def test_pages_are_bounded_by_a_scan_window(client, parties: Parties, oper
     orders = await trades(client, parties, operator)
     await wait_for_orders(client, orders)
     entries = await all_entries(client)
-    confidential = sorted(e["index"] for e in entries if e["entry"]["type"].startswith(CONFIDENTIAL))
+    confidential = sorted(e["index"] for e in entries if listed(e["entry"]))
     monkeypatch.setattr(documents, "SCAN_WINDOW", 5)
     r = await client.get("/v1/oversight/documents", params={"start": 0, "limit": 500}, headers=regulator.auth)
     body = r.json()
