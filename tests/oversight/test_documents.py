@@ -200,3 +200,37 @@ async def test_a_lost_or_changed_document_shows(client, parties: Parties, operat
     assert digest(items[settled_index]) == mine[settled_index]["data"]["document_sha256"]
     assert items[placed_index] is not None
 
+
+
+async def test_a_short_reason_cannot_be_guessed_from_the_log(client, parties: Parties, operator: Party,
+                                                             regulator: Party) -> None:
+    """A reason on the public log was its bare SHA-256: anyone could hash likely words and
+    find it. Now the entry names a salted document; the regulator reads it (and checks it
+    against the entry) through the documents."""
+    from tests.registry_support import draft, provider, submit, upload, wait_integrated
+
+    holder, listing = await offer(client, parties, operator)
+    r = await client.patch(f"/v1/listings/{listing['id']}", json={"status": "paused", "reason": "holiday"},
+                           headers=holder.auth)
+    assert r.status_code == 200, r.text
+    p = await provider(client, parties)
+    asset = await draft(client, p)
+    await upload(client, p, asset["id"], b"a draft nobody else has seen")
+    await submit(client, p, asset["id"])
+    r = await client.post(f"/v1/assets/{asset['id']}/review", json={"decision": "reject", "reason": "fake"},
+                          headers=operator.auth)
+    assert r.status_code == 200, r.text
+    await wait_integrated(client, f"asset:{asset['id']}")
+    await wait_integrated(client, f"listing:{listing['id']}")
+    entries = await all_entries(client)
+    cases = {("listing.paused", f"listing:{listing['id']}"): "holiday", ("asset.rejected", f"asset:{asset['id']}"):
+             "fake"}
+    found = {(e["entry"]["type"], e["entry"]["subject"]): e for e in entries}
+    items = {i["index"]: i for i in await walk(client, regulator, 500)}
+    for key, reason in cases.items():
+        entry = found[key]
+        text = json.dumps(entry["entry"])
+        assert hashlib.sha256(reason.encode()).hexdigest() not in text, key  # no dictionary attack
+        [named] = [v for k, v in entry["entry"]["data"].items() if k.endswith("_salted_sha256")]
+        detail = items[entry["index"]]["salted"][named]
+        assert detail["reason"] == reason and digest(detail) == named and detail["event"] == key[0]

@@ -153,6 +153,8 @@ async def test_the_replay_agrees_with_an_honest_market(market: Market) -> None:
     assert cny["value"] == sum(o["price"]["amount"] for o in paid)
     assert cny["refunds"] == REFUNDS and cny["buyers"] == 8 and cny["providers"] == 6
     assert report["documents_checked"] == report["confidential_entries"] == 2 * len(market.orders) + 2 * REFUNDS
+    # Salted details: each refund's two reasons (dispute, resolution); each asset's commitment and conflicts.
+    assert report["salted_checked"] >= 2 * REFUNDS + 2 * 6
 
 
 async def test_a_rewritten_contract_is_named(market: Market) -> None:
@@ -182,7 +184,8 @@ async def test_a_rewritten_contract_is_named(market: Market) -> None:
 async def test_a_lost_document_is_named(market: Market) -> None:
     async with market.database() as conn:
         row = (await conn.execute(text("SELECT id, subject, type, document, document_sha256, created_at FROM "
-                                       "trade_documents WHERE type = 'trade.refunded' ORDER BY id LIMIT 1"))).one()
+                                       "trade_documents WHERE type = 'trade.refunded' AND document NOT LIKE '%\"reason\":%' "
+                                       "ORDER BY id LIMIT 1"))).one()
         await conn.execute(text("DELETE FROM trade_documents WHERE id = :i"), {"i": row.id})
     try:
         report = await asyncio.to_thread(_report, market)
@@ -198,6 +201,33 @@ async def test_a_lost_document_is_named(market: Market) -> None:
             await conn.execute(text("INSERT INTO trade_documents (id, subject, type, document, document_sha256, "
                                     "created_at) VALUES (:id, :subject, :type, :document, :document_sha256, "
                                     ":created_at)"), row._asdict())
+    assert (await asyncio.to_thread(market.cli)).returncode == 0
+
+
+async def test_a_lost_salted_detail_is_named(market: Market) -> None:
+    """Salted details are checked like trade documents: a refund's reason (named inside
+    the refund's document) and a draft's commitment (named in a public entry)."""
+    columns = "id, subject, type, document, document_sha256, created_at"
+    async with market.database() as conn:
+        reason = (await conn.execute(text(f"SELECT {columns} FROM trade_documents WHERE type = 'trade.refunded' "
+                                          "AND document LIKE '%\"reason\":%' ORDER BY id LIMIT 1"))).one()
+        commitment = (await conn.execute(text(f"SELECT {columns} FROM trade_documents "
+                                              "WHERE type = 'asset.content_uploaded' ORDER BY id LIMIT 1"))).one()
+        for row in (reason, commitment):
+            await conn.execute(text("DELETE FROM trade_documents WHERE id = :i"), {"i": row.id})
+    try:
+        report = await asyncio.to_thread(_report, market)
+        assert report["exit"] == 1
+        found = sorted((f["kind"], f["type"], f["subject"]) for f in report["findings"])
+        assert found == sorted([("missing", "trade.refunded", reason.subject),
+                                ("missing", "asset.content_uploaded", commitment.subject)]), report["findings"]
+        assert all(reason.document_sha256 in f["message"] or commitment.document_sha256 in f["message"]
+                   for f in report["findings"])
+    finally:
+        async with market.database() as conn:
+            for row in (reason, commitment):
+                await conn.execute(text(f"INSERT INTO trade_documents ({columns}) VALUES (:id, :subject, :type, "
+                                        ":document, :document_sha256, :created_at)"), row._asdict())
     assert (await asyncio.to_thread(market.cli)).returncode == 0
 
 
