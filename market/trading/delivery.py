@@ -32,7 +32,8 @@ The ledger: what was actually sent
   [first, last], ``bytes``, ``sha256``, ``sent_at``) in a ``deliveries`` row, in the
   order's open batch of receipts; a batch goes on the ledger as one confidential
   ``delivery.sent`` entry holding the Merkle root of its receipts
-  (``market.trading.receipts``), so the log grows with time, not with requests. Bytes count as sent once the server's ``send`` of them returned
+  (``market.trading.receipts``), so the log grows with time, not with requests.
+  Bytes count as sent once the server's ``send`` of them returned
   (they were handed to the connection); if the client goes away midway, what was sent
   up to then is recorded (range, count and hash of exactly those bytes), and nothing
   at all when no byte was sent (a disconnect before the body, a HEAD).

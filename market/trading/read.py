@@ -25,7 +25,8 @@ def order_read(order: Order, caller: Caller) -> OrderRead:
                             regulator=_approval(order.needs_regulator_approval, order.regulator_decision)),  # type: ignore[arg-type]
         price=money(order.price), fee=money(order.fee), provider_share=money(order.provider_share),
         terms=Terms(listing_id=order.listing_id, terms_version=order.terms_version, terms_sha256=order.terms_sha256,
-                    plan=PlanRead(**without_buyers(json.loads(order.plan))), licence=Licence(**json.loads(order.licence))),
+                    plan=PlanRead(**without_buyers(json.loads(order.plan))),
+                    licence=Licence(**json.loads(order.licence))),
         payment=PaymentRead(provider=order.payment_method, intent_id=order.intent_id,  # type: ignore[arg-type]
                             client_secret=order.client_secret if buyer else None,
                             reference=order.payment_reference, attempt=order.payment_attempt,

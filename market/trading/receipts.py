@@ -181,8 +181,8 @@ async def listing(session: AsyncSession, log: Log, order: Order, limit: int, cur
         item: dict[str, Any] = {"receipt": json.loads(row.receipt) if row.receipt else None,
                                 "batch": row.batch_id, "position": row.position, "inclusion_proof": None}
         if row.receipt is None:  # before batches: the row's own fields
-            item["receipt"] = {"order": row.order_id, "revision": row.revision, "range": [row.first_byte, row.last_byte],
-                               "bytes": row.bytes_sent, "sha256": row.sha256, "sent_at": rfc3339(row.created_at)}
+            item["receipt"] = {"order": row.order_id, "revision": row.revision,
+                               "range": [row.first_byte, row.last_byte], "bytes": row.bytes_sent, "sha256": row.sha256, "sent_at": rfc3339(row.created_at)}
         tree = trees.get(row.batch_id) if row.batch_id is not None else None
         if tree is not None and row.position is not None:
             item["inclusion_proof"] = [_b64(h) for h in merkle.inclusion_proof(row.position, len(tree), tree)]

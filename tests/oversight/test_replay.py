@@ -184,7 +184,8 @@ async def test_a_rewritten_contract_is_named(market: Market) -> None:
 async def test_a_lost_document_is_named(market: Market) -> None:
     async with market.database() as conn:
         row = (await conn.execute(text("SELECT id, subject, type, document, document_sha256, created_at FROM "
-                                       "trade_documents WHERE type = 'trade.refunded' AND document NOT LIKE '%\"reason\":%' "
+                                       "trade_documents WHERE type = 'trade.refunded' "
+                                       "AND document NOT LIKE '%\"reason\":%' "
                                        "ORDER BY id LIMIT 1"))).one()
         await conn.execute(text("DELETE FROM trade_documents WHERE id = :i"), {"i": row.id})
     try:

@@ -216,7 +216,8 @@ async def test_many_small_ranges_make_few_ledger_entries_and_every_range_proves(
             assert batch["bundle"]["document"]["merkle_root"] == batch["merkle_root"]
         for n, item in enumerate(page["items"]):
             got = item["receipt"]
-            assert got["range"] == [n * 7, n * 7] and got["sha256"] == hashlib.sha256(content[n * 7:n * 7 + 1]).hexdigest()
+            assert got["range"] == [n * 7, n * 7]
+            assert got["sha256"] == hashlib.sha256(content[n * 7:n * 7 + 1]).hexdigest()
             batch = page["batches"][str(item["batch"])]
             root = bytes.fromhex(batch["bundle"]["document"]["merkle_root"])
             leaf = merkle.leaf_hash(json.dumps(got, sort_keys=True, separators=(",", ":")).encode())
