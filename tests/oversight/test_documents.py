@@ -115,7 +115,9 @@ async def test_every_confidential_entry_once_with_its_document(client, parties: 
                                                           "trade.refunded", "asset.content_uploaded"}
     reasons = set()
     for limit in (500, 7, 1):
-        items = await walk(client, regulator, limit)
+        # Entries the clock appends meanwhile (a batch of delivery receipts closing) are
+        # beyond the snapshot: left out.
+        items = [i for i in await walk(client, regulator, limit) if i["index"] < len(entries)]
         indexes = [i["index"] for i in items]
         assert indexes == sorted(confidential), f"limit {limit}"
         for item in items:
@@ -135,7 +137,7 @@ async def test_every_confidential_entry_once_with_its_document(client, parties: 
     assert {"not as described", "checked the file"} <= reasons
     # From the middle of the log on: exactly the entries from there.
     middle = sorted(confidential)[len(confidential) // 2]
-    assert [i["index"] for i in await walk(client, regulator, 50, middle)] == [
+    assert [i["index"] for i in await walk(client, regulator, 50, middle) if i["index"] < len(entries)] == [
         i for i in sorted(confidential) if i >= middle]
     # The contract of each order is there, with price and parties.
     settled = [i["document"] for i in await walk(client, regulator, 500)
@@ -154,7 +156,7 @@ async def test_pages_are_bounded_by_a_scan_window(client, parties: Parties, oper
     r = await client.get("/v1/oversight/documents", params={"start": 0, "limit": 500}, headers=regulator.auth)
     body = r.json()
     assert all(i["index"] < 5 for i in body["items"]) and body["next"] == 5
-    assert [i["index"] for i in await walk(client, regulator, 500)] == confidential
+    assert [i["index"] for i in await walk(client, regulator, 500) if i["index"] < len(entries)] == confidential
     # At the end of the log: nothing, and no next.
     r = await client.get("/v1/oversight/documents", params={"start": len(entries), "limit": 10},
                          headers=regulator.auth)
