@@ -30,6 +30,7 @@ pytestmark = pytest.mark.slow
 
 ORDERS = 300  # placed concurrently over HTTP; a third paid by bank transfer
 REFUNDS = 16  # each resolution takes about 0.4 s of the single SQLite writer
+DOWNLOADS = 6  # orders whose buyers fetch a few one-byte ranges (receipts, in batches on the ledger)
 CATEGORIES = ["transport", "energy", "health", "finance"]
 
 
@@ -89,12 +90,19 @@ async def _trade(client: httpx.AsyncClient, parties: Parties, operator: Party) -
                                   json={"decision": "refund", "reason": "the file was empty"})
             assert r.status_code == 200, r.text
 
-    await asyncio.gather(*(refund(o) for o in rng.sample(orders, REFUNDS)))
+    refunded = rng.sample(orders, REFUNDS)
+    await asyncio.gather(*(refund(o) for o in refunded))
+    for order in [o for o in orders if o not in refunded][:DOWNLOADS]:
+        for n in range(3):
+            r = await client.get(f"/v1/orders/{order['id']}/content",
+                                 headers={**order["buyer"].auth, "Range": f"bytes={n}-{n}"})
+            assert r.status_code == 206, r.text
     return [{k: v for k, v in o.items() if k != "buyer"} for o in orders]
 
 
 async def _settled(client: httpx.AsyncClient, url: str, seconds: float = 60) -> int:
-    """Wait until nothing is pending and the served checkpoint covers every leaf; its size.
+    """Wait until every batch of delivery receipts is closed (the clock, after the
+    window), nothing is pending and the served checkpoint covers every leaf; its size.
     (The background round also runs the clock's work, which may hold integration back
     for a few seconds after a burst of trades.)"""
     engine = db.make_engine(url)
@@ -103,6 +111,8 @@ async def _settled(client: httpx.AsyncClient, url: str, seconds: float = 60) -> 
         while True:
             async with engine.connect() as conn:
                 pending = (await conn.execute(text("SELECT count(*) FROM ledger_pending"))).scalar_one()
+                pending += (await conn.execute(text("SELECT count(*) FROM delivery_batches "
+                                                    "WHERE closed_at IS NULL"))).scalar_one()
                 leaves = (await conn.execute(text("SELECT count(*) FROM ledger_leaves"))).scalar_one()
             size = int((await client.get("/v1/ledger/checkpoint")).text.split("\n")[1])
             if pending == 0 and size == leaves:
@@ -121,7 +131,7 @@ async def market(databases, tmp_path_factory) -> Any:
         regulator_token = await create_staff_account(settings, engine, "Regulator", "regulator")
     finally:
         await engine.dispose()
-    async with serving(settings) as served:
+    async with serving(settings, MARKET_DELIVERY_RECEIPT_WINDOW="1s") as served:
         operator_token = served.operator_token
         async with httpx.AsyncClient(base_url=served.base, timeout=60) as client:
             r = await client.get("/v1/accounts/me", headers={"Authorization": f"Bearer {operator_token}"})
@@ -152,7 +162,12 @@ async def test_the_replay_agrees_with_an_honest_market(market: Market) -> None:
     assert cny["orders"] == len(market.orders)
     assert cny["value"] == sum(o["price"]["amount"] for o in paid)
     assert cny["refunds"] == REFUNDS and cny["buyers"] == 8 and cny["providers"] == 6
-    assert report["documents_checked"] == report["confidential_entries"] == 2 * len(market.orders) + 2 * REFUNDS
+    async with market.database() as conn:
+        batches = (await conn.execute(text("SELECT count(*) FROM delivery_batches"))).scalar_one()
+        receipts = (await conn.execute(text("SELECT count(*) FROM deliveries"))).scalar_one()
+    assert receipts == 3 * DOWNLOADS and DOWNLOADS <= batches < receipts  # one delivery.sent per batch
+    assert report["documents_checked"] == report["confidential_entries"] == \
+        2 * len(market.orders) + 2 * REFUNDS + batches
     # Salted details: each refund's two reasons (dispute, resolution); each asset's commitment and conflicts.
     assert report["salted_checked"] >= 2 * REFUNDS + 2 * 6
 
