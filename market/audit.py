@@ -2,7 +2,9 @@
 
 ``record`` appends a signed entry inside the caller's open transaction, so the business
 row and its ledger entry commit together (DESIGN §2.1). The ledger writer for the
-session's database is put on ``session.info`` by the session provider.
+session's database is put on ``session.info`` by the session provider. ``salted`` is
+the one way a detail the public must not read or guess (a reason, a draft's commitment,
+a count) is committed: a salted document kept for the regulator, its digest on the log.
 """
 
 import base64
@@ -13,6 +15,8 @@ from typing import Any
 import rfc8785
 
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from market.trading.models import TradeDocument  # the table of every salted document
 
 LEDGER_KEY = "market.ledger"
 
@@ -55,8 +59,6 @@ async def keep_salted(session: AsyncSession, subject: str, type: str,
                       document: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Salt ``document``, keep it, and return ``(its hex SHA-256, the salted document)``;
     ``salted`` for the digest alone."""
-    from market.trading.models import TradeDocument  # the table of every salted document
-
     full = salt_document(type, subject, document)
     canonical = rfc8785.dumps(full)
     digest = hashlib.sha256(canonical).hexdigest()

@@ -75,13 +75,16 @@ class Order(SQLModel, table=True):
 
 
 class TradeDocument(SQLModel, table=True):
-    """The document behind each confidential ledger entry (LEDGER.md §2): the entry holds
-    only ``document_sha256``; the parties get theirs in bundles, regulators all of them."""
+    """Every salted document the ledger commits to: the document behind each confidential
+    entry (LEDGER.md §2: the entry holds only ``document_sha256``), and each salted
+    detail (``audit.salted``: a reason, a draft's commitment, a count) an entry or a
+    document names by ``*_salted_sha256``. The parties get theirs in bundles, regulators
+    all of them (``GET /v1/oversight/documents``)."""
 
     __tablename__ = "trade_documents"
 
     id: int | None = Field(default=None, primary_key=True)
-    subject: str = Field(max_length=60, index=True)  # order:ord_… / payout:pay_…
+    subject: str = Field(max_length=60, index=True)  # order:ord_… / payout:pay_… / asset:… (salted details)
     type: str = Field(max_length=40)  # the entry type
     document: str = Field(sa_column=Column(Text, nullable=False))  # canonical JSON, salt included
     document_sha256: str = Field(max_length=64, unique=True)
