@@ -663,6 +663,36 @@ async def test_client_download_verifies_resumes_and_names_the_bad_chunk(client, 
     assert code == 1 and "chunk 3 " in said, said
 
 
+async def test_client_download_verify_proves_the_delivery_receipts(client, parties, operator, tmp_path) -> None:
+    """``--verify`` proves every receipt whose batch is on the ledger against the batch's
+    bundle, counts the rest as pending, and names a receipt whose proof lies."""
+    from tests.registry_support import wait_integrated
+
+    d = await bought(client, parties, operator, size=1000)
+    content, order, b = d["content"], d["order"], d["buyer"]
+    out = tmp_path / "small.bin"
+    code, said = run_download(client, b, order["id"], out, verify=True)
+    assert code == 0 and "delivery receipts: 0 proven" in said and "1 pending" in said, said
+    for n in range(3):
+        assert (await client.get(url(order), headers={**b.auth, "Range": f"bytes={n}-{n}"})).status_code == 206
+    close_batches(client)
+    await wait_integrated(client, f"order:{order['id']}")
+    out.unlink()
+    code, said = run_download(client, b, order["id"], out, verify=True)
+    assert code == 0 and out.read_bytes() == content
+    assert "delivery receipts: 4 proven" in said and "1 pending" in said, said
+
+    def lying_receipt(request: Any, body: bytes) -> bytes:
+        if request.url.path.endswith("/deliveries"):
+            page = json.loads(body)
+            page["items"][1]["receipt"]["range"] = [0, 999]  # claims more than was sent
+            return json.dumps(page).encode()
+        return body
+
+    code, said = run_download(client, b, order["id"], out, tamper=lying_receipt, verify=True)
+    assert code == 1 and "bytes 0-999" in said and "does not prove" in said, said
+
+
 async def test_client_download_of_a_range_checks_only_its_chunks(client, parties, operator, tmp_path) -> None:
     d = await bought(client, parties, operator)
     content, order, b = d["content"], d["order"], d["buyer"]
