@@ -29,7 +29,7 @@ from market.ledger_routes import LedgerController, TlogController
 from market.registry.routes import AssetController, ObjectionController, TransferController
 from market.listings.routes import ListingController, dcat_catalog
 from market.trading.routes import OrderController, order_document, stripe_webhook
-from market.trading.delivery_routes import order_content, order_content_proof
+from market.trading.delivery_routes import order_content, order_content_proof, order_deliveries
 from market.trading.money_routes import MONEY_ROUTES
 from market.oversight.document_routes import oversight_documents
 from market.oversight.stats_routes import STATS_ROUTES
@@ -236,7 +236,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         route_handlers=[
             health, ready, metrics, AccountController, LedgerController, TlogController, AssetController,
             ObjectionController, TransferController, ListingController, dcat_catalog,
-            OrderController, order_document, stripe_webhook, order_content, order_content_proof, *MONEY_ROUTES, oversight_documents, *STATS_ROUTES, *ACTION_ROUTES, dashboard_router(), openapi.assets_router(),
+            OrderController, order_document, stripe_webhook, order_content, order_content_proof, order_deliveries, *MONEY_ROUTES, oversight_documents, *STATS_ROUTES, *ACTION_ROUTES, dashboard_router(), openapi.assets_router(),
         ],
         lifespan=[lifespan],
         dependencies={

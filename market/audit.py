@@ -2,15 +2,21 @@
 
 ``record`` appends a signed entry inside the caller's open transaction, so the business
 row and its ledger entry commit together (DESIGN §2.1). The ledger writer for the
-session's database is put on ``session.info`` by the session provider.
+session's database is put on ``session.info`` by the session provider. ``salted`` is
+the one way a detail the public must not read or guess (a reason, a draft's commitment,
+a count) is committed: a salted document kept for the regulator, its digest on the log.
 """
 
+import base64
 import hashlib
+import secrets
 from typing import Any
 
 import rfc8785
 
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from market.trading.models import TradeDocument  # the table of every salted document
 
 LEDGER_KEY = "market.ledger"
 
@@ -34,10 +40,42 @@ EVENT_TYPES = frozenset({
 
 
 def text_digest(text: str) -> str:
-    """Hex SHA-256 of free text (a reason, a note). Free text never goes on the public
-    ledger (LEDGER.md §2: ids, hashes, enums only); its digest does, so the text kept
-    in the database can later be shown to be the one recorded."""
+    """Hex SHA-256 of free text. Not for anything short or guessable that goes on the
+    public ledger (a reason, a count, a draft's detail): anyone can hash candidates and
+    compare. Use ``salted`` for those."""
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+SALTED_SUFFIX = "_salted_sha256"  # the keys (in entry data or a document) naming salted documents
+
+
+def salt_document(type: str, subject: str, document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` as it is kept: its ``event`` and ``subject``, the details, and a
+    ``salt`` of 32 random bytes (base64) so nobody can guess it back from its hash."""
+    return {"event": type, "subject": subject, **document, "salt": base64.b64encode(secrets.token_bytes(32)).decode()}
+
+
+async def keep_salted(session: AsyncSession, subject: str, type: str,
+                      document: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Salt ``document``, keep it, and return ``(its hex SHA-256, the salted document)``;
+    ``salted`` for the digest alone."""
+    full = salt_document(type, subject, document)
+    canonical = rfc8785.dumps(full)
+    digest = hashlib.sha256(canonical).hexdigest()
+    session.add(TradeDocument(subject=subject, type=type, document=canonical.decode(), document_sha256=digest))
+    return digest, full
+
+
+async def salted(session: AsyncSession, subject: str, type: str, document: dict[str, Any]) -> str:
+    """The one way a detail the public must not read (a reason's text, a draft's
+    commitment, a count of conflicts) is committed on the ledger: ``document`` (for
+    example ``{"reason": text}``) is kept salted in the database, for the regulator
+    (``GET /v1/oversight/documents``, with the entry that names it), and its hex SHA-256
+    is returned to be recorded under a key ending in ``_salted_sha256`` in the entry of
+    ``type`` about ``subject`` (or in that entry's confidential document). Nobody can
+    confirm a guess of the text from the log; whoever holds the document can check it."""
+    digest, _ = await keep_salted(session, subject, type, document)
+    return digest
 
 
 def document_digest(document: Any) -> str:

@@ -380,8 +380,10 @@ def client_uscc(division: str) -> None:
 @click.option("--base-url", default=None, help="the market's URL; default MARKET_BASE_URL or http://127.0.0.1:8000")
 @click.option("--token", default=None, help="a bearer token; default MARKET_TOKEN")
 @click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("--vkey", default=None, help="the log's verifier key for --verify's delivery receipts; default "
+                                           "the market's /v1/ledger/key")
 def client_download(order_id: str, out: Path, verify: bool, byte_range: str | None, revision: int | None,
-                    base_url: str | None, token: str | None, quiet: bool) -> None:
+                    base_url: str | None, token: str | None, quiet: bool, vkey: str | None) -> None:
     """Download ORDER_ID's content. Exit 0 when done (and verified), 1 when a check fails, 2 on HTTP errors."""
     import os
 
@@ -398,7 +400,8 @@ def client_download(order_id: str, out: Path, verify: bool, byte_range: str | No
             raise click.BadParameter(str(exc), param_hint="--range") from None
     base = base_url or os.environ.get("MARKET_BASE_URL") or "http://127.0.0.1:8000"
     with dl.client_for(base, token) as http:
-        code = dl.download(http, order_id, out, verify=verify, byte_range=span, revision=revision, show=not quiet)
+        code = dl.download(http, order_id, out, verify=verify, byte_range=span, revision=revision, show=not quiet,
+                           vkey=vkey)
     sys.exit(code)
 
 

@@ -6,6 +6,12 @@ the commitment the market signed into the contract (交易凭证).
   partly there; at the end its SHA-256 is checked against the server's ``Repr-Digest``.
 - ``--verify``: the file's size and SHA-256 must equal the commitment's, and every chunk
   must prove, with its RFC 9162 inclusion proof, against the commitment's Merkle root.
+- ``--verify`` also checks the order's delivery receipts (``GET /v1/orders/{id}/deliveries``):
+  each receipt whose batch is on the ledger must prove, with its RFC 9162 inclusion
+  proof, to be a leaf of the Merkle root in its batch's ``delivery.sent`` document, and
+  that document's bundle must verify (LEDGER.md §6) with the log key (``--vkey``, else
+  the market's ``/v1/ledger/key``). Receipts whose batch is still open are counted as
+  pending (the latest download's, until the batch's window passes).
 - ``--range A-B``: only the chunks covering bytes A..B are fetched, each checked
   against the Merkle root with its proof, and bytes A..B written to ``--out``: any part
   of a multi-gigabyte asset checked against the certificate without the rest.
@@ -30,8 +36,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
+import rfc8785
 
 from ledger import merkle
+from ledger.bundle import verify_bundle
 from ledger.errors import LedgerError
 
 OK, CHECK_FAILED, HTTP_FAILED = 0, 1, 2
@@ -123,6 +131,50 @@ def check_chunk(http: httpx.Client, order_id: str, c: Commitment, index: int, da
     except LedgerError as exc:
         raise CheckFailed(f"chunk {index} (bytes {index * c.chunk_size}-{index * c.chunk_size + len(data) - 1}) "
                           f"does not prove against the certificate's Merkle root: {exc}") from None
+
+
+def check_receipts(http: httpx.Client, order_id: str, vkey: str | None = None) -> tuple[int, int]:
+    """Every delivery receipt of the order whose batch is on the ledger, proven against
+    its batch's bundle: ``(proven, pending)``. Raises CheckFailed naming the first that
+    does not prove."""
+    vkey = vkey or _get_json(http, "/v1/ledger/key")["vkey"]
+    proven = pending = 0
+    checked: dict[str, Any] = {}  # batch id -> its verified document
+    cursor: str | None = None
+    while True:
+        page = _get_json(http, f"/v1/orders/{order_id}/deliveries", limit=500, **({"cursor": cursor} if cursor else {}))
+        for item in page["items"]:
+            receipt, batch_id = item["receipt"], item["batch"]
+            where = f"the receipt of bytes {receipt['range'][0]}-{receipt['range'][1]} sent at {receipt['sent_at']}"
+            if receipt.get("order") != order_id:
+                raise CheckFailed(f"{where} is about another order ({receipt.get('order')})")
+            batch = page["batches"].get(str(batch_id)) if batch_id is not None else None
+            if batch is None or batch["bundle"] is None:
+                pending += 1
+                continue
+            if str(batch_id) not in checked:
+                report = verify_bundle(batch["bundle"], vkey)
+                if report.status == "pending":
+                    pending += 1
+                    continue
+                if report.status != "valid":
+                    raise CheckFailed(f"{where}: its batch's ledger bundle is {report.status}: {report.error}")
+                document = batch["bundle"]["document"]
+                if document.get("order") != order_id:
+                    raise CheckFailed(f"{where}: its batch's document is about another order")
+                checked[str(batch_id)] = document
+            document = checked[str(batch_id)]
+            try:
+                proof = [base64.b64decode(h, validate=True) for h in item["inclusion_proof"]]
+                merkle.verify_inclusion(item["position"], document["receipts"],
+                                        merkle.leaf_hash(rfc8785.dumps(receipt)), proof,
+                                        bytes.fromhex(document["merkle_root"]))
+            except (LedgerError, binascii.Error, TypeError, ValueError) as exc:
+                raise CheckFailed(f"{where} does not prove against its batch's Merkle root: {exc}") from None
+            proven += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return proven, pending
 
 
 def _chunks_of(path: Path, chunk_size: int) -> Iterator[bytes]:
@@ -247,7 +299,7 @@ def fetch_range(http: httpx.Client, order_id: str, out: Path, c: Commitment, fir
 
 def download(http: httpx.Client, order_id: str, out: Path, *, verify: bool = False,
              byte_range: tuple[int, int] | None = None, revision: int | None = None,
-             show: bool = True, err: TextIO = sys.stderr) -> int:
+             show: bool = True, err: TextIO = sys.stderr, vkey: str | None = None) -> int:
     """The command: returns its exit status, having said why on ``err``."""
     try:
         if byte_range is not None:
@@ -271,6 +323,9 @@ def download(http: httpx.Client, order_id: str, out: Path, *, verify: bool = Fal
             verify_file(http, order_id, out, c, show)
             print(f"{out}: {c.size} bytes, SHA-256 {c.sha256} and all {c.chunks} chunks verified against "
                   f"the commitment of revision {c.revision}", file=err)
+            proven, pending = check_receipts(http, order_id, vkey)
+            print(f"delivery receipts: {proven} proven against their delivery.sent entries on the ledger, "
+                  f"{pending} pending (their batch is not on the ledger yet)", file=err)
         else:
             print(f"{out}: downloaded", file=err)
         return OK

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     stripe_api_base: str = "https://api.stripe.com"  # tests point it at localstripe
     fee_bps: int = 500  # the market's fee in basis points of the price, 0..10000
     dispute_window: str = "7d"
+    # Delivery receipts (docs/trading.md): one delivery.sent entry per order per window,
+    # or sooner once it holds this many receipts.
+    delivery_receipt_window: str = "60s"
+    delivery_receipt_batch: int = 1000
     # Oversight alert rules (docs/alerts.md) and the ledger's witness watch.
     wash_window: str = "30d"  # wash_trade: A buys from B and B from A within this
     price_outlier_factor: int = 5  # price_outlier: above factor x, or below 1/factor of, the category median
@@ -122,6 +126,20 @@ class Settings(BaseSettings):
             raise ValueError(f"the duration must be positive, got {value!r}")
         return value
 
+    @field_validator("delivery_receipt_window")
+    @classmethod
+    def _receipt_window(cls, value: str) -> str:
+        if parse_duration(value) <= timedelta(0):
+            raise ValueError(f"the duration must be positive, got {value!r}")
+        return value
+
+    @field_validator("delivery_receipt_batch")
+    @classmethod
+    def _receipt_batch(cls, value: int) -> int:
+        if not 1 <= value <= 100_000:
+            raise ValueError(f"delivery_receipt_batch must be from 1 to 100000, got {value}")
+        return value
+
     @field_validator("price_outlier_factor")
     @classmethod
     def _outlier_factor(cls, value: int) -> int:
@@ -164,6 +182,10 @@ class Settings(BaseSettings):
     @property
     def dispute_delta(self) -> timedelta:
         return parse_duration(self.dispute_window)
+
+    @property
+    def delivery_receipt_delta(self) -> timedelta:
+        return parse_duration(self.delivery_receipt_window)
 
     @property
     def wash_delta(self) -> timedelta:

@@ -10,7 +10,7 @@ from market.payments.models import StripeEvent
 from market.oversight.models import (
     Alert, AlertedOrder, EvaluatorMark, OversightAction, TradeDay, TradeParty, TradePartyMonth, TradeStat, TradeStatMonth,
 )
-from market.trading.models import Delivery, Dispute, Order, PaymentReturn, Payout, Refusal, TradeDocument
+from market.trading.models import Delivery, DeliveryBatch, Dispute, Order, PaymentReturn, Payout, Refusal, TradeDocument
 from market.registry.models import Asset, AssetRevision, Objection, RegistrationCounter, Transfer
 
 metadata = SQLModel.metadata
@@ -18,7 +18,7 @@ metadata = SQLModel.metadata
 __all__ = [
     "Account", "AccountKey", "ApiToken", "CheckpointRow", "Cosignature", "IdempotencyRecord", "Leaf",
     "PendingEntry", "Tile", "metadata", "Asset", "AssetRevision", "Objection", "RegistrationCounter", "Transfer",
-    "Listing", "ListingDoc", "ListingTerms", "Delivery", "Dispute", "Order", "PaymentReturn", "Payout", "Refusal",
-    "TradeDocument",
+    "Listing", "ListingDoc", "ListingTerms", "Delivery", "DeliveryBatch", "Dispute", "Order", "PaymentReturn", "Payout",
+    "Refusal", "TradeDocument",
     "StripeEvent",
 ]

@@ -95,6 +95,13 @@ class Machine:
                     todo.append(target)
         return seen
 
+    def entry_type(self, action: str) -> str:
+        """The type of the ledger entry ``action`` writes (for ``audit.salted``)."""
+        entry = self.transitions[action].entry
+        if entry is None:
+            raise ValueError(f"{self.kind} action {action!r} writes no entry")
+        return entry
+
     def check(self, row: Any, action: str) -> Transition:
         """The transition, or 409 ``invalid-transition`` / 403 ``<kind>-frozen``."""
         t = self.transitions[action]

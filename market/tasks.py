@@ -15,7 +15,7 @@ from market.audit import LEDGER_KEY
 from market.context import Ctx
 from market.oversight import alerts
 from market.registry import review
-from market.trading import checkout, settlement
+from market.trading import checkout, receipts, settlement
 from market.logs import log
 
 PURGE_EVERY = 3600.0
@@ -54,11 +54,23 @@ async def expire_orders_once(state: Any) -> int:
     return count
 
 
+async def close_receipts_once(state: Any) -> int:
+    """Batches of delivery receipts whose window passed go on the ledger (one entry each)."""
+    async with state.sessionmaker() as session:
+        session.info[LEDGER_KEY] = state.ledger
+        count = await receipts.close_due(session, Ctx.system(state))
+        await session.commit()
+    if count:
+        log.info("delivery receipts recorded", batches=count)
+    return count
+
+
 async def clock_once(state: Any) -> None:
-    """The market's clock: notice periods that ended, access periods that ended, card
-    payments of ended orders to stop or give back, alert rules."""
+    """The market's clock: notice periods that ended, access periods that ended, batches
+    of delivery receipts due, card payments of ended orders to stop or give back, alert rules."""
     await close_notices_once(state)
     await expire_orders_once(state)
+    await close_receipts_once(state)
     await checkout.settle_gateway_work(state)
     await alerts.evaluate_once(state)
 

@@ -269,3 +269,31 @@ def own_app(databases: Any, data_dir: Any, clock: Any = None, **overrides: Any) 
             yield OwnApp(client, Parties(client, settings, op), op)
 
     return running()
+
+
+async def salted_detail(client: Any, data: dict[str, Any], what: str = "reason") -> dict[str, Any]:
+    """The salted document an entry's (or document's) ``<what>_salted_sha256`` names, as
+    the market keeps it (``audit.salted``), checked against the digest; its salt is there
+    and no unsalted digest of its details is in ``data``."""
+    import hashlib
+    import json
+
+    import rfc8785
+    from sqlalchemy import select
+
+    from market.trading.models import TradeDocument
+
+    digest = data[f"{what}_salted_sha256"]
+    assert f"{what}_sha256" not in data and what not in data
+
+    async def run() -> str:
+        async with client.app.state.read_sessionmaker() as s:
+            return str((await s.execute(select(TradeDocument.document).where(
+                TradeDocument.document_sha256 == digest))).scalar_one())
+
+    document = json.loads(client.blocking_portal.call(run))
+    assert hashlib.sha256(rfc8785.dumps(document)).hexdigest() == digest and len(document["salt"]) == 44
+    for value in document.values():
+        if isinstance(value, str):
+            assert hashlib.sha256(value.encode()).hexdigest() not in json.dumps(data)
+    return document

@@ -136,7 +136,7 @@ async def test_the_demo_is_searchable_and_private_plans_are_private(seeded: dict
         assert listing["title"] == typhoon.title and not any(p.get("private_to") for p in listing["plans"])
         r = await client.get(f"/v1/listings/{listing['id']}", headers={"Authorization": f"Bearer {buyer_token}"})
         assert r.status_code == 200, r.text
-        assert [p["private_to"] for p in r.json()["plans"] if p.get("private_to")] == [[buyer_id]]
+        assert [(p["private"], p["private_to"]) for p in r.json()["plans"] if p.get("private")] == [(True, None)]
 
 
 def test_demo_data_is_well_formed() -> None:

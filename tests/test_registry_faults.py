@@ -18,6 +18,7 @@ from market.clock import FakeClock
 from tests.conftest import Parties, assert_problem, backend
 from tests.registry_support import (
     Signer,
+    salted_detail,
     Snapshot,
     concurrently,
     draft,
@@ -265,14 +266,24 @@ async def test_no_free_text_or_draft_metadata_on_the_ledger(client, parties: Par
     assert set(by_type) == {"asset.created", "asset.updated", "asset.content_uploaded", "asset.claim_submitted"}
     assert by_type["asset.created"] == {"provider": p.id}
     submitted = by_type["asset.claim_submitted"]
-    assert set(submitted) == {"document_sha256", "key_id", "signature", "revision", "change", "conflicts"}
+    assert set(submitted) == {"document_sha256", "key_id", "signature", "revision", "change",
+                              "conflicts_salted_sha256"}
     assert submitted["key_id"] == p.key_id
+    # The number of conflicts and the draft's commitment are salted: nobody confirms a
+    # guess (0 conflicts; a candidate file's commitment) from the log; the regulator reads them.
+    assert (await salted_detail(client, submitted, "conflicts"))["conflicts"] == 0
+    uploaded = by_type["asset.content_uploaded"]
+    assert set(uploaded) == {"revision", "commitment_salted_sha256"}
+    kept = await salted_detail(client, uploaded, "commitment")
+    assert kept["commitment"]["sha256"] == hashlib.sha256(content).hexdigest()
 
     # Once registered, the certificate holds the claim whose hash the ledger recorded.
     r = await client.post(f"/v1/assets/{asset['id']}/review", json={"decision": "approve"}, headers=operator.auth)
     assert r.status_code == 200, r.text
     document = await certificate(client, asset["id"])
     assert document["claim"]["source"] == source
+    assert document["commitment"] == kept["commitment"]
+    assert digest(document["commitment"]) not in text  # the public commitment does not confirm the draft's
     assert digest(document["claim"]) == submitted["document_sha256"]
     signature = base64.b64decode(submitted["signature"])
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey

@@ -20,6 +20,7 @@ from market.clock import FakeClock
 from tests.conftest import Parties, Party, assert_problem
 from tests.registry_support import (
     ASSET,
+    salted_detail,
     Signer,
     Snapshot,
     add_key,
@@ -381,7 +382,8 @@ async def test_rejection_is_final(client, parties: Parties, operator) -> None:
     # The public ledger commits to the reason without publishing it (LEDGER.md §2).
     rejected = await last_entry(client, asset["id"], "asset.rejected")
     assert "reason" not in rejected["data"]
-    assert rejected["data"]["reason_sha256"] == hashlib.sha256(b"source unproven").hexdigest()
+    detail = await salted_detail(client, rejected["data"])
+    assert detail["reason"] == "source unproven" and detail["event"] == "asset.rejected"
 
     before = await Snapshot.take(client, asset["id"], operator)
     assert_problem(await client.get(f"/v1/assets/{asset['id']}/claim", headers=p.auth), 409)
@@ -436,7 +438,7 @@ async def test_conflicting_commitment_needs_an_override(client, parties: Parties
     assert r.json()["status"] == "registered"
     approved = await last_entry(client, second["id"], "asset.approved")
     assert approved["data"]["override_conflict"] is True
-    assert approved["data"]["reason_sha256"] == hashlib.sha256(reason.encode()).hexdigest()
+    assert (await salted_detail(client, approved["data"]))["reason"] == reason
     assert approved["data"]["conflicts_with"] == [first["id"]]
     assert (await read_asset(client, first["id"]))["status"] == "registered"
 
@@ -916,7 +918,8 @@ async def test_cancellation(client, parties: Parties, operator) -> None:
     assert r.json()["status"] == "cancelled"
     assert (await read_asset(client, asset["id"]))["status"] == "cancelled"  # public, for the record
     cancelled = (await last_entry(client, asset["id"], "asset.cancelled"))["data"]
-    assert cancelled == {"reason_sha256": hashlib.sha256("we stopped collecting".encode()).hexdigest()}
+    assert set(cancelled) == {"reason_salted_sha256"}
+    assert (await salted_detail(client, cancelled))["reason"] == "we stopped collecting"
 
     before = await Snapshot.take(client, asset["id"], operator)
     assert_problem(await client.post(f"/v1/assets/{asset['id']}/cancellation", json={"reason": "again"},

@@ -32,18 +32,30 @@ def actions_used_in_code() -> dict[str, set[str]]:
     """``MACHINE.move(session, row, "action", ...)`` calls in the package, by machine name,
     and the actions of conditional moves (``"a" if x else "b"``)."""
     used: dict[str, set[str]] = {}
+
+    def constants(node: ast.AST) -> list[str]:
+        return [c.value for c in ast.walk(node) if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+
     for path in PACKAGE.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in ("move", "check") and isinstance(node.func.value, ast.Name)):
+        for function in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
-            if len(node.args) < 2:
-                continue
-            action = node.args[2] if node.func.attr == "move" else node.args[1]
-            names = [c.value for c in ast.walk(action) if isinstance(c, ast.Constant) and isinstance(c.value, str)]
-            if not names and isinstance(action, ast.Name):
-                names = [f"<{action.id}>"]
-            used.setdefault(node.func.value.id, set()).update(names)
+            # ``action = "a" if x else "b"`` in the function, then ``MACHINE.move(…, action, …)``.
+            assigned: dict[str, list[str]] = {}
+            for node in ast.walk(function):
+                if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                    assigned.setdefault(node.targets[0].id, []).extend(constants(node.value))
+            for node in ast.walk(function):
+                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr in ("move", "check") and isinstance(node.func.value, ast.Name)):
+                    continue
+                if len(node.args) < 2:
+                    continue
+                action = node.args[2] if node.func.attr == "move" else node.args[1]
+                names = constants(action)
+                if not names and isinstance(action, ast.Name):
+                    names = assigned.get(action.id) or [f"<{action.id}>"]
+                used.setdefault(node.func.value.id, set()).update(names)
     return used
 
 

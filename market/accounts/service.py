@@ -156,8 +156,9 @@ async def set_suspended(session: AsyncSession, ctx: Ctx, account_id: str, suspen
     account = await access.load(session, account_id, ctx.user)
     if account.suspended == suspended:
         raise Conflict(f"account {account_id} is already {'suspended' if suspended else 'active'}", kind="no-change")
-    await ACCOUNT.move(session, account, "suspend" if suspended else "reinstate", ctx,
-                       {"reason_sha256": audit.text_digest(reason)}, suspended=suspended)
+    action = "suspend" if suspended else "reinstate"
+    salted = await audit.salted(session, ACCOUNT.subject(account), ACCOUNT.entry_type(action), {"reason": reason})
+    await ACCOUNT.move(session, account, action, ctx, {"reason_salted_sha256": salted}, suspended=suspended)
     return account
 
 

@@ -20,6 +20,7 @@ from market.accounts.models import Account
 from market.auth import Caller
 from market.errors import Forbidden
 from market.listings.models import Listing
+from market.listings.schemas import without_buyers
 from market.listings.states import ListingStatus
 from market.registry.models import Asset, AssetRevision
 from market.registry.states import UNDER_REVIEW, AssetStatus
@@ -62,11 +63,13 @@ def is_insider(listing: Listing, caller: Caller | None) -> bool:
 
 
 def visible_plans(listing: Listing, caller: Caller | None) -> list[dict[str, Any]]:
-    """The current plans the caller may see (and so order)."""
+    """The current plans the caller may see (and so order). Only the holder and staff see
+    whom a private plan is for; its buyers see that it is private (``without_buyers``)."""
     plans: list[dict[str, Any]] = json.loads(listing.plans)
     if is_insider(listing, caller):
         return plans
-    return [p for p in plans if not p.get("private_to") or (caller is not None and caller.id in p["private_to"])]
+    return [without_buyers(p) for p in plans
+            if not p.get("private_to") or (caller is not None and caller.id in p["private_to"])]
 
 
 async def load(session: AsyncSession, listing_id: str) -> Listing:

@@ -38,6 +38,8 @@ class Plan(Strict):
     price: Money
     period_days: JsonInt | None = Field(default=None, ge=1, le=3660)
     private_to: list[str] | None = Field(default=None, min_length=1, max_length=MAX_PRIVATE_BUYERS)
+    private: JsonBool | None = Field(default=None, description="read-only (as shown: whether private_to is set); "
+                                     "ignored on input")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Plan":
@@ -117,11 +119,30 @@ class ListingUpdate(Strict):
 
 
 class PlanRead(BaseModel):
+    """A plan as shown. ``private_to`` (the named buyers) only to the listing's holder and
+    staff; a private plan shows everyone else (its buyers) ``private: true`` alone, and an
+    order or a contract records it so (``without_buyers``)."""
+
     id: str
     model: PlanModel
     price: Money
     period_days: int | None = None
     private_to: list[str] | None = None
+    private: bool | None = None
+
+    @model_validator(mode="after")
+    def _private(self) -> "PlanRead":
+        if self.private_to:
+            self.private = True
+        return self
+
+
+def without_buyers(plan: dict[str, Any]) -> dict[str, Any]:
+    """``plan`` without the list of the buyers it is private to (they need not know each
+    other): a private plan says ``"private": true`` instead; a public plan is unchanged."""
+    if not plan.get("private_to") and not plan.get("private"):
+        return plan
+    return {**{k: v for k, v in plan.items() if k != "private_to"}, "private": True}
 
 
 class ListingRead(BaseModel):
@@ -158,4 +179,4 @@ class SearchPage(BaseModel):
 
 
 def plan_dicts(plans: list[Any]) -> list[dict[str, Any]]:
-    return [p if isinstance(p, dict) else p.model_dump(exclude_none=True) for p in plans]
+    return [p if isinstance(p, dict) else p.model_dump(exclude_none=True, exclude={"private"}) for p in plans]

@@ -159,7 +159,9 @@ async def _change_terms(session: AsyncSession, ctx: Ctx, listing: Listing, data:
 
 async def _set_status(session: AsyncSession, ctx: Ctx, listing: Listing, target: ListingStatus,
                       reason: str | None) -> None:
-    data = {"reason_sha256": audit.text_digest(reason)} if reason else {}
+    action = {ListingStatus.delisted: "delist", ListingStatus.paused: "pause"}.get(target, "resume")
+    data = {"reason_salted_sha256": await audit.salted(session, LISTING.subject(listing), LISTING.entry_type(action),
+                                                       {"reason": reason})} if reason else {}
     if target == ListingStatus.delisted:
         await LISTING.move(session, listing, "delist", ctx, data, live_asset_id=None, updated_at=ctx.now)
     elif target == ListingStatus.paused:
@@ -177,9 +179,10 @@ async def set_frozen(session: AsyncSession, ctx: Ctx, listing_id: str, frozen: b
     listing = await access.load(session, listing_id)
     if listing.frozen == frozen:
         raise Conflict(f"listing {listing_id} is already {'frozen' if frozen else 'unfrozen'}", kind="no-change")
-    await LISTING.move(session, listing, "freeze" if frozen else "unfreeze", ctx,
-                       {"reason_sha256": audit.text_digest(reason)}, frozen=frozen, status_reason=reason,
-                       updated_at=ctx.now)
+    action = "freeze" if frozen else "unfreeze"
+    salted = await audit.salted(session, LISTING.subject(listing), LISTING.entry_type(action), {"reason": reason})
+    await LISTING.move(session, listing, action, ctx, {"reason_salted_sha256": salted}, frozen=frozen,
+                       status_reason=reason, updated_at=ctx.now)
     return listing
 
 

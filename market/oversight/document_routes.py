@@ -1,5 +1,6 @@
 """``GET /v1/oversight/documents?start=&limit=`` (API.md "Oversight"): regulators read
-the document behind every confidential ledger entry, paged by ledger index."""
+the document behind every confidential ledger entry, and every salted detail an entry
+names, paged by ledger index."""
 
 from typing import Annotated, Any
 
@@ -13,14 +14,17 @@ from market.oversight import documents
 
 
 @get("/v1/oversight/documents", tags=["oversight"],
-     summary="The document behind every confidential ledger entry from `start` on (regulator)")
+     summary="The documents behind confidential ledger entries and salted details from `start` on (regulator)")
 async def oversight_documents(
     db: AsyncSession,
     ctx: Ctx,
     start: Annotated[int, Parameter(ge=0, le=MAX_INDEX, description="a ledger index (0-based)")] = 0,
     limit: Annotated[int, Parameter(ge=1, le=documents.MAX_LIMIT)] = documents.DEFAULT_LIMIT,
 ) -> dict[str, Any]:
-    """``{"items": [{"index", "document"}], "next"}``: integrated ``trade.*``, ``delivery.*`` and
-    ``payout.*`` entries in index order, each with its salted document (null if none is
-    kept); ``next`` is the index to continue from, null at the end of the log."""
+    """``{"items": [{"index", "document", "salted"}], "next"}``: integrated ``trade.*``,
+    ``delivery.*`` and ``payout.*`` entries, and entries naming salted details
+    (``*_salted_sha256``), in index order: ``document`` the confidential entry's salted
+    document (null if none is kept, or the entry is not confidential), ``salted`` each
+    named detail's document by its digest; ``next`` is the index to continue from, null
+    at the end of the log."""
     return await documents.page(db, ctx, start, limit)

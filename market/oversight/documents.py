@@ -1,79 +1,112 @@
-"""The documents behind confidential ledger entries, for regulators (DESIGN §4.3,
-LEDGER.md §2): ``GET /v1/oversight/documents?start=&limit=``.
+"""The documents behind confidential ledger entries and salted details, for regulators
+(DESIGN §4.3, LEDGER.md §2): ``GET /v1/oversight/documents?start=&limit=``.
 
-Each trade entry (``trade.*``, ``delivery.*``, ``payout.*``) holds only the
-``document_sha256`` of its salted document; the document is kept in ``trade_documents``.
-A page lists, in index order from ``start``, every such integrated entry with the
-document whose hash it holds (``null`` when the market keeps none: a regulator's
-replay reports it as missing). Entries still pending have no index and are not listed.
+Two kinds of entry point at documents the market keeps (``trade_documents``):
 
-Bounded work per request: at most ``SCAN_WINDOW`` indexes are walked (by primary key,
-narrowed to the subjects trade entries have: ``order:…`` and ``payout:…``), at most
-``limit`` entries are returned, and their documents are read in one query by the
-unique ``document_sha256``. ``next`` is the index to continue from, or null at the end
-of the log; a page may hold fewer than ``limit`` items (even none) and still have a
-``next`` when a window held few trade entries.
+- a confidential entry (``trade.*``, ``delivery.*``, ``payout.*``) holds only the
+  ``document_sha256`` of its salted document;
+- any entry, or the document of a confidential one, may name salted details (a reason's
+  text, a draft's commitment, a count of conflicts: ``audit.salted``) by keys ending in
+  ``_salted_sha256``.
+
+A page lists, in index order from ``start``, every integrated entry of either kind as
+``{"index", "document", "salted"}``: ``document`` is the confidential entry's document
+(``null`` when the market keeps none — a regulator's replay reports it as missing — and
+for an entry that is not confidential), ``salted`` maps each salted digest the entry or
+its document names to its document (``null`` when the market keeps none; ``{}`` when it
+names none). Entries still pending have no index and are not listed.
+
+Bounded work per request: at most ``SCAN_WINDOW`` indexes are walked (by primary key, in
+chunks of ``CHUNK``; a leaf is parsed only when its bytes show a confidential type or a
+salted key), at most ``limit`` entries are returned, and the documents are read by
+their unique ``document_sha256``. ``next`` is the index to continue from, or null at
+the end of the log; a page may hold fewer than ``limit`` items (even none) and still
+have a ``next`` when a window held few such entries.
 """
 
 import json
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger.entry import parse_entry
 from ledger.errors import LedgerError
 from ledger.store import Leaf
 from market.accounts.schemas import Role
+from market.audit import SALTED_SUFFIX
 from market.context import Ctx
 from market.trading.models import TradeDocument
 
-__all__ = ["CONFIDENTIAL_PREFIXES", "DEFAULT_LIMIT", "MAX_LIMIT", "SCAN_WINDOW", "is_confidential", "page"]
+__all__ = ["CONFIDENTIAL_PREFIXES", "DEFAULT_LIMIT", "MAX_LIMIT", "SCAN_WINDOW", "is_confidential", "page",
+           "salted_digests"]
 
 CONFIDENTIAL_PREFIXES = ("trade.", "delivery.", "payout.")
-SUBJECT_PREFIXES = ("order:", "payout:")  # LEDGER.md §2: the subjects trade entries have
+_MARKS = (*(f'"type":"{p}'.encode() for p in CONFIDENTIAL_PREFIXES), f'{SALTED_SUFFIX}":'.encode())
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
 SCAN_WINDOW = 20_000  # ledger indexes walked per request at most
+CHUNK = 2_000  # leaves read per query
 
 
 def is_confidential(entry_type: str) -> bool:
     return entry_type.startswith(CONFIDENTIAL_PREFIXES)
 
 
-def _trade_subject() -> Any:
-    return or_(*(Leaf.subject.startswith(p, autoescape=True) for p in SUBJECT_PREFIXES))  # type: ignore[attr-defined]
+def salted_digests(data: Any) -> list[str]:
+    """The salted documents' digests named by ``data`` (entry data or a document): the
+    string values of its top-level keys ending in ``_salted_sha256``."""
+    if not isinstance(data, dict):
+        return []
+    return [v for k, v in sorted(data.items()) if isinstance(k, str) and k.endswith(SALTED_SUFFIX)
+            and isinstance(v, str)]
 
 
 async def page(session: AsyncSession, ctx: Ctx, start: int, limit: int) -> dict[str, Any]:
-    """One page: ``{"items": [{"index", "document"}], "next"}``. Regulators only.
+    """One page: ``{"items": [{"index", "document", "salted"}], "next"}``. Regulators only.
 
     Requires 0 <= start and 1 <= limit <= MAX_LIMIT (the route checks both)."""
     ctx.user.require(Role.regulator)
     end = start + SCAN_WINDOW
-    rows = (await session.execute(
-        select(Leaf.idx, Leaf.leaf)
-        .where(Leaf.idx >= start, Leaf.idx < end, _trade_subject())  # type: ignore[arg-type,operator]
-        .order_by(Leaf.idx).limit(limit)  # type: ignore[arg-type]
-    )).all()
-    wanted: list[tuple[int, str | None]] = []
-    for index, leaf in rows:
-        try:
-            entry = parse_entry(bytes(leaf))
-        except LedgerError:
-            continue  # not an entry at all; the log verifier reports it
-        if not is_confidential(entry["type"]):
-            continue
-        digest = entry["data"].get("document_sha256")
-        wanted.append((index, digest if isinstance(digest, str) else None))
-    found = await _documents(session, [d for _, d in wanted if d is not None])
-    items = [{"index": index, "document": found.get(digest) if digest is not None else None}
-             for index, digest in wanted]
-    if len(rows) == limit:
-        next_index: int | None = rows[-1][0] + 1
-    else:  # the window held fewer: go on past it if the log does
-        beyond = (await session.execute(select(Leaf.idx).where(Leaf.idx >= end).limit(1))).first()  # type: ignore[arg-type,operator]
-        next_index = end if beyond is not None else None
-    return {"items": items, "next": next_index}
+    wanted: list[tuple[int, str | None, list[str]]] = []  # index, document digest, salted digests
+    position = start
+    while position < end and len(wanted) < limit:
+        rows = (await session.execute(
+            select(Leaf.idx, Leaf.leaf).where(Leaf.idx >= position, Leaf.idx < end)  # type: ignore[arg-type,operator]
+            .order_by(Leaf.idx).limit(CHUNK)  # type: ignore[arg-type]
+        )).all()
+        if not rows:
+            position = end
+            break
+        for index, leaf in rows:
+            position = index + 1
+            raw = bytes(leaf)
+            if not any(mark in raw for mark in _MARKS):
+                continue
+            try:
+                entry = parse_entry(raw)
+            except LedgerError:
+                continue  # not an entry at all; the log verifier reports it
+            confidential = is_confidential(entry["type"])
+            named = salted_digests(entry["data"])
+            if not confidential and not named:
+                continue
+            digest = entry["data"].get("document_sha256") if confidential else None
+            wanted.append((index, digest if isinstance(digest, str) else None, named))
+            if len(wanted) == limit:
+                break
+        if len(rows) < CHUNK and len(wanted) < limit:
+            position = end  # nothing more in the window
+            break
+    found = await _documents(session, [d for _, d, _ in wanted if d is not None])
+    # The salted details named inside the confidential documents, then all of them at once.
+    for n, (index, digest, named) in enumerate(wanted):
+        inner = salted_digests(found.get(digest)) if digest is not None else []
+        wanted[n] = (index, digest, named + [d for d in inner if d not in named])
+    details = await _documents(session, [d for _, _, named in wanted for d in named])
+    items = [{"index": index, "document": found.get(digest) if digest is not None else None,
+              "salted": {d: details.get(d) for d in named}} for index, digest, named in wanted]
+    beyond = (await session.execute(select(Leaf.idx).where(Leaf.idx >= position).limit(1))).first()  # type: ignore[arg-type,operator]
+    return {"items": items, "next": position if beyond is not None else None}
 
 
 async def _documents(session: AsyncSession, digests: list[str]) -> dict[str, Any]:

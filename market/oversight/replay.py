@@ -13,7 +13,12 @@ that the trades it is shown are the trades the public log committed to.
    equal the entry's ``data.document_sha256``. Findings: ``missing`` (an entry with no
    document), ``extra`` (a document for no confidential entry, or served twice),
    ``altered`` (a hash mismatch, or a document naming another event or subject), and
-   ``entry`` (a confidential entry not shaped as LEDGER.md §2 says);
+   ``entry`` (a confidential entry not shaped as LEDGER.md §2 says). Salted details
+   (``audit.salted``: a reason's text, a draft's commitment, a count of conflicts) are
+   checked the same way: every digest under a key ending in ``_salted_sha256`` in a
+   verified entry's data, or in a verified confidential document, must be served (in the
+   item's ``salted``) as a document with that SHA-256, naming the entry's event and
+   subject; one served for no such key is ``extra``;
 3. recomputes the overview from the verified documents alone — settled orders from the
    ``trade.settled`` contracts (price, currency, buyer, provider, asset category and
    grade, ``settled_at``), refunds from the ``trade.refunded`` documents, counted on the
@@ -58,7 +63,9 @@ __all__ = ["Finding", "ReplayError", "ReplayReport", "format_report", "recompute
 
 CONFIDENTIAL_PREFIXES = ("trade.", "delivery.", "payout.")
 REGULATOR_TYPES = (ENROLLED, *ACT_ENTRY_TYPES)
+SALTED_SUFFIX = "_salted_sha256"  # keys naming salted details (market.audit.salted)
 _TYPE_MARKS = tuple(f'"type":"{p}'.encode() for p in (*CONFIDENTIAL_PREFIXES, *REGULATOR_TYPES))
+_SALTED_MARK = f'{SALTED_SUFFIX}":'.encode()
 MEASURES = ("orders", "value", "refunds", "refunded_value")
 PARTIES = ("buyers", "providers")
 DIMENSIONS = ("day", "category", "grade", "provider", "region")
@@ -93,6 +100,7 @@ class ReplayReport:
     entries_checked: int = 0
     confidential_entries: int = 0
     documents_checked: int = 0
+    salted_checked: int = 0  # salted details (reasons, draft commitments, conflict counts) checked
     totals_compared: bool = False
     acts_checked: int | None = None  # regulator decisions that hold (None: no --authority given)
     period: dict[str, str] | None = None
@@ -110,6 +118,15 @@ class _Entry:
     subject: str
     time: str
     digest: str | None  # None: the entry is not shaped as a confidential entry
+    salted: tuple[str, ...] = ()  # salted details named in the entry's data
+
+
+def salted_digests(data: Any) -> tuple[str, ...]:
+    """The digests a verified entry's data or document names under ``*_salted_sha256`` keys."""
+    if not isinstance(data, dict):
+        return ()
+    return tuple(v for k, v in sorted(data.items()) if isinstance(k, str) and k.endswith(SALTED_SUFFIX)
+                 and isinstance(v, str))
 
 
 # -- step 1: the log, verified, and its confidential entries ---------------------------------
@@ -125,6 +142,7 @@ class _RecordingSource(HttpSource):
         self.confidential: dict[int, _Entry] = {}
         self.enrollments: dict[int, tuple[str, dict[str, Any]]] = {}
         self.acts: dict[int, ActRef] = {}
+        self.salted: dict[int, _Entry] = {}  # other entries naming salted details
         self.first_time: str | None = None
 
     def read(self, path: str, max_size: int) -> bytes | None:
@@ -143,7 +161,7 @@ class _RecordingSource(HttpSource):
             index = tile * TILE_WIDTH + n
             if index == 0:
                 self.first_time = _time_of(leaf)
-            if not any(mark in leaf for mark in _TYPE_MARKS):
+            if not any(mark in leaf for mark in _TYPE_MARKS) and _SALTED_MARK not in leaf:
                 continue
             try:
                 entry = parse_entry(leaf)
@@ -157,6 +175,9 @@ class _RecordingSource(HttpSource):
                                           entry["data"].get("act"))
                 continue
             if not entry["type"].startswith(CONFIDENTIAL_PREFIXES):
+                named = salted_digests(entry["data"])
+                if named:
+                    self.salted[index] = _Entry(entry["type"], entry["subject"], entry["time"], None, named)
                 continue
             data_ = entry["data"]
             digest = data_.get("document_sha256") if entry["actor"] == "market" and set(data_) == {
@@ -202,9 +223,39 @@ def _get_json(client: httpx.Client, url: str, token: str, params: dict[str, Any]
         raise ReplayError(f"GET {url}: not JSON") from None
 
 
+def _check_salted(index: int, entry: _Entry, named: tuple[str, ...], served: Any, report: ReplayReport) -> None:
+    """The salted details ``named`` by entry ``index`` (or its verified document) against
+    the item's ``salted`` map (digest → document)."""
+    if served is None:
+        served = {}
+    if not isinstance(served, dict):
+        raise ReplayError("GET /v1/oversight/documents: want \"salted\" an object of documents by digest")
+    where = f"entry {index} ({entry.type} {entry.subject})"
+    for digest in sorted(set(served) - set(named)):
+        report.findings.append(Finding("extra", f"{where}: a salted document {digest} was served that it does not "
+                                       "name", index, entry.type, entry.subject))
+    for digest in named:
+        document = served.get(digest)
+        if document is None:
+            report.findings.append(Finding("missing", f"{where}: no document served for the salted detail {digest}",
+                                           index, entry.type, entry.subject))
+            continue
+        got = document_digest(document)
+        if got != digest:
+            report.findings.append(Finding("altered", f"{where}: a salted document's SHA-256 {got} differs from "
+                                           f"the {digest} it names", index, entry.type, entry.subject))
+        elif not isinstance(document, dict) or (document.get("event"), document.get("subject")) != (
+                entry.type, entry.subject):
+            report.findings.append(Finding("altered", f"{where}: its salted document {digest} names another event "
+                                           "or subject", index, entry.type, entry.subject))
+        else:
+            report.salted_checked += 1
+
+
 def _check_documents(client: httpx.Client, base: str, token: str, size: int, entries: dict[int, _Entry],
-                     report: ReplayReport) -> dict[int, dict[str, Any]]:
+                     report: ReplayReport, salted: dict[int, _Entry] | None = None) -> dict[int, dict[str, Any]]:
     """Read every page of documents; return the verified ones by index, adding findings."""
+    salted = salted or {}
     verified: dict[int, dict[str, Any]] = {}
     served: set[int] = set()
     start: int | None = 0
@@ -228,6 +279,13 @@ def _check_documents(client: httpx.Client, base: str, token: str, size: int, ent
                 report.findings.append(Finding("extra", f"entry {index}: a document was served twice", index))
                 continue
             served.add(index)
+            if entry is None and index in salted:
+                if document is not None:
+                    report.findings.append(Finding(
+                        "extra", f"entry {index}: a document was served for an entry that is not a confidential "
+                        "trade entry", index))
+                _check_salted(index, salted[index], salted[index].salted, item.get("salted"), report)
+                continue
             if entry is None:
                 report.findings.append(Finding(
                     "extra", f"entry {index}: a document was served for an entry that is not a confidential "
@@ -251,6 +309,7 @@ def _check_documents(client: httpx.Client, base: str, token: str, size: int, ent
                     "or subject", index, entry.type, entry.subject))
                 continue
             verified[index] = document
+            _check_salted(index, entry, salted_digests(document), item.get("salted"), report)
         start = following
     for index, entry in sorted(entries.items()):
         if entry.digest is None:
@@ -261,6 +320,11 @@ def _check_documents(client: httpx.Client, base: str, token: str, size: int, ent
             report.findings.append(Finding(
                 "missing", f"entry {index} ({entry.type} {entry.subject}): no document served for it",
                 index, entry.type, entry.subject))
+    for index, entry in sorted(salted.items()):
+        if index not in served:
+            report.findings.append(Finding(
+                "missing", f"entry {index} ({entry.type} {entry.subject}): no document served for its salted "
+                "details", index, entry.type, entry.subject))
     return verified
 
 
@@ -426,7 +490,8 @@ def replay(url: str, vkey: str, token: str, *, client: httpx.Client | None = Non
         size = log.size or 0
         entries = {i: e for i, e in source.confidential.items() if i < size}
         report.confidential_entries = len(entries)
-        documents = _check_documents(http, base, token, size, entries, report)
+        salted = {i: e for i, e in source.salted.items() if i < size}
+        documents = _check_documents(http, base, token, size, entries, report, salted)
         since, until = _period(source.first_time, entries, (today or (lambda: datetime.now(UTC).date()))())
         report.period = {"from": since, "to": until}
         recomputed = recompute(documents, entries, since, until)
@@ -470,7 +535,8 @@ def format_report(report: ReplayReport) -> list[str]:
     acts = "" if report.acts_checked is None else f"{report.acts_checked} regulator acts hold; "
     lines.append(
         f"{verdict}: log of {report.size} entries verified (root {report.root}); "
-        f"{report.confidential_entries} confidential entries, {report.documents_checked} documents checked; {acts}"
+        f"{report.confidential_entries} confidential entries, {report.documents_checked} documents and "
+        f"{report.salted_checked} salted details checked; {acts}"
         f"totals {'compared' if report.totals_compared else 'not compared'}{period}; {what}")
     return lines
 

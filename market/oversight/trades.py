@@ -18,7 +18,10 @@ The CSV (``Accept: text/csv``) has the same columns flattened (``COLUMNS``), a h
 row, then every matching row: UTF-8 with a BOM (so spreadsheet programs read the Chinese
 text right), streamed in batches of ``CSV_BATCH`` rows, each batch read by keyset in a
 read session of its own, so memory stays constant and no transaction (or SQLite read
-snapshot) stays open for the whole download.
+snapshot) stays open for the whole download. Text a party wrote (a name, a title) that
+a spreadsheet would run as a formula (it begins with ``=``, ``+``, ``-``, ``@``, a tab
+or a carriage return) is written with a leading ``'`` (OWASP, CSV injection); the
+amounts are integers of at least 0 and stay numbers.
 
 Refusals (``GET /v1/oversight/refusals``): the ordering attempts refused by a gate the
 regulator watches (``refusals``: export, self-dealing, …) with who (account id and
@@ -142,12 +145,27 @@ def trade_read(row: Any) -> dict[str, Any]:
     }
 
 
+# A cell a spreadsheet program would read as a formula (OWASP "CSV injection"): text
+# beginning with one of these. Numbers are written as numbers; no column holds a
+# negative one (price and fee are never below 0), and a number is never text here.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutral(cell: Any) -> Any:
+    """``cell`` as a spreadsheet shows it, never as a formula: text beginning with a
+    formula character gets a leading ``'`` (OWASP); anything else is unchanged."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
+        return "'" + cell
+    return cell
+
+
 def csv_row(row: Any) -> list[Any]:
-    """A row of ``_query`` (its columns are in ``COLUMNS`` order) as CSV fields."""
+    """A row of ``_query`` (its columns are in ``COLUMNS`` order) as CSV fields, no text
+    readable as a formula (names and titles come from parties)."""
     out = list(row)
     out[16], out[17], out[18] = _time(out[16]), _time(out[17]), _time(out[18])
     out[19] = "true" if out[19] else "false"
-    return out
+    return [neutral(cell) for cell in out]
 
 
 async def search(session: AsyncSession, ctx: Ctx, filters: TradeFilters, limit: int,

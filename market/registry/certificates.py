@@ -103,16 +103,18 @@ async def bundle(session: AsyncSession, log: Log, subject: str, document_json: s
     return {"document": json.loads(document_json), "ledger": ledger}
 
 
-def revocation_document(asset: Asset, ctx: Ctx, reason_sha256: str) -> dict[str, Any]:
+def revocation_document(asset: Asset, ctx: Ctx, reason_salted_sha256: str) -> dict[str, Any]:
     """The revocation of a registration: it names the revoked certificate by its
-    document hash, so whoever holds that certificate can check it was revoked."""
+    document hash, so whoever holds that certificate can check it was revoked. The
+    reason is named by the digest of its salted document (``audit.salted``)."""
     revoked = json.loads(asset.certificate) if asset.certificate else None
     return {
         "type": REVOCATION_TYPE, "v": 1, "market": ctx.market,
         "registration_number": asset.registration_number,
         "asset": {"id": asset.id, "title": asset.title, "category": asset.category, "grade": asset.grade},
         "revoked_certificate_sha256": audit.document_digest(revoked) if revoked is not None else None,
-        "revoked_at": rfc3339(ctx.now), "reason_sha256": reason_sha256, "actor": ctx.actor,
+        "revoked_at": rfc3339(ctx.now), "reason_salted_sha256": reason_salted_sha256,
+        "actor": ctx.actor,
     }
 
 

@@ -95,9 +95,11 @@ async def submit_claim(
     await session.flush()
     change = action == "submit_change"
     # Before notice the asset is not public: ids, hashes and the signature only.
+    salted = await audit.salted(session, ASSET.subject(asset), ASSET.entry_type(action),
+                                {"revision": rev.revision, "conflicts": len(await conflicts(session, asset))})
     await ASSET.move(session, asset, action, ctx,
                      {"document_sha256": audit.document_digest(claim), "key_id": key_id, "signature": signature,
-                      "revision": rev.revision, "change": change, "conflicts": len(await conflicts(session, asset))},
+                      "revision": rev.revision, "change": change, "conflicts_salted_sha256": salted},
                      submitted_at=ctx.now, updated_at=ctx.now, status_reason=None)
     return asset
 

@@ -86,8 +86,9 @@ async def record_upload(
     session.add(rev)
     # The commitment is public only once the revision is under notice; until then the
     # ledger holds its digest (LEDGER.md §2: ids and hashes only).
-    await ASSET.move(session, asset, "upload", ctx,
-                     {"revision": number, "commitment_sha256": audit.document_digest(commitment_of(rev))},
+    salted = await audit.salted(session, ASSET.subject(asset), ASSET.entry_type("upload"),
+                                {"revision": number, "commitment": commitment_of(rev)})
+    await ASSET.move(session, asset, "upload", ctx, {"revision": number, "commitment_salted_sha256": salted},
                      content_revision=number, content_sha256=stored.sha256, updated_at=ctx.now)
     replaced = old.blob_id if old is not None and old.revision > asset.registered_revision else None
     return rev, replaced

@@ -53,8 +53,10 @@ async def resolve_objection(session: AsyncSession, ctx: Ctx, objection_id: str, 
     ctx.user.require(Role.operator)
     objection = await access.load_objection(session, objection_id, ctx.user)
     upheld = decision == "uphold"
-    await OBJECTION.move(session, objection, "uphold" if upheld else "dismiss", ctx,
-                         {"objection": objection_id, "reason_sha256": audit.text_digest(reason)},
+    action = "uphold" if upheld else "dismiss"
+    salted = await audit.salted(session, OBJECTION.subject(objection), OBJECTION.entry_type(action),
+                                {"reason": reason})
+    await OBJECTION.move(session, objection, action, ctx, {"objection": objection_id, "reason_salted_sha256": salted},
                          resolution_reason=reason, resolved_by=ctx.user.id, resolved_at=ctx.now)
     asset = await access.load(session, objection.asset_id, ctx.user)
     if upheld and asset.status == S.public_notice:

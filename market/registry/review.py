@@ -39,8 +39,10 @@ async def review(
         raise InvalidTransition(f"asset {asset_id}", asset.status, f"review ({decision})")
     if decision == "reject":
         change = access.is_change(asset)
-        await ASSET.move(session, asset, "reject_change" if change else "reject", ctx,
-                         {"stage": "review", "change": change, "reason_sha256": audit.text_digest(reason)},
+        action = "reject_change" if change else "reject"
+        salted = await audit.salted(session, ASSET.subject(asset), ASSET.entry_type(action), {"reason": reason})
+        await ASSET.move(session, asset, action, ctx,
+                         {"stage": "review", "change": change, "reason_salted_sha256": salted},
                          **rejection_values(asset, ctx, reason))
         return asset
     others = await conflicts(session, asset)
@@ -51,7 +53,8 @@ async def review(
     data: dict[str, Any] = {"notice_seconds": int(notice.total_seconds()),
                             "change": access.is_change(asset)}
     if others:
-        data.update(override_conflict=True, conflicts_with=others, reason_sha256=audit.text_digest(reason))
+        data.update(override_conflict=True, conflicts_with=others, reason_salted_sha256=await audit.salted(
+            session, ASSET.subject(asset), ASSET.entry_type("approve"), {"reason": reason}))
     await ASSET.move(session, asset, "approve", ctx, data, status_reason=reason or None, notice_started_at=ctx.now,
                      notice_ends_at=ctx.now + notice, updated_at=ctx.now)
     if notice <= timedelta(0):
@@ -108,7 +111,8 @@ async def close_notice_periods(session: AsyncSession, ctx: Ctx) -> list[str]:
 async def cancel(session: AsyncSession, ctx: Ctx, asset_id: str, reason: str) -> Asset:
     """注销: the holder ends its registration."""
     asset = await access.load_for_holder(session, asset_id, ctx.user)
-    await ASSET.move(session, asset, "cancel", ctx, {"reason_sha256": audit.text_digest(reason)},
+    salted = await audit.salted(session, ASSET.subject(asset), ASSET.entry_type("cancel"), {"reason": reason})
+    await ASSET.move(session, asset, "cancel", ctx, {"reason_salted_sha256": salted},
                      status_reason=reason, updated_at=ctx.now)
     await transfers.void_pending(session, ctx, asset_id=asset.id, cause="cancelled")
     return asset
@@ -120,8 +124,9 @@ async def revoke(session: AsyncSession, ctx: Ctx, asset_id: str, reason: str) ->
     asset = await access.load(session, asset_id, ctx.user)
     if not access.holds_registration(asset):
         raise InvalidTransition(f"asset {asset_id}", asset.status, "revoke (nothing is registered)")
-    document = certificates.revocation_document(asset, ctx, audit.text_digest(reason))
-    entry = await ASSET.move(session, asset, "revoke", ctx, {"reason_sha256": document["reason_sha256"],
+    salted = await audit.salted(session, ASSET.subject(asset), ASSET.entry_type("revoke"), {"reason": reason})
+    document = certificates.revocation_document(asset, ctx, salted)
+    entry = await ASSET.move(session, asset, "revoke", ctx, {"reason_salted_sha256": salted,
                                                              "document_sha256": audit.document_digest(document)},
                              status_reason=reason, updated_at=ctx.now)
     assert entry is not None
@@ -139,8 +144,10 @@ async def set_frozen(session: AsyncSession, ctx: Ctx, asset_id: str, frozen: boo
     asset = await access.load(session, asset_id, ctx.user)
     if asset.frozen == frozen:
         raise Conflict(f"asset {asset_id} is already {'frozen' if frozen else 'not frozen'}", kind="no-change")
-    await ASSET.move(session, asset, "freeze" if frozen else "unfreeze", ctx,
-                     {"reason_sha256": audit.text_digest(reason)}, frozen=frozen, updated_at=ctx.now)
+    action = "freeze" if frozen else "unfreeze"
+    salted = await audit.salted(session, ASSET.subject(asset), ASSET.entry_type(action), {"reason": reason})
+    await ASSET.move(session, asset, action, ctx, {"reason_salted_sha256": salted}, frozen=frozen,
+                     updated_at=ctx.now)
     if frozen:
         await transfers.void_pending(session, ctx, asset_id=asset.id, cause="frozen")
     return asset

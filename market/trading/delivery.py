@@ -29,10 +29,12 @@ Ranges (RFC 9110 §14)
 
 The ledger: what was actually sent
   No transaction is open while the body streams. Each delivery is recorded after the
-  stream ends, in one transaction of its own: a ``delivery.sent`` entry (confidential:
-  the document with order, revision, ``range`` [first, last], ``bytes`` and ``sha256``
-  is kept in ``trade_documents``; the public entry holds only ``document_sha256``) and
-  a ``deliveries`` row. Bytes count as sent once the server's ``send`` of them returned
+  stream ends, in one transaction of its own: its receipt (order, revision, ``range``
+  [first, last], ``bytes``, ``sha256``, ``sent_at``) in a ``deliveries`` row, in the
+  order's open batch of receipts; a batch goes on the ledger as one confidential
+  ``delivery.sent`` entry holding the Merkle root of its receipts
+  (``market.trading.receipts``), so the log grows with time, not with requests.
+  Bytes count as sent once the server's ``send`` of them returned
   (they were handed to the connection); if the client goes away midway, what was sent
   up to then is recorded (range, count and hash of exactly those bytes), and nothing
   at all when no byte was sent (a disconnect before the body, a HEAD).
@@ -69,8 +71,8 @@ from market.logs import log
 from market.registry.models import Asset, AssetRevision
 from market.registry.states import AssetStatus
 from market.storage import BlobCorrupted, BlobStore, MasterKey
-from market.trading import access, documents
-from market.trading.models import Delivery, Order
+from market.trading import access, receipts
+from market.trading.models import Order
 from market.trading.states import OrderStatus
 
 __all__ = ["RECHECK_SECONDS", "ByteRange", "Sending", "check_access", "choose_revision", "open_delivery",
@@ -321,8 +323,10 @@ class Sending:
             await pieces.aclose()
 
     async def finish(self) -> dict[str, Any] | None:
-        """Record what was sent (once): the ``delivery.sent`` entry and the row, one
-        transaction. Nothing when no byte was sent. Returns the document recorded."""
+        """Record what was sent (once), in one transaction: the receipt, kept in the
+        order's open batch of receipts (``market.trading.receipts``), which goes on the
+        ledger as one ``delivery.sent`` entry when it fills or its window passes.
+        Nothing when no byte was sent. Returns the receipt recorded."""
         if self._finished:
             return None
         self._finished = True
@@ -331,24 +335,20 @@ class Sending:
             return None
         first = self.byte_range.first
         last = first + self.bytes_sent - 1
-        sha = self._digest.hexdigest()
-        document = {"order": self.order_id, "revision": self.revision, "range": [first, last],
-                    "bytes": self.bytes_sent, "sha256": sha}
-        if self.stopped is not None or self.bytes_sent != self.byte_range.length:
-            document["requested"] = [self.byte_range.first, self.byte_range.last]
         state = self.state
+        ctx = Ctx.system(state)
+        short = self.stopped is not None or self.bytes_sent != self.byte_range.length
+        receipt = receipts.receipt(self.order_id, self.revision, first, last, self._digest.hexdigest(), ctx.now,
+                                   (self.byte_range.first, self.byte_range.last) if short else None)
         async with state.sessionmaker() as session:
             session.info[LEDGER_KEY] = state.ledger
             try:
-                await documents.record(session, "delivery.sent", f"order:{self.order_id}", document)
-                session.add(Delivery(order_id=self.order_id, revision=self.revision, first_byte=first,
-                                     last_byte=last, bytes_sent=self.bytes_sent, sha256=sha,
-                                     created_at=state.clock.now()))
+                await receipts.add(session, ctx, receipt)
                 await session.commit()
             except BaseException:
                 await session.rollback()
                 raise
-        return document
+        return receipt
 
 
 _CLOSED: Any = object()

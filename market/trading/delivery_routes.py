@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.context import Ctx
 from market.logs import log
-from market.trading import delivery, proofs
+from market.trading import access, delivery, proofs, receipts
 from market.trading.delivery import Sending
 
 Revision = Annotated[int | None, Parameter(ge=1, description="a subscription's revision (default: the newest "
@@ -102,4 +102,14 @@ async def order_content_proof(state: State, db: AsyncSession, ctx: Ctx, order_id
     return await proofs.proof(db, ctx, state, order_id, chunk, revision)
 
 
-ROUTES = [order_content, order_content_proof]
+@get("/v1/orders/{order_id:str}/deliveries", tags=["orders"],
+     summary="The order's delivery receipts, each with its inclusion proof into its batch's ledger entry "
+             "(buyer, holder, staff)")
+async def order_deliveries(state: State, db: AsyncSession, ctx: Ctx, order_id: str,
+                           limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+                           cursor: str | None = None) -> dict[str, Any]:
+    order = await access.load(db, order_id, ctx.user)
+    return await receipts.listing(db, state.ledger, order, limit, cursor)
+
+
+ROUTES = [order_content, order_content_proof, order_deliveries]

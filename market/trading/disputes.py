@@ -35,9 +35,10 @@ Resolution (operators only; regulators and everyone else 403):
   ``reject`` of a resolved dispute is 409.
 
 Every event is a confidential entry (``market.trading.documents``) on ``order:<id>``:
-``trade.disputed`` {order, dispute, reason_sha256}, ``trade.dispute_rejected`` {order,
-dispute, reason_sha256}, ``trade.refunded`` {order, dispute, amount, method,
-reason_sha256}. Free text (the reasons) never goes into a document, only its digest.
+``trade.disputed`` {order, dispute, reason_salted_sha256}, ``trade.dispute_rejected``
+{order, dispute, reason_salted_sha256}, ``trade.refunded`` {order, dispute, amount,
+method, reason_salted_sha256}. Free text (the reasons) never goes into a document, only
+the digest of the salted document holding it (``audit.salted``).
 """
 
 from dataclasses import dataclass
@@ -126,7 +127,9 @@ async def open_dispute(session: AsyncSession, ctx: Ctx, order_id: str, data: Dis
                       status=DisputeStatus.open, created_at=ctx.now)
     await DISPUTE.create(session, dispute, ctx, {})
     await documents.record(session, "trade.disputed", f"order:{order.id}", {
-        "order": order.id, "dispute": dispute.id, "reason_sha256": audit.text_digest(data.reason)})
+        "order": order.id, "dispute": dispute.id,
+        "reason_salted_sha256": await audit.salted(session, f"order:{order.id}", "trade.disputed",
+                                                   {"reason": data.reason})})
     return dispute, order
 
 
@@ -172,8 +175,9 @@ async def resolve(session: AsyncSession, ctx: Ctx, dispute_id: str,
         if pending is not None:  # the retry of a card refund the gateway did not make
             return dispute, order, pending
     DISPUTE.check(dispute, data.decision)  # 409 once resolved
-    document: dict[str, Any] = {"order": order.id, "dispute": dispute.id,
-                                "reason_sha256": audit.text_digest(data.reason)}
+    event = "trade.dispute_rejected" if data.decision == "reject" else "trade.refunded"
+    document: dict[str, Any] = {"order": order.id, "dispute": dispute.id, "reason_salted_sha256": await audit.salted(
+        session, f"order:{order.id}", event, {"reason": data.reason})}
     if data.decision == "reject":
         if data.reference is not None:
             raise Unprocessable("a reference is given only with a refund", kind="reference-not-expected")

@@ -8,28 +8,18 @@ the parties get their documents in bundles, regulators every one through the
 oversight API, and each checks it against the entry.
 """
 
-import base64
-import secrets
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market import audit, signing
+from market import audit
 from market.context import MARKET_ACTOR
-from market.trading.models import TradeDocument
-
-
-def salted(document: dict[str, Any]) -> dict[str, Any]:
-    return {**document, "salt": base64.b64encode(secrets.token_bytes(32)).decode()}
 
 
 async def record(session: AsyncSession, type: str, subject: str, document: dict[str, Any]) -> tuple[dict[str, Any],
                                                                                                    dict[str, Any]]:
-    """Append the confidential entry of ``document`` (salted here) and keep the document.
-    Returns ``(entry, salted document)``."""
-    full = salted({"event": type, "subject": subject, **document})
-    digest = audit.document_digest(full)
+    """Append the confidential entry of ``document`` (salted and kept by
+    ``audit.keep_salted``). Returns ``(entry, salted document)``."""
+    digest, full = await audit.keep_salted(session, subject, type, document)
     entry = await audit.record(session, type, subject, MARKET_ACTOR, {"document_sha256": digest})
-    session.add(TradeDocument(subject=subject, type=type, document=signing.canonical(full).decode(),
-                              document_sha256=digest))
     return entry, full

@@ -78,13 +78,16 @@ class Order(SQLModel, table=True):
 
 
 class TradeDocument(SQLModel, table=True):
-    """The document behind each confidential ledger entry (LEDGER.md §2): the entry holds
-    only ``document_sha256``; the parties get theirs in bundles, regulators all of them."""
+    """Every salted document the ledger commits to: the document behind each confidential
+    entry (LEDGER.md §2: the entry holds only ``document_sha256``), and each salted
+    detail (``audit.salted``: a reason, a draft's commitment, a count) an entry or a
+    document names by ``*_salted_sha256``. The parties get theirs in bundles, regulators
+    all of them (``GET /v1/oversight/documents``)."""
 
     __tablename__ = "trade_documents"
 
     id: int | None = Field(default=None, primary_key=True)
-    subject: str = Field(max_length=60, index=True)  # order:ord_… / payout:pay_…
+    subject: str = Field(max_length=60, index=True)  # order:ord_… / payout:pay_… / asset:… (salted details)
     type: str = Field(max_length=40)  # the entry type
     document: str = Field(sa_column=Column(Text, nullable=False))  # canonical JSON, salt included
     document_sha256: str = Field(max_length=64, unique=True)
@@ -114,8 +117,32 @@ class PaymentReturn(SQLModel, table=True):
     refunded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+class DeliveryBatch(SQLModel, table=True):
+    """The receipts of one order's deliveries over one period, on the ledger as one
+    ``delivery.sent`` entry once closed (``market.trading.receipts``): its document holds
+    the counts and the RFC 9162 Merkle root of the receipts, in ``position`` order."""
+
+    __tablename__ = "delivery_batches"
+    __table_args__ = (Index("ix_delivery_batches_open", "closed_at", "opened_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: str = Field(foreign_key="orders.id", index=True, max_length=40)
+    opened_at: datetime = Field(sa_type=UTCDateTime)
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    receipts: int = 0
+    bytes_sent: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    merkle_root: str | None = Field(default=None, max_length=64)  # hex, once closed
+    document: str | None = Field(default=None, sa_column=Column(Text))  # the salted document, once closed
+    leaf: bytes | None = Field(default=None, sa_column=Column(LargeBinary))  # its ledger entry
+
+
 class Delivery(SQLModel, table=True):
+    """One download's receipt: what the server handed to the connection. ``receipt`` is
+    the canonical JSON that is leaf ``position`` of its batch's Merkle tree (null for
+    deliveries recorded before batches, each of which has a ledger entry of its own)."""
+
     __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_batch_position", "batch_id", "position", unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
     order_id: str = Field(foreign_key="orders.id", index=True, max_length=40)
@@ -125,6 +152,9 @@ class Delivery(SQLModel, table=True):
     bytes_sent: int = Field(sa_column=Column(BigInteger, nullable=False))
     sha256: str = Field(max_length=64)  # of the bytes sent
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    batch_id: int | None = Field(default=None, foreign_key="delivery_batches.id")
+    position: int | None = None  # the receipt's leaf index in its batch
+    receipt: str | None = Field(default=None, sa_column=Column(Text))  # canonical JSON: the leaf's bytes
 
 
 class Dispute(SQLModel, table=True):

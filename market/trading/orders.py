@@ -23,6 +23,7 @@ from market.errors import Conflict, DomainError, Forbidden, NotFound, Unprocessa
 from market.ids import new_id
 from market.listings import access as listing_access
 from market.listings.models import Listing
+from market.listings.schemas import without_buyers
 from market.registry.models import Asset
 from market.trading import access, documents
 from market.trading.models import Order, Refusal
@@ -155,7 +156,7 @@ async def place(session: AsyncSession, ctx: Ctx, data: OrderCreate) -> Order:
     order = Order(
         id=new_id("ord"), listing_id=listing.id, asset_id=asset.id, buyer_id=buyer.id, provider_id=listing.provider_id,
         terms_version=listing.terms_version, terms_sha256=listing.terms_sha256, plan_id=plan["id"],
-        plan=json.dumps(plan, ensure_ascii=False), licence=listing.licence, purpose=wanted.purpose,
+        plan=json.dumps(without_buyers(plan), ensure_ascii=False), licence=listing.licence, purpose=wanted.purpose,
         payment_method=wanted.payment_method, currency=plan["price"]["currency"], price=price, fee=fee,
         provider_share=price - fee, needs_holder_approval=listing.approval_required,
         needs_regulator_approval=asset.grade == "important", created_at=ctx.now, updated_at=ctx.now,
@@ -227,8 +228,10 @@ async def decide(session: AsyncSession, ctx: Ctx, order_id: str, decision: str, 
     if decision == "approve":
         await _approvable(session, order, as_regulator)
     by = "regulator" if as_regulator else "holder"
+    event = "trade.rejected" if decision == "reject" else "trade.approved"
+    reason_sha256 = await audit.salted(session, f"order:{order.id}", event, {"reason": reason})
     document = {"order": order.id, "by": by, "account": caller.id, "decision": decision,
-                "reason_sha256": audit.text_digest(reason)}
+                "reason_salted_sha256": reason_sha256}
     if act is not None:
         document["act"] = act
     if decision == "reject":

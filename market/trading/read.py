@@ -3,7 +3,7 @@
 import json
 
 from market.auth import Caller
-from market.listings.schemas import Licence, PlanRead
+from market.listings.schemas import Licence, PlanRead, without_buyers
 from market.money import Money
 from market.trading import returns
 from market.trading.models import Order, PaymentReturn
@@ -29,7 +29,8 @@ def order_read(order: Order, caller: Caller, payment_returns: list[PaymentReturn
                             regulator=_approval(order.needs_regulator_approval, order.regulator_decision)),  # type: ignore[arg-type]
         price=money(order.price), fee=money(order.fee), provider_share=money(order.provider_share),
         terms=Terms(listing_id=order.listing_id, terms_version=order.terms_version, terms_sha256=order.terms_sha256,
-                    plan=PlanRead(**json.loads(order.plan)), licence=Licence(**json.loads(order.licence))),
+                    plan=PlanRead(**without_buyers(json.loads(order.plan))),
+                    licence=Licence(**json.loads(order.licence))),
         payment=PaymentRead(provider=order.payment_method, intent_id=order.intent_id,  # type: ignore[arg-type]
                             client_secret=order.client_secret if buyer else None,
                             reference=order.payment_reference, attempt=order.payment_attempt,

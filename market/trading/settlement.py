@@ -29,6 +29,7 @@ from market.errors import Conflict, InvalidTransition, Unprocessable
 from market.listings import access as listing_access
 from market.listings.models import Listing
 from market.listings.states import ListingStatus
+from market.listings.schemas import without_buyers
 from market.money import Money
 from market.oversight import stats
 from market.registry.assets import commitment_of, revision
@@ -66,7 +67,8 @@ async def contract_document(session: AsyncSession, ctx: Ctx, order: Order, refer
         "buyer": holder_of(buyer), "provider": holder_of(provider),
         "asset": {"id": asset.id, "title": asset.title, "category": asset.category, "grade": asset.grade},
         "registration_number": asset.registration_number, "commitment": commitment_of(rev),
-        "listing": order.listing_id, "plan": json.loads(order.plan), "licence": json.loads(order.licence),
+        "listing": order.listing_id, "plan": without_buyers(json.loads(order.plan)),
+        "licence": json.loads(order.licence),
         "terms_version": order.terms_version, "terms_sha256": order.terms_sha256, "purpose": order.purpose,
         "price": {"amount": order.price, **money}, "fee": {"amount": order.fee, **money},
         "provider_share": {"amount": order.provider_share, **money},

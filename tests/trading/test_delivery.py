@@ -16,6 +16,8 @@ from sqlalchemy import select, update
 
 from ledger import merkle
 from ledger.errors import ProofError, RootMismatchError
+from market.audit import LEDGER_KEY
+from market.context import Ctx
 from market.trading.models import Delivery, Order, TradeDocument
 from tests.conftest import Parties, Party, assert_problem
 from tests.listings.support import publish
@@ -67,6 +69,29 @@ def documents_of(client: Any, order_id: str, type_: str = "delivery.sent") -> li
     return client.blocking_portal.call(run)
 
 
+def receipts_of(client: Any, order_id: str) -> list[dict[str, Any]]:
+    """The order's delivery receipts, oldest first, as ``{"document": receipt}``."""
+    return [{"document": json.loads(row.receipt)} for row in deliveries_of(client, order_id)]
+
+
+def close_batches(client: Any) -> int:
+    """Run the clock's closing of receipt batches as if their window had passed."""
+    from market.trading import receipts
+
+    state = client.app.state
+
+    async def run() -> int:
+        later = Ctx(caller=None, now=state.clock.now() + state.settings.delivery_receipt_delta,
+                    settings=state.settings)
+        async with state.sessionmaker() as s:
+            s.info[LEDGER_KEY] = state.ledger
+            count = await receipts.close_due(s, later)
+            await s.commit()
+            return count
+
+    return client.blocking_portal.call(run)
+
+
 def deliveries_of(client: Any, order_id: str) -> list[Delivery]:
     async def run() -> list[Delivery]:
         async with client.app.state.read_sessionmaker() as s:
@@ -108,20 +133,25 @@ async def test_whole_download_is_the_content_with_its_digest_and_a_ledger_entry(
     assert r.headers["content-type"] == "application/octet-stream"
     assert "content-range" not in r.headers
 
-    [doc] = documents_of(client, order["id"])
+    [doc] = receipts_of(client, order["id"])
     sent = doc["document"]
-    assert sent["order"] == order["id"] and sent["revision"] == 1
-    assert sent["range"] == [0, SIZE - 1] and sent["bytes"] == SIZE
-    assert sent["sha256"] == hashlib.sha256(content).hexdigest()
-    assert len(base64.b64decode(sent["salt"])) == 32
+    assert sent["order"] == order["id"] and sent["revision"] == 1 and sent["type"] == "delivery.receipt"
+    assert sent["range"] == [0, SIZE - 1] and sent["bytes"] == SIZE and "requested" not in sent
+    assert sent["sha256"] == hashlib.sha256(content).hexdigest() and sent["sent_at"].endswith("Z")
     [row] = deliveries_of(client, order["id"])
-    assert (row.revision, row.first_byte, row.last_byte, row.bytes_sent, row.sha256) == (
-        1, 0, SIZE - 1, SIZE, sent["sha256"])
+    assert (row.revision, row.first_byte, row.last_byte, row.bytes_sent, row.sha256, row.position) == (
+        1, 0, SIZE - 1, SIZE, sent["sha256"], 0)
+    assert documents_of(client, order["id"]) == []  # the batch is open: nothing on the ledger yet
 
-    # The public entry: actor market, the document's hash and nothing else.
+    # Once the window passes, the batch is one entry: actor market, the document's hash only.
+    assert close_batches(client) >= 1
+    [batch] = documents_of(client, order["id"])
+    assert batch["document"]["receipts"] == 1 and batch["document"]["bytes"] == SIZE
+    assert batch["document"]["merkle_root"] == merkle.leaf_hash(row.receipt.encode()).hex()
+    assert len(base64.b64decode(batch["document"]["salt"])) == 32
     entries = [i["entry"] for i in await ledger_items(client, order["id"], kind="order")]
     [entry] = [e for e in entries if e["type"] == "delivery.sent"]
-    assert entry["actor"] == "market" and entry["data"] == {"document_sha256": doc["sha256"]}
+    assert entry["actor"] == "market" and entry["data"] == {"document_sha256": batch["sha256"]}
     assert b.id not in json.dumps(entry)
 
 
@@ -138,9 +168,91 @@ async def test_ranges_are_206_with_exactly_those_bytes(client, parties, operator
         assert r.headers["content-range"] == f"bytes {first}-{last}/{SIZE}", header
         assert r.headers["content-length"] == str(last - first + 1)
         assert r.headers["repr-digest"] == repr_digest(content)  # of the whole revision
-    docs = [x["document"] for x in documents_of(client, order["id"])]
+    docs = [x["document"] for x in receipts_of(client, order["id"])]
     assert [(x["range"], x["bytes"]) for x in docs] == [([f, l], l - f + 1) for _, f, l in cases]
     assert [x["sha256"] for x in docs] == [hashlib.sha256(content[f:l + 1]).hexdigest() for _, f, l in cases]
+
+
+async def test_many_small_ranges_make_few_ledger_entries_and_every_range_proves(databases, tmp_path) -> None:
+    """40 one-byte ranges: 40 receipts, but the ledger grows with time, not requests. A
+    batch closes when it holds ``MARKET_DELIVERY_RECEIPT_BATCH`` (32 here) receipts, the
+    rest when the clock finds its window passed: two ``delivery.sent`` entries. Every
+    receipt proves, offline, to be a leaf of its batch's Merkle root, and the root is in
+    the document whose hash is in the signed log (the batch's bundle)."""
+    from ledger.bundle import verify_bundle
+    from market import tasks
+    from market.clock import FakeClock
+    from tests.registry_support import own_app, wait_integrated
+
+    clock = FakeClock()
+    async with own_app(databases, tmp_path, clock=clock, delivery_receipt_batch=32,
+                       delivery_receipt_window="60s") as m:
+        client = m.client
+        d = await bought(client, m.parties, m.operator, size=1000)
+        content, order, b = d["content"], d["order"], d["buyer"]
+        for n in range(40):
+            r = await client.get(url(order), headers={**b.auth, "Range": f"bytes={n * 7}-{n * 7}"})
+            assert r.status_code == 206 and r.content == content[n * 7:n * 7 + 1], r.text
+        assert len(deliveries_of(client, order["id"])) == 40
+        assert len(documents_of(client, order["id"])) == 1  # the first 32: full, closed at once
+        assert client.blocking_portal.call(tasks.close_receipts_once, client.app.state) == 0  # window not passed
+        clock.advance(timedelta(seconds=61))
+        assert client.blocking_portal.call(tasks.close_receipts_once, client.app.state) == 1
+        batches = documents_of(client, order["id"])
+        assert [x["document"]["receipts"] for x in batches] == [32, 8]
+        assert [x["document"]["bytes"] for x in batches] == [32, 8]
+        await wait_integrated(client, f"order:{order['id']}")
+        entries = [i["entry"] for i in await ledger_items(client, order["id"], kind="order")]
+        sent = [e for e in entries if e["type"] == "delivery.sent"]
+        assert len(sent) == 2 and all(e["data"] == {"document_sha256": x["sha256"]} for e, x in zip(sent, batches))
+
+        r = await client.get(f"/v1/orders/{order['id']}/deliveries", params={"limit": 50}, headers=b.auth)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        assert len(page["items"]) == 40 and page["next_cursor"] is None and len(page["batches"]) == 2
+        vkey = (await client.get("/v1/ledger/key")).json()["vkey"]
+        for batch in page["batches"].values():
+            assert batch["status"] == "closed" and verify_bundle(batch["bundle"], vkey).status == "valid"
+            assert batch["bundle"]["document"]["merkle_root"] == batch["merkle_root"]
+        for n, item in enumerate(page["items"]):
+            got = item["receipt"]
+            assert got["range"] == [n * 7, n * 7]
+            assert got["sha256"] == hashlib.sha256(content[n * 7:n * 7 + 1]).hexdigest()
+            batch = page["batches"][str(item["batch"])]
+            root = bytes.fromhex(batch["bundle"]["document"]["merkle_root"])
+            leaf = merkle.leaf_hash(json.dumps(got, sort_keys=True, separators=(",", ":")).encode())
+            proof = [base64.b64decode(h) for h in item["inclusion_proof"]]
+            merkle.verify_inclusion(item["position"], batch["bundle"]["document"]["receipts"], leaf, proof, root)
+            with pytest.raises((ProofError, RootMismatchError)):  # another range is not that leaf
+                merkle.verify_inclusion(item["position"], batch["receipts"], merkle.leaf_hash(b"x"), proof, root)
+        # Paged; and only whoever may see the order sees its receipts.
+        r = await client.get(f"/v1/orders/{order['id']}/deliveries", params={"limit": 30}, headers=b.auth)
+        rest = await client.get(f"/v1/orders/{order['id']}/deliveries",
+                                params={"limit": 30, "cursor": r.json()["next_cursor"]}, headers=b.auth)
+        assert [i["receipt"] for i in r.json()["items"] + rest.json()["items"]] == [i["receipt"] for i in page["items"]]
+        assert (await client.get(f"/v1/orders/{order['id']}/deliveries", headers=d["holder"].auth)).status_code == 200
+        stranger = await buyer(client, m.parties)
+        assert_problem(await client.get(f"/v1/orders/{order['id']}/deliveries", headers=stranger.auth), 404)
+
+
+async def test_concurrent_downloads_share_one_open_batch(client, parties, operator) -> None:
+    """Downloads of one order finishing at once: each receipt gets its own place in the
+    one open batch (the order's row is locked while a receipt is added)."""
+    from tests.registry_support import concurrently
+
+    d = await bought(client, parties, operator, size=1000)
+    content, order, b = d["content"], d["order"], d["buyer"]
+    done = await concurrently(client, *(("GET", url(order), {"headers": {**b.auth, "Range": f"bytes={n}-{n}"}})
+                                        for n in range(12)))
+    assert [r.status_code for r in done] == [206] * 12
+    rows = deliveries_of(client, order["id"])
+    assert len({r.batch_id for r in rows}) == 1 and sorted(r.position for r in rows) == list(range(12))
+    assert sorted(json.loads(r.receipt)["range"][0] for r in rows) == list(range(12))
+    close_batches(client)
+    [batch] = documents_of(client, order["id"])
+    leaves = [merkle.leaf_hash(r.receipt.encode()) for r in sorted(rows, key=lambda r: r.position)]
+    assert batch["document"]["merkle_root"] == merkle.root(leaves).hex() and batch["document"]["receipts"] == 12
+    assert content  # (the bytes themselves are checked in the tests above)
 
 
 async def test_unsatisfiable_and_ignored_ranges(client, parties, operator) -> None:
@@ -150,7 +262,8 @@ async def test_unsatisfiable_and_ignored_ranges(client, parties, operator) -> No
         r = await client.get(url(order), headers={**b.auth, "Range": header})
         assert_problem(r, 416, "range-not-satisfiable")
         assert r.headers["content-range"] == f"bytes */{SIZE}"
-    assert documents_of(client, order["id"]) == []  # nothing sent, nothing recorded
+    close_batches(client)
+    assert receipts_of(client, order["id"]) == documents_of(client, order["id"]) == []  # nothing sent, nothing recorded
     # Ranges the server may ignore: the whole content, 200.
     etag = f'"{hashlib.sha256(content).hexdigest()}"'
     for headers in ({"Range": "bytes=0-9,20-29"}, {"Range": "items=0-9"}, {"Range": "bytes=9-0"},
@@ -239,7 +352,7 @@ async def test_only_the_buyer_downloads(client, parties, operator, regulator) ->
         assert_problem(await client.get(url(order, tail), params=params), 401)
         assert_problem(await client.get(f"/v1/orders/ord_NOPE/content{tail}", params=params,
                                         headers=d["buyer"].auth), 404)
-    assert documents_of(client, order["id"]) == []
+    assert receipts_of(client, order["id"]) == []
 
 
 async def test_an_unpaid_order_has_no_access(client, parties, operator) -> None:
@@ -370,7 +483,7 @@ async def test_a_subscription_receives_the_revisions_registered_in_its_period(cl
     p = (await client.get(url(order, "/proof"), params={"chunk": 0}, headers=b.auth)).json()
     root, _ = await certificate_root(client, asset_id)
     assert p["size"] == 1300 and p["merkle_root"] == root.hex()
-    assert [x["document"]["revision"] for x in documents_of(client, order["id"])] == [2, 4, 2]
+    assert [x["document"]["revision"] for x in receipts_of(client, order["id"])] == [2, 4, 2]
 
 
 # -- streaming: a client that goes away, access that ends midway ------------------------
@@ -416,7 +529,7 @@ async def test_a_client_gone_midway_is_recorded_with_what_was_sent(client, parti
     content, order, b = d["content"], d["order"], d["buyer"]
     status, received = asgi_get(client, url(order), b.auth, stop_after=2)
     assert status == 200 and 0 < received < len(content)
-    [doc] = documents_of(client, order["id"])
+    [doc] = receipts_of(client, order["id"])
     sent = doc["document"]
     assert sent["range"][0] == 0 and sent["bytes"] == sent["range"][1] + 1
     # What was handed to the connection, to the byte.
@@ -535,7 +648,7 @@ async def test_client_download_verifies_resumes_and_names_the_bad_chunk(client, 
     code, said = run_download(client, b, order["id"], out, verify=True)
     assert code == 0, said
     assert out.read_bytes() == content
-    assert documents_of(client, order["id"])[-1]["document"]["range"] == [100_000, SIZE - 1]
+    assert receipts_of(client, order["id"])[-1]["document"]["range"] == [100_000, SIZE - 1]
 
     # A file changed after the download: the check names the chunk.
     tampered = bytearray(content)
@@ -550,16 +663,46 @@ async def test_client_download_verifies_resumes_and_names_the_bad_chunk(client, 
     assert code == 1 and "chunk 3 " in said, said
 
 
+async def test_client_download_verify_proves_the_delivery_receipts(client, parties, operator, tmp_path) -> None:
+    """``--verify`` proves every receipt whose batch is on the ledger against the batch's
+    bundle, counts the rest as pending, and names a receipt whose proof lies."""
+    from tests.registry_support import wait_integrated
+
+    d = await bought(client, parties, operator, size=1000)
+    content, order, b = d["content"], d["order"], d["buyer"]
+    out = tmp_path / "small.bin"
+    code, said = run_download(client, b, order["id"], out, verify=True)
+    assert code == 0 and "delivery receipts: 0 proven" in said and "1 pending" in said, said
+    for n in range(3):
+        assert (await client.get(url(order), headers={**b.auth, "Range": f"bytes={n}-{n}"})).status_code == 206
+    close_batches(client)
+    await wait_integrated(client, f"order:{order['id']}")
+    out.unlink()
+    code, said = run_download(client, b, order["id"], out, verify=True)
+    assert code == 0 and out.read_bytes() == content
+    assert "delivery receipts: 4 proven" in said and "1 pending" in said, said
+
+    def lying_receipt(request: Any, body: bytes) -> bytes:
+        if request.url.path.endswith("/deliveries"):
+            page = json.loads(body)
+            page["items"][1]["receipt"]["range"] = [0, 999]  # claims more than was sent
+            return json.dumps(page).encode()
+        return body
+
+    code, said = run_download(client, b, order["id"], out, tamper=lying_receipt, verify=True)
+    assert code == 1 and "bytes 0-999" in said and "does not prove" in said, said
+
+
 async def test_client_download_of_a_range_checks_only_its_chunks(client, parties, operator, tmp_path) -> None:
     d = await bought(client, parties, operator)
     content, order, b = d["content"], d["order"], d["buyer"]
     out = tmp_path / "part.bin"
-    before = len(documents_of(client, order["id"]))
+    before = len(receipts_of(client, order["id"]))
     code, said = run_download(client, b, order["id"], out, byte_range=(70_000, 140_000))
     assert code == 0, said
     assert out.read_bytes() == content[70_000:140_001]
     # Only the covering chunks (1 and 2) were sent.
-    assert documents_of(client, order["id"])[before]["document"]["range"] == [CHUNK, 3 * CHUNK - 1]
+    assert receipts_of(client, order["id"])[before]["document"]["range"] == [CHUNK, 3 * CHUNK - 1]
     code, said = run_download(client, b, order["id"], out, tamper=lying_proof(2), byte_range=(70_000, 140_000))
     assert code == 1 and "chunk 2 " in said, said
     code, said = run_download(client, b, order["id"], out, byte_range=(SIZE, SIZE + 10))

@@ -171,11 +171,46 @@ async def test_private_plans_are_for_their_buyers(client, parties: Parties, oper
     private = {**ONE_TIME, "private_to": [chosen.id]}
     _, listing = await offer(client, parties, operator, plans=[FREE, private])
     r = await client.get(f"/v1/listings/{listing['id']}", headers=chosen.auth)
-    private_id = next(p["id"] for p in r.json()["plans"] if p.get("private_to"))
+    private_id = next(p["id"] for p in r.json()["plans"] if p.get("private"))
     body = {**order_body(listing), "plan_id": private_id, "payment_method": "bank_transfer"}
     assert_problem(await client.post("/v1/orders", json=body, headers=stranger.auth), 404)
     r = await client.post("/v1/orders", json=body, headers=chosen.auth)
     assert r.status_code == 201 and r.json()["status"] == "awaiting_payment", r.text
+
+
+async def test_a_private_plans_buyers_do_not_learn_of_each_other(client, parties: Parties, operator: Party,
+                                                                 regulator: Party) -> None:
+    """Whom a private plan is for is the holder's and staff's to see: a named buyer sees
+    ``private: true`` in the listing, and its order and contract record the plan so."""
+    chosen, rival = await buyer(client, parties), await buyer(client, parties)
+    private = {**ONE_TIME, "private_to": [chosen.id, rival.id]}
+    holder, listing = await offer(client, parties, operator, plans=[FREE, private])
+    url = f"/v1/listings/{listing['id']}"
+    for insider in (holder, operator, regulator):
+        shown = (await client.get(url, headers=insider.auth)).json()["plans"]
+        assert [p["private_to"] for p in shown if p.get("private")] == [[chosen.id, rival.id]]
+    for named in (chosen, rival):
+        r = await client.get(url, headers=named.auth)
+        assert r.status_code == 200, r.text
+        plan = next(p for p in r.json()["plans"] if p["model"] == "one_time")
+        assert plan["private"] is True and plan["private_to"] is None, plan
+        assert chosen.id not in r.text and rival.id not in r.text
+    order = await place(client, chosen, listing, "one_time")
+    assert order["terms"]["plan"]["private"] is True and order["terms"]["plan"]["private_to"] is None
+    assert (await pay_by_bank(client, operator, order)).status_code == 200
+    for who in (chosen, holder, operator):
+        r = await client.get(f"/v1/orders/{order['id']}", headers=who.auth)
+        assert r.status_code == 200 and rival.id not in r.text, r.text
+        assert r.json()["terms"]["plan"]["private"] is True
+    r = await client.get(f"/v1/orders/{order['id']}/contract", headers=chosen.auth)
+    assert r.status_code == 200 and rival.id not in r.text, r.text
+    plan = r.json()["document"]["plan"]
+    assert plan["private"] is True and "private_to" not in plan and plan["id"] == order["terms"]["plan"]["id"]
+    # The holder may send the plans back as shown (``private`` is read-only).
+    plans = (await client.get(url, headers=holder.auth)).json()["plans"]
+    r = await client.patch(url, json={"plans": plans}, headers=holder.auth)
+    assert r.status_code == 200, r.text
+    assert [p.get("private_to") for p in r.json()["plans"]] == [None, [chosen.id, rival.id]]
 
 
 async def test_approvals_by_the_holder_and_the_regulator(client, parties: Parties, operator: Party,
