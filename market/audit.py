@@ -16,8 +16,6 @@ import rfc8785
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.trading.models import TradeDocument  # the table of every salted document
-
 LEDGER_KEY = "market.ledger"
 
 # The closed list of entry types (LEDGER.md §2). A new kind of event is added here
@@ -62,6 +60,10 @@ async def keep_salted(session: AsyncSession, subject: str, type: str,
     full = salt_document(type, subject, document)
     canonical = rfc8785.dumps(full)
     digest = hashlib.sha256(canonical).hexdigest()
+    # Imported here: the trading package's import registers its observers on machines
+    # that import this module (a loop at import time otherwise).
+    from market.trading.models import TradeDocument  # the table of every salted document
+
     session.add(TradeDocument(subject=subject, type=type, document=canonical.decode(), document_sha256=digest))
     return digest, full
 
