@@ -88,14 +88,45 @@ class Caller:
         return self.has(Role.operator) or self.has(Role.regulator)
 
 
+_MAX_TOKEN_LENGTH = 128  # ours are 47 characters; anything much longer was never issued
+# Where the rate limiter leaves the credential it resolved for this request (ASGI scope).
+RESOLVED = "market.credential"
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of ``Bearer <token>``, or None for anything else (absent, empty,
+    blank, another scheme, no token). Authentication refuses the latter with 401; the
+    rate limits count such a request as anonymous (``market.ratelimit``)."""
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
 def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization")
-    if not header:
-        return None
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    if header is None or not header.strip():
+        return None  # an empty header is no header (and is counted as anonymous by the limits)
+    token = bearer_token(header)
+    if token is None:
         raise NotAuthenticated("the Authorization header must be 'Bearer <token>'", kind="bad-token")
-    return token.strip()
+    return token
+
+
+async def resolve(state: Any, token: str) -> Credential | None:
+    """The credential of ``token``, or None when it is unknown or revoked: from this
+    process's memory, else one query (which fills the memory)."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > _MAX_TOKEN_LENGTH:
+        return None  # never issued: no query
+    token_hash = hash_token(token)
+    cache: CredentialCache = state.credentials
+    credential = cache.get(token_hash)
+    if credential is None:
+        credential = await _load(state, cache, token_hash)
+    return credential
 
 
 async def authenticate(request: Request) -> Caller | None:
@@ -104,11 +135,13 @@ async def authenticate(request: Request) -> Caller | None:
     if token is None:
         return None
     state = request.app.state
-    token_hash = hash_token(token)
-    cache: CredentialCache = state.credentials
-    credential = cache.get(token_hash)
+    resolved = request.scope.get(RESOLVED)  # type: ignore[call-overload]
+    if resolved is not None and resolved[0] == token:
+        credential = resolved[1]  # looked up moments ago by the rate limiter
+    else:
+        credential = await resolve(state, token)
     if credential is None:
-        credential = await _load(state, cache, token_hash)
+        raise NotAuthenticated("the token is unknown or revoked", kind="bad-token")
     account = credential.account
     if request.method not in _READS and (account.suspended or account.status == AccountStatus.rejected) \
             and not request.route_handler.opt.get(OPEN_TO_INACTIVE):
@@ -124,7 +157,7 @@ async def authenticate(request: Request) -> Caller | None:
     return Caller(account=account, token_id=credential.token_id)
 
 
-async def _load(state: Any, cache: CredentialCache, token_hash: str) -> Credential:
+async def _load(state: Any, cache: CredentialCache, token_hash: str) -> Credential | None:
     ticket = cache.ticket()
     async with state.read_sessionmaker() as session:
         row = (
@@ -135,7 +168,7 @@ async def _load(state: Any, cache: CredentialCache, token_hash: str) -> Credenti
             )
         ).first()
     if row is None or row[1] is not None:
-        raise NotAuthenticated("the token is unknown or revoked", kind="bad-token")
+        return None
     credential = Credential(token_id=row[0], account=AccountSnapshot.of(row[3]), last_used_at=row[2])
     cache.put(token_hash, credential, ticket)
     return credential

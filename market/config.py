@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     background_tasks: bool = True
     rate_limit_per_minute: int = 600
     rate_limit_signups_per_hour: int = 20
+    max_tokens_per_account: int = 20  # live (unrevoked) API tokens one account may hold
     redis_url: str = ""
     redis_prefix: str = "market"
     # Payments (API.md "Orders"): Stripe is off while the secret key is empty.
@@ -117,6 +118,13 @@ class Settings(BaseSettings):
     def _burst_count(cls, value: int) -> int:
         if value < 1:
             raise ValueError(f"order_burst_count must be 1 or more, got {value}")
+        return value
+
+    @field_validator("max_tokens_per_account")
+    @classmethod
+    def _max_tokens(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"max_tokens_per_account must be 1 or more (sign-up issues one), got {value}")
         return value
 
     @field_validator("fee_bps")
