@@ -40,6 +40,7 @@ from market.credentials import credential_memo
 from market.memo import Memo, PgListener, asyncpg_dsn, sqlite_epochs
 from market.logs import configure_logging, log, request_context_middleware
 from market.ratelimit import limiter_from, rate_limit_middleware
+from market.requests import MarketRequest
 from market.tasks import run_background
 
 
@@ -256,6 +257,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         },
         middleware=[request_context_middleware, rate_limit_middleware, exact_allow_middleware],
         request_max_body_size=settings.max_body_bytes,
+        request_class=MarketRequest,
         openapi_config=openapi.config(),
         debug=False,
     )
