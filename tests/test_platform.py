@@ -40,13 +40,44 @@ async def test_ready_is_503_when_migrations_are_behind(databases, tmp_path) -> N
         assert (await c.get("/health")).status_code == 200
 
 
-async def test_metrics(client) -> None:
+async def test_metrics(client, operator) -> None:
     await client.get("/health")
-    r = await client.get("/metrics")
+    r = await client.get("/metrics", headers=operator.auth)
     assert r.status_code == 200
     assert "market_http_requests_total" in r.text
     content_type = r.headers["content-type"]
     assert content_type.startswith("text/plain; version=") and content_type.count("charset=") == 1, content_type
+
+
+async def test_metrics_need_a_staff_token(client, parties, operator, regulator) -> None:
+    assert_problem(await client.get("/metrics"), 401, "missing-token")
+    assert_problem(await client.get("/metrics", headers={"Authorization": "Bearer mkt_nobody"}), 401, "bad-token")
+    buyer = await parties.sign_up(["buyer"])
+    assert_problem(await client.get("/metrics", headers=buyer.auth), 403, "wrong-role")
+    for staff in (operator, regulator):
+        r = await client.get("/metrics", headers=staff.auth)
+        assert r.status_code == 200 and "market_http_requests_total" in r.text
+
+
+async def test_metrics_for_the_addresses_in_metrics_allow(databases, tmp_path) -> None:
+    import httpx
+
+    from tests.registry_support import own_app
+
+    async with own_app(databases, tmp_path, metrics_allow="10.1.0.0/16, 192.0.2.7 2001:db8::/32") as app:
+        asgi = app.client.app  # started (lifespan) by the test client; called here with chosen client addresses
+
+        async def get(address: str, **headers: str) -> Any:
+            transport = httpx.ASGITransport(app=asgi, client=(address, 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://market") as c:
+                return await c.get("/metrics", headers=headers)
+
+        for address in ("10.1.200.3", "192.0.2.7", "2001:db8::5", "::ffff:10.1.0.1"):
+            r = await get(address)
+            assert r.status_code == 200 and "market_http_requests_total" in r.text, address
+        for address in ("10.2.0.1", "192.0.2.8", "127.0.0.1", "2001:db9::1"):
+            assert_problem(await get(address), 401, "missing-token")
+        assert (await get("127.0.0.1", Authorization=f"Bearer {app.operator.token}")).status_code == 200
 
 
 async def test_openapi(client) -> None:
