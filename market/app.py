@@ -25,6 +25,7 @@ from market.auth import Caller, provide_caller, provide_optional_caller
 from market.context import Ctx
 from market.config import Settings
 from market.errors import PROBLEM_JSON, DomainError, NotAuthenticated, ledger_problem, problem
+from market.keycheck import refuse_new_keys
 from market.keys import init_ledger_key
 from market.clock import Clock
 from market.ledger_routes import LedgerController, TlogController
@@ -211,6 +212,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine, read_engine = db.make_engines(settings.sqlalchemy_url)
+        # Keys are made only for a database that needs no existing ones (market.keycheck).
+        await refuse_new_keys(read_engine, settings.keys_dir, settings.blobs_dir)
         private_key, _ = init_ledger_key(settings.keys_dir)
         app.state.settings = settings
         app.state.engine = engine
