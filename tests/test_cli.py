@@ -243,3 +243,52 @@ async def test_an_app_will_not_start_without_the_keys_its_database_needs(databas
     assert "refusing to make new keys" in repr(failed.value) or "refusing to make new keys" in str(
         getattr(failed.value, "exceptions", "")), failed.value
     assert not (tmp_path / "elsewhere" / "keys" / "ledger.key").exists()
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_sqlite_database_and_its_directory_are_private(env, tmp_path) -> None:
+    """Under a umask of 022 the data directory is made 0700 and the database, its -wal
+    and its -shm 0600, like the keys; an existing world-readable database is narrowed."""
+    data = tmp_path / "private" / "var"
+    sqlite_env = {**env, "MARKET_DATA_DIR": str(data), "MARKET_DATABASE_URL": ""}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([*MARKET, *args], env=sqlite_env, capture_output=True, text=True, timeout=120,
+                                preexec_fn=lambda: os.umask(0o022))
+        assert result.returncode == 0, result.stderr
+        return result
+
+    run("db", "upgrade")
+    run("admin", "create-operator", "--name", "Op")
+    database = data / "market.db"
+    assert _mode(data) == 0o700 and _mode(data.parent) == 0o700  # both made by the market
+    files = [database, *(database.with_name(database.name + s) for s in ("-wal", "-shm", "-changes"))]
+    # -wal and -shm exist while a connection is open or after a crash; hold one open to see them.
+    import sqlite3
+
+    held = sqlite3.connect(database)
+    try:
+        held.execute("PRAGMA journal_mode=WAL")
+        held.execute("SELECT count(*) FROM accounts").fetchone()
+        for file in files[:3]:
+            assert file.exists() and _mode(file) == 0o600, (file, oct(_mode(file)))
+    finally:
+        held.close()
+    # A database left world-readable (made before this check) is narrowed on next use.
+    database.chmod(0o644)
+    run("db", "current")
+    assert _mode(database) == 0o600
+
+
+def test_an_existing_data_directory_keeps_its_mode(env, tmp_path) -> None:
+    data = tmp_path / "chosen"
+    data.mkdir(mode=0o750)
+    data.chmod(0o750)
+    result = subprocess.run([*MARKET, "db", "upgrade"], env={**env, "MARKET_DATA_DIR": str(data),
+                                                             "MARKET_DATABASE_URL": ""},
+                            capture_output=True, text=True, timeout=120, preexec_fn=lambda: os.umask(0o022))
+    assert result.returncode == 0, result.stderr
+    assert _mode(data) == 0o750 and _mode(data / "market.db") == 0o600
