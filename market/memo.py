@@ -37,14 +37,30 @@ from pathlib import Path
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import BigInteger, Column, event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import ORMExecuteState, Session
+from sqlmodel import Field, SQLModel
 
 from market.logs import log
 
 CHANNEL = "market_changes"
+
+# Topics whose every change also bumps a counter in the database (PostgreSQL), which
+# each request using the memo reads first (``Memo.validate``): a revocation must act
+# on the very next request in every process, and a NOTIFY can arrive after it.
+CHECKED_TOPICS = frozenset({"credentials"})
+
+
+class ChangeEpoch(SQLModel, table=True):
+    """How many committed transactions have changed ``topic`` (PostgreSQL; bumped in
+    the changing transaction itself, so visible exactly when the change is)."""
+
+    __tablename__ = "change_epochs"
+
+    topic: str = Field(primary_key=True, max_length=20)
+    epoch: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
 
 
 @dataclass(frozen=True)
@@ -65,7 +81,7 @@ _NOT_ASSETS = frozenset({"api_tokens", "account_keys", "idempotency_records", "l
                          # and they change with every trade.
                          "orders", "trade_documents", "deliveries", "disputes", "payouts", "refusals",
                          "stripe_events", "trade_stats", "trade_parties", "alerts", "alerted_orders",
-                         "oversight_actions", "evaluator_marks"})
+                         "oversight_actions", "evaluator_marks", "change_epochs"})
 _CREDENTIALS = {
     "accounts": Watch("credentials", inserts=False),
     "api_tokens": Watch("credentials", inserts=False, ignored_columns=frozenset({"last_used_at"})),
@@ -145,6 +161,7 @@ class Memo(Generic[V]):
         self._seen = epochs.read(topic) if epochs else b""
         self.capacity = capacity
         self.enabled = True
+        self._db_epoch: int | None = None
         _MEMOS.add(self)
 
     def _sync(self) -> None:
@@ -177,6 +194,20 @@ class Memo(Generic[V]):
     def invalidate(self) -> None:
         self._entries.clear()
         self._generation += 1
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever the memo is emptied."""
+        return self._generation
+
+    def validate(self, epoch: int) -> None:
+        """Empty the memo unless ``epoch`` — the topic's ``change_epochs`` counter, read
+        by the current request — is the one it last saw. Whatever was filled before a
+        change committed is then gone before this request looks (a fill racing it is
+        refused by its ticket)."""
+        if epoch != self._db_epoch:
+            self.invalidate()
+            self._db_epoch = epoch
 
 
 async def remembered(memo: "Memo[bytes]", key: Any, build: Callable[[], Awaitable[bytes]],
@@ -312,8 +343,14 @@ def _notify_before_commit(session: Session) -> None:
         session.flush()  # the final flush happens after this hook; run it now to know
     topics = session.info.get(_CHANGED)
     if topics and session.get_bind().dialect.name == "postgresql":
+        connection = session.connection()
+        checked = sorted(topics & CHECKED_TOPICS)
+        if checked:
+            # Visible exactly when the change is; read by every request (Memo.validate).
+            names = ", ".join(f"'{topic}'" for topic in checked)
+            connection.exec_driver_sql(f"UPDATE change_epochs SET epoch = epoch + 1 WHERE topic IN ({names})")
         # Delivered by PostgreSQL when this transaction commits, not before.
-        session.connection().exec_driver_sql(f"SELECT pg_notify('{CHANNEL}', '{','.join(sorted(topics))}')")
+        connection.exec_driver_sql(f"SELECT pg_notify('{CHANNEL}', '{','.join(sorted(topics))}')")
 
 
 @event.listens_for(Session, "after_commit")
@@ -339,4 +376,4 @@ def _forget_after_rollback(session: Session, previous_transaction: Any) -> None:
         session.info.pop(_CHANGED, None)
 
 
-__all__ = ["CHANNEL", "FileEpochs", "Memo", "PgListener", "asyncpg_dsn", "invalidate_local", "remembered", "sqlite_epochs"]
+__all__ = ["CHANNEL", "CHECKED_TOPICS", "ChangeEpoch", "FileEpochs", "Memo", "PgListener", "asyncpg_dsn", "invalidate_local", "remembered", "sqlite_epochs"]

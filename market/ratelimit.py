@@ -168,7 +168,7 @@ async def _account(state: Any, scope: dict[str, Any]) -> str | None:
     except Exception as exc:  # noqa: BLE001 - the route will meet (and report) the same failure
         log.warning("could not resolve a token for the rate limits", error=type(exc).__name__)
         return None
-    scope[auth.RESOLVED] = (token, credential)
+    scope[auth.RESOLVED] = (token, credential, state.credentials.generation)
     return credential.account.id if credential is not None else None
 
 
