@@ -15,7 +15,10 @@ process:
   topics as payload) before it commits; PostgreSQL delivers it when the change becomes
   visible, and every process LISTENs (``PgListener``) and empties those memos on
   receipt. While a process's listening connection is down its memos are off (every
-  request reads the database), and they are emptied when it is back.
+  request reads the database), and they are emptied when it is back. Delivery is
+  asynchronous, so for ``CHECKED_TOPICS`` (credentials) the transaction also bumps the
+  topic's row of ``change_epochs``, and a request reads that counter before using the
+  memo (``Memo.validate``): a change committed before the request began is always seen.
 - Other processes on SQLite (one machine, one file): the commit writes a new random
   8-byte epoch for each changed topic into ``<database>-changes`` (memory-mapped by
   every process); each lookup compares its topic's epoch with the one it last saw.
