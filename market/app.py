@@ -232,8 +232,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
                                                                             app.state.public_listings])
             await listener.start()
         app.state.change_listener = listener
-        # PostgreSQL: requests check the credentials change counter (market.auth.authenticate).
-        app.state.check_change_epochs = listener is not None
         app.state.ledger = Log(private_key, settings.ledger_origin, tile_memory=settings.ledger_tile_memory)
         app.state.master_key = MasterKey.load_or_create(settings.keys_dir / "master.key")
         app.state.blobs = BlobStore(settings.blobs_dir)

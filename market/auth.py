@@ -27,14 +27,12 @@ from typing import Any
 from litestar import Request
 from sqlalchemy import update
 from sqlmodel import select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import Account, ApiToken
 from market.accounts.schemas import AccountStatus, Role
 from market.credentials import TOPIC, AccountSnapshot, Credential, CredentialCache
 from market.errors import Forbidden, NotAuthenticated
 from market.logs import log
-from market.memo import ChangeEpoch
 from market.types import utcnow
 
 TOKEN_PREFIX = "mkt_"
@@ -131,22 +129,29 @@ async def resolve(state: Any, token: str) -> Credential | None:
     return credential
 
 
-async def authenticate(request: Request, session: AsyncSession | None = None) -> Caller | None:
+async def authenticate(request: Request) -> Caller | None:
     """The caller, or None when no token was sent. A bad or revoked token is always 401.
 
     On PostgreSQL the memory of tokens is first checked against the credentials
-    change counter, read on ``session`` (the request's own, so the round trip is on a
-    connection the request uses anyway): a revocation committed by any process before
-    this request began is seen, whether or not its NOTIFY has arrived yet."""
+    change counter, read after this request began (``PgListener.change_epochs``): a
+    revocation committed by any process before then is seen, whether or not its
+    NOTIFY has arrived yet."""
     token = _bearer(request)
     if token is None:
         return None
     state = request.app.state
     cache: CredentialCache = state.credentials
-    if session is not None and getattr(state, "check_change_epochs", False):
-        epoch = (await session.exec(select(ChangeEpoch.epoch).where(ChangeEpoch.topic == TOPIC))).first()
+    listener = getattr(state, "change_listener", None)
+    if listener is not None:
+        try:
+            epochs = await listener.change_epochs()
+        except Exception as exc:  # noqa: BLE001 - then nothing remembered is trusted
+            log.warning("could not read the change counter; reading tokens from the database",
+                        error=type(exc).__name__)
+            epochs = None
+        epoch = epochs.get(TOPIC) if epochs is not None else None
         if epoch is None:
-            cache.invalidate()  # no counter: trust nothing remembered
+            cache.invalidate()  # no counter (listener down, or no row): trust nothing remembered
         else:
             cache.validate(epoch)
     resolved = request.scope.get(RESOLVED)  # type: ignore[call-overload]
@@ -214,12 +219,12 @@ def _touch_done(state: Any) -> Any:
     return done
 
 
-async def provide_caller(request: Request, db: AsyncSession) -> Caller:
-    caller = await authenticate(request, db)
+async def provide_caller(request: Request) -> Caller:
+    caller = await authenticate(request)
     if caller is None:
         raise NotAuthenticated("this needs 'Authorization: Bearer <token>'", kind="missing-token")
     return caller
 
 
-async def provide_optional_caller(request: Request, db: AsyncSession) -> Caller | None:
-    return await authenticate(request, db)
+async def provide_optional_caller(request: Request) -> Caller | None:
+    return await authenticate(request)

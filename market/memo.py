@@ -17,8 +17,10 @@ process:
   receipt. While a process's listening connection is down its memos are off (every
   request reads the database), and they are emptied when it is back. Delivery is
   asynchronous, so for ``CHECKED_TOPICS`` (credentials) the transaction also bumps the
-  topic's row of ``change_epochs``, and a request reads that counter before using the
-  memo (``Memo.validate``): a change committed before the request began is always seen.
+  topic's row of ``change_epochs``, and a request reads that counter (on the listening
+  connection, one read shared by concurrent requests: ``PgListener.change_epochs``)
+  before using the memo (``Memo.validate``): a change committed before the request
+  began is always seen.
 - Other processes on SQLite (one machine, one file): the commit writes a new random
   8-byte epoch for each changed topic into ``<database>-changes`` (memory-mapped by
   every process); each lookup compares its topic's epoch with the one it last saw.
@@ -49,6 +51,7 @@ from sqlmodel import Field, SQLModel
 from market.logs import log
 
 CHANNEL = "market_changes"
+LISTENER_NAME = "market-listener"  # application_name of each process's listening connection
 
 # Topics whose every change also bumps a counter in the database (PostgreSQL), which
 # each request using the memo reads first (``Memo.validate``): a revocation must act
@@ -243,7 +246,37 @@ class PgListener:
         self._conn: Any = None
         self._task: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
+        self._next_read: asyncio.Future[dict[str, int]] | None = None
+        self._reader: asyncio.Task[None] | None = None
         self._enable(False)
+
+    async def change_epochs(self) -> dict[str, int] | None:
+        """``change_epochs`` as read by a query that began after this call did, so it
+        includes every change committed before; None while not connected.
+
+        Concurrent callers share one read: a caller joins the next read not yet
+        started, and one read runs at a time on the listening connection (no pool
+        checkout, no transaction). Under load that is one round trip for a whole
+        batch of requests."""
+        if self._conn is None or self._conn.is_closed():
+            return None
+        if self._next_read is None:
+            self._next_read = asyncio.get_running_loop().create_future()
+            self._next_read.add_done_callback(_retrieve)
+        joined = self._next_read
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read_epochs())
+        return await asyncio.shield(joined)
+
+    async def _read_epochs(self) -> None:
+        while self._next_read is not None:
+            batch, self._next_read = self._next_read, None  # later callers wait for the next read
+            try:
+                rows = await self._conn.fetch("SELECT topic, epoch FROM change_epochs", timeout=5.0)
+            except Exception as exc:  # noqa: BLE001 - handed to every caller of this read
+                batch.set_exception(exc)
+            else:
+                batch.set_result({row["topic"]: row["epoch"] for row in rows})
 
     def _enable(self, on: bool) -> None:
         for memo in self.memos:
@@ -259,7 +292,7 @@ class PgListener:
     async def _connect(self) -> None:
         import asyncpg
 
-        conn = await asyncpg.connect(self.dsn)
+        conn = await asyncpg.connect(self.dsn, server_settings={"application_name": LISTENER_NAME})
         conn.add_termination_listener(self._terminated)
         await conn.add_listener(CHANNEL, self._notified)
         self._conn = conn
@@ -288,12 +321,22 @@ class PgListener:
                 await asyncio.sleep(self.retry)
 
     async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reader
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._conn is not None and not self._conn.is_closed():
             await self._conn.close()
+
+
+def _retrieve(future: "asyncio.Future[Any]") -> None:
+    # Callers see the exception; this keeps asyncio from logging it as never retrieved.
+    if not future.cancelled():
+        future.exception()
 
 
 def asyncpg_dsn(sqlalchemy_url: str) -> str:
