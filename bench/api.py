@@ -213,6 +213,7 @@ class Server:
             # Far above anything sent here, so the limits never shape the figures.
             "MARKET_RATE_LIMIT_PER_MINUTE": HIGH_LIMIT,
             "MARKET_RATE_LIMIT_SIGNUPS_PER_HOUR": HIGH_LIMIT,
+            "MARKET_MAX_TOKENS_PER_ACCOUNT": HIGH_LIMIT,  # the write figure mints tokens
         }
         self.env.pop("MARKET_REDIS_URL", None)
         self.env.update(extra_env or {})

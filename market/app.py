@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,11 +19,13 @@ from ledger.errors import LedgerError
 from ledger.log import Log
 from market import __version__, db, openapi
 from market.accounts.routes import AccountController
+from market.accounts.schemas import Role
 from market.audit import LEDGER_KEY
 from market.auth import Caller, provide_caller, provide_optional_caller
 from market.context import Ctx
 from market.config import Settings
-from market.errors import PROBLEM_JSON, DomainError, ledger_problem, problem
+from market.errors import PROBLEM_JSON, DomainError, NotAuthenticated, ledger_problem, problem
+from market.keycheck import refuse_new_keys
 from market.keys import init_ledger_key
 from market.clock import Clock
 from market.ledger_routes import LedgerController, TlogController
@@ -40,6 +43,7 @@ from market.credentials import credential_memo
 from market.memo import Memo, PgListener, asyncpg_dsn, sqlite_epochs
 from market.logs import configure_logging, log, request_context_middleware
 from market.ratelimit import limiter_from, rate_limit_middleware
+from market.requests import MarketRequest
 from market.tasks import run_background
 
 
@@ -171,10 +175,30 @@ async def ready(state: State) -> Response[Any]:
 
 
 @get("/metrics", media_type="text/plain", tags=["operations"])
-async def metrics() -> Response[bytes]:
-    """Prometheus text exposition."""
+async def metrics(request: Request, state: State, maybe_caller: Caller | None) -> Response[bytes]:
+    """Prometheus text exposition: for staff tokens (operator, regulator) and for the
+    addresses in ``MARKET_METRICS_ALLOW``; 401 without a token, 403 for other accounts."""
+    client = request.scope.get("client")
+    if not metrics_allowed(state.settings.metrics_networks, client[0] if client else None):
+        if maybe_caller is None:
+            raise NotAuthenticated("metrics need a staff token, or an address listed in MARKET_METRICS_ALLOW",
+                                   kind="missing-token")
+        maybe_caller.require(Role.operator, Role.regulator)
     # CONTENT_TYPE_LATEST carries its charset; as a media type Litestar would append a second one.
     return Response(generate_latest(), headers={"content-type": CONTENT_TYPE_LATEST})
+
+
+def metrics_allowed(networks: "list[IPv4Network | IPv6Network]", address: str | None) -> bool:
+    """Whether ``address`` (the ASGI client's) is in one of ``networks``."""
+    if not networks or not address:
+        return False
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in networks)
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
@@ -188,6 +212,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine, read_engine = db.make_engines(settings.sqlalchemy_url)
+        # Keys are made only for a database that needs no existing ones (market.keycheck).
+        await refuse_new_keys(read_engine, settings.keys_dir, settings.blobs_dir)
         private_key, _ = init_ledger_key(settings.keys_dir)
         app.state.settings = settings
         app.state.engine = engine
@@ -256,6 +282,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         },
         middleware=[request_context_middleware, rate_limit_middleware, exact_allow_middleware],
         request_max_body_size=settings.max_body_bytes,
+        request_class=MarketRequest,
         openapi_config=openapi.config(),
         debug=False,
     )

@@ -30,7 +30,7 @@ from sqlmodel import select
 
 from market.accounts.models import Account, ApiToken
 from market.accounts.schemas import AccountStatus, Role
-from market.credentials import AccountSnapshot, Credential, CredentialCache
+from market.credentials import TOPIC, AccountSnapshot, Credential, CredentialCache
 from market.errors import Forbidden, NotAuthenticated
 from market.logs import log
 from market.types import utcnow
@@ -88,27 +88,79 @@ class Caller:
         return self.has(Role.operator) or self.has(Role.regulator)
 
 
+_MAX_TOKEN_LENGTH = 128  # ours are 47 characters; anything much longer was never issued
+# Where the rate limiter leaves the credential it resolved for this request (ASGI scope).
+RESOLVED = "market.credential"
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of ``Bearer <token>``, or None for anything else (absent, empty,
+    blank, another scheme, no token). Authentication refuses the latter with 401; the
+    rate limits count such a request as anonymous (``market.ratelimit``)."""
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
 def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization")
-    if not header:
-        return None
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise NotAuthenticated("the Authorization header must be 'Bearer <token>'", kind="bad-token")
-    return token.strip()
-
-
-async def authenticate(request: Request) -> Caller | None:
-    """The caller, or None when no token was sent. A bad or revoked token is always 401."""
-    token = _bearer(request)
+    if header is None or not header.strip():
+        return None  # an empty header is no header (and is counted as anonymous by the limits)
+    token = bearer_token(header)
     if token is None:
-        return None
-    state = request.app.state
+        raise NotAuthenticated("the Authorization header must be 'Bearer <token>'", kind="bad-token")
+    return token
+
+
+async def resolve(state: Any, token: str) -> Credential | None:
+    """The credential of ``token``, or None when it is unknown or revoked: from this
+    process's memory, else one query (which fills the memory)."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > _MAX_TOKEN_LENGTH:
+        return None  # never issued: no query
     token_hash = hash_token(token)
     cache: CredentialCache = state.credentials
     credential = cache.get(token_hash)
     if credential is None:
         credential = await _load(state, cache, token_hash)
+    return credential
+
+
+async def authenticate(request: Request) -> Caller | None:
+    """The caller, or None when no token was sent. A bad or revoked token is always 401.
+
+    On PostgreSQL the memory of tokens is first checked against the credentials
+    change counter, read after this request began (``PgListener.change_epochs``): a
+    revocation committed by any process before then is seen, whether or not its
+    NOTIFY has arrived yet."""
+    token = _bearer(request)
+    if token is None:
+        return None
+    state = request.app.state
+    cache: CredentialCache = state.credentials
+    listener = getattr(state, "change_listener", None)
+    if listener is not None:
+        try:
+            epochs = await listener.change_epochs()
+        except Exception as exc:  # noqa: BLE001 - then nothing remembered is trusted
+            log.warning("could not read the change counter; reading tokens from the database",
+                        error=type(exc).__name__)
+            epochs = None
+        epoch = epochs.get(TOPIC) if epochs is not None else None
+        if epoch is None:
+            cache.invalidate()  # no counter (listener down, or no row): trust nothing remembered
+        else:
+            cache.validate(epoch)
+    resolved = request.scope.get(RESOLVED)  # type: ignore[call-overload]
+    if resolved is not None and resolved[0] == token and resolved[2] == cache.generation:
+        credential = resolved[1]  # looked up moments ago by the rate limiter, and still current
+    else:
+        credential = await resolve(state, token)
+    if credential is None:
+        raise NotAuthenticated("the token is unknown or revoked", kind="bad-token")
     account = credential.account
     if request.method not in _READS and (account.suspended or account.status == AccountStatus.rejected) \
             and not request.route_handler.opt.get(OPEN_TO_INACTIVE):
@@ -124,7 +176,7 @@ async def authenticate(request: Request) -> Caller | None:
     return Caller(account=account, token_id=credential.token_id)
 
 
-async def _load(state: Any, cache: CredentialCache, token_hash: str) -> Credential:
+async def _load(state: Any, cache: CredentialCache, token_hash: str) -> Credential | None:
     ticket = cache.ticket()
     async with state.read_sessionmaker() as session:
         row = (
@@ -135,7 +187,7 @@ async def _load(state: Any, cache: CredentialCache, token_hash: str) -> Credenti
             )
         ).first()
     if row is None or row[1] is not None:
-        raise NotAuthenticated("the token is unknown or revoked", kind="bad-token")
+        return None
     credential = Credential(token_id=row[0], account=AccountSnapshot.of(row[3]), last_used_at=row[2])
     cache.put(token_hash, credential, ticket)
     return credential

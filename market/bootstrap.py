@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
@@ -18,19 +19,32 @@ from market.accounts.regulators import create_regulator
 from market.accounts.schemas import AccountCreate, Role
 from market.audit import LEDGER_KEY
 from market.config import Settings
+from market.keycheck import refuse_new_keys
 from market.keys import init_ledger_key
 
 
-def open_ledger(settings: Settings) -> tuple[AsyncEngine, db.SessionMaker, Log]:
-    engine = db.make_engine(settings.sqlalchemy_url)
+async def ledger_key(settings: Settings, engine: AsyncEngine) -> Ed25519PrivateKey:
+    """The ledger key, made only if nothing in the database needs an existing one
+    (``market.keycheck``)."""
+    await refuse_new_keys(engine, settings.keys_dir, settings.blobs_dir)
     private_key, _ = init_ledger_key(settings.keys_dir)
+    return private_key
+
+
+async def open_ledger(settings: Settings) -> tuple[AsyncEngine, db.SessionMaker, Log]:
+    engine = db.make_engine(settings.sqlalchemy_url)
+    try:
+        private_key = await ledger_key(settings, engine)
+    except BaseException:
+        await engine.dispose()
+        raise
     return engine, db.make_sessionmaker(engine), Log(private_key, settings.ledger_origin)
 
 
 async def create_staff_account(settings: Settings, engine: AsyncEngine, name: str, role: str) -> str:
     """Create a verified operator account and return its token (a regulator is made only
     from an enrollment: ``create_regulator_account``)."""
-    private_key, _ = init_ledger_key(settings.keys_dir)
+    private_key = await ledger_key(settings, engine)
     log = Log(private_key, settings.ledger_origin)
     async with db.make_sessionmaker(engine)() as session:
         session.info[LEDGER_KEY] = log
@@ -46,7 +60,7 @@ async def create_regulator_account(settings: Settings, engine: AsyncEngine, enro
     verified regulator account with the enrolled key, and return its token. Raises
     ``EnrollmentError`` (bad enrollment, wrong or no authority) or a domain ``Conflict``."""
     enrollment = check_enrollment(enrollment_file, settings.regulator_authority)
-    private_key, _ = init_ledger_key(settings.keys_dir)
+    private_key = await ledger_key(settings, engine)
     log = Log(private_key, settings.ledger_origin)
     async with db.make_sessionmaker(engine)() as session:
         session.info[LEDGER_KEY] = log
@@ -57,14 +71,15 @@ async def create_regulator_account(settings: Settings, engine: AsyncEngine, enro
 
 
 async def prepare(settings: Settings) -> str | None:
-    """Migrate, create the ledger key, and on an empty database create an operator.
+    """Migrate, create the ledger key (never beside a database that needs the old
+    one: ``market.keycheck``), and on an empty database create an operator.
 
     Returns the new operator's token when one was created.
     """
     engine = db.make_engine(settings.sqlalchemy_url)
     try:
         await db.upgrade(engine)
-        init_ledger_key(settings.keys_dir)
+        await ledger_key(settings, engine)
         async with db.make_sessionmaker(engine)() as session:
             count = (await session.exec(select(func.count()).select_from(Account))).one()
         if count:
@@ -76,7 +91,7 @@ async def prepare(settings: Settings) -> str | None:
 
 async def export_ledger(settings: Settings, directory: Path) -> int:
     """Write checkpoint, entry bundles and hash tiles as files, as served under /v1/ledger/tlog/."""
-    engine, maker, log = open_ledger(settings)
+    engine, maker, log = await open_ledger(settings)
     try:
         async with maker() as session:
             cp = await log.checkpoint(session)

@@ -143,10 +143,21 @@ def keys_group() -> None:
 
 @keys_group.command("init")
 def keys_init() -> None:
-    """Create the ledger signing key if missing (mode 0600)."""
+    """Create the ledger signing key if missing (mode 0600) — unless the database
+    already holds entries signed by a key that is missing: then refuse, exit 1."""
+    from market.keycheck import refuse_new_keys
     from market.keys import init_ledger_key, ledger_key_path
 
     settings = _settings()
+
+    async def check() -> None:
+        engine = db.make_engine(settings.sqlalchemy_url)
+        try:
+            await refuse_new_keys(engine, settings.keys_dir, settings.blobs_dir)
+        finally:
+            await engine.dispose()
+
+    _run(check())
     _, created = init_ledger_key(settings.keys_dir)
     path = ledger_key_path(settings.keys_dir)
     click.echo(f"{'created' if created else 'kept'} {path}", err=True)
@@ -287,7 +298,7 @@ def ledger_integrate() -> None:
     settings = _settings()
 
     async def go() -> str:
-        engine, maker, log = open_ledger(settings)
+        engine, maker, log = await open_ledger(settings)
         try:
             total = 0
             while True:

@@ -6,6 +6,7 @@ Every setting is documented in the README with its default. ``create_app`` takes
 
 import re
 from datetime import timedelta
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
 from pydantic import field_validator
@@ -33,6 +34,19 @@ def async_database_url(url: str) -> str:
         if url.startswith(plain):
             return driver + url[len(plain):]
     return url
+
+
+def _networks(text: str) -> list[IPv4Network | IPv6Network]:
+    """``10.0.0.0/8, 192.168.1.5 ::1`` → networks (an address is a network of one)."""
+    networks = []
+    for item in re.split(r"[,\s]+", text.strip()):
+        if not item:
+            continue
+        try:
+            networks.append(ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or CIDR network (e.g. 10.0.0.0/8)") from None
+    return networks
 
 
 class Settings(BaseSettings):
@@ -64,6 +78,10 @@ class Settings(BaseSettings):
     background_tasks: bool = True
     rate_limit_per_minute: int = 600
     rate_limit_signups_per_hour: int = 20
+    max_tokens_per_account: int = 20  # live (unrevoked) API tokens one account may hold
+    # Addresses or CIDR networks (comma or space separated) that may read /metrics
+    # without a token; empty: staff tokens only.
+    metrics_allow: str = ""
     redis_url: str = ""
     redis_prefix: str = "market"
     # Payments (API.md "Orders"): Stripe is off while the secret key is empty.
@@ -154,6 +172,19 @@ class Settings(BaseSettings):
             raise ValueError(f"order_burst_count must be 1 or more, got {value}")
         return value
 
+    @field_validator("max_tokens_per_account")
+    @classmethod
+    def _max_tokens(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"max_tokens_per_account must be 1 or more (sign-up issues one), got {value}")
+        return value
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _metrics_allow(cls, value: str) -> str:
+        _networks(value)
+        return value
+
     @field_validator("fee_bps")
     @classmethod
     def _fee_bps(cls, value: int) -> int:
@@ -198,6 +229,10 @@ class Settings(BaseSettings):
     @property
     def witness_stale_delta(self) -> timedelta:
         return parse_duration(self.witness_stale_after)
+
+    @property
+    def metrics_networks(self) -> list[IPv4Network | IPv6Network]:
+        return _networks(self.metrics_allow)
 
     @property
     def witness_vkeys(self) -> list[str]:

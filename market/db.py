@@ -13,6 +13,9 @@ would upgrade the deferred transaction's lock and could fail at once with
 ``SQLITE_BUSY`` when another writer committed since its snapshot.
 """
 
+import contextlib
+import os
+import stat
 from pathlib import Path
 
 from alembic import command
@@ -31,6 +34,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 # Every process that opens sessions registers the events that tell memos (its own and
 # other processes') about changed rows.
 from market import memo as _memo  # noqa: F401
+from market.logs import log
 
 ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
 
@@ -49,11 +53,53 @@ def is_sqlite(url_or_engine: str | AsyncEngine) -> bool:
     return url.startswith("sqlite")
 
 
+# SQLite's own files beside the database; SQLite gives each the database file's mode.
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def _make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and any missing parents 0700; existing ones are left alone."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        if directory.parent == directory:
+            break
+        directory = directory.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+            path.mkdir(mode=0o700)
+
+
+def private_database_files(path: Path) -> None:
+    """Make a SQLite database's files readable by their owner only, before SQLite opens it.
+
+    The directories the market creates are 0700 (a directory the operator made is
+    left as it is: its mode is their choice). The database file is created empty with
+    mode 0600 (SQLite takes a zero-length file as an empty database) so that SQLite,
+    which gives its ``-wal``, ``-shm`` and ``-journal`` files the database file's mode,
+    makes them 0600 too. Files of an existing database that group or others may read
+    are narrowed to 0600, with a warning: the market owns them, and they hold
+    everything, tokens' hashes and parties' data included.
+    """
+    _make_private_dirs(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in SQLITE_COMPANIONS)):
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            os.chmod(file, mode & 0o700)
+            log.warning("database file was open to group or others; made private",
+                        file=str(file), was=f"{mode:04o}", now=f"{mode & 0o700:04o}")
+
+
 def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = None) -> AsyncEngine:
     if is_sqlite(url):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_database_files(Path(path))
         pool = {} if max_overflow is None else {"pool_size": pool_size, "max_overflow": max_overflow}
         # No rollback on return to the pool: sessions and connections end their own
         # transactions, and with aiosqlite each call is a round trip to a thread.

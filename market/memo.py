@@ -15,7 +15,12 @@ process:
   topics as payload) before it commits; PostgreSQL delivers it when the change becomes
   visible, and every process LISTENs (``PgListener``) and empties those memos on
   receipt. While a process's listening connection is down its memos are off (every
-  request reads the database), and they are emptied when it is back.
+  request reads the database), and they are emptied when it is back. Delivery is
+  asynchronous, so for ``CHECKED_TOPICS`` (credentials) the transaction also bumps the
+  topic's row of ``change_epochs``, and a request reads that counter (on the listening
+  connection, one read shared by concurrent requests: ``PgListener.change_epochs``)
+  before using the memo (``Memo.validate``): a change committed before the request
+  began is always seen.
 - Other processes on SQLite (one machine, one file): the commit writes a new random
   8-byte epoch for each changed topic into ``<database>-changes`` (memory-mapped by
   every process); each lookup compares its topic's epoch with the one it last saw.
@@ -37,14 +42,31 @@ from pathlib import Path
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import BigInteger, Column, event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import ORMExecuteState, Session
+from sqlmodel import Field, SQLModel
 
 from market.logs import log
 
 CHANNEL = "market_changes"
+LISTENER_NAME = "market-listener"  # application_name of each process's listening connection
+
+# Topics whose every change also bumps a counter in the database (PostgreSQL), which
+# each request using the memo reads first (``Memo.validate``): a revocation must act
+# on the very next request in every process, and a NOTIFY can arrive after it.
+CHECKED_TOPICS = frozenset({"credentials"})
+
+
+class ChangeEpoch(SQLModel, table=True):
+    """How many committed transactions have changed ``topic`` (PostgreSQL; bumped in
+    the changing transaction itself, so visible exactly when the change is)."""
+
+    __tablename__ = "change_epochs"
+
+    topic: str = Field(primary_key=True, max_length=20)
+    epoch: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
 
 
 @dataclass(frozen=True)
@@ -65,7 +87,7 @@ _NOT_ASSETS = frozenset({"api_tokens", "account_keys", "idempotency_records", "l
                          # and they change with every trade.
                          "orders", "trade_documents", "deliveries", "disputes", "payouts", "refusals",
                          "stripe_events", "trade_stats", "trade_parties", "alerts", "alerted_orders",
-                         "oversight_actions", "evaluator_marks"})
+                         "oversight_actions", "evaluator_marks", "change_epochs"})
 _CREDENTIALS = {
     "accounts": Watch("credentials", inserts=False),
     "api_tokens": Watch("credentials", inserts=False, ignored_columns=frozenset({"last_used_at"})),
@@ -145,6 +167,7 @@ class Memo(Generic[V]):
         self._seen = epochs.read(topic) if epochs else b""
         self.capacity = capacity
         self.enabled = True
+        self._db_epoch: int | None = None
         _MEMOS.add(self)
 
     def _sync(self) -> None:
@@ -178,6 +201,20 @@ class Memo(Generic[V]):
         self._entries.clear()
         self._generation += 1
 
+    @property
+    def generation(self) -> int:
+        """Changes whenever the memo is emptied."""
+        return self._generation
+
+    def validate(self, epoch: int) -> None:
+        """Empty the memo unless ``epoch`` — the topic's ``change_epochs`` counter, read
+        by the current request — is the one it last saw. Whatever was filled before a
+        change committed is then gone before this request looks (a fill racing it is
+        refused by its ticket)."""
+        if epoch != self._db_epoch:
+            self.invalidate()
+            self._db_epoch = epoch
+
 
 async def remembered(memo: "Memo[bytes]", key: Any, build: Callable[[], Awaitable[bytes]],
                      max_bytes: int = 256 * 1024) -> bytes:
@@ -209,7 +246,37 @@ class PgListener:
         self._conn: Any = None
         self._task: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
+        self._next_read: asyncio.Future[dict[str, int]] | None = None
+        self._reader: asyncio.Task[None] | None = None
         self._enable(False)
+
+    async def change_epochs(self) -> dict[str, int] | None:
+        """``change_epochs`` as read by a query that began after this call did, so it
+        includes every change committed before; None while not connected.
+
+        Concurrent callers share one read: a caller joins the next read not yet
+        started, and one read runs at a time on the listening connection (no pool
+        checkout, no transaction). Under load that is one round trip for a whole
+        batch of requests."""
+        if self._conn is None or self._conn.is_closed():
+            return None
+        if self._next_read is None:
+            self._next_read = asyncio.get_running_loop().create_future()
+            self._next_read.add_done_callback(_retrieve)
+        joined = self._next_read
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read_epochs())
+        return await asyncio.shield(joined)
+
+    async def _read_epochs(self) -> None:
+        while self._next_read is not None:
+            batch, self._next_read = self._next_read, None  # later callers wait for the next read
+            try:
+                rows = await self._conn.fetch("SELECT topic, epoch FROM change_epochs", timeout=5.0)
+            except Exception as exc:  # noqa: BLE001 - handed to every caller of this read
+                batch.set_exception(exc)
+            else:
+                batch.set_result({row["topic"]: row["epoch"] for row in rows})
 
     def _enable(self, on: bool) -> None:
         for memo in self.memos:
@@ -225,7 +292,7 @@ class PgListener:
     async def _connect(self) -> None:
         import asyncpg
 
-        conn = await asyncpg.connect(self.dsn)
+        conn = await asyncpg.connect(self.dsn, server_settings={"application_name": LISTENER_NAME})
         conn.add_termination_listener(self._terminated)
         await conn.add_listener(CHANNEL, self._notified)
         self._conn = conn
@@ -254,12 +321,22 @@ class PgListener:
                 await asyncio.sleep(self.retry)
 
     async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reader
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._conn is not None and not self._conn.is_closed():
             await self._conn.close()
+
+
+def _retrieve(future: "asyncio.Future[Any]") -> None:
+    # Callers see the exception; this keeps asyncio from logging it as never retrieved.
+    if not future.cancelled():
+        future.exception()
 
 
 def asyncpg_dsn(sqlalchemy_url: str) -> str:
@@ -312,8 +389,14 @@ def _notify_before_commit(session: Session) -> None:
         session.flush()  # the final flush happens after this hook; run it now to know
     topics = session.info.get(_CHANGED)
     if topics and session.get_bind().dialect.name == "postgresql":
+        connection = session.connection()
+        checked = sorted(topics & CHECKED_TOPICS)
+        if checked:
+            # Visible exactly when the change is; read by every request (Memo.validate).
+            names = ", ".join(f"'{topic}'" for topic in checked)
+            connection.exec_driver_sql(f"UPDATE change_epochs SET epoch = epoch + 1 WHERE topic IN ({names})")
         # Delivered by PostgreSQL when this transaction commits, not before.
-        session.connection().exec_driver_sql(f"SELECT pg_notify('{CHANNEL}', '{','.join(sorted(topics))}')")
+        connection.exec_driver_sql(f"SELECT pg_notify('{CHANNEL}', '{','.join(sorted(topics))}')")
 
 
 @event.listens_for(Session, "after_commit")
@@ -339,4 +422,4 @@ def _forget_after_rollback(session: Session, previous_transaction: Any) -> None:
         session.info.pop(_CHANGED, None)
 
 
-__all__ = ["CHANNEL", "FileEpochs", "Memo", "PgListener", "asyncpg_dsn", "invalidate_local", "remembered", "sqlite_epochs"]
+__all__ = ["CHANNEL", "CHECKED_TOPICS", "ChangeEpoch", "FileEpochs", "Memo", "PgListener", "asyncpg_dsn", "invalidate_local", "remembered", "sqlite_epochs"]

@@ -6,6 +6,7 @@ from ledger.store import CheckpointRow, Cosignature, Leaf, PendingEntry, Tile
 from market.accounts.models import Account, AccountKey, ApiToken
 from market.idempotency import IdempotencyRecord
 from market.listings.models import Listing, ListingDoc, ListingTerms
+from market.memo import ChangeEpoch
 from market.payments.models import StripeEvent
 from market.oversight.models import (
     Alert, AlertedOrder, EvaluatorMark, OversightAction, TradeDay, TradeParty, TradePartyMonth, TradeStat, TradeStatMonth,
@@ -20,5 +21,5 @@ __all__ = [
     "PendingEntry", "Tile", "metadata", "Asset", "AssetRevision", "Objection", "RegistrationCounter", "Transfer",
     "Listing", "ListingDoc", "ListingTerms", "Delivery", "DeliveryBatch", "Dispute", "Order", "PaymentReturn", "Payout",
     "Refusal", "TradeDocument",
-    "StripeEvent",
+    "StripeEvent", "ChangeEpoch",
 ]

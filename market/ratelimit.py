@@ -3,12 +3,17 @@
 Two limits, both fixed windows, both settings (``0`` turns one off):
 
 - every request, per caller: ``MARKET_RATE_LIMIT_PER_MINUTE`` per minute. The caller
-  is the bearer token when one is sent (its SHA-256, never the token), else the
-  client address. Tokens are counted before they are checked: a made-up token only
-  ever earns a 401.
-- anonymous sign-ups (``POST /v1/accounts`` without a token), per client address:
-  ``MARKET_RATE_LIMIT_SIGNUPS_PER_HOUR`` per hour, on top of the first. Each sign-up
-  adds a permanent ledger entry, hence the stricter limit.
+  is the *account* of a valid bearer token (every token of one account shares one
+  count, so minting tokens buys no capacity), else the client address: a request
+  without a usable token (none, an empty or blank ``Authorization`` header, another
+  scheme, an unknown or revoked token) counts against its address.
+- anonymous sign-ups (``POST /v1/accounts`` without a valid token), per client
+  address: ``MARKET_RATE_LIMIT_SIGNUPS_PER_HOUR`` per hour, on top of the first. Each
+  sign-up adds a permanent ledger entry, hence the stricter limit.
+
+Finding a token's account costs nothing once the process has seen the token
+(``market.auth.resolve``, the credentials memo) and one query otherwise, which the
+route then does not repeat.
 
 ``/health``, ``/ready`` and ``/metrics`` are never limited. A refused request reaches
 no route, so it changes nothing. Counts live in this process (``MemoryCounter``) or,
@@ -21,12 +26,12 @@ The client address is the ASGI ``client``; behind a proxy, run uvicorn with
 ``--forwarded-allow-ips`` so that it is the caller's, not the proxy's.
 """
 
-import hashlib
 import math
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from market import auth
 from market.errors import TooManyRequests
 from market.logs import log
 
@@ -131,15 +136,15 @@ class RateLimiter:
                 headers={"Retry-After": str(retry_after)},
             )
 
-    async def check(self, method: str, path: str, authorization: bytes | None, address: str) -> None:
+    async def check(self, method: str, path: str, account: str | None, address: str) -> None:
+        """Count one request of ``account`` (None: anonymous, counted by ``address``)."""
         if path in UNLIMITED_PATHS:
             return
         now = self.clock()
-        if self.signups is not None and method == "POST" and authorization is None and path in SIGN_UP_PATHS:
+        if self.signups is not None and method == "POST" and account is None and path in SIGN_UP_PATHS:
             await self._hit(self.signups, "addr:" + address, now)
         if self.general is not None:
-            caller = "tok:" + hashlib.sha256(authorization).hexdigest()[:32] if authorization else "addr:" + address
-            await self._hit(self.general, caller, now)
+            await self._hit(self.general, "acct:" + account if account else "addr:" + address, now)
 
 
 def limiter_from(settings: Any) -> RateLimiter:
@@ -147,20 +152,37 @@ def limiter_from(settings: Any) -> RateLimiter:
     return RateLimiter(counter, settings.rate_limit_per_minute, settings.rate_limit_signups_per_hour)
 
 
+async def _account(state: Any, scope: dict[str, Any]) -> str | None:
+    """The account of the request's bearer token, or None when it has no usable one.
+    The credential found is left in the scope for ``market.auth.authenticate``."""
+    header = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            header = value.decode("latin-1")
+            break
+    token = auth.bearer_token(header)
+    if token is None:
+        return None
+    try:
+        credential = await auth.resolve(state, token)
+    except Exception as exc:  # noqa: BLE001 - the route will meet (and report) the same failure
+        log.warning("could not resolve a token for the rate limits", error=type(exc).__name__)
+        return None
+    scope[auth.RESOLVED] = (token, credential, state.credentials.generation)
+    return credential.account.id if credential is not None else None
+
+
 def rate_limit_middleware(app: Any) -> Any:
     """ASGI middleware applying ``scope['litestar_app'].state.limiter`` before the route runs."""
 
     async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            limiter: RateLimiter | None = getattr(scope["litestar_app"].state, "limiter", None)
-            if limiter is not None:
-                authorization = None
-                for name, value in scope["headers"]:
-                    if name == b"authorization":
-                        authorization = value
-                        break
+            state = scope["litestar_app"].state
+            limiter: RateLimiter | None = getattr(state, "limiter", None)
+            if limiter is not None and scope["path"] not in UNLIMITED_PATHS:
+                account = await _account(state, scope)
                 client = scope.get("client")
-                await limiter.check(scope["method"], scope["path"], authorization, client[0] if client else "unknown")
+                await limiter.check(scope["method"], scope["path"], account, client[0] if client else "unknown")
         await app(scope, receive, send)
 
     return middleware

@@ -62,7 +62,7 @@ def open_document(
         raise Unprocessable(f"signing_bytes is {len(raw)} bytes, want at most {MAX_DOCUMENT_BYTES}", kind="malformed-document")
     try:
         document = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested beyond reason
         raise Unprocessable("signing_bytes is not JSON", kind="malformed-document") from None
     if not isinstance(document, dict):
         raise Unprocessable("signing_bytes is not a JSON object", kind="malformed-document")

@@ -252,6 +252,34 @@ async def test_tokens_create_list_revoke(client, parties: Parties) -> None:
     assert (await client.get("/v1/accounts/me", headers=party.auth)).status_code == 200
 
 
+async def test_live_tokens_per_account_are_capped(databases, tmp_path) -> None:
+    """MARKET_MAX_TOKENS_PER_ACCOUNT live tokens at most (a pending account too): one
+    more is 409 too-many-tokens and creates nothing; revoking one frees a place."""
+    from tests.registry_support import own_app
+
+    async with own_app(databases, tmp_path, max_tokens_per_account=3) as app:
+        party = await app.parties.sign_up(["buyer"])  # pending, holding its sign-up token
+        assert party.body["status"] == "pending"
+        made = []
+        for _ in range(2):
+            r = await app.client.post("/v1/accounts/me/tokens", json={}, headers=party.auth)
+            assert r.status_code == 201, r.text
+            made.append(r.json())
+        before = (await app.client.get("/v1/accounts/me/tokens", headers=party.auth)).json()["items"]
+        assert len(before) == 3
+        r = await app.client.post("/v1/accounts/me/tokens", json={"label": "one too many"}, headers=party.auth)
+        problem = assert_problem(r, 409, "too-many-tokens")
+        assert "3" in problem["detail"]
+        assert (await app.client.get("/v1/accounts/me/tokens", headers=party.auth)).json()["items"] == before
+        # Revoked tokens do not count.
+        assert (await app.client.delete(f"/v1/accounts/me/tokens/{made[0]['id']}", headers=party.auth)).status_code == 204
+        r = await app.client.post("/v1/accounts/me/tokens", json={}, headers=party.auth)
+        assert r.status_code == 201, r.text
+        # Another account has its own places.
+        other = await app.parties.sign_up(["buyer"])
+        assert (await app.client.post("/v1/accounts/me/tokens", json={}, headers=other.auth)).status_code == 201
+
+
 async def test_tokens_are_stored_hashed(client, parties: Parties, settings) -> None:
     from sqlmodel import select
 

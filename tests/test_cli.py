@@ -157,6 +157,40 @@ def test_serve_bootstraps_an_operator_and_answers_health(env) -> None:
     assert "mkt_" not in out
 
 
+def test_no_new_keys_beside_a_database_that_needs_the_old_ones(env) -> None:
+    """A missing keys directory on a database in use is refused in one line (exit 1) by
+    serve and keys init, and nothing is made; a fresh database still gets its keys."""
+    data = Path(env["MARKET_DATA_DIR"])
+    market(env, "db", "upgrade")
+    market(env, "admin", "create-operator", "--name", "Op")  # a ledger entry signed with the key
+    (data / "keys").rename(data / "keys.lost")
+    port = _free_port()
+    for args in (("serve", "--port", str(port)), ("keys", "init"), ("admin", "create-operator", "--name", "X"),
+                 ("ledger", "integrate")):
+        result = market(env, *args, check=False)
+        assert result.returncode == 1, (args, result.stderr)
+        assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
+        assert "refusing to make new keys" in result.stderr and "ledger.key is missing" in result.stderr
+        assert "ledger entries" in result.stderr
+        assert not (data / "keys" / "ledger.key").exists(), args
+        assert not (data / "keys" / "master.key").exists(), args
+    # The ledger key back, the master key still lost, content stored: refused, naming it.
+    (data / "keys").mkdir(mode=0o700)
+    (data / "keys.lost" / "ledger.key").rename(data / "keys" / "ledger.key")
+    (data / "blobs" / "ab").mkdir(parents=True)
+    (data / "blobs" / "ab" / "content").write_bytes(b"sealed")
+    result = market(env, "keys", "init", check=False)
+    assert result.returncode == 1 and "master.key is missing" in result.stderr and "stored content" in result.stderr
+    assert "ledger.key is missing" not in result.stderr
+    assert not (data / "keys" / "master.key").exists()
+
+
+def test_keys_are_made_for_a_fresh_database(env) -> None:
+    market(env, "db", "upgrade")
+    market(env, "keys", "init")
+    assert (Path(env["MARKET_DATA_DIR"]) / "keys" / "ledger.key").exists()
+
+
 def test_client_keygen_and_sign(env, tmp_path) -> None:
     import base64
 
@@ -235,3 +269,71 @@ def test_known_failures_are_one_line_that_says_what_to_do(env) -> None:
                   "db", "current", check=False)
     assert down.returncode == 1 and "Traceback" not in down.stderr, down.stderr
     assert "MARKET_DATABASE_URL" in down.stderr and "secret" not in down.stderr
+
+
+async def test_an_app_will_not_start_without_the_keys_its_database_needs(databases, tmp_path) -> None:
+    """Workers started without ``market serve`` (``uvicorn --factory``) refuse too."""
+    from litestar.testing import AsyncTestClient
+
+    from market.app import create_app
+    from tests.conftest import make_settings
+    from tests.registry_support import own_app
+
+    async with own_app(databases, tmp_path / "first") as used:
+        url = used.parties.settings.database_url
+    moved = make_settings(tmp_path / "elsewhere", url)
+    with pytest.raises(BaseException) as failed:
+        async with AsyncTestClient(app=create_app(moved)):
+            pass
+    assert "refusing to make new keys" in repr(failed.value) or "refusing to make new keys" in str(
+        getattr(failed.value, "exceptions", "")), failed.value
+    assert not (tmp_path / "elsewhere" / "keys" / "ledger.key").exists()
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_sqlite_database_and_its_directory_are_private(env, tmp_path) -> None:
+    """Under a umask of 022 the data directory is made 0700 and the database, its -wal
+    and its -shm 0600, like the keys; an existing world-readable database is narrowed."""
+    data = tmp_path / "private" / "var"
+    sqlite_env = {**env, "MARKET_DATA_DIR": str(data), "MARKET_DATABASE_URL": ""}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([*MARKET, *args], env=sqlite_env, capture_output=True, text=True, timeout=120,
+                                preexec_fn=lambda: os.umask(0o022))
+        assert result.returncode == 0, result.stderr
+        return result
+
+    run("db", "upgrade")
+    run("admin", "create-operator", "--name", "Op")
+    database = data / "market.db"
+    assert _mode(data) == 0o700 and _mode(data.parent) == 0o700  # both made by the market
+    files = [database, *(database.with_name(database.name + s) for s in ("-wal", "-shm", "-changes"))]
+    # -wal and -shm exist while a connection is open or after a crash; hold one open to see them.
+    import sqlite3
+
+    held = sqlite3.connect(database)
+    try:
+        held.execute("PRAGMA journal_mode=WAL")
+        held.execute("SELECT count(*) FROM accounts").fetchone()
+        for file in files[:3]:
+            assert file.exists() and _mode(file) == 0o600, (file, oct(_mode(file)))
+    finally:
+        held.close()
+    # A database left world-readable (made before this check) is narrowed on next use.
+    database.chmod(0o644)
+    run("db", "current")
+    assert _mode(database) == 0o600
+
+
+def test_an_existing_data_directory_keeps_its_mode(env, tmp_path) -> None:
+    data = tmp_path / "chosen"
+    data.mkdir(mode=0o750)
+    data.chmod(0o750)
+    result = subprocess.run([*MARKET, "db", "upgrade"], env={**env, "MARKET_DATA_DIR": str(data),
+                                                             "MARKET_DATABASE_URL": ""},
+                            capture_output=True, text=True, timeout=120, preexec_fn=lambda: os.umask(0o022))
+    assert result.returncode == 0, result.stderr
+    assert _mode(data) == 0o750 and _mode(data / "market.db") == 0o600

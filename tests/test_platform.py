@@ -1,5 +1,10 @@
 """Health, readiness, metrics, OpenAPI, request ids."""
 
+import re
+from typing import Any
+
+import pytest
+
 from tests.conftest import assert_problem, random_uscc
 
 
@@ -35,13 +40,46 @@ async def test_ready_is_503_when_migrations_are_behind(databases, tmp_path) -> N
         assert (await c.get("/health")).status_code == 200
 
 
-async def test_metrics(client) -> None:
+async def test_metrics(client, operator) -> None:
     await client.get("/health")
-    r = await client.get("/metrics")
+    r = await client.get("/metrics", headers=operator.auth)
     assert r.status_code == 200
     assert "market_http_requests_total" in r.text
     content_type = r.headers["content-type"]
     assert content_type.startswith("text/plain; version=") and content_type.count("charset=") == 1, content_type
+
+
+async def test_metrics_need_a_staff_token(client, parties, operator, regulator) -> None:
+    assert_problem(await client.get("/metrics"), 401, "missing-token")
+    assert_problem(await client.get("/metrics", headers={"Authorization": "Bearer mkt_nobody"}), 401, "bad-token")
+    buyer = await parties.sign_up(["buyer"])
+    assert_problem(await client.get("/metrics", headers=buyer.auth), 403, "wrong-role")
+    for staff in (operator, regulator):
+        r = await client.get("/metrics", headers=staff.auth)
+        assert r.status_code == 200 and "market_http_requests_total" in r.text
+
+
+async def test_metrics_for_the_addresses_in_metrics_allow(databases, tmp_path) -> None:
+    import httpx
+
+    from tests.registry_support import own_app
+
+    async with own_app(databases, tmp_path, metrics_allow="10.1.0.0/16, 192.0.2.7 2001:db8::/32") as app:
+        asgi = app.client.app  # started (lifespan) by the test client; called here with chosen client addresses,
+        # without a token (so without the database)
+
+        async def get(address: str, **headers: str) -> Any:
+            transport = httpx.ASGITransport(app=asgi, client=(address, 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://market") as c:
+                return await c.get("/metrics", headers=headers)
+
+        for address in ("10.1.200.3", "192.0.2.7", "2001:db8::5", "::ffff:10.1.0.1"):
+            r = await get(address)
+            assert r.status_code == 200 and "market_http_requests_total" in r.text, address
+        for address in ("10.2.0.1", "192.0.2.8", "127.0.0.1", "2001:db9::1"):
+            assert_problem(await get(address), 401, "missing-token")
+        # (the app's database connections belong to the test client's event loop: a token is checked through it)
+        assert (await app.client.get("/metrics", headers=app.operator.auth)).status_code == 200
 
 
 async def test_openapi(client) -> None:
@@ -197,3 +235,78 @@ async def test_openapi_rules_agree_with_the_server(client, parties) -> None:
     assert (await client.patch(url, json={"legal_basis": None}, headers=provider.auth)).status_code == 200
     r = await client.post(f"{url}/review", json={"decision": "reject"}, headers=parties.operator.auth)
     assert r.status_code == 422
+
+
+# -- bounded input: no 500 from numbers or nesting a client chose ------------------------
+
+
+def _integer_query_parameters(app: Any) -> list[tuple[str, str, str]]:
+    """(method, path, name) of every integer query parameter of the API."""
+    import inspect
+    import typing
+
+    from litestar.params import ParameterKwarg
+    from litestar.routes import HTTPRoute
+
+    found = []
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            for name, param in inspect.signature(handler.fn).parameters.items():
+                if name in route.path_parameters or name == "data":
+                    continue
+                hint = param.annotation
+                args = typing.get_args(hint)
+                inner = args[0] if typing.get_origin(hint) is typing.Annotated else hint
+                if int in (typing.get_args(inner) or (inner,)) and not any(
+                        isinstance(a, ParameterKwarg) and (a.header or a.cookie) for a in args):
+                    method = sorted(handler.http_methods - {"HEAD", "OPTIONS"})[0]
+                    found.append((method, route.path, name))
+    return found
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", "-99999999999999999999", "9" * 5000])
+async def test_every_integer_query_parameter_is_bounded(app, client, operator, value) -> None:
+    """Out of range is 422 naming the parameter, never an overflow (500) in the database."""
+    params = _integer_query_parameters(app)
+    assert {("GET", "/v1/listings", "max_price"), ("GET", "/v1/listings", "min_price"),
+            ("GET", "/v1/orders/{order_id:str}/content", "revision")} <= set(params), params
+    for method, path, name in params:
+        concrete = re.sub(r"\{[^}]+\}", "x", path)
+        others = {other: "1" for m, p, other in params if (m, p) == (method, path)}  # valid, where required
+        r = await client.request(method, concrete, params={**others, name: value}, headers=operator.auth)
+        problem = assert_problem(r, 422)  # validation-error, or the route's own kind (bad-price)
+        assert name in [e["field"] for e in problem["errors"]], (path, name, problem)
+
+
+async def test_a_price_beyond_the_database_integers_is_422(client) -> None:
+    for name in ("max_price", "min_price"):
+        r = await client.get("/v1/listings", params={name: "99999999999999999999"})
+        problem = assert_problem(r, 422, "bad-price")
+        assert problem["errors"][0]["field"] == name
+    assert (await client.get("/v1/listings", params={"max_price": str(10**15)})).status_code == 200
+
+
+async def test_a_ledger_index_beyond_any_log_in_a_path_is_404(client) -> None:
+    assert_problem(await client.get("/v1/ledger/entries/99999999999999999999"), 404)
+
+
+@pytest.mark.parametrize("body", [b"[" * 50_000 + b"]" * 50_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+                                  b"[" * 65 + b"]" * 65])
+async def test_a_deeply_nested_json_body_is_422(client, operator, body) -> None:
+    for path, headers in (("/v1/accounts", {}), ("/v1/accounts/me/tokens", operator.auth)):
+        r = await client.post(path, content=body, headers={**headers, "content-type": "application/json"})
+        problem = assert_problem(r, 422, "validation-error")
+        assert problem["errors"] == [{"field": "body", "message": problem["errors"][0]["message"]}]
+        assert "64" in problem["detail"]
+
+
+def test_json_depth_counts_brackets_outside_strings_only() -> None:
+    from market.requests import json_depth_exceeds
+
+    assert not json_depth_exceeds(b'{"a": "' + b"[" * 1000 + b'"}')
+    assert not json_depth_exceeds(b'{"a": "\\"' + b"[" * 1000 + b'"}')
+    assert not json_depth_exceeds(b"[" * 64 + b"]" * 64)
+    assert json_depth_exceeds(b"[" * 65 + b"]" * 65)
+    assert not json_depth_exceeds(b"[[]]" * 1000)  # many brackets, shallow

@@ -52,31 +52,83 @@ async def test_anonymous_sign_ups_are_limited_per_address(databases, tmp_path) -
         assert (await app.client.post("/v1/accounts", json=sign_up_body())).status_code == 201
 
 
-async def test_tokens_and_addresses_have_separate_counts(databases, tmp_path) -> None:
+async def test_accounts_and_addresses_have_separate_counts(databases, tmp_path) -> None:
     async with own_app(databases, tmp_path, rate_limit_per_minute=5) as app:
         pin_clock(app)
         first = await app.parties.sign_up(["buyer"])  # one anonymous request from the address
-        second_token = (await app.client.post("/v1/accounts/me/tokens", json={}, headers=first.auth)).json()["token"]
-        second = {"Authorization": f"Bearer {second_token}"}
-        for _ in range(4):  # the first token's 2nd to 5th requests
+        other = await app.parties.sign_up(["buyer"])  # the address's second
+        for _ in range(4):  # the first account's 1st to 4th requests
             assert (await app.client.get("/v1/accounts/me", headers=first.auth)).status_code == 200
+        tokens = (await app.client.get("/v1/accounts/me/tokens", headers=first.auth)).json()["items"]  # its 5th
         r = await app.client.get("/v1/accounts/me", headers=first.auth)
         assert_problem(r, 429, "too-many-requests")
         assert r.headers["Retry-After"] == "30"
-        # Another token of the same account, and anonymous callers at the same address, go on.
-        assert (await app.client.get("/v1/accounts/me", headers=second)).status_code == 200
-        for _ in range(4):  # the address's 2nd to 5th requests
+        # Another account, and anonymous callers at the same address, go on.
+        assert (await app.client.get("/v1/accounts/me", headers=other.auth)).status_code == 200
+        for _ in range(3):  # the address's 3rd to 5th requests
             assert (await app.client.get("/v1/ledger/checkpoint")).status_code == 200
         assert_problem(await app.client.get("/v1/ledger/checkpoint"), 429, "too-many-requests")
-        assert (await app.client.get("/v1/accounts/me", headers=second)).status_code == 200
-        # A refused write changes nothing: the token list is as it was.
-        tokens = (await app.client.get("/v1/accounts/me/tokens", headers=second)).json()["items"]
+        assert (await app.client.get("/v1/accounts/me", headers=other.auth)).status_code == 200
+        # A refused write changes nothing.
         assert_problem(await app.client.post("/v1/accounts/me/tokens", json={}, headers=first.auth), 429)
-        assert (await app.client.get("/v1/accounts/me/tokens", headers=second)).json()["items"] == tokens
-        # Operations routes are never limited.
+        pin_clock(app, NOW + 60)
+        assert (await app.client.get("/v1/accounts/me/tokens", headers=first.auth)).json()["items"] == tokens
+        # Operations routes are never limited (/metrics answers 401 without a staff token).
         for path in ("/health", "/ready", "/metrics"):
             for _ in range(10):
-                assert (await app.client.get(path)).status_code == 200, path
+                assert (await app.client.get(path)).status_code in (200, 401), path
+
+
+async def test_every_token_of_an_account_shares_its_count(databases, tmp_path) -> None:
+    """Minting tokens buys no capacity: the limit is per account, not per token."""
+    async with own_app(databases, tmp_path, rate_limit_per_minute=6) as app:
+        pin_clock(app)
+        party = await app.parties.sign_up(["buyer"])
+        minted = []
+        for _ in range(3):  # the account's 1st to 3rd requests
+            r = await app.client.post("/v1/accounts/me/tokens", json={}, headers=party.auth)
+            assert r.status_code == 201, r.text
+            minted.append({"Authorization": f"Bearer {r.json()['token']}"})
+        for auth in minted:  # its 4th to 6th, one per new token
+            assert (await app.client.get("/v1/accounts/me", headers=auth)).status_code == 200
+        for auth in [party.auth, *minted]:  # a 7th from any of its tokens is refused
+            assert_problem(await app.client.get("/v1/accounts/me", headers=auth), 429, "too-many-requests")
+
+
+@pytest.mark.parametrize("header", ["", " ", "\t", "Basic Zm9vOmJhcg==", "Bearer", "Bearer   ", "garbage"])
+async def test_an_empty_or_useless_authorization_header_is_anonymous_for_the_sign_up_limit(
+        databases, tmp_path, header) -> None:
+    async with own_app(databases, tmp_path, rate_limit_signups_per_hour=1) as app:
+        pin_clock(app)
+        assert (await app.client.post("/v1/accounts", json=sign_up_body())).status_code == 201
+        before = await account_ids(app)
+        r = await app.client.post("/v1/accounts", json=sign_up_body(), headers={"Authorization": header})
+        assert r.status_code in (401, 429), r.text  # never a sign-up past the limit
+        if r.status_code == 429:
+            assert "sign-ups" in r.json()["detail"]
+        assert await account_ids(app) == before
+
+
+async def test_an_empty_authorization_header_is_no_token(databases, tmp_path) -> None:
+    """An empty header is treated as none (anonymous), for the limits and for the route."""
+    async with own_app(databases, tmp_path, rate_limit_signups_per_hour=2) as app:
+        pin_clock(app)
+        for _ in range(2):
+            r = await app.client.post("/v1/accounts", json=sign_up_body(), headers={"Authorization": ""})
+            assert r.status_code == 201, r.text
+        r = await app.client.post("/v1/accounts", json=sign_up_body(), headers={"Authorization": ""})
+        assert_problem(r, 429, "too-many-requests")
+
+
+async def test_an_unknown_token_counts_against_its_address(databases, tmp_path) -> None:
+    """Made-up tokens do not each get a fresh count."""
+    async with own_app(databases, tmp_path, rate_limit_per_minute=3) as app:
+        pin_clock(app)
+        for i in range(3):
+            r = await app.client.get("/v1/accounts/me", headers={"Authorization": f"Bearer mkt_made_up_{i}"})
+            assert_problem(r, 401, "bad-token")
+        r = await app.client.get("/v1/accounts/me", headers={"Authorization": "Bearer mkt_made_up_x"})
+        assert_problem(r, 429, "too-many-requests")
 
 
 def redis_reachable() -> bool:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import event, text, update
 
@@ -26,6 +27,7 @@ from market.accounts.models import Account, ApiToken
 from market.auth import hash_token
 from market.credentials import AccountSnapshot, Credential, credential_memo
 from market.keys import init_ledger_key
+from market.memo import CHANNEL
 from tests.conftest import PG_URL, Parties, assert_problem
 from tests.registry_support import own_app
 
@@ -76,6 +78,8 @@ def in_another_process(url: str, sql_change: str) -> None:
 
 
 async def test_authentication_from_memory_runs_no_sql(databases, tmp_path) -> None:
+    """On PostgreSQL the credentials change counter is read on the listening connection,
+    not through the app's engines."""
     async with own_app(databases, tmp_path, background_tasks=False) as app:
         party = await app.parties.sign_up(["buyer"])
         assert (await app.client.get("/v1/accounts/me", headers=party.auth)).status_code == 200
@@ -138,6 +142,35 @@ async def test_changes_from_another_process_act_on_the_next_request(databases, t
         assert_problem(await app.client.get("/v1/accounts/me", headers=second_auth), 401, "bad-token")
 
 
+async def test_a_revocation_in_one_process_is_refused_by_the_next_request_in_another(databases, tmp_path) -> None:
+    """Revoke in A (a real server process), and the very next request in B (this
+    process's app) is 401 — even when the NOTIFY has not reached B yet (here B's
+    listener ignores it; on a loaded machine it can come after the 204)."""
+    from tests.serving import serving
+
+    async with own_app(databases, tmp_path) as b:
+        state = b.client.app.state
+        party = await b.parties.sign_up(["buyer"])
+        second = (await b.client.post("/v1/accounts/me/tokens", json={}, headers=party.auth)).json()
+        second_auth = {"Authorization": f"Bearer {second['token']}"}
+        listener = state.change_listener
+        heard = listener.memos if listener is not None else []
+        if listener is not None:  # PostgreSQL: B does not hear of the change (as if its NOTIFY came late)
+            listener.memos = []
+        async with serving(b.parties.settings) as a:
+            for _ in range(3):  # remembered by B
+                assert (await b.client.get("/v1/accounts/me", headers=second_auth)).status_code == 200
+            assert state.credentials.get(hash_token(second["token"])) is not None
+            async with httpx.AsyncClient(base_url=a.base) as http:
+                r = await http.delete(f"/v1/accounts/me/tokens/{second['id']}", headers=party.auth)
+                assert r.status_code == 204, r.text
+            assert_problem(await b.client.get("/v1/accounts/me", headers=second_auth), 401, "bad-token")
+            # A token not revoked is still served (and from memory again after one read).
+            assert (await b.client.get("/v1/accounts/me", headers=party.auth)).status_code == 200
+        if listener is not None:
+            listener.memos = heard
+
+
 async def _notification_delivered(state: Any, token: str) -> None:
     """SQLite: nothing to wait for (the shared epoch is read on every lookup).
     PostgreSQL: the NOTIFY sent at the other process's commit arrives on this process's
@@ -177,7 +210,7 @@ async def test_listener_down_means_no_memory(databases, tmp_path) -> None:
         # it is back, nothing is remembered and every request reads the database.
         good_dsn, listener.dsn = listener.dsn, "postgresql://postgres@127.0.0.1:1/none"
         await _admin_sql(state, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                "WHERE query LIKE 'LISTEN%' AND datname = current_database()")
+                                "WHERE application_name = 'market-listener' AND datname = current_database()")
         await _until(lambda: not state.credentials.enabled)
         assert (await app.client.get("/v1/accounts/me", headers=party.auth)).status_code == 200
         assert state.credentials.get(hash_token(party.token)) is None
@@ -371,7 +404,7 @@ async def test_connections_the_server_closed_are_replaced_unseen(databases, tmp_
             assert (await app.client.post("/v1/accounts/me/tokens", headers=party.auth)).status_code == 201
         await _admin_sql(state, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                 "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                                "AND query NOT LIKE 'LISTEN%'")
+                                "AND application_name <> 'market-listener'")
         for _ in range(5):
             r = await app.client.post("/v1/accounts/me/tokens", headers=party.auth)
             assert r.status_code == 201, r.text

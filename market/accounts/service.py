@@ -1,6 +1,6 @@
 """Account rules: sign-up, KYC verification, signing keys and API tokens (no HTTP)."""
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -200,7 +200,20 @@ async def revoke_key(session: AsyncSession, ctx: Ctx, key_id: str) -> None:
 
 
 async def create_token(session: AsyncSession, ctx: Ctx, label: str | None) -> tuple[ApiToken, str]:
-    return await _issue_token(session, ctx, ctx.user.id, label)
+    """Another token for the caller's account, pending accounts included (so a leaked
+    sign-up token can be replaced before KYC). At most ``MARKET_MAX_TOKENS_PER_ACCOUNT``
+    live (unrevoked) tokens: 409 ``too-many-tokens`` beyond, nothing created."""
+    account_id = ctx.user.id
+    # Lock the account row (PostgreSQL; SQLite writers are serialised already) so that
+    # two concurrent requests cannot both take the last free place.
+    await session.exec(select(Account.id).where(Account.id == account_id).with_for_update())
+    live = (await session.exec(select(func.count()).select_from(ApiToken).where(
+        ApiToken.account_id == account_id, ApiToken.revoked_at.is_(None)))).one()  # type: ignore[union-attr]
+    cap = ctx.settings.max_tokens_per_account
+    if live >= cap:
+        raise Conflict(f"the account holds {live} live tokens, the most allowed is {cap}; "
+                       "revoke one (DELETE /v1/accounts/me/tokens/{id}) first", kind="too-many-tokens")
+    return await _issue_token(session, ctx, account_id, label)
 
 
 async def list_tokens(session: AsyncSession, ctx: Ctx) -> list[ApiToken]:

@@ -15,11 +15,13 @@ from market.listings import access, catalog, read, search, service
 from market.listings.schemas import ListingCreate, ListingRead, ListingUpdate, PlanModel, Purpose, SearchPage, Sort
 from market.listings.search import SearchParams
 from market.memo import remembered
+from market.money import MAX_AMOUNT
 from market.pagination import DEFAULT_LIMIT
 from market.registry.schemas import Grade
 
 Limit = Annotated[int, Parameter(ge=1, le=500)]
-Price = Annotated[int, Parameter(ge=0, description="minor units (fen)")]
+# Bounded (0..MAX_AMOUNT) by the search itself, as 422 ``bad-price`` naming the field.
+Price = Annotated[int | None, Parameter(description=f"minor units (fen), 0..{MAX_AMOUNT}")]
 
 
 class ListingController(Controller):
@@ -38,8 +40,8 @@ class ListingController(Controller):
     async def search(
         self, state: State, maybe_ctx: Ctx,
         q: str | None = None, category: str | None = None, grade: Grade | None = None, provider: str | None = None,
-        model: PlanModel | None = None, purpose: Purpose | None = None, min_price: Price | None = None,
-        max_price: Price | None = None, currency: str | None = None, sort: Sort | None = None,
+        model: PlanModel | None = None, purpose: Purpose | None = None, min_price: Price = None,
+        max_price: Price = None, currency: str | None = None, sort: Sort | None = None,
         include: Literal["all"] | None = None, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None,
     ) -> Response[SearchPage]:
         caller = maybe_ctx.caller

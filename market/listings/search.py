@@ -42,6 +42,7 @@ from market.auth import Caller
 from market.errors import Unprocessable
 from market.listings.models import ListingDoc
 from market.listings.text import Term, parse_query
+from market.money import MAX_AMOUNT
 from market.pagination import check_limit
 
 __all__ = [
@@ -207,8 +208,10 @@ def visible_docs(caller: Caller | None, include_all: bool) -> ColumnElement[bool
 def _check_prices(p: SearchParams) -> None:
     for name in ("min_price", "max_price"):
         value = getattr(p, name)
-        if value is not None and value < 0:
-            raise Unprocessable(f"{name} must not be negative", kind="bad-price")
+        if value is not None and not 0 <= value <= MAX_AMOUNT:
+            # Before any SQL: a number past 64 bits overflows the database's integers.
+            message = f"must be within 0..{MAX_AMOUNT} (minor units)"
+            raise Unprocessable(f"{name} {message}", kind="bad-price", extra={"errors": [{"field": name, "message": message}]})
     if p.min_price is not None and p.max_price is not None and p.min_price > p.max_price:
         raise Unprocessable("min_price is above max_price", kind="bad-price")
 

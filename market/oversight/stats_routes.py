@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from market.accounts.schemas import Role
 from market.context import Ctx
 from market.oversight import stats, trades
-from market.pagination import DEFAULT_LIMIT
+from market.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 DateParam = Parameter(description="a UTC date YYYY-MM-DD")
 CSV = "text/csv"
@@ -46,7 +46,7 @@ async def oversight_trades(
         provider: str | None = None, buyer: str | None = None, category: str | None = None,
         grade: str | None = None, status: str | None = None,
         alerted: Annotated[str | None, Parameter(description="true or false")] = None,
-        limit: int = DEFAULT_LIMIT, cursor: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT, cursor: str | None = None,
 ) -> Any:
     ctx.user.require(Role.regulator, Role.operator)
     filters = trades.TradeFilters(start, end, provider, buyer, category, grade, status, alerted)
@@ -59,7 +59,8 @@ async def oversight_trades(
 
 @get("/v1/oversight/refusals", tags=["oversight"],
      summary="Refused ordering attempts: export, core data, self-dealing (regulator, operator)")
-async def oversight_refusals(db: AsyncSession, ctx: Ctx, kind: str | None = None, limit: int = DEFAULT_LIMIT,
+async def oversight_refusals(db: AsyncSession, ctx: Ctx, kind: str | None = None,
+                             limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
                              cursor: str | None = None) -> dict[str, Any]:
     return await trades.refusals(db, ctx, kind, limit, cursor)
 

@@ -206,6 +206,24 @@ class ByteRange:
 _SPEC = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
 
 
+# Any position with more digits (leading zeros aside) is beyond every possible content.
+_MAX_POSITION_DIGITS = 18
+_BEYOND = 10**_MAX_POSITION_DIGITS
+
+
+def _position(digits: str) -> int | None:
+    """A byte position of a range, without converting thousands of digits (Python
+    refuses ints of over 4,300 digits from text, and would spend time on them):
+    anything longer than 18 digits is ``_BEYOND``, larger than any content. RFC 9110
+    §14.1.2 then gives the right answer by itself: a first position beyond the
+    content is 416, a last position beyond it means "to the end", and a suffix longer
+    than the content is the whole content."""
+    if not digits:
+        return None
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _MAX_POSITION_DIGITS else _BEYOND
+
+
 def etag_of(rev: AssetRevision) -> str:
     return f'"{rev.sha256}"'
 
@@ -227,17 +245,17 @@ def parse_range(header: str | None, size: int, if_range: str | None = None,
     match = _SPEC.match(parts[0])
     if match is None or (not match.group(1) and not match.group(2)):
         return None
-    start, end = match.group(1), match.group(2)
+    start, end = _position(match.group(1)), _position(match.group(2))
     unsatisfiable = RangeNotSatisfiable(f"the content is {size} bytes; the range {parts[0].strip()} is outside it",
                                         headers={"Content-Range": f"bytes */{size}"})
-    if not start:  # suffix: the last n bytes
-        n = int(end)
+    if start is None:  # suffix: the last n bytes
+        n = end
         if n == 0:
             raise unsatisfiable
-        return ByteRange(max(0, size - n), size - 1)
-    first = int(start)
-    last = int(end) if end else size - 1
-    if end and last < first:
+        return ByteRange(max(0, size - n), size - 1)  # type: ignore[operator]
+    first = start
+    last = end if end is not None else size - 1
+    if end is not None and last < first:
         return None  # invalid: ignored
     if first >= size:
         raise unsatisfiable

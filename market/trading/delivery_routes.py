@@ -20,8 +20,9 @@ from market.context import Ctx
 from market.logs import log
 from market.trading import access, delivery, proofs, receipts
 from market.trading.delivery import Sending
+from market.types import INT32_MAX
 
-Revision = Annotated[int | None, Parameter(ge=1, description="a subscription's revision (default: the newest "
+Revision = Annotated[int | None, Parameter(ge=1, le=INT32_MAX, description="a subscription's revision (default: the newest "
                                                             "it covers)")]
 
 
@@ -97,7 +98,7 @@ async def order_content(request: Request, state: State, db: AsyncSession, ctx: C
      summary="RFC 9162 inclusion proof of one chunk in the content's Merkle tree (the order's buyer)",
      responses={409: _CONTENT_RESPONSES[409]})
 async def order_content_proof(state: State, db: AsyncSession, ctx: Ctx, order_id: str,
-                              chunk: Annotated[int, Parameter(ge=0, description="the chunk's index, from 0")],
+                              chunk: Annotated[int, Parameter(ge=0, le=INT32_MAX, description="the chunk's index, from 0")],
                               revision: Revision = None) -> dict[str, Any]:
     return await proofs.proof(db, ctx, state, order_id, chunk, revision)
 

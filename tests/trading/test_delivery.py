@@ -274,6 +274,26 @@ async def test_unsatisfiable_and_ignored_ranges(client, parties, operator) -> No
     assert r.status_code == 206 and r.content == content[:10]
 
 
+async def test_ranges_with_huge_numbers_are_answered_by_the_rfc_not_a_crash(client, parties, operator) -> None:
+    """Positions of thousands of digits (Python will not even parse them as text) are
+    beyond any content: a first byte there is 416, a last byte there means "to the
+    end", a suffix that long is the whole content (RFC 9110 §14.1.2)."""
+    d = await bought(client, parties, operator)
+    content, order, b = d["content"], d["order"], d["buyer"]
+    huge = "9" * 5000
+    for header in (f"bytes={huge}-", f"bytes={huge}-{huge}", f"bytes={'0' * 4990}{huge}-"):
+        r = await client.get(url(order), headers={**b.auth, "Range": header})
+        assert_problem(r, 416, "range-not-satisfiable")
+        assert r.headers["content-range"] == f"bytes */{SIZE}"
+    r = await client.get(url(order), headers={**b.auth, "Range": f"bytes=10-{huge}"})
+    assert r.status_code == 206 and r.content == content[10:], r.text[:200]
+    assert r.headers["content-range"] == f"bytes 10-{SIZE - 1}/{SIZE}"
+    r = await client.get(url(order), headers={**b.auth, "Range": f"bytes=-{huge}"})
+    assert r.status_code == 206 and r.content == content
+    r = await client.get(url(order), headers={**b.auth, "Range": f"bytes={'0' * 5000}5-9"})  # 5-9, zero-padded
+    assert r.status_code == 206 and r.content == content[5:10]
+
+
 # -- proofs -------------------------------------------------------------------------
 
 
