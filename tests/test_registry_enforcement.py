@@ -10,7 +10,7 @@ import pytest
 from market.accounts import service as accounts
 from market.errors import Conflict, Forbidden
 from market.registry import review
-from tests.conftest import Parties, Party, assert_problem
+from tests.conftest import Parties, assert_problem
 from tests.registry_support import act, entry_types, propose, provider, read_asset, registered_asset
 
 
@@ -68,7 +68,7 @@ async def test_a_suspended_account_may_read_but_not_act(client, parties: Parties
     assert_problem(await client.post("/v1/assets", json={"title": "x"}, headers=p.auth), 403, "account-inactive")
     await act(client, settings, regulator, accounts.set_suspended, p.id, False, "cleared")
     assert (await client.get("/v1/accounts/me", headers=p.auth)).json()["suspended"] is False
-    r = await client.get(f"/v1/ledger/entries", params={"subject": f"account:{p.id}"})
+    r = await client.get("/v1/ledger/entries", params={"subject": f"account:{p.id}"})
     types = [i["entry"]["type"] for i in r.json()["items"]]
     assert types[-2:] == ["account.suspended", "account.reinstated"]
 

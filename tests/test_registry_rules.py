@@ -6,7 +6,6 @@ The happy path of a registration is in ``test_registry_lifecycle.py``.
 """
 
 import base64
-import hashlib
 import json
 import os
 import uuid

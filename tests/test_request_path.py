@@ -27,7 +27,6 @@ from market.accounts.models import Account, ApiToken
 from market.auth import hash_token
 from market.credentials import AccountSnapshot, Credential, credential_memo
 from market.keys import init_ledger_key
-from market.memo import CHANNEL
 from tests.conftest import PG_URL, Parties, assert_problem
 from tests.registry_support import own_app
 

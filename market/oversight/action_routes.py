@@ -18,11 +18,9 @@ from typing import Annotated, Any, Literal
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import Parameter
-from pydantic import Field, field_validator
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market import idempotency
-from market.accounts.schemas import Strict
 from market.context import Ctx
 from market.oversight import actions, acts, alerts, ledger_status
 from market.oversight.actions import ActionName
@@ -33,26 +31,6 @@ from market.trading.schemas import OrderRead
 Limit = Annotated[int, Parameter(ge=1, le=500)]
 Rule = Literal["self_dealing", "wash_trade", "price_outlier", "order_burst", "refused_attempt",
                "identifiable_pi_sale"]
-
-
-class Reasoned(Strict):
-    reason: str = Field(min_length=1, max_length=2000)
-
-    @field_validator("reason")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("a reason is required")
-        return value
-
-
-class ActionCreate(Reasoned):
-    action: ActionName
-    target: str = Field(min_length=1, max_length=40)
-
-
-class AlertClosure(Reasoned):
-    pass
 
 
 SIGNED = "a signed act: {\"signing_bytes\", \"key_id\", \"signature\"} (POST /v1/oversight/acts/draft)"

@@ -44,7 +44,7 @@ from market.context import Ctx
 from market.errors import Unprocessable
 from market.oversight.models import AlertedOrder
 from market.oversight.stats import moment, parse_day
-from market.pagination import check_limit, decode_cursor, encode_cursor, page_of, paginate
+from market.pagination import check_limit, decode_cursor, page_of, paginate
 from market.registry.models import Asset
 from market.trading.models import Order, Refusal
 from market.trading.states import OrderStatus

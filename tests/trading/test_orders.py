@@ -6,7 +6,6 @@ import base64
 import json
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
 from ledger.bundle import verify_bundle
