@@ -45,7 +45,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
@@ -57,7 +57,21 @@ from ledger.note import log_verifier
 from ledger.sources import HttpSource
 from ledger.tiles import TILE_WIDTH, decode_entry_bundle, parse_tile_path
 from ledger.verify import verify_log
-from market.oversight.replay_acts import ACT_ENTRY_TYPES, ENROLLED, ActRef, check_acts, refs_from_documents
+from market.oversight.replay_acts import (
+    ACT_ENTRY_TYPES,
+    ENROLLED,
+    ActRef,
+    check_acts,
+    refs_from_documents,
+)
+from market.oversight.replay_totals import (
+    Entry,
+    Finding,
+    ReplayError,
+    compare,
+    period_of,
+    recompute,
+)
 
 __all__ = ["Finding", "ReplayError", "ReplayReport", "format_report", "recompute", "replay"]
 
@@ -66,28 +80,9 @@ REGULATOR_TYPES = (ENROLLED, *ACT_ENTRY_TYPES)
 SALTED_SUFFIX = "_salted_sha256"  # keys naming salted details (market.audit.salted)
 _TYPE_MARKS = tuple(f'"type":"{p}'.encode() for p in (*CONFIDENTIAL_PREFIXES, *REGULATOR_TYPES))
 _SALTED_MARK = f'{SALTED_SUFFIX}":'.encode()
-MEASURES = ("orders", "value", "refunds", "refunded_value")
-PARTIES = ("buyers", "providers")
-DIMENSIONS = ("day", "category", "grade", "provider", "region")
 PAGE = 500  # documents per request (the API's maximum)
 MAX_PAGE_BYTES = 64 << 20
 MAX_OVERVIEW_BYTES = 64 << 20
-MAX_PERIOD_DAYS = 3700  # the overview's longest period
-
-
-class ReplayError(Exception):
-    """The replay could not finish (nothing was concluded about the market)."""
-
-
-@dataclass
-class Finding:
-    kind: str  # log | entry | missing | extra | altered | total | enrollment | act
-    message: str
-    index: int | None = None
-    type: str | None = None
-    subject: str | None = None
-    overview: int | None = None
-    documents: int | None = None
 
 
 @dataclass
@@ -112,15 +107,6 @@ class ReplayReport:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class _Entry:
-    type: str
-    subject: str
-    time: str
-    digest: str | None  # None: the entry is not shaped as a confidential entry
-    salted: tuple[str, ...] = ()  # salted details named in the entry's data
-
-
 def salted_digests(data: Any) -> tuple[str, ...]:
     """The digests a verified entry's data or document names under ``*_salted_sha256`` keys."""
     if not isinstance(data, dict):
@@ -139,10 +125,10 @@ class _RecordingSource(HttpSource):
 
     def __init__(self, base_url: str, client: httpx.Client) -> None:
         super().__init__(base_url, client)
-        self.confidential: dict[int, _Entry] = {}
+        self.confidential: dict[int, Entry] = {}
         self.enrollments: dict[int, tuple[str, dict[str, Any]]] = {}
         self.acts: dict[int, ActRef] = {}
-        self.salted: dict[int, _Entry] = {}  # other entries naming salted details
+        self.salted: dict[int, Entry] = {}  # other entries naming salted details
         self.first_time: str | None = None
 
     def read(self, path: str, max_size: int) -> bytes | None:
@@ -177,14 +163,14 @@ class _RecordingSource(HttpSource):
             if not entry["type"].startswith(CONFIDENTIAL_PREFIXES):
                 named = salted_digests(entry["data"])
                 if named:
-                    self.salted[index] = _Entry(entry["type"], entry["subject"], entry["time"], None, named)
+                    self.salted[index] = Entry(entry["type"], entry["subject"], entry["time"], None, named)
                 continue
             data_ = entry["data"]
             digest = data_.get("document_sha256") if entry["actor"] == "market" and set(data_) == {
                 "document_sha256"} else None
             if not (isinstance(digest, str) and len(digest) == 64):
                 digest = None
-            self.confidential[index] = _Entry(entry["type"], entry["subject"], entry["time"], digest)
+            self.confidential[index] = Entry(entry["type"], entry["subject"], entry["time"], digest)
 
 
 def _time_of(leaf: bytes) -> str | None:
@@ -223,7 +209,7 @@ def _get_json(client: httpx.Client, url: str, token: str, params: dict[str, Any]
         raise ReplayError(f"GET {url}: not JSON") from None
 
 
-def _check_salted(index: int, entry: _Entry, named: tuple[str, ...], served: Any, report: ReplayReport) -> None:
+def _check_salted(index: int, entry: Entry, named: tuple[str, ...], served: Any, report: ReplayReport) -> None:
     """The salted details ``named`` by entry ``index`` (or its verified document) against
     the item's ``salted`` map (digest → document)."""
     if served is None:
@@ -252,8 +238,8 @@ def _check_salted(index: int, entry: _Entry, named: tuple[str, ...], served: Any
             report.salted_checked += 1
 
 
-def _check_documents(client: httpx.Client, base: str, token: str, size: int, entries: dict[int, _Entry],
-                     report: ReplayReport, salted: dict[int, _Entry] | None = None) -> dict[int, dict[str, Any]]:
+def _check_documents(client: httpx.Client, base: str, token: str, size: int, entries: dict[int, Entry],
+                     report: ReplayReport, salted: dict[int, Entry] | None = None) -> dict[int, dict[str, Any]]:
     """Read every page of documents; return the verified ones by index, adding findings."""
     salted = salted or {}
     verified: dict[int, dict[str, Any]] = {}
@@ -331,129 +317,6 @@ def _check_documents(client: httpx.Client, base: str, token: str, size: int, ent
 # -- step 3: the overview, recomputed and compared -------------------------------------------
 
 
-def _day(rfc3339: str) -> str:
-    moment = datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d")
-
-
-def _region(uscc: Any) -> str:
-    return uscc[2:8] if isinstance(uscc, str) and len(uscc) == 18 else ""
-
-
-def recompute(documents: dict[int, dict[str, Any]], entries: dict[int, _Entry],
-              since: str | None = None, until: str | None = None) -> dict[str, Any]:
-    """The overview's totals and series (per currency) from verified documents alone, for
-    ``since`` <= day < ``until`` (UTC dates, either open): the shape of
-    ``market.oversight.stats.overview`` without registrations, as plain dicts."""
-    totals: dict[str, dict[str, int]] = {}
-    series: dict[str, dict[str, dict[str, dict[str, int]]]] = {d: {} for d in DIMENSIONS}
-    parties: dict[str, dict[str, set[str]]] = {}
-    contracts: dict[str, dict[str, Any]] = {}
-
-    def within(day: str) -> bool:
-        return (since is None or day >= since) and (until is None or day < until)
-
-    def add(currency: str, keys: dict[str, str], **amounts: int) -> None:
-        total = totals.setdefault(currency, {**{m: 0 for m in MEASURES}, **{p: 0 for p in PARTIES}})
-        for dim, key in keys.items():
-            slot = series[dim].setdefault(currency, {}).setdefault(key, {m: 0 for m in MEASURES})
-            for m, v in amounts.items():
-                slot[m] += v
-        for m, v in amounts.items():
-            total[m] += v
-
-    def dims(contract: dict[str, Any]) -> dict[str, str]:
-        asset, provider = contract["asset"], contract["provider"]
-        return {"category": str(asset["category"]), "grade": str(asset["grade"]), "provider": str(provider["id"]),
-                "region": _region(provider.get("uscc"))}
-
-    for index in sorted(documents):
-        doc = documents[index]
-        if doc.get("event") == "trade.settled":
-            contracts[str(doc["order"])] = doc
-            day = _day(doc["settled_at"])
-            if not within(day):
-                continue
-            currency = str(doc["price"]["currency"])
-            add(currency, {"day": day, **dims(doc)}, orders=1, value=int(doc["price"]["amount"]))
-            who = parties.setdefault(currency, {"buyers": set(), "providers": set()})
-            who["buyers"].add(str(doc["buyer"]["id"]))
-            who["providers"].add(str(doc["provider"]["id"]))
-    for index in sorted(documents):
-        doc = documents[index]
-        if doc.get("event") != "trade.refunded":
-            continue
-        day = _day(entries[index].time)  # the refund's moment: its signed entry
-        if not within(day):
-            continue
-        amount = doc["amount"]
-        contract = contracts.get(str(doc["order"]))
-        keys = {"day": day, **(dims(contract) if contract is not None else {})}
-        add(str(amount["currency"]), keys, refunds=1, refunded_value=int(amount["amount"]))
-    for currency, who in parties.items():
-        totals[currency]["buyers"] = len(who["buyers"])
-        totals[currency]["providers"] = len(who["providers"])
-    return {"totals": {"by_currency": totals},
-            "series": {dim: {cur: [{"key": k, **v} for k, v in sorted(keys.items())] for cur, keys in by.items()}
-                       for dim, by in series.items()}}
-
-
-def _flatten(overview: dict[str, Any]) -> dict[tuple[str, ...], int]:
-    """(currency, what[, dimension, key], measure) → value, for comparison; zeros left out."""
-    flat: dict[tuple[str, ...], int] = {}
-    for currency, total in (overview.get("totals", {}).get("by_currency") or {}).items():
-        for m in (*MEASURES, *PARTIES):
-            if total.get(m):
-                flat[(currency, "total", m)] = int(total[m])
-    for dim in DIMENSIONS:
-        for currency, rows in ((overview.get("series") or {}).get(dim) or {}).items():
-            for row in rows:
-                for m in MEASURES:
-                    if row.get(m):
-                        key = (currency, dim, str(row["key"]), m)
-                        flat[key] = flat.get(key, 0) + int(row[m])
-    return flat
-
-
-def _describe(key: tuple[str, ...]) -> str:
-    if key[1] == "total":
-        return f"{key[0]} {key[2]}"
-    return f"{key[0]} {key[1]} {key[2] or '(none)'} {key[3]}"
-
-
-def compare(served: dict[str, Any], recomputed: dict[str, Any]) -> list[Finding]:
-    """A ``total`` finding for every value the overview serves that the documents do not give."""
-    try:
-        theirs = _flatten(served)
-    except (AttributeError, KeyError, TypeError, ValueError):
-        raise ReplayError("GET /v1/oversight/overview: not the shape API.md gives (totals.by_currency, series)") \
-            from None
-    ours = _flatten(recomputed)
-    findings = []
-    for key in sorted(theirs.keys() | ours.keys()):
-        a, b = theirs.get(key, 0), ours.get(key, 0)
-        if a != b:
-            findings.append(Finding("total", f"{_describe(key)}: overview {a}, documents {b} (differs by {a - b:+d})",
-                                    overview=a, documents=b))
-    return findings
-
-
-def _period(first_time: str | None, entries: dict[int, _Entry], today: date) -> tuple[str, str]:
-    """A period covering the whole log: the first entry's day to the day after the later
-    of today and the last confidential entry; at most the overview's longest period."""
-    days = [_day(e.time) for e in entries.values()]
-    last = max([today.isoformat(), *days])
-    until = date.fromisoformat(last) + timedelta(days=1)
-    since = date.fromisoformat(_day(first_time)) if first_time else until - timedelta(days=1)
-    since = max(since, until - timedelta(days=MAX_PERIOD_DAYS))
-    return since.isoformat(), until.isoformat()
-
-
-# -- the whole replay ----------------------------------------------------------------------
-
-
 def replay(url: str, vkey: str, token: str, *, client: httpx.Client | None = None, workers: int | None = None,
            today: Callable[[], date] | None = None, authority: str | None = None) -> ReplayReport:
     """Verify the log at ``url``, check every document against it, recompute and compare the
@@ -492,7 +355,7 @@ def replay(url: str, vkey: str, token: str, *, client: httpx.Client | None = Non
         report.confidential_entries = len(entries)
         salted = {i: e for i, e in source.salted.items() if i < size}
         documents = _check_documents(http, base, token, size, entries, report, salted)
-        since, until = _period(source.first_time, entries, (today or (lambda: datetime.now(UTC).date()))())
+        since, until = period_of(source.first_time, entries, (today or (lambda: datetime.now(UTC).date()))())
         report.period = {"from": since, "to": until}
         recomputed = recompute(documents, entries, since, until)
         report.recomputed = recomputed
