@@ -92,6 +92,9 @@ async def test_authentication_from_memory_runs_no_sql(databases, tmp_path) -> No
 async def test_recording_last_use_keeps_the_token_remembered(client, app, parties: Parties) -> None:
     party = await parties.sign_up(["buyer"])
     assert (await client.get("/v1/accounts/me", headers=party.auth)).status_code == 200
+    # A read waits only briefly for the write of last_used_at (never behind another
+    # transaction's lock); on a loaded machine it may answer first. Wait for the write.
+    await asyncio.gather(*app.state.touches)
     tokens = (await client.get("/v1/accounts/me/tokens", headers=party.auth)).json()["items"]
     assert tokens[0]["last_used_at"] is not None
     assert app.state.credentials.get(hash_token(party.token)) is not None
