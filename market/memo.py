@@ -81,13 +81,22 @@ class Watch:
 # What the public asset list shows is read from the registry's tables; rather than
 # list them (and miss the next one), every table counts but those below, which no
 # asset shown depends on and which change all the time.
-_NOT_ASSETS = frozenset({"api_tokens", "account_keys", "idempotency_records", "ledger_pending", "ledger_leaves",
+NOT_ASSET_TABLES = frozenset({"api_tokens", "account_keys", "idempotency_records", "ledger_pending", "ledger_leaves",
                          "ledger_tiles", "ledger_checkpoints", "ledger_cosignatures", "alembic_version",
                          # Trading and oversight: nothing a public asset or listing shows depends on them,
                          # and they change with every trade.
                          "orders", "trade_documents", "deliveries", "disputes", "payouts", "refusals",
                          "stripe_events", "trade_stats", "trade_parties", "alerts", "alerted_orders",
-                         "oversight_actions", "evaluator_marks", "change_epochs"})
+                         "oversight_actions", "evaluator_marks", "change_epochs", "trade_days",
+                         "trade_stats_monthly", "trade_parties_monthly", "payment_returns", "delivery_batches",
+                         # Regulators' acts and enrollments, dashboard sign-ins: what an act changes
+                         # (a freeze, a suspension) is written to the tables above the line.
+                         "regulator_acts", "regulator_enrollments", "dashboard_sessions"})
+# The tables the public asset and listing lists are read from. Every table is in exactly
+# one of the two sets (a test holds it), so a new table is a decision, not a slow leak:
+# a table in neither would empty the public memory on every write to it.
+ASSET_TABLES = frozenset({"accounts", "assets", "asset_revisions", "asset_transfers", "objections",
+                          "registration_counters", "listings", "listing_terms", "listing_docs"})
 _CREDENTIALS = {
     "accounts": Watch("credentials", inserts=False),
     "api_tokens": Watch("credentials", inserts=False, ignored_columns=frozenset({"last_used_at"})),
@@ -98,7 +107,7 @@ _ASSETS = Watch("assets", inserts=True)
 def watches(table: str) -> list[Watch]:
     """The topics a write to ``table`` may change, with their rules."""
     found = [_CREDENTIALS[table]] if table in _CREDENTIALS else []
-    if table not in _NOT_ASSETS:
+    if table not in NOT_ASSET_TABLES:
         found.append(_ASSETS)
     return found
 
@@ -422,4 +431,4 @@ def _forget_after_rollback(session: Session, previous_transaction: Any) -> None:
         session.info.pop(_CHANGED, None)
 
 
-__all__ = ["CHANNEL", "CHECKED_TOPICS", "ChangeEpoch", "FileEpochs", "Memo", "PgListener", "asyncpg_dsn", "invalidate_local", "remembered", "sqlite_epochs"]
+__all__ = ["ASSET_TABLES", "CHANNEL", "CHECKED_TOPICS", "NOT_ASSET_TABLES", "ChangeEpoch", "FileEpochs", "Memo", "PgListener", "asyncpg_dsn", "invalidate_local", "remembered", "sqlite_epochs"]

@@ -361,6 +361,26 @@ async def test_checkpoint_shows_another_processs_integration_within_a_second(dat
 # -- the public asset list from memory ----------------------------------------------------
 
 
+def test_every_table_is_classified_for_the_public_memory() -> None:
+    """A table in neither set would empty the public asset and listing memory on every
+    write to it (every download did, once delivery batches came, and every trade through
+    the monthly rollups): each table is read by the public lists or is not, on purpose."""
+    import market.models  # noqa: F401 - every table
+    from sqlmodel import SQLModel
+
+    from market.memo import ASSET_TABLES, NOT_ASSET_TABLES, watches
+
+    tables = set(SQLModel.metadata.tables)
+    assert tables - NOT_ASSET_TABLES - ASSET_TABLES == set()
+    assert ASSET_TABLES & NOT_ASSET_TABLES == set()
+    assert ASSET_TABLES <= tables
+    # What a clock round writes (orders expiring, delivery batches closing, statistics,
+    # card money going back) leaves the public memory of every market in the process.
+    for table in ("orders", "delivery_batches", "payment_returns", "trade_days", "trade_stats_monthly",
+                  "trade_parties_monthly", "regulator_acts", "dashboard_sessions"):
+        assert [w.topic for w in watches(table)] == [], table
+
+
 async def test_public_asset_list_is_remembered_until_an_asset_changes(databases, tmp_path) -> None:
     from tests.registry_support import provider, registered_asset
 
