@@ -12,6 +12,7 @@ Alerts are not ledger entries. A regulator's closure is (``oversight.alert_close
 with the signed act's hash, key id and signature: ``market.oversight.acts``).
 """
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -58,6 +59,11 @@ PRICE_MIN_SAMPLE = 3
 # later) are caught by re-reading what was written this recently; alerts being unique,
 # reading a row twice changes nothing.
 REREAD = timedelta(seconds=60)
+# Between two batches of a round the write lock is left free this long. SQLite's lock is
+# not fair: a writer of another process (an operator's command, a second worker) polls
+# for it on the busy handler at intervals of up to 100 ms, and batches that follow each
+# other at once could keep it out past its busy timeout while a burst is worked through.
+BATCH_PAUSE = 0.1
 
 BATCH = 100
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -333,7 +339,8 @@ async def evaluate(session: AsyncSession, ctx: Ctx, start: int | None = None) ->
 
 
 async def evaluate_once(state: Any) -> list[str]:
-    """The clock's round: evaluate what is new, a batch per transaction."""
+    """The clock's round: evaluate what is new, a batch per transaction, with a pause
+    between batches (``BATCH_PAUSE``)."""
     opened: list[str] = []
     start: int | None = None
     while True:
@@ -343,6 +350,7 @@ async def evaluate_once(state: Any) -> list[str]:
         opened += found
         if start is None:
             return opened
+        await asyncio.sleep(BATCH_PAUSE)
 
 
 # -- reading and closing ----------------------------------------------------------------

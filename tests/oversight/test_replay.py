@@ -45,10 +45,13 @@ class Market:
             capture_output=True, text=True, timeout=120, env={**os.environ, "MARKET_LOG_LEVEL": "WARNING"})
 
     @asynccontextmanager
-    async def database(self) -> Any:
+    async def database(self, *, read_only: bool = False) -> Any:
+        """A transaction on the market's database: a writing one (it queues for SQLite's
+        write lock), or with ``read_only`` a deferred one that takes no lock."""
         engine = db.make_engine(self.url)
+        options = {db.READ_ONLY: True} if read_only else {}
         try:
-            async with engine.begin() as conn:
+            async with engine.execution_options(**options).begin() as conn:
                 yield conn
         finally:
             await engine.dispose()
@@ -101,10 +104,14 @@ async def _trade(client: httpx.AsyncClient, parties: Parties, operator: Party) -
 
 
 async def _settled(client: httpx.AsyncClient, url: str, seconds: float = 60) -> int:
-    """Wait until every batch of delivery receipts is closed (the clock, after the
-    window), nothing is pending and the served checkpoint covers every leaf; its size.
-    (The background round also runs the clock's work, which may hold integration back
-    for a few seconds after a burst of trades.)"""
+    """Wait until the server is idle — every batch of delivery receipts closed (the
+    clock, after the window), every trade document read by the alert evaluator, nothing
+    pending on the ledger and the served checkpoint covering every leaf; its size.
+
+    The tests then write to the database from this process (a rewritten contract, a lost
+    document). On SQLite such a writer queues for the write lock on the busy handler,
+    and while the server's clock still works through a burst of trades (alert batches,
+    one transaction each) it can wait past the 30 s busy timeout on a loaded machine."""
     # Read-only (a deferred BEGIN): in WAL mode it takes no lock. A writing transaction
     # here would begin IMMEDIATE and queue for the write lock on SQLite's busy handler,
     # which the server's own writers, handing the lock from one to the next, can starve
@@ -119,10 +126,14 @@ async def _settled(client: httpx.AsyncClient, url: str, seconds: float = 60) -> 
                 pending += (await conn.execute(text("SELECT count(*) FROM delivery_batches "
                                                     "WHERE closed_at IS NULL"))).scalar_one()
                 leaves = (await conn.execute(text("SELECT count(*) FROM ledger_leaves"))).scalar_one()
+                unread = (await conn.execute(text(
+                    "SELECT count(*) FROM trade_documents WHERE id > COALESCE((SELECT position FROM "
+                    "evaluator_marks WHERE source = 'trade_documents'), 0)"))).scalar_one()
             size = int((await client.get("/v1/ledger/checkpoint")).text.split("\n")[1])
-            if pending == 0 and size == leaves:
+            if pending == 0 and unread == 0 and size == leaves:
                 return size
-            assert time.monotonic() < deadline, f"{pending} entries still pending, checkpoint {size} of {leaves}"
+            assert time.monotonic() < deadline, \
+                f"{pending} entries still pending, {unread} documents unread, checkpoint {size} of {leaves}"
             await asyncio.sleep(0.1)
     finally:
         await engine.dispose()
@@ -163,7 +174,7 @@ async def test_the_replay_agrees_with_an_honest_market(market: Market) -> None:
     assert cny["orders"] == len(market.orders)
     assert cny["value"] == sum(o["price"]["amount"] for o in paid)
     assert cny["refunds"] == REFUNDS and cny["buyers"] == 8 and cny["providers"] == 6
-    async with market.database() as conn:
+    async with market.database(read_only=True) as conn:
         batches = (await conn.execute(text("SELECT count(*) FROM delivery_batches"))).scalar_one()
         receipts = (await conn.execute(text("SELECT count(*) FROM deliveries"))).scalar_one()
     assert receipts == 3 * DOWNLOADS and DOWNLOADS <= batches < receipts  # one delivery.sent per batch
