@@ -270,7 +270,10 @@ async def test_live_tokens_per_account_are_capped(databases, tmp_path) -> None:
         r = await app.client.post("/v1/accounts/me/tokens", json={"label": "one too many"}, headers=party.auth)
         problem = assert_problem(r, 409, "too-many-tokens")
         assert "3" in problem["detail"]
-        assert (await app.client.get("/v1/accounts/me/tokens", headers=party.auth)).json()["items"] == before
+        after = (await app.client.get("/v1/accounts/me/tokens", headers=party.auth)).json()["items"]
+        # (last_used_at aside: the market writes it after answering a read)
+        assert [{k: v for k, v in t.items() if k != "last_used_at"} for t in after] == \
+            [{k: v for k, v in t.items() if k != "last_used_at"} for t in before]
         # Revoked tokens do not count.
         assert (await app.client.delete(f"/v1/accounts/me/tokens/{made[0]['id']}", headers=party.auth)).status_code == 204
         r = await app.client.post("/v1/accounts/me/tokens", json={}, headers=party.auth)
