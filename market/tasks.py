@@ -43,26 +43,26 @@ async def close_notices_once(state: Any) -> list[str]:
     return done
 
 
-async def expire_orders_once(state: Any) -> int:
-    """Active orders whose access period ended become ``expired`` (access ends)."""
+async def _system_round(state: Any, work: Any, done: str, unit: str) -> int:
+    """One transaction of the market's own work (``work(session, ctx)`` returns how many
+    things it did), committed; logged as ``done`` when it did any."""
     async with state.sessionmaker() as session:
         session.info[LEDGER_KEY] = state.ledger
-        count = await settlement.expire_due(session, Ctx.system(state))
+        count = await work(session, Ctx.system(state))
         await session.commit()
     if count:
-        log.info("orders expired", count=count)
-    return count
+        log.info(done, **{unit: count})
+    return int(count)
+
+
+async def expire_orders_once(state: Any) -> int:
+    """Active orders whose access period ended become ``expired`` (access ends)."""
+    return await _system_round(state, settlement.expire_due, "orders expired", "count")
 
 
 async def close_receipts_once(state: Any) -> int:
     """Batches of delivery receipts whose window passed go on the ledger (one entry each)."""
-    async with state.sessionmaker() as session:
-        session.info[LEDGER_KEY] = state.ledger
-        count = await receipts.close_due(session, Ctx.system(state))
-        await session.commit()
-    if count:
-        log.info("delivery receipts recorded", batches=count)
-    return count
+    return await _system_round(state, receipts.close_due, "delivery receipts recorded", "batches")
 
 
 async def clock_once(state: Any) -> None:
