@@ -309,7 +309,12 @@ class PgListener:
         self._enable(True)
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        topics = set(payload.split(",")) if payload else None
+        names, _, sender = payload.partition("|")
+        if sender and sender == _process_tag():
+            # This process emptied its memos when the change committed, before anyone
+            # could read; the echo arrives later and would only throw away fresh fills.
+            return
+        topics = set(names.split(",")) if names else None
         for memo in self.memos:
             if topics is None or memo.topic in topics:
                 memo.invalidate()
@@ -340,6 +345,14 @@ class PgListener:
                 await self._task
         if self._conn is not None and not self._conn.is_closed():
             await self._conn.close()
+
+
+_BOOT = os.urandom(6).hex()
+
+
+def _process_tag() -> str:
+    """Names this process in a notification's payload (the pid changes in a forked child)."""
+    return f"{os.getpid()}.{_BOOT}"
 
 
 def _retrieve(future: "asyncio.Future[Any]") -> None:
@@ -405,7 +418,7 @@ def _notify_before_commit(session: Session) -> None:
             names = ", ".join(f"'{topic}'" for topic in checked)
             connection.exec_driver_sql(f"UPDATE change_epochs SET epoch = epoch + 1 WHERE topic IN ({names})")
         # Delivered by PostgreSQL when this transaction commits, not before.
-        connection.exec_driver_sql(f"SELECT pg_notify('{CHANNEL}', '{','.join(sorted(topics))}')")
+        connection.exec_driver_sql(f"SELECT pg_notify('{CHANNEL}', '{','.join(sorted(topics))}|{_process_tag()}')")
 
 
 @event.listens_for(Session, "after_commit")
