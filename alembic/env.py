@@ -10,7 +10,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from market.db import is_modelled
+from market.core.db import is_modelled
 from market.models import metadata
 
 config = context.config
@@ -29,7 +29,7 @@ def _configure(connection: Connection) -> None:
 
 
 def run_offline() -> None:
-    from market.config import Settings
+    from market.core.config import Settings
 
     context.configure(url=Settings().sqlalchemy_url, target_metadata=metadata, literal_binds=True, render_as_batch=True)
     with context.begin_transaction():
@@ -37,8 +37,8 @@ def run_offline() -> None:
 
 
 async def _run_async() -> None:
-    from market.config import Settings
-    from market.db import make_engine
+    from market.core.config import Settings
+    from market.core.db import make_engine
 
     engine = make_engine(Settings().sqlalchemy_url)
     async with engine.begin() as conn:

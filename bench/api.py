@@ -171,7 +171,7 @@ class Database:
         import asyncpg
         from sqlalchemy.engine import make_url
 
-        from market.config import async_database_url
+        from market.core.config import async_database_url
 
         u = make_url(async_database_url(self.spec))
         conn = await asyncpg.connect(host=u.host or "127.0.0.1", port=u.port or 5432, user=u.username,
@@ -186,7 +186,7 @@ class Database:
             return f"sqlite+aiosqlite:///{(self.tmp / 'market.db').as_posix()}"
         from sqlalchemy.engine import make_url
 
-        from market.config import async_database_url
+        from market.core.config import async_database_url
 
         self.pg_name = f"market_bench_{secrets.token_hex(6)}"
         await self._admin(f'CREATE DATABASE "{self.pg_name}"')
@@ -219,7 +219,7 @@ class Server:
         self.env.update(extra_env or {})
         self.log = open(tmp / "server.log", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "market.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "market.tools.cli", "serve", "--port", str(port)],
             cwd=tmp, env=self.env, stdout=subprocess.PIPE, stderr=self.log, text=True,
         )
         line = ""

@@ -81,10 +81,10 @@ from ledger.entry import sign_entry, signed_message  # noqa: E402
 from ledger.log import Log  # noqa: E402
 from ledger.note import Signer  # noqa: E402
 from ledger.verify import verify_log  # noqa: E402
-from market import db  # noqa: E402
-from market.bootstrap import export_ledger  # noqa: E402
-from market.config import Settings, async_database_url  # noqa: E402
-from market.keys import init_ledger_key  # noqa: E402
+from market.core import db  # noqa: E402
+from market.wiring.bootstrap import export_ledger  # noqa: E402
+from market.core.config import Settings, async_database_url  # noqa: E402
+from market.core.keys import init_ledger_key  # noqa: E402
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 

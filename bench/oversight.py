@@ -60,8 +60,8 @@ class Universe:
     """The accounts, assets and listings the trades reference, and the running statistics."""
 
     def __init__(self, rng: random.Random, providers: int, buyers: int, assets: int, fee_bps: int) -> None:
-        from market.client import trial_uscc
-        from market.ids import new_id
+        from market.tools.client import trial_uscc
+        from market.core.ids import new_id
 
         self.rng, self.fee_bps = rng, fee_bps
         now = datetime.now(UTC)
@@ -123,7 +123,7 @@ class Universe:
 
     def orders(self, n: int) -> list[dict[str, Any]]:
         """``n`` settled orders, counted into the statistics as settlement and refunds count them."""
-        from market.ids import new_id
+        from market.core.ids import new_id
         from market.oversight import stats
 
         rng, rows = self.rng, []
@@ -174,7 +174,7 @@ async def _insert(session: Any, table: Any, rows: list[Any]) -> None:
 
 
 async def seed_base(url: str, universe: Universe) -> None:
-    from market import db
+    from market.core import db
     from market.accounts.models import Account
     from market.listings.models import Listing
     from market.registry.models import Asset
@@ -192,7 +192,7 @@ async def seed_base(url: str, universe: Universe) -> None:
 
 async def seed_orders(url: str, universe: Universe, n: int) -> float:
     """Add ``n`` orders, then rewrite the statistics tables from the running totals. Seconds."""
-    from market import db
+    from market.core import db
     from market.oversight import stats
     from market.oversight.models import TradeParty, TradeStat
     from market.trading.models import Order

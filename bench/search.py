@@ -76,7 +76,7 @@ class Restarted(Server):
                     "MARKET_RATE_LIMIT_SIGNUPS_PER_HOUR": HIGH_LIMIT, **(extra_env or {})}
         self.env.pop("MARKET_REDIS_URL", None)
         self.log = open(tmp / "server.log", "a")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "market.cli", "serve", "--port", str(port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "market.tools.cli", "serve", "--port", str(port)],
                                      cwd=tmp, env=self.env, stdout=subprocess.DEVNULL, stderr=self.log, text=True)
         deadline = time.monotonic() + 60
         while True:

@@ -28,16 +28,16 @@ from typing import Any
 from sqlalchemy import func, insert, select, text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market import db
+from market.core import db
 from market.accounts.models import Account
-from market.client import trial_uscc
-from market.ids import new_id
+from market.tools.client import trial_uscc
+from market.core.ids import new_id
 from market.listings import index
 from market.listings.models import Listing, ListingDoc, ListingTerms
 from market.listings.schemas import PURPOSES
 from market.listings.service import terms_digest
 from market.registry.models import Asset, AssetRevision
-from market.types import utcnow
+from market.core.types import utcnow
 
 BATCH = 2000
 

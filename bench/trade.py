@@ -61,7 +61,7 @@ class Party:
 
 
 async def sign_up(c: httpx.AsyncClient, op: Party, roles: list[str], n: int) -> Party:
-    from market.client import trial_uscc
+    from market.tools.client import trial_uscc
 
     r = await c.post("/v1/accounts", json={"name": f"Bench party {n}", "kind": "enterprise", "roles": roles,
                                            "uscc": trial_uscc()})

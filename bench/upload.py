@@ -77,7 +77,7 @@ def main() -> None:
         env = {**os.environ, "MARKET_DATA_DIR": tmp, "MARKET_LOG_LEVEL": "WARNING",
                "MARKET_MAX_UPLOAD_BYTES": str(max(total, 1) * 2)}
         env.pop("MARKET_DATABASE_URL", None)
-        server = subprocess.Popen([sys.executable, "-m", "market.cli", "serve", "--port", str(port)], env=env,
+        server = subprocess.Popen([sys.executable, "-m", "market.tools.cli", "serve", "--port", str(port)], env=env,
                                   cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:
             assert server.stdout is not None

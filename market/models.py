@@ -4,9 +4,9 @@ from sqlmodel import SQLModel
 
 from ledger.store import CheckpointRow, Cosignature, Leaf, PendingEntry, Tile
 from market.accounts.models import Account, AccountKey, ApiToken
-from market.idempotency import IdempotencyRecord
+from market.core.idempotency import IdempotencyRecord
 from market.listings.models import Listing, ListingDoc, ListingTerms
-from market.memo import ChangeEpoch
+from market.core.memo import ChangeEpoch
 from market.payments.models import StripeEvent
 from market.oversight.models import (
     Alert, AlertedOrder, EvaluatorMark, OversightAction, TradeDay, TradeParty, TradePartyMonth, TradeStat, TradeStatMonth,

@@ -14,9 +14,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.log import Log
-from market import db
-from market.config import Settings
-from market.keys import init_ledger_key
+from market.core import db
+from market.core.config import Settings
+from market.core.keys import init_ledger_key
 from tests.conftest import FreshDatabase, make_settings
 
 ORIGIN = "ledger.test.example/log"  # the origin make_settings gives the market

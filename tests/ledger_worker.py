@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from ledger.log import Log
-from market import db
-from market.keys import init_ledger_key
+from market.core import db
+from market.core.keys import init_ledger_key
 
 
 async def main(url: str, keys_dir: str, origin: str, mode: str, count: int, tag: str) -> None:

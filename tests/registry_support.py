@@ -10,10 +10,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from market.accounts.models import Account
-from market.audit import LEDGER_KEY
-from market.auth import Caller
-from market.context import Ctx
-from market.types import utcnow
+from market.core.audit import LEDGER_KEY
+from market.web.auth import Caller
+from market.core.context import Ctx
+from market.core.types import utcnow
 from tests.conftest import Parties, Party
 
 ASSET = {
@@ -250,9 +250,9 @@ def own_app(databases: Any, data_dir: Any, clock: Any = None, **overrides: Any) 
     async def running() -> Any:
         from litestar.testing import AsyncTestClient
 
-        from market.app import create_app
-        from market.bootstrap import create_staff_account
-        from market.db import make_engine
+        from market.web.app import create_app
+        from market.wiring.bootstrap import create_staff_account
+        from market.core.db import make_engine
         from tests.conftest import make_settings
 
         settings = make_settings(data_dir, await databases.new(), **overrides)

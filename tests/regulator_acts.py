@@ -1,5 +1,5 @@
 """Regulators in tests: the regulator authority's key (one per test process), regulators
-enrolled through the real path (``market.bootstrap.create_regulator_account``, what
+enrolled through the real path (``market.wiring.bootstrap.create_regulator_account``, what
 ``market admin create-regulator`` runs), and ``act``: draft, sign and submit a
 regulator's act the way a regulator's client does."""
 
@@ -15,11 +15,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from market import db
+from market.core import db
 from market.accounts.enrollment import authority_keygen, enroll
-from market.bootstrap import create_regulator_account
-from market.config import Settings
-from market.types import utcnow
+from market.wiring.bootstrap import create_regulator_account
+from market.core.config import Settings
+from market.core.types import utcnow
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from market import db
-from market.bootstrap import create_staff_account
-from market.config import Settings
+from market.core import db
+from market.wiring.bootstrap import create_staff_account
+from market.core.config import Settings
 from tests.conftest import wait_until_serving
 
 
@@ -49,7 +49,7 @@ async def serving(settings: Settings, **env: str) -> AsyncIterator[Served]:
                    "MARKET_REGULATOR_AUTHORITY": settings.regulator_authority, **env}
     log = settings.data_dir / "serve.log"
     with open(log, "w") as errors:
-        proc = subprocess.Popen([sys.executable, "-m", "market.cli", "serve", "--port", str(port)], env=environment,
+        proc = subprocess.Popen([sys.executable, "-m", "market.tools.cli", "serve", "--port", str(port)], env=environment,
                                 stdout=subprocess.DEVNULL, stderr=errors, text=True)
         base = f"http://127.0.0.1:{port}"
         try:

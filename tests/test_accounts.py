@@ -286,7 +286,7 @@ async def test_live_tokens_per_account_are_capped(databases, tmp_path) -> None:
 async def test_tokens_are_stored_hashed(client, parties: Parties, settings) -> None:
     from sqlmodel import select
 
-    from market import db
+    from market.core import db
     from market.accounts.models import ApiToken
 
     party = await parties.sign_up(["buyer"])

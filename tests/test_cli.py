@@ -13,7 +13,7 @@ import httpx
 from tests.conftest import wait_until_serving
 import pytest
 
-MARKET = [sys.executable, "-m", "market.cli"]
+MARKET = [sys.executable, "-m", "market.tools.cli"]
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_db_commands(env) -> None:
     assert market(env, "db", "current").stdout.strip() == "none"
     assert market(env, "db", "check", check=False).returncode == 1
     market(env, "db", "upgrade")
-    from market.db import head_revision
+    from market.core.db import head_revision
 
     assert market(env, "db", "current").stdout.strip() == head_revision()
     assert market(env, "db", "check").returncode == 0
@@ -253,7 +253,7 @@ def test_client_uscc_is_valid_and_fresh(env) -> None:
 
 
 def test_trial_usccorganization_code_check() -> None:
-    from market.client import organization_code_check
+    from market.tools.client import organization_code_check
 
     # GB 11714-1997: weights 3 7 9 10 5 8 4 2; D2143569 sums to 199, 11 - 199 % 11 = 10, written X.
     assert organization_code_check("D2143569") == "X"
@@ -275,7 +275,7 @@ async def test_an_app_will_not_start_without_the_keys_its_database_needs(databas
     """Workers started without ``market serve`` (``uvicorn --factory``) refuse too."""
     from litestar.testing import AsyncTestClient
 
-    from market.app import create_app
+    from market.web.app import create_app
     from tests.conftest import make_settings
     from tests.registry_support import own_app
 

@@ -12,12 +12,12 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
 
 from ledger.store import Leaf, PendingEntry
-from market import db
+from market.core import db
 from market.accounts.models import Account, AccountKey, ApiToken
 from market.accounts.uscc import validate
-from market.app import create_app
-from market.cli import main
-from market.demo_data import ASSETS, CATEGORIES, OPERATOR, PARTIES, demo_uscc
+from market.web.app import create_app
+from market.tools.cli import main
+from market.demo.data import ASSETS, CATEGORIES, OPERATOR, PARTIES, demo_uscc
 from market.listings.models import Listing
 from market.registry.models import Asset
 from tests.conftest import make_settings

@@ -4,7 +4,7 @@ import uuid
 
 from sqlmodel import func, select
 
-from market import db
+from market.core import db
 from market.accounts.models import Account
 from tests.conftest import Parties, assert_problem, random_uscc
 

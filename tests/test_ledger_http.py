@@ -13,7 +13,7 @@ from ledger import merkle, note, tiles
 from ledger.entry import verify_entry
 from ledger.errors import MalformedError
 
-from market.app import create_app
+from market.web.app import create_app
 from tests.conftest import assert_problem, make_settings, random_uscc
 from tests.ledger_support import integrate_all, ledger_database
 
@@ -170,9 +170,9 @@ async def test_business_change_and_entry_commit_together(harness: LedgerHarness)
     from market.accounts import service
     from market.accounts.models import Account
     from market.accounts.schemas import AccountCreate
-    from market.audit import LEDGER_KEY
-    from market.context import Ctx
-    from market.types import utcnow
+    from market.core.audit import LEDGER_KEY
+    from market.core.context import Ctx
+    from market.core.types import utcnow
     from ledger.store import PendingEntry
 
     data = AccountCreate(name="Atomic Co", kind="enterprise", roles=["provider"], uscc=random_uscc())
@@ -226,7 +226,7 @@ async def test_account_events_carry_no_personal_data(harness: LedgerHarness) -> 
         assert name not in leaf and code not in leaf
 
 async def test_entry_types_are_a_closed_list(harness: LedgerHarness) -> None:
-    from market import audit
+    from market.core import audit
 
     async with harness.maker() as session:
         session.info[audit.LEDGER_KEY] = harness.log

@@ -21,8 +21,8 @@ from ledger.sources import HttpSource
 from ledger.store import CheckpointRow, Leaf, PendingEntry, Tile
 from ledger.verify import verify_log
 from ledger.witness import witness_once
-from market.app import create_app
-from market.bootstrap import export_ledger
+from market.web.app import create_app
+from market.wiring.bootstrap import export_ledger
 from tests.ledger_support import LedgerDatabase, eventually, ledger_database
 
 ROOT = Path(__file__).resolve().parent.parent

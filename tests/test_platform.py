@@ -21,8 +21,8 @@ async def test_ready(client) -> None:
 async def test_ready_is_503_when_migrations_are_behind(databases, tmp_path) -> None:
     from litestar.testing import AsyncTestClient
 
-    from market import db
-    from market.app import create_app
+    from market.core import db
+    from market.web.app import create_app
     from tests.conftest import make_settings
 
     url = await databases.new()
@@ -116,7 +116,7 @@ def test_docs_assets_are_package_data() -> None:
     from fnmatch import fnmatch
     from pathlib import Path
 
-    from market.openapi import ASSETS_DIR
+    from market.web.openapi import ASSETS_DIR
 
     root = Path(__file__).resolve().parent.parent
     patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["market"]
@@ -192,7 +192,7 @@ async def test_options_lists_every_method_of_the_path(client) -> None:
 
 
 async def test_openapi_request_models_say_what_they_refuse(client) -> None:
-    from market.openapi import MODEL_RULES, PROPERTY_RULES
+    from market.web.openapi import MODEL_RULES, PROPERTY_RULES
 
     schemas = (await client.get("/schema/openapi.json")).json()["components"]["schemas"]
     for name in ("AccountCreate", "AssetCreate", "AssetUpdate", "SignedSubmission", "ReviewDecision"):
@@ -213,7 +213,7 @@ async def test_openapi_rules_agree_with_the_server(client, parties) -> None:
     import base64
     import re
 
-    from market.openapi import PROPERTY_RULES
+    from market.web.openapi import PROPERTY_RULES
 
     key_pattern = PROPERTY_RULES[("KeyCreate", "public_key")]["pattern"]
     provider = await parties.verified(["provider"])
@@ -303,7 +303,7 @@ async def test_a_deeply_nested_json_body_is_422(client, operator, body) -> None:
 
 
 def test_json_depth_counts_brackets_outside_strings_only() -> None:
-    from market.requests import json_depth_exceeds
+    from market.web.requests import json_depth_exceeds
 
     assert not json_depth_exceeds(b'{"a": "' + b"[" * 1000 + b'"}')
     assert not json_depth_exceeds(b'{"a": "\\"' + b"[" * 1000 + b'"}')

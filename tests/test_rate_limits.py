@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from market.ratelimit import MemoryCounter, RateLimiter, RedisCounter
+from market.web.ratelimit import MemoryCounter, RateLimiter, RedisCounter
 from tests.conftest import assert_problem
 from tests.registry_support import own_app
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from market.accounts import service as accounts
-from market.errors import Conflict, Forbidden
+from market.core.errors import Conflict, Forbidden
 from market.registry import review
 from tests.conftest import Parties, assert_problem
 from tests.registry_support import act, entry_types, propose, provider, read_asset, registered_asset

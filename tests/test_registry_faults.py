@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import rfc8785
 
-from market.clock import FakeClock
+from market.core.clock import FakeClock
 from tests.conftest import Parties, assert_problem, backend
 from tests.registry_support import (
     Signer,
@@ -119,7 +119,7 @@ class BothRead:
     (BEGIN IMMEDIATE), so there the requests run one after the other and nothing is held."""
 
     def __init__(self, monkeypatch: Any, parties: int = 2) -> None:
-        from market import signing
+        from market.core import signing
 
         if backend() != "postgresql":
             return
@@ -440,7 +440,7 @@ async def test_the_race_test_fails_without_the_version_check(client, parties: Pa
     is transferred twice."""
     from sqlalchemy import update
 
-    from market import statemachine
+    from market.core import statemachine
 
     async def status_only(self: Any, session: Any, row: Any, values: dict[str, Any]) -> None:
         await session.execute(update(self.model).where(self.model.id == row.id, self.model.status == row.status)

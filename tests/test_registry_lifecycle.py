@@ -96,11 +96,11 @@ async def test_public_notice_objection_and_clock(databases, tmp_path) -> None:
     """Notice of 10 days: objections while open; registration once it ends with none open."""
     from litestar.testing import AsyncTestClient
 
-    from market.app import create_app
-    from market.clock import FakeClock
-    from market.db import make_engine
-    from market.bootstrap import create_staff_account
-    from market.tasks import close_notices_once
+    from market.web.app import create_app
+    from market.core.clock import FakeClock
+    from market.core.db import make_engine
+    from market.wiring.bootstrap import create_staff_account
+    from market.wiring.tasks import close_notices_once
     from tests.conftest import Parties, Party, make_settings
 
     settings = make_settings(tmp_path, await databases.new(), notice_period="10d", clock_interval=0.05)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from ledger.verify import verify_bundle
-from market.clock import FakeClock
+from market.core.clock import FakeClock
 from tests.conftest import Parties, Party, assert_problem
 from tests.registry_support import (
     ASSET,

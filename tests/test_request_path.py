@@ -22,11 +22,12 @@ import pytest
 from sqlalchemy import event, text, update
 
 from ledger.log import Log
-from market import db, ledger_routes
+from market.core import db
+from market.web import ledger_routes
 from market.accounts.models import Account, ApiToken
-from market.auth import hash_token
-from market.credentials import AccountSnapshot, Credential, credential_memo
-from market.keys import init_ledger_key
+from market.web.auth import hash_token
+from market.web.credentials import AccountSnapshot, Credential, credential_memo
+from market.core.keys import init_ledger_key
 from tests.conftest import PG_URL, Parties, assert_problem
 from tests.registry_support import own_app
 
@@ -56,10 +57,10 @@ def in_another_process(url: str, sql_change: str) -> None:
     script = textwrap.dedent(f"""
         import asyncio
         from sqlalchemy import update
-        from market import db
+        from market.core import db
         from market.accounts.models import Account, ApiToken
         from market.registry.models import Asset
-        from market.types import utcnow
+        from market.core.types import utcnow
 
         async def main():
             engine = db.make_engine({url!r})
@@ -368,7 +369,7 @@ def test_every_table_is_classified_for_the_public_memory() -> None:
     import market.models  # noqa: F401 - every table
     from sqlmodel import SQLModel
 
-    from market.memo import ASSET_TABLES, NOT_ASSET_TABLES, watches
+    from market.core.memo import ASSET_TABLES, NOT_ASSET_TABLES, watches
 
     tables = set(SQLModel.metadata.tables)
     assert tables - NOT_ASSET_TABLES - ASSET_TABLES == set()

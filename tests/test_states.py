@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from market import audit
+from market.core import audit
 from market.accounts.states import MACHINES as ACCOUNT_MACHINES
-from market.errors import Conflict, Forbidden, InvalidTransition
+from market.core.errors import Conflict, Forbidden, InvalidTransition
 from market.listings.states import MACHINES as LISTING_MACHINES
 from market.trading.states import MACHINES as TRADING_MACHINES
 from market.registry.states import MACHINES as REGISTRY_MACHINES
-from market.statemachine import Machine, Transition
+from market.core.statemachine import Machine, Transition
 
 MACHINES = {m.kind: m for m in (*ACCOUNT_MACHINES, *REGISTRY_MACHINES, *LISTING_MACHINES, *TRADING_MACHINES)}
 PACKAGE = Path(__file__).resolve().parent.parent / "market"
@@ -108,7 +108,7 @@ def test_no_hand_written_status_updates_remain() -> None:
 def test_frozen_is_checked_in_one_place() -> None:
     """Only the state machine refuses a move because something is frozen."""
     refusers = [p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py") if "-frozen" in p.read_text()]
-    assert refusers == ["statemachine.py"]
+    assert refusers == ["core/statemachine.py"]
 
 
 class Row:
@@ -139,9 +139,9 @@ async def test_a_move_of_a_row_changed_since_it_was_read_loses(client, parties, 
     and changes nothing."""
     from market.accounts.models import Account
     from market.accounts.states import ACCOUNT
-    from market.audit import LEDGER_KEY
-    from market.context import Ctx
-    from market.types import utcnow
+    from market.core.audit import LEDGER_KEY
+    from market.core.context import Ctx
+    from market.core.types import utcnow
 
     applicant = await parties.sign_up(["buyer"])
     state = client.app.state

@@ -36,7 +36,7 @@ def checkout_like(tmp: Path) -> Path:
     """A directory with the ``.venv/bin`` commands the README calls, running this code."""
     bin_dir = tmp / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
-    for name, args in (("market", "-m market.cli"), ("python", "")):
+    for name, args in (("market", "-m market.tools.cli"), ("python", "")):
         script = bin_dir / name
         script.write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" {args} "$@"\n')
         script.chmod(0o755)

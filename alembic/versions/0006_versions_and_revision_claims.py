@@ -1,7 +1,7 @@
 """Row versions for race-safe moves; ownership claims kept per content revision
 
 - ``version`` on accounts, assets, objections and asset_transfers: every state machine
-  move updates ``WHERE version = :seen`` (market.statemachine), so a row changed since
+  move updates ``WHERE version = :seen`` (market.core.statemachine), so a row changed since
   it was read loses cleanly on PostgreSQL under READ COMMITTED as on SQLite.
 - The claim (rights, signed bytes, key, signature) moves from ``assets`` to
   ``asset_revisions``: a change under review is kept apart from the registered

@@ -1,7 +1,7 @@
 """Listings (挂牌): listings, every version of their terms, and their search documents
 
 - ``listings``: one live (not delisted) listing per asset, held by the unique
-  ``live_asset_id``; ``version`` for race-safe moves (market.statemachine).
+  ``live_asset_id``; ``version`` for race-safe moves (market.core.statemachine).
 - ``listing_terms``: every version of plans and licence an order may name.
 - ``listing_docs``: what search reads (market.listings.search). Each database indexes
   its segmented text its own way, created here and invisible to the models:

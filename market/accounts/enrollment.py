@@ -143,7 +143,7 @@ def _public_key(value: Any) -> bytes:
 
 def enroll(authority_key: Path, name: str, public_key: str, now: datetime) -> dict[str, Any]:
     """The signed enrollment file of a regulator named ``name`` with ``public_key``."""
-    from market.types import rfc3339
+    from market.core.types import rfc3339
 
     authority_name, key = load_authority_key(authority_key)
     name = name.strip()

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import Column, Text
 from sqlmodel import Field, SQLModel
 
-from market.types import UTCDateTime, utcnow
+from market.core.types import UTCDateTime, utcnow
 
 
 class Account(SQLModel, table=True):
@@ -19,7 +19,7 @@ class Account(SQLModel, table=True):
     jurisdiction: str = Field(max_length=2)
     controller_uscc: str | None = Field(default=None, max_length=18, index=True)  # its controlling entity
     status: str = Field(max_length=20, index=True)
-    version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # bumped by every move (market.statemachine)
+    version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # bumped by every move (market.core.statemachine)
     suspended: bool = Field(default=False)
     status_reason: str | None = Field(default=None, max_length=2000)
     verified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

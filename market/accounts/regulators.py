@@ -15,14 +15,14 @@ from typing import Any
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market import audit
+from market.core import audit
 from market.accounts.enrollment import Enrollment, authority_id
 from market.accounts.models import Account, AccountKey, ApiToken, RegulatorEnrollment
 from market.accounts.schemas import AccountStatus, Role
-from market.auth import hash_token, new_token
-from market.context import Ctx
-from market.errors import Conflict
-from market.ids import new_id
+from market.web.auth import hash_token, new_token
+from market.core.context import Ctx
+from market.core.errors import Conflict
+from market.core.ids import new_id
 
 
 async def create_regulator(session: AsyncSession, ctx: Ctx, enrollment: Enrollment) -> tuple[Account, str]:

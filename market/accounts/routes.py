@@ -6,7 +6,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market import idempotency
+from market.core import idempotency
 from market.accounts import service
 from market.accounts.schemas import (
     AccountCreate,
@@ -21,9 +21,9 @@ from market.accounts.schemas import (
     TokenRead,
     VerificationDecision,
 )
-from market.auth import OPEN_TO_INACTIVE, Caller
-from market.context import Ctx
-from market.pagination import DEFAULT_LIMIT, Page
+from market.web.auth import OPEN_TO_INACTIVE, Caller
+from market.core.context import Ctx
+from market.core.pagination import DEFAULT_LIMIT, Page
 
 
 class AccountController(Controller):

@@ -7,7 +7,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from collections.abc import Awaitable, Callable
 
-from market import audit
+from market.core import audit
 from market.accounts import access
 from market.accounts.models import Account, AccountKey, ApiToken
 from market.accounts.states import ACCOUNT
@@ -20,11 +20,11 @@ from market.accounts.schemas import (
     STAFF_ROLES,
     TokenRead,
 )
-from market.auth import hash_token, new_token
-from market.context import Ctx
-from market.errors import Conflict, Forbidden, InvalidTransition, NotFound
-from market.ids import new_id
-from market.pagination import page_of, paginate
+from market.web.auth import hash_token, new_token
+from market.core.context import Ctx
+from market.core.errors import Conflict, Forbidden, InvalidTransition, NotFound
+from market.core.ids import new_id
+from market.core.pagination import page_of, paginate
 
 # Called in the revoking transaction with (session, ctx, key): other domains void what
 # the key signed and is still pending (a transfer proposal). Registered at import.

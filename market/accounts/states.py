@@ -6,7 +6,7 @@
 
 from market.accounts.models import Account
 from market.accounts.schemas import AccountStatus
-from market.statemachine import Machine, Transition
+from market.core.statemachine import Machine, Transition
 
 A = AccountStatus
 T = Transition.of

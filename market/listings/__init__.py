@@ -16,7 +16,7 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.states import ACCOUNT
-from market.context import Ctx
+from market.core.context import Ctx
 from market.listings import index, service
 from market.listings.models import Listing
 from market.listings.states import LISTING

@@ -17,14 +17,14 @@ from sqlalchemy import and_, exists, false, or_, select, true
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import Account
-from market.auth import Caller
-from market.errors import Forbidden
+from market.web.auth import Caller
+from market.core.errors import Forbidden
 from market.listings.models import Listing
 from market.listings.schemas import without_buyers
 from market.listings.states import ListingStatus
 from market.registry.models import Asset, AssetRevision
 from market.registry.states import UNDER_REVIEW, AssetStatus
-from market.visibility import load_visible
+from market.core.visibility import load_visible
 
 
 def operation_right_standing() -> Any:

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
-from market.types import UTCDateTime, utcnow
+from market.core.types import UTCDateTime, utcnow
 
 
 class Listing(SQLModel, table=True):

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import Account
-from market.auth import Caller
+from market.web.auth import Caller
 from market.listings import access, search
 from market.listings.models import Listing
 from market.listings.schemas import Licence, ListingRead, PlanRead, SearchPage

@@ -8,15 +8,15 @@ from litestar.datastructures import State
 from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market import idempotency
-from market.context import Ctx
-from market.errors import Forbidden
+from market.core import idempotency
+from market.core.context import Ctx
+from market.core.errors import Forbidden
 from market.listings import access, catalog, read, search, service
 from market.listings.schemas import ListingCreate, ListingRead, ListingUpdate, PlanModel, Purpose, SearchPage, Sort
 from market.listings.search import SearchParams
-from market.memo import remembered
-from market.money import MAX_AMOUNT
-from market.pagination import DEFAULT_LIMIT
+from market.core.memo import remembered
+from market.core.money import MAX_AMOUNT
+from market.core.pagination import DEFAULT_LIMIT
 from market.registry.schemas import Grade
 
 Limit = Annotated[int, Parameter(ge=1, le=500)]
@@ -59,7 +59,7 @@ class ListingController(Controller):
 
         # Most callers see what an anonymous caller sees (search.audience says who does
         # not): their answers come from memory until any listing, asset or account
-        # changes (market.memo); the others' are computed for them.
+        # changes (market.core.memo); the others' are computed for them.
         shared = caller is None or (not caller.is_staff and not params.include_all
                                     and caller.id not in await self._audience(state))
         if not shared or not state.settings.search_memory:

@@ -6,8 +6,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from market.accounts.schemas import Strict
-from market.money import JsonInt, Money
-from market.types import JsonBool
+from market.core.money import JsonInt, Money
+from market.core.types import JsonBool
 
 PlanModel = Literal["one_time", "subscription", "free"]
 Territory = Literal["domestic", "global"]

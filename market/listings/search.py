@@ -38,12 +38,12 @@ from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.sql import ColumnElement, Select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.auth import Caller
-from market.errors import Unprocessable
+from market.web.auth import Caller
+from market.core.errors import Unprocessable
 from market.listings.models import ListingDoc
 from market.listings.text import Term, parse_query
-from market.money import MAX_AMOUNT
-from market.pagination import check_limit
+from market.core.money import MAX_AMOUNT
+from market.core.pagination import check_limit
 
 __all__ = [
     "FIELD_WEIGHTS", "PRICE_NONE", "SORTS", "SearchParams", "SearchResult", "fts5_expression",

@@ -15,12 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market import audit
+from market.core import audit
 from market.accounts.models import Account
 from market.accounts.schemas import Role
-from market.context import Ctx
-from market.errors import Conflict, Unprocessable
-from market.ids import new_id
+from market.core.context import Ctx
+from market.core.errors import Conflict, Unprocessable
+from market.core.ids import new_id
 from market.listings import access, index
 from market.listings.models import Listing, ListingTerms
 from market.listings.schemas import ListingCreate, ListingUpdate, Plan, plan_dicts

@@ -9,7 +9,7 @@ Whether a listing can be ordered also depends on its asset (market.listings.acce
 from enum import StrEnum
 
 from market.listings.models import Listing
-from market.statemachine import Machine, Transition
+from market.core.statemachine import Machine, Transition
 
 
 class ListingStatus(StrEnum):

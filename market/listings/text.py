@@ -37,7 +37,7 @@ from typing import Any
 
 import snowballstemmer
 
-from market.errors import Unprocessable
+from market.core.errors import Unprocessable
 
 MAX_QUERY_CHARS = 200
 MAX_QUERY_TERMS = 16

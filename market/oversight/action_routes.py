@@ -20,11 +20,11 @@ from litestar.datastructures import State
 from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market import idempotency
-from market.context import Ctx
+from market.core import idempotency
+from market.core.context import Ctx
 from market.oversight import actions, acts, alerts, ledger_status
 from market.oversight.actions import ActionName
-from market.pagination import DEFAULT_LIMIT
+from market.core.pagination import DEFAULT_LIMIT
 from market.trading.read import order_read
 from market.trading.schemas import OrderRead
 

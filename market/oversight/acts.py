@@ -1,7 +1,7 @@
 """A regulator's decisions as signed acts (DESIGN §2 invariant 9; API.md "Regulators
 are not the operator's to make"): every action, approval and alert closure is a
 document the regulator signs with a key its authority enrolled, drafted and submitted
-like an ownership claim (``market.signing``).
+like an ownership claim (``market.core.signing``).
 
 ``draft`` hands out ``{"document", "signing_bytes"}``: ``{"type": "regulator-act",
 "v": 1, "market", "kind", "regulator", "issued_at", "salt", …the request's own fields}``
@@ -33,17 +33,19 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market import audit, signing
+from market.core import audit
+
+from market.core import signing
 from market.accounts.enrollment import EnrollmentError, authority_id
 from market.accounts.models import RegulatorEnrollment
 from market.accounts.regulators import enrolled_key
 from market.accounts.schemas import Role, Strict
-from market.context import Ctx
-from market.errors import Conflict, Unprocessable
-from market.ids import new_id
+from market.core.context import Ctx
+from market.core.errors import Conflict, Unprocessable
+from market.core.ids import new_id
 from market.oversight.models import RegulatorAct
-from market.pagination import page_of, paginate
-from market.types import rfc3339
+from market.core.pagination import page_of, paginate
+from market.core.types import rfc3339
 
 __all__ = ["ACT_TYPE", "Accepted", "ActKind", "accept", "draft", "list_acts", "list_enrollments"]
 

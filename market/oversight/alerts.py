@@ -1,6 +1,6 @@
 """Alert rules and their evaluator (API.md "Oversight"; docs/alerts.md).
 
-The evaluator is the market's own analysis, run by the clock (``market.tasks.clock_once``):
+The evaluator is the market's own analysis, run by the clock (``market.wiring.tasks.clock_once``):
 it reads what happened since its last position in ``evaluator_marks`` — trade documents
 (``trade.placed``, ``trade.settled``) by id, refused attempts by id — evaluates each rule,
 opens alerts and advances the positions, all in one transaction. An alert is unique by
@@ -25,16 +25,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import Account
 from market.accounts.schemas import Role
-from market.context import Ctx
-from market.errors import NotFound
-from market.ids import new_id
+from market.core.context import Ctx
+from market.core.errors import NotFound
+from market.core.ids import new_id
 from market.oversight import acts
 from market.oversight.models import Alert, AlertedOrder, EvaluatorMark
-from market.pagination import page_of, paginate
-from market.statemachine import Machine, Transition
+from market.core.pagination import page_of, paginate
+from market.core.statemachine import Machine, Transition
 from market.registry.models import Asset
 from market.trading.models import Order, Refusal, TradeDocument
-from market.types import rfc3339, utcnow
+from market.core.types import rfc3339, utcnow
 
 class AlertStatus(StrEnum):
     open = "open"

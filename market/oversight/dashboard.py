@@ -43,8 +43,8 @@ from litestar.datastructures import Cookie, State
 from litestar.static_files import create_static_files_router
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.context import Ctx
-from market.errors import DomainError
+from market.core.context import Ctx
+from market.core.errors import DomainError
 from market.oversight import acts, dashboard_session
 from market.oversight.dashboard_data import (
     ACTION_NAMES, action_list, alert_list, approval_list, close_alert_data, decide_order, ledger_status,

@@ -11,7 +11,7 @@ from typing import Any
 from litestar.datastructures import State
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.context import Ctx
+from market.core.context import Ctx
 from market.oversight import actions as oversight_actions
 from market.oversight import alerts as oversight_alerts
 from market.oversight import ledger_status as ledger_module

@@ -35,9 +35,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from market.accounts.enrollment import EnrollmentError, authority_id
 from market.accounts.models import Account, AccountKey, RegulatorEnrollment
 from market.accounts.schemas import Role
-from market.auth import Caller
-from market.credentials import AccountSnapshot
-from market.ids import new_id
+from market.web.auth import Caller
+from market.web.credentials import AccountSnapshot
+from market.core.ids import new_id
 from market.oversight.models import DashboardSession
 
 __all__ = ["SESSION_HOURS", "SignedIn", "challenge", "current", "end", "sign_in"]

@@ -9,7 +9,7 @@ from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger.log import MAX_INDEX
-from market.context import Ctx
+from market.core.context import Ctx
 from market.oversight import documents
 
 

@@ -34,8 +34,8 @@ from ledger.entry import parse_entry
 from ledger.errors import LedgerError
 from ledger.store import Leaf
 from market.accounts.schemas import Role
-from market.audit import SALTED_SUFFIX
-from market.context import Ctx
+from market.core.audit import SALTED_SUFFIX
+from market.core.context import Ctx
 from market.trading.models import TradeDocument
 
 __all__ = ["CONFIDENTIAL_PREFIXES", "DEFAULT_LIMIT", "MAX_LIMIT", "SCAN_WINDOW", "is_confidential", "page",

@@ -15,8 +15,8 @@ from ledger import note
 from ledger.errors import LedgerError
 from ledger.store import CheckpointRow, Cosignature, PendingEntry
 from market.accounts.schemas import Role
-from market.context import Ctx
-from market.types import rfc3339, utcnow
+from market.core.context import Ctx
+from market.core.types import rfc3339, utcnow
 
 
 def _entry_time(leaf: bytes) -> datetime | None:

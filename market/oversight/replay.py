@@ -77,7 +77,7 @@ __all__ = ["Finding", "ReplayError", "ReplayReport", "format_report", "recompute
 
 CONFIDENTIAL_PREFIXES = ("trade.", "delivery.", "payout.")
 REGULATOR_TYPES = (ENROLLED, *ACT_ENTRY_TYPES)
-SALTED_SUFFIX = "_salted_sha256"  # keys naming salted details (market.audit.salted)
+SALTED_SUFFIX = "_salted_sha256"  # keys naming salted details (market.core.audit.salted)
 _TYPE_MARKS = tuple(f'"type":"{p}'.encode() for p in (*CONFIDENTIAL_PREFIXES, *REGULATOR_TYPES))
 _SALTED_MARK = f'{SALTED_SUFFIX}":'.encode()
 PAGE = 500  # documents per request (the API's maximum)

@@ -56,8 +56,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import Account
 from market.accounts.schemas import Role
-from market.context import Ctx
-from market.errors import Unprocessable
+from market.core.context import Ctx
+from market.core.errors import Unprocessable
 from market.oversight.models import TradeDay, TradeParty, TradePartyMonth, TradeStat, TradeStatMonth
 from market.registry.models import Asset
 from market.trading.models import Order

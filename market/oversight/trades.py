@@ -40,11 +40,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import Account
 from market.accounts.schemas import Role
-from market.context import Ctx
-from market.errors import Unprocessable
+from market.core.context import Ctx
+from market.core.errors import Unprocessable
 from market.oversight.models import AlertedOrder
 from market.oversight.stats import moment, parse_day
-from market.pagination import check_limit, decode_cursor, page_of, paginate
+from market.core.pagination import check_limit, decode_cursor, page_of, paginate
 from market.registry.models import Asset
 from market.trading.models import Order, Refusal
 from market.trading.states import OrderStatus
@@ -120,7 +120,7 @@ def _query(filters: TradeFilters, dialect: str = "postgresql") -> Any:
 
 
 def _time(value: datetime | str | None) -> str | None:
-    """RFC 3339 UTC with microseconds and a ``Z`` (as ``market.types.rfc3339``)."""
+    """RFC 3339 UTC with microseconds and a ``Z`` (as ``market.core.types.rfc3339``)."""
     if value is None:
         return None
     if isinstance(value, str):  # SQLite's stored text

@@ -17,7 +17,7 @@ safe to show).
 from dataclasses import dataclass
 from typing import Protocol
 
-from market.config import Settings
+from market.core.config import Settings
 
 
 @dataclass(frozen=True)

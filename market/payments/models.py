@@ -14,7 +14,7 @@ from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.payments.gateway import WebhookEvent
-from market.types import UTCDateTime, utcnow
+from market.core.types import UTCDateTime, utcnow
 
 
 class StripeEvent(SQLModel, table=True):

@@ -19,7 +19,7 @@ from typing import Any
 
 import stripe
 
-from market.config import Settings
+from market.core.config import Settings
 from market.payments.gateway import (
     BadSignature,
     GatewayError,

@@ -9,7 +9,7 @@ registration, cancellation, revocation, freezing), ``objections``, ``transfers``
 
 from market.accounts import service as _accounts
 from market.accounts.models import AccountKey
-from market.context import Ctx
+from market.core.context import Ctx
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 

@@ -15,11 +15,11 @@ from sqlalchemy import or_, true
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.auth import Caller
-from market.errors import Forbidden
+from market.web.auth import Caller
+from market.core.errors import Forbidden
 from market.registry.models import Asset, Objection, Transfer
 from market.registry.states import PUBLIC_STATUSES, S
-from market.visibility import load_visible
+from market.core.visibility import load_visible
 
 
 def is_public(asset: Asset) -> bool:

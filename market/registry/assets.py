@@ -9,9 +9,9 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.schemas import Role
-from market.auth import Caller
-from market.context import Ctx
-from market.pagination import page_of, paginate
+from market.web.auth import Caller
+from market.core.context import Ctx
+from market.core.pagination import page_of, paginate
 from market.registry import access
 from market.registry.models import Asset, AssetRevision
 from market.registry.schemas import AssetCreate, AssetRead, AssetUpdate, Commitment

@@ -14,9 +14,9 @@ from sqlalchemy import func
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market import audit
-from market.context import Ctx
-from market.errors import Conflict, DomainError, Unprocessable
+from market.core import audit
+from market.core.context import Ctx
+from market.core.errors import Conflict, DomainError, Unprocessable
 from market.registry import access
 from market.registry.assets import commitment_of, revision
 from market.registry.models import Asset, AssetRevision

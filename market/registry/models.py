@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import Column, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
-from market.types import UTCDateTime, utcnow
+from market.core.types import UTCDateTime, utcnow
 
 
 class Asset(SQLModel, table=True):
@@ -26,7 +26,7 @@ class Asset(SQLModel, table=True):
     format: str = Field(default="", max_length=100)
 
     status: str = Field(max_length=20, index=True)
-    version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # bumped by every move (market.statemachine)
+    version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # bumped by every move (market.core.statemachine)
     frozen: bool = False
     status_reason: str | None = Field(default=None, sa_column=Column(Text))  # the last decision's text
     registration_number: str | None = Field(default=None, unique=True, max_length=32)

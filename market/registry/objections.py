@@ -9,11 +9,11 @@ bring cannot both win: whichever commits second gets 409 or waits a round.
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market import audit
+from market.core import audit
 from market.accounts.schemas import Role
-from market.context import Ctx
-from market.errors import Conflict, Forbidden, InvalidTransition
-from market.ids import new_id
+from market.core.context import Ctx
+from market.core.errors import Conflict, Forbidden, InvalidTransition
+from market.core.ids import new_id
 from market.registry import access
 from market.registry.models import Objection
 from market.registry.review import rejection_values

@@ -11,10 +11,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market import audit
+from market.core import audit
 from market.accounts.schemas import Role
-from market.context import Ctx
-from market.errors import Conflict, InvalidTransition
+from market.core.context import Ctx
+from market.core.errors import Conflict, InvalidTransition
 from market.registry import access, certificates, transfers
 from market.registry.assets import conflicts
 from market.registry.models import Asset, Objection, RegistrationCounter

@@ -7,13 +7,13 @@ from litestar.datastructures import State
 from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market import idempotency
-from market.context import Ctx
-from market.errors import Unprocessable
-from market.ids import new_id
-from market.ledger_routes import subject_page
-from market.memo import remembered
-from market.pagination import DEFAULT_LIMIT, Page
+from market.core import idempotency
+from market.core.context import Ctx
+from market.core.errors import Unprocessable
+from market.core.ids import new_id
+from market.web.ledger_routes import subject_page
+from market.core.memo import remembered
+from market.core.pagination import DEFAULT_LIMIT, Page
 from market.registry import (
     access,
     assets,
@@ -68,7 +68,7 @@ class AssetController(Controller):
         category: str | None = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None,
     ) -> Response[Page[AssetRead]]:
         # Anonymous pages are the same for everyone: answered from memory until any
-        # asset changes (market.memo says how every process hears of it at once).
+        # asset changes (market.core.memo says how every process hears of it at once).
         caller = maybe_ctx.caller
 
         async def build() -> bytes:

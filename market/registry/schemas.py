@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from market.accounts.schemas import Strict
-from market.types import JsonBool
+from market.core.types import JsonBool
 
 Grade = Literal["general", "important", "core"]
 PersonalInfo = Literal["none", "deidentified", "anonymized", "identifiable"]

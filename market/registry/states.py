@@ -10,7 +10,7 @@ status: the transitions marked ``frozen_blocks`` are refused while it is set.
 from enum import StrEnum
 
 from market.registry.models import Asset, Objection, Transfer
-from market.statemachine import Machine, Transition
+from market.core.statemachine import Machine, Transition
 
 
 class AssetStatus(StrEnum):

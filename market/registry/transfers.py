@@ -15,17 +15,19 @@ from typing import Any
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market import audit, signing
+from market.core import audit
+
+from market.core import signing
 from market.accounts.models import Account
 from market.accounts.schemas import AccountStatus, Role
-from market.context import Ctx
-from market.errors import Conflict, Forbidden, Unprocessable
-from market.ids import new_id
+from market.core.context import Ctx
+from market.core.errors import Conflict, Forbidden, Unprocessable
+from market.core.ids import new_id
 from market.registry import access, certificates
 from market.registry.assets import commitment_of, revision
 from market.registry.models import Asset, Transfer
 from market.registry.states import ASSET, TRANSFER, TransferStatus
-from market.types import rfc3339
+from market.core.types import rfc3339
 
 TRANSFER_TYPE = "holding-transfer"
 TRANSFER_ACCEPT_WINDOW = timedelta(days=7)

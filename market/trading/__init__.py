@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.context import Ctx
+from market.core.context import Ctx
 from market.listings.states import LISTING
 
 

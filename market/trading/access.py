@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy import or_, true
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.auth import Caller
-from market.errors import Forbidden
+from market.web.auth import Caller
+from market.core.errors import Forbidden
 from market.trading.models import Dispute, Order
-from market.visibility import load_visible
+from market.core.visibility import load_visible
 
 
 def visible_orders(caller: Caller) -> Any:

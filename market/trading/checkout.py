@@ -18,11 +18,11 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.audit import LEDGER_KEY
-from market.context import Ctx
-from market.errors import DomainError
-from market.logs import log
-from market.money import Money
+from market.core.audit import LEDGER_KEY
+from market.core.context import Ctx
+from market.core.errors import DomainError
+from market.core.logs import log
+from market.core.money import Money
 from market.payments.gateway import GatewayError, PaymentState, WebhookEvent, payment_key, return_key
 from market.payments.models import record_event
 from market.trading import documents, returns, settlement
@@ -171,7 +171,7 @@ async def stop_payment(state: Any, order_id: str, intent_id: str) -> None:
         raise GatewayUnavailable(f"could not cancel the card payment of order {order_id} ({exc}); try again") \
             from None
     if intent.status in ("succeeded", "processing"):
-        from market.errors import Conflict
+        from market.core.errors import Conflict
 
         raise Conflict(f"the card payment of order {order_id} was already made ({intent.status}); the order is "
                        "being settled — open a dispute to be refunded", kind="payment-received")

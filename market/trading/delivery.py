@@ -62,12 +62,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger import entry as entries
 from market.accounts.models import Account
-from market.audit import LEDGER_KEY
-from market.auth import Caller
-from market.context import Ctx
-from market.errors import Conflict, DomainError, Forbidden, NotFound
+from market.core.audit import LEDGER_KEY
+from market.web.auth import Caller
+from market.core.context import Ctx
+from market.core.errors import Conflict, DomainError, Forbidden, NotFound
 from market.listings.models import Listing
-from market.logs import log
+from market.core.logs import log
 from market.registry.models import Asset, AssetRevision
 from market.registry.states import AssetStatus
 from market.storage import BlobCorrupted, BlobStore, MasterKey

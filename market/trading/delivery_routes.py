@@ -16,11 +16,11 @@ from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import Receive, Send
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.context import Ctx
-from market.logs import log
+from market.core.context import Ctx
+from market.core.logs import log
 from market.trading import access, delivery, proofs, receipts
 from market.trading.delivery import Sending
-from market.types import INT32_MAX
+from market.core.types import INT32_MAX
 
 Revision = Annotated[int | None, Parameter(ge=1, le=INT32_MAX, description="a subscription's revision (default: the newest "
                                                             "it covers)")]

@@ -49,13 +49,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market import audit
+from market.core import audit
 from market.accounts.schemas import Role, Strict
-from market.auth import Caller
-from market.context import Ctx
-from market.errors import Conflict, DomainError, Unprocessable
-from market.ids import new_id
-from market.money import Money
+from market.web.auth import Caller
+from market.core.context import Ctx
+from market.core.errors import Conflict, DomainError, Unprocessable
+from market.core.ids import new_id
+from market.core.money import Money
 from market.oversight import stats
 from market.payments.gateway import GatewayError, refund_key
 from market.trading import access, documents, returns

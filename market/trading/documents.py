@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market import audit
-from market.context import MARKET_ACTOR
+from market.core import audit
+from market.core.context import MARKET_ACTOR
 
 
 async def record(session: AsyncSession, type: str, subject: str, document: dict[str, Any]) -> tuple[dict[str, Any],

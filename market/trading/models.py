@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from market.types import UTCDateTime, utcnow
+from market.core.types import UTCDateTime, utcnow
 
 
 def _money() -> int:

@@ -16,8 +16,8 @@ from litestar.datastructures import State
 from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market import idempotency
-from market.context import Ctx
+from market.core import idempotency
+from market.core.context import Ctx
 from market.trading import disputes, statements
 from market.trading.disputes import DisputeView, ResolutionBody
 from market.trading.schemas import DisputeCreate, PayoutCreate, PayoutRead

@@ -15,12 +15,14 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market import audit, signing
+from market.core import audit
+
+from market.core import signing
 from market.accounts.models import Account
 from market.accounts.schemas import Role
-from market.context import Ctx
-from market.errors import Conflict, DomainError, Forbidden, NotFound, Unprocessable
-from market.ids import new_id
+from market.core.context import Ctx
+from market.core.errors import Conflict, DomainError, Forbidden, NotFound, Unprocessable
+from market.core.ids import new_id
 from market.listings import access as listing_access
 from market.listings.models import Listing
 from market.listings.schemas import without_buyers
@@ -29,7 +31,7 @@ from market.trading import access, documents
 from market.trading.models import Order, Refusal
 from market.trading.schemas import OrderCreate
 from market.trading.states import ORDER, OrderStatus
-from market.types import rfc3339
+from market.core.types import rfc3339
 
 ORDER_DOCUMENT = "order"
 ORDER_FIELDS = frozenset({"type", "v", "market", "buyer", "listing", "terms_version", "terms_sha256", "plan_id",

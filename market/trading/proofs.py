@@ -17,8 +17,8 @@ import anyio.to_thread
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger import merkle
-from market.context import Ctx
-from market.errors import Unprocessable
+from market.core.context import Ctx
+from market.core.errors import Unprocessable
 from market.registry.models import AssetRevision
 from market.storage import BlobCorrupted, BlobStore
 from market.trading.delivery import check_access, choose_revision

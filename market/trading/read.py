@@ -2,9 +2,9 @@
 
 import json
 
-from market.auth import Caller
+from market.web.auth import Caller
 from market.listings.schemas import Licence, PlanRead, without_buyers
-from market.money import Money
+from market.core.money import Money
 from market.trading import returns
 from market.trading.models import Order, PaymentReturn
 from market.trading.schemas import Approvals, OrderRead, PaymentRead, PaymentReturnRead, Terms

@@ -32,14 +32,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ledger import merkle
 from ledger.entry import canonical as canonical_entry
 from ledger.log import Log
-from market import signing
-from market.context import Ctx
-from market.errors import Unprocessable
-from market.pagination import check_limit, decode_cursor, encode_cursor
+from market.core import signing
+from market.core.context import Ctx
+from market.core.errors import Unprocessable
+from market.core.pagination import check_limit, decode_cursor, encode_cursor
 from market.registry.certificates import bundle
 from market.trading import documents
 from market.trading.models import Delivery, DeliveryBatch, Order
-from market.types import rfc3339
+from market.core.types import rfc3339
 
 __all__ = ["RECEIPT_TYPE", "add", "close", "close_due", "leaf_of", "listing", "receipt"]
 

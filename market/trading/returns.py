@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import and_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.context import Ctx
-from market.money import Money
+from market.core.context import Ctx
+from market.core.money import Money
 from market.trading import documents
 from market.trading.models import Order, PaymentReturn
 

@@ -8,11 +8,11 @@ from litestar.params import Parameter
 from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market import idempotency
-from market.context import Ctx
-from market.errors import Conflict, DomainError, Unprocessable
+from market.core import idempotency
+from market.core.context import Ctx
+from market.core.errors import Conflict, DomainError, Unprocessable
 from market.listings.schemas import Purpose
-from market.pagination import DEFAULT_LIMIT, Page, page_of, paginate
+from market.core.pagination import DEFAULT_LIMIT, Page, page_of, paginate
 from market.trading import access, orders, returns, settlement
 from market.trading.models import Order
 from market.trading.read import order_read

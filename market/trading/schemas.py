@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from market.accounts.schemas import Strict
 from market.listings.schemas import Licence, PlanRead, Purpose
-from market.money import Money
+from market.core.money import Money
 
 PaymentMethod = Literal["stripe", "bank_transfer", "free"]
 Decision = Literal["approve", "reject"]

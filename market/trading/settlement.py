@@ -21,16 +21,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger.entry import canonical as canonical_entry
 from ledger.log import Log
-from market import signing
+from market.core import signing
 from market.accounts.models import Account, AccountKey
 from market.accounts.schemas import Role
-from market.context import Ctx
-from market.errors import Conflict, InvalidTransition, Unprocessable
+from market.core.context import Ctx
+from market.core.errors import Conflict, InvalidTransition, Unprocessable
 from market.listings import access as listing_access
 from market.listings.models import Listing
 from market.listings.states import ListingStatus
 from market.listings.schemas import without_buyers
-from market.money import Money
+from market.core.money import Money
 from market.oversight import stats
 from market.registry.assets import commitment_of, revision
 from market.registry.certificates import bundle, holder_of
@@ -39,7 +39,7 @@ from market.registry.states import AssetStatus
 from market.trading import access, documents, returns
 from market.trading.models import Order
 from market.trading.states import ORDER, UNPAID, OrderStatus
-from market.types import rfc3339
+from market.core.types import rfc3339
 
 CONTRACT_TYPE = "data-trade-contract"
 

@@ -38,10 +38,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import Account
 from market.accounts.schemas import Role
-from market.context import Ctx
-from market.errors import NotFound, Unprocessable
-from market.ids import new_id
-from market.money import Money
+from market.core.context import Ctx
+from market.core.errors import NotFound, Unprocessable
+from market.core.ids import new_id
+from market.core.money import Money
 from market.trading import documents
 from market.trading.models import Order, Payout
 from market.trading.schemas import PayoutCreate, PayoutRead

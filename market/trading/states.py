@@ -13,7 +13,7 @@ services append ``trade.*`` entries holding only the salted document hash
 
 from enum import StrEnum
 
-from market.statemachine import Machine, Transition
+from market.core.statemachine import Machine, Transition
 from market.trading.models import Dispute, Order
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from market.errors import Conflict, Forbidden
+from market.core.errors import Conflict, Forbidden
 from market.listings import service
 from market.listings.models import ListingTerms
 from market.registry import review

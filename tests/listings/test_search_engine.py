@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from market import db
+from market.core import db
 from market.accounts.models import Account
-from market.auth import Caller
-from market.credentials import AccountSnapshot
-from market.errors import Unprocessable
-from market.ids import new_id
+from market.web.auth import Caller
+from market.web.credentials import AccountSnapshot
+from market.core.errors import Unprocessable
+from market.core.ids import new_id
 from market.listings import index
 from market.listings.models import Listing, ListingDoc
 from market.listings.search import (

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import note
 from ledger.bundle import verify_bundle
-from market.audit import document_digest
+from market.core.audit import document_digest
 from tests.conftest import Parties, Party, assert_problem
 from tests.listings.support import found_ids, word
 from tests.regulator_acts import act, signed_act

@@ -13,7 +13,7 @@ from typing import Any
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from market.types import rfc3339, utcnow
+from market.core.types import rfc3339, utcnow
 from tests.conftest import Parties, Party, assert_problem
 from tests.oversight.test_alerts import alerts_about, evaluate
 from tests.registry_support import entry_types, ledger_items

@@ -13,9 +13,9 @@ import pytest
 from litestar.testing import AsyncTestClient
 from sqlmodel import select
 
-from market import db
-from market.app import create_app
-from market.bootstrap import create_staff_account
+from market.core import db
+from market.web.app import create_app
+from market.wiring.bootstrap import create_staff_account
 from market.oversight import dashboard
 from market.oversight.alerts import evaluate_once
 from market.oversight.models import OversightAction

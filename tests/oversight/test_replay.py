@@ -19,7 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from market import db
+from market.core import db
 from market.oversight.replay import ReplayError, replay
 from tests.regulator_acts import enroll_regulator
 from tests.serving import serving
@@ -40,7 +40,7 @@ class Market:
 
     def cli(self, *extra: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "market.cli", "oversight", "replay", self.base, "--vkey", self.vkey,
+            [sys.executable, "-m", "market.tools.cli", "oversight", "replay", self.base, "--vkey", self.vkey,
              "--token", token or self.regulator, "--workers", "1", *extra],
             capture_output=True, text=True, timeout=120, env={**os.environ, "MARKET_LOG_LEVEL": "WARNING"})
 

@@ -19,11 +19,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 
 from ledger.log import Log
-from market import audit, db
-from market.audit import LEDGER_KEY
-from market.ids import new_id
-from market.keys import init_ledger_key
-from market.types import rfc3339, utcnow
+from market.core import audit
+from market.core import db
+from market.core.audit import LEDGER_KEY
+from market.core.ids import new_id
+from market.core.keys import init_ledger_key
+from market.core.types import rfc3339, utcnow
 from tests.conftest import Parties, Party, make_settings
 from tests.oversight.test_replay import _settled
 from tests.regulator_acts import act, authority_keygen, enroll_regulator, public_key_of
@@ -35,7 +36,7 @@ pytestmark = pytest.mark.slow
 
 def _cli(base: str, vkey: str, token: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "market.cli", "oversight", "replay", base, "--vkey", vkey, "--token", token,
+        [sys.executable, "-m", "market.tools.cli", "oversight", "replay", base, "--vkey", vkey, "--token", token,
          "--workers", "1", *extra],
         capture_output=True, text=True, timeout=120, env={**os.environ, "MARKET_LOG_LEVEL": "WARNING"})
 

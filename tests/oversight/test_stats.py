@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from market.accounts.models import Account
-from market.clock import FakeClock
+from market.core.clock import FakeClock
 from market.oversight import stats
 from market.registry.models import Asset
 from market.trading.models import Order

@@ -12,7 +12,7 @@ import pytest
 import stripe
 from sqlalchemy import func, select
 
-from market import db
+from market.core import db
 from market.payments import FREE, BANK_TRANSFER, BadSignature, GatewayError, WebhookEvent, payment_key, refund_key
 from market.payments.gateway import payment_methods
 from market.payments.models import StripeEvent, record_event

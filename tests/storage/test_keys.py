@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from market.app import create_app
+from market.web.app import create_app
 from market.storage import KeyFileError, KeyUnwrapError, MasterKey
 from tests.conftest import make_settings
 

@@ -263,7 +263,7 @@ async def test_a_dispute_refunds_the_intent_that_paid(market: Market) -> None:
     dispute's refund goes to the intent named in ``payment.reference``."""
     from sqlalchemy import update
 
-    from market import db
+    from market.core import db
     from market.trading.models import Order
 
     _, b, order = await card_order(market)

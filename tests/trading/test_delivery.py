@@ -16,8 +16,8 @@ from sqlalchemy import select, update
 
 from ledger import merkle
 from ledger.errors import ProofError, RootMismatchError
-from market.audit import LEDGER_KEY
-from market.context import Ctx
+from market.core.audit import LEDGER_KEY
+from market.core.context import Ctx
 from market.trading.models import Delivery, Order, TradeDocument
 from tests.conftest import Parties, Party, assert_problem
 from tests.listings.support import publish
@@ -180,8 +180,8 @@ async def test_many_small_ranges_make_few_ledger_entries_and_every_range_proves(
     receipt proves, offline, to be a leaf of its batch's Merkle root, and the root is in
     the document whose hash is in the signed log (the batch's bundle)."""
     from ledger.bundle import verify_bundle
-    from market import tasks
-    from market.clock import FakeClock
+    from market.wiring import tasks
+    from market.core.clock import FakeClock
     from tests.registry_support import own_app, wait_integrated
 
     clock = FakeClock()
@@ -415,9 +415,9 @@ async def test_a_suspended_buyer_gets_nothing(client, parties, operator, regulat
 
 
 async def test_access_ends_at_expiry(client, parties, operator, settings) -> None:
-    from market.context import Ctx
+    from market.core.context import Ctx
     from market.trading.settlement import expire_due
-    from market.types import utcnow
+    from market.core.types import utcnow
 
     d = await bought(client, parties, operator, size=1000)
     order, b = d["order"], d["buyer"]
@@ -430,7 +430,7 @@ async def test_access_ends_at_expiry(client, parties, operator, settings) -> Non
     # ... and once it has.
     async def run() -> int:
         async with client.app.state.sessionmaker() as s:
-            from market.audit import LEDGER_KEY
+            from market.core.audit import LEDGER_KEY
 
             s.info[LEDGER_KEY] = client.app.state.ledger
             n = await expire_due(s, Ctx(None, utcnow(), settings))
@@ -564,18 +564,18 @@ async def test_a_download_under_way_stops_when_access_ends(client, parties, oper
                                                             settings) -> None:
     """Access is checked again while streaming (here before every piece): a freeze
     stops the download, and the part sent is recorded."""
-    from market.context import Ctx
+    from market.core.context import Ctx
     from market.registry.review import set_frozen
     from market.trading import delivery
-    from market.types import utcnow
+    from market.core.types import utcnow
 
     d = await bought(client, parties, operator, size=3 * CHUNK)
     content, order, b = d["content"], d["order"], d["buyer"]
     state = client.app.state
 
     async def start() -> Any:
-        from market.auth import Caller
-        from market.credentials import AccountSnapshot
+        from market.web.auth import Caller
+        from market.web.credentials import AccountSnapshot
         from market.accounts.models import Account
 
         async with state.read_sessionmaker() as s:
@@ -634,7 +634,7 @@ def http_for(client: Any, who: Any, tamper: Any = None) -> Any:
 def run_download(client: Any, who: Any, order_id: str, out: Any, tamper: Any = None, **kw: Any) -> tuple[int, str]:
     import io
 
-    from market.client_download import download
+    from market.tools.client_download import download
 
     err = io.StringIO()
     with http_for(client, who, tamper) as http:
@@ -748,7 +748,7 @@ async def test_market_client_download_against_a_real_server(databases, tmp_path)
     env = {**os.environ, "MARKET_DATA_DIR": str(tmp_path / "var"), "MARKET_DATABASE_URL": await databases.new(migrate=False),
            "MARKET_LOG_LEVEL": "WARNING", "MARKET_LEDGER_ORIGIN": "ledger.download.example/log",
            "MARKET_NOTICE_PERIOD": "0"}
-    market = [sys.executable, "-m", "market.cli"]
+    market = [sys.executable, "-m", "market.tools.cli"]
     proc = subprocess.Popen([*market, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
@@ -811,10 +811,10 @@ async def test_a_revocation_stops_delivery(client, parties, operator, regulator,
 
 
 async def test_a_download_under_way_stops_on_revocation(client, parties, operator, regulator, settings) -> None:
-    from market.context import Ctx
+    from market.core.context import Ctx
     from market.registry.review import revoke
     from market.trading import delivery
-    from market.types import utcnow
+    from market.core.types import utcnow
 
     d = await bought(client, parties, operator, size=3 * CHUNK)
     content, order, b = d["content"], d["order"], d["buyer"]
@@ -822,8 +822,8 @@ async def test_a_download_under_way_stops_on_revocation(client, parties, operato
 
     async def start() -> Any:
         from market.accounts.models import Account
-        from market.auth import Caller
-        from market.credentials import AccountSnapshot
+        from market.web.auth import Caller
+        from market.web.credentials import AccountSnapshot
 
         async with state.read_sessionmaker() as s:
             account = AccountSnapshot.of(await s.get_one(Account, b.id))

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from market.audit import document_digest, text_digest
-from market.clock import FakeClock
+from market.core.audit import document_digest, text_digest
+from market.core.clock import FakeClock
 from market.payments.gateway import GatewayError, RefundResult, WebhookEvent
 from market.trading.models import TradeDocument
 from tests.conftest import Parties, Party, assert_problem

@@ -322,8 +322,8 @@ async def test_the_clock_expires_access_when_its_period_ends(client, parties: Pa
                                                              settings) -> None:
     from datetime import datetime, timedelta
 
-    from market.audit import LEDGER_KEY
-    from market.context import Ctx
+    from market.core.audit import LEDGER_KEY
+    from market.core.context import Ctx
     from market.trading import settlement
 
     _, listing = await offer(client, parties, operator)

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from market.clock import FakeClock
+from market.core.clock import FakeClock
 from tests.conftest import Party, assert_problem
 from tests.registry_support import concurrently, ledger_items, own_app
 from tests.trading.support import buyer, offer, pay_by_bank, place

@@ -172,10 +172,10 @@ async def test_a_payment_waits_for_a_freeze_under_way(client, parties: Parties, 
     import httpx
 
     from market.accounts.models import Account
-    from market.audit import LEDGER_KEY
-    from market.auth import Caller
-    from market.context import Ctx
-    from market.types import utcnow
+    from market.core.audit import LEDGER_KEY
+    from market.web.auth import Caller
+    from market.core.context import Ctx
+    from market.core.types import utcnow
 
     holder, listing = await offer(client, parties, operator)
     b = await buyer(client, parties)

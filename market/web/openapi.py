@@ -42,12 +42,14 @@ from litestar.routes import HTTPRoute
 from litestar.static_files import create_static_files_router
 from pydantic import BaseModel
 
-from market import __version__, idempotency
-from market.errors import PROBLEM_JSON
+from market import __version__
+
+from market.core import idempotency
+from market.core.errors import PROBLEM_JSON
 
 DOCS_PATH = "/schema"
 ASSETS_PATH = "/schema/assets"
-ASSETS_DIR = Path(__file__).parent / "static" / "swagger-ui"
+ASSETS_DIR = Path(__file__).resolve().parents[1] / "static" / "swagger-ui"
 
 # Request bodies that handlers read raw (``request.stream()`` / ``request.body()``),
 # so Litestar cannot see them: (method, path) -> (media type, schema, description).

@@ -38,21 +38,21 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger.log import Log
-from market import db
+from market.core import db
 from market.accounts import service as accounts
 from market.accounts.models import Account, ApiToken
 from market.accounts.schemas import AccountCreate, AccountStatus
-from market.audit import LEDGER_KEY
-from market.auth import Caller
-from market.config import Settings
-from market.context import Ctx
-from market.credentials import AccountSnapshot
-from market.demo_data import (
+from market.core.audit import LEDGER_KEY
+from market.web.auth import Caller
+from market.core.config import Settings
+from market.core.context import Ctx
+from market.web.credentials import AccountSnapshot
+from market.demo.data import (
     ASSETS, CATEGORIES, OPERATOR, PARTIES, PURPOSES, SHOWN_BUYER, SHOWN_PROVIDER, AssetSpec, PartySpec, content,
 )
-from market.errors import DomainError
-from market.ids import new_id
-from market.keys import init_ledger_key
+from market.core.errors import DomainError
+from market.core.ids import new_id
+from market.core.keys import init_ledger_key
 from market.listings import service as listing_service
 from market.listings.models import Listing
 from market.listings.schemas import ListingCreate
@@ -62,7 +62,7 @@ from market.registry.models import Asset
 from market.registry.schemas import AssetCreate
 from market.registry.states import RIGHTS, AssetStatus
 from market.storage import BlobStore, MasterKey
-from market.types import utcnow
+from market.core.types import utcnow
 
 MAX_NOTICE = timedelta(minutes=1)
 SYNTHETIC = "（演示用合成数据 synthetic demo data）"

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from market.auth import Caller
-from market.config import Settings
-from market.errors import NotAuthenticated
+from market.web.auth import Caller
+from market.core.config import Settings
+from market.core.errors import NotAuthenticated
 
 __all__ = ["MARKET_ACTOR", "Ctx"]
 

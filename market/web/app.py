@@ -17,18 +17,20 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger.errors import LedgerError
 from ledger.log import Log
-from market import __version__, db, openapi
+from market import __version__
+from market.core import db
+from market.web import openapi
 from market.accounts.routes import AccountController
 from market.accounts.schemas import Role
-from market.audit import LEDGER_KEY
-from market.auth import Caller, provide_caller, provide_optional_caller
-from market.context import Ctx
-from market.config import Settings
-from market.errors import PROBLEM_JSON, DomainError, NotAuthenticated, ledger_problem, problem
-from market.keycheck import refuse_new_keys
-from market.keys import init_ledger_key
-from market.clock import Clock
-from market.ledger_routes import LedgerController, TlogController
+from market.core.audit import LEDGER_KEY
+from market.web.auth import Caller, provide_caller, provide_optional_caller
+from market.core.context import Ctx
+from market.core.config import Settings
+from market.core.errors import PROBLEM_JSON, DomainError, NotAuthenticated, ledger_problem, problem
+from market.core.keycheck import refuse_new_keys
+from market.core.keys import init_ledger_key
+from market.core.clock import Clock
+from market.web.ledger_routes import LedgerController, TlogController
 from market.registry.routes import AssetController, ObjectionController, TransferController
 from market.listings.routes import ListingController, dcat_catalog
 from market.trading.routes import OrderController, order_document, stripe_webhook
@@ -39,12 +41,12 @@ from market.oversight.stats_routes import STATS_ROUTES
 from market.oversight.action_routes import ACTION_ROUTES
 from market.oversight.dashboard import dashboard_router
 from market.storage import BlobStore, MasterKey
-from market.credentials import credential_memo
-from market.memo import Memo, PgListener, asyncpg_dsn, sqlite_epochs
-from market.logs import configure_logging, log, request_context_middleware
-from market.ratelimit import limiter_from, rate_limit_middleware
-from market.requests import MarketRequest
-from market.tasks import run_background
+from market.web.credentials import credential_memo
+from market.core.memo import Memo, PgListener, asyncpg_dsn, sqlite_epochs
+from market.core.logs import configure_logging, log, request_context_middleware
+from market.web.ratelimit import limiter_from, rate_limit_middleware
+from market.web.requests import MarketRequest
+from market.wiring.tasks import run_background
 
 
 def _problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
@@ -212,7 +214,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine, read_engine = db.make_engines(settings.sqlalchemy_url)
-        # Keys are made only for a database that needs no existing ones (market.keycheck).
+        # Keys are made only for a database that needs no existing ones (market.core.keycheck).
         await refuse_new_keys(read_engine, settings.keys_dir, settings.blobs_dir)
         private_key, _ = init_ledger_key(settings.keys_dir)
         app.state.settings = settings

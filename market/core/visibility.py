@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.errors import NotFound
+from market.core.errors import NotFound
 
 Row = TypeVar("Row")
 

@@ -7,7 +7,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 from sqlalchemy.sql import Select
 
-from market.errors import Unprocessable
+from market.core.errors import Unprocessable
 
 T = TypeVar("T")
 DEFAULT_LIMIT = 50

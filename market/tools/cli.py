@@ -1,5 +1,5 @@
 """``market``: serve, db, keys, admin, ledger, search, demo, oversight, version; the
-parties' own commands (``client``, ``regulator``) are in ``market.cli_parties``."""
+parties' own commands (``client``, ``regulator``) are in ``market.tools.cli_parties``."""
 
 import asyncio
 import sys
@@ -8,9 +8,11 @@ from typing import Any
 
 import click
 
-from market import __version__, db
-from market.cli_parties import client_group, regulator_group
-from market.config import Settings
+from market import __version__
+
+from market.core import db
+from market.tools.cli_parties import client_group, regulator_group
+from market.core.config import Settings
 
 
 def _settings() -> Settings:
@@ -49,7 +51,7 @@ class _Market(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
-        from market.keys import KeyFileError
+        from market.core.keys import KeyFileError
 
         try:
             return super().invoke(ctx)
@@ -147,8 +149,8 @@ def keys_group() -> None:
 def keys_init() -> None:
     """Create the ledger signing key if missing (mode 0600) — unless the database
     already holds entries signed by a key that is missing: then refuse, exit 1."""
-    from market.keycheck import refuse_new_keys
-    from market.keys import init_ledger_key, ledger_key_path
+    from market.core.keycheck import refuse_new_keys
+    from market.core.keys import init_ledger_key, ledger_key_path
 
     settings = _settings()
 
@@ -169,7 +171,7 @@ def keys_init() -> None:
 def keys_show() -> None:
     """Print the ledger's verifier key (vkey)."""
     from ledger.note import Signer
-    from market.keys import load_ledger_key
+    from market.core.keys import load_ledger_key
 
     settings = _settings()
     click.echo(Signer(settings.ledger_origin, load_ledger_key(settings.keys_dir)).vkey)
@@ -179,7 +181,7 @@ def keys_show() -> None:
 
 
 async def _create_staff(settings: Settings, name: str, role: str) -> str:
-    from market.bootstrap import create_staff_account
+    from market.wiring.bootstrap import create_staff_account
 
     engine = db.make_engine(settings.sqlalchemy_url)
     try:
@@ -207,8 +209,8 @@ def create_regulator(enrollment: Path) -> None:
     """Create the regulator an authority enrolled (checked against MARKET_REGULATOR_AUTHORITY);
     print its token as the last line."""
     from market.accounts.enrollment import EnrollmentError
-    from market.bootstrap import create_regulator_account
-    from market.errors import DomainError
+    from market.wiring.bootstrap import create_regulator_account
+    from market.core.errors import DomainError
 
     settings = _settings()
     try:
@@ -246,7 +248,7 @@ def ledger_group() -> None:
 @ledger_group.command("integrate")
 def ledger_integrate() -> None:
     """Integrate every pending entry now and print the new checkpoint."""
-    from market.bootstrap import open_ledger
+    from market.wiring.bootstrap import open_ledger
 
     settings = _settings()
 
@@ -276,7 +278,7 @@ def ledger_integrate() -> None:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def ledger_export(directory: Path) -> None:
     """Write the log as a C2SP tlog-tiles tree into DIRECTORY (for verify-log)."""
-    from market.bootstrap import export_ledger
+    from market.wiring.bootstrap import export_ledger
 
     count = _run(export_ledger(_settings(), directory))
     click.echo(f"exported {count} entries to {directory}", err=True)
@@ -296,7 +298,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Migrate, make keys, bootstrap an operator on an empty database, and serve the API."""
     import uvicorn
 
-    from market.bootstrap import prepare
+    from market.wiring.bootstrap import prepare
 
     settings = _settings()
     token = _run(prepare(settings))
@@ -304,7 +306,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         click.echo("An operator account was created on this empty database. Its token, shown once:", err=True)
         click.echo(token)
     uvicorn.run(
-        "market.app:app_from_env",
+        "market.web.app:app_from_env",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
@@ -325,7 +327,7 @@ def search_group() -> None:
 @search_group.command("reindex")
 def search_reindex() -> None:
     """Rebuild every listing's search document (after an upgrade that changes segmentation)."""
-    from market import db
+    from market.core import db
     from market.listings import index
 
     settings = _settings()
@@ -352,8 +354,8 @@ def search_reindex() -> None:
                    "For a throwaway demo database only")
 def demo(notice_period: str | None) -> None:
     """Seed a demo exchange (parties, registered assets, listings) through the services; idempotent."""
-    from market.config import parse_duration
-    from market.demo import DemoRefused, report, seed
+    from market.core.config import parse_duration
+    from market.demo.seed import DemoRefused, report, seed
 
     try:
         notice = None if notice_period is None else parse_duration(notice_period)

@@ -19,7 +19,7 @@ def client_group() -> None:
 @click.option("--force", is_flag=True, help="replace an existing key file (its key is lost)")
 def client_keygen(out: Path, force: bool) -> None:
     """Make an Ed25519 key; print its public key as the API wants it (base64 of 32 bytes)."""
-    from market import client
+    from market.tools import client
 
     try:
         click.echo(client.keygen(out, force=force))
@@ -33,7 +33,7 @@ def client_keygen(out: Path, force: bool) -> None:
 @click.argument("signing_bytes")
 def client_sign(key_path: Path, signing_bytes: str) -> None:
     """Sign SIGNING_BYTES (base64, as the API gave it; '-' reads stdin); print the signature, base64."""
-    from market import client
+    from market.tools import client
 
     text = sys.stdin.read() if signing_bytes == "-" else signing_bytes
     try:
@@ -46,7 +46,7 @@ def client_sign(key_path: Path, signing_bytes: str) -> None:
 @click.option("--division", default="440300", show_default=True, help="6-digit administrative division code")
 def client_uscc(division: str) -> None:
     """Print a random, well-formed unified social credit code, for trying the market."""
-    from market import client
+    from market.tools import client
 
     try:
         click.echo(client.trial_uscc(division))
@@ -74,7 +74,7 @@ def client_download(order_id: str, out: Path, verify: bool, byte_range: str | No
     """Download ORDER_ID's content. Exit 0 when done (and verified), 1 when a check fails, 2 on HTTP errors."""
     import os
 
-    from market import client_download as dl
+    from market.tools import client_download as dl
 
     token = token or os.environ.get("MARKET_TOKEN")
     if not token:
@@ -128,7 +128,7 @@ def regulator_enroll(authority_key: Path, name: str, public_key: str, out: Path)
     import json
 
     from market.accounts.enrollment import EnrollmentError, enroll
-    from market.types import utcnow
+    from market.core.types import utcnow
 
     try:
         document = enroll(authority_key, name, public_key.strip(), utcnow())

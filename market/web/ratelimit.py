@@ -12,7 +12,7 @@ Two limits, both fixed windows, both settings (``0`` turns one off):
   sign-up adds a permanent ledger entry, hence the stricter limit.
 
 Finding a token's account costs nothing once the process has seen the token
-(``market.auth.resolve``, the credentials memo) and one query otherwise, which the
+(``market.web.auth.resolve``, the credentials memo) and one query otherwise, which the
 route then does not repeat.
 
 ``/health``, ``/ready`` and ``/metrics`` are never limited. A refused request reaches
@@ -31,9 +31,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from market import auth
-from market.errors import TooManyRequests
-from market.logs import log
+from market.web import auth
+from market.core.errors import TooManyRequests
+from market.core.logs import log
 
 UNLIMITED_PATHS = frozenset({"/health", "/ready", "/metrics"})
 SIGN_UP_PATHS = frozenset({"/v1/accounts", "/v1/accounts/"})
@@ -154,7 +154,7 @@ def limiter_from(settings: Any) -> RateLimiter:
 
 async def _account(state: Any, scope: dict[str, Any]) -> str | None:
     """The account of the request's bearer token, or None when it has no usable one.
-    The credential found is left in the scope for ``market.auth.authenticate``."""
+    The credential found is left in the scope for ``market.web.auth.authenticate``."""
     header = None
     for name, value in scope["headers"]:
         if name == b"authorization":

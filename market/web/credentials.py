@@ -1,16 +1,16 @@
 """Who a bearer token belongs to, as remembered by each process (``auth``).
 
-The memo of credentials is a ``market.memo.Memo`` of topic ``credentials``: any
+The memo of credentials is a ``market.core.memo.Memo`` of topic ``credentials``: any
 committed change to an account (KYC decision, suspension, roles) or to a token other
 than its ``last_used_at`` (a revocation) empties it in every process before the next
-request (see ``market.memo`` for how, on SQLite and on PostgreSQL).
+request (see ``market.core.memo`` for how, on SQLite and on PostgreSQL).
 """
 
 from dataclasses import dataclass
 from datetime import datetime
 
 from market.accounts.models import Account
-from market.memo import FileEpochs, Memo
+from market.core.memo import FileEpochs, Memo
 
 TOPIC = "credentials"
 

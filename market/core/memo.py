@@ -48,7 +48,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import ORMExecuteState, Session
 from sqlmodel import Field, SQLModel
 
-from market.logs import log
+from market.core.logs import log
 
 CHANNEL = "market_changes"
 LISTENER_NAME = "market-listener"  # application_name of each process's listening connection

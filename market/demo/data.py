@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 
 from market.accounts.uscc import check_character
-from market.client import organization_code_check
+from market.tools.client import organization_code_check
 
 # category code -> its Chinese name (always the first tag, so a search in Chinese finds it)
 CATEGORIES = {

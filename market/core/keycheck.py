@@ -23,7 +23,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from market.keys import KeyFileError, ledger_key_path
+from market.core.keys import KeyFileError, ledger_key_path
 
 MASTER_KEY_FILE = "master.key"
 

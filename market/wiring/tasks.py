@@ -10,13 +10,13 @@ import contextlib
 import time
 from typing import Any
 
-from market import idempotency
-from market.audit import LEDGER_KEY
-from market.context import Ctx
+from market.core import idempotency
+from market.core.audit import LEDGER_KEY
+from market.core.context import Ctx
 from market.oversight import alerts
 from market.registry import review
 from market.trading import checkout, receipts, settlement
-from market.logs import log
+from market.core.logs import log
 
 PURGE_EVERY = 3600.0
 

@@ -13,8 +13,8 @@ from ledger import entry as entries
 from ledger import merkle, tiles
 from ledger.errors import MalformedError
 from ledger.log import MAX_INDEX
-from market.config import Settings
-from market.errors import NotFound, Unprocessable
+from market.core.config import Settings
+from market.core.errors import NotFound, Unprocessable
 
 TEXT = "text/plain; charset=utf-8"
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -136,7 +136,7 @@ class LedgerController(Controller):
         except UnicodeDecodeError:
             raise Unprocessable("the body must be a UTF-8 signed note", kind="malformed-note") from None
         ledger = request.app.state.ledger
-        await ledger.add_cosignatures(db, text, settings.witness_vkeys)  # errors: market.errors.ledger_problem
+        await ledger.add_cosignatures(db, text, settings.witness_vkeys)  # errors: market.core.errors.ledger_problem
         await db.commit()
         cp = await ledger.checkpoint(db)
         return Response(cp.text, media_type=TEXT)

@@ -28,8 +28,8 @@ from sqlalchemy import delete
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.errors import Conflict, Unprocessable
-from market.types import UTCDateTime, utcnow
+from market.core.errors import Conflict, Unprocessable
+from market.core.types import UTCDateTime, utcnow
 
 WINDOW = timedelta(hours=24)
 HEADER = "Idempotency-Key"

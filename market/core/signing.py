@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import AccountKey
-from market.errors import Unprocessable
-from market.types import rfc3339
+from market.core.errors import Unprocessable
+from market.core.types import rfc3339
 
 MAX_DOCUMENT_BYTES = 64 * 1024
 FRESHNESS = timedelta(hours=24)

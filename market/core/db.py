@@ -33,10 +33,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 # Every process that opens sessions registers the events that tell memos (its own and
 # other processes') about changed rows.
-from market import memo as _memo  # noqa: F401
-from market.logs import log
+from market.core import memo as _memo  # noqa: F401
+from market.core.logs import log
 
-ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
+ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
 
 SessionMaker = async_sessionmaker[AsyncSession]
 

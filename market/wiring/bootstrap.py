@@ -9,23 +9,23 @@ from sqlmodel import select
 
 from ledger import tiles
 from ledger.log import Log
-from market import db
+from market.core import db
 from market.accounts import service
-from market.context import Ctx
-from market.types import utcnow
+from market.core.context import Ctx
+from market.core.types import utcnow
 from market.accounts.enrollment import check_enrollment
 from market.accounts.models import Account
 from market.accounts.regulators import create_regulator
 from market.accounts.schemas import AccountCreate, Role
-from market.audit import LEDGER_KEY
-from market.config import Settings
-from market.keycheck import refuse_new_keys
-from market.keys import init_ledger_key
+from market.core.audit import LEDGER_KEY
+from market.core.config import Settings
+from market.core.keycheck import refuse_new_keys
+from market.core.keys import init_ledger_key
 
 
 async def ledger_key(settings: Settings, engine: AsyncEngine) -> Ed25519PrivateKey:
     """The ledger key, made only if nothing in the database needs an existing one
-    (``market.keycheck``)."""
+    (``market.core.keycheck``)."""
     await refuse_new_keys(engine, settings.keys_dir, settings.blobs_dir)
     private_key, _ = init_ledger_key(settings.keys_dir)
     return private_key
@@ -72,7 +72,7 @@ async def create_regulator_account(settings: Settings, engine: AsyncEngine, enro
 
 async def prepare(settings: Settings) -> str | None:
     """Migrate, create the ledger key (never beside a database that needs the old
-    one: ``market.keycheck``), and on an empty database create an operator.
+    one: ``market.core.keycheck``), and on an empty database create an operator.
 
     Returns the new operator's token when one was created.
     """

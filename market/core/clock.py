@@ -2,7 +2,7 @@
 
 from datetime import datetime, timedelta
 
-from market.types import utcnow
+from market.core.types import utcnow
 
 
 class Clock:

@@ -27,9 +27,9 @@ from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market import audit
-from market.context import Ctx
-from market.errors import Conflict, Forbidden, InvalidTransition
+from market.core import audit
+from market.core.context import Ctx
+from market.core.errors import Conflict, Forbidden, InvalidTransition
 
 __all__ = ["Machine", "Transition"]
 

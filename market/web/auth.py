@@ -9,9 +9,9 @@ Accounts that are suspended or whose KYC was rejected may still authenticate and
 non-read request from them is 403 ``account-inactive``.
 
 Authentication costs no database query once a token has been seen: each process
-remembers valid tokens with a snapshot of their account (``market.credentials``; how
+remembers valid tokens with a snapshot of their account (``market.web.credentials``; how
 a revocation or an account change reaches every process before the next request is
-``market.memo``'s contract). ``last_used_at`` is written at most once a minute per token, in a
+``market.core.memo``'s contract). ``last_used_at`` is written at most once a minute per token, in a
 short transaction of its own (never from a read transaction, which on SQLite would
 have to upgrade its lock): writing requests wait for it, reads at most 50 ms, after
 which it completes in the background, so a read never queues behind the write lock.
@@ -30,10 +30,10 @@ from sqlmodel import select
 
 from market.accounts.models import Account, ApiToken
 from market.accounts.schemas import AccountStatus, Role
-from market.credentials import TOPIC, AccountSnapshot, Credential, CredentialCache
-from market.errors import Forbidden, NotAuthenticated
-from market.logs import log
-from market.types import utcnow
+from market.web.credentials import TOPIC, AccountSnapshot, Credential, CredentialCache
+from market.core.errors import Forbidden, NotAuthenticated
+from market.core.logs import log
+from market.core.types import utcnow
 
 TOKEN_PREFIX = "mkt_"
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -58,7 +58,7 @@ def hash_token(token: str) -> str:
 @dataclass(frozen=True)
 class Caller:
     """The authenticated party of one request. ``account`` is an immutable snapshot
-    (see ``market.credentials``), current as of this request."""
+    (see ``market.web.credentials``), current as of this request."""
 
     account: AccountSnapshot
     token_id: str
@@ -96,7 +96,7 @@ RESOLVED = "market.credential"
 def bearer_token(header: str | None) -> str | None:
     """The token of ``Bearer <token>``, or None for anything else (absent, empty,
     blank, another scheme, no token). Authentication refuses the latter with 401; the
-    rate limits count such a request as anonymous (``market.ratelimit``)."""
+    rate limits count such a request as anonymous (``market.web.ratelimit``)."""
     if header is None:
         return None
     scheme, _, token = header.strip().partition(" ")

@@ -1,0 +1,1 @@
+"""A demo market: parties, registered assets and listings to look at."""

@@ -1,0 +1,1 @@
+"""Client tools: the ``market`` command line, and the client library behind it."""
