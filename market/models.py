@@ -7,6 +7,7 @@ from market.accounts.models import Account, AccountKey, ApiToken
 from market.core.idempotency import IdempotencyRecord
 from market.listings.models import Listing, ListingDoc, ListingTerms
 from market.core.memo import ChangeEpoch
+from market.core.outbox import OutboxEvent
 from market.payments.models import StripeEvent
 from market.oversight.models import (
     Alert, AlertedOrder, EvaluatorMark, OversightAction, TradeDay, TradeParty, TradePartyMonth, TradeStat, TradeStatMonth,
@@ -21,5 +22,5 @@ __all__ = [
     "PendingEntry", "Tile", "metadata", "Asset", "AssetRevision", "Objection", "RegistrationCounter", "Transfer",
     "Listing", "ListingDoc", "ListingTerms", "Delivery", "DeliveryBatch", "Dispute", "Order", "PaymentReturn", "Payout",
     "Refusal", "TradeDocument",
-    "StripeEvent", "ChangeEpoch",
+    "StripeEvent", "ChangeEpoch", "OutboxEvent",
 ]
