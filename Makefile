@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test test-postgres install bench-ledger bench-upload bench-api bench-search bench-trade bench-oversight clean
+.PHONY: run demo lint test test-postgres install bench-ledger bench-upload bench-api bench-search bench-trade bench-oversight clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ demo: $(STAMP)
 	$(BIN)/market db upgrade
 	$(BIN)/market keys init
 	$(BIN)/market demo --notice-period 0
+
+# The code's shape: ruff's rules and mypy's types (configured in pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check market ledger tests bench alembic
+	$(BIN)/mypy market ledger
 
 # Test files are spread over MARKET_TEST_WORKERS processes (default 2, `0` runs in this
 # one); each worker has its own databases, data directory and localstripe.
