@@ -62,7 +62,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -309,7 +309,7 @@ async def time_our_proofs(
 async def check_our_proofs(maker: db.SessionMaker, log: Log, samples: list[Sample], results: list[Any]) -> None:
     """Verify a few proofs (RFC 9162 §2.1.3.2, §2.1.4.2) against leaves and roots from the log."""
     async with maker() as session:
-        for (index, size, first, second), ((root, path), cons) in list(zip(samples, results))[:8]:
+        for (index, size, first, second), ((root, path), cons) in list(zip(samples, results, strict=False))[:8]:
             leaf = await log.leaf(session, index)
             merkle.verify_inclusion(index, size, merkle.leaf_hash(leaf), path, root)
             first_root = (await log.inclusion_proof(session, 0, first))[0]
@@ -492,7 +492,7 @@ def pymerkle_phase(tmp: Path, export_dir: Path, fill_out: dict[str, Any]) -> dic
         theirs = tree.get_root()
         if theirs != fill_out["root"]:
             raise SystemExit(f"root mismatch at {n}: ours {fill_out['root'].hex()}, pymerkle {theirs.hex()}")
-        for (index, size, _, _), ((root, path_), _) in list(zip(fill_out["samples_b"], fill_out["results_b"]))[:8]:
+        for (index, size, _, _), ((root, path_), _) in list(zip(fill_out["samples_b"], fill_out["results_b"], strict=False))[:8]:
             their_path = [bytes.fromhex(h) for h in tree.prove_inclusion(index + 1, size).serialize()["path"]]
             if their_path[1:] != path_ or tree.get_root(size) != root:
                 raise SystemExit(f"pymerkle's audit path or root differs from ours at index {index}, size {size}")
@@ -558,7 +558,7 @@ def main() -> None:
         # Raw rates first, on leaves shaped like the ones the fill will write.
         key = Ed25519PrivateKey.generate()
         signer = Signer(ORIGIN, key)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         probe = [sign_entry(signer, *make_item(10**9 + i), now) for i in range(256)]
         probe_leaves = [leaf for _, leaf in probe]
         messages = [signed_message(entry) for entry, _ in probe]  # what each entry's signature covers

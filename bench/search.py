@@ -208,7 +208,7 @@ def measure(pool: Any, port: int, requests: list[bytes], args: argparse.Namespac
     share = [args.connections // args.clients + (i < args.connections % args.clients) for i in range(args.clients)]
     starts = [sum(share[:i]) for i in range(len(share))]
     parts = pool.map(_load_process, [(port, requests, s, n, args.warmup, seconds)
-                                     for s, n in zip(starts, share) if n])
+                                     for s, n in zip(starts, share, strict=False) if n])
     per = [[x for p in parts for x in p["latencies"][i]] for i in range(len(requests))]
     every = [x for lat in per for x in lat]
     statuses: dict[int, int] = {}
@@ -303,7 +303,7 @@ def run_size(args: argparse.Namespace, listings: int, pool: Any) -> dict[str, An
         engine = measure(pool, port, mix_auth, args, args.seconds)
         say(f"  engine mix   {engine['rps']:9.1f} req/s  p50 {engine['p50'] * 1000:7.1f} ms  "
             f"p95 {engine['p95'] * 1000:7.1f} ms  ({engine['count']} requests, non-2xx {engine['bad']}; memory off)")
-        for (name, _), per in zip(QUERIES, engine["per"]):
+        for (name, _), per in zip(QUERIES, engine["per"], strict=False):
             say(f"    {name:18s} n={per['n']:5d}  p50 {per['p50'] * 1000:7.1f} ms  p95 {per['p95'] * 1000:7.1f} ms"
                 f"  alone {solo[name] * 1000:7.1f} ms  total {totals[name]}")
         for result in (bare, auth, anon, engine):
@@ -371,9 +371,9 @@ def main() -> None:
         "qps_1000": round(base["auth"]["rps"], 1),
         "anon_qps": round(top["anon"]["rps"], 1), "anon_p95_ms": round(top["anon"]["p95"] * ms, 1),
         "anon_vs_bare": round(top["anon"]["rps"] / top["bare"]["rps"], 3),
-        "per_query_p95_ms": {name: round(per["p95"] * ms, 1) for (name, _), per in zip(QUERIES, top["auth"]["per"])},
+        "per_query_p95_ms": {name: round(per["p95"] * ms, 1) for (name, _), per in zip(QUERIES, top["auth"]["per"], strict=False)},
         "engine_per_query_p95_ms": {name: round(per["p95"] * ms, 1)
-                                    for (name, _), per in zip(QUERIES, top["engine"]["per"])},
+                                    for (name, _), per in zip(QUERIES, top["engine"]["per"], strict=False)},
         "alone_ms": {name: round(v * ms, 1) for name, v in top["solo"].items()},
         "alone_1000_ms": {name: round(v * ms, 1) for name, v in base["solo"].items()},
         "match_share": top["share"],

@@ -117,7 +117,7 @@ def measure(queries: list[str], titles: list[str], cuts: list[set[int]], gold: l
         stats = rows.setdefault(len(query), dict.fromkeys(COUNTS, 0))
         stats["queries"] += 1
         query_jieba = set(jieba.cut_for_search(query))
-        for i, (title, cut, b_tokens, j_tokens) in enumerate(zip(titles, cuts, bigram_tokens, jieba_tokens)):
+        for i, (title, cut, b_tokens, j_tokens) in enumerate(zip(titles, cuts, bigram_tokens, jieba_tokens, strict=False)):
             is_relevant = relevant(query, title, cut)
             by_bigrams = bigram_match(query, b_tokens)
             by_jieba = query_jieba <= j_tokens
@@ -178,7 +178,7 @@ def main() -> None:
                         words.add(candidate)
     queries = sorted(words, key=lambda q: (len(q), q))
     # Beside them, what people also type: two adjacent words of a title (交通出行, 深圳交通).
-    phrases = sorted({a + b for g in gold for a, b in zip(g, g[1:])
+    phrases = sorted({a + b for g in gold for a, b in zip(g, g[1:], strict=False)
                       if _CJK_ONLY.match(a + b) and len(a + b) <= 6} - words, key=lambda q: (len(q), q))
 
     examples: list[str] = []

@@ -26,7 +26,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any, Protocol
 
 import rfc8785
@@ -107,7 +107,7 @@ def format_time(t: datetime) -> str:
     """Return ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` for an aware datetime, in UTC."""
     if t.tzinfo is None or t.utcoffset() is None:
         raise MalformedError("entry time must be timezone-aware")
-    t = t.astimezone(timezone.utc)
+    t = t.astimezone(UTC)
     return (
         f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
         f".{t.microsecond:06d}Z"

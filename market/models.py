@@ -23,4 +23,6 @@ __all__ = [
     "Listing", "ListingDoc", "ListingTerms", "Delivery", "DeliveryBatch", "Dispute", "Order", "PaymentReturn", "Payout",
     "Refusal", "TradeDocument",
     "StripeEvent", "ChangeEpoch", "OutboxEvent",
+    "Alert", "AlertedOrder", "EvaluatorMark", "OversightAction", "TradeDay", "TradeParty", "TradePartyMonth", "TradeStat",
+    "TradeStatMonth",
 ]

@@ -98,7 +98,8 @@ async def test_kill_minus_nine_during_integration_loses_nothing(fresh: LedgerDat
     for round_ in range(3):
         proc = worker(fresh, "integrate", 0, "crash")
         # Let it integrate a while, then kill it without warning, mid-transaction or not.
-        await eventually(lambda: integrated_at_least(100 * (round_ + 1)), f"the worker integrated {100 * (round_ + 1)}")
+        goal = 100 * (round_ + 1)
+        await eventually(lambda goal=goal: integrated_at_least(goal), f"the worker integrated {goal}")
         proc.send_signal(signal.SIGKILL)
         await asyncio.to_thread(proc.wait)
         assert proc.returncode == -signal.SIGKILL

@@ -1,7 +1,7 @@
 """accounts, idempotency, ledger
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-27
 """
 from collections.abc import Sequence

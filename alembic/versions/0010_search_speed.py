@@ -87,7 +87,7 @@ def downgrade() -> None:
             op.execute(statement)
     else:
         # tsvector_literal wrote the fields in order with weights A-D: read them back.
-        for column, weight in zip(FIELDS, "ABCD"):
+        for column, weight in zip(FIELDS, "ABCD", strict=True):
             op.execute(
                 f"UPDATE listing_docs SET {column} = coalesce((SELECT ' ' || string_agg(u.lexeme, ' ' ORDER BY p.pos) "
                 f"|| ' ' FROM unnest(listing_docs.tsv) AS u, unnest(u.positions, u.weights) AS p(pos, w) "

@@ -8,7 +8,8 @@ import secrets
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
-PREFIXES = frozenset({"acct", "key", "tok", "ast", "lst", "ord", "dsp", "obj", "act", "alr", "pln", "pay", "rev", "trf", "enr", "ses", "sig", "evt", "ntf", "whk"})
+PREFIXES = frozenset({"acct", "key", "tok", "ast", "lst", "ord", "dsp", "obj", "act", "alr", "pln", "pay", "rev", "trf",
+                      "enr", "ses", "sig", "evt", "ntf", "whk"})
 
 
 def new_id(prefix: str) -> str:

@@ -446,4 +446,5 @@ def _forget_after_rollback(session: Session, previous_transaction: Any) -> None:
         session.info.pop(_CHANGED, None)
 
 
-__all__ = ["ASSET_TABLES", "CHANNEL", "CHECKED_TOPICS", "NOT_ASSET_TABLES", "ChangeEpoch", "FileEpochs", "Memo", "PgListener", "asyncpg_dsn", "invalidate_local", "remembered", "sqlite_epochs"]
+__all__ = ["ASSET_TABLES", "CHANNEL", "CHECKED_TOPICS", "NOT_ASSET_TABLES", "ChangeEpoch", "FileEpochs", "Memo", "PgListener",
+           "asyncpg_dsn", "invalidate_local", "remembered", "sqlite_epochs"]

@@ -280,7 +280,7 @@ def content(spec: AssetSpec, rows: int = 400) -> bytes:
                 f"{spec.category[:2].upper()}{rnd.randint(1, 999):03d}", round(rnd.uniform(0, 1000), 2),
                 rnd.randint(0, 5000)) for _ in range(rows)]
     if spec.fmt == "jsonl":
-        return "".join(json.dumps(dict(zip(columns, r))) + "\n" for r in records).encode()
+        return "".join(json.dumps(dict(zip(columns, r, strict=False))) + "\n" for r in records).encode()
     return (",".join(columns) + "\n" + "".join(",".join(map(str, r)) + "\n" for r in records)).encode()
 
 

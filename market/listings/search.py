@@ -123,7 +123,7 @@ def tsvector_literal(title: list[str], keywords: list[str], summary: list[str], 
     cannot span two), weights A–D; tokens past position 16383 are left out."""
     positions: dict[str, list[str]] = {}
     position = 1
-    for weight, field_tokens in zip(_TSV_WEIGHTS, (title, keywords, summary, description)):
+    for weight, field_tokens in zip(_TSV_WEIGHTS, (title, keywords, summary, description), strict=True):
         for token in field_tokens:
             if position > _MAX_POSITION:
                 break

@@ -15,7 +15,7 @@ with the signed act's hash, key id and signature: ``market.oversight.acts``).
 import asyncio
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from enum import StrEnum
 from typing import Any
 
@@ -66,7 +66,7 @@ REREAD = timedelta(seconds=60)
 BATCH_PAUSE = 0.1
 
 BATCH = 100
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def bucket(at: datetime, width: timedelta) -> str:
@@ -304,7 +304,7 @@ async def evaluate(session: AsyncSession, ctx: Ctx, start: int | None = None) ->
         select(TradeDocument.id, TradeDocument.type, TradeDocument.subject)
         .where(TradeDocument.id > after).order_by(TradeDocument.id).limit(BATCH)  # type: ignore[arg-type,operator]
     )).all()
-    for doc_id, doc_type, subject in rows:
+    for _doc_id, doc_type, subject in rows:
         rules = ON_SETTLED if doc_type == "trade.settled" else ON_PLACED if doc_type == "trade.placed" else ()
         if not rules or not subject.startswith("order:"):
             continue

@@ -4,7 +4,7 @@ the oldest entry still pending), how many entries wait, and for each witness con
 in ``MARKET_LEDGER_WITNESSES`` the last size it cosigned and when — ``stale`` when that
 was longer ago than ``MARKET_WITNESS_STALE_AFTER`` (or never)."""
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 
 from sqlalchemy import func, select
@@ -24,7 +24,7 @@ def _entry_time(leaf: bytes) -> datetime | None:
         text = entries.parse_entry(bytes(leaf))["time"]
     except (LedgerError, KeyError, ValueError):
         return None
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 async def status(session: AsyncSession, ctx: Ctx, log: Any) -> dict[str, Any]:
@@ -49,7 +49,7 @@ async def status(session: AsyncSession, ctx: Ctx, log: Any) -> dict[str, Any]:
             select(Cosignature.size, Cosignature.timestamp).where(Cosignature.key_id == verifier.key_id.hex())
             .order_by(Cosignature.size.desc()).limit(1)  # type: ignore[union-attr]
         )).first()
-        cosigned_at = datetime.fromtimestamp(last[1], tz=timezone.utc) if last and last[1] else None
+        cosigned_at = datetime.fromtimestamp(last[1], tz=UTC) if last and last[1] else None
         witnesses.append({
             "name": verifier.name, "vkey": vkey,
             "last_cosigned_size": last[0] if last else None,

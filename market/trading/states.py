@@ -34,7 +34,7 @@ class DisputeStatus(StrEnum):
     rejected = "rejected"
 
 
-O = OrderStatus
+O = OrderStatus  # noqa: E741 - short, for the tables of states below
 UNPAID = frozenset({O.pending_approval, O.awaiting_payment, O.payment_failed})
 PAYABLE = frozenset({O.awaiting_payment, O.payment_failed})
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -17,7 +17,7 @@ from ledger.errors import MalformedError
 from ledger.note import Checkpoint, Signer, sign_checkpoint
 
 ORIGIN = "ledger.test.example/log"
-T0 = datetime(2026, 11, 27, 6, 42, 0, 123456, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 27, 6, 42, 0, 123456, tzinfo=UTC)
 
 
 def key(seed: int) -> Ed25519PrivateKey:

@@ -495,7 +495,7 @@ async def test_paging_while_listings_are_added(databases: Any, sort: str) -> Non
             ("", "", "", "交通"), ("", "交通", "", ""),
         ]
         prices = [500, 100, 900, 100, 300, 300, PRICE_NONE, 700, 100, 800]
-        for i, ((t, k, s, d), price) in enumerate(zip(placements, prices)):
+        for i, ((t, k, s, d), price) in enumerate(zip(placements, prices, strict=False)):
             await store.add(f"orig{i}", Doc(f"数据 {t}", "交通", keywords=k, summary=s, description=d, price=price,
                                             public=price != PRICE_NONE, private_to=f",{BUYER},"))
         buyer = caller(BUYER)

@@ -161,9 +161,9 @@ async def test_overview_equals_a_recount_from_the_orders(databases: Any, tmp_pat
         for cur, total in body["totals"]["by_currency"].items():
             assert total["value"] == sum(o.price for o in settled if o.currency == cur)
         # Days ascending; other series by value, descending.
-        for cur, items in body["series"]["day"].items():
+        for _cur, items in body["series"]["day"].items():
             assert [i["key"] for i in items] == sorted(i["key"] for i in items)
-        for cur, items in body["series"]["provider"].items():
+        for _cur, items in body["series"]["provider"].items():
             assert [i["value"] for i in items] == sorted((i["value"] for i in items), reverse=True)
         # A period with nothing in it.
         empty = await _overview(client, regulator, **{"from": "2001-01-01", "to": "2001-02-01"})

@@ -127,7 +127,7 @@ async def test_concurrent_writes(tmp_path: Path) -> None:
     store = BlobStore(tmp_path, chunk_size=4096)
     datas = [payload(1_500_000 + i, seed=i) for i in range(3)]
     results = await asyncio.gather(*(store.write(f"c{i}", KEY, pieces(d), 10**7) for i, d in enumerate(datas)))
-    for i, (d, r) in enumerate(zip(datas, results)):
+    for i, (d, r) in enumerate(zip(datas, results, strict=False)):
         assert r.sha256 == hashlib.sha256(d).hexdigest()
         assert await read_all(store, f"c{i}") == d
 
