@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import BigInteger, and_, delete, insert, literal, or_, select, text, union_all
 from sqlalchemy.orm import Session
 from sqlalchemy.ext.asyncio import AsyncSession as _AnyAsyncSession
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger import entry as entries
@@ -76,7 +77,7 @@ async def _session_from(sessions: Sessions) -> AsyncIterator[AsyncSession]:
 def _tile_keys(keys: list[tuple[int, int]]) -> Any:
     """``(level, idx) IN keys`` as an OR of equalities: SQLite plans a row-value IN
     list as a full scan of the tiles table, but uses the primary key for this form."""
-    return or_(*(and_(Tile.level == level, Tile.idx == idx) for level, idx in keys))  # type: ignore[arg-type]
+    return or_(*(and_(col(Tile.level) == level, col(Tile.idx) == idx) for level, idx in keys))
 
 
 class _SyncTiles:
@@ -89,7 +90,7 @@ class _SyncTiles:
         if not keys:
             return {}
         rows = self.session.execute(
-            select(Tile.level, Tile.idx, Tile.data).where(_tile_keys(keys))
+            select(col(Tile.level), col(Tile.idx), col(Tile.data)).where(_tile_keys(keys))
         ).all()
         return {(r[0], r[1]): bytes(r[2]) for r in rows}
 
@@ -163,8 +164,8 @@ class Log:
                 session.add(CheckpointRow(size=0, root=head.root, note=head.text, created_at=utcnow()))
             pending = (
                 await session.execute(
-                    select(PendingEntry.seq, PendingEntry.subject, PendingEntry.leaf)
-                    .order_by(PendingEntry.seq)  # type: ignore[arg-type]
+                    select(col(PendingEntry.seq), col(PendingEntry.subject), col(PendingEntry.leaf))
+                    .order_by(col(PendingEntry.seq))
                     .limit(max_batch)
                 )
             ).all()
@@ -189,7 +190,7 @@ class Log:
             )
             seqs = [r[0] for r in pending]
             for start in range(0, len(seqs), 1000):
-                await session.execute(delete(PendingEntry).where(PendingEntry.seq.in_(seqs[start:start + 1000])))  # type: ignore[union-attr]
+                await session.execute(delete(PendingEntry).where(col(PendingEntry.seq).in_(seqs[start:start + 1000])))
             signed = self._sign(new_size, root)
             session.add(CheckpointRow(size=new_size, root=root, note=signed.text, created_at=utcnow()))
             await session.commit()
@@ -215,8 +216,8 @@ class Log:
     async def _head(self, session: AsyncSession) -> SignedCheckpoint | None:
         row = (
             await session.execute(
-                select(CheckpointRow.size, CheckpointRow.root, CheckpointRow.note)
-                .order_by(CheckpointRow.size.desc())  # type: ignore[union-attr]
+                select(col(CheckpointRow.size), col(CheckpointRow.root), col(CheckpointRow.note))
+                .order_by(col(CheckpointRow.size).desc())
                 .limit(1)
             )
         ).first()
@@ -234,7 +235,7 @@ class Log:
             return head
         lines = (
             await session.execute(
-                select(Cosignature.line).where(Cosignature.size == head.size).order_by(Cosignature.key_id)  # type: ignore[arg-type]
+                select(col(Cosignature.line)).where(col(Cosignature.size) == head.size).order_by(col(Cosignature.key_id))
             )
         ).scalars().all()
         cp = SignedCheckpoint(head.size, head.root, head.text + "".join(line + "\n" for line in lines))
@@ -268,7 +269,7 @@ class Log:
     async def leaf(self, session: AsyncSession, index: int) -> bytes:
         if not 0 <= index <= MAX_INDEX:
             raise NotFoundError(f"no entry {index}")
-        row = (await session.execute(select(Leaf.leaf).where(Leaf.idx == index))).first()  # type: ignore[arg-type]
+        row = (await session.execute(select(col(Leaf.leaf)).where(col(Leaf.idx) == index))).first()
         if row is None:
             raise NotFoundError(f"no entry {index}")
         return bytes(row[0])
@@ -278,7 +279,7 @@ class Log:
             return []
         rows = (
             await session.execute(
-                select(Leaf.idx, Leaf.leaf).where(Leaf.idx >= start).order_by(Leaf.idx).limit(limit)  # type: ignore[arg-type]
+                select(col(Leaf.idx), col(Leaf.leaf)).where(col(Leaf.idx) >= start).order_by(col(Leaf.idx)).limit(limit)
             )
         ).all()
         return [(r[0], bytes(r[1])) for r in rows]
@@ -294,11 +295,11 @@ class Log:
         exactly once, either pending or integrated (PostgreSQL reads committed data
         per statement).
         """
-        integrated = select(Leaf.idx.label("idx"), Leaf.leaf.label("leaf"), literal(0).label("waiting"),  # type: ignore[union-attr]
-                            Leaf.idx.label("ord")).where(Leaf.subject == subject, Leaf.idx > after[0])  # type: ignore[union-attr,arg-type,operator]
-        waiting = select(literal(None, BigInteger).label("idx"), PendingEntry.leaf.label("leaf"),  # type: ignore[attr-defined]
-                         literal(1).label("waiting"), PendingEntry.seq.label("ord")).where(
-            PendingEntry.subject == subject, PendingEntry.seq > after[1])  # type: ignore[union-attr,arg-type,operator]
+        integrated = select(col(Leaf.idx).label("idx"), col(Leaf.leaf).label("leaf"), literal(0).label("waiting"),
+                            col(Leaf.idx).label("ord")).where(col(Leaf.subject) == subject, col(Leaf.idx) > after[0])
+        waiting = select(literal(None, BigInteger).label("idx"), col(PendingEntry.leaf).label("leaf"),
+                         literal(1).label("waiting"), col(PendingEntry.seq).label("ord")).where(
+            col(PendingEntry.subject) == subject, col(PendingEntry.seq) > after[1])
         both = union_all(integrated, waiting).subquery()
         rows = (await session.execute(select(both.c.idx, both.c.ord, both.c.leaf)
                                       .order_by(both.c.waiting, both.c.ord).limit(limit))).all()
@@ -306,7 +307,7 @@ class Log:
 
     async def index_of(self, session: AsyncSession, subject: str, leaf: bytes) -> int | None:
         row = (
-            await session.execute(select(Leaf.idx).where(Leaf.subject == subject, Leaf.leaf == leaf))  # type: ignore[arg-type]
+            await session.execute(select(col(Leaf.idx)).where(col(Leaf.subject) == subject, col(Leaf.leaf) == leaf))
         ).first()
         return None if row is None else row[0]
 
@@ -337,7 +338,7 @@ class Log:
             fetched: set[tuple[int, int]] = set()
             while True:
                 if wanted:
-                    rows = await session.execute(select(Tile.level, Tile.idx, Tile.data).where(_tile_keys(wanted)))
+                    rows = await session.execute(select(col(Tile.level), col(Tile.idx), col(Tile.data)).where(_tile_keys(wanted)))
                     for level, idx, data in rows:
                         read.keep((level, idx), bytes(data))
                         self._memory.adopt((level, idx), read.tiles[(level, idx)])
@@ -354,7 +355,7 @@ class Log:
         (a proof server does this at start). Returns the number of tiles loaded."""
         self._known_size = max(self._known_size, await self.size(session))
         rows = await session.execute(
-            select(Tile.level, Tile.idx, Tile.data).order_by(Tile.level.desc(), Tile.idx)  # type: ignore[union-attr,attr-defined]
+            select(col(Tile.level), col(Tile.idx), col(Tile.data)).order_by(col(Tile.level).desc(), col(Tile.idx))
             .limit(self._memory.limit)
         )
         count = 0
@@ -398,7 +399,7 @@ class Log:
             return held[0][:want]
         async with _session_from(sessions) as session:
             data = (
-                await session.execute(select(Tile.data).where(Tile.level == level, Tile.idx == index))  # type: ignore[arg-type]
+                await session.execute(select(col(Tile.data)).where(col(Tile.level) == level, col(Tile.idx) == index))
             ).scalar()
         if data is None or len(data) < want:
             raise NotFoundError(f"no tile {level}/{index} of width {width}")

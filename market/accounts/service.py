@@ -2,7 +2,7 @@
 
 from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import select, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from collections.abc import Awaitable, Callable
@@ -133,8 +133,8 @@ async def list_accounts(
         query = query.where(Account.status == status)
     if role:
         # Role names are not substrings of one another, so a containment test is exact.
-        query = query.where(Account.roles.contains(role))  # type: ignore[attr-defined]
-    rows = list((await session.exec(paginate(query, Account.id, limit, cursor))).all())
+        query = query.where(col(Account.roles).contains(role))
+    rows = list((await session.exec(paginate(query, col(Account.id), limit, cursor))).all())
     return page_of(rows, limit, account_read)
 
 
@@ -177,7 +177,7 @@ async def add_key(session: AsyncSession, ctx: Ctx, public_key_b64: str) -> Accou
 
 
 async def list_keys(session: AsyncSession, ctx: Ctx) -> list[AccountKey]:
-    query = select(AccountKey).where(AccountKey.account_id == ctx.user.id).order_by(AccountKey.id)  # type: ignore[arg-type]
+    query = select(AccountKey).where(col(AccountKey.account_id) == ctx.user.id).order_by(col(AccountKey.id))
     return list((await session.exec(query)).all())
 
 
@@ -189,7 +189,7 @@ async def revoke_key(session: AsyncSession, ctx: Ctx, key_id: str) -> None:
     if key is None or key.account_id != caller.id:
         raise NotFound(f"no key {key_id}")
     result = await session.execute(
-        update(AccountKey).where(AccountKey.id == key_id, AccountKey.revoked_at.is_(None))  # type: ignore[arg-type,union-attr]
+        update(AccountKey).where(col(AccountKey.id) == key_id, col(AccountKey.revoked_at).is_(None))
         .values(revoked_at=ctx.now))
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise InvalidTransition(f"key {key_id}", "revoked", "revoking")
@@ -208,7 +208,7 @@ async def create_token(session: AsyncSession, ctx: Ctx, label: str | None) -> tu
     # two concurrent requests cannot both take the last free place.
     await session.exec(select(Account.id).where(Account.id == account_id).with_for_update())
     live = (await session.exec(select(func.count()).select_from(ApiToken).where(
-        ApiToken.account_id == account_id, ApiToken.revoked_at.is_(None)))).one()  # type: ignore[union-attr]
+        col(ApiToken.account_id) == account_id, col(ApiToken.revoked_at).is_(None)))).one()
     cap = ctx.settings.max_tokens_per_account
     if live >= cap:
         raise Conflict(f"the account holds {live} live tokens, the most allowed is {cap}; "
@@ -217,7 +217,7 @@ async def create_token(session: AsyncSession, ctx: Ctx, label: str | None) -> tu
 
 
 async def list_tokens(session: AsyncSession, ctx: Ctx) -> list[ApiToken]:
-    query = select(ApiToken).where(ApiToken.account_id == ctx.user.id).order_by(ApiToken.id)  # type: ignore[arg-type]
+    query = select(ApiToken).where(col(ApiToken.account_id) == ctx.user.id).order_by(col(ApiToken.id))
     return list((await session.exec(query)).all())
 
 

@@ -25,7 +25,7 @@ from litestar import Request, Response
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy import delete
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core.errors import Conflict, Unprocessable
@@ -139,7 +139,7 @@ async def _replay(
 
 
 async def purge_expired(session: AsyncSession) -> int:
-    result = await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < utcnow() - WINDOW))  # type: ignore[arg-type]
+    result = await session.execute(delete(IdempotencyRecord).where(col(IdempotencyRecord.created_at) < utcnow() - WINDOW))
     await session.commit()
     return result.rowcount or 0
 

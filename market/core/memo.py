@@ -155,7 +155,7 @@ def sqlite_epochs(database_url: str) -> FileEpochs | None:
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
-    path = Path(url.database).resolve()  # type: ignore[arg-type]
+    path = Path(url.database).resolve()
     if str(path) not in _EPOCHS:
         _EPOCHS[str(path)] = FileEpochs(path.with_name(path.name + "-changes"))
     return _EPOCHS[str(path)]

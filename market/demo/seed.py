@@ -34,7 +34,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlmodel import select
+from sqlmodel import select, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger.log import Log
@@ -146,7 +146,7 @@ class _Demo:
         async with self.session() as s:
             account = (await s.exec(select(Account).where(Account.uscc == spec.uscc))).first()
             if account is None:
-                data = AccountCreate(name=spec.name, kind=spec.kind, roles=list(spec.roles),  # type: ignore[arg-type]
+                data = AccountCreate(name=spec.name, kind=spec.kind, roles=list(spec.roles),
                                      uscc=spec.uscc)
                 account, token = await accounts.create_account(s, self.ctx(None), data, bootstrap=desk is None)
                 await self.commit(s)
@@ -159,8 +159,8 @@ class _Demo:
                                                    "演示：营业执照与经办人身份已核验")
                 await self.commit(s)
                 await s.refresh(account)
-            token_id = (await s.exec(select(ApiToken.id).where(ApiToken.account_id == account.id)
-                                     .order_by(ApiToken.created_at))).first()  # type: ignore[arg-type]
+            token_id = (await s.exec(select(col(ApiToken.id)).where(col(ApiToken.account_id) == account.id)
+                                     .order_by(col(ApiToken.created_at)))).first()
         self.summary.accounts += 1
         return Caller(account=AccountSnapshot.of(account), token_id=token_id or "")
 
@@ -179,8 +179,8 @@ class _Demo:
     # -- assets -----------------------------------------------------------------------------------------
 
     async def load(self, s: AsyncSession, caller: Caller, title: str) -> Asset | None:
-        query = (select(Asset).where(Asset.provider_id == caller.id, Asset.title == title)
-                 .order_by(Asset.id))  # type: ignore[arg-type]
+        query = (select(Asset).where(col(Asset.provider_id) == caller.id, col(Asset.title) == title)
+                 .order_by(col(Asset.id)))
         return (await s.exec(query.execution_options(populate_existing=True))).first()
 
     async def asset(self, spec: AssetSpec, party: PartySpec, caller: Caller, desk: Caller) -> Asset | None:
@@ -192,8 +192,8 @@ class _Demo:
                 _, wrapped = self.master_key.new_data_key(asset_id)
                 data = AssetCreate(
                     title=spec.title, description=spec.detail, category=spec.category,
-                    tags=[CATEGORIES[spec.category], *spec.tags], grade=spec.grade,  # type: ignore[arg-type]
-                    personal_info=spec.personal_info, legal_basis=spec.legal_basis,  # type: ignore[arg-type]
+                    tags=[CATEGORIES[spec.category], *spec.tags], grade=spec.grade,
+                    personal_info=spec.personal_info, legal_basis=spec.legal_basis,
                     export_allowed=spec.export, source=party.source + SYNTHETIC, format=spec.fmt)
                 asset = await assets.create(s, self.ctx(caller), data, wrapped, asset_id)
                 await self.commit(s)
@@ -255,16 +255,16 @@ class _Demo:
             notes.append("下单需经数据提供方审核用途与资质。")
         return ListingCreate(
             asset_id=asset_id, title=spec.title, summary=spec.summary, description="\n\n".join(notes),
-            tags=[CATEGORIES[spec.category], *spec.tags], plans=plans,  # type: ignore[arg-type]
-            licence={"purposes": list(PURPOSES[spec.category]), "term_days": 365,  # type: ignore[arg-type]
+            tags=[CATEGORIES[spec.category], *spec.tags], plans=plans,
+            licence={"purposes": list(PURPOSES[spec.category]), "term_days": 365,
                      "redistribution": False, "territory": "global" if spec.export else "domestic"},
             approval_required=spec.approval)
 
     async def publish(self, spec: AssetSpec, asset: Asset, caller: Caller, buyers: dict[str, str]) -> bool:
         """List the asset unless it was ever listed (a listing its holder delisted stays so)."""
         async with self.session() as s:
-            listing = (await s.exec(select(Listing).where(Listing.asset_id == asset.id)
-                                    .order_by(Listing.id))).first()  # type: ignore[arg-type]
+            listing = (await s.exec(select(Listing).where(col(Listing.asset_id) == asset.id)
+                                    .order_by(col(Listing.id)))).first()
             if listing is None:
                 listing = await listing_service.publish(s, self.ctx(caller), self.listing(spec, asset.id, buyers))
                 await self.commit(s)

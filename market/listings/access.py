@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from sqlalchemy import and_, exists, false, or_, select, true
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import Account
@@ -30,31 +31,31 @@ from market.core.visibility import load_visible
 def operation_right_standing() -> Any:
     """SQL, correlated with ``assets``: the standing registration grants the operation right."""
     return exists().where(
-        AssetRevision.asset_id == Asset.id, AssetRevision.revision == Asset.registered_revision,
-        AssetRevision.rights.like('%"operation"%'),  # type: ignore[union-attr]
+        col(AssetRevision.asset_id) == col(Asset.id), col(AssetRevision.revision) == col(Asset.registered_revision),
+        col(AssetRevision.rights).like('%"operation"%'),
     )
 
 
 def asset_listable() -> Any:
     """SQL over ``assets``: a registration stands, unfrozen, with the operation right."""
     return and_(
-        Asset.frozen == false(),
-        or_(Asset.status == AssetStatus.registered,
-            and_(Asset.registered_revision > 0, Asset.status.in_([s.value for s in UNDER_REVIEW]))),  # type: ignore[attr-defined]
+        col(Asset.frozen) == false(),
+        or_(col(Asset.status) == AssetStatus.registered,
+            and_(col(Asset.registered_revision) > 0, col(Asset.status).in_([s.value for s in UNDER_REVIEW]))),
         operation_right_standing(),
     )
 
 
 def orderable_clause() -> Any:
     """SQL, correlated with ``listings``: the listing can be ordered now."""
-    asset_ok = exists().where(Asset.id == Listing.asset_id, Asset.provider_id == Listing.provider_id,
+    asset_ok = exists().where(col(Asset.id) == col(Listing.asset_id), col(Asset.provider_id) == col(Listing.provider_id),
                               asset_listable())
-    holder_ok = exists().where(Account.id == Listing.provider_id, Account.suspended == false())
-    return and_(Listing.status == ListingStatus.active, Listing.frozen == false(), asset_ok, holder_ok)
+    holder_ok = exists().where(col(Account.id) == col(Listing.provider_id), col(Account.suspended) == false())
+    return and_(col(Listing.status) == ListingStatus.active, col(Listing.frozen) == false(), asset_ok, holder_ok)
 
 
 async def is_orderable(session: AsyncSession, listing_id: str) -> bool:
-    found = await session.execute(select(Listing.id).where(Listing.id == listing_id, orderable_clause()))
+    found = await session.execute(select(col(Listing.id)).where(col(Listing.id) == listing_id, orderable_clause()))
     return found.first() is not None
 
 
@@ -93,7 +94,7 @@ async def hold(session: AsyncSession, listing: Listing) -> bool:
     if session.get_bind().dialect.name == "sqlite":
         return False
     await session.execute(
-        select(Listing.id, Asset.id, Account.id).join(Asset, Asset.id == Listing.asset_id)
-        .join(Account, Account.id == Listing.provider_id).where(Listing.id == listing.id)
+        select(col(Listing.id), col(Asset.id), col(Account.id)).join(Asset, col(Asset.id) == col(Listing.asset_id))
+        .join(Account, col(Account.id) == col(Listing.provider_id)).where(col(Listing.id) == listing.id)
         .with_for_update(read=True))
     return True

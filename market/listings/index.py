@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from sqlalchemy import delete, exists, func, select, text, update
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.listings import access
@@ -78,7 +79,7 @@ async def index_listing(session: AsyncSession, listing: Listing, asset: Asset | 
     if asset is None:
         asset = await session.get_one(Asset, listing.asset_id)
     values, fields = document(listing, asset)
-    doc_id = (await session.execute(select(ListingDoc.doc_id).where(ListingDoc.listing_id == listing.id))).scalar()
+    doc_id = (await session.execute(select(col(ListingDoc.doc_id)).where(col(ListingDoc.listing_id) == listing.id))).scalar()
     if doc_id is None:
         doc = ListingDoc(**values)
         session.add(doc)
@@ -94,8 +95,8 @@ async def refresh_listed(session: AsyncSession, which: Any) -> None:
     """Store ``orderable_clause`` in the documents of the listings ``which`` selects."""
     await session.execute(
         update(ListingDoc)
-        .where(ListingDoc.listing_id.in_(select(Listing.id).where(which)))  # type: ignore[attr-defined]
-        .values(listed=exists().where(Listing.id == ListingDoc.listing_id, access.orderable_clause()))
+        .where(col(ListingDoc.listing_id).in_(select(col(Listing.id)).where(which)))
+        .values(listed=exists().where(col(Listing.id) == col(ListingDoc.listing_id), access.orderable_clause()))
         .execution_options(synchronize_session=False)
     )
 
@@ -105,14 +106,14 @@ async def reindex(session: AsyncSession, batch: int = 500) -> int:
     no longer exist are removed (and on SQLite any text without a document). Runs in the
     caller's transaction; on SQLite it ends by refreshing the planner's statistics."""
     sqlite = session.bind.dialect.name == "sqlite"
-    await session.execute(delete(ListingDoc).where(~ListingDoc.listing_id.in_(select(Listing.id))))  # type: ignore[attr-defined]
+    await session.execute(delete(ListingDoc).where(~col(ListingDoc.listing_id).in_(select(col(Listing.id)))))
     if sqlite:
         await session.execute(text("DELETE FROM listing_fts WHERE rowid NOT IN (SELECT doc_id FROM listing_docs)"))
     count, after = 0, ""
     while True:
         rows = (await session.execute(
-            select(Listing, Asset).join(Asset, Asset.id == Listing.asset_id)
-            .where(Listing.id > after).order_by(Listing.id).limit(batch))).all()
+            select(Listing, Asset).join(Asset, col(Asset.id) == col(Listing.asset_id))
+            .where(col(Listing.id) > after).order_by(col(Listing.id)).limit(batch))).all()
         if not rows:
             if sqlite:
                 await analyze(session)

@@ -4,6 +4,7 @@ import json
 from typing import Any
 
 from sqlalchemy import select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import Account
@@ -25,13 +26,13 @@ async def read_many(session: AsyncSession, ids: list[str], caller: Caller | None
     otherwise ``access.orderable_clause`` is evaluated."""
     if not ids:
         return []
-    query = (select(Listing, Asset, Account.name).join(Asset, Asset.id == Listing.asset_id)
-             .join(Account, Account.id == Listing.provider_id).where(Listing.id.in_(ids))  # type: ignore[attr-defined]
+    query = (select(Listing, Asset, col(Account.name)).join(Asset, col(Asset.id) == col(Listing.asset_id))
+             .join(Account, col(Account.id) == col(Listing.provider_id)).where(col(Listing.id).in_(ids))
              .execution_options(populate_existing=True))
     rows = {listing.id: (listing, asset, name) for listing, asset, name in (await session.execute(query)).all()}
     if orderable is None:
         orderable = set((await session.execute(
-            select(Listing.id).where(Listing.id.in_(ids), access.orderable_clause()))).scalars())  # type: ignore[attr-defined]
+            select(col(Listing.id)).where(col(Listing.id).in_(ids), access.orderable_clause()))).scalars())
     return [_present(*rows[i], i in orderable, caller) for i in ids if i in rows]
 
 
@@ -41,7 +42,7 @@ def _present(listing: Listing, asset: Asset, provider_name: str, orderable: bool
         registration_number=asset.registration_number, title=listing.title, summary=listing.summary,
         description=listing.description, tags=json.loads(listing.tags), category=asset.category,
         grade=asset.grade, personal_info=asset.personal_info, export_allowed=asset.export_allowed,
-        status=listing.status, frozen=listing.frozen, orderable=orderable,  # type: ignore[arg-type]
+        status=listing.status, frozen=listing.frozen, orderable=orderable,
         approval_required=listing.approval_required, terms_version=listing.terms_version,
         terms_sha256=listing.terms_sha256, plans=[PlanRead(**p) for p in access.visible_plans(listing, caller)],
         licence=Licence(**json.loads(listing.licence)), created_at=listing.created_at,

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import audit
@@ -63,7 +64,7 @@ async def _check_buyers(session: AsyncSession, holder_id: str, plans: list[Plan]
         raise Unprocessable("a private plan is for other accounts, not its holder", kind="bad-private-plan")
     if not named:
         return
-    rows = (await session.execute(select(Account.id, Account.roles).where(Account.id.in_(sorted(named))))).all()  # type: ignore[attr-defined]
+    rows = (await session.execute(select(col(Account.id), col(Account.roles)).where(col(Account.id).in_(sorted(named))))).all()
     buyers = {r.id for r in rows if Role.buyer.value in r.roles.split(",")}
     missing = sorted(named - buyers)
     if missing:
@@ -88,7 +89,7 @@ async def publish(session: AsyncSession, ctx: Ctx, data: ListingCreate) -> Listi
     caller.require_verified()
     asset = await _listable_asset(session, ctx, data.asset_id)
     await _check_buyers(session, caller.id, data.plans)
-    live = (await session.execute(select(Listing.id).where(Listing.live_asset_id == asset.id))).scalar()
+    live = (await session.execute(select(col(Listing.id)).where(col(Listing.live_asset_id) == asset.id))).scalar()
     if live is not None:
         raise Conflict(f"asset {asset.id} is listed already as {live}; change that listing instead",
                        kind="already-listed")
@@ -192,7 +193,7 @@ ENDS_LISTINGS = {"transfer": "asset_transferred", "cancel": "asset_cancelled", "
 
 
 async def delist_for_asset(session: AsyncSession, ctx: Ctx, asset: Asset, cause: str) -> None:
-    rows = (await session.execute(select(Listing).where(Listing.live_asset_id == asset.id))).scalars().all()
+    rows = (await session.execute(select(Listing).where(col(Listing.live_asset_id) == asset.id))).scalars().all()
     market = dataclasses.replace(ctx, caller=None)
     for listing in rows:
         await LISTING.move(session, listing, "delist", market, {"cause": cause}, live_asset_id=None,

@@ -18,6 +18,7 @@ import dataclasses
 from typing import Any, Literal
 
 from sqlalchemy import select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger import merkle
@@ -124,9 +125,9 @@ async def list_actions(session: AsyncSession, ctx: Ctx, target: str | None, acti
     ctx.user.require(Role.regulator, Role.operator)
     query = select(OversightAction)
     if target:
-        query = query.where(OversightAction.target == target)
+        query = query.where(col(OversightAction.target) == target)
     if action:
-        query = query.where(OversightAction.action == action)
+        query = query.where(col(OversightAction.action) == action)
     rows = list((await session.execute(paginate(query, OversightAction.id, limit, cursor))).scalars().all())
     return page_of(rows, limit, action_read)
 
@@ -144,9 +145,9 @@ async def approvals(session: AsyncSession, ctx: Ctx, limit: int, cursor: str | N
     """Important-data orders waiting for a regulator's decision (given through
     ``POST /v1/orders/{id}/regulator-approval``)."""
     ctx.user.require(Role.regulator)
-    query = select(Order).where(Order.needs_regulator_approval == True,  # noqa: E712
-                                Order.regulator_decision.is_(None),  # type: ignore[union-attr]
-                                Order.status == OrderStatus.pending_approval)
+    query = select(Order).where(col(Order.needs_regulator_approval) == True,  # noqa: E712
+                                col(Order.regulator_decision).is_(None),
+                                col(Order.status) == OrderStatus.pending_approval)
     rows = list((await session.execute(paginate(query, Order.id, limit, cursor))).scalars().all())
     caller = ctx.user
     return page_of(rows, limit, lambda o: order_read(o, caller).model_dump(mode="json"))

@@ -31,6 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import audit
@@ -190,7 +191,7 @@ async def accept(session: AsyncSession, ctx: Ctx, kind: str, body: Any, subject:
         raise Unprocessable(f"key {key.id} was not enrolled by the regulator authority this market trusts; "
                             "sign with the key of your enrollment", kind="key-not-enrolled")
     digest = audit.document_digest(document)
-    if (await session.execute(select(RegulatorAct.id).where(RegulatorAct.document_sha256 == digest))).first():
+    if (await session.execute(select(col(RegulatorAct.id)).where(col(RegulatorAct.document_sha256) == digest))).first():
         raise Conflict("this signed act was accepted before; draft a new one", kind="act-used")
     row = RegulatorAct(id=new_id("sig"), kind=kind, account_id=ctx.user.id, key_id=key.id, signature=signed.signature, subject=subject,
                        document=raw.decode(), document_sha256=digest, created_at=ctx.now)

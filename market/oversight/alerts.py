@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import Account
@@ -121,23 +122,23 @@ async def wash_trade(session: AsyncSession, ctx: Ctx, order: Order) -> list[Find
     at = order.settled_at
     assert at is not None
     rows = (await session.execute(
-        select(Order).where(Order.buyer_id == order.provider_id, Order.provider_id == order.buyer_id,
-                            Order.settled_at.is_not(None),  # type: ignore[union-attr]
-                            Order.settled_at >= at - window, Order.settled_at <= at + window)  # type: ignore[operator]
-        .order_by(Order.settled_at, Order.id)  # type: ignore[arg-type]
+        select(Order).where(col(Order.buyer_id) == order.provider_id, col(Order.provider_id) == order.buyer_id,
+                            col(Order.settled_at).is_not(None),
+                            col(Order.settled_at) >= at - window, col(Order.settled_at) <= at + window)
+        .order_by(col(Order.settled_at), col(Order.id))
     )).scalars().all()
     found = []
     pair = sorted([order.buyer_id, order.provider_id])
     for other in rows:
         first, second = sorted([order, other], key=lambda o: (o.settled_at, o.id))
         found.append(Finding(
-            "wash_trade", "|".join(pair), bucket(first.settled_at, window),  # type: ignore[arg-type]
+            "wash_trade", "|".join(pair), bucket(first.settled_at, window),
             [*pair, first.id, second.id],
             {"window": ctx.settings.wash_window, "first": {"order": first.id, "buyer": first.buyer_id,
                                                            "provider": first.provider_id,
-                                                           "settled_at": rfc3339(first.settled_at)},  # type: ignore[arg-type]
+                                                           "settled_at": rfc3339(first.settled_at)},
              "second": {"order": second.id, "buyer": second.buyer_id, "provider": second.provider_id,
-                        "settled_at": rfc3339(second.settled_at)}},  # type: ignore[arg-type]
+                        "settled_at": rfc3339(second.settled_at)}},
             [first.id, second.id]))
     return found
 
@@ -148,11 +149,11 @@ async def price_outlier(session: AsyncSession, ctx: Ctx, order: Order) -> list[F
     if order.price <= 0:
         return []
     asset = await session.get_one(Asset, order.asset_id)
-    earlier = (select(Order.price).join(Asset, Asset.id == Order.asset_id)  # type: ignore[arg-type]
-               .where(Asset.category == asset.category, Order.currency == order.currency, Order.price > 0,
-                      Order.settled_at.is_not(None), Order.id != order.id,  # type: ignore[union-attr]
-                      or_(Order.settled_at < order.settled_at,  # type: ignore[operator]
-                          (Order.settled_at == order.settled_at) & (Order.id < order.id))))
+    earlier = (select(col(Order.price)).join(Asset, col(Asset.id) == col(Order.asset_id))
+               .where(col(Asset.category) == asset.category, col(Order.currency) == order.currency, col(Order.price) > 0,
+                      col(Order.settled_at).is_not(None), col(Order.id) != order.id,
+                      or_(col(Order.settled_at) < order.settled_at,
+                          (col(Order.settled_at) == order.settled_at) & (col(Order.id) < order.id))))
     n = (await session.execute(select(func.count()).select_from(earlier.subquery()))).scalar_one()
     if n < PRICE_MIN_SAMPLE:
         return []
@@ -191,9 +192,9 @@ async def order_burst(session: AsyncSession, ctx: Ctx, order: Order) -> list[Fin
     width, limit = ctx.settings.order_burst_delta, ctx.settings.order_burst_count
     at = order.created_at
     ids = (await session.execute(
-        select(Order.id).where(Order.buyer_id == order.buyer_id, Order.created_at > at - width,
-                               Order.created_at <= at)  # type: ignore[operator]
-        .order_by(Order.created_at, Order.id).limit(limit + 1)  # type: ignore[arg-type]
+        select(col(Order.id)).where(col(Order.buyer_id) == order.buyer_id, col(Order.created_at) > at - width,
+                               col(Order.created_at) <= at)
+        .order_by(col(Order.created_at), col(Order.id)).limit(limit + 1)
     )).scalars().all()
     if len(ids) <= limit:
         return []
@@ -230,8 +231,8 @@ async def _link(session: AsyncSession, alert_id: str, order_ids: list[str]) -> N
 
 
 async def _existing(session: AsyncSession, f: Finding) -> Alert | None:
-    return (await session.execute(select(Alert).where(Alert.rule == f.rule, Alert.subject_key == f.subject_key,
-                                                      Alert.window == f.window))).scalars().first()
+    return (await session.execute(select(Alert).where(col(Alert.rule) == f.rule, col(Alert.subject_key) == f.subject_key,
+                                                      col(Alert.window) == f.window))).scalars().first()
 
 
 async def _merge(session: AsyncSession, alert: Alert, f: Finding) -> None:
@@ -241,7 +242,7 @@ async def _merge(session: AsyncSession, alert: Alert, f: Finding) -> None:
         evidence = json.loads(alert.evidence)
         if f.refusal not in evidence.get("refusals", []):
             evidence["refusals"] = sorted([*evidence.get("refusals", []), f.refusal])
-            await session.execute(update(Alert).where(Alert.id == alert.id)  # type: ignore[arg-type]
+            await session.execute(update(Alert).where(col(Alert.id) == alert.id)
                                   .values(evidence=json.dumps(evidence, ensure_ascii=False)))
 
 
@@ -280,7 +281,7 @@ async def _marks(session: AsyncSession, *sources: str) -> dict[str, EvaluatorMar
                     await session.flush()
             except IntegrityError:
                 pass
-    rows = (await session.execute(select(EvaluatorMark).where(EvaluatorMark.source.in_(sources))  # type: ignore[attr-defined]
+    rows = (await session.execute(select(EvaluatorMark).where(col(EvaluatorMark.source).in_(sources))
                                   .with_for_update().execution_options(populate_existing=True))).scalars().all()
     return {row.source: row for row in rows}
 
@@ -294,15 +295,15 @@ async def evaluate(session: AsyncSession, ctx: Ctx, start: int | None = None) ->
     opened: list[str] = []
     docs = marks["trade_documents"]
     after = docs.position
-    reread = select(func.min(TradeDocument.id)).where(TradeDocument.created_at >= recent)  # type: ignore[operator]
+    reread = select(func.min(col(TradeDocument.id))).where(col(TradeDocument.created_at) >= recent)
     first_recent = (await session.execute(reread)).scalar_one_or_none()
     if start is not None:  # a later batch of the same round
         after = start
     elif first_recent is not None:
         after = min(after, first_recent - 1)
     rows = (await session.execute(
-        select(TradeDocument.id, TradeDocument.type, TradeDocument.subject)
-        .where(TradeDocument.id > after).order_by(TradeDocument.id).limit(BATCH)  # type: ignore[arg-type,operator]
+        select(col(TradeDocument.id), col(TradeDocument.type), col(TradeDocument.subject))
+        .where(col(TradeDocument.id) > after).order_by(col(TradeDocument.id)).limit(BATCH)
     )).all()
     for _doc_id, doc_type, subject in rows:
         rules = ON_SETTLED if doc_type == "trade.settled" else ON_PLACED if doc_type == "trade.placed" else ()
@@ -323,17 +324,17 @@ async def evaluate(session: AsyncSession, ctx: Ctx, start: int | None = None) ->
     more = len(rows) == BATCH
     refusals = marks["refusals"]
     rows_r = (await session.execute(
-        select(Refusal).where(or_(Refusal.id > refusals.position, Refusal.created_at >= recent))  # type: ignore[operator]
-        .order_by(Refusal.id)  # type: ignore[arg-type]
+        select(Refusal).where(or_(col(Refusal.id) > refusals.position, col(Refusal.created_at) >= recent))
+        .order_by(col(Refusal.id))
     )).scalars().all()
     for refusal in rows_r:
         for finding in refused_attempt(refusal):
             if await store(session, ctx, finding):
                 opened.append(finding.rule)
         refusals.position = max(refusals.position, refusal.id or 0)
-    await session.execute(update(EvaluatorMark).where(EvaluatorMark.source == "trade_documents")  # type: ignore[arg-type]
+    await session.execute(update(EvaluatorMark).where(col(EvaluatorMark.source) == "trade_documents")
                           .values(position=docs.position))
-    await session.execute(update(EvaluatorMark).where(EvaluatorMark.source == "refusals")  # type: ignore[arg-type]
+    await session.execute(update(EvaluatorMark).where(col(EvaluatorMark.source) == "refusals")
                           .values(position=refusals.position))
     return opened, (after if more else None)
 
@@ -369,9 +370,9 @@ async def list_alerts(session: AsyncSession, ctx: Ctx, status: str | None, rule:
     ctx.user.require(Role.regulator, Role.operator)
     query = select(Alert)
     if status:
-        query = query.where(Alert.status == status)
+        query = query.where(col(Alert.status) == status)
     if rule:
-        query = query.where(Alert.rule == rule)
+        query = query.where(col(Alert.rule) == rule)
     rows = list((await session.execute(paginate(query, Alert.id, limit, cursor))).scalars().all())
     return page_of(rows, limit, alert_read)
 

@@ -86,7 +86,7 @@ def _key(state: State) -> bytes:
         MasterKey.load_or_create(path)  # creates it (0600, atomically) or checks mode and length
         key = path.read_bytes()
         state.oversight_session_key = key
-    return key  # type: ignore[no-any-return]
+    return key
 
 
 def _b64(data: bytes) -> str:

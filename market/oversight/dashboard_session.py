@@ -29,7 +29,7 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import delete, or_, update
-from sqlmodel import select
+from sqlmodel import select, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.enrollment import EnrollmentError, authority_id
@@ -93,11 +93,11 @@ async def sign_in(db: AsyncSession, settings: Any, now: datetime, message: bytes
     authority = _authority(settings)
     row = (await db.exec(
         select(AccountKey, Account)
-        .join(Account, Account.id == AccountKey.account_id)  # type: ignore[arg-type]
-        .join(RegulatorEnrollment, RegulatorEnrollment.key_id == AccountKey.id)  # type: ignore[arg-type]
-        .where(AccountKey.public_key == base64.b64encode(raw_key).decode(),
-               AccountKey.revoked_at.is_(None),  # type: ignore[union-attr]
-               RegulatorEnrollment.authority == authority)
+        .join(Account, col(Account.id) == col(AccountKey.account_id))
+        .join(RegulatorEnrollment, col(RegulatorEnrollment.key_id) == col(AccountKey.id))
+        .where(col(AccountKey.public_key) == base64.b64encode(raw_key).decode(),
+               col(AccountKey.revoked_at).is_(None),
+               col(RegulatorEnrollment.authority) == authority)
     )).first()
     if row is None or not authority:
         return "bad-key"
@@ -110,7 +110,7 @@ async def sign_in(db: AsyncSession, settings: Any, now: datetime, message: bytes
     if why is not None:
         return why
     await db.execute(delete(DashboardSession).where(or_(
-        DashboardSession.expires_at < now, DashboardSession.ended_at.is_not(None))))  # type: ignore[arg-type,union-attr,operator]
+        col(DashboardSession.expires_at) < now, col(DashboardSession.ended_at).is_not(None))))
     secret, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     db.add(DashboardSession(id=new_id("ses"), id_sha256=_digest(secret), account_id=account.id, key_id=key.id,
                             csrf=csrf, created_at=now, expires_at=now + timedelta(hours=SESSION_HOURS)))
@@ -124,9 +124,9 @@ async def current(db: AsyncSession, cookie: str | None, now: datetime) -> Signed
         return None
     row = (await db.exec(
         select(DashboardSession, Account, AccountKey)
-        .join(Account, Account.id == DashboardSession.account_id)  # type: ignore[arg-type]
-        .join(AccountKey, AccountKey.id == DashboardSession.key_id)  # type: ignore[arg-type]
-        .where(DashboardSession.id_sha256 == _digest(cookie))
+        .join(Account, col(Account.id) == col(DashboardSession.account_id))
+        .join(AccountKey, col(AccountKey.id) == col(DashboardSession.key_id))
+        .where(col(DashboardSession.id_sha256) == _digest(cookie))
     )).first()
     if row is None:
         return None
@@ -143,5 +143,5 @@ async def end(db: AsyncSession, cookie: str | None, now: datetime) -> None:
     if not cookie or len(cookie) > 100:
         return
     await db.execute(update(DashboardSession).where(
-        DashboardSession.id_sha256 == _digest(cookie), DashboardSession.ended_at.is_(None))  # type: ignore[arg-type,union-attr]
+        col(DashboardSession.id_sha256) == _digest(cookie), col(DashboardSession.ended_at).is_(None))
         .values(ended_at=now))

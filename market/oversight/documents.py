@@ -28,6 +28,7 @@ import json
 from typing import Any
 
 from sqlalchemy import select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger.entry import parse_entry
@@ -71,8 +72,8 @@ async def page(session: AsyncSession, ctx: Ctx, start: int, limit: int) -> dict[
     position = start
     while position < end and len(wanted) < limit:
         rows = (await session.execute(
-            select(Leaf.idx, Leaf.leaf).where(Leaf.idx >= position, Leaf.idx < end)  # type: ignore[arg-type,operator]
-            .order_by(Leaf.idx).limit(CHUNK)  # type: ignore[arg-type]
+            select(col(Leaf.idx), col(Leaf.leaf)).where(col(Leaf.idx) >= position, col(Leaf.idx) < end)
+            .order_by(col(Leaf.idx)).limit(CHUNK)
         )).all()
         if not rows:
             position = end
@@ -105,7 +106,7 @@ async def page(session: AsyncSession, ctx: Ctx, start: int, limit: int) -> dict[
     details = await _documents(session, [d for _, _, named in wanted for d in named])
     items = [{"index": index, "document": found.get(digest) if digest is not None else None,
               "salted": {d: details.get(d) for d in named}} for index, digest, named in wanted]
-    beyond = (await session.execute(select(Leaf.idx).where(Leaf.idx >= position).limit(1))).first()  # type: ignore[arg-type,operator]
+    beyond = (await session.execute(select(col(Leaf.idx)).where(col(Leaf.idx) >= position).limit(1))).first()
     return {"items": items, "next": position if beyond is not None else None}
 
 
@@ -114,8 +115,8 @@ async def _documents(session: AsyncSession, digests: list[str]) -> dict[str, Any
     if not digests:
         return {}
     rows = (await session.execute(
-        select(TradeDocument.document_sha256, TradeDocument.document)
-        .where(TradeDocument.document_sha256.in_(digests))  # type: ignore[attr-defined]
+        select(col(TradeDocument.document_sha256), col(TradeDocument.document))
+        .where(col(TradeDocument.document_sha256).in_(digests))
     )).all()
     return {digest: _parsed(text) for digest, text in rows}
 

@@ -8,6 +8,7 @@ from datetime import datetime, UTC
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger import entry as entries
@@ -30,10 +31,10 @@ def _entry_time(leaf: bytes) -> datetime | None:
 async def status(session: AsyncSession, ctx: Ctx, log: Any) -> dict[str, Any]:
     ctx.user.require(Role.regulator, Role.operator)
     now = utcnow()  # the ledger keeps wall-clock time
-    head = (await session.execute(select(CheckpointRow.size, CheckpointRow.created_at)
-                                  .order_by(CheckpointRow.size.desc()).limit(1))).first()  # type: ignore[union-attr]
+    head = (await session.execute(select(col(CheckpointRow.size), col(CheckpointRow.created_at))
+                                  .order_by(col(CheckpointRow.size).desc()).limit(1))).first()
     pending = (await session.execute(select(func.count()).select_from(PendingEntry))).scalar_one()
-    oldest = (await session.execute(select(PendingEntry.leaf).order_by(PendingEntry.seq).limit(1))).scalar()  # type: ignore[arg-type]
+    oldest = (await session.execute(select(col(PendingEntry.leaf)).order_by(col(PendingEntry.seq)).limit(1))).scalar()
     oldest_at = _entry_time(oldest) if oldest is not None else None
     lag = max((now - oldest_at).total_seconds(), 0.0) if oldest_at is not None else 0.0
     size = head[0] if head else 0
@@ -46,8 +47,8 @@ async def status(session: AsyncSession, ctx: Ctx, log: Any) -> dict[str, Any]:
             witnesses.append({"vkey": vkey, "name": None, "error": "malformed vkey", "stale": True})
             continue
         last = (await session.execute(
-            select(Cosignature.size, Cosignature.timestamp).where(Cosignature.key_id == verifier.key_id.hex())
-            .order_by(Cosignature.size.desc()).limit(1)  # type: ignore[union-attr]
+            select(col(Cosignature.size), col(Cosignature.timestamp)).where(col(Cosignature.key_id) == verifier.key_id.hex())
+            .order_by(col(Cosignature.size).desc()).limit(1)
         )).first()
         cosigned_at = datetime.fromtimestamp(last[1], tz=UTC) if last and last[1] else None
         witnesses.append({

@@ -52,6 +52,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import Account
@@ -257,21 +258,21 @@ async def overview(session: AsyncSession, ctx: Ctx, start: str | None = None, en
 
     day_ranges = [(a.isoformat(), b.isoformat()) for a, b in edges]
     day_sums = [func.sum(getattr(TradeDay, m)).label(m) for m in MEASURES]
-    by_day = (await session.execute(select(TradeDay.day, TradeDay.currency, *day_sums)
-                                    .where(*where(TradeDay, TradeDay.day, [(lo, hi)]))
-                                    .group_by(TradeDay.day, TradeDay.currency)
-                                    .order_by(TradeDay.day, TradeDay.currency))).all()
+    by_day = (await session.execute(select(col(TradeDay.day), col(TradeDay.currency), *day_sums)
+                                    .where(*where(TradeDay, col(TradeDay.day), [(lo, hi)]))
+                                    .group_by(col(TradeDay.day), col(TradeDay.currency))
+                                    .order_by(col(TradeDay.day), col(TradeDay.currency)))).all()
     # Whole months from the rollup, the partial months at the edges from the day rows.
     parts = []
     if day_ranges:
-        parts.append(select(TradeStat.currency, TradeStat.category, TradeStat.grade, TradeStat.provider_id,
-                            TradeStat.region, *(getattr(TradeStat, m) for m in MEASURES))
-                     .where(*where(TradeStat, TradeStat.day, day_ranges)))
+        parts.append(select(col(TradeStat.currency), col(TradeStat.category), col(TradeStat.grade), col(TradeStat.provider_id),
+                            col(TradeStat.region), *(getattr(TradeStat, m) for m in MEASURES))
+                     .where(*where(TradeStat, col(TradeStat.day), day_ranges)))
     if months is not None:
-        parts.append(select(TradeStatMonth.currency, TradeStatMonth.category, TradeStatMonth.grade,
-                            TradeStatMonth.provider_id, TradeStatMonth.region,
+        parts.append(select(col(TradeStatMonth.currency), col(TradeStatMonth.category), col(TradeStatMonth.grade),
+                            col(TradeStatMonth.provider_id), col(TradeStatMonth.region),
                             *(getattr(TradeStatMonth, m) for m in MEASURES))
-                     .where(*where(TradeStatMonth, TradeStatMonth.month, [months])))
+                     .where(*where(TradeStatMonth, col(TradeStatMonth.month), [months])))
     rows = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
     by_key = (await session.execute(select(rows.c.currency, rows.c.category, rows.c.grade, rows.c.provider_id,
                                            rows.c.region, *(func.sum(rows.c[m]).label(m) for m in MEASURES))
@@ -279,17 +280,17 @@ async def overview(session: AsyncSession, ctx: Ctx, start: str | None = None, en
                                               rows.c.region))).all()
     who = []
     if day_ranges:
-        who.append(select(TradeParty.currency, TradeParty.role, TradeParty.account_id)
-                   .where(*where(TradeParty, TradeParty.day, day_ranges)))
+        who.append(select(col(TradeParty.currency), col(TradeParty.role), col(TradeParty.account_id))
+                   .where(*where(TradeParty, col(TradeParty.day), day_ranges)))
     if months is not None:
-        who.append(select(TradePartyMonth.currency, TradePartyMonth.role, TradePartyMonth.account_id)
-                   .where(*where(TradePartyMonth, TradePartyMonth.month, [months])))
+        who.append(select(col(TradePartyMonth.currency), col(TradePartyMonth.role), col(TradePartyMonth.account_id))
+                   .where(*where(TradePartyMonth, col(TradePartyMonth.month), [months])))
     people = union_all(*who).subquery() if len(who) > 1 else who[0].subquery()
     parties = (await session.execute(select(people.c.currency, people.c.role,
                                             func.count(func.distinct(people.c.account_id)))
                                      .group_by(people.c.currency, people.c.role))).all()
     registrations = (await session.execute(select(func.count()).select_from(Asset).where(
-        Asset.registered_at >= moment(since), Asset.registered_at < moment(to)))).scalar_one()  # type: ignore[operator]
+        col(Asset.registered_at) >= moment(since), col(Asset.registered_at) < moment(to)))).scalar_one()
 
     totals: dict[str, dict[str, int]] = {}
     days: dict[str, list[dict[str, Any]]] = defaultdict(list)

@@ -36,6 +36,7 @@ from typing import Any
 
 from sqlalchemy import String, and_, exists, select, type_coerce
 from sqlalchemy.orm import aliased
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import Account
@@ -83,16 +84,16 @@ class TradeFilters:
     def clauses(self) -> list[Any]:
         out: list[Any] = []
         if self.since is not None:
-            out.append(Order.created_at >= self.since)  # type: ignore[operator]
+            out.append(col(Order.created_at) >= self.since)
         if self.to is not None:
-            out.append(Order.created_at < self.to)  # type: ignore[operator]
+            out.append(col(Order.created_at) < self.to)
         for column, value in ((Order.provider_id, self.provider), (Order.buyer_id, self.buyer),
                               (Asset.category, self.category), (Asset.grade, self.grade),
                               (Order.status, self.status)):
             if value is not None:
                 out.append(column == value)
         if self.alerted is not None:
-            flagged = exists().where(AlertedOrder.order_id == Order.id)  # type: ignore[arg-type]
+            flagged = exists().where(col(AlertedOrder.order_id) == col(Order.id))
             out.append(flagged if self.alerted else ~flagged)
         return out
 
@@ -102,20 +103,20 @@ def _times(dialect: str) -> list[Any]:
     which ``_time`` rewrites in RFC 3339 far faster than parsing each into a datetime."""
     columns = [Order.created_at, Order.settled_at, Order.refunded_at]
     if dialect == "sqlite":
-        return [type_coerce(c, String).label(c.key) for c in columns]  # type: ignore[attr-defined]
+        return [type_coerce(c, String).label(c.key) for c in columns]
     return columns
 
 
 def _query(filters: TradeFilters, dialect: str = "postgresql") -> Any:
-    alerted = exists().where(AlertedOrder.order_id == Order.id).label("alerted")  # type: ignore[arg-type]
-    return (select(Order.id, Order.status, Order.buyer_id, Buyer.name.label("buyer_name"),  # type: ignore[attr-defined]
-                   Order.provider_id, Provider.name.label("provider_name"),  # type: ignore[attr-defined]
-                   Order.listing_id, Order.asset_id, Asset.title.label("asset_title"),  # type: ignore[attr-defined]
-                   Asset.category, Asset.grade, Order.currency, Order.price, Order.fee, Order.purpose,
-                   Order.payment_method, *_times(dialect), alerted)
-            .join(Asset, and_(Asset.id == Order.asset_id))  # type: ignore[arg-type]
-            .join(Buyer, Buyer.id == Order.buyer_id)  # type: ignore[arg-type]
-            .join(Provider, Provider.id == Order.provider_id)  # type: ignore[arg-type]
+    alerted = exists().where(col(AlertedOrder.order_id) == col(Order.id)).label("alerted")
+    return (select(col(Order.id), col(Order.status), col(Order.buyer_id), Buyer.name.label("buyer_name"),  # type: ignore[attr-defined]
+                   col(Order.provider_id), Provider.name.label("provider_name"),  # type: ignore[attr-defined]
+                   col(Order.listing_id), col(Order.asset_id), col(Asset.title).label("asset_title"),
+                   col(Asset.category), col(Asset.grade), col(Order.currency), col(Order.price), col(Order.fee), col(Order.purpose),
+                   col(Order.payment_method), *_times(dialect), alerted)
+            .join(Asset, and_(col(Asset.id) == col(Order.asset_id)))
+            .join(Buyer, Buyer.id == col(Order.buyer_id))  # type: ignore[arg-type]
+            .join(Provider, Provider.id == col(Order.provider_id))  # type: ignore[arg-type]
             .where(*filters.clauses()))
 
 
@@ -190,7 +191,7 @@ async def csv_chunks(sessionmaker: Callable[[], Any], filters: TradeFilters,
         async with sessionmaker() as session:
             query = _query(filters, session.get_bind().dialect.name)
             if after is not None:
-                query = query.where(Order.id > after)  # type: ignore[operator]
+                query = query.where(col(Order.id) > after)
             conn = await session.connection()  # Core rows: no ORM loading per row
             rows = (await conn.execute(query.order_by(Order.id).limit(batch))).all()
             await session.rollback()
@@ -224,13 +225,13 @@ async def refusals(session: AsyncSession, ctx: Ctx, kind: str | None, limit: int
     """One page of refused attempts, oldest first."""
     ctx.user.require(Role.regulator, Role.operator)
     check_limit(limit)
-    query = (select(Refusal, Account.name).join(Account, Account.id == Refusal.account_id)  # type: ignore[arg-type]
-             .order_by(Refusal.id))
+    query = (select(Refusal, col(Account.name)).join(Account, col(Account.id) == col(Refusal.account_id))
+             .order_by(col(Refusal.id)))
     if kind:
         query = query.where(Refusal.kind == kind)
     after = _refusal_cursor(cursor)
     if after is not None:
-        query = query.where(Refusal.id > after)  # type: ignore[operator]
+        query = query.where(col(Refusal.id) > after)
     rows = (await session.execute(query.limit(limit + 1))).all()
 
     def read(row: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ reads and lists alike (API.md "Registry").
 from typing import Any
 
 from sqlalchemy import or_, true
-from sqlmodel import select
+from sqlmodel import select, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.web.auth import Caller
@@ -45,8 +45,8 @@ def is_insider(asset: Asset, caller: Caller | None) -> bool:
 
 def public_assets() -> Any:
     """SQL for ``is_public``."""
-    return or_(Asset.status.in_([s.value for s in PUBLIC_STATUSES]),  # type: ignore[attr-defined]
-               Asset.registered_revision > 0)  # type: ignore[operator]
+    return or_(col(Asset.status).in_([s.value for s in PUBLIC_STATUSES]),
+               col(Asset.registered_revision) > 0)
 
 
 def visible_assets(caller: Caller | None) -> Any:
@@ -54,13 +54,13 @@ def visible_assets(caller: Caller | None) -> Any:
         return public_assets()
     if caller.is_staff:
         return true()
-    return or_(public_assets(), Asset.provider_id == caller.id)
+    return or_(public_assets(), col(Asset.provider_id) == caller.id)
 
 
 def visible_transfers(caller: Caller) -> Any:
     if caller.is_staff:
         return true()
-    return or_(Transfer.from_id == caller.id, Transfer.to_id == caller.id)
+    return or_(col(Transfer.from_id) == caller.id, col(Transfer.to_id) == caller.id)
 
 
 async def load(session: AsyncSession, asset_id: str, caller: Caller | None) -> Asset:
@@ -84,7 +84,7 @@ def visible_objections(caller: Caller) -> Any:
     if caller.is_staff:
         return true()
     holder = select(Asset.id).where(Asset.id == Objection.asset_id, Asset.provider_id == caller.id).exists()
-    return or_(Objection.objector_id == caller.id, holder)
+    return or_(col(Objection.objector_id) == caller.id, holder)
 
 
 async def load_objection(session: AsyncSession, objection_id: str, caller: Caller) -> Objection:

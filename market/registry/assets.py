@@ -5,7 +5,7 @@ import json
 from typing import Any
 
 from sqlalchemy import or_
-from sqlmodel import select
+from sqlmodel import select, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.schemas import Role
@@ -87,9 +87,9 @@ async def conflicts_of(session: AsyncSession, assets: list[Asset]) -> dict[str, 
     if not hashes:
         return out
     candidates = (await session.exec(
-        select(Asset).where(or_(Asset.content_sha256.in_(hashes),  # type: ignore[union-attr]
-                                Asset.registered_sha256.in_(hashes)))  # type: ignore[union-attr]
-        .order_by(Asset.id)  # type: ignore[arg-type]
+        select(Asset).where(or_(col(Asset.content_sha256).in_(hashes),
+                                col(Asset.registered_sha256).in_(hashes)))
+        .order_by(col(Asset.id))
     )).all()
     # Index the candidates by the hashes they claim: one pass, not assets x candidates.
     claiming: dict[str, list[Asset]] = {}
@@ -130,7 +130,7 @@ async def read_many(session: AsyncSession, assets: list[Asset], viewer: Caller |
         # By asset id (the primary key's prefix), the wanted revisions picked here: an
         # OR of (id, revision) pairs costs more to build than the few extra rows.
         rows = (await session.exec(select(AssetRevision).where(
-            AssetRevision.asset_id.in_(sorted({asset_id for asset_id, _ in keys})))  # type: ignore[attr-defined]
+            col(AssetRevision.asset_id).in_(sorted({asset_id for asset_id, _ in keys})))
             .execution_options(populate_existing=True))).all()
         revisions = {(r.asset_id, r.revision): r for r in rows if (r.asset_id, r.revision) in keys}
     insiders = [a for a in assets if access.is_insider(a, viewer)]
@@ -168,7 +168,7 @@ async def list_assets(
                           (Asset.category, category)):
         if value is not None:
             query = query.where(column == value)
-    rows = list((await session.exec(paginate(query, Asset.id, limit, cursor))).all())
+    rows = list((await session.exec(paginate(query, col(Asset.id), limit, cursor))).all())
     page = page_of(rows, limit, lambda a: a)
     page["items"] = await read_many(session, page["items"], caller)
     return page

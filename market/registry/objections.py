@@ -6,7 +6,7 @@ runs, one open objection per account and asset. Filing claims the asset's row
 bring cannot both win: whichever commits second gets 409 or waits a round.
 """
 
-from sqlmodel import select
+from sqlmodel import select, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import audit
@@ -72,7 +72,7 @@ async def list_objections(session: AsyncSession, ctx: Ctx, asset_id: str) -> lis
     caller = ctx.user
     asset = await access.load(session, asset_id, caller)
     query = select(Objection).where(Objection.asset_id == asset.id, access.visible_objections(caller))
-    rows = (await session.exec(query.order_by(Objection.id))).all()  # type: ignore[arg-type]
+    rows = (await session.exec(query.order_by(col(Objection.id)))).all()
     return [objection_read(o) for o in rows]
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import select
+from sqlmodel import select, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import audit
@@ -68,8 +68,8 @@ async def _registration_number(session: AsyncSession, year: int) -> str:
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     await session.execute(insert(RegistrationCounter).values(year=year, last=0).on_conflict_do_nothing())
     result = await session.execute(
-        update(RegistrationCounter).where(RegistrationCounter.year == year)  # type: ignore[arg-type]
-        .values(last=RegistrationCounter.last + 1).returning(RegistrationCounter.last)
+        update(RegistrationCounter).where(col(RegistrationCounter.year) == year)
+        .values(last=col(RegistrationCounter.last) + 1).returning(col(RegistrationCounter.last))
     )
     return f"DR-{year}-{result.scalar_one():06d}"
 
@@ -93,9 +93,9 @@ async def close_notice_periods(session: AsyncSession, ctx: Ctx) -> list[str]:
     open_objection = select(Objection.id).where(Objection.asset_id == Asset.id,
                                                 Objection.status == ObjectionStatus.open).exists()
     due = (await session.exec(
-        select(Asset).where(Asset.status == S.public_notice, Asset.notice_ends_at <= ctx.now,  # type: ignore[operator]
-                            Asset.frozen == False, ~open_objection)  # noqa: E712
-        .order_by(Asset.notice_ends_at)  # type: ignore[arg-type]
+        select(Asset).where(col(Asset.status) == S.public_notice, col(Asset.notice_ends_at) <= ctx.now,
+                            col(Asset.frozen) == False, ~open_objection)  # noqa: E712
+        .order_by(col(Asset.notice_ends_at))
     )).all()
     done = []
     for asset in due:

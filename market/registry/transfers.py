@@ -12,7 +12,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import select, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import audit
@@ -145,7 +145,7 @@ async def void_pending(session: AsyncSession, ctx: Ctx, *, asset_id: str | None 
     if key_id is not None:
         query = query.where(Transfer.from_key_id == key_id)
     voided = []
-    for transfer in (await session.exec(query.order_by(Transfer.id))).all():  # type: ignore[arg-type]
+    for transfer in (await session.exec(query.order_by(col(Transfer.id)))).all():
         await TRANSFER.move(session, transfer, "void", ctx, {"transfer": transfer.id, "cause": cause})
         voided.append(transfer.id)
     return voided

@@ -7,6 +7,7 @@ A dispute is seen by whoever may see its order.
 from typing import Any
 
 from sqlalchemy import or_, true
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.web.auth import Caller
@@ -18,7 +19,7 @@ from market.core.visibility import load_visible
 def visible_orders(caller: Caller) -> Any:
     if caller.is_staff:
         return true()
-    return or_(Order.buyer_id == caller.id, Order.provider_id == caller.id)
+    return or_(col(Order.buyer_id) == caller.id, col(Order.provider_id) == caller.id)
 
 
 async def load(session: AsyncSession, order_id: str, caller: Caller) -> Order:
@@ -40,6 +41,6 @@ async def load_for_holder(session: AsyncSession, order_id: str, caller: Caller) 
 
 
 async def load_dispute(session: AsyncSession, dispute_id: str, caller: Caller) -> Dispute:
-    visible = Dispute.order_id.in_(  # type: ignore[attr-defined]
-        Order.__table__.select().with_only_columns(Order.id).where(visible_orders(caller)))  # type: ignore[attr-defined]
+    visible = col(Dispute.order_id).in_(
+        Order.__table__.select().with_only_columns(col(Order.id)).where(visible_orders(caller)))  # type: ignore[attr-defined]
     return await load_visible(session, Dispute, dispute_id, visible, "dispute")

@@ -54,7 +54,7 @@ class _RecordedResponse(ASGIStreamingResponse):
 class DeliveryStream(Stream):
     """Litestar's ``Stream`` whose ASGI response records the delivery."""
 
-    def to_asgi_response(self, app: Any, request: Request, *,  # type: ignore[override]
+    def to_asgi_response(self, app: Any, request: Request, *,
                          background: BackgroundTask | BackgroundTasks | None = None,
                          cookies: Iterable[Cookie] | None = None,
                          encoded_headers: Iterable[tuple[bytes, bytes]] | None = None,

@@ -47,6 +47,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import audit
@@ -108,8 +109,8 @@ def dispute_read(dispute: Dispute, order: Order) -> DisputeView:
 
 
 async def _open_dispute_of(session: AsyncSession, order_id: str) -> Dispute | None:
-    return (await session.execute(select(Dispute).where(Dispute.order_id == order_id,
-                                                        Dispute.status == DisputeStatus.open))).scalars().first()
+    return (await session.execute(select(Dispute).where(col(Dispute.order_id) == order_id,
+                                                        col(Dispute.status) == DisputeStatus.open))).scalars().first()
 
 
 async def open_dispute(session: AsyncSession, ctx: Ctx, order_id: str, data: DisputeCreate) -> tuple[Dispute, Order]:
@@ -144,8 +145,8 @@ async def load(session: AsyncSession, dispute_id: str, caller: Caller) -> tuple[
 
 async def of_order(session: AsyncSession, order_id: str, caller: Caller) -> tuple[list[Dispute], Order]:
     order = await access.load(session, order_id, caller)
-    rows = (await session.execute(select(Dispute).where(Dispute.order_id == order.id)
-                                  .order_by(Dispute.id))).scalars().all()
+    rows = (await session.execute(select(Dispute).where(col(Dispute.order_id) == order.id)
+                                  .order_by(col(Dispute.id)))).scalars().all()
     return list(rows), order
 
 
@@ -226,8 +227,8 @@ async def refund_at_gateway(state: Any, session: AsyncSession, refund: GatewayRe
             from None
     reference = f"stripe:{result.refund_id}"
     # Only the first store counts (a concurrent retry got the same refund from the gateway).
-    await session.execute(update(Order).where(Order.id == refund.order_id,  # type: ignore[arg-type]
-                                              Order.refund_reference.is_(None))  # type: ignore[union-attr]
-                          .values(refund_reference=reference, version=Order.version + 1))
+    await session.execute(update(Order).where(col(Order.id) == refund.order_id,
+                                              col(Order.refund_reference).is_(None))
+                          .values(refund_reference=reference, version=col(Order.version) + 1))
     await session.commit()
     return reference

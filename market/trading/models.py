@@ -10,7 +10,7 @@ from market.core.types import UTCDateTime, utcnow
 
 
 def _money() -> int:
-    return Field(default=0, sa_column=Column(BigInteger, nullable=False))  # type: ignore[no-any-return]
+    return Field(default=0, sa_column=Column(BigInteger, nullable=False))
 
 
 class Order(SQLModel, table=True):

@@ -25,13 +25,13 @@ def order_read(order: Order, caller: Caller, payment_returns: list[PaymentReturn
     return OrderRead(
         id=order.id, listing_id=order.listing_id, asset_id=order.asset_id, buyer=order.buyer_id,
         provider=order.provider_id, status=order.status, status_reason=order.status_reason, purpose=order.purpose,
-        approvals=Approvals(holder=_approval(order.needs_holder_approval, order.holder_decision),  # type: ignore[arg-type]
-                            regulator=_approval(order.needs_regulator_approval, order.regulator_decision)),  # type: ignore[arg-type]
+        approvals=Approvals(holder=_approval(order.needs_holder_approval, order.holder_decision),
+                            regulator=_approval(order.needs_regulator_approval, order.regulator_decision)),
         price=money(order.price), fee=money(order.fee), provider_share=money(order.provider_share),
         terms=Terms(listing_id=order.listing_id, terms_version=order.terms_version, terms_sha256=order.terms_sha256,
                     plan=PlanRead(**without_buyers(json.loads(order.plan))),
                     licence=Licence(**json.loads(order.licence))),
-        payment=PaymentRead(provider=order.payment_method, intent_id=order.intent_id,  # type: ignore[arg-type]
+        payment=PaymentRead(provider=order.payment_method, intent_id=order.intent_id,
                             client_secret=order.client_secret if buyer else None,
                             reference=order.payment_reference, attempt=order.payment_attempt,
                             failure_code=order.failure_code, returns=shown),

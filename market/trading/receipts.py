@@ -27,6 +27,7 @@ import json
 from typing import Any
 
 from sqlalchemy import select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger import merkle
@@ -64,7 +65,7 @@ def leaf_of(receipt_: dict[str, Any]) -> bytes:
 
 async def _lock_order(session: AsyncSession, order_id: str) -> None:
     if session.get_bind().dialect.name != "sqlite":
-        await session.execute(select(Order.id).where(Order.id == order_id).with_for_update())  # type: ignore[arg-type]
+        await session.execute(select(col(Order.id)).where(col(Order.id) == order_id).with_for_update())
 
 
 async def add(session: AsyncSession, ctx: Ctx, receipt_: dict[str, Any]) -> Delivery:
@@ -73,8 +74,8 @@ async def add(session: AsyncSession, ctx: Ctx, receipt_: dict[str, Any]) -> Deli
     order_id = receipt_["order"]
     await _lock_order(session, order_id)
     batch = (await session.execute(
-        select(DeliveryBatch).where(DeliveryBatch.order_id == order_id, DeliveryBatch.closed_at.is_(None))  # type: ignore[union-attr]
-        .order_by(DeliveryBatch.id).limit(1).execution_options(populate_existing=True)  # type: ignore[arg-type]
+        select(DeliveryBatch).where(col(DeliveryBatch.order_id) == order_id, col(DeliveryBatch.closed_at).is_(None))
+        .order_by(col(DeliveryBatch.id)).limit(1).execution_options(populate_existing=True)
     )).scalars().first()
     if batch is None:
         batch = DeliveryBatch(order_id=order_id, opened_at=ctx.now)
@@ -94,8 +95,8 @@ async def add(session: AsyncSession, ctx: Ctx, receipt_: dict[str, Any]) -> Deli
 
 
 async def _leaves(session: AsyncSession, batch_id: int) -> list[bytes]:
-    rows = (await session.execute(select(Delivery.receipt).where(Delivery.batch_id == batch_id)
-                                  .order_by(Delivery.position))).scalars().all()  # type: ignore[arg-type]
+    rows = (await session.execute(select(col(Delivery.receipt)).where(col(Delivery.batch_id) == batch_id)
+                                  .order_by(col(Delivery.position)))).scalars().all()
     return [str(r).encode() for r in rows]
 
 
@@ -123,10 +124,10 @@ async def close(session: AsyncSession, ctx: Ctx, batch: DeliveryBatch) -> dict[s
 async def close_due(session: AsyncSession, ctx: Ctx, limit: int = 500) -> int:
     """Close the open batches whose window has passed (the clock task). Does not commit."""
     due = (await session.execute(
-        select(DeliveryBatch.id, DeliveryBatch.order_id)
-        .where(DeliveryBatch.closed_at.is_(None),  # type: ignore[union-attr]
-               DeliveryBatch.opened_at <= ctx.now - ctx.settings.delivery_receipt_delta)  # type: ignore[operator]
-        .order_by(DeliveryBatch.opened_at).limit(limit)  # type: ignore[arg-type]
+        select(col(DeliveryBatch.id), col(DeliveryBatch.order_id))
+        .where(col(DeliveryBatch.closed_at).is_(None),
+               col(DeliveryBatch.opened_at) <= ctx.now - ctx.settings.delivery_receipt_delta)
+        .order_by(col(DeliveryBatch.opened_at)).limit(limit)
     )).all()
     closed = 0
     for batch_id, order_id in due:
@@ -154,19 +155,19 @@ async def listing(session: AsyncSession, log: Log, order: Order, limit: int, cur
     entry (LEDGER.md §6: the document holds the root). Receipts recorded before batches
     existed have ``batch`` null (each has a ledger entry of its own)."""
     check_limit(limit)
-    query = select(Delivery).where(Delivery.order_id == order.id).order_by(Delivery.id)  # type: ignore[arg-type]
+    query = select(Delivery).where(col(Delivery.order_id) == order.id).order_by(col(Delivery.id))
     if cursor:
         value = decode_cursor(cursor)
         if not value.startswith(_CURSOR_PREFIX) or not value[len(_CURSOR_PREFIX):].isdigit():
             raise Unprocessable("cursor is not one this API gave out", kind="bad-cursor")
-        query = query.where(Delivery.id > int(value[len(_CURSOR_PREFIX):]))  # type: ignore[operator]
+        query = query.where(col(Delivery.id) > int(value[len(_CURSOR_PREFIX):]))
     rows = list((await session.execute(query.limit(limit + 1))).scalars().all())
     more, rows = len(rows) > limit, rows[:limit]
     batch_ids = sorted({r.batch_id for r in rows if r.batch_id is not None})
     batches: dict[int, DeliveryBatch] = {}
     if batch_ids:
-        found = (await session.execute(select(DeliveryBatch).where(DeliveryBatch.id.in_(batch_ids)))).scalars()  # type: ignore[union-attr]
-        batches = {b.id: b for b in found}  # type: ignore[misc]
+        found = (await session.execute(select(DeliveryBatch).where(col(DeliveryBatch.id).in_(batch_ids)))).scalars()
+        batches = {b.id: b for b in found}
     trees: dict[int, list[bytes]] = {}
     shown: dict[str, Any] = {}
     for batch_id, batch in batches.items():

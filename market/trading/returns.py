@@ -16,6 +16,7 @@ transaction that decides it. The buyer and staff see them in the order's ``payme
 from typing import Any
 
 from sqlalchemy import and_, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core.context import Ctx
@@ -37,7 +38,7 @@ def status_of(row: PaymentReturn) -> str:
 
 def pending_at_gateway() -> Any:
     """SQL over ``payment_returns``: card payments still to refund at the gateway."""
-    return and_(PaymentReturn.method == "stripe", PaymentReturn.refund_reference.is_(None))  # type: ignore[union-attr]
+    return and_(col(PaymentReturn.method) == "stripe", col(PaymentReturn.refund_reference).is_(None))
 
 
 def paid_intent(order: Order) -> str | None:
@@ -54,7 +55,7 @@ async def owe(session: AsyncSession, ctx: Ctx, order: Order, paid_reference: str
     """Record that the payment ``paid_reference`` (``stripe:<intent>`` or ``bank:<ref>``)
     of ``paid`` goes back to the buyer; the same payment again returns the first record."""
     found = (await session.execute(select(PaymentReturn).where(
-        PaymentReturn.order_id == order.id, PaymentReturn.paid_reference == paid_reference))).scalars().first()
+        col(PaymentReturn.order_id) == order.id, col(PaymentReturn.paid_reference) == paid_reference))).scalars().first()
     if found is not None:
         return found
     card = paid_reference.startswith(CARD_PREFIX)
@@ -70,8 +71,8 @@ async def owe(session: AsyncSession, ctx: Ctx, order: Order, paid_reference: str
 
 
 async def of_order(session: AsyncSession, order_id: str) -> list[PaymentReturn]:
-    rows = (await session.execute(select(PaymentReturn).where(PaymentReturn.order_id == order_id)
-                                  .order_by(PaymentReturn.id))).scalars().all()  # type: ignore[arg-type]
+    rows = (await session.execute(select(PaymentReturn).where(col(PaymentReturn.order_id) == order_id)
+                                  .order_by(col(PaymentReturn.id)))).scalars().all()
     return list(rows)
 
 

@@ -6,6 +6,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import Parameter
 from sqlalchemy import select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import idempotency
@@ -61,9 +62,9 @@ class OrderController(Controller):
                           status: OrderStatus | None = None, limit: Limit = DEFAULT_LIMIT,
                           cursor: str | None = None) -> Page[OrderRead]:
         caller = ctx.user
-        query = select(Order).where((Order.buyer_id if side == "buyer" else Order.provider_id) == caller.id)
+        query = select(Order).where((col(Order.buyer_id) if side == "buyer" else col(Order.provider_id)) == caller.id)
         if status is not None:
-            query = query.where(Order.status == status)
+            query = query.where(col(Order.status) == status)
         rows = (await db.execute(paginate(query, Order.id, limit, cursor))).scalars().all()
         return Page(**page_of(list(rows), limit, lambda o: order_read(o, caller)))
 

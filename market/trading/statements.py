@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, or_, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import Account
@@ -115,12 +116,12 @@ async def statement(session: AsyncSession, provider_id: str, period: str) -> Sta
     start, end = period_bounds(period)
     in_period = lambda column: and_(column >= start, column < end)  # noqa: E731
     orders = (await session.execute(
-        select(Order).where(Order.provider_id == provider_id,
-                            or_(in_period(Order.settled_at), in_period(Order.refunded_at)))
-        .order_by(Order.settled_at, Order.id))).scalars().all()  # type: ignore[arg-type]
+        select(Order).where(col(Order.provider_id) == provider_id,
+                            or_(in_period(col(Order.settled_at)), in_period(col(Order.refunded_at))))
+        .order_by(col(Order.settled_at), col(Order.id)))).scalars().all()
     payouts = (await session.execute(
-        select(Payout).where(Payout.provider_id == provider_id, Payout.period == period)
-        .order_by(Payout.id))).scalars().all()  # type: ignore[arg-type]
+        select(Payout).where(col(Payout.provider_id) == provider_id, col(Payout.period) == period)
+        .order_by(col(Payout.id)))).scalars().all()
 
     sums: dict[str, dict[str, int]] = defaultdict(lambda: {"gross": 0, "fee": 0, "refunds": 0, "paid_out": 0})
     listed = []
@@ -174,7 +175,7 @@ async def record_payout(session: AsyncSession, ctx: Ctx, data: PayoutCreate) -> 
         raise Unprocessable("a payout is of a positive amount", kind="payout-not-positive")
     # Payouts of this provider queue here (PostgreSQL; SQLite has one writer at a time),
     # so the due computed next already counts every payout committed before.
-    await session.execute(select(Account.id).where(Account.id == account.id).with_for_update())
+    await session.execute(select(col(Account.id)).where(col(Account.id) == account.id).with_for_update())
     due = due_of(await statement(session, account.id, data.period), currency)
     if amount > due:
         raise Unprocessable(f"{amount} {currency} exceeds what is due to {account.id} for {data.period}: "

@@ -26,7 +26,7 @@ from typing import Any
 
 from litestar import Request
 from sqlalchemy import update
-from sqlmodel import select
+from sqlmodel import select, col
 
 from market.accounts.models import Account, ApiToken
 from market.accounts.schemas import AccountStatus, Role
@@ -154,7 +154,7 @@ async def authenticate(request: Request) -> Caller | None:
             cache.invalidate()  # no counter (listener down, or no row): trust nothing remembered
         else:
             cache.validate(epoch)
-    resolved = request.scope.get(RESOLVED)  # type: ignore[call-overload]
+    resolved = request.scope.get(RESOLVED)
     if resolved is not None and resolved[0] == token and resolved[2] == cache.generation:
         credential = resolved[1]  # looked up moments ago by the rate limiter, and still current
     else:
@@ -181,9 +181,9 @@ async def _load(state: Any, cache: CredentialCache, token_hash: str) -> Credenti
     async with state.read_sessionmaker() as session:
         row = (
             await session.exec(
-                select(ApiToken.id, ApiToken.revoked_at, ApiToken.last_used_at, Account)
-                .join(Account, Account.id == ApiToken.account_id)  # type: ignore[arg-type]
-                .where(ApiToken.token_hash == token_hash)
+                select(col(ApiToken.id), col(ApiToken.revoked_at), col(ApiToken.last_used_at), Account)
+                .join(Account, col(Account.id) == col(ApiToken.account_id))
+                .where(col(ApiToken.token_hash) == token_hash)
             )
         ).first()
     if row is None or row[1] is not None:

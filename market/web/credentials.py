@@ -37,7 +37,7 @@ class AccountSnapshot:
 
     @classmethod
     def of(cls, account: Account) -> "AccountSnapshot":
-        return cls(**{name: getattr(account, name) for name in cls.__slots__})  # type: ignore[attr-defined]
+        return cls(**{name: getattr(account, name) for name in cls.__slots__})
 
     @property
     def role_set(self) -> frozenset[str]:

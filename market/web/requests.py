@@ -52,7 +52,7 @@ def _too_deep() -> ValidationException:
     return ValidationException(detail=message, extra=[{"key": "body", "message": message}])
 
 
-class MarketRequest(Request):  # type: ignore[type-arg]
+class MarketRequest(Request):
     async def json(self) -> Any:
         if json_depth_exceeds(await self.body()):
             raise _too_deep()
