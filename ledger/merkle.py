@@ -342,7 +342,7 @@ class MerkleBuilder:
         """The number of leaves appended so far."""
         return self._size
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes | memoryview) -> None:
         """Append a leaf with these bytes (hashed as SHA-256(0x00 || data))."""
         h = _sha256(_LEAF)
         h.update(data)

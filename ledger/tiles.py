@@ -174,7 +174,7 @@ def decode_entry_bundle(data: bytes, want: int | None = None) -> list[bytes]:
     Strict: a truncated length or entry, more than 256 entries, or a count other
     than ``want`` raises MalformedError.
     """
-    leaves = []
+    leaves: list[bytes] = []
     pos, end = 0, len(data)
     while pos < end:
         if end - pos < 2:

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -164,7 +164,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 def _results(
     tasks: Iterator[tuple[int, list[tuple[int, bytes]]]], verifier: Verifier, workers: int
-) -> Iterator[tuple[bytes, tuple[int, str] | None]]:
+) -> Generator[tuple[bytes, tuple[int, str] | None]]:
     """Run _check_bundles over the tasks, in order, on ``workers`` processes (1: in-process)."""
     if workers <= 1:
         key, kid = verifier.ed25519, verifier.key_id.hex()

@@ -22,6 +22,7 @@ from market.accounts.schemas import (
 )
 from market.web.auth import hash_token, new_token
 from market.core.context import Ctx
+from market.core.db import rowcount
 from market.core.errors import Conflict, Forbidden, InvalidTransition, NotFound
 from market.core.ids import new_id
 from market.core.pagination import page_of, paginate
@@ -191,7 +192,7 @@ async def revoke_key(session: AsyncSession, ctx: Ctx, key_id: str) -> None:
     result = await session.execute(
         update(AccountKey).where(col(AccountKey.id) == key_id, col(AccountKey.revoked_at).is_(None))
         .values(revoked_at=ctx.now))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(result) != 1:
         raise InvalidTransition(f"key {key_id}", "revoked", "revoking")
     await session.refresh(key)
     await audit.record(session, "account.key_revoked", f"account:{caller.id}", caller.id, {"key_id": key.id})

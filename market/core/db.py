@@ -24,8 +24,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy import Table, event, inspect
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.util import await_only as await_
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -46,6 +46,19 @@ READ_ONLY = "market_read_only"
 
 class ReadOnlySessionError(RuntimeError):
     """A session made for reads was asked to write: a bug in the route, never the client's fault."""
+
+
+def table_of(model: type[Any]) -> Table:
+    """A table model's ``Table`` (SQLModel sets ``__table__`` without declaring it)."""
+    table = inspect(model).local_table
+    assert isinstance(table, Table)
+    return table
+
+
+def rowcount(result: object) -> int:
+    """The rows an UPDATE or DELETE matched, from what ``session.execute`` returned for it."""
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 def is_sqlite(url_or_engine: str | AsyncEngine) -> bool:

@@ -28,6 +28,7 @@ from sqlalchemy import delete
 from sqlmodel import Field, SQLModel, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from market.core.db import rowcount
 from market.core.errors import Conflict, Unprocessable
 from market.core.types import UTCDateTime, utcnow
 
@@ -141,7 +142,7 @@ async def _replay(
 async def purge_expired(session: AsyncSession) -> int:
     result = await session.execute(delete(IdempotencyRecord).where(col(IdempotencyRecord.created_at) < utcnow() - WINDOW))
     await session.commit()
-    return result.rowcount or 0
+    return rowcount(result)
 
 
 __all__ = ["HEADER", "IdempotencyRecord", "purge_expired", "request_fingerprint", "run"]

@@ -310,8 +310,8 @@ class PgListener:
         self._lost.clear()
         self._enable(True)
 
-    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        names, _, sender = payload.partition("|")
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
+        names, _, sender = str(payload).partition("|")
         if sender and sender == _process_tag():
             # This process emptied its memos when the change committed, before anyone
             # could read; the echo arrives later and would only throw away fresh fills.
@@ -431,7 +431,7 @@ def _invalidate_after_commit(session: Session) -> None:
     invalidate_local(topics)
     bind = session.get_bind()
     if bind.dialect.name == "sqlite":
-        epochs = sqlite_epochs(str(bind.url))
+        epochs = sqlite_epochs(str(bind.engine.url))
         if epochs is not None:
             for topic in topics:
                 epochs.bump(topic)

@@ -44,7 +44,7 @@ MAX_PAGE_BYTES = 64 << 20
 
 
 class _Findings(Protocol):
-    def __call__(self, kind: str, message: str, index: int | None, type: str | None, subject: str | None) -> None:
+    def __call__(self, kind: str, message: str, index: int | None, type: str | None, subject: str | None, /) -> None:
         ...
 
 
@@ -92,7 +92,7 @@ def _b64(value: Any) -> bytes | None:
         return None
 
 
-def enrolled_keys(enrollments: dict[int, dict[str, Any]], served: dict[str, Any], authority_vkey: str,
+def enrolled_keys(enrollments: dict[int, tuple[str, dict[str, Any]]], served: dict[str, Any], authority_vkey: str,
                   finding: _Findings) -> dict[str, bytes]:
     """key id → public key, for every enrollment entry that holds under the authority."""
     keys: dict[str, bytes] = {}

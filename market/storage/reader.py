@@ -4,7 +4,7 @@ any of its bytes are used, about 1 MiB per worker-thread hop."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from pathlib import Path
 
@@ -28,7 +28,7 @@ def _open_existing(path: Path, blob_id: str) -> SharedFd:
 
 async def read_batches(
     path: Path, blob_id: str, data_key: bytes, start: int, end: int | None
-) -> AsyncIterator[tuple[Layout, int, list[bytes]]]:
+) -> AsyncGenerator[tuple[Layout, int, list[bytes]]]:
     """Yield (layout, index of first chunk, decrypted chunks) for the chunks of the
     blob file ``path`` overlapping [start, end) (``end`` None: to the end)."""
     aead = data_cipher(data_key)

@@ -303,10 +303,10 @@ def download(http: httpx.Client, order_id: str, out: Path, *, verify: bool = Fal
     """The command: returns its exit status, having said why on ``err``."""
     try:
         if byte_range is not None:
-            c = commitment_for(http, order_id, revision)
-            fetch_range(http, order_id, out, c, *byte_range, show=show)
-            print(f"bytes {byte_range[0]}-{min(byte_range[1], c.size - 1)} of revision {c.revision} verified "
-                  f"against Merkle root {c.merkle_root} and written to {out}", file=err)
+            ranged = commitment_for(http, order_id, revision)
+            fetch_range(http, order_id, out, ranged, *byte_range, show=show)
+            print(f"bytes {byte_range[0]}-{min(byte_range[1], ranged.size - 1)} of revision {ranged.revision} verified "
+                  f"against Merkle root {ranged.merkle_root} and written to {out}", file=err)
             return OK
         c = commitment_for(http, order_id, revision) if verify else None
         pinned = c.revision if c is not None else revision

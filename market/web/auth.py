@@ -22,7 +22,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from litestar import Request
 from sqlalchemy import update
@@ -154,7 +154,8 @@ async def authenticate(request: Request) -> Caller | None:
             cache.invalidate()  # no counter (listener down, or no row): trust nothing remembered
         else:
             cache.validate(epoch)
-    resolved = request.scope.get(RESOLVED)
+    # (token, credential, generation), put there by the rate limiter
+    resolved = cast("tuple[str, Credential | None, int] | None", request.scope.get(RESOLVED))
     if resolved is not None and resolved[0] == token and resolved[2] == cache.generation:
         credential = resolved[1]  # looked up moments ago by the rate limiter, and still current
     else:
