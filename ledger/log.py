@@ -29,7 +29,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import BigInteger, and_, delete, insert, literal, or_, select, text, union_all
+from sqlalchemy import BigInteger, Integer, Select, and_, delete, insert, literal, or_, select, text, union_all
 from sqlalchemy.orm import Session
 from sqlalchemy.ext.asyncio import AsyncSession as _AnyAsyncSession
 from sqlmodel import col
@@ -39,7 +39,7 @@ from ledger import entry as entries
 from ledger import merkle, note, tiles
 from ledger._time import utcnow
 from ledger.errors import LedgerError, MalformedError, MissingTileError, VerificationError
-from ledger.store import CheckpointRow, Cosignature, Leaf, PendingEntry, Tile
+from ledger.store import CheckpointRow, Cosignature, Leaf, PendingEntry, Tile, table_of
 
 MAX_INDEX = 2**53 - 1  # no log gets near it; larger numbers are refused before any SQL
 ADVISORY_LOCK_KEY = 0x6C65646765720001  # "ledger" + 1: one integrator per database
@@ -143,7 +143,7 @@ class Log:
                 raise MalformedError(f"entry is {len(leaf)} bytes, want at most {MAX_LEAF_BYTES}")
             signed.append(entry)
             rows.append({"subject": subject, "leaf": leaf})
-        await session.execute(insert(PendingEntry.__table__), rows)  # Core: no ORM bulk overhead
+        await session.execute(insert(table_of(PendingEntry)), rows)  # Core: no ORM bulk overhead
         return signed
 
     async def integrate(self, session: AsyncSession, *, max_batch: int = 8192) -> int:
@@ -182,10 +182,10 @@ class Log:
             if changed:
                 await session.execute(delete(Tile).where(_tile_keys(list(changed))))
                 await session.execute(
-                    insert(Tile.__table__), [{"level": k[0], "idx": k[1], "data": v} for k, v in changed.items()]
+                    insert(table_of(Tile)), [{"level": k[0], "idx": k[1], "data": v} for k, v in changed.items()]
                 )
             await session.execute(
-                insert(Leaf.__table__),
+                insert(table_of(Leaf)),
                 [{"idx": old_size + i, "subject": r[1], "leaf": bytes(r[2])} for i, r in enumerate(pending)],
             )
             seqs = [r[0] for r in pending]
@@ -295,11 +295,14 @@ class Log:
         exactly once, either pending or integrated (PostgreSQL reads committed data
         per statement).
         """
-        integrated = select(col(Leaf.idx).label("idx"), col(Leaf.leaf).label("leaf"), literal(0).label("waiting"),
-                            col(Leaf.idx).label("ord")).where(col(Leaf.subject) == subject, col(Leaf.idx) > after[0])
-        waiting = select(literal(None, BigInteger).label("idx"), col(PendingEntry.leaf).label("leaf"),
-                         literal(1).label("waiting"), col(PendingEntry.seq).label("ord")).where(
-            col(PendingEntry.subject) == subject, col(PendingEntry.seq) > after[1])
+        integrated: Select[Any, Any, Any, Any] = select(
+            col(Leaf.idx).label("idx"), col(Leaf.leaf).label("leaf"), literal(0, Integer).label("waiting"),
+            col(Leaf.idx).label("ord"),
+        ).where(col(Leaf.subject) == subject, col(Leaf.idx) > after[0])
+        waiting: Select[Any, Any, Any, Any] = select(
+            literal(None, BigInteger).label("idx"), col(PendingEntry.leaf).label("leaf"),
+            literal(1, Integer).label("waiting"), col(PendingEntry.seq).label("ord"),
+        ).where(col(PendingEntry.subject) == subject, col(PendingEntry.seq) > after[1])
         both = union_all(integrated, waiting).subquery()
         rows = (await session.execute(select(both.c.idx, both.c.ord, both.c.leaf)
                                       .order_by(both.c.waiting, both.c.ord).limit(limit))).all()

@@ -13,10 +13,17 @@ Works unchanged on SQLite and PostgreSQL. Nothing here imports the market.
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Integer, LargeBinary
+from sqlalchemy import BigInteger, Column, Integer, LargeBinary, Table, inspect
 from sqlmodel import Field, SQLModel
 
 from ledger._time import UTCDateTime
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """A table model's ``Table`` (SQLModel sets ``__table__`` without declaring it)."""
+    table = inspect(model).local_table
+    assert isinstance(table, Table)
+    return table
 
 
 class PendingEntry(SQLModel, table=True):

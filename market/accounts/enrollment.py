@@ -150,7 +150,7 @@ def enroll(authority_key: Path, name: str, public_key: str, now: datetime) -> di
     if not 0 < len(name) <= 200:
         raise EnrollmentError("--name must be 1 to 200 characters")
     _public_key(public_key)
-    document = {"type": ENROLLMENT_TYPE, "v": 1, "name": name, "public_key": public_key,
+    document: dict[str, str | int] = {"type": ENROLLMENT_TYPE, "v": 1, "name": name, "public_key": public_key,
                 "authority": f"{authority_name}+{key_id(authority_name, _raw_public(key)).hex()}",
                 "issued_at": rfc3339(now), "salt": _b64(secrets.token_bytes(32))}
     return {"enrollment": document, "signature": _b64(key.sign(rfc8785.dumps(document)))}

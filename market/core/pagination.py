@@ -9,6 +9,9 @@ from sqlalchemy.sql import Select
 
 from market.core.errors import Unprocessable
 
+# The query's own type comes back (SQLModel's select is a Select that ``session.exec`` takes).
+_Query = TypeVar("_Query", bound=Select[Any])
+
 T = TypeVar("T")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -39,7 +42,7 @@ def check_limit(limit: int) -> int:
     return limit
 
 
-def paginate(query: Select[Any], id_column: Any, limit: int, cursor: str | None) -> Select[Any]:
+def paginate(query: _Query, id_column: Any, limit: int, cursor: str | None) -> _Query:
     """Order by id and fetch one more row than asked, to know whether a next page exists."""
     check_limit(limit)
     if cursor:

@@ -39,7 +39,7 @@ async def status(session: AsyncSession, ctx: Ctx, log: Any) -> dict[str, Any]:
     lag = max((now - oldest_at).total_seconds(), 0.0) if oldest_at is not None else 0.0
     size = head[0] if head else 0
     stale_after = ctx.settings.witness_stale_delta
-    witnesses = []
+    witnesses: list[dict[str, Any]] = []
     for vkey in ctx.settings.witness_vkeys:
         try:
             verifier = note.Verifier.from_vkey(vkey)

@@ -28,6 +28,7 @@ from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.openapi.spec import (
     Components,
     OpenAPI,
+    OpenAPIFormat,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
@@ -56,7 +57,7 @@ ASSETS_DIR = Path(__file__).resolve().parents[1] / "static" / "swagger-ui"
 RAW_BODIES: dict[tuple[str, str], tuple[str, Schema, str]] = {
     ("put", "/v1/assets/{asset_id}/content"): (
         "application/octet-stream",
-        Schema(type=OpenAPIType.STRING, format="binary", min_length=1),
+        Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY, min_length=1),
         "the asset's content, any bytes (at least one; at most MARKET_MAX_UPLOAD_BYTES), streamed",
     ),
     ("post", "/v1/ledger/cosignatures"): (
@@ -136,7 +137,7 @@ def _problem_schema() -> Schema:
         type=OpenAPIType.OBJECT,
         required=["type", "title", "status", "detail"],
         properties={
-            "type": Schema(type=OpenAPIType.STRING, format="uri", description="stable per kind of error"),
+            "type": Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.URI, description="stable per kind of error"),
             "title": Schema(type=OpenAPIType.STRING),
             "status": Schema(type=OpenAPIType.INTEGER),
             "detail": Schema(type=OpenAPIType.STRING),
@@ -238,7 +239,7 @@ def _refine_operation(method: str, path: str, op: Operation, handler: Any) -> No
                                       description=description)
 
     data = handler.parsed_fn_signature.parameters.get("data") if handler is not None else None
-    if data is not None and data.has_default and op.request_body is not None:
+    if data is not None and data.has_default and isinstance(op.request_body, RequestBody):
         op.request_body.required = False  # ``data: X | None = None``: the body may be left out
 
     params = [p for p in op.parameters or [] if isinstance(p, Parameter)]
@@ -252,7 +253,7 @@ def _refine_operation(method: str, path: str, op: Operation, handler: Any) -> No
                 target.pattern, described = QUERY_PATTERNS[p.name]
                 p.description = p.description or described
 
-    status = int(next(iter(op.responses or {"200": None})))
+    status = int(next(iter(op.responses or ["200"])))
     if method == "post" and status == 201:
         params.append(Parameter(
             name=idempotency.HEADER, param_in="header", required=False,
