@@ -153,7 +153,7 @@ class Log:
         lock or nothing is pending). The session must have no open transaction.
         """
         try:
-            if session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
+            if session.get_bind().dialect.name == "postgresql":
                 got = (await session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})).scalar()
                 if not got:
                     await session.rollback()

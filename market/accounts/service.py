@@ -21,6 +21,7 @@ from market.accounts.schemas import (
     TokenRead,
 )
 from market.web.auth import hash_token, new_token
+from market.web.credentials import AccountSnapshot
 from market.core.context import Ctx
 from market.core.db import rowcount
 from market.core.errors import Conflict, Forbidden, InvalidTransition, NotFound
@@ -33,7 +34,7 @@ KeyRevokedHook = Callable[[AsyncSession, Ctx, AccountKey], Awaitable[None]]
 on_key_revoked: list[KeyRevokedHook] = []
 
 
-def account_read(account: Account) -> AccountRead:
+def account_read(account: Account | AccountSnapshot) -> AccountRead:
     return AccountRead(
         id=account.id,
         name=account.name,

@@ -39,7 +39,7 @@ import os
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sized
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import BigInteger, Column, event
@@ -120,6 +120,7 @@ _EPOCH_SIZE = 8
 _MEMOS: "weakref.WeakSet[Memo[Any]]" = weakref.WeakSet()
 
 V = TypeVar("V")
+S = TypeVar("S", bound=Sized)  # what ``remembered`` keeps: sized, to bound the memory it holds
 
 
 class FileEpochs:
@@ -227,8 +228,8 @@ class Memo(Generic[V]):
             self._db_epoch = epoch
 
 
-async def remembered(memo: "Memo[bytes]", key: Any, build: Callable[[], Awaitable[bytes]],
-                     max_bytes: int = 256 * 1024) -> bytes:
+async def remembered(memo: "Memo[S]", key: Any, build: Callable[[], Awaitable[S]],
+                     max_bytes: int = 256 * 1024) -> S:
     """``build()``'s answer for ``key``, from ``memo`` while nothing of its topic changed.
     Answers over ``max_bytes`` are not kept (bounding the memory a memo holds)."""
     found = memo.get(key)

@@ -68,7 +68,7 @@ def text_rows(dialect: str, doc_id: int, fields: list[list[str]]) -> tuple[Any, 
 
 async def write_text(session: AsyncSession, doc_id: int, fields: list[list[str]]) -> None:
     """Store (or replace) the text of document ``doc_id`` in the engine's index."""
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     if dialect == "sqlite":
         await session.execute(_FTS_DELETE, {"id": doc_id})
     statement, params = text_rows(dialect, doc_id, fields)
@@ -84,6 +84,7 @@ async def index_listing(session: AsyncSession, listing: Listing, asset: Asset | 
         doc = ListingDoc(**values)
         session.add(doc)
         await session.flush()
+        assert doc.doc_id is not None  # the flush gave it one
         doc_id = doc.doc_id
     else:
         await session.execute(update(ListingDoc).where(ListingDoc.doc_id == doc_id).values(**values))
@@ -105,7 +106,7 @@ async def reindex(session: AsyncSession, batch: int = 500) -> int:
     """Rewrite every listing's document; returns how many. Documents of listings that
     no longer exist are removed (and on SQLite any text without a document). Runs in the
     caller's transaction; on SQLite it ends by refreshing the planner's statistics."""
-    sqlite = session.bind.dialect.name == "sqlite"
+    sqlite = session.get_bind().dialect.name == "sqlite"
     await session.execute(delete(ListingDoc).where(~col(ListingDoc.listing_id).in_(select(col(Listing.id)))))
     if sqlite:
         await session.execute(text("DELETE FROM listing_fts WHERE rowid NOT IN (SELECT doc_id FROM listing_docs)"))
@@ -127,7 +128,7 @@ async def reindex(session: AsyncSession, batch: int = 500) -> int:
 async def analyze(session: AsyncSession) -> None:
     """SQLite: gather the planner's statistics (``ANALYZE``, sampling at most 400 rows
     of each index). PostgreSQL's autovacuum does this by itself."""
-    if session.bind.dialect.name == "sqlite":
+    if session.get_bind().dialect.name == "sqlite":
         await session.execute(text("PRAGMA analysis_limit=400"))
         await session.execute(text("ANALYZE"))
 

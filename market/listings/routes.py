@@ -3,7 +3,7 @@
 import json
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, MediaType, Request, Response, get, patch, post
+from litestar import Controller, Request, Response, get, patch, post
 from litestar.datastructures import State
 from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -18,6 +18,7 @@ from market.core.memo import remembered
 from market.core.money import MAX_AMOUNT
 from market.core.pagination import DEFAULT_LIMIT
 from market.registry.schemas import Grade
+from market.web.requests import json_body
 
 Limit = Annotated[int, Parameter(ge=1, le=500)]
 # Bounded (0..MAX_AMOUNT) by the search itself, as 422 ``bad-price`` naming the field.
@@ -63,8 +64,8 @@ class ListingController(Controller):
         shared = caller is None or (not caller.is_staff and not params.include_all
                                     and caller.id not in await self._audience(state))
         if not shared or not state.settings.search_memory:
-            return Response(await build(), media_type=MediaType.JSON)
-        return Response(await remembered(state.public_listings, params, build), media_type=MediaType.JSON)
+            return json_body(await build())
+        return json_body(await remembered(state.public_listings, params, build))
 
     @staticmethod
     async def _audience(state: State) -> frozenset[str]:
@@ -72,7 +73,7 @@ class ListingController(Controller):
             async with state.read_sessionmaker() as db:
                 return await search.audience(db)
 
-        return await remembered(state.public_listings, "audience", build)  # type: ignore[arg-type]
+        return await remembered(state.public_listings, "audience", build)
 
     @get("/{listing_id:str}", summary="One listing, with the plans the caller may order")
     async def get_listing(self, db: AsyncSession, maybe_ctx: Ctx, listing_id: str) -> ListingRead:

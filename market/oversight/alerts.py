@@ -157,7 +157,7 @@ async def price_outlier(session: AsyncSession, ctx: Ctx, order: Order) -> list[F
     n = (await session.execute(select(func.count()).select_from(earlier.subquery()))).scalar_one()
     if n < PRICE_MIN_SAMPLE:
         return []
-    middle = (await session.execute(earlier.order_by(Order.price).offset((n - 1) // 2)
+    middle = (await session.execute(earlier.order_by(col(Order.price)).offset((n - 1) // 2)
                                     .limit(2 if n % 2 == 0 else 1))).scalars().all()
     twice_median = 2 * middle[0] if len(middle) == 1 else middle[0] + middle[1]
     factor = ctx.settings.price_outlier_factor

@@ -155,9 +155,10 @@ def _origin_ok(request: Request) -> bool:
 
 
 def _csrf_ok(request: Request, form: Any, want: str | None) -> bool:
+    if not want:
+        return False
     sent = form.get("csrf") if form is not None else None
-    return bool(want) and isinstance(sent, str) and hmac.compare_digest(sent.encode(), want.encode()) \
-        and _origin_ok(request)
+    return isinstance(sent, str) and hmac.compare_digest(sent.encode(), want.encode()) and _origin_ok(request)
 
 
 # --- rendering ------------------------------------------------------------------------

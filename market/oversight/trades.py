@@ -101,10 +101,11 @@ class TradeFilters:
 def _times(dialect: str) -> list[Any]:
     """The three times; on SQLite as the stored text (UTC, ``YYYY-MM-DD HH:MM:SS.ffffff``),
     which ``_time`` rewrites in RFC 3339 far faster than parsing each into a datetime."""
-    columns = [Order.created_at, Order.settled_at, Order.refunded_at]
+    columns = {"created_at": col(Order.created_at), "settled_at": col(Order.settled_at),
+               "refunded_at": col(Order.refunded_at)}
     if dialect == "sqlite":
-        return [type_coerce(c, String).label(c.key) for c in columns]
-    return columns
+        return [type_coerce(c, String).label(name) for name, c in columns.items()]
+    return list(columns.values())
 
 
 def _query(filters: TradeFilters, dialect: str = "postgresql") -> Any:
@@ -228,7 +229,7 @@ async def refusals(session: AsyncSession, ctx: Ctx, kind: str | None, limit: int
     query = (select(Refusal, col(Account.name)).join(Account, col(Account.id) == col(Refusal.account_id))
              .order_by(col(Refusal.id)))
     if kind:
-        query = query.where(Refusal.kind == kind)
+        query = query.where(col(Refusal.kind) == kind)
     after = _refusal_cursor(cursor)
     if after is not None:
         query = query.where(col(Refusal.id) > after)

@@ -81,7 +81,7 @@ class StripeGateway:
         _check_key(idempotency_key)
         try:
             intent = await self._client.v1.payment_intents.create_async(
-                {
+                {  # type: ignore[typeddict-unknown-key]  # payment_method_types: in the API, not in the typed params
                     "amount": amount,
                     "currency": currency.lower(),
                     "metadata": {"order_id": order_id},

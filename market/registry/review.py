@@ -64,7 +64,7 @@ async def review(
 
 async def _registration_number(session: AsyncSession, year: int) -> str:
     """Next number of ``year``, gap-free: the counter moves in the registering transaction."""
-    dialect = session.bind.dialect.name  # type: ignore[union-attr]
+    dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     await session.execute(insert(RegistrationCounter).values(year=year, last=0).on_conflict_do_nothing())
     result = await session.execute(

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from litestar import Controller, MediaType, Request, Response, delete, get, patch, post, put
+from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.datastructures import State
 from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -41,6 +41,7 @@ from market.registry.schemas import (
     TransferToSign,
 )
 from market.registry.states import AssetStatus
+from market.web.requests import json_body
 
 Limit = Annotated[int, Parameter(ge=1, le=500)]
 Cursor = str | None
@@ -78,9 +79,9 @@ class AssetController(Controller):
             return Page[AssetRead](**page).model_dump_json().encode()
 
         if caller is not None:
-            return Response(await build(), media_type=MediaType.JSON)
+            return json_body(await build())
         key = (status, provider, grade, category, limit, cursor)
-        return Response(await remembered(state.public_assets, key, build), media_type=MediaType.JSON)
+        return json_body(await remembered(state.public_assets, key, build))
 
     @get("/{asset_id:str}", summary="One asset")
     async def get_asset(self, db: AsyncSession, maybe_ctx: Ctx, asset_id: str) -> AssetRead:

@@ -219,7 +219,7 @@ async def decide(session: AsyncSession, ctx: Ctx, order_id: str, decision: str, 
             raise Conflict(f"order {order_id} needs no regulator approval", kind="approval-not-required")
         if order.regulator_decision is not None:
             raise Conflict(f"order {order_id} was decided by a regulator already", kind="already-decided")
-        values = {"regulator_decision": decision}
+        values: dict[str, Any] = {"regulator_decision": decision}
     else:
         order = await access.load_for_holder(session, order_id, caller)
         if not order.needs_holder_approval:
@@ -232,7 +232,7 @@ async def decide(session: AsyncSession, ctx: Ctx, order_id: str, decision: str, 
     by = "regulator" if as_regulator else "holder"
     event = "trade.rejected" if decision == "reject" else "trade.approved"
     reason_sha256 = await audit.salted(session, f"order:{order.id}", event, {"reason": reason})
-    document = {"order": order.id, "by": by, "account": caller.id, "decision": decision,
+    document: dict[str, Any] = {"order": order.id, "by": by, "account": caller.id, "decision": decision,
                 "reason_salted_sha256": reason_sha256}
     if act is not None:
         document["act"] = act
