@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -79,6 +79,8 @@ def _tile_keys(keys: list[tuple[int, int]]) -> Any:
     list as a full scan of the tiles table, but uses the primary key for this form."""
     return or_(*(and_(col(Tile.level) == level, col(Tile.idx) == idx) for level, idx in keys))
 
+
+_P = TypeVar("_P")  # what a proof function returns
 
 class _SyncTiles:
     """``tiles.TileReader`` over a synchronous session (inside ``run_sync``)."""
@@ -314,7 +316,7 @@ class Log:
         ).first()
         return None if row is None else row[0]
 
-    async def _prove(self, sessions: "Sessions", need: int, fn: Callable[[int, merkle.NodeSource], Any]) -> Any:
+    async def _prove(self, sessions: "Sessions", need: int, fn: Callable[[int, merkle.NodeSource], _P]) -> _P:
         """Run ``fn(current size, nodes)`` for a tree of at least ``need`` leaves.
 
         Tree sizes only grow and tile contents only grow at their end, so a size and

@@ -119,7 +119,7 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = Non
         engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None, **pool)
 
         @event.listens_for(engine.sync_engine, "connect")
-        def _connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        def _connect(dbapi_connection: Any, _record: Any) -> None:
             # SQLAlchemy's documented SQLite recipe: the driver must not BEGIN on its
             # own; the "begin" hook below does it.
             dbapi_connection.isolation_level = None
@@ -136,11 +136,13 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = Non
         # ``UPDATE ... WHERE status = :from`` decide races cleanly. Read sessions (see
         # make_read_sessionmaker) begin deferred: they never write, so never upgrade.
         @event.listens_for(engine.sync_engine, "begin")
-        def _begin(conn) -> None:  # type: ignore[no-untyped-def]
+        def _begin(conn: Connection) -> None:
             sql = "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
             # Straight to aiosqlite: one round trip to its thread, where the adapter's
             # cursor would take three (open, execute, close), all inside the lock.
-            await_(conn.connection.driver_connection.execute(sql))
+            driver = conn.connection.driver_connection
+            assert driver is not None  # a live pool connection
+            await_(driver.execute(sql))
 
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size if max_overflow is None else max_overflow,
