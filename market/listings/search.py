@@ -40,6 +40,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.web.auth import Caller
 from market.core.errors import Unprocessable
+from market.core.db import table_of
 from market.listings.models import ListingDoc
 from market.listings.text import Term, parse_query
 from market.core.money import MAX_AMOUNT
@@ -64,7 +65,7 @@ _TSV_WEIGHTS = "ABCD"
 _FIELD_GAP = 100
 _MAX_POSITION = 16383  # PostgreSQL's largest tsvector position
 
-D = ListingDoc.__table__.c  # type: ignore[attr-defined]
+D = table_of(ListingDoc).c
 
 
 @dataclass(frozen=True)

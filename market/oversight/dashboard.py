@@ -323,20 +323,22 @@ class DashboardController(Controller):
 
     # --- forms that change something ---
 
-    async def _checked(self, request: Request, db: AsyncSession) -> tuple[Session | None, Any, Response[str] | None]:
+    async def _checked(self, request: Request, db: AsyncSession) -> tuple[Session, Any] | Response[str]:
+        """The signed-in session and the posted form; else the answer that refuses the post."""
         session = await current(request, db)
         form = await request.form()
         if session is None:
-            return None, form, _redirect(PATH)
+            return _redirect(PATH)
         if not _csrf_ok(request, form, session.csrf):
-            return session, form, _forbidden(request, session, "csrf")
-        return session, form, None
+            return _forbidden(request, session, "csrf")
+        return session, form
 
     @post("/actions", status_code=303)
     async def act(self, request: Request, db: AsyncSession, state: State) -> Response[str]:
-        session, form, refused = await self._checked(request, db)
-        if refused is not None or session is None:
-            return refused  # type: ignore[return-value]
+        checked = await self._checked(request, db)
+        if isinstance(checked, Response):
+            return checked
+        session, form = checked
         ctx = Ctx.of(state, session.caller)
         target = str(form.get("target") or "").strip()
         try:
@@ -352,9 +354,10 @@ class DashboardController(Controller):
 
     @post("/alerts/{alert_id:str}/closure", status_code=303)
     async def close_alert(self, request: Request, db: AsyncSession, state: State, alert_id: str) -> Response[str]:
-        session, form, refused = await self._checked(request, db)
-        if refused is not None or session is None:
-            return refused  # type: ignore[return-value]
+        checked = await self._checked(request, db)
+        if isinstance(checked, Response):
+            return checked
+        session, form = checked
         try:
             await close_alert_data(db, Ctx.of(state, session.caller), alert_id, signed_form(form))
             await db.commit()
@@ -365,9 +368,10 @@ class DashboardController(Controller):
 
     @post("/approvals/{order_id:str}", status_code=303)
     async def decide(self, request: Request, db: AsyncSession, state: State, order_id: str) -> Response[str]:
-        session, form, refused = await self._checked(request, db)
-        if refused is not None or session is None:
-            return refused  # type: ignore[return-value]
+        checked = await self._checked(request, db)
+        if isinstance(checked, Response):
+            return checked
+        session, form = checked
         try:
             await decide_order(db, Ctx.of(state, session.caller), order_id, signed_form(form))
             await db.commit()

@@ -58,6 +58,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from market.accounts.models import Account
 from market.accounts.schemas import Role
 from market.core.context import Ctx
+from market.core.db import table_of
 from market.core.errors import Unprocessable
 from market.oversight.models import TradeDay, TradeParty, TradePartyMonth, TradeStat, TradeStatMonth
 from market.registry.models import Asset
@@ -137,15 +138,15 @@ async def _upsert(session: AsyncSession, table: Any, key: dict[str, str], confli
 
 async def _add(session: AsyncSession, key: dict[str, str], **amounts: int) -> None:
     """Add ``amounts`` under ``key`` to the day rows, the day totals and the month rollup."""
-    await _upsert(session, TradeStat.__table__, key, list(KEY_COLUMNS), amounts)  # type: ignore[attr-defined]
-    await _upsert(session, TradeDay.__table__, {"day": key["day"], "currency": key["currency"]},  # type: ignore[attr-defined]
+    await _upsert(session, table_of(TradeStat), key, list(KEY_COLUMNS), amounts)
+    await _upsert(session, table_of(TradeDay), {"day": key["day"], "currency": key["currency"]},
                   ["day", "currency"], amounts)
     monthly = {**{k: v for k, v in key.items() if k != "day"}, "month": key["day"][:7]}
-    await _upsert(session, TradeStatMonth.__table__, monthly, ["month", *KEY_COLUMNS[1:]], amounts)  # type: ignore[attr-defined]
+    await _upsert(session, table_of(TradeStatMonth), monthly, ["month", *KEY_COLUMNS[1:]], amounts)
 
 
 async def _party(session: AsyncSession, day: str, currency: str, role: str, account_id: str) -> None:
-    for table, when, first in ((TradeParty.__table__, day, "day"), (TradePartyMonth.__table__, day[:7], "month")):  # type: ignore[attr-defined]
+    for table, when, first in ((table_of(TradeParty), day, "day"), (table_of(TradePartyMonth), day[:7], "month")):
         stmt = _insert(session, table).values(**{first: when}, currency=currency, role=role, account_id=account_id)
         await session.execute(stmt.on_conflict_do_nothing(index_elements=[first, "currency", "role", "account_id"]))
 
