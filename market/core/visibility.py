@@ -2,22 +2,25 @@
 clause, in one query, so what a caller may not see is 404 — never another party's data
 (DESIGN §2.4). Each domain's ``access.py`` supplies the clause."""
 
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core.errors import NotFound
 
-Row = TypeVar("Row")
+class _HasId(Protocol):
+    id: str
+
+
+Row = TypeVar("Row", bound=_HasId)
 
 
 async def load_visible(session: AsyncSession, model: type[Row], object_id: str, visible: Any, what: str) -> Row:
     """The row of ``model`` with ``object_id`` that the ``visible`` clause lets through,
     else 404 ``no <what> <id>``. Fresh values (``populate_existing``): a saga that
     committed mid-request reads what is stored now."""
-    query = select(model).where(model.id == object_id, visible).execution_options(  # type: ignore[attr-defined]
-        populate_existing=True)
+    query = select(model).where(col(model.id) == object_id, visible).execution_options(populate_existing=True)
     row = (await session.exec(query)).first()
     if row is None:
         raise NotFound(f"no {what} {object_id}")

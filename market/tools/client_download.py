@@ -225,7 +225,10 @@ def fetch_whole(http: httpx.Client, order_id: str, out: Path, c: Commitment | No
             length = int(r.headers.get("content-length", "0"))
             start = 0
             if r.status_code == 206:
-                start = int(re.match(r"bytes (\d+)-", r.headers.get("content-range", "")).group(1))  # type: ignore[union-attr]
+                sent = re.match(r"bytes (\d+)-", r.headers.get("content-range", ""))
+                if sent is None:
+                    raise HttpFailure(f"GET {path}: a partial answer without a Content-Range")
+                start = int(sent.group(1))
                 if start != have:
                     raise HttpFailure(f"GET {path}: asked to resume at byte {have}, got a range from {start}")
             total = start + length
