@@ -17,6 +17,7 @@ from market.core import audit
 from market.core import signing
 from market.core.context import Ctx
 from market.core.errors import Unprocessable
+from market.core.events import AttemptRefused
 from market.registry import access
 from market.registry.assets import commitment_of, conflicts, revision
 from market.registry.models import Asset, AssetRevision
@@ -109,9 +110,7 @@ async def submit_claim(
 async def keep_core_data_refusal(session: AsyncSession, ctx: Ctx, asset_id: str, detail: str) -> None:
     """Keep a refused attempt to register core data for the regulator (the attempt's own
     transaction is rolled back; this one commits the refusal alone)."""
-    from market.trading.models import Refusal
-
     await session.rollback()
-    session.add(Refusal(kind="core-data-refused", account_id=ctx.user.id, asset_id=asset_id, detail=detail,
-                        created_at=ctx.now))
+    await ctx.services.events.publish(session, ctx, AttemptRefused(kind="core-data-refused", account_id=ctx.user.id,
+                                                                   asset_id=asset_id, detail=detail))
     await session.commit()
