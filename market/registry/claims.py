@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import audit
 
+from market.accounts import signatures
 from market.core import signing
 from market.core.context import Ctx
 from market.core.errors import Unprocessable
@@ -89,7 +90,7 @@ async def submit_claim(
         raise Unprocessable("the claim's rights are not a canonical list of holding, use, operation",
                             kind="altered-document")
     signing.check_fresh(claim, ctx.now, kind="stale-document")
-    await signing.verify_party_signature(session, asset.provider_id, key_id, signature, raw)
+    await signatures.verify_party_signature(session, asset.provider_id, key_id, signature, raw)
     # The claim is kept on its revision (and nowhere else): the registered revision's
     # claim stays as it was whatever happens to this one.
     rev.claim, rev.rights, rev.claim_key_id, rev.claim_signature = raw.decode(), json.dumps(rights), key_id, signature

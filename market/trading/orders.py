@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from market.core import audit
 
 from market.core import signing
+from market.accounts import signatures
 from market.accounts.models import Account
 from market.accounts.schemas import Role
 from market.core.context import Ctx
@@ -134,7 +135,7 @@ async def _signed(session: AsyncSession, ctx: Ctx, data: OrderCreate) -> tuple[W
     if document["buyer"] != ctx.user.id:
         raise Unprocessable("the order document names another buyer", kind="altered-document")
     signing.check_fresh(document, ctx.now)
-    await signing.verify_party_signature(session, ctx.user.id, data.key_id, data.signature, raw)
+    await signatures.verify_party_signature(session, ctx.user.id, data.key_id, data.signature, raw)
     wanted = Wanted(str(document["listing"]), str(document["plan_id"]), str(document["purpose"]),
                     str(document["payment_method"]))
     return wanted, {"document": document, "key_id": data.key_id, "signature": data.signature}
