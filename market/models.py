@@ -11,7 +11,8 @@ from market.core.memo import ChangeEpoch
 from market.core.outbox import OutboxEvent
 from market.payments.models import StripeEvent
 from market.oversight.models import (
-    Alert, AlertedOrder, EvaluatorMark, OversightAction, Refusal, TradeDay, TradeParty, TradePartyMonth, TradeStat, TradeStatMonth,
+    Alert, AlertedOrder, EvaluatorMark, OversightAction, Refusal, TradeDay, TradeParty, TradePartyMonth, TradeStat,
+    TradeStatMonth,
 )
 from market.trading.models import Delivery, DeliveryBatch, Dispute, Order, PaymentReturn, Payout
 from market.registry.models import Asset, AssetRevision, Objection, RegistrationCounter, Transfer

@@ -165,6 +165,8 @@ def test_domains_import_each_other_in_one_direction() -> None:
     upward = [(name, target) for name, targets in domains.items() if name in LAYERS for target in targets
               if target in LAYERS and LAYERS.index(target) < LAYERS.index(name)]
     assert upward == [], f"imports against {' -> '.join(LAYERS)}: {upward}"
+    wired = sorted(name for name, targets in edges.items() if name in DOMAINS and "wiring" in targets)
+    assert wired == [], f"domains importing the composition root: {wired}"
 
 
 def test_core_imports_no_domain_and_the_ledger_nothing_of_the_market() -> None:

@@ -82,9 +82,6 @@ class Events:
         ``Moved``: only moves of ``kind`` when it is given)."""
         self._handlers.setdefault(event_type, []).append((kind, handler))
 
-    def subscribers(self, event_type: type) -> list[Handler[Any]]:
-        return [handler for _, handler in self._handlers.get(event_type, [])]
-
     async def publish(self, session: AsyncSession, ctx: "Ctx", event: Any) -> None:
         """Run the subscribers of ``event``, in the caller's transaction (none commits)."""
         kind = getattr(event, "kind", None) if isinstance(event, Moved) else None

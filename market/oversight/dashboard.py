@@ -224,7 +224,8 @@ class DashboardController(Controller):
                      notice=request.query_params.get("notice"))
 
     @get("/alerts")
-    async def alerts(self, request: Request, db: AsyncSession, services: Services, status: str = "open") -> Response[str]:
+    async def alerts(self, request: Request, db: AsyncSession, services: Services,
+                     status: str = "open") -> Response[str]:
         session = await current(request, db)
         if session is None:
             return _redirect(PATH)
@@ -280,8 +281,9 @@ class DashboardController(Controller):
         if not _may_sign_in_here(request):
             return _sign_in_page(request, 403, "https")
         services: Services = request.app.state.services
-        opened = await dashboard_session.sign_in(db, services.settings, services.clock.now(), _challenge(request, pre["n"]),
-                                                 form.get("public_key"), form.get("signature"))
+        opened = await dashboard_session.sign_in(db, services.settings, services.clock.now(),
+                                                 _challenge(request, pre["n"]), form.get("public_key"),
+                                                 form.get("signature"))
         if isinstance(opened, str):
             await db.rollback()
             return _sign_in_page(request, 401 if opened == "bad-key" else 403, opened)

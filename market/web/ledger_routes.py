@@ -117,7 +117,8 @@ class LedgerController(Controller):
         size: Annotated[int, Parameter(ge=1, le=MAX_INDEX)],
     ) -> dict[str, Any]:
         # Proofs take the session factory: most are answered from tiles in memory.
-        root, proof = await request.app.state.services.ledger.inclusion_proof(request.app.state.services.read_sessionmaker, index, size)
+        services = request.app.state.services
+        root, proof = await services.ledger.inclusion_proof(services.read_sessionmaker, index, size)
         return {"index": index, "size": size, "root": b64(root), "hashes": [b64(h) for h in proof]}
 
     @get("/proofs/consistency", summary="RFC 9162 consistency proof")
@@ -125,7 +126,8 @@ class LedgerController(Controller):
         self, request: Request, first: Annotated[int, Parameter(ge=0, le=MAX_INDEX)],
         second: Annotated[int, Parameter(ge=0, le=MAX_INDEX)],
     ) -> dict[str, Any]:
-        proof = await request.app.state.services.ledger.consistency_proof(request.app.state.services.read_sessionmaker, first, second)
+        services = request.app.state.services
+        proof = await services.ledger.consistency_proof(services.read_sessionmaker, first, second)
         return {"first": first, "second": second, "hashes": [b64(h) for h in proof]}
 
     @post("/cosignatures", status_code=200, summary="A witness's cosignature on a checkpoint (C2SP tlog-cosignature)")
