@@ -67,6 +67,7 @@ async def on_event(services: Services, event: WebhookEvent) -> str:
     gateway = services.stripe
     if event.intent_id is None or event.type not in ("payment_intent.succeeded", "payment_intent.payment_failed"):
         return await _record_only(services, event, "ignored")
+    assert gateway is not None  # the gateway verified the event (the webhook route refuses without one)
     try:
         intent = await gateway.fetch(event.intent_id)  # the truth, re-read outside any transaction
     except GatewayError as exc:  # the gateway sends the event again later
