@@ -189,11 +189,7 @@ def regulator_authority() -> Authority:
 
 @pytest.fixture(scope="session")
 async def operator(client: AsyncTestClient, settings: Settings) -> Party:
-    engine = db.make_engine(settings.sqlalchemy_url)
-    try:
-        token = await create_staff_account(settings, engine, "Exchange operator", "operator")
-    finally:
-        await engine.dispose()
+    token = await create_staff_account(settings, "Exchange operator", "operator")
     r = await client.get("/v1/accounts/me", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200, r.text
     return Party(r.json()["id"], token, r.json())

@@ -10,7 +10,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from market.accounts.models import Account
-from market.core.audit import LEDGER_KEY
 from market.web.auth import Caller
 from market.core.context import Ctx
 from market.core.types import utcnow
@@ -147,13 +146,12 @@ def sha256_hex(data: bytes) -> str:
 
 async def act(client: Any, settings: Any, who: Party, fn: Any, *args: Any) -> Any:
     """Run ``fn(session, ctx, *args)`` as ``who`` in the app's loop, and commit."""
-    state = client.app.state
+    state = client.app.state.services
 
     async def run() -> Any:
         async with state.sessionmaker() as session:
-            session.info[LEDGER_KEY] = state.ledger
             account = await session.get(Account, who.id)
-            result = await fn(session, Ctx(Caller(account, "tok_test"), utcnow(), settings), *args)
+            result = await fn(session, Ctx(Caller(account, "tok_test"), utcnow(), state), *args)
             await session.commit()
             return result
 
@@ -252,15 +250,10 @@ def own_app(databases: Any, data_dir: Any, clock: Any = None, **overrides: Any) 
 
         from market.web.app import create_app
         from market.wiring.bootstrap import create_staff_account
-        from market.core.db import make_engine
         from tests.conftest import make_settings
 
         settings = make_settings(data_dir, await databases.new(), **overrides)
-        engine = make_engine(settings.sqlalchemy_url)
-        try:
-            token = await create_staff_account(settings, engine, "Operator", "operator")
-        finally:
-            await engine.dispose()
+        token = await create_staff_account(settings, "Operator", "operator")
         async with AsyncTestClient(app=create_app(settings, clock=clock)) as client:
             op = Party("", token, {})
             r = await client.get("/v1/accounts/me", headers=op.auth)
@@ -281,13 +274,13 @@ async def salted_detail(client: Any, data: dict[str, Any], what: str = "reason")
     import rfc8785
     from sqlalchemy import select
 
-    from market.trading.models import TradeDocument
+    from market.core.audit import TradeDocument
 
     digest = data[f"{what}_salted_sha256"]
     assert f"{what}_sha256" not in data and what not in data
 
     async def run() -> str:
-        async with client.app.state.read_sessionmaker() as s:
+        async with client.app.state.services.read_sessionmaker() as s:
             return str((await s.execute(select(TradeDocument.document).where(
                 TradeDocument.document_sha256 == digest))).scalar_one())
 

@@ -15,7 +15,6 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from market.core import db
 from market.accounts.enrollment import authority_keygen, enroll
 from market.wiring.bootstrap import create_regulator_account
 from market.core.config import Settings
@@ -49,12 +48,7 @@ async def enroll_regulator(client: Any, settings: Settings, name: str | None = N
     from tests.conftest import Party
 
     key = Ed25519PrivateKey.generate()
-    engine = db.make_engine(settings.sqlalchemy_url)
-    try:
-        token = await create_regulator_account(
-            settings, engine, enrollment_file(name or f"Regulator {secrets.token_hex(3)}", key))
-    finally:
-        await engine.dispose()
+    token = await create_regulator_account(settings, enrollment_file(name or f"Regulator {secrets.token_hex(3)}", key))
     auth = {"Authorization": f"Bearer {token}"}
     me = await client.get("/v1/accounts/me", headers=auth)
     assert me.status_code == 200, me.text

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from market.core import db
 from market.wiring.bootstrap import create_staff_account
 from market.core.config import Settings
 from tests.conftest import wait_until_serving
@@ -35,11 +34,7 @@ class Served:
 async def serving(settings: Settings, **env: str) -> AsyncIterator[Served]:
     """Serve ``settings``' database and data directory; ``env`` adds ``MARKET_*`` variables
     (e.g. ``MARKET_CLOCK_INTERVAL="1"``)."""
-    engine = db.make_engine(settings.sqlalchemy_url)
-    try:
-        token = await create_staff_account(settings, engine, "Operator", "operator")
-    finally:
-        await engine.dispose()
+    token = await create_staff_account(settings, "Operator", "operator")
     port = free_port()
     environment = {**os.environ, "MARKET_DATA_DIR": str(settings.data_dir),
                    "MARKET_DATABASE_URL": settings.database_url, "MARKET_LOG_LEVEL": "WARNING",

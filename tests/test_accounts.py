@@ -358,7 +358,7 @@ async def test_account_event_is_integrated_within_a_second(client) -> None:
     appended = datetime.fromisoformat(items[0]["entry"]["time"].replace("Z", "+00:00"))
 
     async def first_checkpoint_time() -> datetime:
-        async with client.app.state.sessionmaker() as session:
+        async with client.app.state.services.sessionmaker() as session:
             row = (await session.exec(select(CheckpointRow).where(CheckpointRow.size > index)
                                        .order_by(CheckpointRow.size))).first()
             return row.created_at

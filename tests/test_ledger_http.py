@@ -1,6 +1,5 @@
 """The ledger over HTTP on a real database: checkpoints, entries, proofs, tiles, atomicity."""
 
-from pathlib import Path
 import base64
 import hashlib
 from collections.abc import AsyncIterator
@@ -14,7 +13,7 @@ from ledger.entry import verify_entry
 from ledger.errors import MalformedError
 
 from market.web.app import create_app
-from tests.conftest import assert_problem, make_settings, random_uscc
+from tests.conftest import assert_problem, random_uscc
 from tests.ledger_support import integrate_all, ledger_database
 
 class LedgerHarness:
@@ -31,7 +30,7 @@ class LedgerHarness:
 
     @property
     def log(self) -> Any:
-        return self.app.state.ledger
+        return self.app.state.services.ledger
 
     async def integrate(self) -> int:
         return await integrate_all(self.maker, self.log)
@@ -170,15 +169,13 @@ async def test_business_change_and_entry_commit_together(harness: LedgerHarness)
     from market.accounts import service
     from market.accounts.models import Account
     from market.accounts.schemas import AccountCreate
-    from market.core.audit import LEDGER_KEY
     from market.core.context import Ctx
     from market.core.types import utcnow
     from ledger.store import PendingEntry
 
     data = AccountCreate(name="Atomic Co", kind="enterprise", roles=["provider"], uscc=random_uscc())
     async with harness.maker() as session:
-        session.info[LEDGER_KEY] = harness.log
-        account, _ = await service.create_account(session, Ctx(None, utcnow(), make_settings(Path("."), "")), data)
+        account, _ = await service.create_account(session, Ctx(None, utcnow(), harness.app.state.services), data)
         await session.flush()
         assert (await session.exec(select(PendingEntry))).all()  # written in this transaction
         await session.rollback()  # e.g. a later step failed
@@ -188,7 +185,6 @@ async def test_business_change_and_entry_commit_together(harness: LedgerHarness)
 
     # And the other way: when the ledger refuses the entry, the business row is not written.
     async with harness.maker() as session:
-        session.info[LEDGER_KEY] = harness.log
         with pytest.raises(MalformedError, match="want at most 65535"):
             await harness.log.append(session, type="test.big", subject="asset:ast_x", actor="market",
                                      data={"blob": "x" * 70_000})
@@ -227,11 +223,12 @@ async def test_account_events_carry_no_personal_data(harness: LedgerHarness) -> 
 
 async def test_entry_types_are_a_closed_list(harness: LedgerHarness) -> None:
     from market.core import audit
+    from market.core.context import Ctx
 
+    ctx = Ctx.system(harness.app.state.services)
     async with harness.maker() as session:
-        session.info[audit.LEDGER_KEY] = harness.log
         with pytest.raises(ValueError, match="unknown ledger entry type"):
-            await audit.record(session, "asset.registred", "asset:ast_x", "market", {})
-        entry = await audit.record(session, "asset.registered", "asset:ast_x", "market", {})
+            await audit.record(session, ctx, "asset.registred", "asset:ast_x", "market", {})
+        entry = await audit.record(session, ctx, "asset.registered", "asset:ast_x", "market", {})
         assert entry["type"] == "asset.registered"
         await session.rollback()

@@ -19,7 +19,7 @@ NOW = 1_800_000_030.0  # 30 s into a minute, 30 s into an hour
 
 
 def pin_clock(app: Any, now: float = NOW) -> None:
-    app.client.app.state.limiter.clock = lambda: now
+    app.client.app.state.services.limiter.clock = lambda: now
 
 
 async def account_ids(app: Any) -> list[str]:

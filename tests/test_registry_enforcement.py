@@ -106,7 +106,7 @@ async def test_a_rolled_back_savepoint_does_not_hide_the_transactions_other_chan
 
     holder = await provider(client, parties)
     asset = await registered_asset(client, holder, operator)
-    state = client.app.state
+    state = client.app.state.services
 
     async def view() -> dict[str, Any]:
         r = await client.get("/v1/assets", params={"provider": holder.id})

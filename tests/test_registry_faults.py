@@ -119,19 +119,19 @@ class BothRead:
     (BEGIN IMMEDIATE), so there the requests run one after the other and nothing is held."""
 
     def __init__(self, monkeypatch: Any, parties: int = 2) -> None:
-        from market.core import signing
+        from market.accounts import signatures
 
         if backend() != "postgresql":
             return
         self.barrier = asyncio.Barrier(parties)
-        original = signing.verify_party_signature
+        original = signatures.verify_party_signature
 
         async def held(*args: Any, **kwargs: Any) -> Any:
             await asyncio.wait_for(self.barrier.wait(), timeout=10)
             return await original(*args, **kwargs)
 
         for module in ("market.registry.transfers", "market.registry.claims"):
-            monkeypatch.setattr(f"{module}.signing.verify_party_signature", held)
+            monkeypatch.setattr(f"{module}.signatures.verify_party_signature", held)
 
 
 async def race_two_acceptances(client: Any, parties: Parties, operator: Any,

@@ -98,16 +98,13 @@ async def test_public_notice_objection_and_clock(databases, tmp_path) -> None:
 
     from market.web.app import create_app
     from market.core.clock import FakeClock
-    from market.core.db import make_engine
     from market.wiring.bootstrap import create_staff_account
     from market.wiring.tasks import close_notices_once
     from tests.conftest import Parties, Party, make_settings
 
     settings = make_settings(tmp_path, await databases.new(), notice_period="10d", clock_interval=0.05)
     clock = FakeClock()
-    engine = make_engine(settings.sqlalchemy_url)
-    token = await create_staff_account(settings, engine, "Op", "operator")
-    await engine.dispose()
+    token = await create_staff_account(settings, "Op", "operator")
     async with AsyncTestClient(app=create_app(settings, clock=clock)) as client:
         op = Party("", token, {})
         op.id = (await client.get("/v1/accounts/me", headers=op.auth)).json()["id"]
@@ -135,7 +132,7 @@ async def test_public_notice_objection_and_clock(databases, tmp_path) -> None:
         clock.advance(timedelta(days=11))
         # An open objection holds the registration back even after the period: a round
         # of the clock task, run here, registers nothing.
-        assert asset["id"] not in client.blocking_portal.call(close_notices_once, client.app.state)
+        assert asset["id"] not in client.blocking_portal.call(close_notices_once, client.app.state.services)
         assert (await client.get(f"/v1/assets/{asset['id']}")).json()["status"] == "public_notice"
         assert_problem(await client.post(f"/v1/objections/{objection['id']}/resolution",
                                          json={"decision": "dismiss", "reason": "no evidence"}, headers=p.auth), 403)
@@ -143,7 +140,7 @@ async def test_public_notice_objection_and_clock(databases, tmp_path) -> None:
                               json={"decision": "dismiss", "reason": "no evidence"}, headers=op.auth)
         assert r.status_code == 200 and r.json()["status"] == "dismissed"
         # The next round registers it (this one, or the background's if it ran first).
-        client.blocking_portal.call(close_notices_once, client.app.state)
+        client.blocking_portal.call(close_notices_once, client.app.state.services)
         assert (await client.get(f"/v1/assets/{asset['id']}")).json()["status"] == "registered"
 
         # A second asset whose objection is upheld is rejected.

@@ -42,7 +42,7 @@ def statements(app: Any) -> Iterator[list[str]]:
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         seen.append(statement)
 
-    engines = {app.state.engine.sync_engine, app.state.read_engine.sync_engine.engine}
+    engines = {app.state.services.engine.sync_engine, app.state.services.read_engine.sync_engine.engine}
     for engine in engines:
         event.listen(engine, "before_cursor_execute", record)
     try:
@@ -95,10 +95,10 @@ async def test_recording_last_use_keeps_the_token_remembered(client, app, partie
     assert (await client.get("/v1/accounts/me", headers=party.auth)).status_code == 200
     # A read waits only briefly for the write of last_used_at (never behind another
     # transaction's lock); on a loaded machine it may answer first. Wait for the write.
-    await asyncio.gather(*app.state.touches)
+    await asyncio.gather(*app.state.services.touches)
     tokens = (await client.get("/v1/accounts/me/tokens", headers=party.auth)).json()["items"]
     assert tokens[0]["last_used_at"] is not None
-    assert app.state.credentials.get(hash_token(party.token)) is not None
+    assert app.state.services.credentials.get(hash_token(party.token)) is not None
 
 
 async def test_revoked_token_is_refused_on_the_next_request(client, app, parties: Parties) -> None:
@@ -106,7 +106,7 @@ async def test_revoked_token_is_refused_on_the_next_request(client, app, parties
     second = (await client.post("/v1/accounts/me/tokens", json={}, headers=party.auth)).json()
     second_auth = {"Authorization": f"Bearer {second['token']}"}
     assert (await client.get("/v1/accounts/me", headers=second_auth)).status_code == 200
-    assert app.state.credentials.get(hash_token(second["token"])) is not None  # remembered
+    assert app.state.services.credentials.get(hash_token(second["token"])) is not None  # remembered
 
     assert (await client.delete(f"/v1/accounts/me/tokens/{second['id']}", headers=party.auth)).status_code == 204
     assert_problem(await client.get("/v1/accounts/me", headers=second_auth), 401, "bad-token")
@@ -125,7 +125,7 @@ async def test_kyc_decision_shows_on_the_next_request(client, parties: Parties, 
 
 async def test_changes_from_another_process_act_on_the_next_request(databases, tmp_path) -> None:
     async with own_app(databases, tmp_path) as app:
-        state = app.client.app.state
+        state = app.client.app.state.services
         party = await app.parties.sign_up(["buyer"])
         second = (await app.client.post("/v1/accounts/me/tokens", json={}, headers=party.auth)).json()
         second_auth = {"Authorization": f"Bearer {second['token']}"}
@@ -152,7 +152,7 @@ async def test_a_revocation_in_one_process_is_refused_by_the_next_request_in_ano
     from tests.serving import serving
 
     async with own_app(databases, tmp_path) as b:
-        state = b.client.app.state
+        state = b.client.app.state.services
         party = await b.parties.sign_up(["buyer"])
         second = (await b.client.post("/v1/accounts/me/tokens", json={}, headers=party.auth)).json()
         second_auth = {"Authorization": f"Bearer {second['token']}"}
@@ -204,7 +204,7 @@ async def test_listener_down_means_no_memory(databases, tmp_path) -> None:
     if not PG_URL:
         pytest.skip("the LISTEN connection exists on PostgreSQL only")
     async with own_app(databases, tmp_path) as app:
-        state = app.client.app.state
+        state = app.client.app.state.services
         listener = state.change_listener
         party = await app.parties.sign_up(["buyer"])
         assert (await app.client.get("/v1/accounts/me", headers=party.auth)).status_code == 200
@@ -250,7 +250,7 @@ async def test_reads_do_not_wait_for_the_sqlite_write_lock(databases, tmp_path) 
     if PG_URL:
         pytest.skip("SQLite's write lock; PostgreSQL readers never wait for writers")
     async with own_app(databases, tmp_path) as app:
-        state = app.client.app.state
+        state = app.client.app.state.services
         party = await app.parties.sign_up(["buyer"])
         assert (await app.client.get("/v1/accounts/me", headers=party.auth)).status_code == 200
         state.credentials.invalidate()  # the next requests read the database
@@ -301,7 +301,7 @@ async def test_checkpoint_key_and_tiles_are_served_from_memory(databases, tmp_pa
     async with own_app(databases, tmp_path, background_tasks=False) as app:
         for _ in range(3):
             await app.parties.sign_up(["buyer"])
-        state = app.client.app.state
+        state = app.client.app.state.services
         engine = db.make_engine(state.settings.sqlalchemy_url)
         try:
             async with db.make_sessionmaker(engine)() as session:
@@ -339,7 +339,7 @@ async def test_checkpoint_shows_an_append_within_a_second(databases, tmp_path) -
 @pytest.mark.parametrize("background", [True, False])
 async def test_checkpoint_shows_another_processs_integration_within_a_second(databases, tmp_path, background) -> None:
     async with own_app(databases, tmp_path, background_tasks=background) as app:
-        state = app.client.app.state
+        state = app.client.app.state.services
         before = await _size(app.client)  # now in memory
         # Another process: its own engine and Log over the same database and key.
         engine = db.make_engine(state.settings.sqlalchemy_url)
@@ -400,7 +400,7 @@ async def test_public_asset_list_is_remembered_until_an_asset_changes(databases,
         ids = [a["id"] for a in (await app.client.get("/v1/assets", params={"limit": 50})).json()["items"]]
         assert ids == [first["id"], second["id"]]
         # ... and so does one made by another process.
-        in_another_process(app.client.app.state.settings.sqlalchemy_url,
+        in_another_process(app.client.app.state.services.settings.sqlalchemy_url,
                            f"update(Asset).where(Asset.id == {first['id']!r}).values(title='Renamed')")
         await _until_list_shows(app, first["id"], "Renamed")
 
@@ -421,7 +421,7 @@ async def test_connections_the_server_closed_are_replaced_unseen(databases, tmp_
     if not PG_URL:
         pytest.skip("SQLite has no server to close connections")
     async with own_app(databases, tmp_path) as app:
-        state = app.client.app.state
+        state = app.client.app.state.services
         party = await app.parties.sign_up(["buyer"])
         for _ in range(3):  # warm several pooled connections
             assert (await app.client.post("/v1/accounts/me/tokens", headers=party.auth)).status_code == 201

@@ -139,17 +139,15 @@ async def test_a_move_of_a_row_changed_since_it_was_read_loses(client, parties, 
     and changes nothing."""
     from market.accounts.models import Account
     from market.accounts.states import ACCOUNT
-    from market.core.audit import LEDGER_KEY
     from market.core.context import Ctx
     from market.core.types import utcnow
 
     applicant = await parties.sign_up(["buyer"])
-    state = client.app.state
+    state = client.app.state.services
 
     async def run() -> None:
-        ctx = Ctx(None, utcnow(), settings)
+        ctx = Ctx(None, utcnow(), state)
         async with state.sessionmaker() as first, state.sessionmaker() as second:
-            first.info[LEDGER_KEY] = second.info[LEDGER_KEY] = state.ledger
             rows = []
             for session in (first, second):  # each reads the row, then lets go of it
                 rows.append(await session.get(Account, applicant.id))

@@ -49,12 +49,12 @@ async def create_regulator(session: AsyncSession, ctx: Ctx, enrollment: Enrollme
                                     authority=enrollment.authority, enrollment=json.dumps(enrollment.file()),
                                     enrollment_sha256=enrollment.sha256, created_at=now))
     subject, actor = f"account:{account.id}", account.id
-    await audit.record(session, "account.created", subject, actor,
+    await audit.record(session, ctx, "account.created", subject, actor,
                        {"kind": account.kind, "roles": [Role.regulator.value], "jurisdiction": account.jurisdiction,
                         "status": account.status})
-    await audit.record(session, "account.key_added", subject, actor,
+    await audit.record(session, ctx, "account.key_added", subject, actor,
                        {"key_id": key.id, "alg": "Ed25519", "public_key": key.public_key})
-    await audit.record(session, "regulator.enrolled", subject, actor, enrollment_entry(enrollment, key.id))
+    await audit.record(session, ctx, "regulator.enrolled", subject, actor, enrollment_entry(enrollment, key.id))
     await session.flush()
     return account, token
 

@@ -5,8 +5,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from collections.abc import Awaitable, Callable
-
 from market.core import audit
 from market.accounts import access
 from market.accounts.models import Account, AccountKey, ApiToken
@@ -25,14 +23,9 @@ from market.web.credentials import AccountSnapshot
 from market.core.context import Ctx
 from market.core.db import rowcount
 from market.core.errors import Conflict, Forbidden, InvalidTransition, NotFound
+from market.core.events import KeyRevoked
 from market.core.ids import new_id
 from market.core.pagination import page_of, paginate
-
-# Called in the revoking transaction with (session, ctx, key): other domains void what
-# the key signed and is still pending (a transfer proposal). Registered at import.
-KeyRevokedHook = Callable[[AsyncSession, Ctx, AccountKey], Awaitable[None]]
-on_key_revoked: list[KeyRevokedHook] = []
-
 
 def account_read(account: Account | AccountSnapshot) -> AccountRead:
     return AccountRead(
@@ -115,7 +108,7 @@ async def create_account(
     except IntegrityError:
         raise Conflict("an account with this unified social credit code exists", kind="duplicate-account") from None
     # Staff accounts start verified, so this is not ACCOUNT.create (which starts pending).
-    await audit.record(session, "account.created", f"account:{account.id}", caller.id if caller else account.id,
+    await audit.record(session, ctx, "account.created", f"account:{account.id}", caller.id if caller else account.id,
                        {"kind": account.kind, "roles": sorted(account.role_set),
                         "jurisdiction": account.jurisdiction, "status": account.status})
     return account, token
@@ -171,8 +164,7 @@ async def add_key(session: AsyncSession, ctx: Ctx, public_key_b64: str) -> Accou
         raise Conflict("this public key is already registered", kind="duplicate-key")
     key = AccountKey(id=new_id("key"), account_id=caller.id, public_key=public_key_b64, created_at=ctx.now)
     session.add(key)
-    await audit.record(
-        session, "account.key_added", f"account:{caller.id}", caller.id,
+    await audit.record(session, ctx, "account.key_added", f"account:{caller.id}", caller.id,
         {"key_id": key.id, "alg": "Ed25519", "public_key": public_key_b64},
     )
     return key
@@ -185,7 +177,7 @@ async def list_keys(session: AsyncSession, ctx: Ctx) -> list[AccountKey]:
 
 async def revoke_key(session: AsyncSession, ctx: Ctx, key_id: str) -> None:
     """Revoke a key (kept for checking old signatures). What it signed that is still
-    pending is void in the same transaction (``on_key_revoked``)."""
+    pending is void in the same transaction (``KeyRevoked``: other domains subscribe)."""
     caller = ctx.user
     key = await session.get(AccountKey, key_id)
     if key is None or key.account_id != caller.id:
@@ -196,9 +188,8 @@ async def revoke_key(session: AsyncSession, ctx: Ctx, key_id: str) -> None:
     if rowcount(result) != 1:
         raise InvalidTransition(f"key {key_id}", "revoked", "revoking")
     await session.refresh(key)
-    await audit.record(session, "account.key_revoked", f"account:{caller.id}", caller.id, {"key_id": key.id})
-    for hook in on_key_revoked:
-        await hook(session, ctx, key)
+    await audit.record(session, ctx, "account.key_revoked", f"account:{caller.id}", caller.id, {"key_id": key.id})
+    await ctx.services.events.publish(session, ctx, KeyRevoked(key))
 
 
 async def create_token(session: AsyncSession, ctx: Ctx, label: str | None) -> tuple[ApiToken, str]:

@@ -1,22 +1,28 @@
 """The one door from the domain to the audit ledger.
 
 ``record`` appends a signed entry inside the caller's open transaction, so the business
-row and its ledger entry commit together (DESIGN §2.1). The ledger writer for the
-session's database is put on ``session.info`` by the session provider. ``salted`` is
-the one way a detail the public must not read or guess (a reason, a draft's commitment,
-a count) is committed: a salted document kept for the regulator, its digest on the log.
+row and its ledger entry commit together (DESIGN §2.1). The ledger writer is the one
+of the market's services (``ctx.services.ledger``). ``salted`` is the one way a detail
+the public must not read or guess (a reason, a draft's commitment, a count) is
+committed: a salted document kept for the regulator (``TradeDocument``, the table of
+every salted document), its digest on the log.
 """
 
 import base64
 import hashlib
 import secrets
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import rfc8785
-
+from sqlalchemy import Column, Text
+from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-LEDGER_KEY = "market.ledger"
+from market.core.types import UTCDateTime, utcnow
+
+if TYPE_CHECKING:
+    from market.core.context import Ctx
 
 # The closed list of entry types (LEDGER.md §2). A new kind of event is added here
 # deliberately, never by a typo in a service.
@@ -44,6 +50,23 @@ def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+class TradeDocument(SQLModel, table=True):
+    """Every salted document the ledger commits to: the document behind each confidential
+    entry (LEDGER.md §2: the entry holds only ``document_sha256``), and each salted
+    detail (``audit.salted``: a reason, a draft's commitment, a count) an entry or a
+    document names by ``*_salted_sha256``. The parties get theirs in bundles, regulators
+    all of them (``GET /v1/oversight/documents``)."""
+
+    __tablename__ = "trade_documents"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subject: str = Field(max_length=60, index=True)  # order:ord_… / payout:pay_… / asset:… (salted details)
+    type: str = Field(max_length=40)  # the entry type
+    document: str = Field(sa_column=Column(Text, nullable=False))  # canonical JSON, salt included
+    document_sha256: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 SALTED_SUFFIX = "_salted_sha256"  # the keys (in entry data or a document) naming salted documents
 
 
@@ -60,10 +83,6 @@ async def keep_salted(session: AsyncSession, subject: str, type: str,
     full = salt_document(type, subject, document)
     canonical = rfc8785.dumps(full)
     digest = hashlib.sha256(canonical).hexdigest()
-    # Imported here: the trading package's import registers its observers on machines
-    # that import this module (a loop at import time otherwise).
-    from market.trading.models import TradeDocument  # the table of every salted document
-
     session.add(TradeDocument(subject=subject, type=type, document=canonical.decode(), document_sha256=digest))
     return digest, full
 
@@ -86,12 +105,10 @@ def document_digest(document: Any) -> str:
     return hashlib.sha256(rfc8785.dumps(document)).hexdigest()
 
 
-async def record(session: AsyncSession, type: str, subject: str, actor: str, data: dict[str, Any]) -> dict[str, Any]:
-    """Append one entry; returns the signed entry. Raises if no ledger is attached or
-    the type is not in ``EVENT_TYPES``."""
+async def record(session: AsyncSession, ctx: "Ctx", type: str, subject: str, actor: str,
+                 data: dict[str, Any]) -> dict[str, Any]:
+    """Append one entry to ``ctx``'s ledger in ``session``'s transaction; returns the
+    signed entry. Raises if the type is not in ``EVENT_TYPES``."""
     if type not in EVENT_TYPES:
         raise ValueError(f"unknown ledger entry type {type!r}")
-    writer = session.info.get(LEDGER_KEY)
-    if writer is None:
-        raise RuntimeError("no ledger writer attached to this session")
-    return await writer.append(session, type=type, subject=subject, actor=actor, data=data)
+    return await ctx.services.ledger.append(session, type=type, subject=subject, actor=actor, data=data)

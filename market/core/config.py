@@ -12,6 +12,9 @@ from pathlib import Path
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ledger.errors import LedgerError
+from ledger.note import Verifier
+
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -110,12 +113,14 @@ class Settings(BaseSettings):
     def _authority(cls, value: str) -> str:
         value = value.strip()
         if value:
-            from market.accounts.enrollment import EnrollmentError, authority_verifier
-
+            # The checks of market.accounts.enrollment.authority_verifier, on the ledger's
+            # note keys directly (the settings import no domain).
             try:
-                authority_verifier(value)
-            except EnrollmentError as exc:
-                raise ValueError(str(exc)) from None
+                verifier = Verifier.from_vkey(value)
+            except LedgerError as exc:
+                raise ValueError(f"the regulator authority's vkey is malformed ({exc})") from None
+            if verifier.alg != 1:
+                raise ValueError("the regulator authority's vkey must be an Ed25519 note key (alg 0x01)")
         return value
 
     @field_validator("currency")

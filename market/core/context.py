@@ -1,15 +1,15 @@
 """``Ctx``: what every service call gets besides its session — who asks, what time it
-is, and the market's settings. Services never read the wall clock or the environment
-themselves, so tests move time with a ``FakeClock`` and every domain sees one "now"
-per request.
+is, and the market's services (settings, ledger, events ...). Services never read the
+wall clock or the environment themselves, so tests move time with a ``FakeClock`` and
+every domain sees one "now" per request.
 """
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from market.web.auth import Caller
 from market.core.config import Settings
+from market.core.services import Services
 from market.core.errors import NotAuthenticated
 
 __all__ = ["MARKET_ACTOR", "Ctx"]
@@ -21,17 +21,21 @@ MARKET_ACTOR = "market"  # the ledger's actor for the market's own work (LEDGER.
 class Ctx:
     caller: Caller | None
     now: datetime
-    settings: Settings
+    services: Services
 
     @classmethod
-    def of(cls, state: Any, caller: Caller | None) -> "Ctx":
-        """For a request: the app's clock and settings (``state`` is the app state)."""
-        return cls(caller=caller, now=state.clock.now(), settings=state.settings)
+    def of(cls, services: Services, caller: Caller | None) -> "Ctx":
+        """For a request: now by the services' clock."""
+        return cls(caller=caller, now=services.clock.now(), services=services)
 
     @classmethod
-    def system(cls, state: Any) -> "Ctx":
+    def system(cls, services: Services) -> "Ctx":
         """For the market's own background work (no caller; actor ``market``)."""
-        return cls(caller=None, now=state.clock.now(), settings=state.settings)
+        return cls(caller=None, now=services.clock.now(), services=services)
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
 
     @property
     def user(self) -> Caller:

@@ -5,6 +5,7 @@ The market keeps no draft of what it handed out. It re-checks everything from th
 bytes: canonical RFC 8785 JSON, the expected document type and market, freshness, and
 the signature under an unrevoked key of the expected account. Each failure is a 422
 with its own problem type, so a client can tell a stale claim from a bad signature.
+The signature itself is checked by ``market.accounts.signatures`` (keys are accounts').
 """
 
 import base64
@@ -14,11 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import rfc8785
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.accounts.models import AccountKey
 from market.core.errors import Unprocessable
 from market.core.types import rfc3339
 
@@ -45,7 +42,8 @@ def to_sign(document: dict[str, Any]) -> dict[str, Any]:
     return {"document": document, "signing_bytes": base64.b64encode(canonical(document)).decode()}
 
 
-def _b64(value: str, what: str, kind: str) -> bytes:
+def decode_b64(value: str, what: str, kind: str) -> bytes:
+    """``value`` decoded from standard base64, or 422 ``kind`` naming ``what``."""
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
@@ -57,7 +55,7 @@ def open_document(
 ) -> tuple[bytes, dict[str, Any]]:
     """Decode and check the bytes are a canonical document of ``doc_type`` for this market,
     with exactly the members ``fields`` (nothing added that the market did not hand out)."""
-    raw = _b64(signing_bytes_b64, "signing_bytes", "malformed-document")
+    raw = decode_b64(signing_bytes_b64, "signing_bytes", "malformed-document")
     if len(raw) > MAX_DOCUMENT_BYTES:
         raise Unprocessable(f"signing_bytes is {len(raw)} bytes, want at most {MAX_DOCUMENT_BYTES}", kind="malformed-document")
     try:
@@ -93,22 +91,3 @@ def check_fresh(document: dict[str, Any], now: datetime, *, kind: str = "stale-d
         raise Unprocessable("issued_at is in the future", kind="altered-document")
     if now - when > FRESHNESS:
         raise Unprocessable(f"the document was issued at {issued}, more than 24 hours ago; fetch a new one", kind=kind)
-
-
-async def verify_party_signature(
-    session: AsyncSession, account_id: str, key_id: str, signature_b64: str, message: bytes
-) -> AccountKey:
-    """The signature verifies under an unrevoked key of ``account_id``; returns the key."""
-    key = await session.get(AccountKey, key_id)
-    if key is None or key.account_id != account_id:
-        raise Unprocessable(f"{key_id} is not a key of account {account_id}", kind="unknown-key")
-    if key.revoked_at is not None:
-        raise Unprocessable(f"key {key_id} was revoked", kind="revoked-key")
-    signature = _b64(signature_b64, "signature", "bad-signature")
-    if len(signature) != 64:
-        raise Unprocessable(f"an Ed25519 signature is 64 bytes, got {len(signature)}", kind="bad-signature")
-    try:
-        Ed25519PublicKey.from_public_bytes(base64.b64decode(key.public_key)).verify(signature, message)
-    except InvalidSignature:
-        raise Unprocessable(f"the signature does not verify under key {key_id}", kind="bad-signature") from None
-    return key

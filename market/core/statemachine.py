@@ -16,9 +16,12 @@ transaction:
 - **No hand-written status updates.** Domains change status only through ``move``;
   ``guard`` claims a row (bumps its version, no status change) when a write elsewhere
   depends on the row staying as read (an objection filed against an asset in notice).
+- **Other domains react through events.** Every move publishes ``Moved(kind, action,
+  row)`` on ``ctx.services.events``, in the move's transaction; who reacts is listed in
+  ``market.wiring.subscribers`` (a listing's place in search follows its asset's moves).
 """
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -30,6 +33,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from market.core import audit
 from market.core.context import Ctx
 from market.core.errors import Conflict, Forbidden, InvalidTransition
+from market.core.events import Moved
 
 __all__ = ["Machine", "Transition"]
 
@@ -68,9 +72,6 @@ class Machine:
         self.transitions = dict(transitions)
         self.subject = subject
         self.created = created
-        # Called after every move, in its transaction: what other domains keep derived
-        # from this kind's rows (a listing's place in search follows its asset's moves).
-        self.observers: list[Callable[[AsyncSession, Any, str, Ctx], Awaitable[None]]] = []
 
     # -- the table, pure ----------------------------------------------------------------
 
@@ -121,20 +122,20 @@ class Machine:
         await session.flush()
         if self.created is None:
             return None
-        return await audit.record(session, self.created, self.subject(row), ctx.actor, data)
+        return await audit.record(session, ctx, self.created, self.subject(row), ctx.actor, data)
 
     async def move(self, session: AsyncSession, row: Any, action: str, ctx: Ctx, data: dict[str, Any] | None = None,
                    **values: Any) -> dict[str, Any] | None:
         """Apply ``action`` to ``row``: check, update race-safely (also setting ``values``),
-        append the entry. Returns the entry (None when the action writes none)."""
+        append the entry, publish ``Moved``. Returns the entry (None when the action
+        writes none)."""
         t = self.check(row, action)
         if t.target is not None:
             values["status"] = t.target
         await self._update(session, row, values)
-        entry = None if t.entry is None else await audit.record(session, t.entry, self.subject(row), ctx.actor,
-                                                                  data or {})
-        for observe in self.observers:
-            await observe(session, row, action, ctx)
+        entry = None if t.entry is None else await audit.record(session, ctx, t.entry, self.subject(row),
+                                                                  ctx.actor, data or {})
+        await ctx.services.events.publish(session, ctx, Moved(self.kind, action, row))
         return entry
 
     async def guard(self, session: AsyncSession, row: Any) -> None:

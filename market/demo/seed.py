@@ -37,22 +37,20 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlmodel import select, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ledger.log import Log
 from market.core import db
 from market.accounts import service as accounts
 from market.accounts.models import Account, ApiToken
 from market.accounts.schemas import AccountCreate, AccountStatus
-from market.core.audit import LEDGER_KEY
 from market.web.auth import Caller
 from market.core.config import Settings
 from market.core.context import Ctx
+from market.core.services import Services
 from market.web.credentials import AccountSnapshot
 from market.demo.data import (
     ASSETS, CATEGORIES, OPERATOR, PARTIES, PURPOSES, SHOWN_BUYER, SHOWN_PROVIDER, AssetSpec, PartySpec, content,
 )
 from market.core.errors import DomainError
 from market.core.ids import new_id
-from market.core.keys import init_ledger_key
 from market.listings import service as listing_service
 from market.listings.models import Listing
 from market.listings.schemas import ListingCreate
@@ -61,8 +59,8 @@ from market.registry import content as uploads
 from market.registry.models import Asset
 from market.registry.schemas import AssetCreate
 from market.registry.states import RIGHTS, AssetStatus
-from market.storage import BlobStore, MasterKey
 from market.core.types import utcnow
+from market.wiring import services as wiring
 
 MAX_NOTICE = timedelta(minutes=1)
 SYNTHETIC = "（演示用合成数据 synthetic demo data）"
@@ -114,25 +112,24 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
 
 
 class _Demo:
-    def __init__(self, settings: Settings, notice: timedelta) -> None:
-        self.settings = settings.model_copy(update={"notice_period": f"{int(notice.total_seconds())}s"})
+    def __init__(self, services: Services, notice: timedelta) -> None:
+        self.services = services
+        self.settings = services.settings
         self.notice = notice
-        self.engine = db.make_engine(settings.sqlalchemy_url)
-        self.maker = db.make_sessionmaker(self.engine)
-        private_key, _ = init_ledger_key(settings.keys_dir)
-        self.log = Log(private_key, settings.ledger_origin)
-        self.master_key = MasterKey.load_or_create(settings.keys_dir / "master.key")
-        self.blobs = BlobStore(settings.blobs_dir)
+        self.engine = services.engine
+        self.maker = services.sessionmaker
+        self.log = services.ledger
+        self.master_key = services.content_key()
+        self.blobs = services.blobs
         self.signers: dict[str, tuple[str, Ed25519PrivateKey]] = {}  # this run's keys, never stored
         self.summary = Summary()
 
     def ctx(self, caller: Caller | None) -> Ctx:
-        return Ctx(caller=caller, now=utcnow(), settings=self.settings)
+        return Ctx(caller=caller, now=utcnow(), services=self.services)
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self.maker() as session:
-            session.info[LEDGER_KEY] = self.log
             yield session
 
     async def commit(self, session: AsyncSession) -> None:
@@ -331,11 +328,9 @@ async def seed(settings: Settings, notice: timedelta | None = None) -> Summary:
     notice = settings.notice_delta if notice is None else notice
     check_notice(notice)
     started = time.monotonic()
-    demo = _Demo(settings, notice)
-    try:
-        summary = await demo.run()
-    finally:
-        await demo.engine.dispose()
+    demo_settings = settings.model_copy(update={"notice_period": f"{int(notice.total_seconds())}s"})
+    async with wiring.services(demo_settings, listen=False) as services:
+        summary = await _Demo(services, notice).run()
     summary.seconds = time.monotonic() - started
     summary.base_url = f"http://{settings.host}:{settings.port}"
     return summary

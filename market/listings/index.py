@@ -2,7 +2,7 @@
 
 ``index_listing`` writes a listing's document after it is published or moves;
 ``refresh_listed`` re-evaluates ``access.orderable_clause`` for listings whose asset or
-holder moved (state machine observers, registered in ``market.listings``);
+holder moved (subscribers of their moves, in ``market.wiring.subscribers``);
 ``reindex`` rebuilds every document (``market search reindex``, after an upgrade that
 changes segmentation).
 

@@ -4,12 +4,12 @@ import json
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, get, patch, post
-from litestar.datastructures import State
 from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import idempotency
 from market.core.context import Ctx
+from market.core.services import Services
 from market.core.errors import Forbidden
 from market.listings import access, catalog, read, search, service
 from market.listings.schemas import ListingCreate, ListingRead, ListingUpdate, PlanModel, Purpose, SearchPage, Sort
@@ -39,7 +39,7 @@ class ListingController(Controller):
 
     @get("/", summary="Search listings (full text in Chinese and English, filters, facets)")
     async def search(
-        self, state: State, maybe_ctx: Ctx,
+        self, services: Services, maybe_ctx: Ctx,
         q: str | None = None, category: str | None = None, grade: Grade | None = None, provider: str | None = None,
         model: PlanModel | None = None, purpose: Purpose | None = None, min_price: Price = None,
         max_price: Price = None, currency: str | None = None, sort: Sort | None = None,
@@ -54,7 +54,7 @@ class ListingController(Controller):
                               cursor=cursor, include_all=include == "all")
 
         async def build() -> bytes:
-            async with state.read_sessionmaker() as db:
+            async with services.read_sessionmaker() as db:
                 page = await read.find(db, None if shared else caller, params)
             return page.model_dump_json().encode()
 
@@ -62,18 +62,18 @@ class ListingController(Controller):
         # not): their answers come from memory until any listing, asset or account
         # changes (market.core.memo); the others' are computed for them.
         shared = caller is None or (not caller.is_staff and not params.include_all
-                                    and caller.id not in await self._audience(state))
-        if not shared or not state.settings.search_memory:
+                                    and caller.id not in await self._audience(services))
+        if not shared or not services.settings.search_memory:
             return json_body(await build())
-        return json_body(await remembered(state.public_listings, params, build))
+        return json_body(await remembered(services.public_listings, params, build))
 
     @staticmethod
-    async def _audience(state: State) -> frozenset[str]:
+    async def _audience(services: Services) -> frozenset[str]:
         async def build() -> frozenset[str]:
-            async with state.read_sessionmaker() as db:
+            async with services.read_sessionmaker() as db:
                 return await search.audience(db)
 
-        return await remembered(state.public_listings, "audience", build)
+        return await remembered(services.public_listings, "audience", build)
 
     @get("/{listing_id:str}", summary="One listing, with the plans the caller may order")
     async def get_listing(self, db: AsyncSession, maybe_ctx: Ctx, listing_id: str) -> ListingRead:
@@ -88,17 +88,17 @@ class ListingController(Controller):
 
 @get("/v1/catalog", tags=["listings"], media_type="application/ld+json",
      summary="Public listings as a DCAT-AP catalog (JSON-LD, context inline, paged)")
-async def dcat_catalog(request: Request, state: State, limit: Limit = DEFAULT_LIMIT,
-                       cursor: str | None = None) -> Response[dict[str, Any]]:
+async def dcat_catalog(request: Request, services: Services, limit: Limit = DEFAULT_LIMIT,
+                       cursor: str | None = None) -> Response[bytes]:
     params = SearchParams(sort="newest", limit=limit, cursor=cursor)
-    base = (state.settings.public_url or str(request.base_url)).rstrip("/")
+    base = (services.settings.public_url or str(request.base_url)).rstrip("/")
 
     async def build() -> bytes:
-        async with state.read_sessionmaker() as db:
+        async with services.read_sessionmaker() as db:
             page = await read.find(db, None, params)
         after = None if page.next_cursor is None else f"{base}/v1/catalog?limit={limit}&cursor={page.next_cursor}"
-        document = catalog.catalog(base, state.settings.name, page.items, after)
+        document = catalog.catalog(base, services.settings.name, page.items, after)
         return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
-    body = await remembered(state.public_listings, ("catalog", base, limit, cursor), build)
+    body = await remembered(services.public_listings, ("catalog", base, limit, cursor), build)
     return Response(body, media_type="application/ld+json")

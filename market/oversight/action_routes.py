@@ -16,12 +16,12 @@ handlers — parse, one service call, commit, present.
 from typing import Annotated, Any, Literal
 
 from litestar import Request, Response, get, post
-from litestar.datastructures import State
 from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import idempotency
 from market.core.context import Ctx
+from market.core.services import Services
 from market.oversight import actions, acts, alerts, ledger_status
 from market.oversight.actions import ActionName
 from market.core.pagination import DEFAULT_LIMIT
@@ -104,8 +104,8 @@ async def list_approvals(db: AsyncSession, ctx: Ctx, limit: Limit = DEFAULT_LIMI
 
 @get("/v1/oversight/ledger", tags=["oversight"],
      summary="Ledger size, last checkpoint, integration lag, pending entries, witnesses (regulator, operator)")
-async def ledger(state: State, db: AsyncSession, ctx: Ctx) -> dict[str, Any]:
-    return await ledger_status.status(db, ctx, state.ledger)
+async def ledger(services: Services, db: AsyncSession, ctx: Ctx) -> dict[str, Any]:
+    return await ledger_status.status(db, ctx, services.ledger)
 
 
 ACTION_ROUTES = [draft_act, list_acts, list_enrollments, list_alerts, close_alert, take_action, regulator_approval,

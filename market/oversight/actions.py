@@ -112,7 +112,7 @@ async def perform(session: AsyncSession, ctx: Ctx, body: Any) -> dict[str, Any]:
     row = OversightAction(id=action_id, action=action, target=target, reason=reason, actor_id=ctx.user.id,
                           created_at=ctx.now)
     # The act's salted document holds the reason: its hash replaces a bare reason_sha256.
-    entry = await audit.record(session, "oversight.action", f"action:{row.id}", ctx.user.id,
+    entry = await audit.record(session, ctx, "oversight.action", f"action:{row.id}", ctx.user.id,
                                {"action": action, "target": target, "act": accepted.evidence})
     row.entry_sha256 = merkle.leaf_hash(canonical_entry(entry)).hex()
     session.add(row)

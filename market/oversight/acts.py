@@ -37,6 +37,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from market.core import audit
 
 from market.core import signing
+from market.accounts import signatures
 from market.accounts.enrollment import EnrollmentError, authority_id
 from market.accounts.models import RegulatorEnrollment
 from market.accounts.regulators import enrolled_key
@@ -182,7 +183,7 @@ async def accept(session: AsyncSession, ctx: Ctx, kind: str, body: Any, subject:
     if not signing.same(fields, {k: v for k, v in document.items() if k not in _COMMON}):
         raise Unprocessable("the act's fields are not as the market drafts them", kind="altered-document")
     signing.check_fresh(document, ctx.now, kind="stale-document")
-    key = await signing.verify_party_signature(session, ctx.user.id, signed.key_id, signed.signature, raw)
+    key = await signatures.verify_party_signature(session, ctx.user.id, signed.key_id, signed.signature, raw)
     try:
         authority = authority_id(ctx.settings.regulator_authority)
     except EnrollmentError:

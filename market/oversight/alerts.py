@@ -30,11 +30,13 @@ from market.core.context import Ctx
 from market.core.errors import NotFound
 from market.core.ids import new_id
 from market.oversight import acts
-from market.oversight.models import Alert, AlertedOrder, EvaluatorMark
+from market.oversight.models import Alert, AlertedOrder, EvaluatorMark, Refusal
 from market.core.pagination import page_of, paginate
+from market.core.services import Services
 from market.core.statemachine import Machine, Transition
 from market.registry.models import Asset
-from market.trading.models import Order, Refusal, TradeDocument
+from market.core.audit import TradeDocument
+from market.trading.models import Order
 from market.core.types import rfc3339, utcnow
 
 class AlertStatus(StrEnum):
@@ -339,14 +341,14 @@ async def evaluate(session: AsyncSession, ctx: Ctx, start: int | None = None) ->
     return opened, (after if more else None)
 
 
-async def evaluate_once(state: Any) -> list[str]:
+async def evaluate_once(services: Services) -> list[str]:
     """The clock's round: evaluate what is new, a batch per transaction, with a pause
     between batches (``BATCH_PAUSE``)."""
     opened: list[str] = []
     start: int | None = None
     while True:
-        async with state.sessionmaker() as session:
-            found, start = await evaluate(session, Ctx.system(state), start)
+        async with services.sessionmaker() as session:
+            found, start = await evaluate(session, Ctx.system(services), start)
             await session.commit()
         opened += found
         if start is None:

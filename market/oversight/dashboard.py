@@ -44,6 +44,7 @@ from litestar.static_files import create_static_files_router
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core.context import Ctx
+from market.core.services import Services
 from market.core.errors import DomainError
 from market.oversight import acts, dashboard_session
 from market.oversight.dashboard_data import (
@@ -82,7 +83,7 @@ def _key(state: State) -> bytes:
     """The session-signing key: its own random file beside the market's other keys."""
     key = getattr(state, "oversight_session_key", None)
     if key is None:
-        path = state.settings.keys_dir / KEY_FILE
+        path = state.services.settings.keys_dir / KEY_FILE
         MasterKey.load_or_create(path)  # creates it (0600, atomically) or checks mode and length
         key = path.read_bytes()
         state.oversight_session_key = key
@@ -126,7 +127,7 @@ Session = SignedIn
 
 
 async def current(request: Request, db: AsyncSession) -> Session | None:
-    return await dashboard_session.current(db, request.cookies.get(COOKIE), request.app.state.clock.now())
+    return await dashboard_session.current(db, request.cookies.get(COOKIE), request.app.state.services.clock.now())
 
 
 def _origin(request: Request) -> str:
@@ -176,7 +177,7 @@ def _page(session: Session, active: str, name: str, **values: Any) -> Response[s
 
 
 def _challenge(request: Request, nonce: str) -> bytes:
-    return dashboard_session.challenge(request.app.state.settings.ledger_origin, _origin(request), nonce)
+    return dashboard_session.challenge(request.app.state.services.settings.ledger_origin, _origin(request), nonce)
 
 
 def _sign_in_page(request: Request, status: int = 200, error: str | None = None) -> Response[str]:
@@ -210,12 +211,12 @@ class DashboardController(Controller):
     include_in_schema = False
 
     @get("/", name="oversight-dashboard")
-    async def overview(self, request: Request, db: AsyncSession, state: State, to: str | None = None,
+    async def overview(self, request: Request, db: AsyncSession, services: Services, to: str | None = None,
                        currency: str | None = None) -> Response[str]:
         session = await current(request, db)
         if session is None:
             return _sign_in_page(request)
-        ctx = Ctx.of(state, session.caller)
+        ctx = Ctx.of(services, session.caller)
         try:
             data = await overview_data(db, ctx, request.query_params.get("from"), to, currency or ctx.settings.currency)
         except DomainError as exc:
@@ -224,48 +225,49 @@ class DashboardController(Controller):
                      notice=request.query_params.get("notice"))
 
     @get("/alerts")
-    async def alerts(self, request: Request, db: AsyncSession, state: State, status: str = "open") -> Response[str]:
+    async def alerts(self, request: Request, db: AsyncSession, services: Services,
+                     status: str = "open") -> Response[str]:
         session = await current(request, db)
         if session is None:
             return _redirect(PATH)
-        ctx = Ctx.of(state, session.caller)
+        ctx = Ctx.of(services, session.caller)
         status = status if status in ("open", "closed") else "open"
         items = await alert_list(db, ctx, status)
         return _page(session, "alerts", "alerts.html", items=items, which=status,
                      notice=request.query_params.get("notice"))
 
     @get("/approvals")
-    async def approvals(self, request: Request, db: AsyncSession, state: State) -> Response[str]:
+    async def approvals(self, request: Request, db: AsyncSession, services: Services) -> Response[str]:
         session = await current(request, db)
         if session is None:
             return _redirect(PATH)
-        items = await approval_list(db, Ctx.of(state, session.caller))
+        items = await approval_list(db, Ctx.of(services, session.caller))
         return _page(session, "approvals", "approvals.html", items=items, notice=request.query_params.get("notice"))
 
     @get("/refusals")
-    async def refusals(self, request: Request, db: AsyncSession, state: State) -> Response[str]:
+    async def refusals(self, request: Request, db: AsyncSession, services: Services) -> Response[str]:
         session = await current(request, db)
         if session is None:
             return _redirect(PATH)
-        items = await refusal_list(db, Ctx.of(state, session.caller))
+        items = await refusal_list(db, Ctx.of(services, session.caller))
         return _page(session, "refusals", "refusals.html", items=items, notice=None)
 
     @get("/actions")
-    async def actions(self, request: Request, db: AsyncSession, state: State) -> Response[str]:
+    async def actions(self, request: Request, db: AsyncSession, services: Services) -> Response[str]:
         session = await current(request, db)
         if session is None:
             return _redirect(PATH)
-        items = await action_list(db, Ctx.of(state, session.caller))
+        items = await action_list(db, Ctx.of(services, session.caller))
         return _page(session, "actions", "actions.html", items=items, kinds=ACTION_NAMES,
                      target=request.query_params.get("target", ""), notice=request.query_params.get("notice"),
                      error=None)
 
     @get("/ledger")
-    async def ledger(self, request: Request, db: AsyncSession, state: State) -> Response[str]:
+    async def ledger(self, request: Request, db: AsyncSession, services: Services) -> Response[str]:
         session = await current(request, db)
         if session is None:
             return _redirect(PATH)
-        status = await ledger_status(db, Ctx.of(state, session.caller), state)
+        status = await ledger_status(db, Ctx.of(services, session.caller), services)
         return _page(session, "ledger", "ledger.html", info=status, notice=None)
 
     # --- session ---
@@ -279,9 +281,10 @@ class DashboardController(Controller):
                           notice=None)
         if not _may_sign_in_here(request):
             return _sign_in_page(request, 403, "https")
-        state = request.app.state
-        opened = await dashboard_session.sign_in(db, state.settings, state.clock.now(), _challenge(request, pre["n"]),
-                                                 form.get("public_key"), form.get("signature"))
+        services: Services = request.app.state.services
+        opened = await dashboard_session.sign_in(db, services.settings, services.clock.now(),
+                                                 _challenge(request, pre["n"]), form.get("public_key"),
+                                                 form.get("signature"))
         if isinstance(opened, str):
             await db.rollback()
             return _sign_in_page(request, 401 if opened == "bad-key" else 403, opened)
@@ -296,12 +299,12 @@ class DashboardController(Controller):
         form = await request.form()
         if session is not None and not _csrf_ok(request, form, session.csrf):
             return _forbidden(request, session, "csrf")
-        await dashboard_session.end(db, request.cookies.get(COOKIE), request.app.state.clock.now())
+        await dashboard_session.end(db, request.cookies.get(COOKIE), request.app.state.services.clock.now())
         await db.commit()
         return _redirect(PATH, cookies=[_cookie(request, COOKIE, "", 0)])
 
     @post("/acts/draft", status_code=200)
-    async def draft(self, request: Request, db: AsyncSession, state: State) -> Response[Any]:
+    async def draft(self, request: Request, db: AsyncSession, services: Services) -> Response[Any]:
         """The act to sign, for the page's script: JSON in, ``{"document", "signing_bytes"}`` out."""
         session = await current(request, db)
         if session is None:
@@ -315,7 +318,7 @@ class DashboardController(Controller):
                 return Response({"detail": "want {\"kind\": \"action\"|\"approval\"|\"alert_closure\", …}"},
                                 status_code=422, headers=_HEADERS)
             values = {k: v for k, v in body.items() if k != "kind"}
-            return Response(acts.draft(Ctx.of(state, session.caller), body["kind"], values), headers=_HEADERS)
+            return Response(acts.draft(Ctx.of(services, session.caller), body["kind"], values), headers=_HEADERS)
         except DomainError as exc:
             return Response({"detail": exc.detail}, status_code=exc.status, headers=_HEADERS)
         except ValueError:
@@ -334,12 +337,12 @@ class DashboardController(Controller):
         return session, form
 
     @post("/actions", status_code=303)
-    async def act(self, request: Request, db: AsyncSession, state: State) -> Response[str]:
+    async def act(self, request: Request, db: AsyncSession, services: Services) -> Response[str]:
         checked = await self._checked(request, db)
         if isinstance(checked, Response):
             return checked
         session, form = checked
-        ctx = Ctx.of(state, session.caller)
+        ctx = Ctx.of(services, session.caller)
         target = str(form.get("target") or "").strip()
         try:
             done = await perform_action(db, ctx, signed_form(form))
@@ -353,13 +356,13 @@ class DashboardController(Controller):
         return _redirect(f"{PATH}/actions?notice={_notice(f'{done} ✓ {target}')}")
 
     @post("/alerts/{alert_id:str}/closure", status_code=303)
-    async def close_alert(self, request: Request, db: AsyncSession, state: State, alert_id: str) -> Response[str]:
+    async def close_alert(self, request: Request, db: AsyncSession, services: Services, alert_id: str) -> Response[str]:
         checked = await self._checked(request, db)
         if isinstance(checked, Response):
             return checked
         session, form = checked
         try:
-            await close_alert_data(db, Ctx.of(state, session.caller), alert_id, signed_form(form))
+            await close_alert_data(db, Ctx.of(services, session.caller), alert_id, signed_form(form))
             await db.commit()
         except DomainError as exc:
             await db.rollback()
@@ -367,13 +370,13 @@ class DashboardController(Controller):
         return _redirect(f"{PATH}/alerts?notice={_notice(f'{alert_id} ✓')}")
 
     @post("/approvals/{order_id:str}", status_code=303)
-    async def decide(self, request: Request, db: AsyncSession, state: State, order_id: str) -> Response[str]:
+    async def decide(self, request: Request, db: AsyncSession, services: Services, order_id: str) -> Response[str]:
         checked = await self._checked(request, db)
         if isinstance(checked, Response):
             return checked
         session, form = checked
         try:
-            await decide_order(db, Ctx.of(state, session.caller), order_id, signed_form(form))
+            await decide_order(db, Ctx.of(services, session.caller), order_id, signed_form(form))
             await db.commit()
         except DomainError as exc:
             await db.rollback()

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from litestar.datastructures import State
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core.context import Ctx
+from market.core.services import Services
 from market.oversight import actions as oversight_actions
 from market.oversight import alerts as oversight_alerts
 from market.oversight import ledger_status as ledger_module
@@ -148,10 +148,10 @@ async def action_list(db: AsyncSession, ctx: Ctx) -> list[dict[str, Any]]:
     return await _walk(lambda limit, cursor: oversight_actions.list_actions(db, ctx, None, None, limit, cursor))
 
 
-async def ledger_status(db: AsyncSession, ctx: Ctx, state: State) -> dict[str, Any]:
+async def ledger_status(db: AsyncSession, ctx: Ctx, services: Services) -> dict[str, Any]:
     """What ``GET /v1/oversight/ledger`` answers, and the signed checkpoint."""
-    found = await ledger_module.status(db, ctx, state.ledger)
-    checkpoint = await state.ledger.checkpoint(db)
+    found = await ledger_module.status(db, ctx, services.ledger)
+    checkpoint = await services.ledger.checkpoint(db)
     return {**found, "checkpoint": checkpoint.text}
 
 

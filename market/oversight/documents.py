@@ -37,7 +37,7 @@ from ledger.store import Leaf
 from market.accounts.schemas import Role
 from market.core.audit import SALTED_SUFFIX
 from market.core.context import Ctx
-from market.trading.models import TradeDocument
+from market.core.audit import TradeDocument
 
 __all__ = ["CONFIDENTIAL_PREFIXES", "DEFAULT_LIMIT", "MAX_LIMIT", "SCAN_WINDOW", "is_confidential", "page",
            "salted_digests"]

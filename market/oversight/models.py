@@ -171,3 +171,18 @@ class DashboardSession(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Refusal(SQLModel, table=True):
+    """An attempt refused by a gate the regulator watches (export, self-dealing, core
+    data), kept though the request changed nothing else (``AttemptRefused``)."""
+
+    __tablename__ = "refusals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=40, index=True)  # the problem type: export-not-allowed, self-dealing
+    account_id: str = Field(foreign_key="accounts.id", index=True, max_length=40)
+    listing_id: str | None = Field(default=None, max_length=40)
+    asset_id: str | None = Field(default=None, max_length=40)
+    detail: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)

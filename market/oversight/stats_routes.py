@@ -9,13 +9,13 @@ providers and buyers 403, anonymous 401.
 from typing import Annotated, Any
 
 from litestar import Request, Response, get
-from litestar.datastructures import State
 from litestar.params import Parameter
 from litestar.response import Stream
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.schemas import Role
 from market.core.context import Ctx
+from market.core.services import Services
 from market.oversight import stats, trades
 from market.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
@@ -39,7 +39,7 @@ async def oversight_overview(
 @get("/v1/oversight/trades", tags=["oversight"],
      summary="Search trades (regulator, operator): paged JSON, or every row as CSV with Accept: text/csv")
 async def oversight_trades(
-        request: Request, state: State, db: AsyncSession, ctx: Ctx,
+        request: Request, services: Services, db: AsyncSession, ctx: Ctx,
         start: Annotated[str | None, Parameter(query="from", description="UTC date YYYY-MM-DD on created_at, "
                                                                          "inclusive")] = None,
         end: Annotated[str | None, Parameter(query="to", description="UTC date YYYY-MM-DD, exclusive")] = None,
@@ -51,7 +51,7 @@ async def oversight_trades(
     ctx.user.require(Role.regulator, Role.operator)
     filters = trades.TradeFilters(start, end, provider, buyer, category, grade, status, alerted)
     if CSV in request.headers.get("accept", "").lower():
-        return Stream(trades.csv_chunks(state.read_sessionmaker, filters, trades.CSV_BATCH),
+        return Stream(trades.csv_chunks(services.read_sessionmaker, filters, trades.CSV_BATCH),
                       headers={"content-type": "text/csv; charset=utf-8",
                                "content-disposition": 'attachment; filename="trades.csv"'})
     return Response(await trades.search(db, ctx, filters, limit, cursor))

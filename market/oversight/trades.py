@@ -43,11 +43,12 @@ from market.accounts.models import Account
 from market.accounts.schemas import Role
 from market.core.context import Ctx
 from market.core.errors import Unprocessable
-from market.oversight.models import AlertedOrder
+from market.core.events import AttemptRefused
+from market.oversight.models import AlertedOrder, Refusal
 from market.oversight.stats import moment, parse_day
 from market.core.pagination import check_limit, decode_cursor, page_of, paginate
 from market.registry.models import Asset
-from market.trading.models import Order, Refusal
+from market.trading.models import Order
 from market.trading.states import OrderStatus
 
 CSV_BATCH = 2000
@@ -219,6 +220,12 @@ def _refusal_cursor(cursor: str | None) -> int | None:
     if not value.startswith(_REFUSAL_PREFIX) or not value[len(_REFUSAL_PREFIX):].isdigit():
         raise Unprocessable("cursor is not one this API gave out", kind="bad-cursor")
     return int(value[len(_REFUSAL_PREFIX):])
+
+
+async def keep_refusal(session: AsyncSession, ctx: Ctx, refused: AttemptRefused) -> None:
+    """Keep a refused attempt for the regulator (subscriber of ``AttemptRefused``)."""
+    session.add(Refusal(kind=refused.kind, account_id=refused.account_id, listing_id=refused.listing_id,
+                        asset_id=refused.asset_id, detail=refused.detail, created_at=ctx.now))
 
 
 async def refusals(session: AsyncSession, ctx: Ctx, kind: str | None, limit: int,

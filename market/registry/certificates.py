@@ -77,7 +77,7 @@ async def issue(session: AsyncSession, asset: Asset, ctx: Ctx, entry_type: str, 
                 transfer: Transfer | None = None) -> None:
     """Write a new certificate and its ledger entry (``document_sha256``) in this transaction."""
     document = await certificate_document(session, asset, ctx, transfer)
-    entry = await audit.record(session, entry_type, f"asset:{asset.id}", ctx.actor, {
+    entry = await audit.record(session, ctx, entry_type, f"asset:{asset.id}", ctx.actor, {
         "registration_number": asset.registration_number, "holder": asset.provider_id,
         "revision": asset.registered_revision, "commitment_sha256": document["commitment"]["sha256"],
         "document_sha256": audit.document_digest(document), **extra,

@@ -14,9 +14,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import audit
 
+from market.accounts import signatures
 from market.core import signing
 from market.core.context import Ctx
 from market.core.errors import Unprocessable
+from market.core.events import AttemptRefused
 from market.registry import access
 from market.registry.assets import commitment_of, conflicts, revision
 from market.registry.models import Asset, AssetRevision
@@ -88,7 +90,7 @@ async def submit_claim(
         raise Unprocessable("the claim's rights are not a canonical list of holding, use, operation",
                             kind="altered-document")
     signing.check_fresh(claim, ctx.now, kind="stale-document")
-    await signing.verify_party_signature(session, asset.provider_id, key_id, signature, raw)
+    await signatures.verify_party_signature(session, asset.provider_id, key_id, signature, raw)
     # The claim is kept on its revision (and nowhere else): the registered revision's
     # claim stays as it was whatever happens to this one.
     rev.claim, rev.rights, rev.claim_key_id, rev.claim_signature = raw.decode(), json.dumps(rights), key_id, signature
@@ -109,9 +111,7 @@ async def submit_claim(
 async def keep_core_data_refusal(session: AsyncSession, ctx: Ctx, asset_id: str, detail: str) -> None:
     """Keep a refused attempt to register core data for the regulator (the attempt's own
     transaction is rolled back; this one commits the refusal alone)."""
-    from market.trading.models import Refusal
-
     await session.rollback()
-    session.add(Refusal(kind="core-data-refused", account_id=ctx.user.id, asset_id=asset_id, detail=detail,
-                        created_at=ctx.now))
+    await ctx.services.events.publish(session, ctx, AttemptRefused(kind="core-data-refused", account_id=ctx.user.id,
+                                                                   asset_id=asset_id, detail=detail))
     await session.commit()

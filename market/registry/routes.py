@@ -3,12 +3,12 @@
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, patch, post, put
-from litestar.datastructures import State
 from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import idempotency
 from market.core.context import Ctx
+from market.core.services import Services
 from market.core.errors import Unprocessable
 from market.core.ids import new_id
 from market.web.ledger_routes import subject_page
@@ -52,11 +52,11 @@ class AssetController(Controller):
     tags = ["registry"]
 
     @post("/", status_code=201, summary="Create a draft asset (verified provider)")
-    async def create(self, request: Request, state: State, db: AsyncSession, ctx: Ctx,
+    async def create(self, request: Request, services: Services, db: AsyncSession, ctx: Ctx,
                      data: AssetCreate) -> Response[AssetRead]:
         async def action() -> tuple[int, Any]:
             asset_id = new_id("ast")
-            _, wrapped = state.master_key.new_data_key(asset_id)
+            _, wrapped = services.content_key().new_data_key(asset_id)
             asset = await assets.create(db, ctx, data, wrapped, asset_id)
             return 201, await assets.read(db, asset, ctx.caller)
 
@@ -64,7 +64,7 @@ class AssetController(Controller):
 
     @get("/", summary="List assets (public ones, and the caller's own)")
     async def list_assets(
-        self, state: State, maybe_ctx: Ctx,
+        self, services: Services, maybe_ctx: Ctx,
         status: AssetStatus | None = None, provider: str | None = None, grade: Grade | None = None,
         category: str | None = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None,
     ) -> Response[Page[AssetRead]]:
@@ -73,7 +73,7 @@ class AssetController(Controller):
         caller = maybe_ctx.caller
 
         async def build() -> bytes:
-            async with state.read_sessionmaker() as db:
+            async with services.read_sessionmaker() as db:
                 page = await assets.list_assets(db, caller, status=status, provider=provider, grade=grade,
                                                 category=category, limit=limit, cursor=cursor)
             return Page[AssetRead](**page).model_dump_json().encode()
@@ -81,7 +81,7 @@ class AssetController(Controller):
         if caller is not None:
             return json_body(await build())
         key = (status, provider, grade, category, limit, cursor)
-        return json_body(await remembered(state.public_assets, key, build))
+        return json_body(await remembered(services.public_assets, key, build))
 
     @get("/{asset_id:str}", summary="One asset")
     async def get_asset(self, db: AsyncSession, maybe_ctx: Ctx, asset_id: str) -> AssetRead:
@@ -94,9 +94,10 @@ class AssetController(Controller):
         return await assets.read(db, asset, ctx.caller)
 
     @put("/{asset_id:str}/content", request_max_body_size=None, summary="Upload the content (raw body, streamed)")
-    async def upload(self, request: Request, state: State, db: AsyncSession, ctx: Ctx, asset_id: str) -> ContentRead:
+    async def upload(self, request: Request, services: Services, db: AsyncSession, ctx: Ctx,
+                     asset_id: str) -> ContentRead:
         rev = await content.upload(db, ctx, asset_id, request.stream(), request.headers.get("content-length"),
-                                   state.blobs, state.master_key)
+                                   services.blobs, services.content_key())
         return ContentRead(sha256=rev.sha256, size=rev.size, merkle_root=rev.merkle_root, chunk_size=rev.chunk_size,
                            revision=rev.revision)
 
@@ -135,15 +136,15 @@ class AssetController(Controller):
         return Page(items=await objections.list_objections(db, ctx, asset_id), next_cursor=None)
 
     @get("/{asset_id:str}/certificate", summary="Registration certificate bundle (LEDGER.md §6)")
-    async def certificate(self, state: State, db: AsyncSession, maybe_ctx: Ctx, asset_id: str) -> dict[str, Any]:
+    async def certificate(self, services: Services, db: AsyncSession, maybe_ctx: Ctx, asset_id: str) -> dict[str, Any]:
         asset = await access.load(db, asset_id, maybe_ctx.caller)
-        return await certificates.registration_certificate(db, state.ledger, asset)
+        return await certificates.registration_certificate(db, services.ledger, asset)
 
     @get("/{asset_id:str}/history", summary="Every ledger entry about the asset, pending ones included (paged)")
-    async def history(self, state: State, db: AsyncSession, maybe_ctx: Ctx, asset_id: str,
+    async def history(self, services: Services, db: AsyncSession, maybe_ctx: Ctx, asset_id: str,
                       limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> dict[str, Any]:
         await access.load(db, asset_id, maybe_ctx.caller)
-        return await subject_page(db, state.ledger, f"asset:{asset_id}", limit, cursor)
+        return await subject_page(db, services.ledger, f"asset:{asset_id}", limit, cursor)
 
     @post("/{asset_id:str}/cancellation", status_code=200, summary="Cancel a registration (holder)")
     async def cancel(self, db: AsyncSession, ctx: Ctx, asset_id: str, data: CancelRequest) -> AssetRead:

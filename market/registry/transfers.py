@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from market.core import audit
 
 from market.core import signing
+from market.accounts import signatures
 from market.accounts.models import Account
 from market.accounts.schemas import AccountStatus, Role
 from market.core.context import Ctx
@@ -83,7 +84,7 @@ async def propose_transfer(
         raise Unprocessable("the transfer names no other party", kind="altered-document")
     await _transfer_target(session, to)
     signing.check_fresh(document, ctx.now)
-    await signing.verify_party_signature(session, asset.provider_id, key_id, signature, raw)
+    await signatures.verify_party_signature(session, asset.provider_id, key_id, signature, raw)
     transfer = Transfer(id=new_id("trf"), asset_id=asset.id, from_id=asset.provider_id, to_id=to,  # type: ignore[call-arg]  # status: the machine's create sets it
                         document=raw.decode(), from_key_id=key_id, from_signature=signature, created_at=ctx.now)
     await TRANSFER.create(session, transfer, ctx, {"transfer": transfer.id,
@@ -110,7 +111,7 @@ async def accept_transfer(session: AsyncSession, ctx: Ctx, transfer_id: str, key
     if rev is None or not signing.same(json.loads(transfer.document)["commitment"], commitment_of(rev)):
         raise Conflict("the asset's registered content changed since the proposal; ask for a new one",
                        kind="concurrent-update")
-    await signing.verify_party_signature(session, caller.id, key_id, signature, transfer.document.encode())
+    await signatures.verify_party_signature(session, caller.id, key_id, signature, transfer.document.encode())
     # The asset's row first: of racing acceptances the second waits here, then finds the
     # version changed (409), before it has touched any other row (no lock-order deadlock).
     await ASSET.move(session, asset, "transfer", ctx,

@@ -183,11 +183,7 @@ def keys_show() -> None:
 async def _create_staff(settings: Settings, name: str, role: str) -> str:
     from market.wiring.bootstrap import create_staff_account
 
-    engine = db.make_engine(settings.sqlalchemy_url)
-    try:
-        return await create_staff_account(settings, engine, name, role)
-    finally:
-        await engine.dispose()
+    return await create_staff_account(settings, name, role)
 
 
 @main.group("admin")
@@ -219,11 +215,7 @@ def create_regulator(enrollment: Path) -> None:
         raise click.ClickException(f"cannot read the enrollment {enrollment}: {exc.strerror}") from None
 
     async def go() -> str:
-        engine = db.make_engine(settings.sqlalchemy_url)
-        try:
-            return await create_regulator_account(settings, engine, content)
-        finally:
-            await engine.dispose()
+        return await create_regulator_account(settings, content)
 
     try:
         token = _run(go())

@@ -8,22 +8,6 @@ order's transactions), ``returns`` (money that goes back), ``delivery``, ``proof
 
 An order follows its listing: when the listing is delisted (by its holder, or by the
 market because its asset changed hands, was cancelled or revoked) its unpaid orders end
-in the same transaction (the observer below).
+in the same transaction (``settlement.end_with_listing``, a subscriber of the listing's
+moves in ``market.wiring.subscribers``).
 """
-
-from typing import Any
-
-from sqlmodel.ext.asyncio.session import AsyncSession
-
-from market.core.context import Ctx
-from market.listings.states import LISTING
-
-
-async def _listing_moved(session: AsyncSession, listing: Any, action: str, ctx: Ctx) -> None:
-    if action == "delist":
-        from market.trading import settlement
-
-        await settlement.end_with_listing(session, ctx, listing)
-
-
-LISTING.observers.append(_listing_moved)

@@ -13,16 +13,14 @@ market ended unpaid are cancelled after theirs. The clock retries both
 (``settle_gateway_work``) when the gateway did not answer.
 """
 
-from typing import Any
-
 from sqlalchemy import select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.core.audit import LEDGER_KEY
 from market.core.context import Ctx
 from market.core.errors import DomainError
 from market.core.logs import log
 from market.core.money import Money
+from market.core.services import Services
 from market.payments.gateway import GatewayError, PaymentState, WebhookEvent, payment_key, return_key
 from market.payments.models import record_event
 from market.trading import documents, returns, settlement
@@ -34,61 +32,56 @@ class GatewayUnavailable(DomainError):
     status, kind, title = 502, "payment-gateway-unavailable", "Payment gateway unavailable"
 
 
-def _writer(state: Any) -> AsyncSession:
-    session: AsyncSession = state.sessionmaker()
-    session.info[LEDGER_KEY] = state.ledger
-    return session
-
-
-async def ensure_intent(state: Any, order_id: str, *, retry: bool = False) -> None:
+async def ensure_intent(services: Services, order_id: str, *, retry: bool = False) -> None:
     """Give a card order awaiting payment its PaymentIntent (once; idempotent at the
     gateway); with ``retry``, a failed one a new attempt."""
-    async with state.read_sessionmaker() as s:
+    async with services.read_sessionmaker() as s:
         order = await s.get(Order, order_id)
-    gateway = state.stripe
+    gateway = services.stripe
     if order is None or gateway is None or order.payment_method != "stripe" or order.status not in PAYABLE:
         return
     if order.intent_id is not None and not (retry and order.status == OrderStatus.payment_failed):
         return
     if order.intent_id is not None:  # the buyer holds its client secret: it must not pay as well
-        await stop_payment(state, order.id, order.intent_id)
+        await stop_payment(services, order.id, order.intent_id)
     attempt = order.payment_attempt + 1
     try:
         start = await gateway.start(order.id, order.price, order.currency, payment_key(order.id, attempt))
     except GatewayError as exc:
         raise GatewayUnavailable(f"order {order.id} is placed, but the card gateway did not answer ({exc}); send "
                                  "the same request (same Idempotency-Key) again to retry") from None
-    async with _writer(state) as session:
+    async with services.sessionmaker() as session:
         order = await session.get_one(Order, order_id, populate_existing=True)
         if order.payment_attempt >= attempt or order.status not in PAYABLE:
             return  # another request got there first
-        ctx = Ctx.system(state)
+        ctx = Ctx.system(services)
         await ORDER.move(session, order, "start_payment", ctx, intent_id=start.intent_id,
                          client_secret=start.client_secret, payment_attempt=attempt, updated_at=ctx.now)
-        await documents.record(session, "trade.payment_started", f"order:{order.id}",
+        await documents.record(session, ctx, "trade.payment_started", f"order:{order.id}",
                                {"order": order.id, "attempt": attempt, "intent": start.intent_id})
         await session.commit()
 
 
-async def on_event(state: Any, event: WebhookEvent) -> str:
+async def on_event(services: Services, event: WebhookEvent) -> str:
     """Act on a verified webhook event once; returns what was done."""
-    gateway = state.stripe
+    gateway = services.stripe
     if event.intent_id is None or event.type not in ("payment_intent.succeeded", "payment_intent.payment_failed"):
-        return await _record_only(state, event, "ignored")
+        return await _record_only(services, event, "ignored")
+    assert gateway is not None  # the gateway verified the event (the webhook route refuses without one)
     try:
         intent = await gateway.fetch(event.intent_id)  # the truth, re-read outside any transaction
     except GatewayError as exc:  # the gateway sends the event again later
         raise GatewayUnavailable(f"could not re-read {event.intent_id} ({exc})") from None
-    async with _writer(state) as session:
+    async with services.sessionmaker() as session:
         order = await _order_of(session, intent)
-        outcome, given_back = await _act(session, Ctx.system(state), order, intent, event)
+        outcome, given_back = await _act(session, Ctx.system(services), order, intent, event)
         if outcome is None:
             return "duplicate"
         await session.commit()
     if given_back is not None:  # after the commit, outside any transaction
-        await refund_return(state, given_back)
+        await refund_return(services, given_back)
     if outcome == "not-settleable":
-        await cancel_intents_due(state)
+        await cancel_intents_due(services)
     return outcome
 
 
@@ -123,8 +116,8 @@ async def _act(session: AsyncSession, ctx: Ctx, order: Order | None, intent: Pay
     return outcome, None
 
 
-async def _record_only(state: Any, event: WebhookEvent, outcome: str) -> str:
-    async with _writer(state) as session:
+async def _record_only(services: Services, event: WebhookEvent, outcome: str) -> str:
+    async with services.sessionmaker() as session:
         if not await record_event(session, event, outcome):
             return "duplicate"
         await session.commit()
@@ -158,15 +151,15 @@ def _outcome(order: Order | None, intent: PaymentState, event: WebhookEvent) -> 
     return "ignored"
 
 
-async def stop_payment(state: Any, order_id: str, intent_id: str) -> None:
+async def stop_payment(services: Services, order_id: str, intent_id: str) -> None:
     """Before a card order is cancelled, or a new attempt made: cancel its PaymentIntent at
     the gateway, so it can no longer be paid. If the payment already went through (or is
     processing), the cancellation or the new attempt is refused (``409 payment-received``):
     the webhook settles the order, and a dispute may refund it."""
-    if state.stripe is None:
+    if services.stripe is None:
         return
     try:
-        intent = await state.stripe.cancel(intent_id)
+        intent = await services.stripe.cancel(intent_id)
     except GatewayError as exc:
         raise GatewayUnavailable(f"could not cancel the card payment of order {order_id} ({exc}); try again") \
             from None
@@ -180,11 +173,11 @@ async def stop_payment(state: Any, order_id: str, intent_id: str) -> None:
 # -- giving back, after the commit ---------------------------------------------------------
 
 
-async def refund_return(state: Any, return_id: int) -> bool:
+async def refund_return(services: Services, return_id: int) -> bool:
     """Refund a pending card payment return at the gateway (idempotency key from the order
     and the intent), then store the refund's id. False if it is left for the next try."""
-    gateway = state.stripe
-    async with state.read_sessionmaker() as s:
+    gateway = services.stripe
+    async with services.read_sessionmaker() as s:
         row = await s.get(PaymentReturn, return_id)
     if row is None or returns.status_of(row) != returns.PENDING or gateway is None:
         return False
@@ -195,30 +188,30 @@ async def refund_return(state: Any, return_id: int) -> bool:
         log.warning("payment return not refunded yet; the clock tries again", order=row.order_id,
                     intent=intent_id, error=str(exc))
         return False
-    async with _writer(state) as session:
+    async with services.sessionmaker() as session:
         await session.execute(update(PaymentReturn).where(
             PaymentReturn.id == return_id, returns.pending_at_gateway())  # type: ignore[arg-type]
-            .values(refund_reference=f"stripe:{result.refund_id}", refunded_at=Ctx.system(state).now))
+            .values(refund_reference=f"stripe:{result.refund_id}", refunded_at=Ctx.system(services).now))
         await session.commit()
     return True
 
 
-async def cancel_intents_due(state: Any, limit: int = 100) -> int:
+async def cancel_intents_due(services: Services, limit: int = 100) -> int:
     """Cancel at the gateway the PaymentIntents of orders the market ended unpaid. One
     that was paid meanwhile is not an error: its webhook gives the money back."""
-    if state.stripe is None:
+    if services.stripe is None:
         return 0
-    async with state.read_sessionmaker() as s:
+    async with services.read_sessionmaker() as s:
         due = (await s.execute(select(Order.id, Order.intent_to_cancel).where(
             Order.intent_to_cancel.is_not(None)).limit(limit))).all()  # type: ignore[union-attr]
     done = 0
     for order_id, intent_id in due:
         try:
-            await state.stripe.cancel(intent_id)
+            await services.stripe.cancel(intent_id)
         except GatewayError as exc:
             log.warning("PaymentIntent not cancelled yet; the clock tries again", order=order_id, error=str(exc))
             continue
-        async with _writer(state) as session:
+        async with services.sessionmaker() as session:
             # Bookkeeping beside the order's state (no version bump: no move of the order races with it).
             await session.execute(update(Order).where(Order.id == order_id,  # type: ignore[arg-type]
                                                       Order.intent_to_cancel == intent_id)
@@ -228,13 +221,13 @@ async def cancel_intents_due(state: Any, limit: int = 100) -> int:
     return done
 
 
-async def settle_gateway_work(state: Any, limit: int = 100) -> None:
+async def settle_gateway_work(services: Services, limit: int = 100) -> None:
     """The clock's round: intents still to cancel, card payment returns still to refund."""
-    await cancel_intents_due(state, limit)
-    if state.stripe is None:
+    await cancel_intents_due(services, limit)
+    if services.stripe is None:
         return
-    async with state.read_sessionmaker() as s:
+    async with services.read_sessionmaker() as s:
         pending = (await s.execute(select(PaymentReturn.id).where(returns.pending_at_gateway())
                                    .order_by(PaymentReturn.id).limit(limit))).scalars().all()  # type: ignore[arg-type]
     for return_id in pending:
-        await refund_return(state, return_id)
+        await refund_return(services, return_id)

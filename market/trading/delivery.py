@@ -62,10 +62,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger import entry as entries
 from market.accounts.models import Account
-from market.core.audit import LEDGER_KEY
 from market.web.auth import Caller
 from market.core.context import Ctx
 from market.core.errors import Conflict, DomainError, Forbidden, NotFound
+from market.core.services import Services
 from market.listings.models import Listing
 from market.core.logs import log
 from market.registry.models import Asset, AssetRevision
@@ -125,9 +125,9 @@ async def check_access(session: AsyncSession, ctx: Ctx, order_id: str) -> tuple[
     return order, asset
 
 
-async def _recheck(state: Any, order_id: str, buyer_id: str) -> str | None:
+async def _recheck(services: Services, order_id: str, buyer_id: str) -> str | None:
     """Why access has ended since the download began, or None: everything read afresh."""
-    async with state.read_sessionmaker() as session:
+    async with services.read_sessionmaker() as session:
         order = await session.get(Order, order_id)
         if order is None:
             return f"order {order_id} is gone"
@@ -135,7 +135,7 @@ async def _recheck(state: Any, order_id: str, buyer_id: str) -> str | None:
         listing = await session.get(Listing, order.listing_id)
         account = await session.get_one(Account, buyer_id)
         try:
-            _refuse(order, asset, listing, account.suspended, state.clock.now())
+            _refuse(order, asset, listing, account.suspended, services.clock.now())
         except DomainError as exc:
             return exc.detail
         return None
@@ -270,7 +270,7 @@ class Sending:
     """One download under way: an async iterator of the plaintext pieces to send, and a
     tally of what the server confirms sent (``sent``), recorded by ``finish``."""
 
-    state: Any
+    services: Services
     order_id: str
     buyer_id: str
     revision: int
@@ -306,11 +306,11 @@ class Sending:
         if self.stopped is not None or self._pieces is _CLOSED:
             raise StopAsyncIteration
         if self._pieces is None:
-            blobs: BlobStore = self.state.blobs
+            blobs: BlobStore = self.services.blobs
             self._pieces = aiter(blobs.open_range(self.blob_id, self.data_key, self.byte_range.first,
                                                   self.byte_range.last + 1))
         elif time.monotonic() - self._checked_at >= self.recheck_seconds:
-            why = await _recheck(self.state, self.order_id, self.buyer_id)
+            why = await _recheck(self.services, self.order_id, self.buyer_id)
             self._checked_at = time.monotonic()
             if why is not None:
                 self.stopped = f"access ended: {why}"
@@ -353,13 +353,11 @@ class Sending:
             return None
         first = self.byte_range.first
         last = first + self.bytes_sent - 1
-        state = self.state
-        ctx = Ctx.system(state)
+        ctx = Ctx.system(self.services)
         short = self.stopped is not None or self.bytes_sent != self.byte_range.length
         receipt = receipts.receipt(self.order_id, self.revision, first, last, self._digest.hexdigest(), ctx.now,
                                    (self.byte_range.first, self.byte_range.last) if short else None)
-        async with state.sessionmaker() as session:
-            session.info[LEDGER_KEY] = state.ledger
+        async with self.services.sessionmaker() as session:
             try:
                 await receipts.add(session, ctx, receipt)
                 await session.commit()
@@ -372,16 +370,16 @@ class Sending:
 _CLOSED: Any = object()
 
 
-async def open_delivery(session: AsyncSession, ctx: Ctx, state: Any, order_id: str, wanted: int | None,
+async def open_delivery(session: AsyncSession, ctx: Ctx, order_id: str, wanted: int | None,
                         range_header: str | None, if_range: str | None = None) -> Sending:
     """Check access, choose the revision and the range: what this request will send.
     The caller ends its transaction before streaming (none is held meanwhile)."""
     order, asset = await check_access(session, ctx, order_id)
-    rev = await choose_revision(session, state.ledger, order, asset, wanted)
+    rev = await choose_revision(session, ctx.services.ledger, order, asset, wanted)
     etag = etag_of(rev)
     byte_range = parse_range(range_header, rev.size, if_range, etag)
-    master_key: MasterKey = state.master_key
-    return Sending(state=state, order_id=order.id, buyer_id=order.buyer_id, revision=rev.revision,
+    master_key: MasterKey = ctx.services.content_key()
+    return Sending(services=ctx.services, order_id=order.id, buyer_id=order.buyer_id, revision=rev.revision,
                    blob_id=rev.blob_id, data_key=master_key.unwrap(asset.id, asset.wrapped_key), size=rev.size,
                    byte_range=byte_range or ByteRange(0, rev.size - 1), partial=byte_range is not None,
                    repr_sha256=rev.sha256, etag=etag)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import anyio
 from litestar import Request, get
 from litestar.background_tasks import BackgroundTask, BackgroundTasks
-from litestar.datastructures import Cookie, State
+from litestar.datastructures import Cookie
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.response import Stream
@@ -17,6 +17,7 @@ from litestar.types import Receive, Send
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core.context import Ctx
+from market.core.services import Services
 from market.core.logs import log
 from market.trading import access, delivery, proofs, receipts
 from market.trading.delivery import Sending
@@ -85,9 +86,9 @@ _CONTENT_RESPONSES = {
 @get("/v1/orders/{order_id:str}/content", tags=["orders"], media_type="application/octet-stream",
      summary="The data, decrypted and streamed (the order's buyer, while access lasts); Range supported",
      responses=_CONTENT_RESPONSES)
-async def order_content(request: Request, state: State, db: AsyncSession, ctx: Ctx, order_id: str,
+async def order_content(request: Request, db: AsyncSession, ctx: Ctx, order_id: str,
                         revision: Revision = None) -> DeliveryStream:
-    sending = await delivery.open_delivery(db, ctx, state, order_id, revision, request.headers.get("range"),
+    sending = await delivery.open_delivery(db, ctx, order_id, revision, request.headers.get("range"),
                                            request.headers.get("if-range"))
     await db.rollback()  # no transaction is held while the body streams
     return DeliveryStream(sending, status_code=206 if sending.partial else 200, headers=sending.headers(),
@@ -97,20 +98,20 @@ async def order_content(request: Request, state: State, db: AsyncSession, ctx: C
 @get("/v1/orders/{order_id:str}/content/proof", tags=["orders"],
      summary="RFC 9162 inclusion proof of one chunk in the content's Merkle tree (the order's buyer)",
      responses={409: _CONTENT_RESPONSES[409]})
-async def order_content_proof(state: State, db: AsyncSession, ctx: Ctx, order_id: str,
+async def order_content_proof(db: AsyncSession, ctx: Ctx, order_id: str,
                               chunk: Annotated[int, Parameter(ge=0, le=INT32_MAX, description="the chunk's index, from 0")],
                               revision: Revision = None) -> dict[str, Any]:
-    return await proofs.proof(db, ctx, state, order_id, chunk, revision)
+    return await proofs.proof(db, ctx, order_id, chunk, revision)
 
 
 @get("/v1/orders/{order_id:str}/deliveries", tags=["orders"],
      summary="The order's delivery receipts, each with its inclusion proof into its batch's ledger entry "
              "(buyer, holder, staff)")
-async def order_deliveries(state: State, db: AsyncSession, ctx: Ctx, order_id: str,
+async def order_deliveries(services: Services, db: AsyncSession, ctx: Ctx, order_id: str,
                            limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
                            cursor: str | None = None) -> dict[str, Any]:
     order = await access.load(db, order_id, ctx.user)
-    return await receipts.listing(db, state.ledger, order, limit, cursor)
+    return await receipts.listing(db, services.ledger, order, limit, cursor)
 
 
 ROUTES = [order_content, order_content_proof, order_deliveries]

@@ -55,9 +55,10 @@ from market.accounts.schemas import Role, Strict
 from market.web.auth import Caller
 from market.core.context import Ctx
 from market.core.errors import Conflict, DomainError, Unprocessable
+from market.core.events import OrderRefunded
 from market.core.ids import new_id
 from market.core.money import Money
-from market.oversight import stats
+from market.core.services import Services
 from market.payments.gateway import GatewayError, refund_key
 from market.trading import access, documents, returns
 from market.trading.models import Dispute, Order
@@ -127,7 +128,7 @@ async def open_dispute(session: AsyncSession, ctx: Ctx, order_id: str, data: Dis
     dispute = Dispute(id=new_id("dsp"), order_id=order.id, buyer_id=order.buyer_id, reason=data.reason,
                       status=DisputeStatus.open, created_at=ctx.now)
     await DISPUTE.create(session, dispute, ctx, {})
-    await documents.record(session, "trade.disputed", f"order:{order.id}", {
+    await documents.record(session, ctx, "trade.disputed", f"order:{order.id}", {
         "order": order.id, "dispute": dispute.id,
         "reason_salted_sha256": await audit.salted(session, f"order:{order.id}", "trade.disputed",
                                                    {"reason": data.reason})})
@@ -183,7 +184,7 @@ async def resolve(session: AsyncSession, ctx: Ctx, dispute_id: str,
         if data.reference is not None:
             raise Unprocessable("a reference is given only with a refund", kind="reference-not-expected")
         await DISPUTE.move(session, dispute, "reject", ctx, resolution_reason=data.reason, resolved_at=ctx.now)
-        await documents.record(session, "trade.dispute_rejected", f"order:{order.id}", document)
+        await documents.record(session, ctx, "trade.dispute_rejected", f"order:{order.id}", document)
         return dispute, order, None
     if data.reference is not None and order.payment_method != "bank_transfer":
         raise Unprocessable(f"order {order.id} was paid by {order.payment_method}; a reference is given only for "
@@ -196,8 +197,8 @@ async def resolve(session: AsyncSession, ctx: Ctx, dispute_id: str,
     await DISPUTE.move(session, dispute, "refund", ctx, resolution_reason=data.reason, resolved_at=ctx.now)
     await ORDER.move(session, order, "refund", ctx, refunded_at=ctx.now, refund_reference=reference,
                      updated_at=ctx.now)
-    await stats.count_refunded(session, order)
-    await documents.record(session, "trade.refunded", f"order:{order.id}", {
+    await ctx.services.events.publish(session, ctx, OrderRefunded(order))
+    await documents.record(session, ctx, "trade.refunded", f"order:{order.id}", {
         **document, "amount": {"amount": order.price, "currency": order.currency}, "method": order.payment_method})
     return dispute, order, _gateway_refund(dispute, order)
 
@@ -211,11 +212,11 @@ def _gateway_refund(dispute: Dispute, order: Order) -> GatewayRefund | None:
                          idempotency_key=refund_key(order.id, dispute.id))
 
 
-async def refund_at_gateway(state: Any, session: AsyncSession, refund: GatewayRefund) -> str:
+async def refund_at_gateway(services: Services, session: AsyncSession, refund: GatewayRefund) -> str:
     """Make the card refund, then store its id in a second transaction on ``session``
     (whose first transaction the caller committed: no transaction is open during the
     gateway call). Returns the ``refund_reference``; 502 if the gateway did not refund."""
-    gateway = state.stripe
+    gateway = services.stripe
     if gateway is None:
         raise GatewayUnavailable(f"order {refund.order_id} is refunded and its access ended, but card payments are "
                                  "not enabled on this market now; the card refund is still due")

@@ -13,13 +13,13 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import audit
-from market.core.context import MARKET_ACTOR
+from market.core.context import MARKET_ACTOR, Ctx
 
 
-async def record(session: AsyncSession, type: str, subject: str, document: dict[str, Any]) -> tuple[dict[str, Any],
-                                                                                                   dict[str, Any]]:
+async def record(session: AsyncSession, ctx: Ctx, type: str, subject: str,
+                 document: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Append the confidential entry of ``document`` (salted and kept by
     ``audit.keep_salted``). Returns ``(entry, salted document)``."""
     digest, full = await audit.keep_salted(session, subject, type, document)
-    entry = await audit.record(session, type, subject, MARKET_ACTOR, {"document_sha256": digest})
+    entry = await audit.record(session, ctx, type, subject, MARKET_ACTOR, {"document_sha256": digest})
     return entry, full

@@ -77,23 +77,6 @@ class Order(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-class TradeDocument(SQLModel, table=True):
-    """Every salted document the ledger commits to: the document behind each confidential
-    entry (LEDGER.md §2: the entry holds only ``document_sha256``), and each salted
-    detail (``audit.salted``: a reason, a draft's commitment, a count) an entry or a
-    document names by ``*_salted_sha256``. The parties get theirs in bundles, regulators
-    all of them (``GET /v1/oversight/documents``)."""
-
-    __tablename__ = "trade_documents"
-
-    id: int | None = Field(default=None, primary_key=True)
-    subject: str = Field(max_length=60, index=True)  # order:ord_… / payout:pay_… / asset:… (salted details)
-    type: str = Field(max_length=40)  # the entry type
-    document: str = Field(sa_column=Column(Text, nullable=False))  # canonical JSON, salt included
-    document_sha256: str = Field(max_length=64, unique=True)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
 class PaymentReturn(SQLModel, table=True):
     """Money that reached the market for an order it did not (or no longer could) settle
     with it: a card payment of an order ended meanwhile, or of a superseded attempt; a
@@ -182,18 +165,3 @@ class Payout(SQLModel, table=True):
     reference: str = Field(max_length=255)
     recorded_by: str = Field(foreign_key="accounts.id", max_length=40)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
-class Refusal(SQLModel, table=True):
-    """An ordering attempt refused by a gate the regulator watches (export, self-dealing),
-    kept though the request changed nothing else."""
-
-    __tablename__ = "refusals"
-
-    id: int | None = Field(default=None, primary_key=True)
-    kind: str = Field(max_length=40, index=True)  # the problem type: export-not-allowed, self-dealing
-    account_id: str = Field(foreign_key="accounts.id", index=True, max_length=40)
-    listing_id: str | None = Field(default=None, max_length=40)
-    asset_id: str | None = Field(default=None, max_length=40)
-    detail: str = Field(sa_column=Column(Text, nullable=False))
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)

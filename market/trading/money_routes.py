@@ -12,12 +12,12 @@ controllers — parse, one service call, commit, present.
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
-from litestar.datastructures import State
 from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import idempotency
 from market.core.context import Ctx
+from market.core.services import Services
 from market.trading import disputes, statements
 from market.trading.disputes import DisputeView, ResolutionBody
 from market.trading.schemas import DisputeCreate, PayoutCreate, PayoutRead
@@ -51,12 +51,12 @@ async def get_dispute(db: AsyncSession, ctx: Ctx, dispute_id: str) -> DisputeVie
 
 @post("/v1/disputes/{dispute_id:str}/resolution", status_code=200, tags=["orders"],
       summary="Refund or reject a dispute (operator); a refund ends access at once")
-async def resolve_dispute(state: State, db: AsyncSession, ctx: Ctx, dispute_id: str,
+async def resolve_dispute(services: Services, db: AsyncSession, ctx: Ctx, dispute_id: str,
                           data: ResolutionBody) -> DisputeView:
     dispute, order, card_refund = await disputes.resolve(db, ctx, dispute_id, data)
     await db.commit()  # access ends here, before any money moves
     if card_refund is not None:
-        await disputes.refund_at_gateway(state, db, card_refund)
+        await disputes.refund_at_gateway(services, db, card_refund)
         dispute, order = await disputes.load(db, dispute_id, ctx.user)
     return disputes.dispute_read(dispute, order)
 

@@ -6,7 +6,7 @@ plan the caller may see (404); not one's own listing (``422 self-dealing``); an
 orderable listing (``409 not-orderable``); a purpose the licence allows
 (``422 purpose-not-licensed``); the export gate (``403 export-not-allowed``). The
 self-dealing and export refusals are kept for the regulator (``Refused``: the route
-stores the refusal in a transaction of its own, as the order's rolls back).
+publishes the refusal in a transaction of its own, as the order's rolls back).
 """
 
 import json
@@ -18,17 +18,19 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from market.core import audit
 
 from market.core import signing
+from market.accounts import signatures
 from market.accounts.models import Account
 from market.accounts.schemas import Role
 from market.core.context import Ctx
 from market.core.errors import Conflict, DomainError, Forbidden, NotFound, Unprocessable
+from market.core.events import AttemptRefused
 from market.core.ids import new_id
 from market.listings import access as listing_access
 from market.listings.models import Listing
 from market.listings.schemas import without_buyers
 from market.registry.models import Asset
 from market.trading import access, documents
-from market.trading.models import Order, Refusal
+from market.trading.models import Order
 from market.trading.schemas import OrderCreate
 from market.trading.states import ORDER, OrderStatus
 from market.core.types import rfc3339
@@ -44,7 +46,7 @@ class Refused(Exception):
     ``refusal`` is kept (in a transaction of its own) though nothing else changes."""
 
     problem: DomainError
-    refusal: Refusal
+    refusal: AttemptRefused
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,8 @@ async def _gates(session: AsyncSession, ctx: Ctx, wanted: Wanted) -> tuple[Accou
     asset = await session.get_one(Asset, listing.asset_id)
     if listing.provider_id == buyer.id:
         raise Refused(Unprocessable("a provider cannot buy its own listing", kind="self-dealing"),
-                      Refusal(kind="self-dealing", account_id=buyer.id, listing_id=listing.id, asset_id=asset.id,
-                              detail=f"{buyer.id} ordered its own listing {listing.id}", created_at=ctx.now))
+                      AttemptRefused(kind="self-dealing", account_id=buyer.id, listing_id=listing.id,
+                                     asset_id=asset.id, detail=f"{buyer.id} ordered its own listing {listing.id}"))
     if not await listing_access.is_orderable(session, listing.id):
         raise Conflict(f"listing {listing.id} cannot be ordered now (paused, delisted, frozen, or its asset is "
                        "not registered)", kind="not-orderable")
@@ -99,9 +101,8 @@ async def _gates(session: AsyncSession, ctx: Ctx, wanted: Wanted) -> tuple[Accou
         why = "the asset is not cleared for export" if not asset.export_allowed else "the licence is domestic only"
         raise Refused(Forbidden(f"{why}: it cannot go to a buyer in {buyer.jurisdiction} (market: {home})",
                                 kind="export-not-allowed"),
-                      Refusal(kind="export-not-allowed", account_id=buyer.id, listing_id=listing.id,
-                              asset_id=asset.id, detail=f"{why}; buyer jurisdiction {buyer.jurisdiction}",
-                              created_at=ctx.now))
+                      AttemptRefused(kind="export-not-allowed", account_id=buyer.id, listing_id=listing.id,
+                                     asset_id=asset.id, detail=f"{why}; buyer jurisdiction {buyer.jurisdiction}"))
     free = plan["model"] == "free"
     if free != (wanted.payment_method == "free"):
         raise Unprocessable("a free plan is ordered with payment_method free, and only a free plan is",
@@ -134,7 +135,7 @@ async def _signed(session: AsyncSession, ctx: Ctx, data: OrderCreate) -> tuple[W
     if document["buyer"] != ctx.user.id:
         raise Unprocessable("the order document names another buyer", kind="altered-document")
     signing.check_fresh(document, ctx.now)
-    await signing.verify_party_signature(session, ctx.user.id, data.key_id, data.signature, raw)
+    await signatures.verify_party_signature(session, ctx.user.id, data.key_id, data.signature, raw)
     wanted = Wanted(str(document["listing"]), str(document["plan_id"]), str(document["purpose"]),
                     str(document["payment_method"]))
     return wanted, {"document": document, "key_id": data.key_id, "signature": data.signature}
@@ -167,7 +168,7 @@ async def place(session: AsyncSession, ctx: Ctx, data: OrderCreate) -> Order:
         order.order_document = signing.canonical(signed["document"]).decode()
         order.buyer_key_id, order.buyer_signature = signed["key_id"], signed["signature"]
     await ORDER.create(session, order, ctx, {})
-    await documents.record(session, "trade.placed", f"order:{order.id}", placed_document(order))
+    await documents.record(session, ctx, "trade.placed", f"order:{order.id}", placed_document(order))
     await _advance(session, ctx, order)
     return order
 
@@ -238,10 +239,10 @@ async def decide(session: AsyncSession, ctx: Ctx, order_id: str, decision: str, 
         document["act"] = act
     if decision == "reject":
         await ORDER.move(session, order, "reject", ctx, **values, status_reason=reason or None, updated_at=ctx.now)
-        await documents.record(session, "trade.rejected", f"order:{order.id}", document)
+        await documents.record(session, ctx, "trade.rejected", f"order:{order.id}", document)
         return order
     await ORDER.move(session, order, "approve", ctx, **values, updated_at=ctx.now)
-    await documents.record(session, "trade.approved", f"order:{order.id}", document)
+    await documents.record(session, ctx, "trade.approved", f"order:{order.id}", document)
     await _advance(session, ctx, order)
     return order
 
@@ -263,12 +264,13 @@ async def _approvable(session: AsyncSession, order: Order, as_regulator: bool) -
 async def cancel(session: AsyncSession, ctx: Ctx, order_id: str) -> Order:
     order = await access.load_for_buyer(session, order_id, ctx.user)
     await ORDER.move(session, order, "cancel", ctx, updated_at=ctx.now)
-    await documents.record(session, "trade.cancelled", f"order:{order.id}", {"order": order.id, "by": ctx.user.id})
+    await documents.record(session, ctx, "trade.cancelled", f"order:{order.id}", {"order": order.id, "by": ctx.user.id})
     return order
 
 
-async def keep_refusal(session: AsyncSession, refused: Refused) -> None:
-    """Store a refused attempt on its own (the order's transaction was rolled back)."""
+async def keep_refusal(session: AsyncSession, ctx: Ctx, refused: Refused) -> None:
+    """Publish a refused attempt on its own (the order's transaction was rolled back), for
+    the regulator's record."""
     await session.rollback()
-    session.add(refused.refusal)
+    await ctx.services.events.publish(session, ctx, refused.refusal)
     await session.commit()

@@ -106,21 +106,20 @@ async def chunk_tree(blobs: BlobStore, rev: "AssetRevision | _Commitment", data_
             _tree_locks.pop(rev.blob_id, None)
 
 
-async def proof(session: AsyncSession, ctx: Ctx, state: Any, order_id: str, chunk: int,
-                wanted: int | None) -> dict[str, Any]:
+async def proof(session: AsyncSession, ctx: Ctx, order_id: str, chunk: int, wanted: int | None) -> dict[str, Any]:
     """The inclusion proof of chunk ``chunk`` of the delivered revision."""
     order, asset = await check_access(session, ctx, order_id)
-    rev = await choose_revision(session, state.ledger, order, asset, wanted)
+    rev = await choose_revision(session, ctx.services.ledger, order, asset, wanted)
     n = -(-rev.size // rev.chunk_size)
     if not 0 <= chunk < n:
         raise Unprocessable(f"chunk {chunk} is outside the content's {n} chunks (0 to {n - 1})",
                             kind="chunk-out-of-range")
-    data_key = state.master_key.unwrap(asset.id, asset.wrapped_key)
+    data_key = ctx.services.content_key().unwrap(asset.id, asset.wrapped_key)
     answer = {"chunk": chunk, "chunk_size": rev.chunk_size, "size": rev.size, "merkle_root": rev.merkle_root,
               "revision": rev.revision}
     commitment = _Commitment(rev.blob_id, rev.chunk_size, rev.merkle_root)
     await session.rollback()  # no transaction is held while the blob is read (the rows expire)
-    tree = await chunk_tree(state.blobs, commitment, data_key)
+    tree = await chunk_tree(ctx.services.blobs, commitment, data_key)
     hashes = merkle.prove_inclusion(chunk, tree.size, tree)
     return {**answer, "hashes": [base64.b64encode(h).decode() for h in hashes]}
 

@@ -112,7 +112,7 @@ async def close(session: AsyncSession, ctx: Ctx, batch: DeliveryBatch) -> dict[s
     first, last = json.loads(leaves[0]), json.loads(leaves[-1])
     document = {"order": batch.order_id, "receipts": batch.receipts, "bytes": batch.bytes_sent,
                 "first_sent_at": first["sent_at"], "last_sent_at": last["sent_at"], "merkle_root": root.hex()}
-    entry, full = await documents.record(session, "delivery.sent", f"order:{batch.order_id}", document)
+    entry, full = await documents.record(session, ctx, "delivery.sent", f"order:{batch.order_id}", document)
     batch.closed_at = ctx.now
     batch.merkle_root = root.hex()
     batch.document = signing.canonical(full).decode()

@@ -64,7 +64,7 @@ async def owe(session: AsyncSession, ctx: Ctx, order: Order, paid_reference: str
                         created_at=ctx.now)
     session.add(row)
     await session.flush()
-    await documents.record(session, "trade.payment_refunded", f"order:{order.id}", {
+    await documents.record(session, ctx, "trade.payment_refunded", f"order:{order.id}", {
         "order": order.id, "payment": {"method": row.method, "reference": paid_reference},
         "amount": {"amount": paid.amount, "currency": paid.currency}, "cause": cause, "status": status_of(row)})
     return row

@@ -3,7 +3,6 @@
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import State
 from litestar.params import Parameter
 from sqlalchemy import select
 from sqlmodel import col
@@ -11,6 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import idempotency
 from market.core.context import Ctx
+from market.core.services import Services
 from market.core.errors import Conflict, DomainError, Unprocessable
 from market.listings.schemas import Purpose
 from market.core.pagination import DEFAULT_LIMIT, Page, page_of, paginate
@@ -36,7 +36,7 @@ class OrderController(Controller):
     tags = ["orders"]
 
     @post("/", status_code=201, summary="Place an order (verified buyer)")
-    async def place(self, request: Request, state: State, db: AsyncSession, ctx: Ctx,
+    async def place(self, request: Request, services: Services, db: AsyncSession, ctx: Ctx,
                     data: OrderCreate) -> Response[OrderRead]:
         async def action() -> tuple[int, Any]:
             order = await orders.place(db, ctx, data)
@@ -45,7 +45,7 @@ class OrderController(Controller):
         try:
             response = await idempotency.run(request, db, ctx.user.id, data, action)
         except orders.Refused as refused:
-            await orders.keep_refusal(db, refused)
+            await orders.keep_refusal(db, ctx, refused)
             raise refused.problem from None
         order_id = response.content["id"] if isinstance(response.content, dict) else None
         if order_id is None or response.content.get("payment", {}).get("provider") != "stripe":
@@ -53,7 +53,7 @@ class OrderController(Controller):
         # The card gateway, outside any transaction; a replay finds the intent made before.
         from market.trading import checkout
 
-        await checkout.ensure_intent(state, order_id)
+        await checkout.ensure_intent(services, order_id)
         order = await db.get_one(Order, order_id, populate_existing=True)
         return Response(order_read(order, ctx.user), status_code=201)
 
@@ -74,14 +74,14 @@ class OrderController(Controller):
         return order_read(order, ctx.user, await returns.of_order(db, order.id))
 
     @post("/{order_id:str}/cancellation", status_code=200, summary="Cancel before payment (buyer)")
-    async def cancel(self, state: State, db: AsyncSession, ctx: Ctx, order_id: str) -> OrderRead:
+    async def cancel(self, services: Services, db: AsyncSession, ctx: Ctx, order_id: str) -> OrderRead:
         order = await access.load_for_buyer(db, order_id, ctx.user)
         intent_id = order.intent_id
         if intent_id is not None and order.status in PAYABLE:  # stop the card payment first, outside any transaction
             from market.trading import checkout
 
             await db.rollback()
-            await checkout.stop_payment(state, order_id, intent_id)
+            await checkout.stop_payment(services, order_id, intent_id)
         order = await orders.cancel(db, ctx, order_id)
         await db.commit()
         return order_read(order, ctx.user)
@@ -106,7 +106,7 @@ class OrderController(Controller):
 
     @post("/{order_id:str}/payment-attempts", status_code=200,
           summary="Pay again by card after a failed payment (buyer): a new PaymentIntent")
-    async def retry_payment(self, state: State, db: AsyncSession, ctx: Ctx, order_id: str) -> OrderRead:
+    async def retry_payment(self, services: Services, db: AsyncSession, ctx: Ctx, order_id: str) -> OrderRead:
         from market.trading import checkout
 
         order = await access.load_for_buyer(db, order_id, ctx.user)
@@ -114,27 +114,27 @@ class OrderController(Controller):
             raise Conflict(f"order {order_id} is {order.status} ({order.payment_method}); only a failed card "
                            "payment is tried again", kind="invalid-transition")
         await db.rollback()  # no transaction open while the gateway is called
-        await checkout.ensure_intent(state, order_id, retry=True)
+        await checkout.ensure_intent(services, order_id, retry=True)
         order = await db.get_one(Order, order_id, populate_existing=True)
         return order_read(order, ctx.user)
 
     @get("/{order_id:str}/contract", summary="The contract (交易凭证) bundle, once settled (LEDGER.md §6)")
-    async def contract(self, state: State, db: AsyncSession, ctx: Ctx, order_id: str) -> dict[str, Any]:
+    async def contract(self, services: Services, db: AsyncSession, ctx: Ctx, order_id: str) -> dict[str, Any]:
         order = await access.load(db, order_id, ctx.user)
-        return await settlement.contract_bundle(db, state.ledger, order)
+        return await settlement.contract_bundle(db, services.ledger, order)
 
 
 @post("/v1/payments/stripe/webhook", status_code=200, tags=["orders"],
       summary="Stripe events (signed with Stripe-Signature)")
-async def stripe_webhook(request: Request, state: State) -> dict[str, str]:
-    if state.stripe is None:
+async def stripe_webhook(request: Request, services: Services) -> dict[str, str]:
+    if services.stripe is None:
         raise Unprocessable("card payments are not enabled on this market", kind="payment-method-unavailable")
     from market.payments.gateway import BadSignature
     from market.trading import checkout
 
     payload = await request.body()
     try:
-        event = state.stripe.parse_webhook(payload, request.headers.get("stripe-signature"))
+        event = services.stripe.parse_webhook(payload, request.headers.get("stripe-signature"))
     except BadSignature as exc:
         raise DomainError(f"the Stripe-Signature does not verify: {exc}", kind="bad-signature") from None
-    return {"event": event.id, "outcome": await checkout.on_event(state, event)}
+    return {"event": event.id, "outcome": await checkout.on_event(services, event)}

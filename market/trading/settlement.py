@@ -26,12 +26,12 @@ from market.accounts.models import Account, AccountKey
 from market.accounts.schemas import Role
 from market.core.context import Ctx
 from market.core.errors import Conflict, InvalidTransition, Unprocessable
+from market.core.events import OrderSettled
 from market.listings import access as listing_access
 from market.listings.models import Listing
 from market.listings.states import ListingStatus
 from market.listings.schemas import without_buyers
 from market.core.money import Money
-from market.oversight import stats
 from market.registry.assets import commitment_of, revision
 from market.registry.certificates import bundle, holder_of
 from market.registry.models import Asset
@@ -128,7 +128,7 @@ async def end_unsettled(session: AsyncSession, ctx: Ctx, order: Order, why: str,
     if order.payment_method == "stripe" and order.intent_id is not None:
         values["intent_to_cancel"] = order.intent_id
     await ORDER.move(session, order, "cancel", ctx, **values)
-    await documents.record(session, "trade.cancelled", f"order:{order.id}",
+    await documents.record(session, ctx, "trade.cancelled", f"order:{order.id}",
                            {"order": order.id, "by": "market", "cause": cause})
 
 
@@ -167,13 +167,13 @@ async def settle(session: AsyncSession, ctx: Ctx, order: Order, reference: str) 
     if why is not None:
         raise NotSettleable(f"order {order.id} cannot be settled: {why}", extra={"reason": why})
     contract = await contract_document(session, ctx, order, reference)
-    entry, full = await documents.record(session, "trade.settled", f"order:{order.id}", contract)
+    entry, full = await documents.record(session, ctx, "trade.settled", f"order:{order.id}", contract)
     await ORDER.move(session, order, "settle", ctx, payment_reference=reference,
                      asset_revision=contract["commitment"]["revision"], settled_at=ctx.now,
                      expires_at=ctx.now + timedelta(days=access_days(order)),
                      contract=signing.canonical(full).decode(), contract_leaf=canonical_entry(entry),
                      updated_at=ctx.now)
-    await stats.count_settled(session, order)
+    await ctx.services.events.publish(session, ctx, OrderSettled(order))
 
 
 async def record_bank_payment(session: AsyncSession, ctx: Ctx, order_id: str, reference: str,
@@ -210,7 +210,7 @@ async def record_bank_payment(session: AsyncSession, ctx: Ctx, order_id: str, re
 
 async def payment_failed(session: AsyncSession, ctx: Ctx, order: Order, failure_code: str | None) -> None:
     await ORDER.move(session, order, "fail_payment", ctx, failure_code=failure_code or "failed", updated_at=ctx.now)
-    await documents.record(session, "trade.payment_failed", f"order:{order.id}", {
+    await documents.record(session, ctx, "trade.payment_failed", f"order:{order.id}", {
         "order": order.id, "attempt": order.payment_attempt, "intent": order.intent_id,
         "failure_code": order.failure_code})
 
@@ -222,7 +222,7 @@ async def expire_due(session: AsyncSession, ctx: Ctx, limit: int = 500) -> int:
         .order_by(Order.expires_at).limit(limit))).scalars().all()
     for order in due:
         await ORDER.move(session, order, "expire", ctx, updated_at=ctx.now)
-        await documents.record(session, "trade.expired", f"order:{order.id}", {"order": order.id,
+        await documents.record(session, ctx, "trade.expired", f"order:{order.id}", {"order": order.id,
                                                                                "expired_at": rfc3339(ctx.now)})
     return len(due)
 

@@ -185,7 +185,7 @@ async def record_payout(session: AsyncSession, ctx: Ctx, data: PayoutCreate) -> 
                     reference=data.reference, recorded_by=ctx.user.id, created_at=ctx.now)
     session.add(payout)
     await session.flush()
-    await documents.record(session, "payout.recorded", f"payout:{payout.id}", {
+    await documents.record(session, ctx, "payout.recorded", f"payout:{payout.id}", {
         "payout": payout.id, "provider": account.id, "period": data.period,
         "amount": {"amount": amount, "currency": currency}, "reference": data.reference})
     return payout

@@ -16,19 +16,15 @@ from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger.errors import LedgerError
-from ledger.log import Log
 from market import __version__
 from market.core import db
 from market.web import openapi
 from market.accounts.routes import AccountController
 from market.accounts.schemas import Role
-from market.core.audit import LEDGER_KEY
 from market.web.auth import Caller, provide_caller, provide_optional_caller
 from market.core.context import Ctx
 from market.core.config import Settings
 from market.core.errors import PROBLEM_JSON, DomainError, NotAuthenticated, ledger_problem, problem
-from market.core.keycheck import refuse_new_keys
-from market.core.keys import init_ledger_key
 from market.core.clock import Clock
 from market.web.ledger_routes import LedgerController, TlogController
 from market.registry.routes import AssetController, ObjectionController, TransferController
@@ -40,12 +36,11 @@ from market.oversight.document_routes import oversight_documents
 from market.oversight.stats_routes import STATS_ROUTES
 from market.oversight.action_routes import ACTION_ROUTES
 from market.oversight.dashboard import dashboard_router
-from market.storage import BlobStore, MasterKey
-from market.web.credentials import credential_memo
-from market.core.memo import Memo, PgListener, asyncpg_dsn, sqlite_epochs
 from market.core.logs import configure_logging, log, request_context_middleware
-from market.web.ratelimit import limiter_from, rate_limit_middleware
+from market.web.ratelimit import rate_limit_middleware
 from market.web.requests import MarketRequest
+from market.core.services import Services
+from market.wiring.services import close_services, open_services
 from market.wiring.tasks import run_background
 
 
@@ -132,27 +127,33 @@ _READS = frozenset({"GET", "HEAD"})
 async def provide_db(request: Request, state: State) -> AsyncIterator[AsyncSession]:
     """A session for the request: a read session for GET and HEAD (no write lock on
     SQLite; writing raises), a writing one otherwise."""
-    maker = state.read_sessionmaker if request.method in _READS else state.sessionmaker
+    services: Services = state.services
+    maker = services.read_sessionmaker if request.method in _READS else services.sessionmaker
     async with maker() as session:
-        session.info[LEDGER_KEY] = state.ledger
         try:
             yield session
         finally:
             await session.rollback()
 
 
+def provide_services(state: State) -> Services:
+    """The market's services (built in the lifespan: ``market.wiring.services``)."""
+    services: Services = state.services
+    return services
+
+
 def provide_settings(state: State) -> Settings:
-    return state.settings
+    return provide_services(state).settings
 
 
 def provide_ctx(state: State, caller: Caller) -> Ctx:
     """The context of an authenticated request (401 without a valid token)."""
-    return Ctx.of(state, caller)
+    return Ctx.of(provide_services(state), caller)
 
 
 def provide_optional_ctx(state: State, maybe_caller: Caller | None) -> Ctx:
     """The context of a request open to anonymous readers (a bad token is still 401)."""
-    return Ctx.of(state, maybe_caller)
+    return Ctx.of(provide_services(state), maybe_caller)
 
 
 @get("/health", media_type=MediaType.JSON, include_in_schema=True, tags=["operations"])
@@ -165,9 +166,9 @@ async def health() -> dict[str, str]:
 async def ready(state: State) -> Response[Any]:
     """The database is reachable and its schema is at the newest migration."""
     try:
-        async with state.read_engine.connect() as conn:
+        async with state.services.read_engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
-        current = await db.migrations_current(state.read_engine)
+        current = await db.migrations_current(state.services.read_engine)
     except Exception as exc:  # noqa: BLE001 - any database failure means not ready
         log.warning("not ready", error=type(exc).__name__)
         return _problem_response(problem(503, "not-ready", "Not ready", "the database is not reachable"))
@@ -181,7 +182,7 @@ async def metrics(request: Request, state: State, maybe_caller: Caller | None) -
     """Prometheus text exposition: for staff tokens (operator, regulator) and for the
     addresses in ``MARKET_METRICS_ALLOW``; 401 without a token, 403 for other accounts."""
     client = request.scope.get("client")
-    if not metrics_allowed(state.settings.metrics_networks, client[0] if client else None):
+    if not metrics_allowed(state.services.settings.metrics_networks, client[0] if client else None):
         if maybe_caller is None:
             raise NotAuthenticated("metrics need a staff token, or an address listed in MARKET_METRICS_ALLOW",
                                    kind="missing-token")
@@ -213,35 +214,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        engine, read_engine = db.make_engines(settings.sqlalchemy_url)
-        # Keys are made only for a database that needs no existing ones (market.core.keycheck).
-        await refuse_new_keys(read_engine, settings.keys_dir, settings.blobs_dir)
-        private_key, _ = init_ledger_key(settings.keys_dir)
-        app.state.settings = settings
-        app.state.engine = engine
-        app.state.read_engine = read_engine
-        app.state.sessionmaker = db.make_sessionmaker(engine)
-        app.state.read_sessionmaker = db.make_read_sessionmaker(read_engine)
-        app.state.limiter = limiter_from(settings)
-        app.state.touches = set()
-        epochs = sqlite_epochs(settings.sqlalchemy_url) if db.is_sqlite(engine) else None
-        app.state.credentials = credential_memo(epochs)
-        app.state.public_assets = Memo("assets", epochs=epochs, capacity=128)
-        app.state.public_listings = Memo("assets", epochs=epochs, capacity=max(settings.search_memory, 1))
-        listener: PgListener | None = None
-        if not db.is_sqlite(engine):
-            listener = PgListener(asyncpg_dsn(settings.sqlalchemy_url), [app.state.credentials, app.state.public_assets,
-                                                                            app.state.public_listings])
-            await listener.start()
-        app.state.change_listener = listener
-        app.state.ledger = Log(private_key, settings.ledger_origin, tile_memory=settings.ledger_tile_memory)
-        app.state.master_key = MasterKey.load_or_create(settings.keys_dir / "master.key")
-        app.state.blobs = BlobStore(settings.blobs_dir)
-        app.state.stripe = _stripe(settings)
-        app.state.clock = clock or Clock()
+        services = await open_services(settings, clock=clock)
+        app.state.services = services
         background: asyncio.Task[None] | None = None
         if settings.background_tasks:
-            background = asyncio.create_task(run_background(app.state))
+            background = asyncio.create_task(run_background(services))
         try:
             yield
         finally:
@@ -249,16 +226,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
-            for task in list(app.state.touches):
-                task.cancel()
-            await asyncio.gather(*app.state.touches, return_exceptions=True)
-            if listener is not None:
-                await listener.stop()
-            await app.state.limiter.counter.close()
-            if app.state.stripe is not None:
-                await app.state.stripe.close()
-            await engine.dispose()
-            await read_engine.dispose()
+            await close_services(services)
 
     app = Litestar(
         route_handlers=[
@@ -269,6 +237,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         lifespan=[lifespan],
         dependencies={
             "db": Provide(provide_db),
+            "services": Provide(provide_services, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),
             "caller": Provide(provide_caller),
             "maybe_caller": Provide(provide_optional_caller),
@@ -290,15 +259,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     )
     openapi.refine(app)
     return app
-
-
-def _stripe(settings: Settings) -> Any:
-    """The card gateway, or None when Stripe is off (no ``MARKET_STRIPE_SECRET_KEY``)."""
-    if not getattr(settings, "stripe_secret_key", ""):
-        return None
-    from market.payments.stripe_gateway import stripe_gateway
-
-    return stripe_gateway(settings)
 
 
 def app_from_env() -> Litestar:

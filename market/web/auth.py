@@ -33,6 +33,7 @@ from market.accounts.schemas import AccountStatus, Role
 from market.web.credentials import TOPIC, AccountSnapshot, Credential, CredentialCache
 from market.core.errors import Forbidden, NotAuthenticated
 from market.core.logs import log
+from market.core.services import Services
 from market.core.types import utcnow
 
 TOKEN_PREFIX = "mkt_"
@@ -116,16 +117,16 @@ def _bearer(request: Request) -> str | None:
     return token
 
 
-async def resolve(state: Any, token: str) -> Credential | None:
+async def resolve(services: Services, token: str) -> Credential | None:
     """The credential of ``token``, or None when it is unknown or revoked: from this
     process's memory, else one query (which fills the memory)."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > _MAX_TOKEN_LENGTH:
         return None  # never issued: no query
     token_hash = hash_token(token)
-    cache: CredentialCache = state.credentials
+    cache: CredentialCache = services.credentials
     credential = cache.get(token_hash)
     if credential is None:
-        credential = await _load(state, cache, token_hash)
+        credential = await _load(services, cache, token_hash)
     return credential
 
 
@@ -139,9 +140,9 @@ async def authenticate(request: Request) -> Caller | None:
     token = _bearer(request)
     if token is None:
         return None
-    state = request.app.state
-    cache: CredentialCache = state.credentials
-    listener = getattr(state, "change_listener", None)
+    services: Services = request.app.state.services
+    cache: CredentialCache = services.credentials
+    listener = services.change_listener
     if listener is not None:
         try:
             epochs = await listener.change_epochs()
@@ -159,7 +160,7 @@ async def authenticate(request: Request) -> Caller | None:
     if resolved is not None and resolved[0] == token and resolved[2] == cache.generation:
         credential = resolved[1]  # looked up moments ago by the rate limiter, and still current
     else:
-        credential = await resolve(state, token)
+        credential = await resolve(services, token)
     if credential is None:
         raise NotAuthenticated("the token is unknown or revoked", kind="bad-token")
     account = credential.account
@@ -170,16 +171,16 @@ async def authenticate(request: Request) -> Caller | None:
     now = utcnow()
     if credential.last_used_at is None or now - credential.last_used_at > _LAST_USED_GRANULARITY:
         credential.last_used_at = now
-        touch = _in_background(state, _touch(state, credential.token_id, now))
+        touch = _in_background(services, _touch(services, credential.token_id, now))
         # Writes wait for it; a read waits briefly (so that what it shows includes this
         # use, as a rule) but never for long behind another transaction's write lock.
         await asyncio.wait({touch}, timeout=_READ_TOUCH_WAIT if request.method in _READS else None)
     return Caller(account=account, token_id=credential.token_id)
 
 
-async def _load(state: Any, cache: CredentialCache, token_hash: str) -> Credential | None:
+async def _load(services: Services, cache: CredentialCache, token_hash: str) -> Credential | None:
     ticket = cache.ticket()
-    async with state.read_sessionmaker() as session:
+    async with services.read_sessionmaker() as session:
         row = (
             await session.exec(
                 select(col(ApiToken.id), col(ApiToken.revoked_at), col(ApiToken.last_used_at), Account)
@@ -194,26 +195,26 @@ async def _load(state: Any, cache: CredentialCache, token_hash: str) -> Credenti
     return credential
 
 
-async def _touch(state: Any, token_id: str, now: datetime) -> None:
+async def _touch(services: Services, token_id: str, now: datetime) -> None:
     """Write ``last_used_at`` on a connection of its own (never a read transaction, so
     SQLite never has to upgrade a reader's lock); only this column changes, which the
     credential caches ignore."""
     table = ApiToken.__table__  # type: ignore[attr-defined]
-    async with state.engine.begin() as conn:
+    async with services.engine.begin() as conn:
         await conn.execute(update(table).where(table.c.id == token_id).values(last_used_at=now))
 
 
-def _in_background(state: Any, work: Any) -> "asyncio.Task[None]":
+def _in_background(services: Services, work: Any) -> "asyncio.Task[None]":
     # Tracked so that shutdown can finish them; not cancelled when the request ends.
     task = asyncio.create_task(work)
-    state.touches.add(task)
-    task.add_done_callback(_touch_done(state))
+    services.touches.add(task)
+    task.add_done_callback(_touch_done(services))
     return task
 
 
-def _touch_done(state: Any) -> Any:
+def _touch_done(services: Services) -> Any:
     def done(task: asyncio.Task[None]) -> None:
-        state.touches.discard(task)
+        services.touches.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("could not record a token's last use", error=type(task.exception()).__name__)
 

@@ -65,8 +65,8 @@ async def subject_page(db: AsyncSession, ledger: Any, subject: str, limit: int, 
 
 
 async def _checkpoint_response(request: Request) -> Response[str]:
-    state = request.app.state
-    cp = await state.ledger.latest_checkpoint(state.read_sessionmaker, CHECKPOINT_MAX_AGE)
+    services = request.app.state.services
+    cp = await services.ledger.latest_checkpoint(services.read_sessionmaker, CHECKPOINT_MAX_AGE)
     return Response(cp.text, media_type=TEXT, headers={"Cache-Control": "no-cache"})
 
 
@@ -76,7 +76,7 @@ class LedgerController(Controller):
 
     @get("/key", summary="The market's ledger key and vkey")
     async def key(self, request: Request) -> dict[str, str]:
-        ledger = request.app.state.ledger
+        ledger = request.app.state.services.ledger
         return {"origin": ledger.origin, "vkey": ledger.vkey, "public_key": b64(ledger.public_key)}
 
     @get("/checkpoint", media_type=TEXT, summary="Latest signed checkpoint (C2SP tlog-checkpoint)")
@@ -85,7 +85,7 @@ class LedgerController(Controller):
 
     @get("/entries/{index:int}", summary="One integrated entry")
     async def entry(self, request: Request, db: AsyncSession, index: int) -> dict[str, Any]:
-        return entry_json(index, await request.app.state.ledger.leaf(db, index))
+        return entry_json(index, await request.app.state.services.ledger.leaf(db, index))
 
     @get("/entries", summary="Entries in index order, or every entry about one subject")
     async def entries(
@@ -99,7 +99,7 @@ class LedgerController(Controller):
     ) -> dict[str, Any]:
         """Index order from ``start`` (or ``cursor``, the index to go on from), in pages
         of ``limit``; or, with ``subject``, every entry about it, pending ones last, paged."""
-        ledger = request.app.state.ledger
+        ledger = request.app.state.services.ledger
         if subject is not None:
             return await subject_page(db, ledger, subject, limit, cursor)
         if cursor is not None:
@@ -117,7 +117,8 @@ class LedgerController(Controller):
         size: Annotated[int, Parameter(ge=1, le=MAX_INDEX)],
     ) -> dict[str, Any]:
         # Proofs take the session factory: most are answered from tiles in memory.
-        root, proof = await request.app.state.ledger.inclusion_proof(request.app.state.read_sessionmaker, index, size)
+        services = request.app.state.services
+        root, proof = await services.ledger.inclusion_proof(services.read_sessionmaker, index, size)
         return {"index": index, "size": size, "root": b64(root), "hashes": [b64(h) for h in proof]}
 
     @get("/proofs/consistency", summary="RFC 9162 consistency proof")
@@ -125,7 +126,8 @@ class LedgerController(Controller):
         self, request: Request, first: Annotated[int, Parameter(ge=0, le=MAX_INDEX)],
         second: Annotated[int, Parameter(ge=0, le=MAX_INDEX)],
     ) -> dict[str, Any]:
-        proof = await request.app.state.ledger.consistency_proof(request.app.state.read_sessionmaker, first, second)
+        services = request.app.state.services
+        proof = await services.ledger.consistency_proof(services.read_sessionmaker, first, second)
         return {"first": first, "second": second, "hashes": [b64(h) for h in proof]}
 
     @post("/cosignatures", status_code=200, summary="A witness's cosignature on a checkpoint (C2SP tlog-cosignature)")
@@ -135,7 +137,7 @@ class LedgerController(Controller):
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise Unprocessable("the body must be a UTF-8 signed note", kind="malformed-note") from None
-        ledger = request.app.state.ledger
+        ledger = request.app.state.services.ledger
         await ledger.add_cosignatures(db, text, settings.witness_vkeys)  # errors: market.core.errors.ledger_problem
         await db.commit()
         cp = await ledger.checkpoint(db)
@@ -158,12 +160,12 @@ class TlogController(Controller):
             level, index, width = tiles.parse_tile_path("tile/" + path.lstrip("/"))
         except MalformedError as exc:
             raise NotFound(f"not a tile path: {exc}") from None
-        ledger = request.app.state.ledger
+        ledger = request.app.state.services.ledger
         if level == "entries":
-            async with request.app.state.read_sessionmaker() as db:
+            async with request.app.state.services.read_sessionmaker() as db:
                 data = await ledger.entry_bundle(db, index, width)
         else:  # hash tiles usually come from the memory kept for proofs
-            data = await ledger.tile(request.app.state.read_sessionmaker, level, index, width)
+            data = await ledger.tile(request.app.state.services.read_sessionmaker, level, index, width)
         cache = IMMUTABLE if width == tiles.TILE_WIDTH else "no-cache"
         etag = hashlib.sha256(data).hexdigest()[:32]
         return Response(data, media_type="application/octet-stream", headers={"Cache-Control": cache, "ETag": f'"{etag}"'})

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from market.web import auth
 from market.core.errors import TooManyRequests
 from market.core.logs import log
+from market.core.services import Services
 
 UNLIMITED_PATHS = frozenset({"/health", "/ready", "/metrics"})
 SIGN_UP_PATHS = frozenset({"/v1/accounts", "/v1/accounts/"})
@@ -152,7 +153,7 @@ def limiter_from(settings: Any) -> RateLimiter:
     return RateLimiter(counter, settings.rate_limit_per_minute, settings.rate_limit_signups_per_hour)
 
 
-async def _account(state: Any, scope: dict[str, Any]) -> str | None:
+async def _account(services: Services, scope: dict[str, Any]) -> str | None:
     """The account of the request's bearer token, or None when it has no usable one.
     The credential found is left in the scope for ``market.web.auth.authenticate``."""
     header = None
@@ -164,23 +165,24 @@ async def _account(state: Any, scope: dict[str, Any]) -> str | None:
     if token is None:
         return None
     try:
-        credential = await auth.resolve(state, token)
+        credential = await auth.resolve(services, token)
     except Exception as exc:  # noqa: BLE001 - the route will meet (and report) the same failure
         log.warning("could not resolve a token for the rate limits", error=type(exc).__name__)
         return None
-    scope[auth.RESOLVED] = (token, credential, state.credentials.generation)
+    scope[auth.RESOLVED] = (token, credential, services.credentials.generation)
     return credential.account.id if credential is not None else None
 
 
 def rate_limit_middleware(app: Any) -> Any:
-    """ASGI middleware applying ``scope['litestar_app'].state.limiter`` before the route runs."""
+    """ASGI middleware applying the services' limiter (``app.state.services.limiter``)
+    before the route runs."""
 
     async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            state = scope["litestar_app"].state
-            limiter: RateLimiter | None = getattr(state, "limiter", None)
-            if limiter is not None and scope["path"] not in UNLIMITED_PATHS:
-                account = await _account(state, scope)
+            services: Services | None = getattr(scope["litestar_app"].state, "services", None)
+            if services is not None and scope["path"] not in UNLIMITED_PATHS:
+                account = await _account(services, scope)
+                limiter = services.limiter
                 client = scope.get("client")
                 await limiter.check(scope["method"], scope["path"], account, client[0] if client else "unknown")
         await app(scope, receive, send)

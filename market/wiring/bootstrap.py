@@ -17,10 +17,10 @@ from market.accounts.enrollment import check_enrollment
 from market.accounts.models import Account
 from market.accounts.regulators import create_regulator
 from market.accounts.schemas import AccountCreate, Role
-from market.core.audit import LEDGER_KEY
 from market.core.config import Settings
 from market.core.keycheck import refuse_new_keys
 from market.core.keys import init_ledger_key
+from market.wiring import services as wiring
 
 
 async def ledger_key(settings: Settings, engine: AsyncEngine) -> Ed25519PrivateKey:
@@ -41,32 +41,28 @@ async def open_ledger(settings: Settings) -> tuple[AsyncEngine, db.SessionMaker,
     return engine, db.make_sessionmaker(engine), Log(private_key, settings.ledger_origin)
 
 
-async def create_staff_account(settings: Settings, engine: AsyncEngine, name: str, role: str) -> str:
+async def create_staff_account(settings: Settings, name: str, role: str) -> str:
     """Create a verified operator account and return its token (a regulator is made only
     from an enrollment: ``create_regulator_account``)."""
-    private_key = await ledger_key(settings, engine)
-    log = Log(private_key, settings.ledger_origin)
-    async with db.make_sessionmaker(engine)() as session:
-        session.info[LEDGER_KEY] = log
-        data = AccountCreate(name=name, kind="institution", roles=[Role(role)])
-        ctx = Ctx(caller=None, now=utcnow(), settings=settings)
-        _, token = await service.create_account(session, ctx, data, bootstrap=True)
-        await session.commit()
+    async with wiring.services(settings, content=False, listen=False) as services:
+        async with services.sessionmaker() as session:
+            data = AccountCreate(name=name, kind="institution", roles=[Role(role)])
+            ctx = Ctx(caller=None, now=utcnow(), services=services)
+            _, token = await service.create_account(session, ctx, data, bootstrap=True)
+            await session.commit()
     return token
 
 
-async def create_regulator_account(settings: Settings, engine: AsyncEngine, enrollment_file: bytes) -> str:
+async def create_regulator_account(settings: Settings, enrollment_file: bytes) -> str:
     """Check the enrollment file against ``settings.regulator_authority``, create the
     verified regulator account with the enrolled key, and return its token. Raises
     ``EnrollmentError`` (bad enrollment, wrong or no authority) or a domain ``Conflict``."""
     enrollment = check_enrollment(enrollment_file, settings.regulator_authority)
-    private_key = await ledger_key(settings, engine)
-    log = Log(private_key, settings.ledger_origin)
-    async with db.make_sessionmaker(engine)() as session:
-        session.info[LEDGER_KEY] = log
-        ctx = Ctx(caller=None, now=utcnow(), settings=settings)
-        _, token = await create_regulator(session, ctx, enrollment)
-        await session.commit()
+    async with wiring.services(settings, content=False, listen=False) as services:
+        async with services.sessionmaker() as session:
+            ctx = Ctx(caller=None, now=utcnow(), services=services)
+            _, token = await create_regulator(session, ctx, enrollment)
+            await session.commit()
     return token
 
 
@@ -84,7 +80,7 @@ async def prepare(settings: Settings) -> str | None:
             count = (await session.exec(select(func.count()).select_from(Account))).one()
         if count:
             return None
-        return await create_staff_account(settings, engine, "operator", "operator")
+        return await create_staff_account(settings, "operator", "operator")
     finally:
         await engine.dispose()
 

@@ -8,11 +8,13 @@ writers), so integration survives the loss of any process.
 import asyncio
 import contextlib
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import idempotency
-from market.core.audit import LEDGER_KEY
 from market.core.context import Ctx
+from market.core.services import Services
 from market.oversight import alerts
 from market.registry import review
 from market.trading import checkout, receipts, settlement
@@ -21,92 +23,91 @@ from market.core.logs import log
 PURGE_EVERY = 3600.0
 
 
-async def integrate_once(state: Any) -> int:
-    async with state.sessionmaker() as session:
-        return await state.ledger.integrate(session)
+async def integrate_once(services: Services) -> int:
+    async with services.sessionmaker() as session:
+        return await services.ledger.integrate(session)
 
 
-async def refresh_checkpoint(state: Any) -> None:
+async def refresh_checkpoint(services: Services) -> None:
     """Read the latest checkpoint into memory: integrations and cosignatures made by
     other processes reach this process's readers within one round."""
-    async with state.read_sessionmaker() as session:
-        await state.ledger.checkpoint(session)
+    async with services.read_sessionmaker() as session:
+        await services.ledger.checkpoint(session)
 
 
-async def close_notices_once(state: Any) -> list[str]:
-    async with state.sessionmaker() as session:
-        session.info[LEDGER_KEY] = state.ledger
-        done = await review.close_notice_periods(session, Ctx.system(state))
+async def close_notices_once(services: Services) -> list[str]:
+    async with services.sessionmaker() as session:
+        done = await review.close_notice_periods(session, Ctx.system(services))
         await session.commit()
     if done:
         log.info("registered after public notice", assets=done)
     return done
 
 
-async def _system_round(state: Any, work: Any, done: str, unit: str) -> int:
+async def _system_round(services: Services, work: Callable[[AsyncSession, Ctx], Awaitable[int]], done: str,
+                        unit: str) -> int:
     """One transaction of the market's own work (``work(session, ctx)`` returns how many
     things it did), committed; logged as ``done`` when it did any."""
-    async with state.sessionmaker() as session:
-        session.info[LEDGER_KEY] = state.ledger
-        count = await work(session, Ctx.system(state))
+    async with services.sessionmaker() as session:
+        count = await work(session, Ctx.system(services))
         await session.commit()
     if count:
         log.info(done, **{unit: count})
     return int(count)
 
 
-async def expire_orders_once(state: Any) -> int:
+async def expire_orders_once(services: Services) -> int:
     """Active orders whose access period ended become ``expired`` (access ends)."""
-    return await _system_round(state, settlement.expire_due, "orders expired", "count")
+    return await _system_round(services, settlement.expire_due, "orders expired", "count")
 
 
-async def close_receipts_once(state: Any) -> int:
+async def close_receipts_once(services: Services) -> int:
     """Batches of delivery receipts whose window passed go on the ledger (one entry each)."""
-    return await _system_round(state, receipts.close_due, "delivery receipts recorded", "batches")
+    return await _system_round(services, receipts.close_due, "delivery receipts recorded", "batches")
 
 
-async def clock_once(state: Any) -> None:
+async def clock_once(services: Services) -> None:
     """The market's clock: notice periods that ended, access periods that ended, batches
     of delivery receipts due, card payments of ended orders to stop or give back, alert rules."""
-    await close_notices_once(state)
-    await expire_orders_once(state)
-    await close_receipts_once(state)
-    await checkout.settle_gateway_work(state)
-    await alerts.evaluate_once(state)
+    await close_notices_once(services)
+    await expire_orders_once(services)
+    await close_receipts_once(services)
+    await checkout.settle_gateway_work(services)
+    await alerts.evaluate_once(services)
 
 
-async def run_clock(state: Any) -> None:
+async def run_clock(services: Services) -> None:
     """The clock (notice periods, access periods, alert rules) every ``MARKET_CLOCK_INTERVAL``
     seconds, in a task of its own: however long a round takes, ledger integration does not
     wait for it."""
     while True:
         started = time.monotonic()
         try:
-            await clock_once(state)
+            await clock_once(services)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - a failed round is logged and retried
             log.exception("clock round failed")
-        await asyncio.sleep(max(0.0, state.settings.clock_interval - (time.monotonic() - started)))
+        await asyncio.sleep(max(0.0, services.settings.clock_interval - (time.monotonic() - started)))
 
 
-async def run_background(state: Any) -> None:
-    settings = state.settings
+async def run_background(services: Services) -> None:
+    settings = services.settings
     last_purge = 0.0
-    async with state.sessionmaker() as session:
-        await state.ledger.ensure_started(session)
-    async with state.sessionmaker() as session:
-        tiles = await state.ledger.warm(session)
+    async with services.sessionmaker() as session:
+        await services.ledger.ensure_started(session)
+    async with services.sessionmaker() as session:
+        tiles = await services.ledger.warm(session)
     log.info("ledger tiles loaded for proofs", tiles=tiles)
-    clock = asyncio.create_task(run_clock(state))
+    clock = asyncio.create_task(run_clock(services))
     try:
         while True:
             try:
-                while await integrate_once(state):
+                while await integrate_once(services):
                     pass
-                await refresh_checkpoint(state)
+                await refresh_checkpoint(services)
                 if time.monotonic() - last_purge > PURGE_EVERY:
-                    async with state.sessionmaker() as session:
+                    async with services.sessionmaker() as session:
                         purged = await idempotency.purge_expired(session)
                     last_purge = time.monotonic()
                     if purged:

@@ -127,7 +127,7 @@ async def test_a_change_of_terms_is_a_new_version(client, parties: Parties, oper
 
     # Every version is kept, each with the digest of its own plans and licence.
     async def versions() -> list[Any]:
-        async with client.app.state.read_sessionmaker() as s:
+        async with client.app.state.services.read_sessionmaker() as s:
             return list((await s.execute(select(ListingTerms).where(ListingTerms.listing_id == listing["id"])
                                          .order_by(ListingTerms.version))).scalars())
 

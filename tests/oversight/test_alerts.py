@@ -20,7 +20,7 @@ from tests.trading.support import FREE, buyer, offer, pay_by_bank, place
 
 
 def evaluate(client: Any) -> list[str]:
-    return client.blocking_portal.call(evaluate_once, client.app.state)
+    return client.blocking_portal.call(evaluate_once, client.app.state.services)
 
 
 async def all_alerts(client: Any, who: Party, **params: Any) -> list[dict[str, Any]]:
@@ -42,7 +42,7 @@ async def alerts_about(client: Any, who: Party, rule: str, *ids: str) -> list[di
 
 
 def set_settled_at(client: Any, order_id: str, delta: timedelta) -> None:
-    state = client.app.state
+    state = client.app.state.services
 
     async def run() -> None:
         async with state.sessionmaker() as session:
@@ -284,7 +284,7 @@ async def test_a_burst_is_evaluated_in_short_transactions(client, parties: Parti
 
     from market.oversight import alerts
     from market.oversight.models import EvaluatorMark
-    from market.trading.models import TradeDocument
+    from market.core.audit import TradeDocument
 
     evaluate(client)
     _, listing = await offer(client, parties, operator, plans=[FREE])
@@ -302,7 +302,7 @@ async def test_a_burst_is_evaluated_in_short_transactions(client, parties: Parti
     evaluate(client)
 
     async def positions() -> tuple[int, int]:
-        async with client.app.state.read_sessionmaker() as s:
+        async with client.app.state.services.read_sessionmaker() as s:
             mark = (await s.execute(select(EvaluatorMark.position).where(
                 EvaluatorMark.source == "trade_documents"))).scalar_one()
             last = (await s.execute(select(func.max(TradeDocument.id)))).scalar_one()

@@ -13,7 +13,6 @@ import pytest
 from litestar.testing import AsyncTestClient
 from sqlmodel import select
 
-from market.core import db
 from market.web.app import create_app
 from market.wiring.bootstrap import create_staff_account
 from market.oversight import dashboard
@@ -44,17 +43,13 @@ class Market:
 async def market(databases: Any, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Market]:
     """A market of its own (its cookie jar is this module's), served as https."""
     settings = make_settings(tmp_path_factory.mktemp("dashboard"), await databases.new())
-    engine = db.make_engine(settings.sqlalchemy_url)
-    try:
-        token = await create_staff_account(settings, engine, "Operator", "operator")
-    finally:
-        await engine.dispose()
+    token = await create_staff_account(settings, "Operator", "operator")
     app = create_app(settings)
     async with AsyncTestClient(app=app, base_url=HTTPS) as client:
         r = await client.get("/v1/accounts/me", headers={"Authorization": f"Bearer {token}"})
         operator = Party(r.json()["id"], token, r.json())
         parties = Parties(client, settings, operator)
-        yield Market(client, parties, operator, await parties.staff("regulator"), app.state)
+        yield Market(client, parties, operator, await parties.staff("regulator"), app.state.services)
 
 
 def csrf_of(html: str) -> str:

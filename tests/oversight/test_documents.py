@@ -14,7 +14,7 @@ from market.accounts.models import Account
 from market.web.auth import Caller
 from market.core.context import Ctx
 from market.oversight import documents
-from market.trading.models import TradeDocument
+from market.core.audit import TradeDocument
 from market.core.types import utcnow
 from tests.conftest import Parties, Party, assert_problem
 from tests.trading.support import buyer, offer, pay_by_bank, place
@@ -172,7 +172,7 @@ async def test_a_lost_or_changed_document_shows(client, parties: Parties, operat
             if e["entry"]["subject"] == f"order:{orders[1]}" and e["entry"]["type"].startswith("trade.")}
     settled_index = next(i for i, e in mine.items() if e["type"] == "trade.settled")
     placed_index = next(i for i, e in mine.items() if e["type"] == "trade.placed")
-    state = client.app.state
+    state = client.app.state.services
 
     async def run() -> dict[int, Any]:
         async with state.sessionmaker() as session:
@@ -187,7 +187,7 @@ async def test_a_lost_or_changed_document_shows(client, parties: Parties, operat
                 await session.execute(delete(TradeDocument).where(
                     TradeDocument.document_sha256 == mine[placed_index]["data"]["document_sha256"]))
                 account = await session.get_one(Account, regulator.id)
-                ctx = Ctx(Caller(account, "tok_test"), utcnow(), state.settings)
+                ctx = Ctx(Caller(account, "tok_test"), utcnow(), state)
                 page = await documents.page(session, ctx, min(mine), len(mine) + 50)
                 return {i["index"]: i["document"] for i in page["items"]}
             finally:

@@ -18,13 +18,11 @@ import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 
-from ledger.log import Log
 from market.core import audit
-from market.core import db
-from market.core.audit import LEDGER_KEY
+from market.core.context import Ctx
 from market.core.ids import new_id
-from market.core.keys import init_ledger_key
 from market.core.types import rfc3339, utcnow
+from market.wiring import services as wiring
 from tests.conftest import Parties, Party, make_settings
 from tests.oversight.test_replay import _settled
 from tests.regulator_acts import act, authority_keygen, enroll_regulator, public_key_of
@@ -45,8 +43,6 @@ async def _forge_an_act(settings: Any, asset_id: str) -> tuple[str, str]:
     """What an operator with database access and the ledger key could do: a regulator
     account and key by SQL (no enrollment), and a freeze 'signed' with that key, recorded
     as the market records an act. Returns (action id, forged key id)."""
-    engine = db.make_engine(settings.sqlalchemy_url)
-    private_key, _ = init_ledger_key(settings.keys_dir)
     key = Ed25519PrivateKey.generate()
     account_id, key_id, action_id, now = new_id("acct"), new_id("key"), new_id("act"), utcnow()
     document = {"type": "regulator-act", "v": 1, "market": "forged", "kind": "action", "regulator": account_id,
@@ -55,8 +51,8 @@ async def _forge_an_act(settings: Any, asset_id: str) -> tuple[str, str]:
     raw = rfc8785.dumps(document)
     signature = base64.b64encode(key.sign(raw)).decode()
     digest = audit.document_digest(document)
-    try:
-        async with db.make_sessionmaker(engine)() as session:
+    async with wiring.services(settings, content=False, listen=False) as services:
+        async with services.sessionmaker() as session:
             await session.execute(text(
                 "INSERT INTO accounts (id, name, kind, roles, jurisdiction, status, version, suspended, created_at) "
                 "VALUES (:id, 'Forged regulator', 'institution', 'regulator', 'CN', 'verified', 0, false, :now)"),
@@ -69,28 +65,20 @@ async def _forge_an_act(settings: Any, asset_id: str) -> tuple[str, str]:
                 "document_sha256, created_at) VALUES (:id, 'action', :a, :k, :s, :subj, :d, :h, :now)"),
                 {"id": new_id("sig"), "a": account_id, "k": key_id, "s": signature, "subj": f"action:{action_id}",
                  "d": raw.decode(), "h": digest, "now": now})
-            session.info[LEDGER_KEY] = Log(private_key, settings.ledger_origin)
-            await audit.record(session, "oversight.action", f"action:{action_id}", account_id,
+            await audit.record(session, Ctx.system(services), "oversight.action", f"action:{action_id}", account_id,
                                {"action": "freeze_asset", "target": asset_id,
                                 "act": {"document_sha256": digest, "key_id": key_id, "signature": signature}})
             await session.commit()
-    finally:
-        await engine.dispose()
     return action_id, key_id
 
 
 async def _record_unsigned_closure(settings: Any, regulator_id: str) -> None:
     """An alert closure written as before acts were signed: a reason's hash, no act."""
-    engine = db.make_engine(settings.sqlalchemy_url)
-    private_key, _ = init_ledger_key(settings.keys_dir)
-    try:
-        async with db.make_sessionmaker(engine)() as session:
-            session.info[LEDGER_KEY] = Log(private_key, settings.ledger_origin)
-            await audit.record(session, "oversight.alert_closed", "alert:alr_forged", regulator_id,
-                               {"rule": "wash_trade", "reason_sha256": "0" * 64})
+    async with wiring.services(settings, content=False, listen=False) as services:
+        async with services.sessionmaker() as session:
+            await audit.record(session, Ctx.system(services), "oversight.alert_closed", "alert:alr_forged",
+                               regulator_id, {"rule": "wash_trade", "reason_sha256": "0" * 64})
             await session.commit()
-    finally:
-        await engine.dispose()
 
 
 async def test_replay_names_a_regulator_act_the_authority_did_not_enroll(databases: Any, tmp_path_factory: Any,

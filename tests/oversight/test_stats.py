@@ -104,7 +104,7 @@ def _as_maps(body: dict[str, Any]) -> dict[str, Any]:
 
 def _rows(client: Any) -> tuple[list[Order], dict[str, Asset], dict[str, Account]]:
     async def run() -> Any:
-        async with client.app.state.read_sessionmaker() as s:
+        async with client.app.state.services.read_sessionmaker() as s:
             orders = list((await s.execute(select(Order))).scalars().all())
             assets = {a.id: a for a in (await s.execute(select(Asset))).scalars().all()}
             accounts = {a.id: a for a in (await s.execute(select(Account))).scalars().all()}

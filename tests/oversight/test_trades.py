@@ -72,7 +72,7 @@ async def market(databases: Any, tmp_path: Any) -> Any:
         alerted = [placed[1]["id"], placed[6]["id"]]
 
         async def flag() -> None:
-            async with client.app.state.sessionmaker() as s:
+            async with client.app.state.services.sessionmaker() as s:
                 alert = Alert(id=f"alr_{secrets.token_hex(8)}", rule="test", subject_key=secrets.token_hex(8), window="w", subjects="[]",
                               evidence="{}", status="open")
                 s.add(alert)

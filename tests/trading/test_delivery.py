@@ -16,9 +16,9 @@ from sqlalchemy import select, update
 
 from ledger import merkle
 from ledger.errors import ProofError, RootMismatchError
-from market.core.audit import LEDGER_KEY
 from market.core.context import Ctx
-from market.trading.models import Delivery, Order, TradeDocument
+from market.core.audit import TradeDocument
+from market.trading.models import Delivery, Order
 from tests.conftest import Parties, Party, assert_problem
 from tests.listings.support import publish
 from tests.registry_support import act, draft, ledger_items, provider, submit, upload
@@ -60,7 +60,7 @@ def repr_digest(data: bytes) -> str:
 
 def documents_of(client: Any, order_id: str, type_: str = "delivery.sent") -> list[dict[str, Any]]:
     async def run() -> list[dict[str, Any]]:
-        async with client.app.state.read_sessionmaker() as s:
+        async with client.app.state.services.read_sessionmaker() as s:
             rows = (await s.execute(select(TradeDocument).where(TradeDocument.subject == f"order:{order_id}",
                                                                 TradeDocument.type == type_)
                                     .order_by(TradeDocument.id))).scalars().all()
@@ -78,13 +78,11 @@ def close_batches(client: Any) -> int:
     """Run the clock's closing of receipt batches as if their window had passed."""
     from market.trading import receipts
 
-    state = client.app.state
+    state = client.app.state.services
 
     async def run() -> int:
-        later = Ctx(caller=None, now=state.clock.now() + state.settings.delivery_receipt_delta,
-                    settings=state.settings)
+        later = Ctx(caller=None, now=state.clock.now() + state.settings.delivery_receipt_delta, services=state)
         async with state.sessionmaker() as s:
-            s.info[LEDGER_KEY] = state.ledger
             count = await receipts.close_due(s, later)
             await s.commit()
             return count
@@ -94,7 +92,7 @@ def close_batches(client: Any) -> int:
 
 def deliveries_of(client: Any, order_id: str) -> list[Delivery]:
     async def run() -> list[Delivery]:
-        async with client.app.state.read_sessionmaker() as s:
+        async with client.app.state.services.read_sessionmaker() as s:
             return list((await s.execute(select(Delivery).where(Delivery.order_id == order_id)
                                          .order_by(Delivery.id))).scalars().all())
 
@@ -103,7 +101,7 @@ def deliveries_of(client: Any, order_id: str) -> list[Delivery]:
 
 def set_order(client: Any, order_id: str, **values: Any) -> None:
     async def run() -> None:
-        async with client.app.state.sessionmaker() as s:
+        async with client.app.state.services.sessionmaker() as s:
             await s.execute(update(Order).where(Order.id == order_id).values(**values))  # type: ignore[arg-type]
             await s.commit()
 
@@ -195,9 +193,9 @@ async def test_many_small_ranges_make_few_ledger_entries_and_every_range_proves(
             assert r.status_code == 206 and r.content == content[n * 7:n * 7 + 1], r.text
         assert len(deliveries_of(client, order["id"])) == 40
         assert len(documents_of(client, order["id"])) == 1  # the first 32: full, closed at once
-        assert client.blocking_portal.call(tasks.close_receipts_once, client.app.state) == 0  # window not passed
+        assert client.blocking_portal.call(tasks.close_receipts_once, client.app.state.services) == 0  # window not passed
         clock.advance(timedelta(seconds=61))
-        assert client.blocking_portal.call(tasks.close_receipts_once, client.app.state) == 1
+        assert client.blocking_portal.call(tasks.close_receipts_once, client.app.state.services) == 1
         batches = documents_of(client, order["id"])
         assert [x["document"]["receipts"] for x in batches] == [32, 8]
         assert [x["document"]["bytes"] for x in batches] == [32, 8]
@@ -429,11 +427,8 @@ async def test_access_ends_at_expiry(client, parties, operator, settings) -> Non
 
     # ... and once it has.
     async def run() -> int:
-        async with client.app.state.sessionmaker() as s:
-            from market.core.audit import LEDGER_KEY
-
-            s.info[LEDGER_KEY] = client.app.state.ledger
-            n = await expire_due(s, Ctx(None, utcnow(), settings))
+        async with client.app.state.services.sessionmaker() as s:
+            n = await expire_due(s, Ctx(None, utcnow(), client.app.state.services))
             await s.commit()
             return n
 
@@ -571,7 +566,7 @@ async def test_a_download_under_way_stops_when_access_ends(client, parties, oper
 
     d = await bought(client, parties, operator, size=3 * CHUNK)
     content, order, b = d["content"], d["order"], d["buyer"]
-    state = client.app.state
+    state = client.app.state.services
 
     async def start() -> Any:
         from market.web.auth import Caller
@@ -580,7 +575,7 @@ async def test_a_download_under_way_stops_when_access_ends(client, parties, oper
 
         async with state.read_sessionmaker() as s:
             account = AccountSnapshot.of(await s.get_one(Account, b.id))
-            sending = await delivery.open_delivery(s, Ctx(Caller(account, "tok_test"), utcnow(), settings), state,
+            sending = await delivery.open_delivery(s, Ctx(Caller(account, "tok_test"), utcnow(), state),
                                                    order["id"], None, None)
         sending.recheck_seconds = 0
         return sending
@@ -818,7 +813,7 @@ async def test_a_download_under_way_stops_on_revocation(client, parties, operato
 
     d = await bought(client, parties, operator, size=3 * CHUNK)
     content, order, b = d["content"], d["order"], d["buyer"]
-    state = client.app.state
+    state = client.app.state.services
 
     async def start() -> Any:
         from market.accounts.models import Account
@@ -827,7 +822,7 @@ async def test_a_download_under_way_stops_on_revocation(client, parties, operato
 
         async with state.read_sessionmaker() as s:
             account = AccountSnapshot.of(await s.get_one(Account, b.id))
-            sending = await delivery.open_delivery(s, Ctx(Caller(account, "tok_test"), utcnow(), settings), state,
+            sending = await delivery.open_delivery(s, Ctx(Caller(account, "tok_test"), utcnow(), state),
                                                    order["id"], None, None)
         sending.recheck_seconds = 0
         return sending

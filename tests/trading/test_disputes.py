@@ -11,7 +11,7 @@ from sqlalchemy import select
 from market.core.audit import document_digest, text_digest
 from market.core.clock import FakeClock
 from market.payments.gateway import GatewayError, RefundResult, WebhookEvent
-from market.trading.models import TradeDocument
+from market.core.audit import TradeDocument
 from tests.conftest import Parties, Party, assert_problem
 from tests.payments.localstripe_server import LOCALSTRIPE_KEY, WEBHOOK_SECRET, localstripe, pay  # noqa: F401
 from tests.registry_support import concurrently, ledger_items, own_app, salted_detail
@@ -52,7 +52,7 @@ async def order_status(client: Any, who: Any, order_id: str) -> dict[str, Any]:
 
 def documents_of(client: Any, order_id: str) -> list[TradeDocument]:
     async def run() -> list[TradeDocument]:
-        async with client.app.state.read_sessionmaker() as s:
+        async with client.app.state.services.read_sessionmaker() as s:
             rows = (await s.execute(select(TradeDocument).where(TradeDocument.subject == f"order:{order_id}")
                                     .order_by(TradeDocument.id))).scalars().all()
             return list(rows)
@@ -294,7 +294,7 @@ async def test_a_card_refund_goes_back_through_the_gateway_and_is_retried_after_
                 "stripe_api_base": localstripe}
     async with own_app(databases, tmp_path, **settings) as app:
         client, parties, operator = app.client, app.parties, app.operator
-        state = client.app.state
+        state = client.app.state.services
         _, listing = await offer(client, parties, operator)
         b = await buyer(client, parties)
 

@@ -9,7 +9,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from ledger.bundle import verify_bundle
-from market.trading.models import Order, Refusal, TradeDocument
+from market.core.audit import TradeDocument
+from market.oversight.models import Refusal
+from market.trading.models import Order
 from tests.conftest import Parties, Party, assert_problem
 from tests.listings.support import LICENCE
 from tests.registry_support import ledger_items, wait_integrated
@@ -19,7 +21,7 @@ from tests.trading.support import FREE, ONE_TIME, buyer, offer, order_body, pay_
 
 def db_count(client: Any, model: Any, *where: Any) -> int:
     async def run() -> int:
-        async with client.app.state.read_sessionmaker() as s:
+        async with client.app.state.services.read_sessionmaker() as s:
             return (await s.execute(select(func.count()).select_from(model).where(*where))).scalar_one()
 
     return client.blocking_portal.call(run)
@@ -97,7 +99,7 @@ async def test_a_free_plan_cannot_be_ordered_with_a_payment_nor_a_paid_plan_for_
                  order_body(listing, "one_time", payment_method="free")):
         assert_problem(await client.post("/v1/orders", json=body, headers=b.auth), 422, "bad-payment-method")
     body = order_body(listing, "one_time", payment_method="stripe")
-    if not client.app.state.settings.stripe_secret_key:
+    if not client.app.state.services.settings.stripe_secret_key:
         assert_problem(await client.post("/v1/orders", json=body, headers=b.auth), 422, "payment-method-unavailable")
 
 
@@ -322,7 +324,6 @@ async def test_the_clock_expires_access_when_its_period_ends(client, parties: Pa
                                                              settings) -> None:
     from datetime import datetime, timedelta
 
-    from market.core.audit import LEDGER_KEY
     from market.core.context import Ctx
     from market.trading import settlement
 
@@ -334,10 +335,9 @@ async def test_the_clock_expires_access_when_its_period_ends(client, parties: Pa
 
     def expire_at(now: datetime) -> int:
         async def run() -> int:
-            state = client.app.state
+            state = client.app.state.services
             async with state.sessionmaker() as session:
-                session.info[LEDGER_KEY] = state.ledger
-                count = await settlement.expire_due(session, Ctx(None, now, settings))
+                count = await settlement.expire_due(session, Ctx(None, now, state))
                 await session.commit()
                 return count
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from market.accounts.service import set_suspended
 from market.listings.service import set_frozen as freeze_listing
 from market.registry.review import revoke, set_frozen as freeze_asset
-from market.trading.models import TradeDocument
+from market.core.audit import TradeDocument
 from tests.conftest import Parties, Party, assert_problem, backend
 from tests.registry_support import act, propose, provider
 from tests.trading.support import FREE, ONE_TIME, buyer, offer, pay_by_bank, place
@@ -20,7 +20,7 @@ from tests.trading.support import FREE, ONE_TIME, buyer, offer, pay_by_bank, pla
 
 def trade_documents(client: Any, order_id: str, type_: str) -> list[dict[str, Any]]:
     async def run() -> list[dict[str, Any]]:
-        async with client.app.state.read_sessionmaker() as s:
+        async with client.app.state.services.read_sessionmaker() as s:
             rows = (await s.execute(select(TradeDocument).where(TradeDocument.subject == f"order:{order_id}",
                                                                 TradeDocument.type == type_))).scalars().all()
             return [json.loads(r.document) for r in rows]
@@ -172,7 +172,6 @@ async def test_a_payment_waits_for_a_freeze_under_way(client, parties: Parties, 
     import httpx
 
     from market.accounts.models import Account
-    from market.core.audit import LEDGER_KEY
     from market.web.auth import Caller
     from market.core.context import Ctx
     from market.core.types import utcnow
@@ -180,13 +179,12 @@ async def test_a_payment_waits_for_a_freeze_under_way(client, parties: Parties, 
     holder, listing = await offer(client, parties, operator)
     b = await buyer(client, parties)
     order = await place(client, b, listing, "one_time")
-    state = client.app.state
+    state = client.app.state.services
 
     async def race() -> tuple[bool, Any]:
         async with state.sessionmaker() as session:
-            session.info[LEDGER_KEY] = state.ledger
             account = await session.get(Account, regulator.id)
-            await freeze_asset(session, Ctx(Caller(account, "tok_test"), utcnow(), settings), listing["asset_id"],
+            await freeze_asset(session, Ctx(Caller(account, "tok_test"), utcnow(), state), listing["asset_id"],
                                True, "under investigation")
             transport = httpx.ASGITransport(app=client.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as c:
