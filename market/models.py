@@ -8,6 +8,7 @@ from market.core.idempotency import IdempotencyRecord
 from market.listings.models import Listing, ListingDoc, ListingTerms
 from market.core.memo import ChangeEpoch
 from market.core.outbox import OutboxEvent
+from market.notifications.models import Notification, WebhookAttempt, WebhookEndpoint, WebhookMessage
 from market.payments.models import StripeEvent
 from market.oversight.models import (
     Alert, AlertedOrder, EvaluatorMark, OversightAction, TradeDay, TradeParty, TradePartyMonth, TradeStat, TradeStatMonth,
@@ -23,4 +24,5 @@ __all__ = [
     "Listing", "ListingDoc", "ListingTerms", "Delivery", "DeliveryBatch", "Dispute", "Order", "PaymentReturn", "Payout",
     "Refusal", "TradeDocument",
     "StripeEvent", "ChangeEpoch", "OutboxEvent",
+    "Notification", "WebhookAttempt", "WebhookEndpoint", "WebhookMessage",
 ]

@@ -40,6 +40,7 @@ from market.oversight.document_routes import oversight_documents
 from market.oversight.stats_routes import STATS_ROUTES
 from market.oversight.action_routes import ACTION_ROUTES
 from market.oversight.dashboard import dashboard_router
+from market.notifications.routes import NOTIFICATION_ROUTES
 from market.storage import BlobStore, MasterKey
 from market.web.credentials import credential_memo
 from market.core.memo import Memo, PgListener, asyncpg_dsn, sqlite_epochs
@@ -265,6 +266,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             health, ready, metrics, AccountController, LedgerController, TlogController, AssetController,
             ObjectionController, TransferController, ListingController, dcat_catalog,
             OrderController, order_document, stripe_webhook, order_content, order_content_proof, order_deliveries, *MONEY_ROUTES, oversight_documents, *STATS_ROUTES, *ACTION_ROUTES, dashboard_router(), openapi.assets_router(),
+            *NOTIFICATION_ROUTES,
         ],
         lifespan=[lifespan],
         dependencies={

@@ -17,6 +17,7 @@ from market.oversight import alerts
 from market.registry import review
 from market.trading import checkout, receipts, settlement
 from market.core.logs import log
+from market.notifications.worker import run_notifications
 
 PURGE_EVERY = 3600.0
 
@@ -99,6 +100,9 @@ async def run_background(state: Any) -> None:
         tiles = await state.ledger.warm(session)
     log.info("ledger tiles loaded for proofs", tiles=tiles)
     clock = asyncio.create_task(run_clock(state))
+    # Notifications: the outbox dispatcher and the webhook sender (market.notifications.worker).
+    notifications = asyncio.create_task(run_notifications(state.sessionmaker, state.master_key, state.settings,
+                                                          state.clock.now))
     try:
         while True:
             try:
@@ -118,5 +122,8 @@ async def run_background(state: Any) -> None:
             await asyncio.sleep(settings.ledger_integrate_interval)
     finally:
         clock.cancel()
+        notifications.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await clock
+        with contextlib.suppress(asyncio.CancelledError):
+            await notifications
