@@ -22,6 +22,7 @@ from market.accounts.schemas import (
 )
 from market.web.auth import hash_token, new_token
 from market.core.context import Ctx
+from market.notifications import tell
 from market.core.errors import Conflict, Forbidden, InvalidTransition, NotFound
 from market.core.ids import new_id
 from market.core.pagination import page_of, paginate
@@ -116,6 +117,9 @@ async def create_account(
     await audit.record(session, "account.created", f"account:{account.id}", caller.id if caller else account.id,
                        {"kind": account.kind, "roles": sorted(account.role_set),
                         "jurisdiction": account.jurisdiction, "status": account.status})
+    if account.status == AccountStatus.pending:
+        await tell.to_staff(session, ctx, "account.verification_requested", tell.OPERATORS, account.id,
+                            account=account.id, name=account.name, kind=account.kind, roles=sorted(account.role_set))
     return account, token
 
 

@@ -87,8 +87,10 @@ async def dispatch_once(sessionmaker: async_sessionmaker[AsyncSession], now: Cal
             for endpoint in found:
                 endpoints.setdefault(endpoint.account_id, []).append(endpoint)
         subscriptions = {e.id: patterns.loads(e.events) for group in endpoints.values() for e in group}
+        # Ids sort as the events came (the inbox is newest first by id).
+        ids = iter(sorted(new_id("ntf") for _ in told))
         for event, account_id, data in told:
-            session.add(Notification(id=new_id("ntf"), account_id=account_id, event_id=event.id, event=event.type,
+            session.add(Notification(id=next(ids), account_id=account_id, event_id=event.id, event=event.type,
                                      subject=event.subject, data=json.dumps(data, ensure_ascii=False,
                                                                             separators=(",", ":")),
                                      created_at=event.created_at))

@@ -26,6 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from market.accounts.models import Account
 from market.accounts.schemas import Role
 from market.core.context import Ctx
+from market.notifications import tell
 from market.core.errors import NotFound
 from market.core.ids import new_id
 from market.oversight import acts
@@ -261,6 +262,8 @@ async def store(session: AsyncSession, ctx: Ctx, f: Finding) -> bool:
             assert alert is not None
         else:
             await _link(session, alert.id, f.orders)
+            await tell.to_staff(session, ctx, "alert.opened", tell.REGULATORS, alert.id, alert=alert.id, rule=f.rule,
+                                subjects=list(dict.fromkeys(f.subjects)))
             return True
     await _merge(session, alert, f)
     return False

@@ -16,6 +16,7 @@ from market.core import audit
 
 from market.core import signing
 from market.core.context import Ctx
+from market.notifications import tell
 from market.core.errors import Unprocessable
 from market.registry import access
 from market.registry.assets import commitment_of, conflicts, revision
@@ -103,6 +104,8 @@ async def submit_claim(
                      {"document_sha256": audit.document_digest(claim), "key_id": key_id, "signature": signature,
                       "revision": rev.revision, "change": change, "conflicts_salted_sha256": salted},
                      submitted_at=ctx.now, updated_at=ctx.now, status_reason=None)
+    await tell.to_staff(session, ctx, "asset.review_requested", tell.OPERATORS, asset.id, asset=asset.id,
+                        provider=asset.provider_id, change=change, revision=rev.revision)
     return asset
 
 

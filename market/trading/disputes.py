@@ -58,6 +58,7 @@ from market.core.ids import new_id
 from market.core.money import Money
 from market.oversight import stats
 from market.payments.gateway import GatewayError, refund_key
+from market.notifications import tell
 from market.trading import access, documents, returns
 from market.trading.models import Dispute, Order
 from market.trading.schemas import DisputeCreate, DisputeRead
@@ -130,6 +131,7 @@ async def open_dispute(session: AsyncSession, ctx: Ctx, order_id: str, data: Dis
         "order": order.id, "dispute": dispute.id,
         "reason_salted_sha256": await audit.salted(session, f"order:{order.id}", "trade.disputed",
                                                    {"reason": data.reason})})
+    await tell.dispute_opened(session, ctx, dispute, order)
     return dispute, order
 
 
@@ -183,6 +185,7 @@ async def resolve(session: AsyncSession, ctx: Ctx, dispute_id: str,
             raise Unprocessable("a reference is given only with a refund", kind="reference-not-expected")
         await DISPUTE.move(session, dispute, "reject", ctx, resolution_reason=data.reason, resolved_at=ctx.now)
         await documents.record(session, "trade.dispute_rejected", f"order:{order.id}", document)
+        await tell.dispute_resolved(session, ctx, dispute, order)
         return dispute, order, None
     if data.reference is not None and order.payment_method != "bank_transfer":
         raise Unprocessable(f"order {order.id} was paid by {order.payment_method}; a reference is given only for "
@@ -198,6 +201,7 @@ async def resolve(session: AsyncSession, ctx: Ctx, dispute_id: str,
     await stats.count_refunded(session, order)
     await documents.record(session, "trade.refunded", f"order:{order.id}", {
         **document, "amount": {"amount": order.price, "currency": order.currency}, "method": order.payment_method})
+    await tell.dispute_resolved(session, ctx, dispute, order)
     return dispute, order, _gateway_refund(dispute, order)
 
 

@@ -42,6 +42,7 @@ from market.core.context import Ctx
 from market.core.errors import NotFound, Unprocessable
 from market.core.ids import new_id
 from market.core.money import Money
+from market.notifications import tell
 from market.trading import documents
 from market.trading.models import Order, Payout
 from market.trading.schemas import PayoutCreate, PayoutRead
@@ -187,4 +188,5 @@ async def record_payout(session: AsyncSession, ctx: Ctx, data: PayoutCreate) -> 
     await documents.record(session, "payout.recorded", f"payout:{payout.id}", {
         "payout": payout.id, "provider": account.id, "period": data.period,
         "amount": {"amount": amount, "currency": currency}, "reference": data.reference})
+    await tell.payout_recorded(session, ctx, payout)
     return payout
