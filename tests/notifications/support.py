@@ -42,6 +42,7 @@ class Receiver:
     fail: dict[str, int] = field(default_factory=dict)
     always_fail: set[str] = field(default_factory=set)
     status: int = 500
+    refuse: Callable[[Received], bool] | None = None  # requests answered ``status`` whatever else holds
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
 
@@ -53,11 +54,12 @@ class Receiver:
 
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                got = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
                 with receiver.lock:
-                    receiver.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()},
-                                                      body, time.monotonic()))
+                    receiver.requests.append(got)
                     left = receiver.fail.get(self.path, 0)
-                    failing = self.path in receiver.always_fail or left > 0
+                    failing = self.path in receiver.always_fail or left > 0 or \
+                        (receiver.refuse is not None and receiver.refuse(got))
                     if left > 0:
                         receiver.fail[self.path] = left - 1
                 self.send_response(receiver.status if failing else 204)
