@@ -7,19 +7,40 @@ from collections.abc import Callable
 from datetime import datetime
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core.config import Settings
 from market.core.logs import log
+from market.core.outbox import OutboxEvent
 from market.notifications import dispatch, sender
+from market.notifications.models import WebhookMessage
 from market.storage import MasterKey
 
 
+async def _waiting(reader: async_sessionmaker[AsyncSession], now: datetime) -> tuple[bool, bool]:
+    """Whether outbox rows wait for dispatch, and messages are due: read without the
+    write lock (on SQLite an idle round then never queues behind, or holds up, writers)."""
+    async with reader() as session:
+        undispatched = (await session.execute(select(OutboxEvent.seq).where(
+            OutboxEvent.dispatched_at.is_(None)).limit(1))).first() is not None  # type: ignore[union-attr]
+        due = (await session.execute(select(WebhookMessage.id).where(
+            WebhookMessage.status == "pending", WebhookMessage.next_attempt_at <= now)  # type: ignore[operator]
+            .limit(1))).first() is not None
+    return undispatched, due
+
+
 async def notify_round(sessionmaker: async_sessionmaker[AsyncSession], master_key: MasterKey, settings: Settings,
-                       now: Callable[[], datetime], client: httpx.AsyncClient) -> tuple[int, int]:
-    """Dispatch everything waiting, then send what is due; returns (dispatched, sent)."""
+                       now: Callable[[], datetime], client: httpx.AsyncClient,
+                       reader: async_sessionmaker[AsyncSession] | None = None) -> tuple[int, int]:
+    """Dispatch everything waiting, then send what is due; returns (dispatched, sent).
+    With ``reader`` (a read-only sessionmaker), an idle round takes no write lock."""
     dispatched = sent = 0
+    if reader is not None:
+        undispatched, due = await _waiting(reader, now())
+        if not undispatched and not due:
+            return 0, 0
     while count := await dispatch.dispatch_once(sessionmaker, now):
         dispatched += count
     while count := await sender.send_due(sessionmaker, master_key, settings, now, client):
@@ -30,13 +51,14 @@ async def notify_round(sessionmaker: async_sessionmaker[AsyncSession], master_ke
 
 
 async def run_notifications(sessionmaker: async_sessionmaker[AsyncSession], master_key: MasterKey,
-                            settings: Settings, now: Callable[[], datetime]) -> None:
+                            settings: Settings, now: Callable[[], datetime],
+                            reader: async_sessionmaker[AsyncSession] | None = None) -> None:
     """``notify_round`` every ``MARKET_NOTIFY_INTERVAL`` seconds, until cancelled."""
     async with sender.new_client(settings) as client:
         while True:
             started = time.monotonic()
             try:
-                await notify_round(sessionmaker, master_key, settings, now, client)
+                await notify_round(sessionmaker, master_key, settings, now, client, reader)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - a failed round is logged and retried

@@ -102,7 +102,7 @@ async def run_background(state: Any) -> None:
     clock = asyncio.create_task(run_clock(state))
     # Notifications: the outbox dispatcher and the webhook sender (market.notifications.worker).
     notifications = asyncio.create_task(run_notifications(state.sessionmaker, state.master_key, state.settings,
-                                                          state.clock.now))
+                                                          state.clock.now, state.read_sessionmaker))
     try:
         while True:
             try:
