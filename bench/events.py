@@ -15,7 +15,8 @@ receiver (a separate process answering ``204``). Then:
   ``--seconds`` (the outbox only fills: events are produced at full purchase speed);
   then a server with background work starts on that database and dispatches and
   delivers the whole backlog to the receiver. ``drain_vs_produce`` = events delivered
-  per second over events produced per second. Goal >= 1.0.
+  per second (from the first delivery to the last) over events produced per second.
+  Goal >= 1.0.
 
 The last line printed is one JSON object of the figures.
 """
@@ -214,11 +215,14 @@ def main() -> None:
         produce_rate = events / produce_s
         say(f"produced       {events} events in {produce_s:.1f} s = {produce_rate:.1f} events/s "
             f"({produced_run['purchases_per_s']:.1f} purchases/s counted)")
-        target = receiver.received + events * args.endpoints
+        baseline = receiver.received
+        target = baseline + events * args.endpoints
         t0 = time.perf_counter()
         drainer = Again(_first_env(url, tmp, args), tmp, "drainer", {})
         try:
             started = time.perf_counter() - t0
+            # From the first delivery: the process's start (ledger warm-up) is not delivery.
+            wait_received(receiver, baseline + 1, 120.0)
             took = wait_received(receiver, target, max(120.0, 20 * args.seconds))
         finally:
             drainer.stop()
@@ -226,8 +230,8 @@ def main() -> None:
             raise RuntimeError(f"the backlog was not delivered: {receiver.received} of {target}")
         drain_rate = events / took
         ratio = drain_rate / produce_rate
-        say(f"drained        {events} events ({events * args.endpoints} deliveries) in {took:.1f} s after the "
-            f"server was ready (start {started:.1f} s) = {drain_rate:.1f} events/s")
+        say(f"drained        {events} events ({events * args.endpoints} deliveries) in {took:.1f} s from the "
+            f"first delivery (server start {started:.1f} s) = {drain_rate:.1f} events/s")
         say(f"drain_vs_produce   {ratio:.3f}  (goal >= {GOALS['drain_vs_produce']})")
         print(json.dumps({
             "notify_cost": round(cost, 3), "drain_vs_produce": round(ratio, 3),

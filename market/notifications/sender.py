@@ -110,8 +110,11 @@ async def record(sessionmaker: async_sessionmaker[AsyncSession], settings: Setti
     schedule = settings.webhook_retry_delays
     async with sessionmaker() as session:
         disabled: dict[str, WebhookEndpoint] = {}
+        ids = [o.claimed.message_id for o in outcomes]
+        messages = {m.id: m for m in (await session.execute(
+            select(WebhookMessage).where(WebhookMessage.id.in_(ids)))).scalars().all()}  # type: ignore[union-attr]
         for outcome in outcomes:
-            message = await session.get(WebhookMessage, outcome.claimed.message_id)
+            message = messages.get(outcome.claimed.message_id)
             if message is None or message.status != "pending":
                 continue
             message.attempts += 1

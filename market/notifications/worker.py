@@ -3,7 +3,7 @@ webhook messages; run by every ``market serve`` process (``market.wiring.tasks``
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import httpx
@@ -50,17 +50,44 @@ async def notify_round(sessionmaker: async_sessionmaker[AsyncSession], master_ke
     return dispatched, sent
 
 
+async def _loop(name: str, interval: float, work: Callable[[], Awaitable[bool]]) -> None:
+    """Run ``work`` again at once while it says there is more, else every ``interval`` seconds."""
+    while True:
+        started = time.monotonic()
+        more = False
+        try:
+            more = await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a failed round is logged and retried
+            log.exception(f"{name} round failed")
+        if more:
+            await asyncio.sleep(0)
+            continue
+        await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
 async def run_notifications(sessionmaker: async_sessionmaker[AsyncSession], master_key: MasterKey,
                             settings: Settings, now: Callable[[], datetime],
                             reader: async_sessionmaker[AsyncSession] | None = None) -> None:
-    """``notify_round`` every ``MARKET_NOTIFY_INTERVAL`` seconds, until cancelled."""
+    """The dispatcher and the sender, each in a loop of its own (a stream of new events
+    never starves delivery), every ``MARKET_NOTIFY_INTERVAL`` seconds when idle; until cancelled."""
     async with sender.new_client(settings) as client:
-        while True:
-            started = time.monotonic()
-            try:
-                await notify_round(sessionmaker, master_key, settings, now, client, reader)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - a failed round is logged and retried
-                log.exception("notification round failed")
-            await asyncio.sleep(max(0.0, settings.notify_interval - (time.monotonic() - started)))
+        async def dispatching() -> bool:
+            if reader is not None and not (await _waiting(reader, now()))[0]:
+                return False
+            return await dispatch.dispatch_once(sessionmaker, now) == dispatch.BATCH
+
+        async def sending() -> bool:
+            if reader is not None and not (await _waiting(reader, now()))[1]:
+                return False
+            return await sender.send_due(sessionmaker, master_key, settings, now, client) == sender.BATCH
+
+        loops = [asyncio.create_task(_loop("notification dispatch", settings.notify_interval, dispatching)),
+                 asyncio.create_task(_loop("webhook sending", settings.notify_interval, sending))]
+        try:
+            await asyncio.gather(*loops)
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
