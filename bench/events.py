@@ -45,7 +45,7 @@ from bench.api import Database, Server, free_port, say  # noqa: E402
 from bench.trade import purchases, seed  # noqa: E402
 
 GOALS = {"notify_cost": 1.15, "drain_vs_produce": 1.0}
-FAST_NOTIFY = {"MARKET_WEBHOOK_ALLOW_PRIVATE": "true", "MARKET_NOTIFY_INTERVAL": "0.05"}
+FAST_NOTIFY = {"MARKET_WEBHOOK_ALLOW_PRIVATE": "true"}  # the default MARKET_NOTIFY_INTERVAL (0.2 s)
 
 
 # --- the receiver: a minimal HTTP/1.1 keep-alive server in its own process ----------------

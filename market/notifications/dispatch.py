@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -89,15 +89,21 @@ async def dispatch_once(sessionmaker: async_sessionmaker[AsyncSession], now: Cal
         subscriptions = {e.id: patterns.loads(e.events) for group in endpoints.values() for e in group}
         # Ids sort as the events came (the inbox is newest first by id).
         ids = iter(sorted(new_id("ntf") for _ in told))
+        inbox: list[dict[str, Any]] = []
+        messages: list[dict[str, Any]] = []
         for event, account_id, data in told:
-            session.add(Notification(id=next(ids), account_id=account_id, event_id=event.id, event=event.type,
-                                     subject=event.subject, data=json.dumps(data, ensure_ascii=False,
-                                                                            separators=(",", ":")),
-                                     created_at=event.created_at))
+            inbox.append(dict(id=next(ids), account_id=account_id, event_id=event.id, event=event.type,
+                              subject=event.subject, data=json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+                              created_at=event.created_at, read_at=None))
             for endpoint in endpoints.get(account_id, []):
                 if patterns.matches(subscriptions[endpoint.id], event.type):
-                    session.add(WebhookMessage(event_id=event.id, endpoint_id=endpoint.id, event=event.type,
-                                               payload=envelope(event.type, event.created_at, event.subject, data),
-                                               status="pending", next_attempt_at=at, created_at=at))
+                    messages.append(dict(event_id=event.id, endpoint_id=endpoint.id, event=event.type,
+                                         payload=envelope(event.type, event.created_at, event.subject, data),
+                                         attempts=0, status="pending", next_attempt_at=at, created_at=at,
+                                         delivered_at=None))
+        if inbox:
+            await session.execute(insert(Notification), inbox)
+        if messages:
+            await session.execute(insert(WebhookMessage), messages)
         await session.commit()
         return len(events)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 from standardwebhooks import Webhook
@@ -74,10 +74,11 @@ async def claim_due(sessionmaker: async_sessionmaker[AsyncSession], master_key: 
         if not rows:
             return []
         until = now + lease_of(settings)
+        await session.execute(update(WebhookMessage).where(
+            WebhookMessage.id.in_([m.id for m, _ in rows]))  # type: ignore[union-attr]
+            .values(next_attempt_at=until).execution_options(synchronize_session=False))
         claimed = []
         for message, endpoint in rows:
-            message.next_attempt_at = until
-            session.add(message)
             claimed.append(Claimed(message.id, message.event_id, endpoint.id, endpoint.url,  # type: ignore[arg-type]
                                    master_key.unwrap(secret_aad(endpoint.id), endpoint.secret), message.payload))
         await session.commit()
@@ -113,14 +114,20 @@ async def record(sessionmaker: async_sessionmaker[AsyncSession], settings: Setti
         ids = [o.claimed.message_id for o in outcomes]
         messages = {m.id: m for m in (await session.execute(
             select(WebhookMessage).where(WebhookMessage.id.in_(ids)))).scalars().all()}  # type: ignore[union-attr]
+        attempts: list[dict[str, object]] = []
+        delivered: list[int] = []
         for outcome in outcomes:
             message = messages.get(outcome.claimed.message_id)
             if message is None or message.status != "pending":
                 continue
+            if outcome.ok:  # the common case, written in bulk below
+                delivered.append(message.id)  # type: ignore[arg-type]
+                attempts.append(dict(message_id=message.id, endpoint_id=message.endpoint_id,
+                                     event_id=message.event_id, attempt=message.attempts + 1, attempted_at=now,
+                                     status_code=outcome.status_code, error=None, next_attempt_at=None))
+                continue
             message.attempts += 1
-            if outcome.ok:
-                message.status, message.delivered_at, message.next_attempt_at = "delivered", now, None
-            elif message.attempts > len(schedule):
+            if message.attempts > len(schedule):
                 message.status, message.next_attempt_at = "failed", None
                 endpoint = await session.get(WebhookEndpoint, message.endpoint_id)
                 if endpoint is not None and endpoint.enabled and message.event != "ping":
@@ -132,10 +139,17 @@ async def record(sessionmaker: async_sessionmaker[AsyncSession], settings: Setti
             else:
                 message.next_attempt_at = now + schedule[message.attempts - 1]
             session.add(message)
-            session.add(WebhookAttempt(message_id=message.id, endpoint_id=message.endpoint_id,  # type: ignore[arg-type]
-                                       event_id=message.event_id, attempt=message.attempts, attempted_at=now,
-                                       status_code=outcome.status_code, error=outcome.error,
-                                       next_attempt_at=message.next_attempt_at))
+            attempts.append(dict(message_id=message.id, endpoint_id=message.endpoint_id, event_id=message.event_id,
+                                 attempt=message.attempts, attempted_at=now, status_code=outcome.status_code,
+                                 error=outcome.error, next_attempt_at=message.next_attempt_at))
+        await session.flush()
+        if delivered:
+            await session.execute(update(WebhookMessage).where(
+                WebhookMessage.id.in_(delivered), WebhookMessage.status == "pending")  # type: ignore[union-attr]
+                .values(status="delivered", delivered_at=now, next_attempt_at=None,
+                        attempts=WebhookMessage.attempts + 1).execution_options(synchronize_session=False))
+        if attempts:
+            await session.execute(insert(WebhookAttempt), attempts)
         ctx = Ctx(caller=None, now=now, settings=settings)
         for endpoint in disabled.values():
             await notify(session, ctx, "webhook.disabled", endpoint.id, [Recipient(account=endpoint.account_id, data={
