@@ -31,25 +31,6 @@ async def _waiting(reader: async_sessionmaker[AsyncSession], now: datetime) -> t
     return undispatched, due
 
 
-async def notify_round(sessionmaker: async_sessionmaker[AsyncSession], master_key: MasterKey, settings: Settings,
-                       now: Callable[[], datetime], client: httpx.AsyncClient,
-                       reader: async_sessionmaker[AsyncSession] | None = None) -> tuple[int, int]:
-    """Dispatch everything waiting, then send what is due; returns (dispatched, sent).
-    With ``reader`` (a read-only sessionmaker), an idle round takes no write lock."""
-    dispatched = sent = 0
-    if reader is not None:
-        undispatched, due = await _waiting(reader, now())
-        if not undispatched and not due:
-            return 0, 0
-    while count := await dispatch.dispatch_once(sessionmaker, now):
-        dispatched += count
-    while count := await sender.send_due(sessionmaker, master_key, settings, now, client):
-        sent += count
-        if count < sender.BATCH:
-            break
-    return dispatched, sent
-
-
 async def _loop(name: str, interval: float, work: Callable[[], Awaitable[bool]]) -> None:
     """Run ``work`` again at once while it says there is more, else every ``interval`` seconds."""
     while True:
