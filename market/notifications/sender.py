@@ -146,8 +146,9 @@ async def record(sessionmaker: async_sessionmaker[AsyncSession], settings: Setti
         if delivered:
             await session.execute(update(WebhookMessage).where(
                 WebhookMessage.id.in_(delivered), WebhookMessage.status == "pending")  # type: ignore[union-attr]
-                .values(status="delivered", delivered_at=now, next_attempt_at=None,
-                        attempts=WebhookMessage.attempts + 1).execution_options(synchronize_session=False))
+                # A delivery's progress, not a domain state (no state machine governs it).
+                .values({"status": "delivered", "delivered_at": now, "next_attempt_at": None,
+                         "attempts": WebhookMessage.attempts + 1}).execution_options(synchronize_session=False))
         if attempts:
             await session.execute(insert(WebhookAttempt), attempts)
         ctx = Ctx(caller=None, now=now, settings=settings)
