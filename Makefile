@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo lint test test-postgres install bench-ledger bench-upload bench-api bench-search bench-trade bench-oversight clean
+.PHONY: run demo lint test test-postgres install bench-ledger bench-upload bench-api bench-search bench-trade bench-events bench-oversight clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ bench-search: $(STAMP)
 # Free-plan purchases/s (32 buyers) and delivery MB/s of a 1 GiB asset; BENCH_DB=postgresql://…, BENCH_WORKERS=N.
 bench-trade: $(STAMP)
 	$(BIN)/python bench/trade.py --db $${BENCH_DB:-sqlite} --workers $${BENCH_WORKERS:-1}
+
+# Purchases/s with 3 webhook endpoints against none (notify_cost), and events delivered/s
+# against produced/s (drain_vs_produce); BENCH_DB=postgresql://…
+bench-events: $(STAMP)
+	$(BIN)/python bench/events.py --db $${BENCH_DB:-sqlite} --workers $${BENCH_WORKERS:-1}
 
 # Overview p95 at 1,000,000 settled trades over 10,000, and the CSV export of them all; BENCH_DB=postgresql://…
 bench-oversight: $(STAMP)

@@ -9,6 +9,7 @@ from market.core.idempotency import IdempotencyRecord
 from market.listings.models import Listing, ListingDoc, ListingTerms
 from market.core.memo import ChangeEpoch
 from market.core.outbox import OutboxEvent
+from market.notifications.models import Notification, WebhookAttempt, WebhookEndpoint, WebhookMessage
 from market.payments.models import StripeEvent
 from market.oversight.models import (
     Alert, AlertedOrder, EvaluatorMark, OversightAction, Refusal, TradeDay, TradeParty, TradePartyMonth, TradeStat,
@@ -27,4 +28,5 @@ __all__ = [
     "StripeEvent", "ChangeEpoch", "OutboxEvent",
     "Alert", "AlertedOrder", "EvaluatorMark", "OversightAction", "TradeDay", "TradeParty", "TradePartyMonth", "TradeStat",
     "TradeStatMonth",
+    "Notification", "WebhookAttempt", "WebhookEndpoint", "WebhookMessage",
 ]

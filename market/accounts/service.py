@@ -22,6 +22,7 @@ from market.web.auth import hash_token, new_token
 from market.web.credentials import AccountSnapshot
 from market.core.context import Ctx
 from market.core.db import rowcount
+from market.core import outbox
 from market.core.errors import Conflict, Forbidden, InvalidTransition, NotFound
 from market.core.events import KeyRevoked
 from market.core.ids import new_id
@@ -111,6 +112,9 @@ async def create_account(
     await audit.record(session, ctx, "account.created", f"account:{account.id}", caller.id if caller else account.id,
                        {"kind": account.kind, "roles": sorted(account.role_set),
                         "jurisdiction": account.jurisdiction, "status": account.status})
+    if account.status == AccountStatus.pending:
+        await outbox.to_role(session, ctx, "account.verification_requested", outbox.OPERATORS, account.id,
+                            account=account.id, name=account.name, kind=account.kind, roles=sorted(account.role_set))
     return account, token
 
 

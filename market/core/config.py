@@ -27,6 +27,20 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
 
 
+_DELAY = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+
+
+def parse_schedule(text: str) -> list[timedelta]:
+    """``5s,5m,30m,2h`` (fractions allowed: ``0.05s``) → the waits before each retry."""
+    delays = []
+    for item in text.split(","):
+        match = _DELAY.match(item.strip())
+        if not match:
+            raise ValueError(f"bad retry delay {item.strip()!r}, want a number with s, m, h or d (e.g. 5m)")
+        delays.append(timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)]))
+    return delays
+
+
 def async_database_url(url: str) -> str:
     """Accept plain ``postgresql://`` / ``sqlite://`` URLs and give SQLAlchemy's async form."""
     for plain, driver in (
@@ -107,6 +121,20 @@ class Settings(BaseSettings):
     # its signature, and a regulator's act counts only with a key it enrolled. Empty: no
     # regulator can be created and no regulator act is accepted.
     regulator_authority: str = ""
+    # Notifications and webhooks (docs/notifications.md).
+    webhook_retry_schedule: str = "5s,5m,30m,2h,5h,10h"  # waits before each retry; then the endpoint is disabled
+    webhook_allow_private: bool = False  # allow loopback, private and link-local webhook addresses
+    webhook_timeout: float = 10.0  # seconds a receiver has to answer one delivery
+    webhook_concurrency: int = 32  # deliveries in flight at once, per process
+    notify_interval: float = 0.2  # seconds between rounds of the dispatcher and the sender
+    # The market's account that bank transfers are paid to (order payment instructions).
+    bank_account: str = "DEMO BANK 6222 0210 0000 0000 888 Data-element market clearing account"
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _webhook_schedule(cls, value: str) -> str:
+        parse_schedule(value)
+        return value
 
     @field_validator("regulator_authority")
     @classmethod
@@ -238,6 +266,10 @@ class Settings(BaseSettings):
     @property
     def metrics_networks(self) -> list[IPv4Network | IPv6Network]:
         return _networks(self.metrics_allow)
+
+    @property
+    def webhook_retry_delays(self) -> list[timedelta]:
+        return parse_schedule(self.webhook_retry_schedule)
 
     @property
     def witness_vkeys(self) -> list[str]:

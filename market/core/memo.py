@@ -93,7 +93,8 @@ NOT_ASSET_TABLES = frozenset({"api_tokens", "account_keys", "idempotency_records
                          # (a freeze, a suspension) is written to the tables above the line.
                          "regulator_acts", "regulator_enrollments", "dashboard_sessions",
                          # What the market tells people (market.core.outbox, market.notifications).
-                         "outbox"})
+                         "outbox", "notifications", "webhook_endpoints", "webhook_messages",
+                         "webhook_attempts"})
 # The tables the public asset and listing lists are read from. Every table is in exactly
 # one of the two sets (a test holds it), so a new table is a decision, not a slow leak:
 # a table in neither would empty the public memory on every write to it.

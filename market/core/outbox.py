@@ -25,7 +25,7 @@ from market.core.context import Ctx
 from market.core.ids import new_id
 from market.core.types import UTCDateTime
 
-__all__ = ["EVENT_TYPES", "OutboxEvent", "Recipient", "notify"]
+__all__ = ["EVENT_TYPES", "OPERATORS", "REGULATORS", "OutboxEvent", "Recipient", "notify", "to_account", "to_role"]
 
 # Every event the market sends (API.md "Notifications and webhooks"), a closed list:
 # a webhook subscribes to these names (or ``order.*``), and a typo in a service fails
@@ -45,7 +45,9 @@ EVENT_TYPES = frozenset({
     "ping", "webhook.disabled",
 })
 
-ROLES = frozenset({"operator", "regulator"})
+OPERATORS = "operator"
+REGULATORS = "regulator"
+ROLES = frozenset({OPERATORS, REGULATORS})
 
 
 @dataclass(frozen=True)
@@ -99,3 +101,13 @@ async def notify(session: AsyncSession, ctx: Ctx, type: str, subject: str, to: l
                         created_at=ctx.now)
     session.add(event)
     return event.id
+
+
+async def to_account(session: AsyncSession, ctx: Ctx, type: str, account_id: str, subject: str, **data: Any) -> None:
+    """Tell one account alone (an asset's or listing's holder: a regulator's reason included)."""
+    await notify(session, ctx, type, subject, [Recipient(account=account_id, data=data)])
+
+
+async def to_role(session: AsyncSession, ctx: Ctx, type: str, role: str, subject: str, **data: Any) -> None:
+    """Tell every account of a staff role (operators, regulators) what they need to act."""
+    await notify(session, ctx, type, subject, [Recipient(role=role, data=data)])

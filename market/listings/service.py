@@ -20,6 +20,7 @@ from market.core import audit
 from market.accounts.models import Account
 from market.accounts.schemas import Role
 from market.core.context import Ctx
+from market.core import outbox
 from market.core.errors import Conflict, Unprocessable
 from market.core.ids import new_id
 from market.listings import access, index
@@ -184,6 +185,9 @@ async def set_frozen(session: AsyncSession, ctx: Ctx, listing_id: str, frozen: b
     salted = await audit.salted(session, LISTING.subject(listing), LISTING.entry_type(action), {"reason": reason})
     await LISTING.move(session, listing, action, ctx, {"reason_salted_sha256": salted}, frozen=frozen,
                        status_reason=reason, updated_at=ctx.now)
+    if frozen:
+        await outbox.to_account(session, ctx, "listing.frozen", listing.provider_id, listing.id, listing=listing.id,
+                             asset=listing.asset_id, reason=reason)
     return listing
 
 

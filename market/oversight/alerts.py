@@ -27,6 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from market.accounts.models import Account
 from market.accounts.schemas import Role
 from market.core.context import Ctx
+from market.core import outbox
 from market.core.errors import NotFound
 from market.core.ids import new_id
 from market.oversight import acts
@@ -264,6 +265,8 @@ async def store(session: AsyncSession, ctx: Ctx, f: Finding) -> bool:
             assert alert is not None
         else:
             await _link(session, alert.id, f.orders)
+            await outbox.to_role(session, ctx, "alert.opened", outbox.REGULATORS, alert.id, alert=alert.id, rule=f.rule,
+                                subjects=list(dict.fromkeys(f.subjects)))
             return True
     await _merge(session, alert, f)
     return False

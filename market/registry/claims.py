@@ -17,6 +17,7 @@ from market.core import audit
 from market.accounts import signatures
 from market.core import signing
 from market.core.context import Ctx
+from market.core import outbox
 from market.core.errors import Unprocessable
 from market.core.events import AttemptRefused
 from market.registry import access
@@ -105,6 +106,8 @@ async def submit_claim(
                      {"document_sha256": audit.document_digest(claim), "key_id": key_id, "signature": signature,
                       "revision": rev.revision, "change": change, "conflicts_salted_sha256": salted},
                      submitted_at=ctx.now, updated_at=ctx.now, status_reason=None)
+    await outbox.to_role(session, ctx, "asset.review_requested", outbox.OPERATORS, asset.id, asset=asset.id,
+                        provider=asset.provider_id, change=change, revision=rev.revision)
     return asset
 
 

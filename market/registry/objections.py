@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from market.core import audit
 from market.accounts.schemas import Role
 from market.core.context import Ctx
+from market.core import outbox
 from market.core.errors import Conflict, Forbidden, InvalidTransition
 from market.core.ids import new_id
 from market.registry import access
@@ -45,6 +46,8 @@ async def file_objection(session: AsyncSession, ctx: Ctx, asset_id: str, reason:
     objection = Objection(id=new_id("obj"), asset_id=asset_id, objector_id=caller.id, reason=reason,  # type: ignore[call-arg]  # status: the machine's create sets it
                           evidence=evidence, created_at=ctx.now)
     await OBJECTION.create(session, objection, ctx, {"objection": objection.id})
+    await outbox.to_account(session, ctx, "asset.objection_filed", asset.provider_id, asset.id, asset=asset.id,
+                         objection=objection.id, reason=reason)
     return objection
 
 
@@ -64,6 +67,8 @@ async def resolve_objection(session: AsyncSession, ctx: Ctx, objection_id: str, 
         await ASSET.move(session, asset, "reject_change" if change else "reject", ctx,
                          {"stage": "objection", "objection": objection_id, "change": change},
                          **rejection_values(asset, ctx, reason))
+        await outbox.to_account(session, ctx, "asset.rejected", asset.provider_id, asset.id, asset=asset.id,
+                             stage="objection", objection=objection_id, change=change, reason=reason)
     return objection
 
 

@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from market.core import audit
 from market.accounts.schemas import Role
 from market.core.context import Ctx
+from market.core import outbox
 from market.core.errors import Conflict, InvalidTransition
 from market.registry import access, certificates, transfers
 from market.registry.assets import conflicts
@@ -44,6 +45,8 @@ async def review(
         await ASSET.move(session, asset, action, ctx,
                          {"stage": "review", "change": change, "reason_salted_sha256": salted},
                          **rejection_values(asset, ctx, reason))
+        await outbox.to_account(session, ctx, "asset.rejected", asset.provider_id, asset.id, asset=asset.id,
+                             stage="review", change=change, reason=reason)
         return asset
     others = await conflicts(session, asset)
     if others and not override_conflict:
@@ -83,6 +86,8 @@ async def register(session: AsyncSession, ctx: Ctx, asset: Asset) -> None:
                      registration_number=number, registered_at=ctx.now, registered_revision=asset.content_revision,
                      registered_sha256=asset.content_sha256, updated_at=ctx.now)
     await certificates.issue(session, asset, ctx, "asset.registered", {"change": change})
+    await outbox.to_account(session, ctx, "asset.registered", asset.provider_id, asset.id, asset=asset.id,
+                         registration_number=number, change=change)
     if change:  # proposals name the content registered before
         await transfers.void_pending(session, ctx, asset_id=asset.id, cause="content_changed")
 
@@ -131,6 +136,8 @@ async def revoke(session: AsyncSession, ctx: Ctx, asset_id: str, reason: str) ->
                              status_reason=reason, updated_at=ctx.now)
     assert entry is not None
     certificates.keep_revocation(asset, document, entry)
+    await outbox.to_account(session, ctx, "asset.revoked", asset.provider_id, asset.id, asset=asset.id,
+                         registration_number=asset.registration_number, reason=reason)
     session.add(asset)
     await session.flush()
     await transfers.void_pending(session, ctx, asset_id=asset.id, cause="revoked")
@@ -148,6 +155,8 @@ async def set_frozen(session: AsyncSession, ctx: Ctx, asset_id: str, frozen: boo
     salted = await audit.salted(session, ASSET.subject(asset), ASSET.entry_type(action), {"reason": reason})
     await ASSET.move(session, asset, action, ctx, {"reason_salted_sha256": salted}, frozen=frozen,
                      updated_at=ctx.now)
+    await outbox.to_account(session, ctx, "asset.frozen" if frozen else "asset.unfrozen", asset.provider_id, asset.id,
+                         asset=asset.id, reason=reason)
     if frozen:
         await transfers.void_pending(session, ctx, asset_id=asset.id, cause="frozen")
     return asset

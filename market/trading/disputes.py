@@ -60,6 +60,7 @@ from market.core.ids import new_id
 from market.core.money import Money
 from market.core.services import Services
 from market.payments.gateway import GatewayError, refund_key
+from market.trading import notices
 from market.trading import access, documents, returns
 from market.trading.models import Dispute, Order
 from market.trading.schemas import DisputeCreate, DisputeRead
@@ -132,6 +133,7 @@ async def open_dispute(session: AsyncSession, ctx: Ctx, order_id: str, data: Dis
         "order": order.id, "dispute": dispute.id,
         "reason_salted_sha256": await audit.salted(session, f"order:{order.id}", "trade.disputed",
                                                    {"reason": data.reason})})
+    await notices.dispute_opened(session, ctx, dispute, order)
     return dispute, order
 
 
@@ -185,6 +187,7 @@ async def resolve(session: AsyncSession, ctx: Ctx, dispute_id: str,
             raise Unprocessable("a reference is given only with a refund", kind="reference-not-expected")
         await DISPUTE.move(session, dispute, "reject", ctx, resolution_reason=data.reason, resolved_at=ctx.now)
         await documents.record(session, ctx, "trade.dispute_rejected", f"order:{order.id}", document)
+        await notices.dispute_resolved(session, ctx, dispute, order)
         return dispute, order, None
     if data.reference is not None and order.payment_method != "bank_transfer":
         raise Unprocessable(f"order {order.id} was paid by {order.payment_method}; a reference is given only for "
@@ -200,6 +203,7 @@ async def resolve(session: AsyncSession, ctx: Ctx, dispute_id: str,
     await ctx.services.events.publish(session, ctx, OrderRefunded(order))
     await documents.record(session, ctx, "trade.refunded", f"order:{order.id}", {
         **document, "amount": {"amount": order.price, "currency": order.currency}, "method": order.payment_method})
+    await notices.dispute_resolved(session, ctx, dispute, order)
     return dispute, order, _gateway_refund(dispute, order)
 
 

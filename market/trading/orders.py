@@ -34,6 +34,7 @@ from market.trading.models import Order
 from market.trading.schemas import OrderCreate
 from market.trading.states import ORDER, OrderStatus
 from market.core.types import rfc3339
+from market.trading import notices
 
 ORDER_DOCUMENT = "order"
 ORDER_FIELDS = frozenset({"type", "v", "market", "buyer", "listing", "terms_version", "terms_sha256", "plan_id",
@@ -170,6 +171,7 @@ async def place(session: AsyncSession, ctx: Ctx, data: OrderCreate) -> Order:
     await ORDER.create(session, order, ctx, {})
     await documents.record(session, ctx, "trade.placed", f"order:{order.id}", placed_document(order))
     await _advance(session, ctx, order)
+    await notices.order_placed(session, ctx, order)
     return order
 
 
@@ -198,6 +200,7 @@ async def _advance(session: AsyncSession, ctx: Ctx, order: Order) -> None:
     if order.status != OrderStatus.pending_approval or approvals_due(order):
         return
     await ORDER.move(session, order, "ready", ctx, updated_at=ctx.now)
+    await notices.order_ready(session, ctx, order)
     if order.payment_method == "free":
         from market.trading import settlement
 
@@ -240,6 +243,7 @@ async def decide(session: AsyncSession, ctx: Ctx, order_id: str, decision: str, 
     if decision == "reject":
         await ORDER.move(session, order, "reject", ctx, **values, status_reason=reason or None, updated_at=ctx.now)
         await documents.record(session, ctx, "trade.rejected", f"order:{order.id}", document)
+        await notices.order_status(session, ctx, order, "order.rejected", by=by, reason=reason or None)
         return order
     await ORDER.move(session, order, "approve", ctx, **values, updated_at=ctx.now)
     await documents.record(session, ctx, "trade.approved", f"order:{order.id}", document)

@@ -16,8 +16,22 @@ def _approval(needed: bool, decision: str | None) -> str:
     return {"approve": "approved", "reject": "rejected"}.get(decision or "", "pending")
 
 
-def order_read(order: Order, caller: Caller, payment_returns: list[PaymentReturn] | None = None) -> OrderRead:
-    """``payment_returns`` (one order's view) are shown to its buyer and staff."""
+def payment_reference(order: Order) -> str:
+    """What a buyer quotes on its bank transfer: the order id, upper case (``ORD-…``)."""
+    return order.id.upper().replace("_", "-")
+
+
+def bank_instructions(order: Order, bank_account: str) -> dict[str, str] | None:
+    """Where and how a bank-transfer order is paid, while it waits for payment."""
+    if order.payment_method != "bank_transfer" or order.status != "awaiting_payment":
+        return None
+    return {"account": bank_account, "reference": payment_reference(order)}
+
+
+def order_read(order: Order, caller: Caller, payment_returns: list[PaymentReturn] | None = None,
+               bank_account: str | None = None) -> OrderRead:
+    """``payment_returns`` (one order's view) are shown to its buyer and staff; with
+    ``bank_account``, a bank-transfer order awaiting payment shows its ``instructions``."""
     money = lambda amount: Money(amount=amount, currency=order.currency)  # noqa: E731
     buyer = caller.id == order.buyer_id
     shown = [PaymentReturnRead(**returns.view(r)) for r in payment_returns or []] \
@@ -34,7 +48,8 @@ def order_read(order: Order, caller: Caller, payment_returns: list[PaymentReturn
         payment=PaymentRead(provider=order.payment_method, intent_id=order.intent_id,
                             client_secret=order.client_secret if buyer else None,
                             reference=order.payment_reference, attempt=order.payment_attempt,
-                            failure_code=order.failure_code, returns=shown),
+                            failure_code=order.failure_code, returns=shown,
+                            instructions=None if bank_account is None else bank_instructions(order, bank_account)),
         signed=order.buyer_signature is not None, settled_at=order.settled_at, expires_at=order.expires_at,
         refunded_at=order.refunded_at, created_at=order.created_at, updated_at=order.updated_at,
     )

@@ -40,7 +40,7 @@ class OrderController(Controller):
                     data: OrderCreate) -> Response[OrderRead]:
         async def action() -> tuple[int, Any]:
             order = await orders.place(db, ctx, data)
-            return 201, order_read(order, ctx.user)
+            return 201, order_read(order, ctx.user, bank_account=ctx.settings.bank_account)
 
         try:
             response = await idempotency.run(request, db, ctx.user.id, data, action)
@@ -55,7 +55,7 @@ class OrderController(Controller):
 
         await checkout.ensure_intent(services, order_id)
         order = await db.get_one(Order, order_id, populate_existing=True)
-        return Response(order_read(order, ctx.user), status_code=201)
+        return Response(order_read(order, ctx.user, bank_account=ctx.settings.bank_account), status_code=201)
 
     @get("/", summary="The caller's orders, as buyer or as provider")
     async def list_orders(self, db: AsyncSession, ctx: Ctx, side: Literal["buyer", "provider"] = "buyer",
@@ -66,12 +66,12 @@ class OrderController(Controller):
         if status is not None:
             query = query.where(col(Order.status) == status)
         rows = (await db.execute(paginate(query, Order.id, limit, cursor))).scalars().all()
-        return Page(**page_of(list(rows), limit, lambda o: order_read(o, caller)))
+        return Page(**page_of(list(rows), limit, lambda o: order_read(o, caller, bank_account=ctx.settings.bank_account)))
 
     @get("/{order_id:str}", summary="One order (its buyer, the listing's holder, staff)")
     async def get_order(self, db: AsyncSession, ctx: Ctx, order_id: str) -> OrderRead:
         order = await access.load(db, order_id, ctx.user)
-        return order_read(order, ctx.user, await returns.of_order(db, order.id))
+        return order_read(order, ctx.user, await returns.of_order(db, order.id), bank_account=ctx.settings.bank_account)
 
     @post("/{order_id:str}/cancellation", status_code=200, summary="Cancel before payment (buyer)")
     async def cancel(self, services: Services, db: AsyncSession, ctx: Ctx, order_id: str) -> OrderRead:
@@ -84,13 +84,13 @@ class OrderController(Controller):
             await checkout.stop_payment(services, order_id, intent_id)
         order = await orders.cancel(db, ctx, order_id)
         await db.commit()
-        return order_read(order, ctx.user)
+        return order_read(order, ctx.user, bank_account=ctx.settings.bank_account)
 
     @post("/{order_id:str}/approval", status_code=200, summary="Approve or reject (the listing's holder)")
     async def approve(self, db: AsyncSession, ctx: Ctx, order_id: str, data: DecisionBody) -> OrderRead:
         order = await orders.decide(db, ctx, order_id, data.decision, data.reason, as_regulator=False)
         await db.commit()
-        return order_read(order, ctx.user)
+        return order_read(order, ctx.user, bank_account=ctx.settings.bank_account)
 
     # POST /{order_id}/regulator-approval is a regulator's signed act: market.oversight.action_routes.
 
@@ -102,7 +102,7 @@ class OrderController(Controller):
             await db.commit()
             raise ended.problem from None
         await db.commit()
-        return order_read(order, ctx.user)
+        return order_read(order, ctx.user, bank_account=ctx.settings.bank_account)
 
     @post("/{order_id:str}/payment-attempts", status_code=200,
           summary="Pay again by card after a failed payment (buyer): a new PaymentIntent")
@@ -116,7 +116,7 @@ class OrderController(Controller):
         await db.rollback()  # no transaction open while the gateway is called
         await checkout.ensure_intent(services, order_id, retry=True)
         order = await db.get_one(Order, order_id, populate_existing=True)
-        return order_read(order, ctx.user)
+        return order_read(order, ctx.user, bank_account=ctx.settings.bank_account)
 
     @get("/{order_id:str}/contract", summary="The contract (交易凭证) bundle, once settled (LEDGER.md §6)")
     async def contract(self, services: Services, db: AsyncSession, ctx: Ctx, order_id: str) -> dict[str, Any]:

@@ -89,6 +89,8 @@ class PaymentRead(BaseModel):
     failure_code: str | None = None
     returns: list[PaymentReturnRead] = Field(
         default_factory=list, description="payments going back to the buyer (its buyer and staff; one order's view)")
+    instructions: dict[str, str] | None = Field(
+        default=None, description='bank transfers awaiting payment: {"account", "reference"} to quote')
 
 
 class Terms(BaseModel):

@@ -40,6 +40,7 @@ from market.trading import access, documents, returns
 from market.trading.models import Order
 from market.trading.states import ORDER, UNPAID, OrderStatus
 from market.core.types import rfc3339
+from market.trading import notices
 
 CONTRACT_TYPE = "data-trade-contract"
 
@@ -174,6 +175,7 @@ async def settle(session: AsyncSession, ctx: Ctx, order: Order, reference: str) 
                      contract=signing.canonical(full).decode(), contract_leaf=canonical_entry(entry),
                      updated_at=ctx.now)
     await ctx.services.events.publish(session, ctx, OrderSettled(order))
+    await notices.order_status(session, ctx, order, "order.active", holder=True, expires_at=rfc3339(order.expires_at))
 
 
 async def record_bank_payment(session: AsyncSession, ctx: Ctx, order_id: str, reference: str,
@@ -213,6 +215,7 @@ async def payment_failed(session: AsyncSession, ctx: Ctx, order: Order, failure_
     await documents.record(session, ctx, "trade.payment_failed", f"order:{order.id}", {
         "order": order.id, "attempt": order.payment_attempt, "intent": order.intent_id,
         "failure_code": order.failure_code})
+    await notices.order_status(session, ctx, order, "order.payment_failed", failure_code=order.failure_code)
 
 
 async def expire_due(session: AsyncSession, ctx: Ctx, limit: int = 500) -> int:
@@ -224,6 +227,7 @@ async def expire_due(session: AsyncSession, ctx: Ctx, limit: int = 500) -> int:
         await ORDER.move(session, order, "expire", ctx, updated_at=ctx.now)
         await documents.record(session, ctx, "trade.expired", f"order:{order.id}", {"order": order.id,
                                                                                "expired_at": rfc3339(ctx.now)})
+        await notices.order_status(session, ctx, order, "order.expired")
     return len(due)
 
 

@@ -43,6 +43,7 @@ from market.core.context import Ctx
 from market.core.errors import NotFound, Unprocessable
 from market.core.ids import new_id
 from market.core.money import Money
+from market.trading import notices
 from market.trading import documents
 from market.trading.models import Order, Payout
 from market.trading.schemas import PayoutCreate, PayoutRead
@@ -188,4 +189,5 @@ async def record_payout(session: AsyncSession, ctx: Ctx, data: PayoutCreate) -> 
     await documents.record(session, ctx, "payout.recorded", f"payout:{payout.id}", {
         "payout": payout.id, "provider": account.id, "period": data.period,
         "amount": {"amount": amount, "currency": currency}, "reference": data.reference})
+    await notices.payout_recorded(session, ctx, payout)
     return payout

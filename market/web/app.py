@@ -36,6 +36,7 @@ from market.oversight.document_routes import oversight_documents
 from market.oversight.stats_routes import STATS_ROUTES
 from market.oversight.action_routes import ACTION_ROUTES
 from market.oversight.dashboard import dashboard_router
+from market.notifications.routes import NOTIFICATION_ROUTES
 from market.core.logs import configure_logging, log, request_context_middleware
 from market.web.ratelimit import rate_limit_middleware
 from market.web.requests import MarketRequest
@@ -233,6 +234,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             health, ready, metrics, AccountController, LedgerController, TlogController, AssetController,
             ObjectionController, TransferController, ListingController, dcat_catalog,
             OrderController, order_document, stripe_webhook, order_content, order_content_proof, order_deliveries, *MONEY_ROUTES, oversight_documents, *STATS_ROUTES, *ACTION_ROUTES, dashboard_router(), openapi.assets_router(),
+            *NOTIFICATION_ROUTES,
         ],
         lifespan=[lifespan],
         dependencies={

@@ -19,6 +19,7 @@ from market.oversight import alerts
 from market.registry import review
 from market.trading import checkout, receipts, settlement
 from market.core.logs import log
+from market.notifications.worker import run_notifications
 
 PURGE_EVERY = 3600.0
 
@@ -100,6 +101,8 @@ async def run_background(services: Services) -> None:
         tiles = await services.ledger.warm(session)
     log.info("ledger tiles loaded for proofs", tiles=tiles)
     clock = asyncio.create_task(run_clock(services))
+    # Notifications: the outbox dispatcher and the webhook sender (market.notifications.worker).
+    notifications = asyncio.create_task(run_notifications(services))
     try:
         while True:
             try:
@@ -119,5 +122,8 @@ async def run_background(services: Services) -> None:
             await asyncio.sleep(settings.ledger_integrate_interval)
     finally:
         clock.cancel()
+        notifications.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await clock
+        with contextlib.suppress(asyncio.CancelledError):
+            await notifications

@@ -1,0 +1,110 @@
+"""The dispatcher: committed ``outbox`` rows become inbox notifications and webhook
+messages, in order, one transaction per batch.
+
+On PostgreSQL one process dispatches at a time (a transaction-level advisory lock);
+on SQLite writers are serialised anyway. The batch's rows are marked dispatched with a
+conditional update in the same transaction, so a second dispatcher that read them too
+finds nothing left to mark and rolls back: each row is dispatched once.
+"""
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from market.accounts.models import Account
+from market.core.ids import new_id
+from market.core.outbox import OutboxEvent
+from market.core.types import rfc3339
+from market.notifications import patterns
+from market.notifications.models import Notification, WebhookEndpoint, WebhookMessage
+
+ADVISORY_LOCK_KEY = 0x6D6B746E6F7466  # "mktnotf"
+BATCH = 500
+
+
+def envelope(event: str, at: datetime, subject: str, data: dict[str, Any]) -> str:
+    """The webhook body (Standard Webhooks): ``{"type", "timestamp", "data"}``."""
+    return json.dumps({"type": event, "timestamp": rfc3339(at), "data": {"subject": subject, **data}},
+                      ensure_ascii=False, separators=(",", ":"))
+
+
+async def _role_members(session: AsyncSession, role: str) -> list[str]:
+    rows = (await session.execute(select(col(Account.id), col(Account.roles))
+                                  .where(col(Account.roles).contains(role)))).all()
+    return sorted(account_id for account_id, roles in rows if role in roles.split(","))
+
+
+async def dispatch_once(sessionmaker: async_sessionmaker[AsyncSession], now: Callable[[], datetime],
+                        batch: int = BATCH) -> int:
+    """Dispatch up to ``batch`` outbox rows; returns how many."""
+    async with sessionmaker() as session:
+        if session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
+            got = (await session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
+                                         {"k": ADVISORY_LOCK_KEY})).scalar()
+            if not got:
+                return 0
+        events = (await session.execute(
+            select(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None))  # type: ignore[union-attr]
+            .order_by(OutboxEvent.seq).limit(batch))).scalars().all()  # type: ignore[arg-type]
+        if not events:
+            return 0
+        at = now()
+        seqs = [e.seq for e in events]
+        marked = await session.execute(update(OutboxEvent).where(
+            OutboxEvent.seq.in_(seqs), OutboxEvent.dispatched_at.is_(None))  # type: ignore[union-attr]
+            .values(dispatched_at=at))
+        if marked.rowcount != len(seqs):  # type: ignore[attr-defined]
+            await session.rollback()  # another dispatcher has them
+            return 0
+        roles: dict[str, list[str]] = {}
+        told: list[tuple[OutboxEvent, str, dict[str, Any]]] = []
+        for event in events:
+            seen: set[str] = set()
+            for recipient in event.recipient_list():
+                if recipient.get("role"):
+                    role = recipient["role"]
+                    if role not in roles:
+                        roles[role] = await _role_members(session, role)
+                    accounts = roles[role]
+                else:
+                    accounts = [recipient["account"]]
+                for account_id in accounts:
+                    if account_id in seen:
+                        continue
+                    seen.add(account_id)
+                    told.append((event, account_id, recipient.get("data") or {}))
+        accounts = sorted({account_id for _, account_id, _ in told})
+        endpoints: dict[str, list[WebhookEndpoint]] = {}
+        if accounts:
+            found = (await session.execute(select(WebhookEndpoint).where(
+                WebhookEndpoint.account_id.in_(accounts), WebhookEndpoint.enabled.is_(True))  # type: ignore[attr-defined]
+                .order_by(WebhookEndpoint.id))).scalars().all()
+            for endpoint in found:
+                endpoints.setdefault(endpoint.account_id, []).append(endpoint)
+        subscriptions = {e.id: patterns.loads(e.events) for group in endpoints.values() for e in group}
+        # Ids sort as the events came (the inbox is newest first by id).
+        ids = iter(sorted(new_id("ntf") for _ in told))
+        inbox: list[dict[str, Any]] = []
+        messages: list[dict[str, Any]] = []
+        for event, account_id, data in told:
+            inbox.append(dict(id=next(ids), account_id=account_id, event_id=event.id, event=event.type,
+                              subject=event.subject, data=json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+                              created_at=event.created_at, read_at=None))
+            for endpoint in endpoints.get(account_id, []):
+                if patterns.matches(subscriptions[endpoint.id], event.type):
+                    messages.append(dict(event_id=event.id, endpoint_id=endpoint.id, event=event.type,
+                                         payload=envelope(event.type, event.created_at, event.subject, data),
+                                         attempts=0, status="pending", next_attempt_at=at, created_at=at,
+                                         delivered_at=None))
+        if inbox:
+            await session.execute(insert(Notification), inbox)
+        if messages:
+            await session.execute(insert(WebhookMessage), messages)
+        await session.commit()
+        return len(events)

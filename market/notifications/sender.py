@@ -1,0 +1,189 @@
+"""The webhook sender: posts due messages (Standard Webhooks), retries, disables.
+
+A sender claims due messages by moving their ``next_attempt_at`` forward by a lease
+(on PostgreSQL under ``FOR UPDATE SKIP LOCKED``; SQLite serialises writers), commits,
+sends them concurrently outside any transaction, then records each outcome. Several
+processes thus never send one message at once; a process that dies mid-send leaves
+the message to be sent again when the lease ends (at least once). Every message has
+its own schedule, so a failing one never holds back its endpoint's others.
+"""
+
+import asyncio
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy import insert, select, update
+from sqlmodel import col
+from standardwebhooks import Webhook
+
+from market.core.config import Settings
+from market.core.context import Ctx
+from market.core.logs import log
+from market.core.outbox import Recipient, notify
+from market.core.db import table_of
+from market.core.services import Services
+from market.notifications.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
+
+BATCH = 200
+USER_AGENT = "data-element-market-webhooks/1"
+
+
+def secret_aad(endpoint_id: str) -> str:
+    return f"webhook-secret:{endpoint_id}"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    message_id: int
+    event_id: str
+    endpoint_id: str
+    url: str
+    secret: bytes
+    payload: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    claimed: Claimed
+    status_code: int | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def lease_of(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.webhook_timeout + 30)
+
+
+async def claim_due(services: Services, now: datetime, limit: int = BATCH) -> list[Claimed]:
+    master_key = services.content_key()
+    async with services.sessionmaker() as session:
+        query = (select(WebhookMessage, WebhookEndpoint)
+                 .join(WebhookEndpoint, col(WebhookEndpoint.id) == col(WebhookMessage.endpoint_id))
+                 .where(col(WebhookMessage.status) == "pending", col(WebhookMessage.next_attempt_at) <= now,
+                        col(WebhookEndpoint.enabled).is_(True))
+                 .order_by(col(WebhookMessage.next_attempt_at), col(WebhookMessage.id)).limit(limit))
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=table_of(WebhookMessage))
+        rows = (await session.execute(query)).all()
+        if not rows:
+            return []
+        until = now + lease_of(services.settings)
+        await session.execute(update(WebhookMessage).where(
+            col(WebhookMessage.id).in_([m.id for m, _ in rows]))
+            .values(next_attempt_at=until).execution_options(synchronize_session=False))
+        claimed = []
+        for message, endpoint in rows:
+            assert message.id is not None  # a stored row
+            claimed.append(Claimed(message.id, message.event_id, endpoint.id, endpoint.url,
+                                   master_key.unwrap(secret_aad(endpoint.id), endpoint.secret), message.payload))
+        await session.commit()
+        return claimed
+
+
+def signed_headers(claimed: Claimed, at: datetime | None = None) -> dict[str, str]:
+    """The Standard Webhooks headers; the timestamp is the wall clock's (receivers check it)."""
+    at = at or datetime.now(UTC)
+    signature = Webhook(claimed.secret).sign(claimed.event_id, at, claimed.payload.encode())
+    return {"webhook-id": claimed.event_id, "webhook-timestamp": str(int(at.timestamp())),
+            "webhook-signature": signature, "content-type": "application/json", "user-agent": USER_AGENT}
+
+
+async def post(client: httpx.AsyncClient, claimed: Claimed) -> Outcome:
+    try:
+        response = await client.post(claimed.url, content=claimed.payload.encode(), headers=signed_headers(claimed))
+        await response.aclose()
+        return Outcome(claimed, response.status_code, None)
+    except httpx.TimeoutException:
+        return Outcome(claimed, None, "timeout")
+    except httpx.HTTPError as exc:
+        return Outcome(claimed, None, f"{type(exc).__name__}: {exc}"[:500])
+
+
+async def record(services: Services, now: datetime, outcomes: list[Outcome]) -> None:
+    """Each outcome on its message and in the attempt log, in one transaction; an
+    endpoint whose message ran out of retries is disabled and its owner told."""
+    schedule = services.settings.webhook_retry_delays
+    async with services.sessionmaker() as session:
+        disabled: dict[str, WebhookEndpoint] = {}
+        ids = [o.claimed.message_id for o in outcomes]
+        messages = {m.id: m for m in (await session.execute(
+            select(WebhookMessage).where(WebhookMessage.id.in_(ids)))).scalars().all()}  # type: ignore[union-attr]
+        attempts: list[dict[str, object]] = []
+        delivered: list[int] = []
+        for outcome in outcomes:
+            message = messages.get(outcome.claimed.message_id)
+            if message is None or message.status != "pending":
+                continue
+            if outcome.ok:  # the common case, written in bulk below
+                assert message.id is not None  # a stored row
+                delivered.append(message.id)
+                attempts.append(dict(message_id=message.id, endpoint_id=message.endpoint_id,
+                                     event_id=message.event_id, attempt=message.attempts + 1, attempted_at=now,
+                                     status_code=outcome.status_code, error=None, next_attempt_at=None))
+                continue
+            message.attempts += 1
+            if message.attempts > len(schedule):
+                message.status, message.next_attempt_at = "failed", None
+                endpoint = await session.get(WebhookEndpoint, message.endpoint_id)
+                if endpoint is not None and endpoint.enabled and message.event != "ping":
+                    endpoint.enabled, endpoint.disabled_at = False, now
+                    endpoint.disabled_reason = (f"event {message.event_id} failed {message.attempts} times "
+                                                f"({outcome.error or outcome.status_code})")[:500]
+                    session.add(endpoint)
+                    disabled[endpoint.id] = endpoint
+            else:
+                message.next_attempt_at = now + schedule[message.attempts - 1]
+            session.add(message)
+            attempts.append(dict(message_id=message.id, endpoint_id=message.endpoint_id, event_id=message.event_id,
+                                 attempt=message.attempts, attempted_at=now, status_code=outcome.status_code,
+                                 error=outcome.error, next_attempt_at=message.next_attempt_at))
+        await session.flush()
+        if delivered:
+            await session.execute(update(WebhookMessage).where(
+                col(WebhookMessage.id).in_(delivered), col(WebhookMessage.status) == "pending")
+                # A delivery's progress, not a domain state (no state machine governs it).
+                .values({"status": "delivered", "delivered_at": now, "next_attempt_at": None,
+                         "attempts": WebhookMessage.attempts + 1}).execution_options(synchronize_session=False))
+        if attempts:
+            await session.execute(insert(WebhookAttempt), attempts)
+        ctx = Ctx(caller=None, now=now, services=services)
+        for endpoint in disabled.values():
+            await notify(session, ctx, "webhook.disabled", endpoint.id, [Recipient(account=endpoint.account_id, data={
+                "webhook": endpoint.id, "url": endpoint.url, "reason": endpoint.disabled_reason})])
+        await session.commit()
+    for endpoint in disabled.values():
+        log.warning("webhook endpoint disabled", webhook=endpoint.id, reason=endpoint.disabled_reason)
+
+
+def new_client(settings: Settings) -> httpx.AsyncClient:
+    """Keep-alive connections to receivers, bounded; no redirects are followed."""
+    limits = httpx.Limits(max_connections=settings.webhook_concurrency,
+                          max_keepalive_connections=settings.webhook_concurrency)
+    return httpx.AsyncClient(timeout=httpx.Timeout(settings.webhook_timeout), limits=limits,
+                             follow_redirects=False, trust_env=False)
+
+
+async def send_due(services: Services, client: httpx.AsyncClient, limit: int = BATCH) -> int:
+    """Send one batch of due messages concurrently; returns how many were tried."""
+    now = services.clock.now
+    claimed = await claim_due(services, now(), limit)
+    if not claimed:
+        return 0
+    gate = asyncio.Semaphore(services.settings.webhook_concurrency)
+
+    async def one(item: Claimed) -> Outcome:
+        async with gate:
+            return await post(client, item)
+
+    outcomes = await asyncio.gather(*(one(c) for c in claimed))
+    await record(services, now(), list(outcomes))
+    return len(claimed)
+
+
+def payload_of(message: WebhookMessage) -> dict[str, object]:
+    return dict(json.loads(message.payload))
