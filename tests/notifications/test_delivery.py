@@ -110,11 +110,12 @@ async def test_nothing_is_sent_for_refused_or_rolled_back_changes(fast: Any, rec
                                                 "uscc": "not-a-code"})
     assert_problem(r, 422)
     # a notice written in a transaction that rolls back
-    settings = fast.parties.settings
-    engine = db.make_engine(settings.sqlalchemy_url)
+    # (on a connection of its own: the app's writer belongs to the app's event loop)
+    services = client.app.state.services
+    engine = db.make_engine(services.settings.sqlalchemy_url)
     try:
         async with db.make_sessionmaker(engine)() as session:
-            ctx = Ctx(caller=None, now=utcnow(), settings=settings)
+            ctx = Ctx.system(services)
             await notify(session, ctx, SIGNUP, "acct_rolled_back", [Recipient(role="operator", data={})])
             await session.flush()
             await session.rollback()

@@ -16,7 +16,6 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from market.core import db
 from market.core.config import Settings
 from market.wiring.bootstrap import create_staff_account
 from tests.conftest import PG_URL, make_settings, random_uscc, wait_until_serving
@@ -57,12 +56,7 @@ def server(settings: Settings, name: str, **env: str) -> Iterator[tuple[str, sub
 
 async def fresh(databases: Any, tmp: Path) -> tuple[Settings, str]:
     settings = make_settings(tmp, await databases.new())
-    engine = db.make_engine(settings.sqlalchemy_url)
-    try:
-        token = await create_staff_account(settings, engine, "Operator", "operator")
-    finally:
-        await engine.dispose()
-    return settings, token
+    return settings, await create_staff_account(settings, "Operator", "operator")
 
 
 def sign_up(base: str) -> str:
