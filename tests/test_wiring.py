@@ -94,8 +94,10 @@ async def _found(client: Any, viewer: Party, title: str) -> list[str]:
 
 DOMAINS = frozenset({"accounts", "registry", "listings", "trading", "oversight", "payments", "storage",
                      "notifications"})
-# The allowed direction: a domain imports only those after it in this list.
-LAYERS = ["oversight", "trading", "listings", "registry", "accounts"]
+# The allowed direction: a domain imports only those after it in this list. Notifications
+# come first: they consume every domain's events from the outbox, and no domain imports
+# them (a domain tells through ``market.core.outbox``).
+LAYERS = ["notifications", "oversight", "trading", "listings", "registry", "accounts"]
 
 
 def _imported(tree: ast.AST) -> set[str]:
