@@ -14,6 +14,7 @@ market ended unpaid are cancelled after theirs. The clock retries both
 """
 
 from sqlalchemy import select, update
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core.context import Ctx
@@ -190,7 +191,7 @@ async def refund_return(services: Services, return_id: int) -> bool:
         return False
     async with services.sessionmaker() as session:
         await session.execute(update(PaymentReturn).where(
-            PaymentReturn.id == return_id, returns.pending_at_gateway())  # type: ignore[arg-type]
+            col(PaymentReturn.id) == return_id, returns.pending_at_gateway())
             .values(refund_reference=f"stripe:{result.refund_id}", refunded_at=Ctx.system(services).now))
         await session.commit()
     return True
@@ -202,8 +203,8 @@ async def cancel_intents_due(services: Services, limit: int = 100) -> int:
     if services.stripe is None:
         return 0
     async with services.read_sessionmaker() as s:
-        due = (await s.execute(select(Order.id, Order.intent_to_cancel).where(
-            Order.intent_to_cancel.is_not(None)).limit(limit))).all()  # type: ignore[union-attr]
+        due = (await s.execute(select(col(Order.id), col(Order.intent_to_cancel)).where(
+            col(Order.intent_to_cancel).is_not(None)).limit(limit))).all()
     done = 0
     for order_id, intent_id in due:
         try:
@@ -213,8 +214,8 @@ async def cancel_intents_due(services: Services, limit: int = 100) -> int:
             continue
         async with services.sessionmaker() as session:
             # Bookkeeping beside the order's state (no version bump: no move of the order races with it).
-            await session.execute(update(Order).where(Order.id == order_id,  # type: ignore[arg-type]
-                                                      Order.intent_to_cancel == intent_id)
+            await session.execute(update(Order).where(col(Order.id) == order_id,
+                                                      col(Order.intent_to_cancel) == intent_id)
                                   .values(intent_to_cancel=None))
             await session.commit()
         done += 1
@@ -227,7 +228,7 @@ async def settle_gateway_work(services: Services, limit: int = 100) -> None:
     if services.stripe is None:
         return
     async with services.read_sessionmaker() as s:
-        pending = (await s.execute(select(PaymentReturn.id).where(returns.pending_at_gateway())
-                                   .order_by(PaymentReturn.id).limit(limit))).scalars().all()  # type: ignore[arg-type]
+        pending = (await s.execute(select(col(PaymentReturn.id)).where(returns.pending_at_gateway())
+                                   .order_by(col(PaymentReturn.id)).limit(limit))).scalars().all()
     for return_id in pending:
         await refund_return(services, return_id)

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger.entry import canonical as canonical_entry
@@ -138,8 +139,8 @@ async def end_with_listing(session: AsyncSession, ctx: Ctx, listing: Listing) ->
     hands, was cancelled or revoked): its unpaid orders end with it, in that transaction,
     so nobody but the asset's current holder approves or is paid. Returns how many."""
     unpaid = (await session.execute(select(Order).where(
-        Order.listing_id == listing.id, Order.status.in_([s.value for s in UNPAID]))  # type: ignore[attr-defined]
-        .order_by(Order.id))).scalars().all()
+        col(Order.listing_id) == listing.id, col(Order.status).in_([s.value for s in UNPAID]))
+        .order_by(col(Order.id)))).scalars().all()
     asset = await session.get_one(Asset, listing.asset_id)
     why = _delisted_because(asset, listing, by_market=ctx.caller is None)
     for order in unpaid:
@@ -169,13 +170,14 @@ async def settle(session: AsyncSession, ctx: Ctx, order: Order, reference: str) 
         raise NotSettleable(f"order {order.id} cannot be settled: {why}", extra={"reason": why})
     contract = await contract_document(session, ctx, order, reference)
     entry, full = await documents.record(session, ctx, "trade.settled", f"order:{order.id}", contract)
+    expires_at = ctx.now + timedelta(days=access_days(order))
     await ORDER.move(session, order, "settle", ctx, payment_reference=reference,
                      asset_revision=contract["commitment"]["revision"], settled_at=ctx.now,
-                     expires_at=ctx.now + timedelta(days=access_days(order)),
+                     expires_at=expires_at,
                      contract=signing.canonical(full).decode(), contract_leaf=canonical_entry(entry),
                      updated_at=ctx.now)
     await ctx.services.events.publish(session, ctx, OrderSettled(order))
-    await notices.order_status(session, ctx, order, "order.active", holder=True, expires_at=rfc3339(order.expires_at))
+    await notices.order_status(session, ctx, order, "order.active", holder=True, expires_at=rfc3339(expires_at))
 
 
 async def record_bank_payment(session: AsyncSession, ctx: Ctx, order_id: str, reference: str,
@@ -221,8 +223,8 @@ async def payment_failed(session: AsyncSession, ctx: Ctx, order: Order, failure_
 async def expire_due(session: AsyncSession, ctx: Ctx, limit: int = 500) -> int:
     """Active orders whose access period ended: ``expired`` (the clock task)."""
     due = (await session.execute(select(Order).where(
-        Order.status == OrderStatus.active, Order.expires_at <= ctx.now)  # type: ignore[operator]
-        .order_by(Order.expires_at).limit(limit))).scalars().all()
+        col(Order.status) == OrderStatus.active, col(Order.expires_at) <= ctx.now)
+        .order_by(col(Order.expires_at)).limit(limit))).scalars().all()
     for order in due:
         await ORDER.move(session, order, "expire", ctx, updated_at=ctx.now)
         await documents.record(session, ctx, "trade.expired", f"order:{order.id}", {"order": order.id,
