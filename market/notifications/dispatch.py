@@ -18,6 +18,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import Account
+from market.core.db import rowcount
 from market.core.ids import new_id
 from market.core.outbox import OutboxEvent
 from market.core.types import rfc3339
@@ -44,22 +45,22 @@ async def dispatch_once(sessionmaker: async_sessionmaker[AsyncSession], now: Cal
                         batch: int = BATCH) -> int:
     """Dispatch up to ``batch`` outbox rows; returns how many."""
     async with sessionmaker() as session:
-        if session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
+        if session.get_bind().dialect.name == "postgresql":
             got = (await session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
                                          {"k": ADVISORY_LOCK_KEY})).scalar()
             if not got:
                 return 0
         events = (await session.execute(
-            select(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None))  # type: ignore[union-attr]
-            .order_by(OutboxEvent.seq).limit(batch))).scalars().all()  # type: ignore[arg-type]
+            select(OutboxEvent).where(col(OutboxEvent.dispatched_at).is_(None))
+            .order_by(col(OutboxEvent.seq)).limit(batch))).scalars().all()
         if not events:
             return 0
         at = now()
         seqs = [e.seq for e in events]
         marked = await session.execute(update(OutboxEvent).where(
-            OutboxEvent.seq.in_(seqs), OutboxEvent.dispatched_at.is_(None))  # type: ignore[union-attr]
+            col(OutboxEvent.seq).in_(seqs), col(OutboxEvent.dispatched_at).is_(None))
             .values(dispatched_at=at))
-        if marked.rowcount != len(seqs):  # type: ignore[attr-defined]
+        if rowcount(marked) != len(seqs):
             await session.rollback()  # another dispatcher has them
             return 0
         roles: dict[str, list[str]] = {}
@@ -83,8 +84,8 @@ async def dispatch_once(sessionmaker: async_sessionmaker[AsyncSession], now: Cal
         endpoints: dict[str, list[WebhookEndpoint]] = {}
         if accounts:
             found = (await session.execute(select(WebhookEndpoint).where(
-                WebhookEndpoint.account_id.in_(accounts), WebhookEndpoint.enabled.is_(True))  # type: ignore[attr-defined]
-                .order_by(WebhookEndpoint.id))).scalars().all()
+                col(WebhookEndpoint.account_id).in_(accounts), col(WebhookEndpoint.enabled).is_(True))
+                .order_by(col(WebhookEndpoint.id)))).scalars().all()
             for endpoint in found:
                 endpoints.setdefault(endpoint.account_id, []).append(endpoint)
         subscriptions = {e.id: patterns.loads(e.events) for group in endpoints.values() for e in group}

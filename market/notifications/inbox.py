@@ -8,6 +8,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core.context import Ctx
+from market.core.db import rowcount
 from market.core.pagination import check_limit, decode_cursor, encode_cursor
 from market.notifications.models import Notification
 from market.notifications.schemas import MarkRead, NotificationRead
@@ -40,6 +41,6 @@ async def mark_read(session: AsyncSession, ctx: Ctx, data: MarkRead) -> int:
         ids = sorted(set(data.ids or []))
         if not ids:
             return 0
-        query = query.where(Notification.id.in_(ids))  # type: ignore[attr-defined]
+        query = query.where(col(Notification.id).in_(ids))
     result = await session.execute(query.values(read_at=ctx.now))
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return rowcount(result)

@@ -112,7 +112,7 @@ async def record(services: Services, now: datetime, outcomes: list[Outcome]) -> 
         disabled: dict[str, WebhookEndpoint] = {}
         ids = [o.claimed.message_id for o in outcomes]
         messages = {m.id: m for m in (await session.execute(
-            select(WebhookMessage).where(WebhookMessage.id.in_(ids)))).scalars().all()}  # type: ignore[union-attr]
+            select(WebhookMessage).where(col(WebhookMessage.id).in_(ids)))).scalars().all()}
         attempts: list[dict[str, object]] = []
         delivered: list[int] = []
         for outcome in outcomes:

@@ -158,5 +158,6 @@ async def make_ping(session: AsyncSession, ctx: Ctx, master_key: MasterKey, webh
                              status="pending", next_attempt_at=now + sender.lease_of(ctx.settings), created_at=now)
     session.add(message)
     await session.flush()
-    return sender.Claimed(message.id, event_id, endpoint.id, endpoint.url,  # type: ignore[arg-type]
+    assert message.id is not None  # the flush gave it one
+    return sender.Claimed(message.id, event_id, endpoint.id, endpoint.url,
                           master_key.unwrap(sender.secret_aad(endpoint.id), endpoint.secret), message.payload)
