@@ -110,13 +110,15 @@ async def self_dealing(session: AsyncSession, ctx: Ctx, order: Order) -> list[Fi
     if how is None:
         return []
     pair = sorted([buyer.id, provider.id])
-    return [Finding("self_dealing", "|".join(pair), order.settled_at.strftime("%Y-%m"),  # type: ignore[union-attr]
+    at = order.settled_at
+    assert at is not None  # a rule run on settled orders
+    return [Finding("self_dealing", "|".join(pair), at.strftime("%Y-%m"),
                     [buyer.id, provider.id, order.id],
                     {"relation": how, "buyer": buyer.id, "provider": provider.id,
                      "buyer_uscc": buyer.uscc, "provider_uscc": provider.uscc,
                      "buyer_controller_uscc": controller_of(buyer),
                      "provider_controller_uscc": controller_of(provider),
-                     "order": order.id, "settled_at": rfc3339(order.settled_at)},  # type: ignore[arg-type]
+                     "order": order.id, "settled_at": rfc3339(at)},
                     [order.id])]
 
 
@@ -182,10 +184,12 @@ async def identifiable_pi_sale(session: AsyncSession, ctx: Ctx, order: Order) ->
     asset = await session.get_one(Asset, order.asset_id)
     if asset.personal_info != "identifiable":
         return []
+    at = order.settled_at
+    assert at is not None  # a rule run on settled orders
     return [Finding("identifiable_pi_sale", order.id, "order",
                     [order.id, order.asset_id, order.provider_id, order.buyer_id],
                     {"order": order.id, "asset": asset.id, "personal_info": asset.personal_info,
-                     "purpose": order.purpose, "settled_at": rfc3339(order.settled_at)},  # type: ignore[arg-type]
+                     "purpose": order.purpose, "settled_at": rfc3339(at)},
                     [order.id])]
 
 

@@ -111,14 +111,14 @@ def _times(dialect: str) -> list[Any]:
 
 def _query(filters: TradeFilters, dialect: str = "postgresql") -> Any:
     alerted = exists().where(col(AlertedOrder.order_id) == col(Order.id)).label("alerted")
-    return (select(col(Order.id), col(Order.status), col(Order.buyer_id), Buyer.name.label("buyer_name"),  # type: ignore[attr-defined]
-                   col(Order.provider_id), Provider.name.label("provider_name"),  # type: ignore[attr-defined]
+    return (select(col(Order.id), col(Order.status), col(Order.buyer_id), col(Buyer.name).label("buyer_name"),
+                   col(Order.provider_id), col(Provider.name).label("provider_name"),
                    col(Order.listing_id), col(Order.asset_id), col(Asset.title).label("asset_title"),
                    col(Asset.category), col(Asset.grade), col(Order.currency), col(Order.price), col(Order.fee), col(Order.purpose),
                    col(Order.payment_method), *_times(dialect), alerted)
             .join(Asset, and_(col(Asset.id) == col(Order.asset_id)))
-            .join(Buyer, Buyer.id == col(Order.buyer_id))  # type: ignore[arg-type]
-            .join(Provider, Provider.id == col(Order.provider_id))  # type: ignore[arg-type]
+            .join(Buyer, col(Buyer.id) == col(Order.buyer_id))
+            .join(Provider, col(Provider.id) == col(Order.provider_id))
             .where(*filters.clauses()))
 
 
