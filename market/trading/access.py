@@ -11,6 +11,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.web.auth import Caller
+from market.core.db import table_of
 from market.core.errors import Forbidden
 from market.trading.models import Dispute, Order
 from market.core.visibility import load_visible
@@ -42,5 +43,5 @@ async def load_for_holder(session: AsyncSession, order_id: str, caller: Caller) 
 
 async def load_dispute(session: AsyncSession, dispute_id: str, caller: Caller) -> Dispute:
     visible = col(Dispute.order_id).in_(
-        Order.__table__.select().with_only_columns(col(Order.id)).where(visible_orders(caller)))  # type: ignore[attr-defined]
+        table_of(Order).select().with_only_columns(col(Order.id)).where(visible_orders(caller)))
     return await load_visible(session, Dispute, dispute_id, visible, "dispute")

@@ -250,9 +250,10 @@ def parse_range(header: str | None, size: int, if_range: str | None = None,
                                         headers={"Content-Range": f"bytes */{size}"})
     if start is None:  # suffix: the last n bytes
         n = end
+        assert n is not None  # the spec has at least one of its two positions
         if n == 0:
             raise unsatisfiable
-        return ByteRange(max(0, size - n), size - 1)  # type: ignore[operator]
+        return ByteRange(max(0, size - n), size - 1)
     first = start
     last = end if end is not None else size - 1
     if end is not None and last < first:

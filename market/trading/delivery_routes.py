@@ -63,10 +63,12 @@ class DeliveryStream(Stream):
                          media_type: Any = None, status_code: int | None = None,
                          type_encoders: Any = None) -> ASGIResponse:
         headers = {**headers, **self.headers} if headers is not None else self.headers
+        sending = self.iterator
+        assert isinstance(sending, Sending)  # a DeliveryStream is made of one (``download``)
         return _RecordedResponse(
             background=self.background or background, content_length=0,
             cookies=[*self.cookies, *(cookies or ())], encoded_headers=encoded_headers, encoding=self.encoding,
-            headers=headers, is_head_response=is_head_response, iterator=self.iterator,  # type: ignore[arg-type]
+            headers=headers, is_head_response=is_head_response, iterator=sending,
             media_type="application/octet-stream", status_code=self.status_code or status_code,
         )
 

@@ -147,7 +147,10 @@ async def place(session: AsyncSession, ctx: Ctx, data: OrderCreate) -> Order:
     if data.signing_bytes is not None:
         wanted, signed = await _signed(session, ctx, data)
     else:
-        wanted = Wanted(data.listing_id, data.plan_id, data.purpose, data.payment_method)  # type: ignore[arg-type]
+        # OrderCreate's validator: without a signed document, all four are given.
+        assert data.listing_id is not None and data.plan_id is not None
+        assert data.purpose is not None and data.payment_method is not None
+        wanted = Wanted(data.listing_id, data.plan_id, data.purpose, data.payment_method)
     buyer, listing, asset, plan = await _gates(session, ctx, wanted)
     if signed is not None:
         document = signed["document"]

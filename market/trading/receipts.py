@@ -105,7 +105,8 @@ async def close(session: AsyncSession, ctx: Ctx, batch: DeliveryBatch) -> dict[s
     with at least one receipt, its order locked. Does not commit. Returns the entry."""
     if batch.closed_at is not None:
         raise ValueError(f"delivery batch {batch.id} is already closed")
-    leaves = await _leaves(session, batch.id)  # type: ignore[arg-type]
+    assert batch.id is not None  # a stored batch
+    leaves = await _leaves(session, batch.id)
     if len(leaves) != batch.receipts or not leaves:
         raise ValueError(f"delivery batch {batch.id} holds {len(leaves)} receipts, want {batch.receipts} (> 0)")
     root = merkle.root([merkle.leaf_hash(leaf) for leaf in leaves])
