@@ -32,6 +32,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import audit
 from market.core.context import Ctx
+from market.core.db import rowcount
 from market.core.errors import Conflict, Forbidden, InvalidTransition
 from market.core.events import Moved
 
@@ -149,7 +150,7 @@ class Machine:
         result = await session.execute(
             update(model).where(model.id == row.id, model.version == seen).values(version=seen + 1, **values)
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if rowcount(result) != 1:
             raise Conflict(f"{self.kind} {row.id} changed since it was read; read it again and retry",
                            kind="concurrent-update")
         # The row object now says what the database says, without a second read and

@@ -97,8 +97,9 @@ async def publish(session: AsyncSession, ctx: Ctx, data: ListingCreate) -> Listi
     plans = _with_ids(data.plans, [])
     licence = data.licence.model_dump()
     digest = terms_digest(plans, licence)
-    listing = Listing(  # type: ignore[call-arg]  # status: the machine's create sets it
-        id=new_id("lst"), asset_id=asset.id, provider_id=caller.id, live_asset_id=asset.id, title=data.title,
+    listing = Listing(
+        id=new_id("lst"), status=LISTING.initial, asset_id=asset.id, provider_id=caller.id, live_asset_id=asset.id,
+        title=data.title,
         summary=data.summary, description=data.description, tags=json.dumps(data.tags, ensure_ascii=False),
         approval_required=data.approval_required, terms_version=1, plans=json.dumps(plans, ensure_ascii=False),
         licence=json.dumps(licence), terms_sha256=digest, created_at=ctx.now, updated_at=ctx.now,

@@ -44,8 +44,8 @@ async def create(session: AsyncSession, ctx: Ctx, data: AssetCreate, wrapped_key
     caller = ctx.user
     caller.require(Role.provider)
     caller.require_verified()
-    asset = Asset(  # type: ignore[call-arg]  # status: the machine's create sets it
-        id=asset_id, provider_id=caller.id, title=data.title, description=data.description,
+    asset = Asset(
+        id=asset_id, status=ASSET.initial, provider_id=caller.id, title=data.title, description=data.description,
         category=data.category, tags=json.dumps(data.tags, ensure_ascii=False), grade=data.grade,
         personal_info=data.personal_info, legal_basis=data.legal_basis, export_allowed=data.export_allowed,
         source=data.source, format=data.format, wrapped_key=wrapped_key, created_at=ctx.now, updated_at=ctx.now,

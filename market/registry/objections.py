@@ -43,8 +43,8 @@ async def file_objection(session: AsyncSession, ctx: Ctx, asset_id: str, reason:
     if mine is not None:
         raise Conflict(f"objection {mine} of this account is still open", kind="duplicate-objection",
                        extra={"objection": mine})
-    objection = Objection(id=new_id("obj"), asset_id=asset_id, objector_id=caller.id, reason=reason,  # type: ignore[call-arg]  # status: the machine's create sets it
-                          evidence=evidence, created_at=ctx.now)
+    objection = Objection(id=new_id("obj"), status=OBJECTION.initial, asset_id=asset_id, objector_id=caller.id,
+                          reason=reason, evidence=evidence, created_at=ctx.now)
     await OBJECTION.create(session, objection, ctx, {"objection": objection.id})
     await outbox.to_account(session, ctx, "asset.objection_filed", asset.provider_id, asset.id, asset=asset.id,
                          objection=objection.id, reason=reason)

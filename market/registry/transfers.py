@@ -85,8 +85,9 @@ async def propose_transfer(
     await _transfer_target(session, to)
     signing.check_fresh(document, ctx.now)
     await signatures.verify_party_signature(session, asset.provider_id, key_id, signature, raw)
-    transfer = Transfer(id=new_id("trf"), asset_id=asset.id, from_id=asset.provider_id, to_id=to,  # type: ignore[call-arg]  # status: the machine's create sets it
-                        document=raw.decode(), from_key_id=key_id, from_signature=signature, created_at=ctx.now)
+    transfer = Transfer(id=new_id("trf"), status=TRANSFER.initial, asset_id=asset.id, from_id=asset.provider_id,
+                        to_id=to, document=raw.decode(), from_key_id=key_id, from_signature=signature,
+                        created_at=ctx.now)
     await TRANSFER.create(session, transfer, ctx, {"transfer": transfer.id,
                                                     "document_sha256": audit.document_digest(document),
                                                     "key_id": key_id, "signature": signature})

@@ -160,8 +160,9 @@ async def place(session: AsyncSession, ctx: Ctx, data: OrderCreate) -> Order:
                            kind="terms-changed")
     price = plan["price"]["amount"]
     fee = fee_of(price, ctx.settings.fee_bps)
-    order = Order(  # type: ignore[call-arg]  # status: the machine's create sets it
-        id=new_id("ord"), listing_id=listing.id, asset_id=asset.id, buyer_id=buyer.id, provider_id=listing.provider_id,
+    order = Order(
+        id=new_id("ord"), status=ORDER.initial, listing_id=listing.id, asset_id=asset.id, buyer_id=buyer.id,
+        provider_id=listing.provider_id,
         terms_version=listing.terms_version, terms_sha256=listing.terms_sha256, plan_id=plan["id"],
         plan=json.dumps(without_buyers(plan), ensure_ascii=False), licence=listing.licence, purpose=wanted.purpose,
         payment_method=wanted.payment_method, currency=plan["price"]["currency"], price=price, fee=fee,
