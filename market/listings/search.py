@@ -30,6 +30,7 @@ itself for the usual visibility; each facet applies every filter but its own.
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -345,7 +346,7 @@ async def search(session: AsyncSession, caller: Caller | None, p: SearchParams) 
     base += _common_filters(p)
 
     # Facets and total: one aggregate over every filter but category, grade and model.
-    groups = (await session.exec(  # type: ignore[call-overload]
+    groups = (await session.execute(
         select(D.category, D.grade, D.models, func.count().label("n"))
         .where(*base).group_by(D.category, D.grade, D.models)
     )).all()
@@ -357,7 +358,7 @@ async def search(session: AsyncSession, caller: Caller | None, p: SearchParams) 
     query: Select[Any] = select(*columns, D.listed).where(*base, *_facet_filters(p))
     if after is not None:
         query = query.where(after)
-    rows = (await session.exec(query.order_by(*order).limit(p.limit + 1))).all()  # type: ignore[call-overload]
+    rows = (await session.execute(query.order_by(*order).limit(p.limit + 1))).all()
     more = len(rows) > p.limit
     rows = rows[:p.limit]
     next_cursor = None
@@ -380,7 +381,7 @@ def _models_of(models: str) -> list[str]:
     return [m for m in models.split(",") if m]
 
 
-def _facets(groups: list[Any], p: SearchParams) -> tuple[int, dict[str, dict[str, int]]]:
+def _facets(groups: Sequence[Any], p: SearchParams) -> tuple[int, dict[str, dict[str, int]]]:
     category: dict[str, int] = {}
     grade: dict[str, int] = {}
     model: dict[str, int] = {}

@@ -31,6 +31,7 @@ from sqlmodel import select, col
 from market.accounts.models import Account, ApiToken
 from market.accounts.schemas import AccountStatus, Role
 from market.web.credentials import TOPIC, AccountSnapshot, Credential, CredentialCache
+from market.core.db import table_of
 from market.core.errors import Forbidden, NotAuthenticated
 from market.core.logs import log
 from market.core.services import Services
@@ -199,7 +200,7 @@ async def _touch(services: Services, token_id: str, now: datetime) -> None:
     """Write ``last_used_at`` on a connection of its own (never a read transaction, so
     SQLite never has to upgrade a reader's lock); only this column changes, which the
     credential caches ignore."""
-    table = ApiToken.__table__  # type: ignore[attr-defined]
+    table = table_of(ApiToken)
     async with services.engine.begin() as conn:
         await conn.execute(update(table).where(table.c.id == token_id).values(last_used_at=now))
 

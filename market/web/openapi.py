@@ -262,7 +262,7 @@ def _refine_operation(method: str, path: str, op: Operation, handler: Any) -> No
             schema=Schema(type=OpenAPIType.STRING, min_length=1, max_length=idempotency.MAX_KEY_LENGTH,
                           pattern="^[\\x20-\\x7e]+$"),
         ))
-    op.parameters = params or None  # type: ignore[assignment]
+    op.parameters = list(params) or None  # a list of its own: the field is list[Parameter | Reference]
 
     responses = op.responses or {}
     # Litestar documents a 400 for validation errors; the market answers them with 422.
