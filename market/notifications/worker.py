@@ -2,14 +2,12 @@
 webhook messages; run by every ``market serve`` process (``market.wiring.tasks``)."""
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from sqlmodel import col, select
 
 from market.core.db import SessionMaker
-from market.core.logs import log
+from market.core.loops import repeat
 from market.core.outbox import OutboxEvent
 from market.core.services import Services
 from market.notifications import dispatch, sender
@@ -28,23 +26,6 @@ async def _waiting(reader: SessionMaker, now: datetime) -> tuple[bool, bool]:
     return undispatched, due
 
 
-async def _loop(name: str, interval: float, work: Callable[[], Awaitable[bool]]) -> None:
-    """Run ``work`` again at once while it says there is more, else every ``interval`` seconds."""
-    while True:
-        started = time.monotonic()
-        more = False
-        try:
-            more = await work()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - a failed round is logged and retried
-            log.exception(f"{name} round failed")
-        if more:
-            await asyncio.sleep(0)
-            continue
-        await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
-
-
 async def run_notifications(services: Services) -> None:
     """The dispatcher and the sender, each in a loop of its own (a stream of new events
     never starves delivery), every ``MARKET_NOTIFY_INTERVAL`` seconds when idle; until cancelled."""
@@ -60,8 +41,8 @@ async def run_notifications(services: Services) -> None:
                 return False
             return await sender.send_due(services, client) == sender.BATCH
 
-        loops = [asyncio.create_task(_loop("notification dispatch", settings.notify_interval, dispatching)),
-                 asyncio.create_task(_loop("webhook sending", settings.notify_interval, sending))]
+        loops = [asyncio.create_task(repeat("notification dispatch", settings.notify_interval, dispatching)),
+                 asyncio.create_task(repeat("webhook sending", settings.notify_interval, sending))]
         try:
             await asyncio.gather(*loops)
         finally:

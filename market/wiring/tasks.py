@@ -19,6 +19,7 @@ from market.oversight import alerts
 from market.registry import review
 from market.trading import checkout, receipts, settlement
 from market.core.logs import log
+from market.core.loops import repeat
 from market.notifications.worker import run_notifications
 
 PURGE_EVERY = 3600.0
@@ -81,19 +82,10 @@ async def run_clock(services: Services) -> None:
     """The clock (notice periods, access periods, alert rules) every ``MARKET_CLOCK_INTERVAL``
     seconds, in a task of its own: however long a round takes, ledger integration does not
     wait for it."""
-    while True:
-        started = time.monotonic()
-        try:
-            await clock_once(services)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - a failed round is logged and retried
-            log.exception("clock round failed")
-        await asyncio.sleep(max(0.0, services.settings.clock_interval - (time.monotonic() - started)))
+    await repeat("clock", services.settings.clock_interval, lambda: clock_once(services))
 
 
 async def run_background(services: Services) -> None:
-    settings = services.settings
     last_purge = 0.0
     async with services.sessionmaker() as session:
         await services.ledger.ensure_started(session)
@@ -103,23 +95,21 @@ async def run_background(services: Services) -> None:
     clock = asyncio.create_task(run_clock(services))
     # Notifications: the outbox dispatcher and the webhook sender (market.notifications.worker).
     notifications = asyncio.create_task(run_notifications(services))
+
+    async def integration() -> None:
+        nonlocal last_purge
+        while await integrate_once(services):
+            pass
+        await refresh_checkpoint(services)
+        if time.monotonic() - last_purge > PURGE_EVERY:
+            async with services.sessionmaker() as session:
+                purged = await idempotency.purge_expired(session)
+            last_purge = time.monotonic()
+            if purged:
+                log.info("purged idempotency records", count=purged)
+
     try:
-        while True:
-            try:
-                while await integrate_once(services):
-                    pass
-                await refresh_checkpoint(services)
-                if time.monotonic() - last_purge > PURGE_EVERY:
-                    async with services.sessionmaker() as session:
-                        purged = await idempotency.purge_expired(session)
-                    last_purge = time.monotonic()
-                    if purged:
-                        log.info("purged idempotency records", count=purged)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - a failed round is logged and retried
-                log.exception("background round failed")
-            await asyncio.sleep(settings.ledger_integrate_interval)
+        await repeat("background", services.settings.ledger_integrate_interval, integration)
     finally:
         clock.cancel()
         notifications.cancel()

@@ -1,0 +1,44 @@
+"""The background loop stops when cancelled, even when the work turns the cancellation
+into another exception (as a database driver can while closing its connection): a loop
+that retried instead would hang the shutdown of the process waiting for it."""
+
+import asyncio
+
+from market.core.loops import repeat
+
+
+async def test_a_cancelled_loop_ends_though_the_work_hides_the_cancellation() -> None:
+    rounds = 0
+
+    async def work() -> bool:
+        nonlocal rounds
+        rounds += 1
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            raise RuntimeError("connection closed while cancelling") from None
+        return False
+
+    task = asyncio.create_task(repeat("test", 0.01, work))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=2)
+    assert done == {task} and task.cancelled()
+    assert rounds == 1
+
+
+async def test_a_failed_round_is_retried_and_more_work_runs_at_once() -> None:
+    calls: list[str] = []
+
+    async def work() -> bool:
+        calls.append("round")
+        if len(calls) == 1:
+            raise ValueError("a failed round")
+        return len(calls) < 4  # more waiting: run again without the interval
+
+    task = asyncio.create_task(repeat("test", 0.5, work))
+    await asyncio.sleep(0.6)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    # the failed round waited one interval; rounds 2-4 ran back to back, round 4 said no more
+    assert len(calls) == 4
