@@ -205,6 +205,9 @@ def metrics_allowed(networks: "list[IPv4Network | IPv6Network]", address: str | 
     return any(ip in net for net in networks)
 
 
+SHUTDOWN_WAIT = 30.0  # seconds the background work has to stop when the app shuts down
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     """Build the app. The database must already be migrated (``market db upgrade``).
 
@@ -225,8 +228,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         finally:
             if background is not None:
                 background.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await background
+                # Bounded: a shutdown never hangs on background work that will not end.
+                await asyncio.wait({background}, timeout=SHUTDOWN_WAIT)
+                if not background.done():
+                    log.error("background work did not stop on shutdown", waited=SHUTDOWN_WAIT)
             await close_services(services)
 
     app = Litestar(
