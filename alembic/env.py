@@ -7,9 +7,9 @@ connects to ``MARKET_DATABASE_URL`` (or the default SQLite file) itself.
 
 import asyncio
 
-from alembic import context
 from sqlalchemy.engine import Connection
 
+from alembic import context
 from market.core.db import is_modelled
 from market.models import metadata
 

@@ -62,7 +62,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +82,9 @@ from ledger.log import Log  # noqa: E402
 from ledger.note import Signer  # noqa: E402
 from ledger.verify import verify_log  # noqa: E402
 from market.core import db  # noqa: E402
-from market.wiring.bootstrap import export_ledger  # noqa: E402
 from market.core.config import Settings, async_database_url  # noqa: E402
 from market.core.keys import init_ledger_key  # noqa: E402
+from market.wiring.bootstrap import export_ledger  # noqa: E402
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 

@@ -60,8 +60,8 @@ class Universe:
     """The accounts, assets and listings the trades reference, and the running statistics."""
 
     def __init__(self, rng: random.Random, providers: int, buyers: int, assets: int, fee_bps: int) -> None:
-        from market.tools.client import trial_uscc
         from market.core.ids import new_id
+        from market.tools.client import trial_uscc
 
         self.rng, self.fee_bps = rng, fee_bps
         now = datetime.now(UTC)
@@ -174,8 +174,8 @@ async def _insert(session: Any, table: Any, rows: list[Any]) -> None:
 
 
 async def seed_base(url: str, universe: Universe) -> None:
-    from market.core import db
     from market.accounts.models import Account
+    from market.core import db
     from market.listings.models import Listing
     from market.registry.models import Asset
 

@@ -21,23 +21,23 @@ import json
 import os
 import random
 import time
-from types import SimpleNamespace
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import func, insert, select, text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.core import db
 from market.accounts.models import Account
-from market.tools.client import trial_uscc
+from market.core import db
 from market.core.ids import new_id
+from market.core.types import utcnow
 from market.listings import index
 from market.listings.models import Listing, ListingDoc, ListingTerms
 from market.listings.schemas import PURPOSES
 from market.listings.service import terms_digest
 from market.registry.models import Asset, AssetRevision
-from market.core.types import utcnow
+from market.tools.client import trial_uscc
 
 BATCH = 2000
 

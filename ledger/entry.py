@@ -26,7 +26,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import rfc8785

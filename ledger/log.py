@@ -30,8 +30,8 @@ from typing import Any, TypeVar
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import BigInteger, Integer, Select, and_, delete, insert, literal, or_, select, text, union_all
-from sqlalchemy.orm import Session
 from sqlalchemy.ext.asyncio import AsyncSession as _AnyAsyncSession
+from sqlalchemy.orm import Session
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from .bundle import BundleReport, verify_bundle
 from .entry import parse_signed, signed_bytes
 from .errors import InconsistentError, LedgerError, MalformedError, VerificationError
 from .merkle import HASH_SIZE, prove_consistency, verify_consistency
-from .bundle import BundleReport, verify_bundle
 from .note import Checkpoint, Verifier, log_verifier, open_checkpoint
 from .sources import (
     LogSource,

@@ -6,17 +6,25 @@ from ledger.store import CheckpointRow, Cosignature, Leaf, PendingEntry, Tile
 from market.accounts.models import Account, AccountKey, ApiToken
 from market.core.audit import TradeDocument
 from market.core.idempotency import IdempotencyRecord
-from market.listings.models import Listing, ListingDoc, ListingTerms
 from market.core.memo import ChangeEpoch
 from market.core.outbox import OutboxEvent
+from market.listings.models import Listing, ListingDoc, ListingTerms
 from market.notifications.models import Notification, WebhookAttempt, WebhookEndpoint, WebhookMessage
-from market.payments.models import StripeEvent
 from market.oversight.models import (
-    Alert, AlertedOrder, EvaluatorMark, OversightAction, Refusal, TradeDay, TradeParty, TradePartyMonth, TradeStat,
+    Alert,
+    AlertedOrder,
+    EvaluatorMark,
+    OversightAction,
+    Refusal,
+    TradeDay,
+    TradeParty,
+    TradePartyMonth,
+    TradeStat,
     TradeStatMonth,
 )
-from market.trading.models import Delivery, DeliveryBatch, Dispute, Order, PaymentReturn, Payout
+from market.payments.models import StripeEvent
 from market.registry.models import Asset, AssetRevision, Objection, RegistrationCounter, Transfer
+from market.trading.models import Delivery, DeliveryBatch, Dispute, Order, PaymentReturn, Payout
 
 metadata = SQLModel.metadata
 

@@ -17,11 +17,11 @@ import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy.engine import make_url
 
-from market.core import db
 from market.accounts import uscc
+from market.core import db
+from market.core.config import Settings, async_database_url
 from market.web.app import create_app
 from market.wiring.bootstrap import create_staff_account
-from market.core.config import Settings, async_database_url
 from tests.regulator_acts import Authority, authority, enroll_regulator
 
 # The localstripe fixture (a fake Stripe server for the whole session), for any module.

@@ -10,9 +10,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from market.accounts.models import Account
-from market.web.auth import Caller
 from market.core.context import Ctx
 from market.core.types import utcnow
+from market.web.auth import Caller
 from tests.conftest import Parties, Party
 
 ASSET = {

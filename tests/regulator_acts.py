@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from market.accounts.enrollment import authority_keygen, enroll
-from market.wiring.bootstrap import create_regulator_account
 from market.core.config import Settings
 from market.core.types import utcnow
+from market.wiring.bootstrap import create_regulator_account
 
 
 @dataclass(frozen=True)

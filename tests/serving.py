@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from market.wiring.bootstrap import create_staff_account
 from market.core.config import Settings
+from market.wiring.bootstrap import create_staff_account
 from tests.conftest import wait_until_serving
 
 

@@ -6,7 +6,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from tests.conftest import walk_ids, Parties, assert_problem, random_uscc
+from tests.conftest import Parties, assert_problem, random_uscc, walk_ids
 
 
 def public_key_b64() -> str:
@@ -286,8 +286,8 @@ async def test_live_tokens_per_account_are_capped(databases, tmp_path) -> None:
 async def test_tokens_are_stored_hashed(client, parties: Parties, settings) -> None:
     from sqlmodel import select
 
-    from market.core import db
     from market.accounts.models import ApiToken
+    from market.core import db
 
     party = await parties.sign_up(["buyer"])
     engine = db.make_engine(settings.sqlalchemy_url)

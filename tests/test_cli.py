@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import wait_until_serving
-import pytest
 
 MARKET = [sys.executable, "-m", "market.tools.cli"]
 

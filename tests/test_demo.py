@@ -1,9 +1,9 @@
 """``market demo``: a believable market seeded through the services, on the ledger and
 in search, and a second run that changes nothing."""
 
+import asyncio
 import json
 import re
-import asyncio
 from typing import Any
 
 import pytest
@@ -12,14 +12,14 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
 
 from ledger.store import Leaf, PendingEntry
-from market.core import db
 from market.accounts.models import Account, AccountKey, ApiToken
 from market.accounts.uscc import validate
-from market.web.app import create_app
-from market.tools.cli import main
+from market.core import db
 from market.demo.data import ASSETS, CATEGORIES, OPERATOR, PARTIES, demo_uscc
 from market.listings.models import Listing
 from market.registry.models import Asset
+from market.tools.cli import main
+from market.web.app import create_app
 from tests.conftest import make_settings
 
 TOKEN = re.compile(r"^\s+(provider|buyer)\s+(mkt_\S+)\s+(acct_\S+)", re.M)

@@ -4,8 +4,8 @@ import uuid
 
 from sqlmodel import func, select
 
-from market.core import db
 from market.accounts.models import Account
+from market.core import db
 from tests.conftest import Parties, assert_problem, random_uscc
 
 

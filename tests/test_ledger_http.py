@@ -11,10 +11,10 @@ from litestar.testing import AsyncTestClient
 from ledger import merkle, note, tiles
 from ledger.entry import verify_entry
 from ledger.errors import MalformedError
-
 from market.web.app import create_app
 from tests.conftest import assert_problem, random_uscc
 from tests.ledger_support import integrate_all, ledger_database
+
 
 class LedgerHarness:
     """The app under test, its client, and a session maker of the test's own.
@@ -166,12 +166,12 @@ async def test_business_change_and_entry_commit_together(harness: LedgerHarness)
     """DESIGN §2.1: a failed transaction leaves neither the account nor its entry."""
     from sqlmodel import select
 
+    from ledger.store import PendingEntry
     from market.accounts import service
     from market.accounts.models import Account
     from market.accounts.schemas import AccountCreate
     from market.core.context import Ctx
     from market.core.types import utcnow
-    from ledger.store import PendingEntry
 
     data = AccountCreate(name="Atomic Co", kind="enterprise", roles=["provider"], uscc=random_uscc())
     async with harness.maker() as session:

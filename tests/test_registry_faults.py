@@ -18,7 +18,6 @@ from market.core.clock import FakeClock
 from tests.conftest import Parties, assert_problem, backend
 from tests.registry_support import (
     Signer,
-    salted_detail,
     Snapshot,
     concurrently,
     draft,
@@ -29,6 +28,7 @@ from tests.registry_support import (
     provider,
     read_asset,
     registered_asset,
+    salted_detail,
     submit,
     submitted_asset,
     upload,

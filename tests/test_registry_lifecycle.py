@@ -13,7 +13,14 @@ from ledger import merkle
 from ledger.verify import verify_bundle
 from tests.conftest import Parties, assert_problem
 from tests.registry_support import (
-    ASSET, draft, provider, registered_asset, sha256_hex, submit, upload, wait_integrated,
+    ASSET,
+    draft,
+    provider,
+    registered_asset,
+    sha256_hex,
+    submit,
+    upload,
+    wait_integrated,
 )
 
 
@@ -96,8 +103,8 @@ async def test_public_notice_objection_and_clock(databases, tmp_path) -> None:
     """Notice of 10 days: objections while open; registration once it ends with none open."""
     from litestar.testing import AsyncTestClient
 
-    from market.web.app import create_app
     from market.core.clock import FakeClock
+    from market.web.app import create_app
     from market.wiring.bootstrap import create_staff_account
     from market.wiring.tasks import close_notices_once
     from tests.conftest import Parties, Party, make_settings

@@ -19,7 +19,6 @@ from market.core.clock import FakeClock
 from tests.conftest import Parties, Party, assert_problem
 from tests.registry_support import (
     ASSET,
-    salted_detail,
     Signer,
     Snapshot,
     add_key,
@@ -33,12 +32,13 @@ from tests.registry_support import (
     provider,
     read_asset,
     registered_asset,
+    salted_detail,
     signing_bytes_of,
-    with_content,
     submit,
     submitted_asset,
     upload,
     wait_integrated,
+    with_content,
 )
 
 PUBLIC = {"public_notice", "registered", "revoked", "cancelled"}

@@ -22,12 +22,12 @@ import pytest
 from sqlalchemy import event, text, update
 
 from ledger.log import Log
-from market.core import db
-from market.web import ledger_routes
 from market.accounts.models import Account, ApiToken
+from market.core import db
+from market.core.keys import init_ledger_key
+from market.web import ledger_routes
 from market.web.auth import hash_token
 from market.web.credentials import AccountSnapshot, Credential, credential_memo
-from market.core.keys import init_ledger_key
 from tests.conftest import PG_URL, Parties, assert_problem
 from tests.registry_support import own_app
 
@@ -366,9 +366,9 @@ def test_every_table_is_classified_for_the_public_memory() -> None:
     """A table in neither set would empty the public asset and listing memory on every
     write to it (every download did, once delivery batches came, and every trade through
     the monthly rollups): each table is read by the public lists or is not, on purpose."""
-    import market.models  # noqa: F401 - every table
     from sqlmodel import SQLModel
 
+    import market.models  # noqa: F401 - every table
     from market.core.memo import ASSET_TABLES, NOT_ASSET_TABLES, watches
 
     tables = set(SQLModel.metadata.tables)

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from market.core import audit
 from market.accounts.states import MACHINES as ACCOUNT_MACHINES
+from market.core import audit
 from market.core.errors import Conflict, Forbidden, InvalidTransition
-from market.listings.states import MACHINES as LISTING_MACHINES
-from market.trading.states import MACHINES as TRADING_MACHINES
-from market.registry.states import MACHINES as REGISTRY_MACHINES
 from market.core.statemachine import Machine, Transition
+from market.listings.states import MACHINES as LISTING_MACHINES
+from market.registry.states import MACHINES as REGISTRY_MACHINES
+from market.trading.states import MACHINES as TRADING_MACHINES
 
 MACHINES = {m.kind: m for m in (*ACCOUNT_MACHINES, *REGISTRY_MACHINES, *LISTING_MACHINES, *TRADING_MACHINES)}
 PACKAGE = Path(__file__).resolve().parent.parent / "market"

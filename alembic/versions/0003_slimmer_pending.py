@@ -8,9 +8,9 @@ Create Date: 2026-11-27
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
 
 import ledger._time
+from alembic import op
 
 revision: str = "0003"
 down_revision: str | None = "0002"

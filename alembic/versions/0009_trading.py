@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 import sqlmodel
-from alembic import op
 
 import ledger._time
+from alembic import op
 
 revision: str = "0009"
 down_revision: str | None = "0008"

@@ -22,6 +22,7 @@ Create Date: 2026-12-08
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+
 from alembic import op
 
 revision: str = "0010"

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 import sqlmodel
+
 import ledger._time
 from alembic import op
-
 
 revision: str = "0014"
 down_revision: str | None = "0013"

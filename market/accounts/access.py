@@ -7,8 +7,8 @@ from sqlalchemy import true
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import Account
-from market.web.auth import Caller
 from market.core.visibility import load_visible
+from market.web.auth import Caller
 
 
 def visible_accounts(caller: Caller) -> Any:

@@ -15,14 +15,14 @@ from typing import Any
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.core import audit
 from market.accounts.enrollment import Enrollment, authority_id
 from market.accounts.models import Account, AccountKey, ApiToken, RegulatorEnrollment
 from market.accounts.schemas import AccountStatus, Role
-from market.web.auth import hash_token, new_token
+from market.core import audit
 from market.core.context import Ctx
 from market.core.errors import Conflict
 from market.core.ids import new_id
+from market.web.auth import hash_token, new_token
 
 
 async def create_regulator(session: AsyncSession, ctx: Ctx, enrollment: Enrollment) -> tuple[Account, str]:

@@ -6,7 +6,6 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.core import idempotency
 from market.accounts import service
 from market.accounts.schemas import (
     AccountCreate,
@@ -21,9 +20,10 @@ from market.accounts.schemas import (
     TokenRead,
     VerificationDecision,
 )
-from market.web.auth import OPEN_TO_INACTIVE, Caller
+from market.core import idempotency
 from market.core.context import Ctx
 from market.core.pagination import DEFAULT_LIMIT, Page
+from market.web.auth import OPEN_TO_INACTIVE, Caller
 
 
 class AccountController(Controller):

@@ -2,31 +2,31 @@
 
 from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select, col
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.core import audit
 from market.accounts import access
 from market.accounts.models import Account, AccountKey, ApiToken
-from market.accounts.states import ACCOUNT
 from market.accounts.schemas import (
+    STAFF_ROLES,
     AccountCreate,
     AccountRead,
     AccountStatus,
     KeyRead,
     Role,
-    STAFF_ROLES,
     TokenRead,
 )
-from market.web.auth import hash_token, new_token
-from market.web.credentials import AccountSnapshot
+from market.accounts.states import ACCOUNT
+from market.core import audit, outbox
 from market.core.context import Ctx
 from market.core.db import rowcount
-from market.core import outbox
 from market.core.errors import Conflict, Forbidden, InvalidTransition, NotFound
 from market.core.events import KeyRevoked
 from market.core.ids import new_id
 from market.core.pagination import page_of, paginate
+from market.web.auth import hash_token, new_token
+from market.web.credentials import AccountSnapshot
+
 
 def account_read(account: Account | AccountSnapshot) -> AccountRead:
     return AccountRead(

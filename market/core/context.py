@@ -7,10 +7,10 @@ every domain sees one "now" per request.
 from dataclasses import dataclass
 from datetime import datetime
 
-from market.web.auth import Caller
 from market.core.config import Settings
-from market.core.services import Services
 from market.core.errors import NotAuthenticated
+from market.core.services import Services
+from market.web.auth import Caller
 
 __all__ = ["MARKET_ACTOR", "Ctx"]
 

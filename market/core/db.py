@@ -17,19 +17,19 @@ import contextlib
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
-from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from typing import Any
-
 from sqlalchemy import Table, event, inspect
 from sqlalchemy.engine import Connection, CursorResult
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.util import await_only as await_
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from alembic import command
 
 # Every process that opens sessions registers the events that tell memos (its own and
 # other processes') about changed rows.

@@ -37,9 +37,9 @@ import contextlib
 import mmap
 import os
 import weakref
+from collections.abc import Awaitable, Callable, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Awaitable, Callable, Sized
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import BigInteger, Column, event

@@ -7,7 +7,6 @@ from pydantic import BeforeValidator
 
 from ledger._time import UTCDateTime, utcnow
 
-
 # The largest value of a 32-bit integer column (PostgreSQL ``integer``): the bound of
 # every integer query parameter compared with one (revisions, chunk indexes), so that
 # a larger number is 422 naming the parameter, not an overflow in the database.

@@ -9,6 +9,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core.errors import NotFound
 
+
 class _HasId(Protocol):
     id: str
 

@@ -34,23 +34,31 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlmodel import select, col
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.core import db
 from market.accounts import service as accounts
 from market.accounts.models import Account, ApiToken
 from market.accounts.schemas import AccountCreate, AccountStatus
-from market.web.auth import Caller
+from market.core import db
 from market.core.config import Settings
 from market.core.context import Ctx
-from market.core.services import Services
-from market.web.credentials import AccountSnapshot
-from market.demo.data import (
-    ASSETS, CATEGORIES, OPERATOR, PARTIES, PURPOSES, SHOWN_BUYER, SHOWN_PROVIDER, AssetSpec, PartySpec, content,
-)
 from market.core.errors import DomainError
 from market.core.ids import new_id
+from market.core.services import Services
+from market.core.types import utcnow
+from market.demo.data import (
+    ASSETS,
+    CATEGORIES,
+    OPERATOR,
+    PARTIES,
+    PURPOSES,
+    SHOWN_BUYER,
+    SHOWN_PROVIDER,
+    AssetSpec,
+    PartySpec,
+    content,
+)
 from market.listings import service as listing_service
 from market.listings.models import Listing
 from market.listings.schemas import ListingCreate
@@ -59,7 +67,8 @@ from market.registry import content as uploads
 from market.registry.models import Asset
 from market.registry.schemas import AssetCreate
 from market.registry.states import RIGHTS, AssetStatus
-from market.core.types import utcnow
+from market.web.auth import Caller
+from market.web.credentials import AccountSnapshot
 from market.wiring import services as wiring
 
 MAX_NOTICE = timedelta(minutes=1)

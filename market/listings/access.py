@@ -18,14 +18,14 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import Account
-from market.web.auth import Caller
 from market.core.errors import Forbidden
+from market.core.visibility import load_visible
 from market.listings.models import Listing
 from market.listings.schemas import without_buyers
 from market.listings.states import ListingStatus
 from market.registry.models import Asset, AssetRevision
 from market.registry.states import UNDER_REVIEW, AssetStatus
-from market.core.visibility import load_visible
+from market.web.auth import Caller
 
 
 def operation_right_standing() -> Any:

@@ -8,11 +8,11 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import Account
-from market.web.auth import Caller
 from market.listings import access, search
 from market.listings.models import Listing
 from market.listings.schemas import Licence, ListingRead, PlanRead, SearchPage
 from market.registry.models import Asset
+from market.web.auth import Caller
 
 
 async def read(session: AsyncSession, listing: Listing, caller: Caller | None) -> ListingRead:

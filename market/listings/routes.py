@@ -9,14 +9,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import idempotency
 from market.core.context import Ctx
-from market.core.services import Services
 from market.core.errors import Forbidden
-from market.listings import access, catalog, read, search, service
-from market.listings.schemas import ListingCreate, ListingRead, ListingUpdate, PlanModel, Purpose, SearchPage, Sort
-from market.listings.search import SearchParams
 from market.core.memo import remembered
 from market.core.money import MAX_AMOUNT
 from market.core.pagination import DEFAULT_LIMIT
+from market.core.services import Services
+from market.listings import access, catalog, read, search, service
+from market.listings.schemas import ListingCreate, ListingRead, ListingUpdate, PlanModel, Purpose, SearchPage, Sort
+from market.listings.search import SearchParams
 from market.registry.schemas import Grade
 from market.web.requests import json_body
 

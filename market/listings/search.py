@@ -39,13 +39,13 @@ from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.sql import ColumnElement, Select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.web.auth import Caller
-from market.core.errors import Unprocessable
 from market.core.db import table_of
-from market.listings.models import ListingDoc
-from market.listings.text import Term, parse_query
+from market.core.errors import Unprocessable
 from market.core.money import MAX_AMOUNT
 from market.core.pagination import check_limit
+from market.listings.models import ListingDoc
+from market.listings.text import Term, parse_query
+from market.web.auth import Caller
 
 __all__ = [
     "FIELD_WEIGHTS", "PRICE_NONE", "SORTS", "SearchParams", "SearchResult", "fts5_expression",

@@ -16,11 +16,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.core import audit
 from market.accounts.models import Account
 from market.accounts.schemas import Role
+from market.core import audit, outbox
 from market.core.context import Ctx
-from market.core import outbox
 from market.core.errors import Conflict, Unprocessable
 from market.core.ids import new_id
 from market.listings import access, index

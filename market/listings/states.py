@@ -8,8 +8,8 @@ Whether a listing can be ordered also depends on its asset (market.listings.acce
 
 from enum import StrEnum
 
-from market.listings.models import Listing
 from market.core.statemachine import Machine, Transition
+from market.listings.models import Listing
 
 
 class ListingStatus(StrEnum):

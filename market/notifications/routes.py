@@ -21,7 +21,14 @@ from market.core.pagination import DEFAULT_LIMIT, Page
 from market.core.services import Services
 from market.notifications import inbox, sender, webhooks
 from market.notifications.schemas import (
-    DeliveryRead, Marked, MarkRead, NotificationRead, PingResult, WebhookCreate, WebhookCreated, WebhookRead,
+    DeliveryRead,
+    Marked,
+    MarkRead,
+    NotificationRead,
+    PingResult,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookRead,
 )
 
 Limit = Annotated[int, Parameter(ge=1, le=500)]

@@ -20,9 +20,9 @@ from standardwebhooks import Webhook
 
 from market.core.config import Settings
 from market.core.context import Ctx
+from market.core.db import table_of
 from market.core.logs import log
 from market.core.outbox import Recipient, notify
-from market.core.db import table_of
 from market.core.services import Services
 from market.notifications.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 

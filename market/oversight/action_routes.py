@@ -21,10 +21,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import idempotency
 from market.core.context import Ctx
+from market.core.pagination import DEFAULT_LIMIT
 from market.core.services import Services
 from market.oversight import actions, acts, alerts, ledger_status
 from market.oversight.actions import ActionName
-from market.core.pagination import DEFAULT_LIMIT
 from market.trading.read import order_read
 from market.trading.schemas import OrderRead
 

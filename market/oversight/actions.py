@@ -23,25 +23,25 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger import merkle
 from ledger.entry import canonical as canonical_entry
-from market.core import audit
 from market.accounts import service as accounts
 from market.accounts.models import Account
 from market.accounts.schemas import Role
+from market.core import audit
 from market.core.context import Ctx
 from market.core.errors import NotFound
 from market.core.ids import new_id
+from market.core.pagination import page_of, paginate
+from market.core.types import rfc3339
 from market.listings import service as listings
 from market.listings.models import Listing
 from market.oversight import acts
 from market.oversight.models import OversightAction
-from market.core.pagination import page_of, paginate
 from market.registry import review
 from market.registry.models import Asset
 from market.trading import orders
 from market.trading.models import Order
 from market.trading.read import order_read
 from market.trading.states import OrderStatus
-from market.core.types import rfc3339
 
 ActionName = Literal["freeze_asset", "unfreeze_asset", "freeze_listing", "unfreeze_listing", "suspend_account",
                      "reinstate_account", "revoke_registration"]

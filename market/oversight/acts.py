@@ -34,20 +34,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.core import audit
-
-from market.core import signing
 from market.accounts import signatures
 from market.accounts.enrollment import EnrollmentError, authority_id
 from market.accounts.models import RegulatorEnrollment
 from market.accounts.regulators import enrolled_key
 from market.accounts.schemas import Role, Strict
+from market.core import audit, signing
 from market.core.context import Ctx
 from market.core.errors import Conflict, Unprocessable
 from market.core.ids import new_id
-from market.oversight.models import RegulatorAct
 from market.core.pagination import page_of, paginate
 from market.core.types import rfc3339
+from market.oversight.models import RegulatorAct
 
 __all__ = ["ACT_TYPE", "Accepted", "ActKind", "accept", "draft", "list_acts", "list_enrollments"]
 

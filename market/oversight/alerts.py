@@ -15,7 +15,7 @@ with the signed act's hash, key id and signature: ``market.oversight.acts``).
 import asyncio
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, UTC
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -26,19 +26,20 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import Account
 from market.accounts.schemas import Role
-from market.core.context import Ctx
 from market.core import outbox
+from market.core.audit import TradeDocument
+from market.core.context import Ctx
 from market.core.errors import NotFound
 from market.core.ids import new_id
-from market.oversight import acts
-from market.oversight.models import Alert, AlertedOrder, EvaluatorMark, Refusal
 from market.core.pagination import page_of, paginate
 from market.core.services import Services
 from market.core.statemachine import Machine, Transition
-from market.registry.models import Asset
-from market.core.audit import TradeDocument
-from market.trading.models import Order
 from market.core.types import rfc3339, utcnow
+from market.oversight import acts
+from market.oversight.models import Alert, AlertedOrder, EvaluatorMark, Refusal
+from market.registry.models import Asset
+from market.trading.models import Order
+
 
 class AlertStatus(StrEnum):
     open = "open"

@@ -44,12 +44,21 @@ from litestar.static_files import create_static_files_router
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core.context import Ctx
-from market.core.services import Services
 from market.core.errors import DomainError
+from market.core.services import Services
 from market.oversight import acts, dashboard_session
 from market.oversight.dashboard_data import (
-    ACTION_NAMES, action_list, alert_list, approval_list, close_alert_data, decide_order, ledger_status,
-    overview_data, perform_action, refusal_list, signed_form,
+    ACTION_NAMES,
+    action_list,
+    alert_list,
+    approval_list,
+    close_alert_data,
+    decide_order,
+    ledger_status,
+    overview_data,
+    perform_action,
+    refusal_list,
+    signed_form,
 )
 from market.oversight.dashboard_session import SESSION_HOURS, SignedIn
 from market.storage import MasterKey

@@ -29,16 +29,16 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import delete, or_, update
-from sqlmodel import select, col
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.enrollment import EnrollmentError, authority_id
 from market.accounts.models import Account, AccountKey, RegulatorEnrollment
 from market.accounts.schemas import Role
-from market.web.auth import Caller
-from market.web.credentials import AccountSnapshot
 from market.core.ids import new_id
 from market.oversight.models import DashboardSession
+from market.web.auth import Caller
+from market.web.credentials import AccountSnapshot
 
 __all__ = ["SESSION_HOURS", "SignedIn", "challenge", "current", "end", "sign_in"]
 

@@ -35,9 +35,8 @@ from ledger.entry import parse_entry
 from ledger.errors import LedgerError
 from ledger.store import Leaf
 from market.accounts.schemas import Role
-from market.core.audit import SALTED_SUFFIX
+from market.core.audit import SALTED_SUFFIX, TradeDocument
 from market.core.context import Ctx
-from market.core.audit import TradeDocument
 
 __all__ = ["CONFIDENTIAL_PREFIXES", "DEFAULT_LIMIT", "MAX_LIMIT", "SCAN_WINDOW", "is_confidential", "page",
            "salted_digests"]

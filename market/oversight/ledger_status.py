@@ -4,7 +4,7 @@ the oldest entry still pending), how many entries wait, and for each witness con
 in ``MARKET_LEDGER_WITNESSES`` the last size it cosigned and when — ``stale`` when that
 was longer ago than ``MARKET_WITNESS_STALE_AFTER`` (or never)."""
 
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select

@@ -15,9 +15,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.schemas import Role
 from market.core.context import Ctx
+from market.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from market.core.services import Services
 from market.oversight import stats, trades
-from market.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 DateParam = Parameter(description="a UTC date YYYY-MM-DD")
 CSV = "text/csv"

@@ -44,9 +44,9 @@ from market.accounts.schemas import Role
 from market.core.context import Ctx
 from market.core.errors import Unprocessable
 from market.core.events import AttemptRefused
+from market.core.pagination import check_limit, decode_cursor, page_of, paginate
 from market.oversight.models import AlertedOrder, Refusal
 from market.oversight.stats import moment, parse_day
-from market.core.pagination import check_limit, decode_cursor, page_of, paginate
 from market.registry.models import Asset
 from market.trading.models import Order
 from market.trading.states import OrderStatus

@@ -13,8 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.payments.gateway import WebhookEvent
 from market.core.types import UTCDateTime, utcnow
+from market.payments.gateway import WebhookEvent
 
 
 class StripeEvent(SQLModel, table=True):

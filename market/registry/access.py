@@ -12,14 +12,14 @@ reads and lists alike (API.md "Registry").
 from typing import Any
 
 from sqlalchemy import or_, true
-from sqlmodel import select, col
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.web.auth import Caller
 from market.core.errors import Forbidden
+from market.core.visibility import load_visible
 from market.registry.models import Asset, Objection, Transfer
 from market.registry.states import PUBLIC_STATUSES, S
-from market.core.visibility import load_visible
+from market.web.auth import Caller
 
 
 def is_public(asset: Asset) -> bool:

@@ -5,17 +5,17 @@ import json
 from typing import Any
 
 from sqlalchemy import or_
-from sqlmodel import select, col
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.schemas import Role
-from market.web.auth import Caller
 from market.core.context import Ctx
 from market.core.pagination import page_of, paginate
 from market.registry import access
 from market.registry.models import Asset, AssetRevision
 from market.registry.schemas import AssetCreate, AssetRead, AssetUpdate, Commitment
 from market.registry.states import ASSET, PENDING_OR_REGISTERED, UNDER_REVIEW
+from market.web.auth import Caller
 
 
 def commitment_of(rev: AssetRevision) -> dict[str, Any]:

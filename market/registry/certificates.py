@@ -9,15 +9,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger.entry import canonical as canonical_entry
 from ledger.log import Log
-from market.core import audit
-from market.core import signing
 from market.accounts.models import Account, AccountKey
+from market.core import audit, signing
 from market.core.context import Ctx
 from market.core.errors import InvalidTransition
+from market.core.types import rfc3339
 from market.registry.access import holds_registration
 from market.registry.assets import commitment_of, revision
 from market.registry.models import Asset, Transfer
-from market.core.types import rfc3339
 
 CERTIFICATE_TYPE = "data-asset-registration-certificate"
 REVOCATION_TYPE = "data-asset-registration-revocation"

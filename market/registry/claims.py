@@ -12,19 +12,16 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.core import audit
-
 from market.accounts import signatures
-from market.core import signing
+from market.core import audit, outbox, signing
 from market.core.context import Ctx
-from market.core import outbox
 from market.core.errors import Unprocessable
 from market.core.events import AttemptRefused
+from market.core.types import rfc3339
 from market.registry import access
 from market.registry.assets import commitment_of, conflicts, revision
 from market.registry.models import Asset, AssetRevision
 from market.registry.states import ASSET, RIGHTS, S
-from market.core.types import rfc3339
 
 CLAIM_TYPE = "ownership-claim"
 CLAIM_FIELDS = frozenset({"type", "v", "market", "asset", "provider", "commitment", "rights", "source", "issued_at"})

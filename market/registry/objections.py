@@ -6,13 +6,12 @@ runs, one open objection per account and asset. Filing claims the asset's row
 bring cannot both win: whichever commits second gets 409 or waits a round.
 """
 
-from sqlmodel import select, col
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.core import audit
 from market.accounts.schemas import Role
+from market.core import audit, outbox
 from market.core.context import Ctx
-from market.core import outbox
 from market.core.errors import Conflict, Forbidden, InvalidTransition
 from market.core.ids import new_id
 from market.registry import access

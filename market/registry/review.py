@@ -8,13 +8,12 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import select, col
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.core import audit
 from market.accounts.schemas import Role
+from market.core import audit, outbox
 from market.core.context import Ctx
-from market.core import outbox
 from market.core.errors import Conflict, InvalidTransition
 from market.registry import access, certificates, transfers
 from market.registry.assets import conflicts

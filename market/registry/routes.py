@@ -8,12 +8,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import idempotency
 from market.core.context import Ctx
-from market.core.services import Services
 from market.core.errors import Unprocessable
 from market.core.ids import new_id
-from market.web.ledger_routes import subject_page
 from market.core.memo import remembered
 from market.core.pagination import DEFAULT_LIMIT, Page
+from market.core.services import Services
 from market.registry import (
     access,
     assets,
@@ -41,6 +40,7 @@ from market.registry.schemas import (
     TransferToSign,
 )
 from market.registry.states import AssetStatus
+from market.web.ledger_routes import subject_page
 from market.web.requests import json_body
 
 Limit = Annotated[int, Parameter(ge=1, le=500)]

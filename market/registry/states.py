@@ -9,8 +9,8 @@ status: the transitions marked ``frozen_blocks`` are refused while it is set.
 
 from enum import StrEnum
 
-from market.registry.models import Asset, Objection, Transfer
 from market.core.statemachine import Machine, Transition
+from market.registry.models import Asset, Objection, Transfer
 
 
 class AssetStatus(StrEnum):

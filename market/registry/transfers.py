@@ -12,23 +12,21 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from sqlmodel import select, col
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.core import audit
-
-from market.core import signing
 from market.accounts import signatures
 from market.accounts.models import Account
 from market.accounts.schemas import AccountStatus, Role
+from market.core import audit, signing
 from market.core.context import Ctx
 from market.core.errors import Conflict, Forbidden, Unprocessable
 from market.core.ids import new_id
+from market.core.types import rfc3339
 from market.registry import access, certificates
 from market.registry.assets import commitment_of, revision
 from market.registry.models import Asset, Transfer
 from market.registry.states import ASSET, TRANSFER, TransferStatus
-from market.core.types import rfc3339
 
 TRANSFER_TYPE = "holding-transfer"
 TRANSFER_ACCEPT_WINDOW = timedelta(days=7)

@@ -9,10 +9,9 @@ from typing import Any
 import click
 
 from market import __version__
-
 from market.core import db
-from market.tools.cli_parties import client_group, regulator_group
 from market.core.config import Settings
+from market.tools.cli_parties import client_group, regulator_group
 
 
 def _settings() -> Settings:
@@ -205,8 +204,8 @@ def create_regulator(enrollment: Path) -> None:
     """Create the regulator an authority enrolled (checked against MARKET_REGULATOR_AUTHORITY);
     print its token as the last line."""
     from market.accounts.enrollment import EnrollmentError
-    from market.wiring.bootstrap import create_regulator_account
     from market.core.errors import DomainError
+    from market.wiring.bootstrap import create_regulator_account
 
     settings = _settings()
     try:

@@ -185,8 +185,7 @@ def _chunks_of(path: Path, chunk_size: int) -> Iterator[bytes]:
 
 def _progress(total: int, label: str, show: bool) -> Any:
     from rich.console import Console
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                               TransferSpeedColumn)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     return Progress(TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
                     console=Console(stderr=True), disable=not show, transient=False)

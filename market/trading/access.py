@@ -10,11 +10,11 @@ from sqlalchemy import or_, true
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.web.auth import Caller
 from market.core.db import table_of
 from market.core.errors import Forbidden
-from market.trading.models import Dispute, Order
 from market.core.visibility import load_visible
+from market.trading.models import Dispute, Order
+from market.web.auth import Caller
 
 
 def visible_orders(caller: Caller) -> Any:

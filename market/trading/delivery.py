@@ -62,18 +62,18 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger import entry as entries
 from market.accounts.models import Account
-from market.web.auth import Caller
 from market.core.context import Ctx
 from market.core.errors import Conflict, DomainError, Forbidden, NotFound
+from market.core.logs import log
 from market.core.services import Services
 from market.listings.models import Listing
-from market.core.logs import log
 from market.registry.models import Asset, AssetRevision
 from market.registry.states import AssetStatus
 from market.storage import BlobCorrupted, BlobStore, MasterKey
 from market.trading import access, receipts
 from market.trading.models import Order
 from market.trading.states import OrderStatus
+from market.web.auth import Caller
 
 __all__ = ["RECHECK_SECONDS", "ByteRange", "Sending", "check_access", "choose_revision", "open_delivery",
            "parse_range"]
@@ -155,7 +155,7 @@ async def _registered_during(session: AsyncSession, ledger: Any, order: Order) -
     after = (-1, 0)
     while True:
         rows = await ledger.by_subject(session, f"asset:{order.asset_id}", _LEDGER_PAGE, after)
-        for index, position, leaf in rows:
+        for _index, _position, leaf in rows:
             entry = entries.parse_entry(leaf)
             if entry["type"] != "asset.registered" or not isinstance(entry["data"].get("revision"), int):
                 continue

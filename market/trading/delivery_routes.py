@@ -17,11 +17,11 @@ from litestar.types import Receive, Send
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core.context import Ctx
-from market.core.services import Services
 from market.core.logs import log
+from market.core.services import Services
+from market.core.types import INT32_MAX
 from market.trading import access, delivery, proofs, receipts
 from market.trading.delivery import Sending
-from market.core.types import INT32_MAX
 
 Revision = Annotated[int | None, Parameter(ge=1, le=INT32_MAX, description="a subscription's revision (default: the newest "
                                                             "it covers)")]

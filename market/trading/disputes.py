@@ -50,9 +50,8 @@ from sqlalchemy import select, update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.core import audit
 from market.accounts.schemas import Role, Strict
-from market.web.auth import Caller
+from market.core import audit
 from market.core.context import Ctx
 from market.core.errors import Conflict, DomainError, Unprocessable
 from market.core.events import OrderRefunded
@@ -60,11 +59,11 @@ from market.core.ids import new_id
 from market.core.money import Money
 from market.core.services import Services
 from market.payments.gateway import GatewayError, refund_key
-from market.trading import notices
-from market.trading import access, documents, returns
+from market.trading import access, documents, notices, returns
 from market.trading.models import Dispute, Order
 from market.trading.schemas import DisputeCreate, DisputeRead
 from market.trading.states import DISPUTE, ORDER, DisputeStatus, OrderStatus
+from market.web.auth import Caller
 
 
 class GatewayUnavailable(DomainError):

@@ -15,26 +15,23 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.core import audit
-
-from market.core import signing
 from market.accounts import signatures
 from market.accounts.models import Account
 from market.accounts.schemas import Role
+from market.core import audit, signing
 from market.core.context import Ctx
 from market.core.errors import Conflict, DomainError, Forbidden, NotFound, Unprocessable
 from market.core.events import AttemptRefused
 from market.core.ids import new_id
+from market.core.types import rfc3339
 from market.listings import access as listing_access
 from market.listings.models import Listing
 from market.listings.schemas import without_buyers
 from market.registry.models import Asset
-from market.trading import access, documents
+from market.trading import access, documents, notices
 from market.trading.models import Order
 from market.trading.schemas import OrderCreate
 from market.trading.states import ORDER, OrderStatus
-from market.core.types import rfc3339
-from market.trading import notices
 
 ORDER_DOCUMENT = "order"
 ORDER_FIELDS = frozenset({"type", "v", "market", "buyer", "listing", "terms_version", "terms_sha256", "plan_id",

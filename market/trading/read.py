@@ -2,12 +2,12 @@
 
 import json
 
-from market.web.auth import Caller
-from market.listings.schemas import Licence, PlanRead, without_buyers
 from market.core.money import Money
+from market.listings.schemas import Licence, PlanRead, without_buyers
 from market.trading import returns
 from market.trading.models import Order, PaymentReturn
 from market.trading.schemas import Approvals, OrderRead, PaymentRead, PaymentReturnRead, Terms
+from market.web.auth import Caller
 
 
 def _approval(needed: bool, decision: str | None) -> str:

@@ -37,10 +37,10 @@ from market.core import signing
 from market.core.context import Ctx
 from market.core.errors import Unprocessable
 from market.core.pagination import check_limit, decode_cursor, encode_cursor
+from market.core.types import rfc3339
 from market.registry.certificates import bundle
 from market.trading import documents
 from market.trading.models import Delivery, DeliveryBatch, Order
-from market.core.types import rfc3339
 
 __all__ = ["RECEIPT_TYPE", "add", "close", "close_due", "leaf_of", "listing", "receipt"]
 

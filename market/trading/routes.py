@@ -10,10 +10,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import idempotency
 from market.core.context import Ctx
-from market.core.services import Services
 from market.core.errors import Conflict, DomainError, Unprocessable
-from market.listings.schemas import Purpose
 from market.core.pagination import DEFAULT_LIMIT, Page, page_of, paginate
+from market.core.services import Services
+from market.listings.schemas import Purpose
 from market.trading import access, orders, returns, settlement
 from market.trading.models import Order
 from market.trading.read import order_read

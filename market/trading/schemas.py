@@ -6,8 +6,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from market.accounts.schemas import Strict
-from market.listings.schemas import Licence, PlanRead, Purpose
 from market.core.money import Money
+from market.listings.schemas import Licence, PlanRead, Purpose
 
 PaymentMethod = Literal["stripe", "bank_transfer", "free"]
 Decision = Literal["approve", "reject"]

@@ -22,26 +22,25 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger.entry import canonical as canonical_entry
 from ledger.log import Log
-from market.core import signing
 from market.accounts.models import Account, AccountKey
 from market.accounts.schemas import Role
+from market.core import signing
 from market.core.context import Ctx
 from market.core.errors import Conflict, InvalidTransition, Unprocessable
 from market.core.events import OrderSettled
+from market.core.money import Money
+from market.core.types import rfc3339
 from market.listings import access as listing_access
 from market.listings.models import Listing
-from market.listings.states import ListingStatus
 from market.listings.schemas import without_buyers
-from market.core.money import Money
+from market.listings.states import ListingStatus
 from market.registry.assets import commitment_of, revision
 from market.registry.certificates import bundle, holder_of
 from market.registry.models import Asset
 from market.registry.states import AssetStatus
-from market.trading import access, documents, returns
+from market.trading import access, documents, notices, returns
 from market.trading.models import Order
 from market.trading.states import ORDER, UNPAID, OrderStatus
-from market.core.types import rfc3339
-from market.trading import notices
 
 CONTRACT_TYPE = "data-trade-contract"
 

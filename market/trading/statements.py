@@ -43,8 +43,7 @@ from market.core.context import Ctx
 from market.core.errors import NotFound, Unprocessable
 from market.core.ids import new_id
 from market.core.money import Money
-from market.trading import notices
-from market.trading import documents
+from market.trading import documents, notices
 from market.trading.models import Order, Payout
 from market.trading.schemas import PayoutCreate, PayoutRead
 

@@ -2,8 +2,8 @@
 
 import asyncio
 import contextlib
-from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address
 from collections.abc import AsyncIterator
+from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Any
 
 from litestar import Litestar, MediaType, Request, Response, get
@@ -17,30 +17,30 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger.errors import LedgerError
 from market import __version__
-from market.core import db
-from market.web import openapi
 from market.accounts.routes import AccountController
 from market.accounts.schemas import Role
-from market.web.auth import Caller, provide_caller, provide_optional_caller
-from market.core.context import Ctx
-from market.core.config import Settings
-from market.core.errors import PROBLEM_JSON, DomainError, NotAuthenticated, ledger_problem, problem
+from market.core import db
 from market.core.clock import Clock
-from market.web.ledger_routes import LedgerController, TlogController
-from market.registry.routes import AssetController, ObjectionController, TransferController
+from market.core.config import Settings
+from market.core.context import Ctx
+from market.core.errors import PROBLEM_JSON, DomainError, NotAuthenticated, ledger_problem, problem
+from market.core.logs import configure_logging, log, request_context_middleware
+from market.core.services import Services
 from market.listings.routes import ListingController, dcat_catalog
-from market.trading.routes import OrderController, order_document, stripe_webhook
-from market.trading.delivery_routes import order_content, order_content_proof, order_deliveries
-from market.trading.money_routes import MONEY_ROUTES
-from market.oversight.document_routes import oversight_documents
-from market.oversight.stats_routes import STATS_ROUTES
+from market.notifications.routes import NOTIFICATION_ROUTES
 from market.oversight.action_routes import ACTION_ROUTES
 from market.oversight.dashboard import dashboard_router
-from market.notifications.routes import NOTIFICATION_ROUTES
-from market.core.logs import configure_logging, log, request_context_middleware
+from market.oversight.document_routes import oversight_documents
+from market.oversight.stats_routes import STATS_ROUTES
+from market.registry.routes import AssetController, ObjectionController, TransferController
+from market.trading.delivery_routes import order_content, order_content_proof, order_deliveries
+from market.trading.money_routes import MONEY_ROUTES
+from market.trading.routes import OrderController, order_document, stripe_webhook
+from market.web import openapi
+from market.web.auth import Caller, provide_caller, provide_optional_caller
+from market.web.ledger_routes import LedgerController, TlogController
 from market.web.ratelimit import rate_limit_middleware
 from market.web.requests import MarketRequest
-from market.core.services import Services
 from market.wiring.services import close_services, open_services
 from market.wiring.tasks import run_background
 
@@ -238,8 +238,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         route_handlers=[
             health, ready, metrics, AccountController, LedgerController, TlogController, AssetController,
             ObjectionController, TransferController, ListingController, dcat_catalog,
-            OrderController, order_document, stripe_webhook, order_content, order_content_proof, order_deliveries, *MONEY_ROUTES, oversight_documents, *STATS_ROUTES, *ACTION_ROUTES, dashboard_router(), openapi.assets_router(),
-            *NOTIFICATION_ROUTES,
+            OrderController, order_document, stripe_webhook, order_content, order_content_proof, order_deliveries,
+            *MONEY_ROUTES, oversight_documents, *STATS_ROUTES, *ACTION_ROUTES, dashboard_router(),
+            openapi.assets_router(), *NOTIFICATION_ROUTES,
         ],
         lifespan=[lifespan],
         dependencies={

@@ -26,16 +26,16 @@ from typing import Any, cast
 
 from litestar import Request
 from sqlalchemy import update
-from sqlmodel import select, col
+from sqlmodel import col, select
 
 from market.accounts.models import Account, ApiToken
 from market.accounts.schemas import AccountStatus, Role
-from market.web.credentials import TOPIC, AccountSnapshot, Credential, CredentialCache
 from market.core.db import table_of
 from market.core.errors import Forbidden, NotAuthenticated
 from market.core.logs import log
 from market.core.services import Services
 from market.core.types import utcnow
+from market.web.credentials import TOPIC, AccountSnapshot, Credential, CredentialCache
 
 TOKEN_PREFIX = "mkt_"
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -44,7 +44,6 @@ from litestar.static_files import create_static_files_router
 from pydantic import BaseModel
 
 from market import __version__
-
 from market.core import idempotency
 from market.core.errors import PROBLEM_JSON
 

@@ -31,10 +31,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from market.web import auth
 from market.core.errors import TooManyRequests
 from market.core.logs import log
 from market.core.services import Services
+from market.web import auth
 
 UNLIMITED_PATHS = frozenset({"/health", "/ready", "/metrics"})
 SIGN_UP_PATHS = frozenset({"/v1/accounts", "/v1/accounts/"})

@@ -9,17 +9,17 @@ from sqlmodel import select
 
 from ledger import tiles
 from ledger.log import Log
-from market.core import db
 from market.accounts import service
-from market.core.context import Ctx
-from market.core.types import utcnow
 from market.accounts.enrollment import check_enrollment
 from market.accounts.models import Account
 from market.accounts.regulators import create_regulator
 from market.accounts.schemas import AccountCreate, Role
+from market.core import db
 from market.core.config import Settings
+from market.core.context import Ctx
 from market.core.keycheck import refuse_new_keys
 from market.core.keys import init_ledger_key
+from market.core.types import utcnow
 from market.wiring import services as wiring
 
 

@@ -14,13 +14,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import idempotency
 from market.core.context import Ctx
+from market.core.logs import log
+from market.core.loops import repeat
 from market.core.services import Services
+from market.notifications.worker import run_notifications
 from market.oversight import alerts
 from market.registry import review
 from market.trading import checkout, receipts, settlement
-from market.core.logs import log
-from market.core.loops import repeat
-from market.notifications.worker import run_notifications
 
 PURGE_EVERY = 3600.0
 

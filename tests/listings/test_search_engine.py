@@ -13,20 +13,28 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from market.core import db
 from market.accounts.models import Account
-from market.web.auth import Caller
-from market.web.credentials import AccountSnapshot
+from market.core import db
 from market.core.errors import Unprocessable
 from market.core.ids import new_id
 from market.listings import index
 from market.listings.models import Listing, ListingDoc
 from market.listings.search import (
-    FIELD_WEIGHTS, PRICE_NONE, SearchParams, SearchResult, engine_match, field_expression, fts5_expression, search,
-    tsquery_text, tsvector_literal,
+    FIELD_WEIGHTS,
+    PRICE_NONE,
+    SearchParams,
+    SearchResult,
+    engine_match,
+    field_expression,
+    fts5_expression,
+    search,
+    tsquery_text,
+    tsvector_literal,
 )
 from market.listings.text import Term, parse_query, token_string, tokens
 from market.registry.models import Asset
+from market.web.auth import Caller
+from market.web.credentials import AccountSnapshot
 
 # -- Segmentation (no database) -------------------------------------------------------
 

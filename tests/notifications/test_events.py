@@ -12,9 +12,9 @@ from market.core import db
 from market.core.outbox import EVENT_TYPES
 from market.trading.models import Order
 from tests.conftest import assert_problem
-from tests.notifications.support import Receiver, eventually, events_of, hook, inbox, own_app, quiet, wait_event
-from tests.regulator_acts import act
+from tests.notifications.support import Receiver, events_of, eventually, hook, inbox, own_app, quiet, wait_event
 from tests.registry_support import provider, registered_asset, submitted_asset
+from tests.regulator_acts import act
 from tests.trading.support import FREE, ONE_TIME, buyer, offer, pay_by_bank, place
 
 MARKET = Path(__file__).resolve().parents[2] / "market"

@@ -15,8 +15,8 @@ from ledger.bundle import verify_bundle
 from market.core.audit import document_digest
 from tests.conftest import Parties, Party, assert_problem
 from tests.listings.support import found_ids, word
-from tests.regulator_acts import act, signed_act
 from tests.registry_support import entry_types, ledger_items, own_app, salted_detail, wait_integrated
+from tests.regulator_acts import act, signed_act
 from tests.trading.support import FREE, ONE_TIME, buyer, offer, order_body, place
 
 ACTIONS = "/v1/oversight/actions"

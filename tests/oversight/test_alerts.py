@@ -11,12 +11,11 @@ from sqlalchemy import update
 from market.accounts.models import Account
 from market.oversight.alerts import evaluate_once
 from market.trading.models import Order
-from tests.regulator_acts import act, signed_act
 from tests.conftest import Parties, Party, assert_problem, random_uscc
 from tests.listings.support import listable_asset, publish
 from tests.registry_support import add_key, ledger_items
+from tests.regulator_acts import act, signed_act
 from tests.trading.support import FREE, buyer, offer, pay_by_bank, place
-
 
 
 def evaluate(client: Any) -> list[str]:
@@ -282,9 +281,9 @@ async def test_a_burst_is_evaluated_in_short_transactions(client, parties: Parti
     """Many new events are worked through a batch per transaction, to the last one."""
     from sqlalchemy import func, select
 
+    from market.core.audit import TradeDocument
     from market.oversight import alerts
     from market.oversight.models import EvaluatorMark
-    from market.core.audit import TradeDocument
 
     evaluate(client)
     _, listing = await offer(client, parties, operator, plans=[FREE])

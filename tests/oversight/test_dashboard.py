@@ -10,20 +10,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from litestar.testing import AsyncTestClient
 from sqlmodel import select
 
-from market.web.app import create_app
-from market.wiring.bootstrap import create_staff_account
 from market.oversight import dashboard
 from market.oversight.alerts import evaluate_once
 from market.oversight.models import OversightAction
 from market.registry.models import Asset
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
+from market.web.app import create_app
+from market.wiring.bootstrap import create_staff_account
 from tests.conftest import Parties, Party, make_settings
-from tests.regulator_acts import public_key_of, sign
 from tests.registry_support import ledger_items
+from tests.regulator_acts import public_key_of, sign
 from tests.trading.support import buyer, offer, place
 
 HTTPS = "https://market.test"

@@ -22,8 +22,8 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from tests.conftest import Parties, Party, make_settings
-from tests.serving import serving
 from tests.listings.support import word
+from tests.serving import serving
 from tests.trading.support import buyer, offer, place
 
 pytestmark = pytest.mark.slow

@@ -11,11 +11,11 @@ import rfc8785
 from sqlalchemy import delete, select, update
 
 from market.accounts.models import Account
-from market.web.auth import Caller
-from market.core.context import Ctx
-from market.oversight import documents
 from market.core.audit import TradeDocument
+from market.core.context import Ctx
 from market.core.types import utcnow
+from market.oversight import documents
+from market.web.auth import Caller
 from tests.conftest import Parties, Party, assert_problem
 from tests.trading.support import buyer, offer, pay_by_bank, place
 

@@ -21,9 +21,9 @@ from sqlalchemy import text
 
 from market.core import db
 from market.oversight.replay import ReplayError, replay
+from tests.conftest import Parties, Party, make_settings
 from tests.regulator_acts import enroll_regulator
 from tests.serving import serving
-from tests.conftest import Parties, Party, make_settings
 from tests.trading.support import FREE, ONE_TIME, buyer, offer, order_body
 
 pytestmark = pytest.mark.slow
@@ -324,9 +324,10 @@ async def test_what_stops_a_replay(market: Market) -> None:
     with pytest.raises(ReplayError, match="vkey"):
         replay(market.base, "not-a-vkey", market.regulator)
     # A log that does not verify under another key: a finding, exit 1.
-    from ledger import make_vkey
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from ledger import make_vkey
 
     other = make_vkey("ledger.test.example/log", Ed25519PrivateKey.generate().public_key().public_bytes(
         Encoding.Raw, PublicFormat.Raw))

@@ -11,9 +11,9 @@ import pytest
 from market.oversight import trades
 from market.oversight.models import Alert, AlertedOrder
 from tests.conftest import Party, assert_problem
+from tests.listings.support import listable_asset, publish
 from tests.registry_support import add_key, own_app
 from tests.trading.support import FREE, ONE_TIME, buyer, offer, order_body, pay_by_bank, place
-from tests.listings.support import listable_asset, publish
 
 CATEGORY = "交通运输"
 TITLE = "深圳公交刷卡数据（2026）"

@@ -13,7 +13,7 @@ import stripe
 from sqlalchemy import func, select
 
 from market.core import db
-from market.payments import FREE, BANK_TRANSFER, BadSignature, GatewayError, WebhookEvent, payment_key, refund_key
+from market.payments import BANK_TRANSFER, FREE, BadSignature, GatewayError, WebhookEvent, payment_key, refund_key
 from market.payments.gateway import payment_methods
 from market.payments.models import StripeEvent, record_event
 from market.payments.stripe_gateway import StripeGateway, stripe_gateway

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from market.web.app import create_app
 from market.storage import KeyFileError, KeyUnwrapError, MasterKey
+from market.web.app import create_app
 from tests.conftest import make_settings
 
 

@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from tests.conftest import Parties, Party, assert_problem, make_settings
-from tests.serving import serving
 from tests.payments.localstripe_server import LOCALSTRIPE_KEY, WEBHOOK_SECRET, configure_webhook, decline, pay
 from tests.registry_support import propose, provider
 from tests.regulator_acts import act as regulator_act
+from tests.serving import serving
 from tests.trading.support import buyer, offer, order_body
 
 pytestmark = pytest.mark.slow

@@ -16,8 +16,8 @@ from sqlalchemy import select, update
 
 from ledger import merkle
 from ledger.errors import ProofError, RootMismatchError
-from market.core.context import Ctx
 from market.core.audit import TradeDocument
+from market.core.context import Ctx
 from market.trading.models import Delivery, Order
 from tests.conftest import Parties, Party, assert_problem
 from tests.listings.support import publish
@@ -178,8 +178,8 @@ async def test_many_small_ranges_make_few_ledger_entries_and_every_range_proves(
     receipt proves, offline, to be a leaf of its batch's Merkle root, and the root is in
     the document whose hash is in the signed log (the batch's bundle)."""
     from ledger.bundle import verify_bundle
-    from market.wiring import tasks
     from market.core.clock import FakeClock
+    from market.wiring import tasks
     from tests.registry_support import own_app, wait_integrated
 
     clock = FakeClock()
@@ -414,8 +414,8 @@ async def test_a_suspended_buyer_gets_nothing(client, parties, operator, regulat
 
 async def test_access_ends_at_expiry(client, parties, operator, settings) -> None:
     from market.core.context import Ctx
-    from market.trading.settlement import expire_due
     from market.core.types import utcnow
+    from market.trading.settlement import expire_due
 
     d = await bought(client, parties, operator, size=1000)
     order, b = d["order"], d["buyer"]
@@ -560,18 +560,18 @@ async def test_a_download_under_way_stops_when_access_ends(client, parties, oper
     """Access is checked again while streaming (here before every piece): a freeze
     stops the download, and the part sent is recorded."""
     from market.core.context import Ctx
+    from market.core.types import utcnow
     from market.registry.review import set_frozen
     from market.trading import delivery
-    from market.core.types import utcnow
 
     d = await bought(client, parties, operator, size=3 * CHUNK)
     content, order, b = d["content"], d["order"], d["buyer"]
     state = client.app.state.services
 
     async def start() -> Any:
+        from market.accounts.models import Account
         from market.web.auth import Caller
         from market.web.credentials import AccountSnapshot
-        from market.accounts.models import Account
 
         async with state.read_sessionmaker() as s:
             account = AccountSnapshot.of(await s.get_one(Account, b.id))
@@ -807,9 +807,9 @@ async def test_a_revocation_stops_delivery(client, parties, operator, regulator,
 
 async def test_a_download_under_way_stops_on_revocation(client, parties, operator, regulator, settings) -> None:
     from market.core.context import Ctx
+    from market.core.types import utcnow
     from market.registry.review import revoke
     from market.trading import delivery
-    from market.core.types import utcnow
 
     d = await bought(client, parties, operator, size=3 * CHUNK)
     content, order, b = d["content"], d["order"], d["buyer"]

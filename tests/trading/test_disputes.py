@@ -8,10 +8,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from market.core.audit import document_digest, text_digest
+from market.core.audit import TradeDocument, document_digest, text_digest
 from market.core.clock import FakeClock
 from market.payments.gateway import GatewayError, RefundResult, WebhookEvent
-from market.core.audit import TradeDocument
 from tests.conftest import Parties, Party, assert_problem
 from tests.payments.localstripe_server import LOCALSTRIPE_KEY, WEBHOOK_SECRET, localstripe, pay  # noqa: F401
 from tests.registry_support import concurrently, ledger_items, own_app, salted_detail

@@ -138,8 +138,8 @@ async def test_gates_refuse_and_change_nothing(client, parties: Parties, operato
 async def test_self_dealing_is_refused_and_kept(client, parties: Parties, operator: Party) -> None:
     # An account that both provides and buys.
     both = await parties.verified(["provider", "buyer"])
-    from tests.registry_support import add_key
     from tests.listings.support import listable_asset, publish
+    from tests.registry_support import add_key
 
     signer = await add_key(client, both)
     asset = await listable_asset(client, signer, operator)

@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from market.accounts.service import set_suspended
-from market.listings.service import set_frozen as freeze_listing
-from market.registry.review import revoke, set_frozen as freeze_asset
 from market.core.audit import TradeDocument
+from market.listings.service import set_frozen as freeze_listing
+from market.registry.review import revoke
+from market.registry.review import set_frozen as freeze_asset
 from tests.conftest import Parties, Party, assert_problem, backend
 from tests.registry_support import act, propose, provider
 from tests.trading.support import FREE, ONE_TIME, buyer, offer, pay_by_bank, place
@@ -172,9 +173,9 @@ async def test_a_payment_waits_for_a_freeze_under_way(client, parties: Parties, 
     import httpx
 
     from market.accounts.models import Account
-    from market.web.auth import Caller
     from market.core.context import Ctx
     from market.core.types import utcnow
+    from market.web.auth import Caller
 
     holder, listing = await offer(client, parties, operator)
     b = await buyer(client, parties)
