@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False  # allow loopback, private and link-local webhook addresses
     webhook_timeout: float = 10.0  # seconds a receiver has to answer one delivery
     webhook_concurrency: int = 32  # deliveries in flight at once, per process
-    notify_interval: float = 0.2  # seconds between rounds of the dispatcher and the sender
+    notify_interval: float = 0.5  # seconds between rounds of the dispatcher and the sender
     # The market's account that bank transfers are paid to (order payment instructions).
     bank_account: str = "DEMO BANK 6222 0210 0000 0000 888 Data-element market clearing account"
 
