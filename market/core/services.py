@@ -17,7 +17,8 @@ from market.core.clock import Clock
 from market.core.config import Settings
 from market.core.db import SessionMaker
 from market.core.events import Events
-from market.core.memo import Memo, PgListener
+from market.core.listener import PgListener
+from market.core.memo import Memo
 
 if TYPE_CHECKING:  # annotations only: core imports no domain and not the web edge at run time
     from market.payments.stripe_gateway import StripeGateway

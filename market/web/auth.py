@@ -135,7 +135,7 @@ async def authenticate(request: Request) -> Caller | None:
     """The caller, or None when no token was sent. A bad or revoked token is always 401.
 
     On PostgreSQL the memory of tokens is first checked against the credentials
-    change counter, read after this request began (``PgListener.change_epochs``): a
+    change counter, read after this request began (``market.core.listener.PgListener.change_epochs``): a
     revocation committed by any process before then is seen, whether or not its
     NOTIFY has arrived yet."""
     token = _bearer(request)

@@ -19,7 +19,8 @@ from market.core.config import Settings
 from market.core.events import Events
 from market.core.keycheck import refuse_new_keys
 from market.core.keys import init_ledger_key
-from market.core.memo import Memo, PgListener, asyncpg_dsn, sqlite_epochs
+from market.core.listener import PgListener, asyncpg_dsn
+from market.core.memo import Memo, sqlite_epochs
 from market.core.services import Services
 from market.storage import BlobStore, MasterKey
 from market.web.credentials import credential_memo
