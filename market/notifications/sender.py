@@ -10,10 +10,14 @@ its own schedule, so a failing one never holds back its endpoint's others.
 
 import asyncio
 import json
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import aiohttp
+import aiohttp.abc
+from aiohttp.abc import ResolveResult
 from sqlalchemy import insert, select, update
 from sqlmodel import col
 from standardwebhooks import Webhook
@@ -101,6 +105,8 @@ async def post(client: aiohttp.ClientSession, claimed: Claimed) -> Outcome:
             return Outcome(claimed, response.status, None)
     except TimeoutError:
         return Outcome(claimed, None, "timeout")
+    except aiohttp.ClientConnectorError as exc:  # what the connection met: refused, unresolved, not public
+        return Outcome(claimed, None, f"{type(exc).__name__}: {exc.host}:{exc.port}: {exc.os_error}"[:500])
     except (aiohttp.ClientError, ValueError) as exc:
         return Outcome(claimed, None, f"{type(exc).__name__}: {exc}"[:500])
 
@@ -161,12 +167,43 @@ async def record(services: Services, now: datetime, outcomes: list[Outcome]) -> 
         log.warning("webhook endpoint disabled", webhook=endpoint.id, reason=endpoint.disabled_reason)
 
 
+def is_public(ip: IPv4Address | IPv6Address) -> bool:
+    """Whether a webhook may be sent to ``ip`` without ``MARKET_WEBHOOK_ALLOW_PRIVATE``."""
+    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+class PublicResolver(aiohttp.abc.AbstractResolver):
+    """Resolves a receiver's host name as the system does and keeps only public
+    addresses, at the moment of connecting: a name that pointed at a public address when
+    the endpoint was registered and at a private one later (DNS rebinding) is refused
+    then, not connected to. (An address written in the URL itself was checked when the
+    endpoint was registered, and cannot change.)"""
+
+    def __init__(self) -> None:
+        self._system = aiohttp.ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        found = await self._system.resolve(host, port, family)
+        public = [r for r in found if is_public(ip_address(r["host"].split("%")[0]))]
+        if not public:
+            raise OSError(f"{host} resolves to no public address (a loopback, private or link-local one); "
+                          "set MARKET_WEBHOOK_ALLOW_PRIVATE=true to allow it")
+        return public
+
+    async def close(self) -> None:
+        await self._system.close()
+
+
 def new_client(settings: Settings) -> aiohttp.ClientSession:
     """Keep-alive connections to receivers, bounded; no redirects are followed (``post``),
     no proxy from the environment. aiohttp rather than httpx here: a delivery costs
     about 0.1 ms of CPU against 2 ms through httpx's pool at 32 in flight (measured on
     this path), and every delivery shares the process with the API."""
-    connector = aiohttp.TCPConnector(limit=settings.webhook_concurrency, ttl_dns_cache=60)
+    resolver = None if settings.webhook_allow_private else PublicResolver()
+    connector = aiohttp.TCPConnector(limit=settings.webhook_concurrency, ttl_dns_cache=60, resolver=resolver)
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout),
                                  trust_env=False, skip_auto_headers=("User-Agent",))
 

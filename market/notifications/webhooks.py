@@ -13,7 +13,7 @@ import json
 import secrets
 import socket
 from datetime import datetime
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import ip_address
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,12 +35,6 @@ from market.storage import MasterKey
 def _refuse(url: str, why: str) -> Unprocessable:
     return Unprocessable(f"webhook URL {url!r} is not allowed: {why}", kind="webhook-address-not-allowed",
                          extra={"errors": [{"field": "url", "message": why}]})
-
-
-def _public(ip: IPv4Address | IPv6Address) -> bool:
-    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
 
 
 async def check_url(url: str, allow_private: bool) -> str:
@@ -69,7 +63,7 @@ async def check_url(url: str, allow_private: bool) -> str:
             raise _refuse(url, f"the host {host!r} does not resolve") from None
         addresses = [ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     for address in addresses:
-        if not _public(address):
+        if not sender.is_public(address):
             raise _refuse(url, f"{host} is a loopback, private, link-local or otherwise non-public address "
                                f"({address}); set MARKET_WEBHOOK_ALLOW_PRIVATE=true to allow it")
     return url

@@ -135,3 +135,49 @@ async def test_inbox_paging_unread_and_mark_read(fast: Any) -> None:
     for bad in ({}, {"ids": ["a"], "all": True}, {"all": False}, {"all": "yes"}):
         assert_problem(await client.post("/v1/notifications/read", json=bad, headers=watcher.auth), 422)
     assert_problem(await client.get("/v1/notifications"), 401)
+
+
+def _resolving(monkeypatch: pytest.MonkeyPatch, name: str, address: str) -> None:
+    """``name`` resolves to ``address`` from now on (every other name as before)."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == name:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port or 80)))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+async def test_a_name_that_turns_private_after_registration_is_not_sent_to(
+        client: Any, parties: Any, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: the name pointed at a public address when the endpoint was
+    registered and points at loopback (where the receiver listens) when a delivery goes
+    out. The address is checked again when connecting, so nothing reaches the receiver."""
+    owner = await parties.verified(["buyer"])
+    port = receiver.url("/").split(":")[2].split("/")[0]
+    _resolving(monkeypatch, "hooks.example.test", "93.184.215.14")
+    r = await client.post("/v1/webhooks", json={"url": f"http://hooks.example.test:{port}/rebound",
+                                                "events": ["*"]}, headers=owner.auth)
+    assert r.status_code == 201, r.text
+    _resolving(monkeypatch, "hooks.example.test", "127.0.0.1")
+    r = await client.post(f"/v1/webhooks/{r.json()['id']}/test", headers=owner.auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["delivered"] is False and "no public address" in r.json()["error"], r.json()
+    assert receiver.at("/rebound") == []
+
+
+async def test_the_resolver_keeps_only_public_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    from market.notifications.sender import PublicResolver
+
+    resolver = PublicResolver()
+    try:
+        with pytest.raises(OSError, match="no public address"):
+            await resolver.resolve("localhost", 80)
+        _resolving(monkeypatch, "public.example.test", "93.184.215.14")
+        found = await resolver.resolve("public.example.test", 443)
+        assert [r["host"] for r in found] == ["93.184.215.14"]
+    finally:
+        await resolver.close()
