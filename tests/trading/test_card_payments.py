@@ -53,6 +53,17 @@ async def wait_for(client: httpx.AsyncClient, order_id: str, who: Any, status: s
         await asyncio.sleep(0.1)
 
 
+async def told_of(client: httpx.AsyncClient, who: Any, event: str, subject: str, seconds: float = 15) -> dict:
+    """The notification of ``event`` about ``subject`` in ``who``'s inbox, once it is there."""
+    deadline = time.monotonic() + seconds
+    while True:
+        for item in (await client.get("/v1/notifications", headers=who.auth)).json()["items"]:
+            if item["event"] == event and item["subject"] == subject:
+                return item
+        assert time.monotonic() < deadline, f"{event} about {subject} did not reach {who.id}'s inbox"
+        await asyncio.sleep(0.1)
+
+
 async def card_order(m: Market) -> tuple[Any, Any, dict[str, Any]]:
     holder, listing = await offer(m.client, m.parties, m.operator)
     b = await buyer(m.client, m.parties)
@@ -83,11 +94,17 @@ async def test_a_card_payment_settles_the_order(market: Market) -> None:
 
 
 async def test_a_failed_payment_is_recorded_and_tried_again(market: Market) -> None:
-    _, b, order = await card_order(market)
+    holder, b, order = await card_order(market)
     first = order["payment"]["intent_id"]
     await decline(market.stripe, first)
     failed = await wait_for(market.client, order["id"], b, "payment_failed")
     assert failed["payment"]["failure_code"] == "card_declined"
+    # The buyer is told (with the card's failure code); the holder is not.
+    told = await told_of(market.client, b, "order.payment_failed", order["id"])
+    assert told["data"]["failure_code"] == "card_declined" and told["data"]["order"] == order["id"]
+    holder_events = [n["event"] for n in (await market.client.get("/v1/notifications",
+                                                                  headers=holder.auth)).json()["items"]]
+    assert "order.payment_failed" not in holder_events
     r = await market.client.post(f"/v1/orders/{order['id']}/payment-attempts", headers=b.auth)
     assert r.status_code == 200, r.text
     again = r.json()
