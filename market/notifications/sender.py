@@ -150,6 +150,13 @@ async def record(services: Services, now: datetime, outcomes: list[Outcome]) -> 
                                  attempt=message.attempts, attempted_at=now, status_code=outcome.status_code,
                                  error=outcome.error, next_attempt_at=message.next_attempt_at))
         await session.flush()
+        if disabled:
+            # What the disabled endpoints still had waiting is not sent (nothing is sent to a
+            # disabled endpoint): ended now, rather than left due forever, which would
+            # keep every idle round of the sender looking at it.
+            await session.execute(update(WebhookMessage).where(
+                col(WebhookMessage.endpoint_id).in_(list(disabled)), col(WebhookMessage.status) == "pending")
+                .values({"status": "failed", "next_attempt_at": None}).execution_options(synchronize_session=False))
         if delivered:
             await session.execute(update(WebhookMessage).where(
                 col(WebhookMessage.id).in_(delivered), col(WebhookMessage.status) == "pending")
