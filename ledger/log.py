@@ -8,8 +8,8 @@
   On PostgreSQL a transaction-level advisory lock admits one integrator at a time
   across every process and machine; on SQLite the database write lock does.
 - Proofs (RFC 9162 §2.1.3, §2.1.4) read O(log n) perfect-subtree hashes from tiles
-  kept in memory (``merkle.prove_inclusion`` over ``tiles.TileMemory``); a tile not
-  yet held is read from the database once.
+  kept in memory (``ledger.proofs.TreeMemory``); a tile not yet held is read from the
+  database once.
 - The latest checkpoint is remembered with the time it was read (every read of it and
   every integration refreshes it); ``latest_checkpoint`` serves it from memory while
   it is younger than a bound the caller chooses, and reads the database otherwise.
@@ -21,16 +21,14 @@ The tile arithmetic is pure (``ledger.tiles``); integration feeds it through
 import asyncio
 import base64
 import time as _time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import BigInteger, Integer, Select, and_, delete, insert, literal, or_, select, text, union_all
-from sqlalchemy.ext.asyncio import AsyncSession as _AnyAsyncSession
+from sqlalchemy import BigInteger, Integer, Select, delete, insert, literal, select, text, union_all
 from sqlalchemy.orm import Session
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -38,16 +36,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ledger import entry as entries
 from ledger import merkle, note, tiles
 from ledger._time import utcnow
-from ledger.errors import LedgerError, MalformedError, MissingTileError, VerificationError
+from ledger.errors import LedgerError, MalformedError, VerificationError
+from ledger.proofs import MAX_INDEX, NotFoundError, Sessions, TreeMemory, session_from, tile_keys
 from ledger.store import CheckpointRow, Cosignature, Leaf, PendingEntry, Tile, table_of
 
-MAX_INDEX = 2**53 - 1  # no log gets near it; larger numbers are refused before any SQL
+__all__ = ["MAX_INDEX", "Log", "NotFoundError", "SignedCheckpoint", "UnknownCheckpointError"]
+
 ADVISORY_LOCK_KEY = 0x6C65646765720001  # "ledger" + 1: one integrator per database
 MAX_LEAF_BYTES = 65535
-
-
-class NotFoundError(LedgerError):
-    """An index, size or tile beyond what the log holds."""
 
 
 class UnknownCheckpointError(LedgerError):
@@ -61,27 +57,6 @@ class SignedCheckpoint:
     text: str  # the signed note, cosignature lines included
 
 
-Sessions = AsyncSession | Callable[[], AbstractAsyncContextManager[AsyncSession]]
-
-
-@asynccontextmanager
-async def _session_from(sessions: Sessions) -> AsyncIterator[AsyncSession]:
-    """The session given, or a new one from the factory given (closed after)."""
-    if isinstance(sessions, _AnyAsyncSession):
-        yield sessions
-    else:
-        async with sessions() as session:
-            yield session
-
-
-def _tile_keys(keys: list[tuple[int, int]]) -> Any:
-    """``(level, idx) IN keys`` as an OR of equalities: SQLite plans a row-value IN
-    list as a full scan of the tiles table, but uses the primary key for this form."""
-    return or_(*(and_(col(Tile.level) == level, col(Tile.idx) == idx) for level, idx in keys))
-
-
-_P = TypeVar("_P")  # what a proof function returns
-
 class _SyncTiles:
     """``tiles.TileReader`` over a synchronous session (inside ``run_sync``)."""
 
@@ -92,7 +67,7 @@ class _SyncTiles:
         if not keys:
             return {}
         rows = self.session.execute(
-            select(col(Tile.level), col(Tile.idx), col(Tile.data)).where(_tile_keys(keys))
+            select(col(Tile.level), col(Tile.idx), col(Tile.data)).where(tile_keys(keys))
         ).all()
         return {(r[0], r[1]): bytes(r[2]) for r in rows}
 
@@ -110,9 +85,8 @@ class Log:
         self.signer = note.Signer(origin, private_key)
         self.public_key = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.verifier = note.Verifier.from_vkey(self.signer.vkey)
-        # Proofs read tiles through memory (see tiles.TileMemory); sizes only grow.
-        self._memory = tiles.TileMemory(tile_memory)
-        self._known_size = 0
+        # Proofs and tiles are answered from memory where it can (ledger.proofs).
+        self._tree = TreeMemory(tile_memory, self.size)
         # The newest checkpoint read or made, and the monotonic time the database was
         # known to hold it (taken before the read began, so never flattering).
         self._latest: SignedCheckpoint | None = None
@@ -182,7 +156,7 @@ class Log:
 
             new_size, root, changed = await session.run_sync(work)
             if changed:
-                await session.execute(delete(Tile).where(_tile_keys(list(changed))))
+                await session.execute(delete(Tile).where(tile_keys(list(changed))))
                 await session.execute(
                     insert(table_of(Tile)), [{"level": k[0], "idx": k[1], "data": v} for k, v in changed.items()]
                 )
@@ -261,7 +235,7 @@ class Log:
         async with self._latest_lock:
             if self._latest is not None and _time.monotonic() - self._latest_at <= max_age:
                 return self._latest
-            async with _session_from(sessions) as session:
+            async with session_from(sessions) as session:
                 return await self.checkpoint(session)
 
     async def size(self, session: AsyncSession) -> int:
@@ -316,100 +290,21 @@ class Log:
         ).first()
         return None if row is None else row[0]
 
-    async def _prove(self, sessions: "Sessions", need: int, fn: Callable[[int, merkle.NodeSource], _P]) -> _P:
-        """Run ``fn(current size, nodes)`` for a tree of at least ``need`` leaves.
-
-        Tree sizes only grow and tile contents only grow at their end, so a size and
-        tile data once read stay true: the log remembers the largest size it has seen
-        and the tiles it has read (``tiles.TileMemory``), and opens a session only for what
-        it has not seen yet. ``sessions`` is a session or a session factory.
-        """
-        if need <= self._known_size:
-            try:  # most proofs need nothing but memory: no session, no database
-                return fn(self._known_size, self._memory)
-            except MissingTileError:
-                pass
-        async with _session_from(sessions) as session:
-            if need > self._known_size:
-                self._known_size = max(self._known_size, await self.size(session))
-            current = self._known_size
-            recorder = tiles.TileRecorder()
-            fn(current, recorder)  # raises NotFoundError for sizes beyond the log
-            # Answer from exactly the tiles this proof reads (memory may be too small to
-            # hold them all): those held, and the rest (or a held one found short) read once.
-            held = self._memory.tiles
-            read = tiles.TileMemory(len(recorder.keys), {k: held[k] for k in recorder.keys if k in held})
-            wanted = [k for k in sorted(recorder.keys) if k not in read.tiles]
-            fetched: set[tuple[int, int]] = set()
-            while True:
-                if wanted:
-                    rows = await session.execute(select(col(Tile.level), col(Tile.idx), col(Tile.data)).where(_tile_keys(wanted)))
-                    for level, idx, data in rows:
-                        read.keep((level, idx), bytes(data))
-                        self._memory.adopt((level, idx), read.tiles[(level, idx)])
-                    fetched.update(wanted)
-                try:
-                    return fn(current, read)
-                except MissingTileError as exc:
-                    if exc.key in fetched:
-                        raise NotFoundError(f"tile {exc.key[0]}/{exc.key[1]} is missing or short for size {current}") from None
-                    wanted = [exc.key]
-
     async def warm(self, session: AsyncSession) -> int:
-        """Load the tree's tiles into memory, top levels first, up to the memory's bound
-        (a proof server does this at start). Returns the number of tiles loaded."""
-        self._known_size = max(self._known_size, await self.size(session))
-        rows = await session.execute(
-            select(col(Tile.level), col(Tile.idx), col(Tile.data)).order_by(col(Tile.level).desc(), col(Tile.idx))
-            .limit(self._memory.limit)
-        )
-        count = 0
-        for level, idx, data in rows:
-            self._memory.keep((level, idx), bytes(data))
-            count += 1
-        return count
+        """Load the tree's tiles into memory (a proof server does this at start); see ``TreeMemory.warm``."""
+        return await self._tree.warm(session)
 
-    async def inclusion_proof(self, sessions: "Sessions", index: int, size: int) -> tuple[bytes, list[bytes]]:
-        """(root of tree ``size``, audit path of leaf ``index``). Requires 0 <= index < size <= current.
+    async def inclusion_proof(self, sessions: Sessions, index: int, size: int) -> tuple[bytes, list[bytes]]:
+        """(root of tree ``size``, audit path of leaf ``index``); see ``TreeMemory.inclusion_proof``."""
+        return await self._tree.inclusion_proof(sessions, index, size)
 
-        ``sessions``: a session, or a session factory (opened only when memory lacks a tile)."""
-
-        def fn(current: int, nodes: merkle.NodeSource) -> tuple[bytes, list[bytes]]:
-            if not 0 <= index < size <= current:
-                raise NotFoundError(f"want 0 <= index < size <= {current}, got index {index}, size {size}")
-            return merkle.tree_root(size, nodes), merkle.prove_inclusion(index, size, nodes)
-
-        return await self._prove(sessions, size, fn)
-
-    async def consistency_proof(self, sessions: "Sessions", first: int, second: int) -> list[bytes]:
-        """Proof that tree ``first`` is a prefix of tree ``second``. Requires 0 <= first <= second <= current.
-
-        ``sessions``: a session, or a session factory (opened only when memory lacks a tile)."""
-
-        def fn(current: int, nodes: merkle.NodeSource) -> list[bytes]:
-            if not 0 <= first <= second <= current:
-                raise NotFoundError(f"want 0 <= first <= second <= {current}, got {first}, {second}")
-            return merkle.prove_consistency(first, second, nodes)
-
-        return await self._prove(sessions, second, fn)
+    async def consistency_proof(self, sessions: Sessions, first: int, second: int) -> list[bytes]:
+        """Proof that tree ``first`` is a prefix of tree ``second``; see ``TreeMemory.consistency_proof``."""
+        return await self._tree.consistency_proof(sessions, first, second)
 
     async def tile(self, sessions: Sessions, level: int, index: int, width: int) -> bytes:
-        """The first ``width`` hashes of a hash tile: from memory when a tile at least
-        that wide is held (a tile's first hashes never change), else from the database."""
-        if index > MAX_INDEX:
-            raise NotFoundError(f"no tile {level}/{index}")
-        want = width * merkle.HASH_SIZE
-        held = self._memory.tiles.get((level, index))
-        if held is not None and len(held[0]) >= want:
-            return held[0][:want]
-        async with _session_from(sessions) as session:
-            data = (
-                await session.execute(select(col(Tile.data)).where(col(Tile.level) == level, col(Tile.idx) == index))
-            ).scalar()
-        if data is None or len(data) < want:
-            raise NotFoundError(f"no tile {level}/{index} of width {width}")
-        self._memory.keep((level, index), bytes(data))
-        return bytes(data[:want])
+        """The first ``width`` hashes of a hash tile; see ``TreeMemory.tile``."""
+        return await self._tree.tile(sessions, level, index, width)
 
     async def entry_bundle(self, session: AsyncSession, index: int, width: int) -> bytes:
         start = index * tiles.TILE_WIDTH

@@ -30,18 +30,24 @@ class Served:
     log: Path  # the server's standard error
 
 
+def serve_environment(settings: Settings, **env: str) -> dict[str, str]:
+    """The environment of a ``market serve`` process on ``settings``' database and data
+    directory, quick to integrate and without rate limits; ``env`` adds or overrides."""
+    return {**os.environ, "MARKET_DATA_DIR": str(settings.data_dir),
+            "MARKET_DATABASE_URL": settings.database_url, "MARKET_LOG_LEVEL": "WARNING",
+            "MARKET_NOTICE_PERIOD": "0", "MARKET_RATE_LIMIT_PER_MINUTE": "0",
+            "MARKET_RATE_LIMIT_SIGNUPS_PER_HOUR": "0", "MARKET_LEDGER_INTEGRATE_INTERVAL": "0.05",
+            "MARKET_LEDGER_ORIGIN": settings.ledger_origin,
+            "MARKET_REGULATOR_AUTHORITY": settings.regulator_authority, **env}
+
+
 @contextlib.asynccontextmanager
 async def serving(settings: Settings, **env: str) -> AsyncIterator[Served]:
     """Serve ``settings``' database and data directory; ``env`` adds ``MARKET_*`` variables
     (e.g. ``MARKET_CLOCK_INTERVAL="1"``)."""
     token = await create_staff_account(settings, "Operator", "operator")
     port = free_port()
-    environment = {**os.environ, "MARKET_DATA_DIR": str(settings.data_dir),
-                   "MARKET_DATABASE_URL": settings.database_url, "MARKET_LOG_LEVEL": "WARNING",
-                   "MARKET_NOTICE_PERIOD": "0", "MARKET_RATE_LIMIT_PER_MINUTE": "0",
-                   "MARKET_RATE_LIMIT_SIGNUPS_PER_HOUR": "0", "MARKET_LEDGER_INTEGRATE_INTERVAL": "0.05",
-                   "MARKET_LEDGER_ORIGIN": settings.ledger_origin,
-                   "MARKET_REGULATOR_AUTHORITY": settings.regulator_authority, **env}
+    environment = serve_environment(settings, **env)
     log = settings.data_dir / "serve.log"
     with open(log, "w") as errors:
         proc = subprocess.Popen([sys.executable, "-m", "market.tools.cli", "serve", "--port", str(port)], env=environment,

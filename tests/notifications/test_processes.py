@@ -20,7 +20,7 @@ from market.core.config import Settings
 from market.wiring.bootstrap import create_staff_account
 from tests.conftest import PG_URL, make_settings, random_uscc, wait_until_serving
 from tests.notifications.support import Receiver, eventually
-from tests.serving import free_port
+from tests.serving import free_port, serve_environment
 
 SIGNUP = "account.verification_requested"
 
@@ -29,14 +29,9 @@ SIGNUP = "account.verification_requested"
 def server(settings: Settings, name: str, **env: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """``market serve`` on ``settings``' database, fast notifications, private receivers allowed."""
     port = free_port()
-    environment = {**os.environ, "MARKET_DATA_DIR": str(settings.data_dir),
-                   "MARKET_DATABASE_URL": settings.database_url, "MARKET_LOG_LEVEL": "WARNING",
-                   "MARKET_NOTICE_PERIOD": "0", "MARKET_RATE_LIMIT_PER_MINUTE": "0",
-                   "MARKET_RATE_LIMIT_SIGNUPS_PER_HOUR": "0", "MARKET_LEDGER_INTEGRATE_INTERVAL": "0.05",
-                   "MARKET_LEDGER_ORIGIN": settings.ledger_origin,
-                   "MARKET_REGULATOR_AUTHORITY": settings.regulator_authority,
-                   "MARKET_WEBHOOK_ALLOW_PRIVATE": "true", "MARKET_NOTIFY_INTERVAL": "0.05",
-                   "MARKET_WEBHOOK_RETRY_SCHEDULE": "0.1s,0.2s", **env}
+    environment = serve_environment(settings, **{
+        "MARKET_WEBHOOK_ALLOW_PRIVATE": "true", "MARKET_NOTIFY_INTERVAL": "0.05",
+        "MARKET_WEBHOOK_RETRY_SCHEDULE": "0.1s,0.2s", **env})
     log = Path(settings.data_dir) / f"serve-{name}.log"
     with open(log, "w") as errors:
         proc = subprocess.Popen([sys.executable, "-m", "market.tools.cli", "serve", "--port", str(port)],
