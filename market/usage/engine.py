@@ -53,7 +53,8 @@ class Column:
 class Result:
     columns: list[str]
     rows: list[list[Any]]
-    entities: list[int]  # per row: its distinct entities (for noise and receipts)
+    entities: list[int]  # per row: the group's distinct entities
+    row_counts: list[int]  # per row: the group's rows (noisy averages need them)
     suppressed_groups: int
 
 
@@ -161,4 +162,5 @@ class Loaded:
         if len(kept) > MAX_ROWS:
             raise QueryFailed("too-many-rows", f"the result has more than {MAX_ROWS} rows: group more coarsely")
         return Result(columns=list(checked.names), rows=[list(row[:n]) for row in kept],
-                      entities=[int(row[n]) for row in kept], suppressed_groups=int(small[0]) if small else 0)
+                      entities=[int(row[n]) for row in kept], row_counts=[int(row[n + 1]) for row in kept],
+                      suppressed_groups=int(small[0]) if small else 0)

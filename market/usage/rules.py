@@ -55,7 +55,7 @@ class Columns:
 
 @dataclass(frozen=True)
 class Checked:
-    """An allowed query: its output names and the SQL that runs it (outputs ``c0``… and ``__entities``)."""
+    """An allowed query: its output names and the SQL that runs it (outputs ``c0``…, ``__entities``, ``__rows``)."""
 
     names: list[str]
     sql: str  # the grouped query, before suppression
@@ -291,6 +291,7 @@ def _rebuild(select: exp.Select, columns: Columns, outputs: list[_Output], group
                                   else exp.Tuple(expressions=[exp.column(_quoted(e)) for e in entities]))
         counted = exp.Count(this=exp.Distinct(expressions=[target]))
     items.append(exp.alias_(counted, "__entities", quoted=True))
+    items.append(exp.alias_(exp.Count(this=exp.Star()), "__rows", quoted=True))
     query = exp.Select(expressions=items).from_(exp.Table(this=_quoted("data")))
     where = select.args.get("where")
     if where is not None:
