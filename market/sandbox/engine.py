@@ -5,7 +5,7 @@ names lower-cased, typed as the description says), built from the decrypted cont
 in memory — never written to disk — and then locked: no file or network access, no
 extensions, no Python objects, no settings changed afterwards (``lock_configuration``).
 Queries run each on a cursor of their own, in a worker thread, interrupted past the time
-limit. The rules (:mod:`market.usage.rules`) decide what may run; the lock holds even if
+limit. The rules (:mod:`market.sandbox.rules`) decide what may run; the lock holds even if
 they were wrong.
 """
 
@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 
-from market.usage.rules import Checked
+from market.sandbox.rules import Checked
 
 MAX_ROWS = 10_000
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import opendp.prelude as dp
 
-from market.usage.engine import Result
-from market.usage.rules import Checked
+from market.sandbox.engine import Result
+from market.sandbox.rules import Checked
 
 dp.enable_features("contrib")
 
