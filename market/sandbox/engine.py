@@ -117,8 +117,11 @@ def load(content: bytes, fmt: str, columns: Sequence[Column], *, memory: str = "
 def _check_cells(db: duckdb.DuckDBPyConnection, column: Column, original: str) -> None:
     sql_type = SQL_TYPES[column.type]
     name = _quote(original)
+    bad = f"TRY_CAST(v AS {sql_type}) IS NULL"
+    if column.type == "integer":  # a cast would round 1.5 to 2
+        bad += " OR NOT regexp_full_match(trim(v::VARCHAR), '[+-]?[0-9]+')"
     found = db.execute(f"SELECT n, v FROM (SELECT row_number() OVER () AS n, {name} AS v FROM source) "
-                       f"WHERE v IS NOT NULL AND TRY_CAST(v AS {sql_type}) IS NULL LIMIT 1").fetchone()
+                       f"WHERE v IS NOT NULL AND ({bad}) LIMIT 1").fetchone()
     if found is not None:
         raise TableMismatch(f"column {column.name!r}, row {found[0]}: {str(found[1])[:40]!r} is not "
                             f"{TYPE_WORDS[column.type]}")

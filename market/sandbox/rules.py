@@ -99,11 +99,12 @@ class _Output:
     measure: str | None
 
 
-_ALLOWED_CLAUSES = {"expressions", "from", "from_", "where", "group", "order", "limit"}
+_ALLOWED_CLAUSES = {"expressions", "from", "where", "group", "order", "limit"}
 
 
 def _only_known_clauses(select: exp.Select) -> None:
-    for key, value in select.args.items():
+    for raw_key, value in select.args.items():
+        key = raw_key.rstrip("_")
         if value in (None, [], False) or key in _ALLOWED_CLAUSES:
             continue
         rule = {"joins": "no-join", "with": "no-cte", "having": "no-having", "distinct": "no-distinct",
