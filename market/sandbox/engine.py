@@ -11,7 +11,7 @@ they were wrong.
 
 import io
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,8 +83,12 @@ def _as_strings(content: bytes) -> pa.Table:
         raise TableMismatch(f"the content is not readable as csv: {str(exc).splitlines()[0]}") from None
 
 
-def load(content: bytes, fmt: str, columns: Sequence[Column], *, memory: str = "512MB", threads: int = 1) -> "Loaded":
-    """The content as the locked table ``data``; :class:`TableMismatch` naming the first cell that does not fit."""
+def load(content: bytes, fmt: str, columns: Sequence[Column], *, memory: str = "512MB", threads: int = 1,
+         clamp: Mapping[str, tuple[float, float]] | None = None) -> "Loaded":
+    """The content as the locked table ``data``; :class:`TableMismatch` naming the first cell that does not fit.
+
+    ``clamp`` maps measures (lower-case names) to the [lowest, highest] their values are held to (noisy
+    sums need every row's contribution bounded)."""
     source = _as_strings(content) if fmt == "csv" else _raw_table(content, fmt)
     names = [n for n in source.schema.names]
     wanted = [c.name for c in columns]
@@ -99,7 +103,7 @@ def load(content: bytes, fmt: str, columns: Sequence[Column], *, memory: str = "
         db.register("source", source)
         for column, original in zip(columns, names, strict=True):
             _check_cells(db, column, original)
-        casts = ", ".join(f"CAST({_quote(orig)} AS {SQL_TYPES[c.type]}) AS {_quote(c.name.lower())}"
+        casts = ", ".join(f"{_typed(c, orig, (clamp or {}).get(c.name.lower()))} AS {_quote(c.name.lower())}"
                           for c, orig in zip(columns, names, strict=True))
         db.execute(f"CREATE TABLE data AS SELECT {casts} FROM source")
         db.unregister("source")
@@ -112,6 +116,14 @@ def load(content: bytes, fmt: str, columns: Sequence[Column], *, memory: str = "
         db.close()
         raise
     return Loaded(db, int(rows[0]) if rows else 0)
+
+
+def _typed(column: Column, original: str, bounds: tuple[float, float] | None) -> str:
+    typed = f"CAST({_quote(original)} AS {SQL_TYPES[column.type]})"
+    if bounds is None:
+        return typed
+    low, high = (float(b) for b in bounds)
+    return f"CAST(LEAST(GREATEST({typed}, {low!r}), {high!r}) AS {SQL_TYPES[column.type]})"
 
 
 def _check_cells(db: duckdb.DuckDBPyConnection, column: Column, original: str) -> None:
