@@ -179,3 +179,24 @@ class Loaded:
         return Result(columns=list(checked.names), rows=[list(row[:n]) for row in kept],
                       entities=[int(row[n]) for row in kept], row_counts=[int(row[n + 1]) for row in kept],
                       suppressed_groups=int(small[0]) if small else 0)
+
+    def lookup(self, column: Column, value: str, shown: Sequence[str], limit: int, timeout: float) -> list[list[Any]]:
+        """Rows whose ``column`` equals ``value`` (cast to the column's type), only the ``shown`` columns."""
+        cursor = self._db.cursor()
+        timer = threading.Timer(timeout, cursor.interrupt)
+        timer.start()
+        try:
+            outputs = ", ".join(_quote(name.lower()) for name in shown)
+            return [list(row) for row in cursor.execute(
+                f"SELECT {outputs} FROM data WHERE {_quote(column.name.lower())} = CAST(? AS {SQL_TYPES[column.type]}) "
+                f"LIMIT ?", [value, limit]).fetchall()]
+        except duckdb.InterruptException:
+            raise QueryFailed("timeout", f"the look-up ran longer than {timeout:g} s") from None
+        except duckdb.ConversionException:
+            raise QueryFailed("value", f"{value[:40]!r} is not {TYPE_WORDS[column.type]}") from None
+        except duckdb.Error as exc:
+            raise QueryFailed("error", f"the look-up failed: {str(exc).splitlines()[0][:200]}") from None
+        finally:
+            timer.cancel()
+            cursor.close()
+
