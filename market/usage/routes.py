@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.accounts.schemas import Strict
+from market.accounts.schemas import Role, Strict
 from market.core import idempotency
 from market.core.context import Ctx
 from market.core.errors import Forbidden, NotFound
@@ -81,7 +81,7 @@ async def list_queries(services: Services, db: AsyncSession, ctx: Ctx, order_id:
                        limit: Annotated[int, Parameter(ge=1, le=500)] = DEFAULT_LIMIT,
                        cursor: str | None = None) -> dict[str, Any]:
     caller = ctx.user
-    if caller.role == "operator":
+    if caller.has(Role.operator) and not caller.has(Role.regulator):
         raise Forbidden("operators do not see the queries buyers run", kind="forbidden")
     order = await access.load(db, order_id, caller)
     check_limit(limit)
