@@ -13,6 +13,8 @@ asset's sandbox and api plans are not orderable (the description names its revis
 
 import hashlib
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Literal
 
@@ -28,13 +30,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from market.accounts.schemas import Strict
 from market.core import audit
 from market.core.context import Ctx
-from market.core.db import UTCDateTime
 from market.core.errors import InvalidTransition, NotFound, Unprocessable
-from market.core.types import JsonBool, JsonInt
+from market.core.money import JsonInt
+from market.core.types import JsonBool, UTCDateTime
 from market.registry import access
 from market.registry.models import Asset, AssetRevision
 from market.sandbox.engine import Column as EngineColumn
-from market.sandbox.engine import TableMismatch, load
+from market.sandbox.engine import Loaded, TableMismatch, load
 
 ColumnType = Literal["text", "integer", "decimal", "date", "boolean"]
 Role = Literal["dimension", "measure", "entity", "key", "hidden"]
@@ -161,7 +163,7 @@ async def describe(session: AsyncSession, ctx: Ctx, asset_id: str,
     table.min_group, table.epsilon_budget = description.min_group, description.epsilon_budget
     table.row_count, table.sha256, table.updated_at = row_count, digest, ctx.now
     session.add(table)
-    await audit.record(session, ctx, "asset.table_described", f"asset:{asset.id}", ctx.caller.account_id,
+    await audit.record(session, ctx, "asset.table_described", f"asset:{asset.id}", ctx.caller.id,
                        {"revision": revision.revision, "table_sha256": digest, "row_count": row_count})
     return table, created
 
@@ -172,3 +174,27 @@ async def current(session: AsyncSession, asset: Asset) -> AssetTable | None:
     if table is None or table.revision != asset.registered_revision:
         return None
     return table
+
+
+@asynccontextmanager
+async def loaded(ctx: Ctx, asset: Asset, table: AssetTable) -> AsyncIterator[Loaded]:
+    """The described table, loaded (or kept) by this process; used as ``async with``."""
+    settings = ctx.settings
+
+    async def make() -> Loaded:
+        revision = await _revision(ctx, asset, table)
+        content = await content_of(ctx, asset, revision)
+        described = [TableColumn.model_validate(c) for c in json.loads(table.columns)]
+        columns = [EngineColumn(c.name, c.type, c.role) for c in described]
+        clamp = ({c.name.lower(): (c.bounds[0], c.bounds[1]) for c in described if c.bounds}
+                 if table.epsilon_budget is not None else None)
+        return await anyio.to_thread.run_sync(
+            lambda: load(content, table.format, columns, memory=settings.sandbox_memory, clamp=clamp))
+
+    async with ctx.services.sandbox.use((asset.id, table.revision, table.sha256), make) as table_:
+        yield table_
+
+
+async def _revision(ctx: Ctx, asset: Asset, table: AssetTable) -> AssetRevision:
+    async with ctx.services.read_sessionmaker() as session:
+        return await session.get_one(AssetRevision, (asset.id, table.revision))

@@ -93,7 +93,7 @@ def check(sql: str, columns: Columns) -> Checked:
 @dataclass(frozen=True)
 class _Output:
     name: str
-    expression: exp.Expression  # without its alias
+    expression: exp.Expr  # without its alias
     alias: str | None
     aggregate: str | None
     measure: str | None
@@ -136,7 +136,7 @@ def _from_data(select: exp.Select) -> None:
             raise QueryNotAllowed("from-data", f"the table data takes no {key.upper()}")
 
 
-def _column(node: exp.Expression, columns: Columns, allowed: tuple[str, ...], where: str) -> str:
+def _column(node: exp.Expr, columns: Columns, allowed: tuple[str, ...], where: str) -> str:
     """The lower-cased name of a plain column of an allowed role."""
     if not isinstance(node, exp.Column) or not isinstance(node.this, exp.Identifier):
         raise QueryNotAllowed(f"{where}-columns-only", f"{where.upper()} takes plain columns, not {node.sql(dialect='duckdb')}")
@@ -184,7 +184,7 @@ def _outputs(select: exp.Select, columns: Columns, groups: list[str]) -> list[_O
     return outputs
 
 
-def _aggregate(node: exp.Expression, columns: Columns) -> tuple[str, str | None]:
+def _aggregate(node: exp.Expr, columns: Columns) -> tuple[str, str | None]:
     if isinstance(node, exp.Count):
         argument = node.this
         if isinstance(argument, exp.Star) and not node.args.get("expressions"):
@@ -201,7 +201,7 @@ def _aggregate(node: exp.Expression, columns: Columns) -> tuple[str, str | None]
                                         f"AVG(measure); not {shown[:80]}")
 
 
-def _constant(node: exp.Expression) -> bool:
+def _constant(node: exp.Expr) -> bool:
     if isinstance(node, exp.Paren):
         return _constant(node.this)
     if isinstance(node, exp.Literal) or isinstance(node, exp.Boolean):
@@ -215,7 +215,7 @@ def _constant(node: exp.Expression) -> bool:
     return False
 
 
-def _condition(node: exp.Expression, columns: Columns) -> None:
+def _condition(node: exp.Expr, columns: Columns) -> None:
     if isinstance(node, exp.Paren):
         return _condition(node.this, columns)
     if isinstance(node, (exp.And, exp.Or)):
@@ -281,14 +281,14 @@ def _quoted(name: str) -> exp.Identifier:
 def _rebuild(select: exp.Select, columns: Columns, outputs: list[_Output], groups: list[str],
              order: list[tuple[int, bool]], limit: int | None) -> Checked:
     """The grouped query that runs: the checked parts only, outputs renamed, entities counted."""
-    items: list[exp.Expression] = []
+    items: list[exp.Expr] = []
     for i, out in enumerate(outputs):
         items.append(exp.alias_(_requalified(out.expression.copy()), f"c{i}", quoted=True))
     entities = columns.entities
     if not entities:
-        counted: exp.Expression = exp.Count(this=exp.Star())
+        counted: exp.Expr = exp.Count(this=exp.Star())
     else:
-        target: exp.Expression = (exp.column(_quoted(entities[0])) if len(entities) == 1
+        target: exp.Expr = (exp.column(_quoted(entities[0])) if len(entities) == 1
                                   else exp.Tuple(expressions=[exp.column(_quoted(e)) for e in entities]))
         counted = exp.Count(this=exp.Distinct(expressions=[target]))
     items.append(exp.alias_(counted, "__entities", quoted=True))

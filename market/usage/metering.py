@@ -30,8 +30,9 @@ from market.core.context import Ctx
 from market.core.db import rowcount
 from market.core.errors import Conflict, TooManyRequests, Unprocessable
 from market.core.types import rfc3339
-from market.registry.models import Asset, AssetRevision
+from market.registry.models import Asset
 from market.registry.tables import AssetTable, TableColumn, current
+from market.registry.tables import loaded as described_table
 from market.sandbox.engine import Column, QueryFailed
 from market.trading import documents
 from market.trading.delivery import check_access
@@ -123,9 +124,8 @@ async def lookup(session: AsyncSession, ctx: Ctx, order_id: str, params: dict[st
                               f"{rfc3339(period.ends_at)}", kind="quota-exhausted", headers={"Retry-After": str(wait)},
                               extra={"quota": quota, "period_ends_at": rfc3339(period.ends_at)})
     shown = [c["name"] for c in json.loads(table.columns) if c["role"] != "hidden"]
-    revision = await session.get_one(AssetRevision, (asset.id, table.revision))
     engine_column = Column(column.name, column.type, column.role)
-    async with ctx.services.sandbox.use(ctx, asset, revision, table) as loaded:
+    async with described_table(ctx, asset, table) as loaded:
         try:
             rows = await anyio.to_thread.run_sync(lambda: loaded.lookup(
                 engine_column, value, shown, min(limit, left), ctx.settings.sandbox_timeout_seconds))

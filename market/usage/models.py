@@ -6,7 +6,7 @@ from sqlalchemy import BigInteger, Index, LargeBinary, Text, UniqueConstraint
 from sqlalchemy import Column as SAColumn
 from sqlmodel import Field, SQLModel
 
-from market.core.db import UTCDateTime
+from market.core.types import UTCDateTime
 
 
 class SandboxQuery(SQLModel, table=True):

@@ -33,6 +33,7 @@ from market.core.types import rfc3339
 from market.registry.certificates import bundle
 from market.registry.models import Asset, AssetRevision
 from market.registry.tables import AssetTable, current
+from market.registry.tables import loaded as described_table
 from market.sandbox.engine import QueryFailed, Result
 from market.sandbox.noise import add_noise
 from market.sandbox.rules import RULE_VERSION, Checked, Columns, QueryNotAllowed, check
@@ -114,9 +115,8 @@ async def reserve(session: AsyncSession, ctx: Ctx, order_id: str, sql: str, epsi
 
 async def execute(ctx: Ctx, reserved: Reserved) -> tuple[list[list[Any]], Result]:
     """The answer: DuckDB's rows, suppressed and (under a budget) noised."""
-    tables = ctx.services.sandbox
     timeout = ctx.settings.sandbox_timeout_seconds
-    async with tables.use(ctx, reserved.asset, reserved.revision, reserved.table) as loaded:
+    async with described_table(ctx, reserved.asset, reserved.table) as loaded:
         result = await anyio.to_thread.run_sync(
             lambda: loaded.run(reserved.checked, reserved.table.min_group, timeout), abandon_on_cancel=False)
     rows = result.rows
