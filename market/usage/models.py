@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, Text, UniqueConstraint
 from sqlalchemy import Column as SAColumn
 from sqlmodel import Field, SQLModel
 
@@ -46,7 +46,8 @@ class UsagePeriod(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("order_id", "period", name="uq_usage_periods_order_period"),
                       Index("ix_usage_periods_status_ends", "status", "ends_at"))
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, sa_column=SAColumn(BigInteger().with_variant(Integer(), "sqlite"),
+                                                         primary_key=True, autoincrement=True))
     order_id: str = Field(foreign_key="orders.id", max_length=40)
     period: int  # 1, 2, … from the order's settlement
     starts_at: datetime = Field(sa_type=UTCDateTime)
@@ -71,8 +72,9 @@ class UsageCall(SQLModel, table=True):
     __tablename__ = "usage_calls"
     __table_args__ = (Index("ix_usage_calls_period", "period_id", "id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
-    period_id: int = Field(foreign_key="usage_periods.id")
+    id: int | None = Field(default=None, sa_column=SAColumn(BigInteger().with_variant(Integer(), "sqlite"),
+                                                         primary_key=True, autoincrement=True))
+    period_id: int = Field(sa_column=SAColumn(BigInteger, ForeignKey("usage_periods.id"), nullable=False))
     at: datetime = Field(sa_type=UTCDateTime)
     column: str = Field(max_length=100)
     value_sha256: str = Field(max_length=64)
