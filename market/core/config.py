@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     metrics_allow: str = ""
     redis_url: str = ""
     redis_prefix: str = "market"
-    # Payments (API.md "Orders"): Stripe is off while the secret key is empty.
+    # Payments (docs/API.md "Orders"): Stripe is off while the secret key is empty.
     stripe_secret_key: str = ""
     stripe_webhook_secret: str = ""
     stripe_api_base: str = "https://api.stripe.com"  # tests point it at localstripe

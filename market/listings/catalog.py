@@ -1,4 +1,4 @@
-"""The public listings as a DCAT-AP catalog (API.md ``GET /v1/catalog``), in JSON-LD with
+"""The public listings as a DCAT-AP catalog (docs/API.md ``GET /v1/catalog``), in JSON-LD with
 its ``@context`` inline, so a harvester (CKAN's dcat extension, an EDC catalog crawler)
 reads it without fetching anything else.
 

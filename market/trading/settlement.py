@@ -6,7 +6,7 @@ the listing is still orderable and the order's provider still its holder (DESIGN
 invariant 8: no money moves for what a regulator stopped); an order that cannot be
 settled is ended with the reason, and money received for it goes back (``returns``).
 
-The contract is the document of the ``trade.settled`` entry (LEDGER.md §6): its salted
+The contract is the document of the ``trade.settled`` entry (docs/LEDGER.md §6): its salted
 hash is on the public log, and the parties get it as a bundle that verifies offline
 with ``python -m ledger verify-bundle``.
 """

@@ -1,4 +1,4 @@
-"""Provider statements and payouts (清结算, API.md "Orders"). Services never commit.
+"""Provider statements and payouts (清结算, docs/API.md "Orders"). Services never commit.
 
 A statement is for one provider and one calendar month (UTC, ``YYYY-MM``), per
 currency, in integer minor units (fen) — nothing is rounded, so it adds up exactly:
