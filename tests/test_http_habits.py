@@ -232,7 +232,7 @@ async def test_the_contract_is_served_as_a_page_and_as_markdown(client) -> None:
     assert 'id="conventions"' in page.text and 'id="orders"' in page.text and "<table>" in page.text
     md = await client.get("/docs/ledger", headers={"Accept": "text/markdown"})
     assert md.headers["content-type"].startswith("text/markdown")
-    assert md.text == (DOCS_DIR / "docs/LEDGER.md").read_text(encoding="utf-8")
+    assert md.text == (DOCS_DIR / "LEDGER.md").read_text(encoding="utf-8")
     for bad in ("/docs/README", "/docs/Ledger", "/docs/API.md"):
         assert_problem(await client.get(bad), 404)
 

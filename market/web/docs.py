@@ -17,7 +17,7 @@ from markdown_it import MarkdownIt
 from market.core.errors import NotFound
 
 DOCS_DIR = Path(__file__).resolve().parents[2] / "docs"
-PAGES = {"api": ("docs/API.md", "The market's HTTP API"), "ledger": ("docs/LEDGER.md", "The audit ledger's formats")}
+PAGES = {"api": ("API.md", "The market's HTTP API"), "ledger": ("LEDGER.md", "The audit ledger's formats")}
 STYLE = ("body{font:16px/1.5 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#1b1b1b}"
          "code{background:#f2f2f2;padding:0 .2em}pre{background:#f2f2f2;padding:.6em;overflow-x:auto}"
          "table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:.3em .5em;vertical-align:top}")
