@@ -76,7 +76,8 @@ class Settings(BaseSettings):
     workers: int = 1
     log_level: str = "INFO"
     ledger_origin: str = "ledger.market.example/log"
-    # The market's public address, for the absolute identifiers of the DCAT catalog;
+    # The market's public address, for its absolute links: the DCAT catalog's
+    # identifiers, the index at /, problem types (<public_url>/problems/<kind>);
     # empty: taken from each request.
     public_url: str = ""
     name: str = "Data-element market"  # the exchange's name, as the catalog's publisher
