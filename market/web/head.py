@@ -13,7 +13,8 @@ produced. A stream (content downloads, the trades CSV) is not even started, so a
 It also keeps ``Allow`` truthful: wherever ``GET`` is allowed, ``HEAD`` is listed too
 (on ``OPTIONS`` and on ``405``).
 
-The market registers no ``HEAD`` handler of its own: every ``HEAD`` goes this way.
+Every ``HEAD`` goes this way, also to the few handlers that register ``HEAD`` themselves
+(the static files of the docs page): they answer it as the ``GET`` it has become.
 """
 
 from typing import Any
@@ -73,7 +74,7 @@ def answer_head(app: Any) -> Any:
 
         try:
             await app(scope, receive, send_head)
-        except _HeadAnswered:
+        except* _HeadAnswered:  # alone, or in the group of a task group it crossed
             pass
 
     return wrapped
