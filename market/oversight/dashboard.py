@@ -1,6 +1,10 @@
 """The regulator's dashboard (API.md "Oversight": ``GET /oversight``): server-rendered
 HTML over the oversight services, with charts as inline SVG and one script of its own
-(``/oversight/static/dashboard.js``) that signs in the browser.
+(``/oversight/static/dashboard.js``) that signs in the browser. Ids are shown by name
+(``dashboard_names``), alerts' evidence in words (``dashboard_evidence``), money in yuan
+and times in ``MARKET_TIMEZONE`` (``dashboard_format``); the trades and their CSV are
+``dashboard_trades``; what the pages share (sessions, CSRF, rendering) is
+``dashboard_web``.
 
 Session (``market.oversight.dashboard_session``). A regulator signs in by opening the
 key file of its enrolled key in the page: the page signs a challenge with WebCrypto

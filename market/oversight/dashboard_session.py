@@ -14,7 +14,8 @@ Session. A row in ``dashboard_sessions``: the cookie holds 32 random bytes (base
 whose SHA-256 is the row's ``id_sha256``; nothing else is in the cookie. A session ends
 at sign-out (``ended_at``), after ``SESSION_HOURS``, when its key is revoked, or when
 the account is suspended or no longer a regulator: every request reads the row, the
-key and the account again. Expired and ended rows are deleted at the next sign-in.
+key and the account again (``lookup`` tells the last case apart, so a page answers
+``403`` to it). Expired and ended rows are deleted at the next sign-in.
 """
 
 import base64
