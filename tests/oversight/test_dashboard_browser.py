@@ -107,7 +107,7 @@ async def test_a_regulator_freezes_an_asset_from_the_dashboard(databases: Any, t
                 # Some trades, and a sale of identifiable personal information (an alert).
                 _, pi = await offer(client, parties, operator, asset={"personal_info": "identifiable",
                                                                       "legal_basis": "个人信息主体的单独同意",
-                                                                      "category": "health"})
+                                                                      "category": "healthcare"})
                 who = await buyer(client, parties)
                 await place(client, who, listing)
                 sold = await place(client, who, pi)
