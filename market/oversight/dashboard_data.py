@@ -19,6 +19,7 @@ from market.oversight import stats, trades
 from market.oversight.dashboard_evidence import describe
 from market.oversight.dashboard_format import money
 from market.oversight.dashboard_names import Names, account_ref, ids_in, lookup
+from market.registry import regions
 
 # --- the data: the oversight services, shaped for the pages -----------------------------
 
@@ -59,9 +60,9 @@ class Chart:
 
 
 def _region_name(code: str) -> str | None:
-    """The name of a 行政区划 code; None (the page shows the code) until the market ships
-    the table of codes."""
-    return None
+    """The name of a 行政区划 code (GB/T 2260, shipped with the market); None for a code it
+    does not know (the page shows the code)."""
+    return regions.name(code)
 
 
 def _shown(orders: int, value: int, currency: str) -> str:
