@@ -251,6 +251,11 @@ def test_human_money_names_its_unit(amount: int, currency: str, text: str) -> No
     assert money.Money(amount=amount, currency=currency).human() == text if 0 <= amount <= money.MAX_AMOUNT else True
 
 
+def test_human_money_grouped_for_pages() -> None:
+    assert money.human(1_500_000, "CNY", grouped=True) == "15,000.00 CNY"
+    assert money.human(-123_456_789, "JPY", grouped=True) == "-123,456,789 JPY"
+
+
 @pytest.mark.parametrize("amount", [5.0, True, "500", None])
 def test_human_money_refuses_what_is_not_minor_units(amount: Any) -> None:
     with pytest.raises(TypeError):

@@ -27,20 +27,23 @@ def exponent(currency: str) -> int:
     return EXPONENTS.get(currency, 2)
 
 
-def decimal(amount: int, currency: str) -> str:
+def decimal(amount: int, currency: str, *, grouped: bool = False) -> str:
     """Minor units as the exact decimal of the major unit: 50000 CNY → ``"500.00"``,
-    500 JPY → ``"500"``, -5 CNY → ``"-0.05"``."""
+    500 JPY → ``"500"``, -5 CNY → ``"-0.05"``; ``grouped``: thousands separated by
+    commas (``"15,000.00"``), for pages."""
     if isinstance(amount, bool) or not isinstance(amount, int):
         raise TypeError(f"an amount is an integer of minor units, not {type(amount).__name__}")
     places = exponent(currency)
     whole, part = divmod(abs(amount), 10**places)
     sign = "-" if amount < 0 else ""
-    return f"{sign}{whole}.{part:0{places}d}" if places else f"{sign}{whole}"
+    digits = f"{whole:,}" if grouped else str(whole)
+    return f"{sign}{digits}.{part:0{places}d}" if places else f"{sign}{digits}"
 
 
-def human(amount: int, currency: str) -> str:
-    """Money as people read it, its unit named: ``human(50000, "CNY") == "500.00 CNY"``."""
-    return f"{decimal(amount, currency)} {currency}"
+def human(amount: int, currency: str, *, grouped: bool = False) -> str:
+    """Money as people read it, its unit named: ``human(50000, "CNY") == "500.00 CNY"``
+    (``grouped``: ``"15,000.00 CNY"``)."""
+    return f"{decimal(amount, currency, grouped=grouped)} {currency}"
 
 
 def _only_int(value: Any) -> Any:

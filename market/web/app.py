@@ -32,7 +32,7 @@ from market.oversight.action_routes import ACTION_ROUTES
 from market.oversight.dashboard import dashboard_router
 from market.oversight.document_routes import oversight_documents
 from market.oversight.stats_routes import STATS_ROUTES
-from market.registry.routes import AssetController, ObjectionController, TransferController
+from market.registry.routes import REFERENCE_ROUTES, AssetController, ObjectionController, TransferController
 from market.trading.delivery_routes import order_content, order_content_proof, order_deliveries
 from market.trading.money_routes import MONEY_ROUTES
 from market.trading.routes import OrderController, order_document, stripe_webhook
@@ -247,8 +247,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
 
     app = Litestar(
         route_handlers=[
-            market_index, health, ready, metrics, doc_page, *PROBLEM_ROUTES, AccountController, LedgerController, TlogController, AssetController,
-            ObjectionController, TransferController, ListingController, dcat_catalog,
+            market_index, health, ready, metrics, doc_page, *PROBLEM_ROUTES, AccountController, LedgerController,
+            TlogController, AssetController, ObjectionController, TransferController, *REFERENCE_ROUTES,
+            ListingController, dcat_catalog,
             OrderController, order_document, stripe_webhook, order_content, order_content_proof, order_deliveries,
             *MONEY_ROUTES, oversight_documents, *STATS_ROUTES, *ACTION_ROUTES, dashboard_router(),
             openapi.assets_router(), *NOTIFICATION_ROUTES,

@@ -193,6 +193,11 @@ _KINDS = [
        "Accept with the receiving provider's account.", _REGISTRY),
     _p("not-proposer", 403, "Not the proposer", "Only the holder that proposed a transfer withdraws it.",
        "Withdraw with the proposing holder's account.", _REGISTRY),
+    _p("unknown-category", 422, "Unknown category",
+       "category is not one of the market's closed list of categories.",
+       "Use an id from GET /v1/categories (other is there for what fits nowhere else).", _REGISTRY),
+    _p("bad-region-code", 422, "Bad region code", "A 行政区划 code (GB/T 2260) is six digits.",
+       "Give the six-digit code, e.g. 440300.", _REGISTRY),
     _p("asset-frozen", 403, "Asset frozen", "A regulator has frozen the asset; changes, transfers and listings wait.",
        "Wait until the regulator unfreezes it; the holder was told the reason.", _OVERSIGHT),
     # -- listings and search ------------------------------------------------------------

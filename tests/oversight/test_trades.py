@@ -15,7 +15,7 @@ from tests.listings.support import listable_asset, publish
 from tests.registry_support import add_key, own_app
 from tests.trading.support import FREE, ONE_TIME, buyer, offer, order_body, pay_by_bank, place
 
-CATEGORY = "交通运输"
+CATEGORY = "transport"
 TITLE = "深圳公交刷卡数据（2026）"
 BUYER_NAME = "深圳市前海数据科技有限公司"
 
