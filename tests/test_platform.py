@@ -188,11 +188,11 @@ async def test_suite_runs_on_the_backend_it_claims(settings) -> None:
 
 async def test_options_lists_every_method_of_the_path(client) -> None:
     r = await client.options("/v1/accounts")
-    assert r.status_code == 204 and r.headers["allow"] == "GET, OPTIONS, POST"
+    assert r.status_code == 204 and r.headers["allow"] == "GET, HEAD, OPTIONS, POST"
     r = await client.options("/v1/assets/ast_00000000000000000000000000")
-    assert r.headers["allow"] == "GET, OPTIONS, PATCH"
+    assert r.headers["allow"] == "GET, HEAD, OPTIONS, PATCH"
     r = await client.request("TRACE", "/v1/accounts")
-    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "OPTIONS", "POST"}
+    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "OPTIONS", "POST"}
 
 
 async def test_openapi_request_models_say_what_they_refuse(client) -> None:

@@ -1,4 +1,4 @@
-"""The registry's reference data and lists over HTTP (API.md "Registry"): the closed list
+"""The registry's reference data and lists over HTTP (docs/API.md "Registry"): the closed list
 of categories (``GET /v1/categories``, 422 for any other value, search by its names),
 行政区划 codes (``GET /v1/regions/{code}``), and ``GET /v1/assets?provider=me``."""
 

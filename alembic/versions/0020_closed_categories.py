@@ -1,4 +1,4 @@
-"""Categories become the closed list of API.md (market.registry.categories): every stored
+"""Categories become the closed list of docs/API.md (market.registry.categories): every stored
 category is mapped to an id
 
 - ``assets.category`` and ``listing_docs.category`` (search facets): an id stays; a

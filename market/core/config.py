@@ -77,7 +77,8 @@ class Settings(BaseSettings):
     workers: int = 1
     log_level: str = "INFO"
     ledger_origin: str = "ledger.market.example/log"
-    # The market's public address, for the absolute identifiers of the DCAT catalog;
+    # The market's public address, for its absolute links: the DCAT catalog's
+    # identifiers, the index at /, problem types (<public_url>/problems/<kind>);
     # empty: taken from each request.
     public_url: str = ""
     name: str = "Data-element market"  # the exchange's name, as the catalog's publisher
@@ -105,7 +106,7 @@ class Settings(BaseSettings):
     metrics_allow: str = ""
     redis_url: str = ""
     redis_prefix: str = "market"
-    # Payments (API.md "Orders"): Stripe is off while the secret key is empty.
+    # Payments (docs/API.md "Orders"): Stripe is off while the secret key is empty.
     stripe_secret_key: str = ""
     stripe_webhook_secret: str = ""
     stripe_api_base: str = "https://api.stripe.com"  # tests point it at localstripe

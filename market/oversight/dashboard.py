@@ -1,4 +1,4 @@
-"""The regulator's dashboard (API.md "Oversight": ``GET /oversight``): server-rendered
+"""The regulator's dashboard (docs/API.md "Oversight": ``GET /oversight``): server-rendered
 HTML over the oversight services, with charts as inline SVG and one script of its own
 (``/oversight/static/dashboard.js``) that signs in the browser. Ids are shown by name
 (``dashboard_names``), alerts' evidence in words (``dashboard_evidence``), money in yuan

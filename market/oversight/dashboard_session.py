@@ -1,4 +1,4 @@
-"""Dashboard sessions (API.md "Oversight" ``GET /oversight``; "Regulators are not the
+"""Dashboard sessions (docs/API.md "Oversight" ``GET /oversight``; "Regulators are not the
 operator's to make"): a regulator signs in by signing a challenge in the browser with
 the key its authority enrolled, and signing out ends the session on the server.
 

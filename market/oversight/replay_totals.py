@@ -147,7 +147,7 @@ def compare(served: dict[str, Any], recomputed: dict[str, Any]) -> list[Finding]
     try:
         theirs = _flatten(served)
     except (AttributeError, KeyError, TypeError, ValueError):
-        raise ReplayError("GET /v1/oversight/overview: not the shape API.md gives (totals.by_currency, series)") \
+        raise ReplayError("GET /v1/oversight/overview: not the shape docs/API.md gives (totals.by_currency, series)") \
             from None
     ours = _flatten(recomputed)
     findings = []

@@ -1,4 +1,4 @@
-"""Trade statistics for the regulator (API.md "Oversight"): ``trade_stats`` and
+"""Trade statistics for the regulator (docs/API.md "Oversight"): ``trade_stats`` and
 ``trade_parties`` kept in the transaction that settles or refunds an order, and the
 overview read from them alone — never from ``orders``, so it costs the same however
 many trades there are.

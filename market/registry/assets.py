@@ -51,7 +51,7 @@ async def create(session: AsyncSession, ctx: Ctx, data: AssetCreate, wrapped_key
         personal_info=data.personal_info, legal_basis=data.legal_basis, export_allowed=data.export_allowed,
         source=data.source, format=data.format, wrapped_key=wrapped_key, created_at=ctx.now, updated_at=ctx.now,
     )
-    # A draft is not public: its entry carries ids only (LEDGER.md §2).
+    # A draft is not public: its entry carries ids only (docs/LEDGER.md §2).
     await ASSET.create(session, asset, ctx, {"provider": caller.id})
     return asset
 

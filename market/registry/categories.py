@@ -1,4 +1,4 @@
-"""Categories (API.md "Registry", ``GET /v1/categories``): the closed, bilingual list that
+"""Categories (docs/API.md "Registry", ``GET /v1/categories``): the closed, bilingual list that
 an asset's ``category`` is taken from.
 
 Why closed: as free text one subject split into several (``tourism`` beside ``旅游``),

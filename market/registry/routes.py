@@ -1,4 +1,4 @@
-"""Registry (API.md "Registry"): thin controllers — parse, one service call, commit, present."""
+"""Registry (docs/API.md "Registry"): thin controllers — parse, one service call, commit, present."""
 
 from typing import Annotated, Any
 
@@ -142,7 +142,7 @@ class AssetController(Controller):
     async def objections(self, db: AsyncSession, ctx: Ctx, asset_id: str) -> Page[ObjectionRead]:
         return Page(items=await objections.list_objections(db, ctx, asset_id), next_cursor=None)
 
-    @get("/{asset_id:str}/certificate", summary="Registration certificate bundle (LEDGER.md §6)")
+    @get("/{asset_id:str}/certificate", summary="Registration certificate bundle (docs/LEDGER.md §6)")
     async def certificate(self, services: Services, db: AsyncSession, maybe_ctx: Ctx, asset_id: str) -> dict[str, Any]:
         asset = await access.load(db, asset_id, maybe_ctx.caller)
         return await certificates.registration_certificate(db, services.ledger, asset)

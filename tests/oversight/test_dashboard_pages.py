@@ -1,4 +1,4 @@
-"""The dashboard's pages read as a regulator reads them (API.md ``GET /oversight``;
+"""The dashboard's pages read as a regulator reads them (docs/API.md ``GET /oversight``;
 docs/oversight.md "Dashboard"): names with links instead of ids, money in yuan, times
 in ``MARKET_TIMEZONE`` with their offset, alerts' evidence as a sentence and a table,
 the trades page with the API's filters and its CSV behind the session, the provider
