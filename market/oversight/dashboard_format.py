@@ -15,6 +15,8 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from market.core.money import exponent, human
+
 __all__ = ["amount", "duration", "money", "money_filter", "moment", "moment_html"]
 
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
@@ -22,10 +24,10 @@ _UNITS = {"": ("秒", "s"), "s": ("秒", "s"), "m": ("分钟", "min"), "h": ("�
 
 
 def money(minor: int, currency: str) -> str:
-    """Minor units as a decimal amount: ``1500000, "CNY"`` → ``15,000.00 CNY``."""
+    """Minor units as a decimal amount: ``1500000, "CNY"`` → ``15,000.00 CNY`` (the currency's own
+    number of decimals: ``market.core.money.human``)."""
     sign = "-" if minor < 0 else ""
-    whole, cents = divmod(abs(minor), 100)
-    return f"{sign}{whole:,}.{cents:02d} {currency}"
+    return sign + human(abs(minor), currency, grouped=True)
 
 
 def amount(value: Any, currency: str) -> str:
@@ -39,7 +41,7 @@ def amount(value: Any, currency: str) -> str:
         return f"{value} {currency}"
     if exact == exact.to_integral_value():
         return money(int(exact), currency)
-    return f"{exact.scaleb(-2):,f} {currency}"
+    return f"{exact.scaleb(-exponent(currency)):,f} {currency}"
 
 
 def money_filter(value: Any, currency: str | None = None) -> str:
