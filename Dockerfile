@@ -10,6 +10,8 @@ COPY pyproject.toml README.md alembic.ini ./
 COPY alembic ./alembic
 COPY ledger ./ledger
 COPY market ./market
+# The written contract, served at /docs/api and /docs/ledger.
+COPY docs ./docs
 RUN pip install --no-cache-dir -e .
 
 USER market

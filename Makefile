@@ -19,7 +19,7 @@ run: $(STAMP)
 	$(BIN)/market keys init
 	$(BIN)/market serve
 
-# A demo market (parties, 54 registered assets, listings) in the database `make run` uses.
+# A demo market (parties, assets, listings, a regulator, months of trading: docs/demo.md) in the database `make run` uses.
 demo: $(STAMP)
 	$(BIN)/market db upgrade
 	$(BIN)/market keys init

@@ -49,7 +49,7 @@ from bench.api import Database, Server, free_port, say  # noqa: E402
 GOALS = {"overview_growth": 5.0, "csv_rss_growth_mb": 50.0}
 BATCH = 5000
 CHUNK = 50_000
-CATEGORIES = ["transport", "logistics", "weather", "energy", "healthcare", "enterprise_credit", "交通"]
+CATEGORIES = ["transport", "logistics", "weather", "energy", "healthcare", "enterprise_credit", "geospatial"]
 GRADES = ["general"] * 4 + ["important"]
 REGIONS = ["440300", "440100", "441900", "440400", "310000", "110000", "330100", "510100"]
 PURPOSES = ["research", "urban_planning", "operations", "statistics", "risk_control"]

@@ -1,4 +1,4 @@
-"""Offline checking of a certificate or contract bundle (LEDGER.md §6), with no
+"""Offline checking of a certificate or contract bundle (docs/LEDGER.md §6), with no
 database and no market code::
 
     {"document": {...}, "ledger": {"index": 12, "leaf": "<base64>",

@@ -1,6 +1,6 @@
 """The log itself: append inside a caller's transaction, integrate, serve, prove.
 
-- ``append`` signs an entry (LEDGER.md §2) and inserts it as pending in the caller's
+- ``append`` signs an entry (docs/LEDGER.md §2) and inserts it as pending in the caller's
   open transaction; it commits or rolls back with the business change.
 - ``integrate`` takes pending entries in order, gives them contiguous indexes, updates
   the hash tiles (C2SP tlog-tiles, height 8), signs a checkpoint (C2SP tlog-checkpoint)

@@ -2,7 +2,7 @@
 
 - ``ledger_pending``: entries appended by business transactions, not yet given an
   index. Rows are written inside the caller's transaction (DESIGN §2.1).
-- ``ledger_leaves``: integrated entries by index (the leaf bytes, LEDGER.md §2).
+- ``ledger_leaves``: integrated entries by index (the leaf bytes, docs/LEDGER.md §2).
 - ``ledger_tiles``: C2SP tlog-tiles hash tiles of height 8, current contents (a
   partial tile grows until it holds 256 hashes, then never changes).
 - ``ledger_checkpoints``: every checkpoint the market signed, by tree size.

@@ -1,4 +1,4 @@
-"""Sign-up, KYC verification, keys and tokens over HTTP (API.md "Accounts and keys")."""
+"""Sign-up, KYC verification, keys and tokens over HTTP (docs/API.md "Accounts and keys")."""
 
 import base64
 
@@ -336,7 +336,7 @@ async def test_account_list_pagination(client, parties: Parties, operator) -> No
 
 
 async def test_account_event_is_integrated_within_a_second(client) -> None:
-    """The serving process integrates new entries in the background (API.md: within 1 s),
+    """The serving process integrates new entries in the background (docs/API.md: within 1 s),
     judged by the server's own times: the entry's time and the first checkpoint that
     includes it."""
     import asyncio

@@ -1,4 +1,4 @@
-"""Rate limits (API.md "Conventions"; issue fault 8): 429 problem+json with Retry-After.
+"""Rate limits (docs/API.md "Conventions"; issue fault 8): 429 problem+json with Retry-After.
 
 The limiter's clock is pinned in these tests so that a window cannot end in the
 middle of one (the limits are fixed windows of wall time).

@@ -91,6 +91,10 @@ BAD_ASSETS: dict[str, Any] = {
     "legal_basis over 2000": {**ASSET, "legal_basis": "l" * 2001},
     "empty legal_basis": {**ASSET, "legal_basis": ""},
     "category over 100": {**ASSET, "category": "c" * 101},
+    "category not of the list": {**ASSET, "category": "tourism2"},
+    "category a name, not an id": {**ASSET, "category": "交通运输"},
+    "category in upper case": {**ASSET, "category": "TRANSPORT"},
+    "category null": {**ASSET, "category": None},
     "format over 100": {**ASSET, "format": "f" * 101},
     "tags a string": {**ASSET, "tags": "bus"},
     "tags an object": {**ASSET, "tags": {"bus": True}},
@@ -144,7 +148,7 @@ async def test_create_asset_at_the_limits_is_accepted(client, parties: Parties) 
     """The limits refused above are the precise ones: one character less passes."""
     p = await provider(client, parties)
     body = {**ASSET, "title": "数" * 200, "description": "d" * 10_000, "source": "s" * 2000,
-            "legal_basis": "l" * 2000, "category": "c" * 100, "format": "f" * 100,
+            "legal_basis": "l" * 2000, "category": "enterprise_credit", "format": "f" * 100,
             "tags": ["x" * 50] + [f"t{i}" for i in range(19)], "export_allowed": True}
     r = await client.post("/v1/assets", json=body, headers=p.auth)
     assert r.status_code == 201, r.text
@@ -164,7 +168,9 @@ async def test_create_asset_at_the_limits_is_accepted(client, parties: Parties) 
     {"limit": 0},
     {"limit": 501},
     {"limit": "ten"},
-], ids=["unknown grade", "upper-case grade", "unknown status", "limit 0", "limit 501", "limit not a number"])
+    {"category": "交通"},
+], ids=["unknown grade", "upper-case grade", "unknown status", "limit 0", "limit 501", "limit not a number",
+        "unknown category"])
 async def test_list_assets_with_a_bad_filter(client, parties: Parties, params: dict[str, Any]) -> None:
     p = await provider(client, parties)
     await draft(client, p)

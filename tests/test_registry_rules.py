@@ -378,7 +378,7 @@ async def test_rejection_is_final(client, parties: Parties, operator) -> None:
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "rejected" and r.json()["registration_number"] is None
     assert r.json()["status_reason"] == "source unproven"
-    # The public ledger commits to the reason without publishing it (LEDGER.md §2).
+    # The public ledger commits to the reason without publishing it (docs/LEDGER.md §2).
     rejected = await last_entry(client, asset["id"], "asset.rejected")
     assert "reason" not in rejected["data"]
     detail = await salted_detail(client, rejected["data"])

@@ -1,6 +1,6 @@
 """assets.status_reason: the text of the last decision (rejection, override, cancellation)
 
-The public ledger carries only the SHA-256 of such free text (LEDGER.md §2: no
+The public ledger carries only the SHA-256 of such free text (docs/LEDGER.md §2: no
 personal data); the text itself is kept here, shown to whoever may see the asset.
 
 Revision ID: 0005

@@ -1,4 +1,4 @@
-"""Accounts: the declared controlling entity (``controller_uscc``, API.md sign-up), for
+"""Accounts: the declared controlling entity (``controller_uscc``, docs/API.md sign-up), for
 the related-party (self-dealing) checks
 
 Revision ID: 0012

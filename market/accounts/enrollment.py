@@ -1,10 +1,10 @@
-"""Regulator enrollment (API.md "Regulators are not the operator's to make"): the
+"""Regulator enrollment (docs/API.md "Regulators"): the
 regulator authority's key, and the enrollment it signs for each regulator.
 
 The authority key is an Ed25519 key with a name, written as a C2SP signed-note signer
 key (``PRIVATE+KEY+<name>+<key id hex>+<base64(0x01 || seed)>``, the format of
 golang.org/x/mod/sumdb/note) and published as its note vkey
-(``<name>+<key id hex>+<base64(0x01 || public key)>``, LEDGER.md §3): the value of
+(``<name>+<key id hex>+<base64(0x01 || public key)>``, docs/LEDGER.md §3): the value of
 ``MARKET_REGULATOR_AUTHORITY``.
 
 An enrollment file is JSON ``{"enrollment": {...}, "signature": "<base64>"}``. The

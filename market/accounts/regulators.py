@@ -1,11 +1,11 @@
-"""Regulator accounts (API.md "Regulators are not the operator's to make"): made only
+"""Regulator accounts (docs/API.md "Regulators"): made only
 from an enrollment signed by the regulator authority, never by an operator's request.
 
 ``create_regulator`` checks the enrollment with ``enrollment.check_enrollment`` (the
 one check), creates the verified regulator account with the enrolled key registered,
 keeps the enrollment file, and records ``regulator.enrolled`` on the ledger: the
 enrollment's hash, the authority that signed it and its signature, and the key (id and
-public key). The regulator's name is not on the ledger (free text: LEDGER.md §2);
+public key). The regulator's name is not on the ledger (free text: docs/LEDGER.md §2);
 the enrollment file, kept here and served to regulators, holds it. Never commits.
 """
 

@@ -1,4 +1,4 @@
-"""Accounts and keys (API.md): thin controllers over ``accounts.service``."""
+"""Accounts and keys (docs/API.md): thin controllers over ``accounts.service``."""
 
 from typing import Annotated, Any
 

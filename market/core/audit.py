@@ -24,7 +24,7 @@ from market.core.types import UTCDateTime, utcnow
 if TYPE_CHECKING:
     from market.core.context import Ctx
 
-# The closed list of entry types (LEDGER.md §2). A new kind of event is added here
+# The closed list of entry types (docs/LEDGER.md §2). A new kind of event is added here
 # deliberately, never by a typo in a service.
 EVENT_TYPES = frozenset({
     "account.created", "account.verified", "account.rejected", "account.key_added", "account.key_revoked",
@@ -52,7 +52,7 @@ def text_digest(text: str) -> str:
 
 class TradeDocument(SQLModel, table=True):
     """Every salted document the ledger commits to: the document behind each confidential
-    entry (LEDGER.md §2: the entry holds only ``document_sha256``), and each salted
+    entry (docs/LEDGER.md §2: the entry holds only ``document_sha256``), and each salted
     detail (``audit.salted``: a reason, a draft's commitment, a count) an entry or a
     document names by ``*_salted_sha256``. The parties get theirs in bundles, regulators
     all of them (``GET /v1/oversight/documents``)."""
@@ -101,7 +101,7 @@ async def salted(session: AsyncSession, subject: str, type: str, document: dict[
 
 def document_digest(document: Any) -> str:
     """Hex SHA-256 of the RFC 8785 canonical JSON of ``document``: how a signed document
-    or a not-yet-public detail is put on the ledger (LEDGER.md §2 ``document_sha256``)."""
+    or a not-yet-public detail is put on the ledger (docs/LEDGER.md §2 ``document_sha256``)."""
     return hashlib.sha256(rfc8785.dumps(document)).hexdigest()
 
 

@@ -8,6 +8,7 @@ import re
 from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -76,7 +77,8 @@ class Settings(BaseSettings):
     workers: int = 1
     log_level: str = "INFO"
     ledger_origin: str = "ledger.market.example/log"
-    # The market's public address, for the absolute identifiers of the DCAT catalog;
+    # The market's public address, for its absolute links: the DCAT catalog's
+    # identifiers, the index at /, problem types (<public_url>/problems/<kind>);
     # empty: taken from each request.
     public_url: str = ""
     name: str = "Data-element market"  # the exchange's name, as the catalog's publisher
@@ -85,6 +87,9 @@ class Settings(BaseSettings):
     ledger_tile_memory: int = 4096
     currency: str = "CNY"
     jurisdiction: str = "CN"
+    # The regulator's time zone (an IANA name): the dashboard shows every moment in it,
+    # with its offset. Stored times and the API stay UTC.
+    timezone: str = "Asia/Shanghai"
     # Search answers remembered for callers who see what an anonymous caller sees
     # (market.listings.routes); 0 turns the memory off (every search runs).
     search_memory: int = 1024
@@ -101,7 +106,7 @@ class Settings(BaseSettings):
     metrics_allow: str = ""
     redis_url: str = ""
     redis_prefix: str = "market"
-    # Payments (API.md "Orders"): Stripe is off while the secret key is empty.
+    # Payments (docs/API.md "Orders"): Stripe is off while the secret key is empty.
     stripe_secret_key: str = ""
     stripe_webhook_secret: str = ""
     stripe_api_base: str = "https://api.stripe.com"  # tests point it at localstripe
@@ -163,6 +168,15 @@ class Settings(BaseSettings):
     def _currency(cls, value: str) -> str:
         if not re.fullmatch(r"[A-Z]{3}", value):
             raise ValueError("currency must be an ISO 4217 code such as CNY")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory such as "Asia"
+            raise ValueError(f"{value!r} is not a time zone of the IANA database, e.g. Asia/Shanghai or UTC") from None
         return value
 
     @field_validator("notice_period")
@@ -258,6 +272,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return async_database_url(self.database_url)
         return f"sqlite+aiosqlite:///{(self.data_dir / 'market.db').as_posix()}"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @property
     def keys_dir(self) -> Path:

@@ -14,7 +14,7 @@ from market.web.auth import Caller
 
 __all__ = ["MARKET_ACTOR", "Ctx"]
 
-MARKET_ACTOR = "market"  # the ledger's actor for the market's own work (LEDGER.md §2)
+MARKET_ACTOR = "market"  # the ledger's actor for the market's own work (docs/LEDGER.md §2)
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,18 @@
     ├── PaymentDeclined            402
     └── TooManyRequests            429  a rate limit; carries Retry-After
 
-Every error carries a stable problem ``type`` (a URI under ``PROBLEM_BASE``) so
-clients can branch on the kind of error, not on its English ``detail``.
+Every error carries a stable problem ``type`` so clients can branch on the kind of
+error, not on its English ``detail``. The type is ``<the market's base URL>/problems/<kind>``
+and resolves: ``GET /problems/<kind>`` says what the problem means and what to do
+(``market.web.problems``, which holds every kind the code raises). The domain knows no
+host name, so bodies built here carry the path (``/problems/<kind>``) and the HTTP edge
+makes it absolute (``absolute_type``) with ``MARKET_PUBLIC_URL`` or the request's own
+base URL.
 """
 
 from typing import Any
 
-PROBLEM_BASE = "https://market.example/problems/"
+PROBLEMS_PATH = "/problems/"  # a problem type is <base URL>/problems/<kind>
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -36,7 +41,8 @@ class DomainError(Exception):
 
     @property
     def type(self) -> str:
-        return PROBLEM_BASE + self.kind
+        """The problem type, relative to the market's base URL (``absolute_type``)."""
+        return problem_type(self.kind)
 
     def problem(self, instance: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status, "detail": self.detail}
@@ -84,6 +90,10 @@ class TooManyRequests(DomainError):
     status, kind, title = 429, "too-many-requests", "Too many requests"
 
 
+# Every kind ``ledger_problem`` gives (the registry of problems lists each).
+LEDGER_KINDS = ("not-found", "unknown-checkpoint", "malformed-note", "bad-cosignature", "ledger-error")
+
+
 def ledger_problem(exc: Exception, instance: str | None = None) -> dict[str, Any]:
     """The problem for an error the ledger library raised (``ledger.errors.LedgerError``
     and the log's own): the one mapping from the ledger's error tree to HTTP."""
@@ -107,6 +117,25 @@ def ledger_problem(exc: Exception, instance: str | None = None) -> dict[str, Any
 
 def problem(status: int, kind: str, title: str, detail: str, **extra: Any) -> dict[str, Any]:
     """A problem body for errors that do not come from the domain (routing, validation, crashes)."""
-    body: dict[str, Any] = {"type": PROBLEM_BASE + kind, "title": title, "status": status, "detail": detail}
+    body: dict[str, Any] = {"type": problem_type(kind), "title": title, "status": status, "detail": detail}
     body.update(extra)
+    return body
+
+
+def problem_type(kind: str, base: str = "") -> str:
+    """``<base>/problems/<kind>``; with no base, the path alone."""
+    return base.rstrip("/") + PROBLEMS_PATH + kind
+
+
+def kind_of(type_uri: str) -> str:
+    """The kind a problem type names (its last path segment)."""
+    return type_uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def absolute_type(body: dict[str, Any], base: str) -> dict[str, Any]:
+    """``body`` with a type relative to the market (``/problems/<kind>``) made absolute
+    under ``base``, the market's public base URL."""
+    relative = body.get("type")
+    if isinstance(relative, str) and relative.startswith(PROBLEMS_PATH):
+        return {**body, "type": base.rstrip("/") + relative}
     return body

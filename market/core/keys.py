@@ -1,6 +1,6 @@
 """The market's Ed25519 signing key: created once under ``<data dir>/keys/`` with mode 0600.
 
-The same key signs ledger entries and checkpoints (LEDGER.md §2, §3). The file holds
+The same key signs ledger entries and checkpoints (docs/LEDGER.md §2, §3). The file holds
 the 32-byte private seed in PKCS#8 PEM, readable by the owner only.
 """
 

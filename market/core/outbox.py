@@ -27,7 +27,7 @@ from market.core.types import UTCDateTime
 
 __all__ = ["EVENT_TYPES", "OPERATORS", "REGULATORS", "OutboxEvent", "Recipient", "notify", "to_account", "to_role"]
 
-# Every event the market sends (API.md "Notifications and webhooks"), a closed list:
+# Every event the market sends (docs/API.md "Notifications and webhooks"), a closed list:
 # a webhook subscribes to these names (or ``order.*``), and a typo in a service fails
 # at once rather than sending what nobody subscribed to.
 EVENT_TYPES = frozenset({

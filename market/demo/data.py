@@ -11,13 +11,13 @@ import random
 from dataclasses import dataclass
 
 from market.accounts.uscc import check_character
+from market.registry.categories import BY_ID
 from market.tools.client import organization_code_check
 
-# category code -> its Chinese name (always the first tag, so a search in Chinese finds it)
-CATEGORIES = {
-    "transport": "交通", "logistics": "物流", "weather": "气象", "energy": "能源", "healthcare": "医疗",
-    "enterprise_credit": "企业信用",
-}
+# The demo's categories (ids of the closed list, market.registry.categories) -> their
+# Chinese names (always the first tag as well).
+CATEGORIES = {c: BY_ID[c].name_zh for c in ("transport", "logistics", "weather", "energy", "healthcare",
+                                            "enterprise_credit")}
 
 # Licence purposes by category (market.listings.schemas.PURPOSES).
 PURPOSES = {

@@ -3,24 +3,28 @@
 Each party signs up and is verified (KYC) by a reviewing desk of the market; each
 provider registers a signing key, creates its assets, uploads their (synthetic)
 content, signs ownership claims, and the desk approves them; registered assets are
-then listed with plans and licence terms. Every step is the service call a request
+then listed with plans and licence terms; a demo authority enrolls a regulator; and a
+history of trading runs from then to now. Every step is the service call a request
 would make, so everything is on the ledger and in search, and nothing is written that
 the services would not write.
 
-**Time.** Registration follows review after the public notice (公示) of
-``notice_period``; the demo never moves the clock or backdates anything. With the
-market's default notice (10 days) assets could not be listed today, so the demo
-refuses a notice longer than ``MAX_NOTICE`` unless told otherwise: ``--notice-period 0``
-(or ``MARKET_NOTICE_PERIOD=0``) registers each asset at approval, and its
-``asset.approved`` entry says ``notice_seconds: 0``. That is a setting for a throwaway
-demo database, never for a real market. A notice of up to ``MAX_NOTICE`` is waited
-out, then the assets are registered as the market's clock would.
+**Time.** The demo runs the market on its own clock (``market.demo.clock``), set back
+``AGE``: the parties sign up then, assets are registered and listed in the days after,
+and the history (``market.demo.plan``, ``market.demo.history``) runs from a week later to
+now, every row carrying the time the clock said. Registration follows review after the
+public notice (公示) of ``notice_period``; with the market's default notice (10 days) the
+demo refuses unless told otherwise: ``--notice-period 0`` (or ``MARKET_NOTICE_PERIOD=0``)
+registers each asset at approval, and its ``asset.approved`` entry says
+``notice_seconds: 0``. That is a setting for a throwaway demo database, never for a real
+market. A notice of up to ``MAX_NOTICE`` is waited out on the demo's clock.
 
-**Idempotent.** Parties are found by their credit code, assets by provider and title,
-listings by asset: a second run completes whatever a first run left unfinished (a
-fresh signing key is registered only if a claim still needs signing) and otherwise
-writes nothing. Sign-up tokens exist only when an account is created, so they are
-printed by the first run only.
+**Idempotent.** Parties are found by their credit code (abroad: name and jurisdiction),
+assets by provider and title, listings by asset, the regulator by its key: a second run
+completes whatever a first run left unfinished (a fresh signing key is registered only
+if a claim still needs signing; a party whose token was not kept gets a new one) and
+otherwise writes nothing. The history is made once, on a database holding no orders;
+a later run leaves the orders it finds (docs/demo.md). Tokens are kept in the data
+directory (``market.demo.keep``): the market stores them hashed only.
 """
 
 import asyncio
@@ -28,16 +32,18 @@ import base64
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import asdict
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts import service as accounts
+from market.accounts.enrollment import EnrollmentError
 from market.accounts.models import Account, ApiToken
 from market.accounts.schemas import AccountCreate, AccountStatus
 from market.core import db
@@ -47,6 +53,9 @@ from market.core.errors import DomainError
 from market.core.ids import new_id
 from market.core.services import Services
 from market.core.types import utcnow
+from market.demo import keep, regulator
+from market.demo.cast import EXTRA_ASSETS, EXTRA_PARTIES, ForeignParty
+from market.demo.clock import DemoClock
 from market.demo.data import (
     ASSETS,
     CATEGORIES,
@@ -59,6 +68,9 @@ from market.demo.data import (
     PartySpec,
     content,
 )
+from market.demo.history import make, offers
+from market.demo.plan import plan
+from market.demo.report import Summary, report
 from market.listings import service as listing_service
 from market.listings.models import Listing
 from market.listings.schemas import ListingCreate
@@ -67,36 +79,23 @@ from market.registry import content as uploads
 from market.registry.models import Asset
 from market.registry.schemas import AssetCreate
 from market.registry.states import RIGHTS, AssetStatus
+from market.trading.models import Order
 from market.web.auth import Caller
 from market.web.credentials import AccountSnapshot
 from market.wiring import services as wiring
 
 MAX_NOTICE = timedelta(minutes=1)
 SYNTHETIC = "（演示用合成数据 synthetic demo data）"
+AGE = timedelta(days=170)  # how long ago the demo market opened: parties, then assets, then listings
+TRADING = timedelta(days=7)  # trading begins this long after the market opened
+MIN_HISTORY = timedelta(days=30)
+TRADES = 360  # settled orders in the history, by default
+ALL_PARTIES: tuple[PartySpec | ForeignParty, ...] = (*PARTIES, *EXTRA_PARTIES)
+ALL_ASSETS = (*ASSETS, *EXTRA_ASSETS)
 
 
 class DemoRefused(Exception):
     """The demo will not run with these settings; the message says what to do."""
-
-
-@dataclass
-class Summary:
-    accounts: int = 0
-    assets: int = 0  # registered
-    listings: int = 0  # active
-    new_accounts: int = 0
-    new_assets: int = 0  # registered by this run
-    new_listings: int = 0
-    writes: int = 0  # transactions that changed something
-    by_category: dict[str, int] = field(default_factory=dict)
-    tokens: list[tuple[str, str, str, str]] = field(default_factory=list)  # (role, name, account id, token)
-    pending: list[str] = field(default_factory=list)  # what is not (yet) listed, and why
-    seconds: float = 0.0
-    base_url: str = "http://127.0.0.1:8000"
-
-    @property
-    def changed(self) -> bool:
-        return self.writes > 0
 
 
 def check_notice(notice: timedelta) -> None:
@@ -121,8 +120,12 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
 
 
 class _Demo:
-    def __init__(self, services: Services, notice: timedelta) -> None:
+    def __init__(self, services: Services, notice: timedelta, clock: DemoClock, kept: keep.Kept) -> None:
         self.services = services
+        self.clock = clock
+        self.opened = clock.now()  # the demo market opens
+        self.kept = kept
+        self.fresh: dict[str, str] = {}  # account id -> the token this run signed it up with
         self.settings = services.settings
         self.notice = notice
         self.engine = services.engine
@@ -134,7 +137,7 @@ class _Demo:
         self.summary = Summary()
 
     def ctx(self, caller: Caller | None) -> Ctx:
-        return Ctx(caller=caller, now=utcnow(), services=self.services)
+        return Ctx.of(self.services, caller)
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -147,16 +150,22 @@ class _Demo:
 
     # -- parties ----------------------------------------------------------------------------------------
 
-    async def party(self, spec: PartySpec, desk: Caller | None) -> Caller:
+    async def party(self, spec: PartySpec | ForeignParty, desk: Caller | None) -> Caller:
         """The party's account (signed up and verified if need be), as a caller."""
         async with self.session() as s:
-            account = (await s.exec(select(Account).where(Account.uscc == spec.uscc))).first()
+            if isinstance(spec, ForeignParty):
+                found = select(Account).where(Account.name == spec.name, Account.jurisdiction == spec.jurisdiction)
+            else:
+                found = select(Account).where(Account.uscc == spec.uscc)
+            account = (await s.exec(found.order_by(col(Account.id)))).first()
             if account is None:
-                data = AccountCreate(name=spec.name, kind=spec.kind, roles=list(spec.roles),
-                                     uscc=spec.uscc)
+                data = AccountCreate.model_validate({
+                    "name": spec.name, "kind": spec.kind, "roles": list(spec.roles), "uscc": spec.uscc,
+                    "jurisdiction": spec.jurisdiction if isinstance(spec, ForeignParty) else None})
                 account, token = await accounts.create_account(s, self.ctx(None), data, bootstrap=desk is None)
                 await self.commit(s)
                 self.summary.new_accounts += 1
+                self.fresh[account.id] = token
                 if spec.key in (SHOWN_PROVIDER, SHOWN_BUYER):
                     role = "provider" if spec.key == SHOWN_PROVIDER else "buyer"
                     self.summary.tokens.append((role, spec.name, account.id, token))
@@ -226,12 +235,13 @@ class _Demo:
             return asset
 
     async def close_notices(self, waiting: list[Asset]) -> None:
-        """Wait out notices that end within MAX_NOTICE, then register as the market's clock does."""
+        """Wait out notices that end within MAX_NOTICE on the demo's clock, then register as
+        the market's clock does."""
         ends = [a.notice_ends_at for a in waiting if a.notice_ends_at is not None]
-        due = [e for e in ends if e <= utcnow() + MAX_NOTICE]
+        due = [e for e in ends if e <= self.clock.now() + MAX_NOTICE]
         if not due:
             return
-        await asyncio.sleep(max(0.0, (max(due) - utcnow()).total_seconds()) + 0.1)
+        self.clock.set(max(self.clock.now(), max(due) + timedelta(seconds=1)))
         async with self.session() as s:
             done = await review.close_notice_periods(s, self.ctx(None))
             await self.commit(s)
@@ -285,31 +295,34 @@ class _Demo:
 
     # -- the whole ---------------------------------------------------------------------------------------
 
-    async def run(self) -> Summary:
+    async def catalogue(self) -> tuple[Caller, dict[str, Caller]]:
+        """Parties (the market opens), then assets (the next day), then listings."""
         desk = await self.party(OPERATOR, None)
-        callers = {p.key: await self.party(p, desk) for p in PARTIES}
-        parties = {p.key: p for p in PARTIES}
+        callers = {p.key: await self.party(p, desk) for p in ALL_PARTIES}
+        parties = {p.key: p for p in ALL_PARTIES if isinstance(p, PartySpec)}
         buyers = {k: c.id for k, c in callers.items()}
         found: dict[AssetSpec, Asset | None] = {}
+        self.clock.advance(timedelta(days=1))
 
         async def provider(key: str) -> None:
-            for spec in (s for s in ASSETS if s.provider == key):
+            for spec in (s for s in ALL_ASSETS if s.provider == key):
                 try:
                     found[spec] = await self.asset(spec, parties[key], callers[key], desk)
                 except DomainError as exc:
                     found[spec] = None
                     self.summary.pending.append(f"{spec.title}: {exc}")
 
-        keys = sorted({s.provider for s in ASSETS})
+        keys = sorted({s.provider for s in ALL_ASSETS})
         if db.is_sqlite(self.engine):  # one writer at a time anyway
             for key in keys:
                 await provider(key)
         else:  # providers side by side, each its own assets in order
             await asyncio.gather(*(provider(key) for key in keys))
-        held = [(spec, found[spec]) for spec in ASSETS]
+        held = [(spec, found[spec]) for spec in ALL_ASSETS]
         waiting = [a for _, a in held if a is not None and a.status == AssetStatus.public_notice]
         if waiting:
             await self.close_notices(waiting)
+        self.clock.advance(timedelta(days=1))
         for spec, asset in held:
             if asset is None:
                 continue
@@ -327,42 +340,123 @@ class _Demo:
                     self.summary.listings += 1
             except DomainError as exc:
                 self.summary.pending.append(f"{spec.title}: not listed: {exc}")
+        return desk, callers
+
+    async def keep_tokens(self, everyone: list[tuple[str, str, Caller]]) -> None:
+        """Every party's token in the tokens file: the one it signed up with in this run,
+        else the one kept; a party with neither (seeded before tokens were kept) gets a new one."""
+        parties = []
+        for key, name, caller in everyone:
+            token = self.fresh.get(caller.id) or self.kept.token(caller.id)
+            if token is None:
+                async with self.session() as s:
+                    _, token = await accounts.create_token(s, self.ctx(caller), "demo")
+                    await self.commit(s)
+            parties.append(keep.Party(key, sorted(caller.account.role_set), name, caller.id, token))
+        self.kept.parties = parties
+
+    async def history(self, callers: dict[str, Caller], desk: Caller, reg: regulator.Regulator, size: int,
+                      end: datetime) -> None:
+        """The trading history from a week after the market opened to ``end``, made once,
+        on a database holding no orders."""
+        before = self.kept.history
+        async with self.session() as s:
+            orders = (await s.exec(select(func.count()).select_from(Order))).one()
+            listed = (await s.exec(select(func.max(Listing.created_at)).where(
+                col(Listing.provider_id).in_([c.id for c in callers.values()])))).one()
+        if orders:
+            if before and before.get("complete"):
+                self.summary.history_before = (f"made before: {before['from']} to {before['to']}, "
+                                               f"{before['orders']} orders, {before['settled']} settled")
+            elif before:
+                self.summary.pending.append("history: an earlier run stopped while making it; for the whole "
+                                            "history start from an empty data directory (MARKET_DATA_DIR)")
+            else:
+                self.summary.pending.append(f"history: not made, the database holds {orders} orders that are not "
+                                            "the demo's (the history is made on a database without orders)")
+            return
+        if size <= 0:
+            self.summary.history_before = "not made (--trades 0)"
+            return
+        start = max(self.opened + TRADING, (listed or end) + timedelta(days=1))
+        if end - start < MIN_HISTORY:
+            self.summary.pending.append(f"history: not made, the catalogue was listed on {listed:%Y-%m-%d} by an "
+                                        "earlier run, and a history needs months before now: start from an empty "
+                                        "data directory (MARKET_DATA_DIR)")
+            return
+        accounts_ = {k: c.id for k, c in callers.items()}
+        async with self.session() as s:
+            found = await offers(s, {c.id: k for k, c in callers.items()})
+        history = plan(found, accounts_, start, end, size)
+        self.summary.period = (f"{start:%Y-%m-%d}", f"{end:%Y-%m-%d}")
+        self.kept.history = {"from": self.summary.period[0], "to": self.summary.period[1], "complete": False}
+        keep.save(self.settings, self.kept)
+        made = await make(self.services, self.clock, callers, desk, reg, history)
+        self.summary.history = made
+        self.summary.writes += made.orders + made.refusals
+        self.kept.history.update(orders=made.orders, settled=made.settled, complete=True)
+
+    async def run(self, size: int, end: datetime) -> Summary:
+        kept = asdict(self.kept)
+        desk, callers = await self.catalogue()
+        reg = await regulator.enrolled(self.services, keep.folder(self.settings))
+        self.summary.accounts += 1
+        self.summary.regulator = f"{regulator.REGULATOR_NAME} ({reg.caller.id})"
+        if reg.token is not None:
+            self.fresh[reg.caller.id] = reg.token
+            self.summary.new_accounts += 1
+            self.summary.writes += 1
+        everyone = [(OPERATOR.key, OPERATOR.name, desk), ("regulator", regulator.REGULATOR_NAME, reg.caller),
+                    *((p.key, p.name, callers[p.key]) for p in ALL_PARTIES)]
+        await self.keep_tokens(everyone)
+        for role, (_key, name, caller) in (("operator", everyone[0]), ("regulator", everyone[1])):
+            if caller.id in self.fresh:
+                self.summary.tokens.insert(0 if role == "operator" else 1, (role, name, caller.id,
+                                                                           self.fresh[caller.id]))
+        self.kept.regulator_key = str(keep.folder(self.settings) / keep.REGULATOR_KEY)
+        self.kept.authority = self.settings.regulator_authority
+        await self.history(callers, desk, reg, size, end)
+        if asdict(self.kept) != kept:
+            keep.save(self.settings, self.kept)
         if self.summary.changed:
             await self.integrate()
         return self.summary
 
 
-async def seed(settings: Settings, notice: timedelta | None = None) -> Summary:
-    """Seed (or complete) the demo market in the database of ``settings``."""
+async def seed(settings: Settings, notice: timedelta | None = None, trades: int = TRADES) -> Summary:
+    """Seed (or complete) the demo market in the database of ``settings``, with a history
+    of about ``trades`` settled orders (0: none)."""
     notice = settings.notice_delta if notice is None else notice
     check_notice(notice)
     started = time.monotonic()
-    demo_settings = settings.model_copy(update={"notice_period": f"{int(notice.total_seconds())}s"})
-    async with wiring.services(demo_settings, listen=False) as services:
-        summary = await _Demo(services, notice).run()
+    folder = keep.folder(settings)
+    try:
+        kept = keep.load(settings)
+        authority = regulator.authority(folder)
+    except (keep.KeptError, EnrollmentError) as exc:
+        raise DemoRefused(str(exc)) from None
+    now = utcnow()
+    clock = DemoClock(now - AGE)
+    demo_settings = settings.model_copy(update={"notice_period": f"{int(notice.total_seconds())}s",
+                                                "regulator_authority": authority, "stripe_secret_key": ""})
+    async with wiring.services(demo_settings, clock=clock, listen=False) as services:
+        summary = await _Demo(services, notice, clock, kept).run(trades, now)
     summary.seconds = time.monotonic() - started
     summary.base_url = f"http://{settings.host}:{settings.port}"
+    summary.tokens_file = str(folder / keep.TOKENS)
+    summary.regulator_key = str(folder / keep.REGULATOR_KEY)
+    summary.authority = authority
+    summary.configured_authority = settings.regulator_authority
     return summary
 
 
-def report(summary: Summary) -> list[str]:
-    """What ``market demo`` prints."""
-    categories = ", ".join(f"{CATEGORIES[c]} {summary.by_category.get(c, 0)}" for c in CATEGORIES)
-    lines = [
-        f"Demo market {'seeded' if summary.changed else 'already seeded; nothing changed'} "
-        f"({summary.seconds:.1f} s):",
-        f"  accounts  {summary.accounts:3d} ({summary.new_accounts} new)",
-        f"  assets    {summary.assets:3d} registered ({summary.new_assets} new): {categories}",
-        f"  listings  {summary.listings:3d} active ({summary.new_listings} new)",
-    ]
-    lines += [f"  not done: {line}" for line in summary.pending]
-    if summary.tokens:
-        lines.append("Tokens to try the API with (shown this once; keep them):")
-        lines += [f"  {role:8s} {token}  {account_id}  {name}" for role, name, account_id, token in summary.tokens]
-        lines.append(f"  e.g. curl -s -H 'Authorization: Bearer <token>' '{summary.base_url}/v1/listings?q=交通'")
-    elif summary.new_accounts == 0:
-        lines.append("The demo accounts' tokens were printed when the demo was first seeded.")
-    return lines
+def tokens(settings: Settings) -> list[str]:
+    """What ``market demo --tokens`` prints, from the tokens file alone (nothing is opened
+    but the file, nothing changes)."""
+    try:
+        return keep.lines(settings, keep.load(settings, missing_ok=False))
+    except keep.KeptError as exc:
+        raise DemoRefused(str(exc)) from None
 
 
-__all__ = ["MAX_NOTICE", "DemoRefused", "Summary", "check_notice", "report", "seed"]
+__all__ = ["MAX_NOTICE", "TRADES", "DemoRefused", "Summary", "check_notice", "report", "seed", "tokens"]

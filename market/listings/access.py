@@ -1,4 +1,4 @@
-"""Who may see and order what (API.md "Listings").
+"""Who may see and order what (docs/API.md "Listings").
 
 - A published listing is readable by id by anyone, whatever its state: a buyer must be
   able to see what it bought. Its ``orderable`` says whether it can be ordered now.

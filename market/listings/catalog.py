@@ -1,4 +1,4 @@
-"""The public listings as a DCAT-AP catalog (API.md ``GET /v1/catalog``), in JSON-LD with
+"""The public listings as a DCAT-AP catalog (docs/API.md ``GET /v1/catalog``), in JSON-LD with
 its ``@context`` inline, so a harvester (CKAN's dcat extension, an EDC catalog crawler)
 reads it without fetching anything else.
 
@@ -10,9 +10,9 @@ each purpose is also given as an ``odrl:permission`` action for machines. Pages 
 Hydra (``hydra:next``), newest first, like ``GET /v1/listings?sort=newest``.
 """
 
-from decimal import Decimal
 from typing import Any
 
+from market.core import money
 from market.listings.schemas import ListingRead
 
 CONTEXT = {
@@ -30,14 +30,10 @@ CONTEXT = {
     "dcat:keyword": {"@container": "@set"},
 }
 
-# ISO 4217 currencies without minor units; every other the market prices in has two.
-_ZERO_DECIMAL = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF", "PYG", "RWF"})
-
-
 def decimal_price(amount: int, currency: str) -> str:
-    """Minor units as the exact decimal a catalog shows: 880000 CNY → ``"8800.00"``."""
-    places = 0 if currency in _ZERO_DECIMAL else 2
-    return str(Decimal(amount).scaleb(-places).quantize(Decimal(1).scaleb(-places)))
+    """Minor units as the exact decimal a catalog shows: 880000 CNY → ``"8800.00"``
+    (``market.core.money.decimal``, the market's one formatter)."""
+    return money.decimal(amount, currency)
 
 
 def _licence(base: str, listing: ListingRead) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from market.listings import access
 from market.listings.models import Listing, ListingDoc
 from market.listings.search import PRICE_NONE, tsvector_literal
 from market.listings.text import token_string, tokens
+from market.registry import categories
 from market.registry.models import Asset
 
 
@@ -42,7 +43,9 @@ def document(listing: Listing, asset: Asset) -> tuple[dict[str, Any], list[list[
     plans = json.loads(listing.plans)
     licence = json.loads(listing.licence)
     public = [p for p in plans if not p.get("private_to")]
-    fields = [tokens(listing.title), tokens(" ".join([*json.loads(listing.tags), asset.category])),
+    # The keywords: the tags, and the category's id and both names (q=交通 finds transport).
+    keywords = " ".join([*json.loads(listing.tags), categories.search_text(asset.category)])
+    fields = [tokens(listing.title), tokens(keywords),
               tokens(listing.summary), tokens(listing.description)]
     values = {
         "listing_id": listing.id,

@@ -1,4 +1,4 @@
-"""Listings as callers see them: one listing, many, and search results (API.md "Listings")."""
+"""Listings as callers see them: one listing, many, and search results (docs/API.md "Listings")."""
 
 import json
 from typing import Any

@@ -1,4 +1,4 @@
-"""Listings (API.md "Listings"): thin controllers — parse, one service call, commit, present."""
+"""Listings (docs/API.md "Listings"): thin controllers — parse, one service call, commit, present."""
 
 import json
 from typing import Annotated, Any, Literal

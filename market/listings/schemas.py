@@ -1,4 +1,4 @@
-"""Request and response shapes of listings (API.md "Listings")."""
+"""Request and response shapes of listings (docs/API.md "Listings")."""
 
 from datetime import datetime
 from typing import Annotated, Any, Literal

@@ -45,6 +45,7 @@ from market.core.money import MAX_AMOUNT
 from market.core.pagination import check_limit
 from market.listings.models import ListingDoc
 from market.listings.text import Term, parse_query
+from market.registry import categories
 from market.web.auth import Caller
 
 __all__ = [
@@ -335,6 +336,7 @@ async def search(session: AsyncSession, caller: Caller | None, p: SearchParams) 
     the facets of the whole result. 422 for a bad query, price range, sort or cursor."""
     check_limit(p.limit)
     _check_prices(p)
+    categories.check(p.category)
     sort = _sort_of(p)
     terms = parse_query(p.q) if p.q is not None else []
     key = _decode_cursor(p.cursor, sort) if p.cursor else None

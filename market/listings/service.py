@@ -1,9 +1,9 @@
-"""Publishing and changing listings (DESIGN §4.2, API.md "Listings"); never commits.
+"""Publishing and changing listings (DESIGN §4.2, docs/API.md "Listings"); never commits.
 
 Every publication and every move is on the ledger in the listing's transaction:
 ``listing.published`` and ``listing.terms_changed`` carry ``terms_version`` and
 ``terms_sha256`` (the hex SHA-256 of the RFC 8785 JSON of ``{"plans", "licence"}``);
-free text is there only as ``text_sha256`` (LEDGER.md §2). Each version of the terms is
+free text is there only as ``text_sha256`` (docs/LEDGER.md §2). Each version of the terms is
 kept in ``listing_terms``: an order names the version it accepted.
 """
 
@@ -39,13 +39,13 @@ def terms_digest(plans: list[dict[str, Any]], licence: dict[str, Any]) -> str:
 
 
 def _text_digest(title: str, summary: str, description: str, tags: str) -> str:
-    """The listing's free text as it goes on the ledger: its digest only (LEDGER.md §2)."""
+    """The listing's free text as it goes on the ledger: its digest only (docs/LEDGER.md §2)."""
     return audit.document_digest({"title": title, "summary": summary, "description": description,
                                   "tags": json.loads(tags)})
 
 
 async def _listable_asset(session: AsyncSession, ctx: Ctx, asset_id: str) -> Asset:
-    """The caller's asset if a listing of it may be published now (API.md "Listings")."""
+    """The caller's asset if a listing of it may be published now (docs/API.md "Listings")."""
     asset = await registry_access.load_for_holder(session, asset_id, ctx.user)
     if asset.frozen:
         raise Conflict(f"asset {asset.id} is frozen by a regulator; it cannot be listed", kind="not-listable")

@@ -1,6 +1,6 @@
 """Statuses of a listing and their transition table (pure data).
 
-DESIGN §4.2, API.md "Listings": a listing is published ``active``; its holder pauses
+DESIGN §4.2, docs/API.md "Listings": a listing is published ``active``; its holder pauses
 and resumes it, and may delist it (final). ``frozen`` is a flag beside the status, set
 and cleared by a regulator; while it is set the holder can neither resume nor edit it.
 Whether a listing can be ordered also depends on its asset (market.listings.access).

@@ -1,4 +1,4 @@
-"""Notifications and webhooks (API.md "Notifications and webhooks"): the consumer side
+"""Notifications and webhooks (docs/API.md "Notifications and webhooks"): the consumer side
 of the outbox (``market.core.outbox``).
 
 - ``dispatch``: after a change commits, each ``outbox`` row becomes inbox notifications

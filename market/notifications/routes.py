@@ -1,4 +1,4 @@
-"""The inbox and webhook routes (API.md "Notifications and webhooks"): thin controllers.
+"""The inbox and webhook routes (docs/API.md "Notifications and webhooks"): thin controllers.
 
     GET    /v1/notifications                 the caller's inbox, newest first (?unread=true)
     POST   /v1/notifications/read            {"ids": [...]} or {"all": true} → {"marked": n}

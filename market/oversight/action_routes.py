@@ -1,4 +1,4 @@
-"""Oversight alerts, actions, approvals and ledger status (API.md "Oversight"): thin
+"""Oversight alerts, actions, approvals and ledger status (docs/API.md "Oversight"): thin
 handlers — parse, one service call, commit, present.
 
     POST /v1/oversight/acts/draft             regulator: {"kind", …fields} → {"document", "signing_bytes"}

@@ -1,4 +1,4 @@
-"""The regulator's actions (API.md "Oversight"): freeze and unfreeze an asset or a
+"""The regulator's actions (docs/API.md "Oversight"): freeze and unfreeze an asset or a
 listing, suspend and reinstate an account, revoke a registration; and the approvals
 queue (important-data orders waiting for a regulator).
 

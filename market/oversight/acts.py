@@ -1,4 +1,4 @@
-"""A regulator's decisions as signed acts (DESIGN §2 invariant 9; API.md "Regulators
+"""A regulator's decisions as signed acts (DESIGN §2 invariant 9; docs/API.md "Regulators
 are not the operator's to make"): every action, approval and alert closure is a
 document the regulator signs with a key its authority enrolled, drafted and submitted
 like an ownership claim (``market.core.signing``).

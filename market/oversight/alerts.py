@@ -1,4 +1,4 @@
-"""Alert rules and their evaluator (API.md "Oversight"; docs/alerts.md).
+"""Alert rules and their evaluator (docs/API.md "Oversight"; docs/alerts.md).
 
 The evaluator is the market's own analysis, run by the clock (``market.wiring.tasks.clock_once``):
 it reads what happened since its last position in ``evaluator_marks`` — trade documents

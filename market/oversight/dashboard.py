@@ -1,6 +1,10 @@
-"""The regulator's dashboard (API.md "Oversight": ``GET /oversight``): server-rendered
+"""The regulator's dashboard (docs/API.md "Oversight": ``GET /oversight``): server-rendered
 HTML over the oversight services, with charts as inline SVG and one script of its own
-(``/oversight/static/dashboard.js``) that signs in the browser.
+(``/oversight/static/dashboard.js``) that signs in the browser. Ids are shown by name
+(``dashboard_names``), alerts' evidence in words (``dashboard_evidence``), money in yuan
+and times in ``MARKET_TIMEZONE`` (``dashboard_format``); the trades and their CSV are
+``dashboard_trades``; what the pages share (sessions, CSRF, rendering) is
+``dashboard_web``.
 
 Session (``market.oversight.dashboard_session``). A regulator signs in by opening the
 key file of its enrolled key in the page: the page signs a challenge with WebCrypto
@@ -28,18 +32,14 @@ through ``market.oversight.alerts``, approvals through
 """
 
 import base64
-import hashlib
 import hmac
-import json
 import secrets
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import jinja2
 from litestar import Controller, Request, Response, Router, get, post
-from litestar.datastructures import Cookie, State
+from litestar.response import File
 from litestar.static_files import create_static_files_router
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -48,6 +48,7 @@ from market.core.errors import DomainError
 from market.core.services import Services
 from market.oversight import acts, dashboard_session
 from market.oversight.dashboard_data import (
+    ACTION_LABELS,
     ACTION_NAMES,
     action_list,
     alert_list,
@@ -60,157 +61,56 @@ from market.oversight.dashboard_data import (
     refusal_list,
     signed_form,
 )
-from market.oversight.dashboard_session import SESSION_HOURS, SignedIn
-from market.storage import MasterKey
+from market.oversight.dashboard_names import lookup
+from market.oversight.dashboard_session import SESSION_HOURS
+from market.oversight.dashboard_trades import TradesController
+from market.oversight.dashboard_web import (
+    COOKIE,
+    HEADERS,
+    PATH,
+    PRE_COOKIE,
+    Session,
+    cookie,
+    csrf_ok,
+    current,
+    forbidden,
+    gate,
+    notice,
+    origin,
+    origin_ok,
+    page,
+    redirect,
+    render,
+    seal,
+    secure,
+    session_key,
+    unseal,
+)
 
 __all__ = ["COOKIE", "DashboardController", "dashboard_router"]
 
-COOKIE = "oversight_session"
-PRE_COOKIE = "oversight_signin"
-PATH = "/oversight"
 SIGNIN_MINUTES = 30
-KEY_FILE = "oversight-session.key"
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "[::1]", "localhost"})
-_HERE = Path(__file__).resolve().parent.parent
-_ENV = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(_HERE / "templates" / "oversight"),
-    autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-)
-_HEADERS = {
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; "
-                               "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-}
-
-
-# --- signed values --------------------------------------------------------------------
-
-def _key(state: State) -> bytes:
-    """The session-signing key: its own random file beside the market's other keys."""
-    key = getattr(state, "oversight_session_key", None)
-    if key is None:
-        path = state.services.settings.keys_dir / KEY_FILE
-        MasterKey.load_or_create(path)  # creates it (0600, atomically) or checks mode and length
-        key = path.read_bytes()
-        state.oversight_session_key = key
-    return key
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def seal(key: bytes, purpose: str, payload: dict[str, Any]) -> str:
-    body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
-    mac = hmac.new(key, f"{purpose}.{body}".encode(), hashlib.sha256).digest()
-    return f"{body}.{_b64(mac)}"
-
-
-def unseal(key: bytes, purpose: str, value: str | None, now: float) -> dict[str, Any] | None:
-    """The payload of a value ``seal`` made for ``purpose``, unexpired; else None."""
-    if not value or len(value) > 1024 or value.count(".") != 1:
-        return None
-    body, mac = value.split(".")
-    want = hmac.new(key, f"{purpose}.{body}".encode(), hashlib.sha256).digest()
-    try:
-        if not hmac.compare_digest(_unb64(mac), want):
-            return None
-        payload = json.loads(_unb64(body))
-    except ValueError:
-        return None
-    if not isinstance(payload, dict) or not isinstance(payload.get("exp"), int) or payload["exp"] <= now:
-        return None
-    return payload
-
-
-# --- who is signed in -----------------------------------------------------------------
-
-Session = SignedIn
-
-
-async def current(request: Request, db: AsyncSession) -> Session | None:
-    return await dashboard_session.current(db, request.cookies.get(COOKIE), request.app.state.services.clock.now())
-
-
-def _origin(request: Request) -> str:
-    return f"{request.url.scheme}://{request.url.netloc}"
-
-
-def _secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+_STATIC = Path(__file__).resolve().parent.parent / "static" / "oversight"
 
 
 def _may_sign_in_here(request: Request) -> bool:
     """Over http the cookie would cross the network in clear: loopback only."""
-    return _secure(request) or (request.url.hostname or "") in _LOOPBACK
-
-
-def _cookie(request: Request, name: str, value: str, max_age: int) -> Cookie:
-    return Cookie(key=name, value=value, path=PATH, httponly=True, samesite="strict", secure=_secure(request),
-                  max_age=max_age)
-
-
-def _origin_ok(request: Request) -> bool:
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True
-    return origin == _origin(request)
-
-
-def _csrf_ok(request: Request, form: Any, want: str | None) -> bool:
-    if not want:
-        return False
-    sent = form.get("csrf") if form is not None else None
-    return isinstance(sent, str) and hmac.compare_digest(sent.encode(), want.encode()) and _origin_ok(request)
-
-
-# --- rendering ------------------------------------------------------------------------
-
-def render(name: str, status: int = 200, cookies: list[Cookie] | None = None, **values: Any) -> Response[str]:
-    values.setdefault("key_id", "")
-    html = _ENV.get_template(name).render(**values)
-    return Response(html, status_code=status, media_type="text/html; charset=utf-8", headers=_HEADERS,
-                    cookies=cookies or [])
-
-
-def _page(session: Session, active: str, name: str, **values: Any) -> Response[str]:
-    return render(name, active=active, who=session.caller.account, csrf=session.csrf, key_id=session.key_id,
-                  **values)
+    return secure(request) or (request.url.hostname or "") in _LOOPBACK
 
 
 def _challenge(request: Request, nonce: str) -> bytes:
-    return dashboard_session.challenge(request.app.state.services.settings.ledger_origin, _origin(request), nonce)
+    return dashboard_session.challenge(request.app.state.services.settings.ledger_origin, origin(request), nonce)
 
 
 def _sign_in_page(request: Request, status: int = 200, error: str | None = None) -> Response[str]:
     nonce = secrets.token_urlsafe(24)
-    sealed = seal(_key(request.app.state), "signin", {"n": nonce, "exp": int(time.time()) + SIGNIN_MINUTES * 60})
-    return render("signin.html", status=status, error=error, csrf=nonce, allowed=_may_sign_in_here(request),
+    sealed = seal(session_key(request.app.state), "signin",
+                  {"n": nonce, "exp": int(time.time()) + SIGNIN_MINUTES * 60})
+    return render(request, "signin.html", status=status, error=error, csrf=nonce, allowed=_may_sign_in_here(request),
                   challenge=base64.b64encode(_challenge(request, nonce)).decode(), hours=SESSION_HOURS,
                   who=None, notice=None, active="", key_id="",
-                  cookies=[_cookie(request, PRE_COOKIE, sealed, SIGNIN_MINUTES * 60)])
-
-
-def _forbidden(request: Request, session: Session | None, reason: str) -> Response[str]:
-    return render("refused.html", status=403, reason=reason, who=session.caller.account if session else None,
-                  csrf=session.csrf if session else "", key_id=session.key_id if session else "", active="",
-                  notice=None)
-
-
-def _redirect(to: str, cookies: list[Cookie] | None = None) -> Response[str]:
-    return Response("", status_code=303, headers={**_HEADERS, "Location": to}, cookies=cookies or [])
-
-
-def _notice(text: str) -> str:
-    return quote(text[:300], safe="")
-
+                  cookies=[cookie(request, PRE_COOKIE, sealed, SIGNIN_MINUTES * 60)])
 
 
 # --- the pages --------------------------------------------------------------------------
@@ -222,72 +122,70 @@ class DashboardController(Controller):
     @get("/", name="oversight-dashboard")
     async def overview(self, request: Request, db: AsyncSession, services: Services, to: str | None = None,
                        currency: str | None = None) -> Response[str]:
-        session = await current(request, db)
+        session = await dashboard_session.lookup(db, request.cookies.get(COOKIE), services.clock.now())
         if session is None:
             return _sign_in_page(request)
+        if session.refused is not None:
+            return forbidden(request, session, session.refused)
         ctx = Ctx.of(services, session.caller)
         try:
             data = await overview_data(db, ctx, request.query_params.get("from"), to, currency or ctx.settings.currency)
         except DomainError as exc:
-            return _page(session, "overview", "overview.html", data=None, error=exc.detail, notice=None)
-        return _page(session, "overview", "overview.html", data=data, error=None,
-                     notice=request.query_params.get("notice"))
+            return page(request, session, "overview", "overview.html", status=exc.status, data=None,
+                        error=exc.detail)
+        return page(request, session, "overview", "overview.html", data=data, error=None)
 
     @get("/alerts")
     async def alerts(self, request: Request, db: AsyncSession, services: Services,
                      status: str = "open") -> Response[str]:
-        session = await current(request, db)
-        if session is None:
-            return _redirect(PATH)
-        ctx = Ctx.of(services, session.caller)
+        session = await gate(request, db)
+        if isinstance(session, Response):
+            return session
         status = status if status in ("open", "closed") else "open"
-        items = await alert_list(db, ctx, status)
-        return _page(session, "alerts", "alerts.html", items=items, which=status,
-                     notice=request.query_params.get("notice"))
+        items = await alert_list(db, Ctx.of(services, session.caller), status, services.settings.zone)
+        return page(request, session, "alerts", "alerts.html", items=items, which=status)
 
     @get("/approvals")
     async def approvals(self, request: Request, db: AsyncSession, services: Services) -> Response[str]:
-        session = await current(request, db)
-        if session is None:
-            return _redirect(PATH)
+        session = await gate(request, db)
+        if isinstance(session, Response):
+            return session
         items = await approval_list(db, Ctx.of(services, session.caller))
-        return _page(session, "approvals", "approvals.html", items=items, notice=request.query_params.get("notice"))
+        return page(request, session, "approvals", "approvals.html", items=items)
 
     @get("/refusals")
     async def refusals(self, request: Request, db: AsyncSession, services: Services) -> Response[str]:
-        session = await current(request, db)
-        if session is None:
-            return _redirect(PATH)
+        session = await gate(request, db)
+        if isinstance(session, Response):
+            return session
         items = await refusal_list(db, Ctx.of(services, session.caller))
-        return _page(session, "refusals", "refusals.html", items=items, notice=None)
+        return page(request, session, "refusals", "refusals.html", items=items, notice=None)
 
     @get("/actions")
     async def actions(self, request: Request, db: AsyncSession, services: Services) -> Response[str]:
-        session = await current(request, db)
-        if session is None:
-            return _redirect(PATH)
+        session = await gate(request, db)
+        if isinstance(session, Response):
+            return session
         items = await action_list(db, Ctx.of(services, session.caller))
-        return _page(session, "actions", "actions.html", items=items, kinds=ACTION_NAMES,
-                     target=request.query_params.get("target", ""), notice=request.query_params.get("notice"),
-                     error=None)
+        return page(request, session, "actions", "actions.html", items=items, kinds=ACTION_NAMES,
+                    labels=ACTION_LABELS, target=request.query_params.get("target", ""), error=None)
 
     @get("/ledger")
     async def ledger(self, request: Request, db: AsyncSession, services: Services) -> Response[str]:
-        session = await current(request, db)
-        if session is None:
-            return _redirect(PATH)
+        session = await gate(request, db)
+        if isinstance(session, Response):
+            return session
         status = await ledger_status(db, Ctx.of(services, session.caller), services)
-        return _page(session, "ledger", "ledger.html", info=status, notice=None)
+        return page(request, session, "ledger", "ledger.html", info=status, notice=None)
 
     # --- session ---
 
     @post("/session", status_code=303)
     async def sign_in(self, request: Request, db: AsyncSession) -> Response[str]:
         form = await request.form()
-        pre = unseal(_key(request.app.state), "signin", request.cookies.get(PRE_COOKIE), time.time())
-        if not _csrf_ok(request, form, pre["n"] if pre else None) or pre is None:
-            return render("refused.html", status=403, reason="csrf", who=None, csrf="", key_id="", active="",
-                          notice=None)
+        pre = unseal(session_key(request.app.state), "signin", request.cookies.get(PRE_COOKIE), time.time())
+        if not csrf_ok(request, form, pre["n"] if pre else None) or pre is None:
+            return forbidden(request, None, "csrf")
         if not _may_sign_in_here(request):
             return _sign_in_page(request, 403, "https")
         services: Services = request.app.state.services
@@ -299,39 +197,39 @@ class DashboardController(Controller):
             return _sign_in_page(request, 401 if opened == "bad-key" else 403, opened)
         await db.commit()
         value, _ = opened
-        return _redirect(PATH, cookies=[_cookie(request, COOKIE, value, SESSION_HOURS * 3600),
-                                        _cookie(request, PRE_COOKIE, "", 0)])
+        return redirect(PATH, cookies=[cookie(request, COOKIE, value, SESSION_HOURS * 3600),
+                                       cookie(request, PRE_COOKIE, "", 0)])
 
     @post("/session/end", status_code=303)
     async def sign_out(self, request: Request, db: AsyncSession) -> Response[str]:
         session = await current(request, db)
         form = await request.form()
-        if session is not None and not _csrf_ok(request, form, session.csrf):
-            return _forbidden(request, session, "csrf")
+        if session is not None and not csrf_ok(request, form, session.csrf):
+            return forbidden(request, session, "csrf")
         await dashboard_session.end(db, request.cookies.get(COOKIE), request.app.state.services.clock.now())
         await db.commit()
-        return _redirect(PATH, cookies=[_cookie(request, COOKIE, "", 0)])
+        return redirect(PATH, cookies=[cookie(request, COOKIE, "", 0)])
 
     @post("/acts/draft", status_code=200)
     async def draft(self, request: Request, db: AsyncSession, services: Services) -> Response[Any]:
         """The act to sign, for the page's script: JSON in, ``{"document", "signing_bytes"}`` out."""
         session = await current(request, db)
         if session is None:
-            return Response({"detail": "no session"}, status_code=401, headers=_HEADERS)
+            return Response({"detail": "no session"}, status_code=401, headers=HEADERS)
         sent = request.headers.get("x-csrf-token", "")
-        if not (sent and hmac.compare_digest(sent.encode(), session.csrf.encode()) and _origin_ok(request)):
-            return Response({"detail": "CSRF check failed"}, status_code=403, headers=_HEADERS)
+        if not (sent and hmac.compare_digest(sent.encode(), session.csrf.encode()) and origin_ok(request)):
+            return Response({"detail": "CSRF check failed"}, status_code=403, headers=HEADERS)
         try:
             body = await request.json()
             if not isinstance(body, dict) or body.get("kind") not in acts.FIELDS:
                 return Response({"detail": "want {\"kind\": \"action\"|\"approval\"|\"alert_closure\", …}"},
-                                status_code=422, headers=_HEADERS)
+                                status_code=422, headers=HEADERS)
             values = {k: v for k, v in body.items() if k != "kind"}
-            return Response(acts.draft(Ctx.of(services, session.caller), body["kind"], values), headers=_HEADERS)
+            return Response(acts.draft(Ctx.of(services, session.caller), body["kind"], values), headers=HEADERS)
         except DomainError as exc:
-            return Response({"detail": exc.detail}, status_code=exc.status, headers=_HEADERS)
+            return Response({"detail": exc.detail}, status_code=exc.status, headers=HEADERS)
         except ValueError:
-            return Response({"detail": "the body is not JSON"}, status_code=422, headers=_HEADERS)
+            return Response({"detail": "the body is not JSON"}, status_code=422, headers=HEADERS)
 
     # --- forms that change something ---
 
@@ -340,9 +238,9 @@ class DashboardController(Controller):
         session = await current(request, db)
         form = await request.form()
         if session is None:
-            return _redirect(PATH)
-        if not _csrf_ok(request, form, session.csrf):
-            return _forbidden(request, session, "csrf")
+            return redirect(PATH)
+        if not csrf_ok(request, form, session.csrf):
+            return forbidden(request, session, "csrf")
         return session, form
 
     @post("/actions", status_code=303)
@@ -359,10 +257,11 @@ class DashboardController(Controller):
         except DomainError as exc:
             await db.rollback()
             items = await action_list(db, ctx)
-            return render("actions.html", status=exc.status, active="actions", who=session.caller.account,
-                          csrf=session.csrf, key_id=session.key_id, items=items, kinds=ACTION_NAMES, target=target,
-                          notice=None, error=exc.detail)
-        return _redirect(f"{PATH}/actions?notice={_notice(f'{done} ✓ {target}')}")
+            return page(request, session, "actions", "actions.html", status=exc.status, items=items,
+                        kinds=ACTION_NAMES, labels=ACTION_LABELS, target=target, notice=None, error=exc.detail)
+        names = await lookup(db, [done["target"]])
+        said = f"{ACTION_LABELS.get(done['action'], done['action'])} ✓ {names.label(done['target'])}"
+        return redirect(f"{PATH}/actions?notice={notice(said)}")
 
     @post("/alerts/{alert_id:str}/closure", status_code=303)
     async def close_alert(self, request: Request, db: AsyncSession, services: Services, alert_id: str) -> Response[str]:
@@ -375,8 +274,8 @@ class DashboardController(Controller):
             await db.commit()
         except DomainError as exc:
             await db.rollback()
-            return _redirect(f"{PATH}/alerts?notice={_notice(exc.detail)}")
-        return _redirect(f"{PATH}/alerts?notice={_notice(f'{alert_id} ✓')}")
+            return redirect(f"{PATH}/alerts?notice={notice(exc.detail)}")
+        return redirect(f"{PATH}/alerts?notice={notice(f'已关闭预警 Alert closed ✓ {alert_id}')}")
 
     @post("/approvals/{order_id:str}", status_code=303)
     async def decide(self, request: Request, db: AsyncSession, services: Services, order_id: str) -> Response[str]:
@@ -389,12 +288,21 @@ class DashboardController(Controller):
             await db.commit()
         except DomainError as exc:
             await db.rollback()
-            return _redirect(f"{PATH}/approvals?notice={_notice(exc.detail)}")
-        return _redirect(f"{PATH}/approvals?notice={_notice(f'{order_id} ✓')}")
+            return redirect(f"{PATH}/approvals?notice={notice(exc.detail)}")
+        names = await lookup(db, [order_id])
+        return redirect(f"{PATH}/approvals?notice={notice(f'已决定 Decided ✓ {names.label(order_id)}')}")
+
+
+@get("/favicon.ico", include_in_schema=False, name="favicon")
+async def favicon() -> File:
+    """``/favicon.ico``: what a browser asks every site for (the dashboard links the same icon)."""
+    return File(_STATIC / "favicon.ico", media_type="image/x-icon", content_disposition_type="inline",
+                headers={"Cache-Control": "public, max-age=86400"})
 
 
 def dashboard_router() -> Router:
-    """The dashboard's pages, its style sheet and its script (served by the market itself)."""
-    static = create_static_files_router(path=f"{PATH}/static", directories=[_HERE / "static" / "oversight"],
+    """The dashboard's pages, its style sheet, its script and icon (served by the market itself)."""
+    static = create_static_files_router(path=f"{PATH}/static", directories=[_STATIC],
                                         name="oversight-static", include_in_schema=False)
-    return Router(path="/", route_handlers=[DashboardController, static], include_in_schema=False)
+    return Router(path="/", route_handlers=[DashboardController, TradesController, static, favicon],
+                  include_in_schema=False)

@@ -1,4 +1,4 @@
-"""Dashboard sessions (API.md "Oversight" ``GET /oversight``; "Regulators are not the
+"""Dashboard sessions (docs/API.md "Oversight" ``GET /oversight``; "Regulators are not the
 operator's to make"): a regulator signs in by signing a challenge in the browser with
 the key its authority enrolled, and signing out ends the session on the server.
 
@@ -14,7 +14,8 @@ Session. A row in ``dashboard_sessions``: the cookie holds 32 random bytes (base
 whose SHA-256 is the row's ``id_sha256``; nothing else is in the cookie. A session ends
 at sign-out (``ended_at``), after ``SESSION_HOURS``, when its key is revoked, or when
 the account is suspended or no longer a regulator: every request reads the row, the
-key and the account again. Expired and ended rows are deleted at the next sign-in.
+key and the account again (``lookup`` tells the last case apart, so a page answers
+``403`` to it). Expired and ended rows are deleted at the next sign-in.
 """
 
 import base64
@@ -40,7 +41,7 @@ from market.oversight.models import DashboardSession
 from market.web.auth import Caller
 from market.web.credentials import AccountSnapshot
 
-__all__ = ["SESSION_HOURS", "SignedIn", "challenge", "current", "end", "sign_in"]
+__all__ = ["SESSION_HOURS", "SignedIn", "challenge", "current", "end", "lookup", "sign_in"]
 
 SESSION_HOURS = 8
 
@@ -51,6 +52,7 @@ class SignedIn:
     csrf: str
     key_id: str
     expires: datetime
+    refused: str | None = None  # why the account may no longer use the dashboard (``refusal``)
 
 
 def challenge(market: str, origin: str, nonce: str) -> bytes:
@@ -118,8 +120,10 @@ async def sign_in(db: AsyncSession, settings: Any, now: datetime, message: bytes
     return secret, csrf
 
 
-async def current(db: AsyncSession, cookie: str | None, now: datetime) -> SignedIn | None:
-    """The live session the cookie names, or None."""
+async def lookup(db: AsyncSession, cookie: str | None, now: datetime) -> SignedIn | None:
+    """The unended, unexpired session the cookie names, signed in with a key still
+    valid, or None; ``refused`` says when its account may no longer use the dashboard
+    (suspended, or not a regulator), so a page can answer 403 rather than sign-in."""
     if not cookie or len(cookie) > 100:
         return None
     row = (await db.exec(
@@ -131,11 +135,17 @@ async def current(db: AsyncSession, cookie: str | None, now: datetime) -> Signed
     if row is None:
         return None
     session, account, key = row
-    if session.ended_at is not None or session.expires_at <= now or key.revoked_at is not None \
-            or refusal(account) is not None:
+    if session.ended_at is not None or session.expires_at <= now or key.revoked_at is not None:
         return None
     caller = Caller(account=AccountSnapshot.of(account), token_id=session.id)
-    return SignedIn(caller=caller, csrf=session.csrf, key_id=session.key_id, expires=session.expires_at)
+    return SignedIn(caller=caller, csrf=session.csrf, key_id=session.key_id, expires=session.expires_at,
+                    refused=refusal(account))
+
+
+async def current(db: AsyncSession, cookie: str | None, now: datetime) -> SignedIn | None:
+    """The live session the cookie names, of an account that may use the dashboard, or None."""
+    found = await lookup(db, cookie, now)
+    return found if found is not None and found.refused is None else None
 
 
 async def end(db: AsyncSession, cookie: str | None, now: datetime) -> None:

@@ -1,4 +1,4 @@
-"""``GET /v1/oversight/documents?start=&limit=`` (API.md "Oversight"): regulators read
+"""``GET /v1/oversight/documents?start=&limit=`` (docs/API.md "Oversight"): regulators read
 the document behind every confidential ledger entry, and every salted detail an entry
 names, paged by ledger index."""
 

@@ -1,5 +1,5 @@
 """The documents behind confidential ledger entries and salted details, for regulators
-(DESIGN §4.3, LEDGER.md §2): ``GET /v1/oversight/documents?start=&limit=``.
+(DESIGN §4.3, docs/LEDGER.md §2): ``GET /v1/oversight/documents?start=&limit=``.
 
 Two kinds of entry point at documents the market keeps (``trade_documents``):
 

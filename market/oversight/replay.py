@@ -7,13 +7,13 @@ that the trades it is shown are the trades the public log committed to.
    the code behind ``python -m ledger verify-log``: the checkpoint's signature, every
    entry's canonical form and signature, every hash tile and the root), keeping, from
    the very bytes it verified, each confidential entry (``trade.*``, ``delivery.*``,
-   ``payout.*``, LEDGER.md §2) below the checkpoint's size;
+   ``payout.*``, docs/LEDGER.md §2) below the checkpoint's size;
 2. reads every document through ``GET /v1/oversight/documents`` (all pages) and checks
    each against its entry: SHA-256 of the RFC 8785 canonical JSON of the document must
    equal the entry's ``data.document_sha256``. Findings: ``missing`` (an entry with no
    document), ``extra`` (a document for no confidential entry, or served twice),
    ``altered`` (a hash mismatch, or a document naming another event or subject), and
-   ``entry`` (a confidential entry not shaped as LEDGER.md §2 says). Salted details
+   ``entry`` (a confidential entry not shaped as docs/LEDGER.md §2 says). Salted details
    (``audit.salted``: a reason's text, a draft's commitment, a count of conflicts) are
    checked the same way: every digest under a key ending in ``_salted_sha256`` in a
    verified entry's data, or in a verified confidential document, must be served (in the
@@ -35,7 +35,7 @@ Registrations are not trades (no document holds them) and are not compared. The
 replay is exact on a quiet market; trades made while it runs may show as differences
 (run it again). It reports rather than raises, except when it cannot finish at all
 (``ReplayError``: the server unreachable, the token refused, a response not as
-API.md says).
+docs/API.md says).
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def _time_of(leaf: bytes) -> str | None:
 
 
 def document_digest(document: Any) -> str:
-    """Hex SHA-256 of the RFC 8785 canonical JSON of ``document`` (LEDGER.md §2)."""
+    """Hex SHA-256 of the RFC 8785 canonical JSON of ``document`` (docs/LEDGER.md §2)."""
     return hashlib.sha256(rfc8785.dumps(document)).hexdigest()
 
 
@@ -300,7 +300,7 @@ def _check_documents(client: httpx.Client, base: str, token: str, size: int, ent
     for index, entry in sorted(entries.items()):
         if entry.digest is None:
             report.findings.append(Finding(
-                "entry", f"entry {index} ({entry.type} {entry.subject}): not a confidential entry of LEDGER.md §2 "
+                "entry", f"entry {index} ({entry.type} {entry.subject}): not a confidential entry of docs/LEDGER.md §2 "
                 "(actor market, data only document_sha256)", index, entry.type, entry.subject))
         elif index not in verified and not any(f.index == index and f.kind == "altered" for f in report.findings):
             report.findings.append(Finding(

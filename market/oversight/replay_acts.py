@@ -1,4 +1,4 @@
-"""Replay, part two (API.md "Regulators are not the operator's to make"): with the
+"""Replay, part two (docs/API.md "Regulators"): with the
 regulator authority's vkey, check that every regulator decision in the verified log was
 signed by a key that authority enrolled — so an operator cannot forge one.
 

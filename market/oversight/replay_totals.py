@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from market.registry.categories import canonical
+
 __all__ = ["DIMENSIONS", "Entry", "Finding", "MAX_PERIOD_DAYS", "ReplayError", "compare", "period_of", "recompute"]
 
 MEASURES = ("orders", "value", "refunds", "refunded_value")
@@ -82,7 +84,8 @@ def recompute(documents: dict[int, dict[str, Any]], entries: dict[int, Entry],
 
     def dims(contract: dict[str, Any]) -> dict[str, str]:
         asset, provider = contract["asset"], contract["provider"]
-        return {"category": str(asset["category"]), "grade": str(asset["grade"]), "provider": str(provider["id"]),
+        # A contract from before the closed list counts under its category's id, as the overview does.
+        return {"category": canonical(str(asset["category"])), "grade": str(asset["grade"]), "provider": str(provider["id"]),
                 "region": _region(provider.get("uscc"))}
 
     for index in sorted(documents):
@@ -144,7 +147,7 @@ def compare(served: dict[str, Any], recomputed: dict[str, Any]) -> list[Finding]
     try:
         theirs = _flatten(served)
     except (AttributeError, KeyError, TypeError, ValueError):
-        raise ReplayError("GET /v1/oversight/overview: not the shape API.md gives (totals.by_currency, series)") \
+        raise ReplayError("GET /v1/oversight/overview: not the shape docs/API.md gives (totals.by_currency, series)") \
             from None
     ours = _flatten(recomputed)
     findings = []

@@ -1,4 +1,4 @@
-"""Trade statistics for the regulator (API.md "Oversight"): ``trade_stats`` and
+"""Trade statistics for the regulator (docs/API.md "Oversight"): ``trade_stats`` and
 ``trade_parties`` kept in the transaction that settles or refunds an order, and the
 overview read from them alone — never from ``orders``, so it costs the same however
 many trades there are.
@@ -35,13 +35,19 @@ The overview (``overview``), for ``from`` ≤ day < ``to`` (UTC dates, ``to`` ex
                 "category": {"CNY": [{"key": "transport", …}, …]},
                 "grade":    {"CNY": [{"key": "general", …}, …]},
                 "provider": {"CNY": [{"key": "acct_…", …}, …]},
-                "region":   {"CNY": [{"key": "440300", …}, …]}}}
+                "region":   {"CNY": [{"key": "440300", "name_zh": "深圳市", …}, …]}}}
 
 Money is in minor units and never summed across currencies: every total and series is
 per currency (``?currency=`` keeps one). Days are in date order and only days with
 activity appear; the other series are by ``value`` descending, then key. ``buyers`` and
 ``providers`` are distinct accounts over the whole period (not summed over days).
-Registrations are not money and are counted once for the period.
+Registrations are not money and are counted once for the period. Each ``region`` entry
+also names its division (``name_zh``, from ``market.registry.regions``; null for ``""``
+and for a code the market does not know).
+
+Categories are ids of the closed list (``market.registry.categories``). A contract
+written before the list was closed may name another value: it is counted under
+``categories.canonical`` of it, as migration 0020 re-keyed the counts made before.
 """
 
 import json
@@ -61,6 +67,7 @@ from market.core.context import Ctx
 from market.core.db import table_of
 from market.core.errors import Unprocessable
 from market.oversight.models import TradeDay, TradeParty, TradePartyMonth, TradeStat, TradeStatMonth
+from market.registry import categories, regions
 from market.registry.models import Asset
 from market.trading.models import Order
 
@@ -113,7 +120,8 @@ async def dimensions(session: AsyncSession, order: Order) -> Dimensions:
         if uscc is None and provider.get("kind") != "individual":
             account = await session.get(Account, order.provider_id)
             uscc = account.uscc if account else None
-        return Dimensions(order.currency, asset["category"], asset["grade"], order.provider_id, region_of(uscc))
+        return Dimensions(order.currency, categories.canonical(asset["category"]), asset["grade"], order.provider_id,
+                          region_of(uscc))
     row = await session.get_one(Asset, order.asset_id)
     account = await session.get(Account, order.provider_id)
     return Dimensions(order.currency, row.category, row.grade, order.provider_id,
@@ -316,6 +324,9 @@ async def overview(session: AsyncSession, ctx: Ctx, start: str | None = None, en
     for dim in DIMENSIONS:
         series[dim] = {cur: [{"key": k, **v} for k, v in sorted(keys.items(), key=lambda kv: (-kv[1]["value"], kv[0]))]
                        for cur, keys in folded[dim].items()}
+    for entries in series["region"].values():
+        for entry in entries:
+            entry["name_zh"] = regions.name(entry["key"])
     return {"from": lo, "to": hi, "currency": currency,
             "totals": {"registrations": int(registrations), "by_currency": totals}, "series": series}
 

@@ -1,4 +1,4 @@
-"""Oversight statistics and trade search (API.md "Oversight"): regulators and operators;
+"""Oversight statistics and trade search (docs/API.md "Oversight"): regulators and operators;
 providers and buyers 403, anonymous 401.
 
     GET /v1/oversight/overview   ?from=&to=&currency=   totals and series (market.oversight.stats)

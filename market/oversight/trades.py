@@ -1,4 +1,4 @@
-"""Trade search and refused attempts for the regulator (API.md "Oversight"). Services
+"""Trade search and refused attempts for the regulator (docs/API.md "Oversight"). Services
 take ``(session, ctx, …)`` and never write.
 
 Trade search (``GET /v1/oversight/trades``): orders in any status, newest last, keyset
@@ -14,8 +14,8 @@ A row: id, status, buyer and provider (id and name), listing, asset (id and titl
 category, grade, price and fee (amount and currency), purpose, payment method, created,
 settled and refunded times, alerted.
 
-The CSV (``Accept: text/csv``) has the same columns flattened (``COLUMNS``), a header
-row, then every matching row: UTF-8 with a BOM (so spreadsheet programs read the Chinese
+The CSV (``Accept: text/csv``) has the same columns flattened (``COLUMNS``; the amounts
+titled ``price_fen`` and ``fee_fen``, minor units), a header row, then every matching row: UTF-8 with a BOM (so spreadsheet programs read the Chinese
 text right), streamed in batches of ``CSV_BATCH`` rows, each batch read by keyset in a
 read session of its own, so memory stays constant and no transaction (or SQLite read
 snapshot) stays open for the whole download. Text a party wrote (a name, a title) that
@@ -57,9 +57,11 @@ BOM = "\ufeff"
 Buyer = aliased(Account, name="buyer")
 Provider = aliased(Account, name="provider")
 
+# The amounts are integers of minor units of ``currency`` (fen for CNY), and their column
+# titles say so: a reader of the spreadsheet must not take 50000 for yuan.
 COLUMNS = ("id", "status", "buyer", "buyer_name", "provider", "provider_name", "listing", "asset", "asset_title",
-           "category", "grade", "currency", "price", "fee", "purpose", "payment_method", "created_at", "settled_at",
-           "refunded_at", "alerted")
+           "category", "grade", "currency", "price_fen", "fee_fen", "purpose", "payment_method", "created_at",
+           "settled_at", "refunded_at", "alerted")
 
 
 class TradeFilters:

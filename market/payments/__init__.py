@@ -1,4 +1,4 @@
-"""Payment gateways (DESIGN §4.2, API.md "Orders"): how an order's price is collected
+"""Payment gateways (DESIGN §4.2, docs/API.md "Orders"): how an order's price is collected
 and given back.
 
 - ``gateway``: what the trading services see — the values a gateway returns

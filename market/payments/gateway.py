@@ -1,4 +1,4 @@
-"""The payment gateway interface (API.md "Orders"), and the gateways with no outside service.
+"""The payment gateway interface (docs/API.md "Orders"), and the gateways with no outside service.
 
 A gateway is called outside any database transaction (STYLE §8), with an idempotency
 key derived from the order (``payment_key``, ``refund_key``, ``return_key``): a request retried after a

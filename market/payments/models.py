@@ -3,7 +3,7 @@
 Stripe delivers an event at least once, and may send it again (retries, a replay from
 the dashboard). Each event id is a primary key here, inserted in the transaction that
 acts on the event: a second delivery, or a concurrent one, loses on the key and changes
-nothing (API.md: "each event id processed once").
+nothing (docs/API.md: "each event id is processed once").
 """
 
 from datetime import datetime

@@ -4,5 +4,6 @@ review, public notice, objections, registration certificates, transfer, cancella
 Modules: ``states`` (statuses and transition tables), ``access`` (who sees what),
 ``assets``, ``content`` (the upload saga), ``claims``, ``review`` (review, notice,
 registration, cancellation, revocation, freezing), ``objections``, ``transfers``,
-``certificates``, ``routes``.
+``certificates``, ``routes``; reference data: ``categories`` (the closed list) and
+``regions`` (行政区划 codes, ``regions.csv``).
 """

@@ -1,5 +1,5 @@
 """Who may see what in the registry: one SQL clause per object kind, used by single
-reads and lists alike (API.md "Registry").
+reads and lists alike (docs/API.md "Registry").
 
 - An asset is public once in notice, registered, or registered before (revoked and
   cancelled ones stay readable for the record); drafts, submissions and rejected

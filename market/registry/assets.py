@@ -10,8 +10,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.schemas import Role
 from market.core.context import Ctx
+from market.core.errors import NotAuthenticated
 from market.core.pagination import page_of, paginate
-from market.registry import access
+from market.registry import access, categories
 from market.registry.models import Asset, AssetRevision
 from market.registry.schemas import AssetCreate, AssetRead, AssetUpdate, Commitment
 from market.registry.states import ASSET, PENDING_OR_REGISTERED, UNDER_REVIEW
@@ -50,7 +51,7 @@ async def create(session: AsyncSession, ctx: Ctx, data: AssetCreate, wrapped_key
         personal_info=data.personal_info, legal_basis=data.legal_basis, export_allowed=data.export_allowed,
         source=data.source, format=data.format, wrapped_key=wrapped_key, created_at=ctx.now, updated_at=ctx.now,
     )
-    # A draft is not public: its entry carries ids only (LEDGER.md §2).
+    # A draft is not public: its entry carries ids only (docs/LEDGER.md §2).
     await ASSET.create(session, asset, ctx, {"provider": caller.id})
     return asset
 
@@ -159,10 +160,25 @@ async def read_many(session: AsyncSession, assets: list[Asset], viewer: Caller |
     return out
 
 
+def provider_filter(provider: str | None, caller: Caller | None) -> str | None:
+    """The ``provider`` filter as an account id: ``me`` is the caller (401 without one).
+    Another party's id needs nothing more: the list shows only what the caller may see
+    (that party's public assets; its drafts to staff alone)."""
+    if provider != "me":
+        return provider
+    if caller is None:
+        raise NotAuthenticated("provider=me needs 'Authorization: Bearer <token>'", kind="missing-token")
+    return caller.id
+
+
 async def list_assets(
     session: AsyncSession, caller: Caller | None, *, status: str | None, provider: str | None, grade: str | None,
     category: str | None, limit: int, cursor: str | None,
 ) -> dict[str, Any]:
+    """A page of the assets ``caller`` may see; ``provider`` an account id or ``me``
+    (``provider_filter``), ``category`` an id of the list (else 422)."""
+    provider = provider_filter(provider, caller)
+    categories.check(category)
     query = select(Asset).where(access.visible_assets(caller))
     for column, value in ((Asset.status, status), (Asset.provider_id, provider), (Asset.grade, grade),
                           (Asset.category, category)):

@@ -1,4 +1,4 @@
-"""Registration certificates (数据资产登记证书, DESIGN §4.1; LEDGER.md §6): the document,
+"""Registration certificates (数据资产登记证书, DESIGN §4.1; docs/LEDGER.md §6): the document,
 its ledger entry, and the bundle that verifies offline."""
 
 import base64

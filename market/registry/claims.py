@@ -4,7 +4,7 @@ newest content, the automatic gates, and submission for review.
 The claim is kept on the revision it claims, never over the registered one: a change
 under review (or rejected) leaves the registration's rights, claim, key, signature and
 content exactly as they were. On the ledger a claim is its ``document_sha256`` with the
-signature and key id (LEDGER.md §2); the document itself is in the certificate.
+signature and key id (docs/LEDGER.md §2); the document itself is in the certificate.
 """
 
 import json

@@ -85,7 +85,7 @@ async def record_upload(
                         merkle_root=stored.merkle_root, chunk_size=stored.chunk_size, created_at=ctx.now)
     session.add(rev)
     # The commitment is public only once the revision is under notice; until then the
-    # ledger holds its digest (LEDGER.md §2: ids and hashes only).
+    # ledger holds its digest (docs/LEDGER.md §2: ids and hashes only).
     salted = await audit.salted(session, ASSET.subject(asset), ASSET.entry_type("upload"),
                                 {"revision": number, "commitment": commitment_of(rev)})
     await ASSET.move(session, asset, "upload", ctx, {"revision": number, "commitment_salted_sha256": salted},

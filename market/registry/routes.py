@@ -1,14 +1,15 @@
-"""Registry (API.md "Registry"): thin controllers — parse, one service call, commit, present."""
+"""Registry (docs/API.md "Registry"): thin controllers — parse, one service call, commit, present."""
 
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar.datastructures import CacheControlHeader
 from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import idempotency
 from market.core.context import Ctx
-from market.core.errors import Unprocessable
+from market.core.errors import NotFound, Unprocessable
 from market.core.ids import new_id
 from market.core.memo import remembered
 from market.core.pagination import DEFAULT_LIMIT, Page
@@ -16,10 +17,12 @@ from market.core.services import Services
 from market.registry import (
     access,
     assets,
+    categories,
     certificates,
     claims,
     content,
     objections,
+    regions,
     review,
     transfers,
 )
@@ -28,12 +31,15 @@ from market.registry.schemas import (
     AssetRead,
     AssetUpdate,
     CancelRequest,
+    CategoryList,
+    CategoryRead,
     ClaimToSign,
     ContentRead,
     Grade,
     ObjectionCreate,
     ObjectionRead,
     ObjectionResolution,
+    RegionRead,
     ReviewDecision,
     SignedSubmission,
     TransferAccept,
@@ -71,6 +77,7 @@ class AssetController(Controller):
         # Anonymous pages are the same for everyone: answered from memory until any
         # asset changes (market.core.memo says how every process hears of it at once).
         caller = maybe_ctx.caller
+        provider = assets.provider_filter(provider, caller)  # before any memory: provider=me is 401 anonymously
 
         async def build() -> bytes:
             async with services.read_sessionmaker() as db:
@@ -135,7 +142,7 @@ class AssetController(Controller):
     async def objections(self, db: AsyncSession, ctx: Ctx, asset_id: str) -> Page[ObjectionRead]:
         return Page(items=await objections.list_objections(db, ctx, asset_id), next_cursor=None)
 
-    @get("/{asset_id:str}/certificate", summary="Registration certificate bundle (LEDGER.md §6)")
+    @get("/{asset_id:str}/certificate", summary="Registration certificate bundle (docs/LEDGER.md §6)")
     async def certificate(self, services: Services, db: AsyncSession, maybe_ctx: Ctx, asset_id: str) -> dict[str, Any]:
         asset = await access.load(db, asset_id, maybe_ctx.caller)
         return await certificates.registration_certificate(db, services.ledger, asset)
@@ -197,3 +204,29 @@ class TransferController(Controller):
     async def withdraw(self, db: AsyncSession, ctx: Ctx, transfer_id: str) -> None:
         await transfers.withdraw(db, ctx, transfer_id)
         await db.commit()
+
+
+# Reference data: the same for everyone and for a release, so clients may keep it an hour.
+_REFERENCE_CACHE = CacheControlHeader(max_age=3600, public=True)
+
+
+@get("/v1/categories", tags=["registry"], cache_control=_REFERENCE_CACHE,
+     summary="The closed list of asset categories (ids and Chinese and English names)")
+async def list_categories() -> CategoryList:
+    return CategoryList(items=[CategoryRead(**item) for item in categories.listing()])
+
+
+@get("/v1/regions/{code:str}", tags=["registry"], cache_control=_REFERENCE_CACHE,
+     summary="A 行政区划 code (GB/T 2260): its name and its province and prefecture")
+async def get_region(code: str) -> RegionRead:
+    if not regions.is_code(code):
+        raise Unprocessable(f"a 行政区划 code is six digits, got {code!r}", kind="bad-region-code",
+                            extra={"errors": [{"field": "code", "message": "six digits (GB/T 2260)"}]})
+    region = regions.lookup(code)
+    if region is None:
+        raise NotFound(f"no 行政区划 code {code} is known to the market")
+    return RegionRead(code=region.code, name_zh=region.name_zh, province=region.province, city=region.city,
+                      level=region.level, current=region.current)
+
+
+REFERENCE_ROUTES = [list_categories, get_region]

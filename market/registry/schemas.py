@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from market.accounts.schemas import Strict
 from market.core.types import JsonBool
+from market.registry.categories import CategoryId
 
 Grade = Literal["general", "important", "core"]
 PersonalInfo = Literal["none", "deidentified", "anonymized", "identifiable"]
@@ -16,7 +17,7 @@ Tag = Field(min_length=1, max_length=50)
 class AssetCreate(Strict):
     title: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=10_000)
-    category: str = Field(min_length=1, max_length=100)
+    category: CategoryId
     tags: list[str] = Field(default_factory=list, max_length=20)
     grade: Grade
     personal_info: PersonalInfo
@@ -35,7 +36,7 @@ class AssetCreate(Strict):
 class AssetUpdate(Strict):
     title: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=10_000)
-    category: str | None = Field(default=None, min_length=1, max_length=100)
+    category: CategoryId | None = None
     tags: list[str] | None = Field(default=None, max_length=20)
     grade: Grade | None = None
     personal_info: PersonalInfo | None = None
@@ -169,3 +170,22 @@ class TransferRead(BaseModel):
     document: dict
     created_at: datetime
     completed_at: datetime | None
+
+
+class CategoryRead(BaseModel):
+    id: str
+    name_zh: str
+    name_en: str
+
+
+class CategoryList(BaseModel):
+    items: list[CategoryRead]
+
+
+class RegionRead(BaseModel):
+    code: str
+    name_zh: str
+    province: str | None
+    city: str | None  # null for a province, and for a county-level city its province governs directly
+    level: Literal["province", "prefecture", "county"]
+    current: bool  # false: abolished since (kept because older USCCs carry it)

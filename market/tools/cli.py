@@ -343,17 +343,27 @@ def search_reindex() -> None:
 @click.option("--notice-period", default=None, metavar="DURATION",
               help="public notice of the demo's registrations (e.g. 0); default MARKET_NOTICE_PERIOD. "
                    "For a throwaway demo database only")
-def demo(notice_period: str | None) -> None:
-    """Seed a demo exchange (parties, registered assets, listings) through the services; idempotent."""
+@click.option("--trades", default=None, type=click.IntRange(min=0), metavar="N",
+              help="settled orders in the trading history (default 360; 0: none)")
+@click.option("--tokens", "show_tokens", is_flag=True,
+              help="print every demo party's name, roles and token again (from the data directory); changes nothing")
+def demo(notice_period: str | None, trades: int | None, show_tokens: bool) -> None:
+    """Seed a demo exchange (parties, registered assets, listings, a regulator, months of
+    trading) through the services; idempotent. With --tokens, print the demo's tokens."""
     from market.core.config import parse_duration
-    from market.demo.seed import DemoRefused, report, seed
+    from market.demo.seed import TRADES, DemoRefused, report, seed, tokens
 
     try:
+        if show_tokens:
+            click.echo("\n".join(tokens(_settings())))
+            return
         notice = None if notice_period is None else parse_duration(notice_period)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--notice-period") from None
+    except DemoRefused as exc:
+        raise click.ClickException(str(exc)) from None
     try:
-        summary = _run(seed(_settings(), notice))
+        summary = _run(seed(_settings(), notice, TRADES if trades is None else trades))
     except DemoRefused as exc:
         raise click.ClickException(str(exc)) from None
     click.echo("\n".join(report(summary)))

@@ -9,7 +9,7 @@ the commitment the market signed into the contract (交易凭证).
 - ``--verify`` also checks the order's delivery receipts (``GET /v1/orders/{id}/deliveries``):
   each receipt whose batch is on the ledger must prove, with its RFC 9162 inclusion
   proof, to be a leaf of the Merkle root in its batch's ``delivery.sent`` document, and
-  that document's bundle must verify (LEDGER.md §6) with the log key (``--vkey``, else
+  that document's bundle must verify (docs/LEDGER.md §6) with the log key (``--vkey``, else
   the market's ``/v1/ledger/key``). Receipts whose batch is still open are counted as
   pending (the latest download's, until the batch's window passes).
 - ``--range A-B``: only the chunks covering bytes A..B are fetched, each checked

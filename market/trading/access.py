@@ -1,4 +1,4 @@
-"""Who may see and act on an order (API.md "Orders").
+"""Who may see and act on an order (docs/API.md "Orders").
 
 An order is seen by its buyer, the listing's holder and staff; anyone else gets 404.
 A dispute is seen by whoever may see its order.

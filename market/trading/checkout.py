@@ -1,4 +1,4 @@
-"""Card payments around the order's transactions (API.md "Orders", payments).
+"""Card payments around the order's transactions (docs/API.md "Orders", payments).
 
 The gateway is called outside any database transaction, with an idempotency key
 derived from the order, so a retried request (or a replayed ``Idempotency-Key``) finds

@@ -1,4 +1,4 @@
-"""Delivery (API.md "Orders": content and proofs): the buyer of an active order receives
+"""Delivery (docs/API.md "Orders": content and proofs): the buyer of an active order receives
 the data, decrypted and streamed, and can prove any chunk of it against the Merkle root
 in the registration certificate and the contract.
 

@@ -1,4 +1,4 @@
-"""Delivery routes (API.md "Orders"): the content of an order, streamed, and the Merkle
+"""Delivery routes (docs/API.md "Orders"): the content of an order, streamed, and the Merkle
 proof of any chunk of it. The rules are in ``market.trading.delivery``."""
 
 from collections.abc import Iterable

@@ -1,4 +1,4 @@
-"""Disputes (API.md "Orders"): a buyer's complaint about a settled order, and the
+"""Disputes (docs/API.md "Orders"): a buyer's complaint about a settled order, and the
 operator's resolution — a refund, or a rejection. Services never commit; the route does.
 
 Opening (the order's buyer only: 404 for strangers, 403 for the holder and staff):

@@ -1,4 +1,4 @@
-"""Confidential, publicly committed trade entries (LEDGER.md §2).
+"""Confidential, publicly committed trade entries (docs/LEDGER.md §2).
 
 Each trade event's document — parties, listing, plan, terms hash, purpose, amounts,
 range… plus a ``salt`` of 32 random bytes — is kept in ``trade_documents``; the public

@@ -1,4 +1,4 @@
-"""Disputes, refunds, provider statements and payouts (API.md "Orders"): thin
+"""Disputes, refunds, provider statements and payouts (docs/API.md "Orders"): thin
 controllers — parse, one service call, commit, present.
 
     POST /v1/orders/{id}/disputes        the buyer, within MARKET_DISPUTE_WINDOW → 201

@@ -1,4 +1,4 @@
-"""Placing an order through its gates, approvals and cancellation (API.md "Orders");
+"""Placing an order through its gates, approvals and cancellation (docs/API.md "Orders");
 never commits.
 
 Gates, each with its own problem type and nothing changed: a verified buyer (403); a

@@ -1,4 +1,4 @@
-"""Per-chunk inclusion proofs of delivered content (API.md ``GET /v1/orders/{id}/content/proof``).
+"""Per-chunk inclusion proofs of delivered content (docs/API.md ``GET /v1/orders/{id}/content/proof``).
 
 RFC 9162 inclusion proof of chunk N in the Merkle tree whose root is in the
 registration certificate, so a buyer can check any range of a large asset against the

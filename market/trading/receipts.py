@@ -4,7 +4,7 @@ Every download ends in a receipt (order, revision, ``range`` [first, last], ``by
 ``sha256`` of the bytes handed to the connection, ``sent_at``; ``requested`` when fewer
 were sent than asked), kept in ``deliveries``. The log grows with time, not with
 requests: an order's receipts gather in an open batch (``delivery_batches``), and the
-batch goes on the ledger as ONE confidential ``delivery.sent`` entry (LEDGER.md §2: the
+batch goes on the ledger as ONE confidential ``delivery.sent`` entry (docs/LEDGER.md §2: the
 public entry holds only the salted document's ``document_sha256``) when it closes —
 once it holds ``MARKET_DELIVERY_RECEIPT_BATCH`` receipts (in the transaction of the
 receipt that fills it), or when the clock finds it open longer than
@@ -15,7 +15,7 @@ The batch document: ``order``, ``receipts`` (count), ``bytes`` (sum), ``first_se
 ``last_sent_at`` and ``merkle_root``: the RFC 9162 root (hex) of the tree whose leaf
 ``i`` is the UTF-8 RFC 8785 canonical JSON of receipt ``i`` (``deliveries.position``).
 So a buyer proves any range it received with the receipt, its inclusion proof into the
-root, and the batch's bundle (LEDGER.md §6): ``GET /v1/orders/{id}/deliveries``.
+root, and the batch's bundle (docs/LEDGER.md §6): ``GET /v1/orders/{id}/deliveries``.
 
 Concurrency: both writers of a batch (a receipt, the clock) first lock the order's row
 on PostgreSQL (``FOR UPDATE``), so an order has one open batch and a closed batch never
@@ -153,7 +153,7 @@ async def listing(session: AsyncSession, log: Log, order: Order, limit: int, cur
     (once the batch is closed) the ``inclusion_proof`` of its leaf into the batch's
     ``merkle_root``; ``batches`` holds each batch named on the page: ``status``,
     ``receipts``, ``merkle_root`` and, once closed, the ``bundle`` of its ``delivery.sent``
-    entry (LEDGER.md §6: the document holds the root). Receipts recorded before batches
+    entry (docs/LEDGER.md §6: the document holds the root). Receipts recorded before batches
     existed have ``batch`` null (each has a ledger entry of its own)."""
     check_limit(limit)
     query = select(Delivery).where(col(Delivery.order_id) == order.id).order_by(col(Delivery.id))

@@ -1,4 +1,4 @@
-"""Orders (API.md "Orders"): thin controllers — parse, one service call, commit, present."""
+"""Orders (docs/API.md "Orders"): thin controllers — parse, one service call, commit, present."""
 
 from typing import Annotated, Any, Literal
 
@@ -118,7 +118,7 @@ class OrderController(Controller):
         order = await db.get_one(Order, order_id, populate_existing=True)
         return order_read(order, ctx.user, bank_account=ctx.settings.bank_account)
 
-    @get("/{order_id:str}/contract", summary="The contract (交易凭证) bundle, once settled (LEDGER.md §6)")
+    @get("/{order_id:str}/contract", summary="The contract (交易凭证) bundle, once settled (docs/LEDGER.md §6)")
     async def contract(self, services: Services, db: AsyncSession, ctx: Ctx, order_id: str) -> dict[str, Any]:
         order = await access.load(db, order_id, ctx.user)
         return await settlement.contract_bundle(db, services.ledger, order)

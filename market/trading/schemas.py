@@ -1,4 +1,4 @@
-"""Request and response shapes of trading (API.md "Orders")."""
+"""Request and response shapes of trading (docs/API.md "Orders")."""
 
 from datetime import datetime
 from typing import Any, Literal

@@ -6,7 +6,7 @@ the listing is still orderable and the order's provider still its holder (DESIGN
 invariant 8: no money moves for what a regulator stopped); an order that cannot be
 settled is ended with the reason, and money received for it goes back (``returns``).
 
-The contract is the document of the ``trade.settled`` entry (LEDGER.md §6): its salted
+The contract is the document of the ``trade.settled`` entry (docs/LEDGER.md §6): its salted
 hash is on the public log, and the parties get it as a bundle that verifies offline
 with ``python -m ledger verify-bundle``.
 """
@@ -28,7 +28,7 @@ from market.core import signing
 from market.core.context import Ctx
 from market.core.errors import Conflict, InvalidTransition, Unprocessable
 from market.core.events import OrderSettled
-from market.core.money import Money
+from market.core.money import Money, human
 from market.core.types import rfc3339
 from market.listings import access as listing_access
 from market.listings.models import Listing
@@ -194,8 +194,8 @@ async def record_bank_payment(session: AsyncSession, ctx: Ctx, order_id: str, re
     if order.status != OrderStatus.cancelled:
         ORDER.check(order, "settle")
     if (amount.amount, amount.currency) != (order.price, order.currency):
-        raise Unprocessable(f"the transfer of {amount.amount} {amount.currency} does not equal the price "
-                            f"{order.price} {order.currency}", kind="amount-mismatch")
+        raise Unprocessable(f"the transfer of {amount.human()} does not equal the price "
+                            f"{human(order.price, order.currency)}", kind="amount-mismatch")
     if order.status == OrderStatus.cancelled:
         why = order.status_reason or "the order was cancelled"
     else:
@@ -208,7 +208,7 @@ async def record_bank_payment(session: AsyncSession, ctx: Ctx, order_id: str, re
     await returns.owe(session, ctx, order, f"bank:{reference}", amount, cause="not-settleable")
     raise Ended(NotSettleable(
         f"order {order_id} cannot be settled ({why}); it is cancelled and the transfer {reference} of "
-        f"{amount.amount} {amount.currency} is recorded as owed back to the buyer", extra={"reason": why}))
+        f"{amount.human()} is recorded as owed back to the buyer", extra={"reason": why}))
 
 
 async def payment_failed(session: AsyncSession, ctx: Ctx, order: Order, failure_code: str | None) -> None:

@@ -1,4 +1,4 @@
-"""Provider statements and payouts (清结算, API.md "Orders"). Services never commit.
+"""Provider statements and payouts (清结算, docs/API.md "Orders"). Services never commit.
 
 A statement is for one provider and one calendar month (UTC, ``YYYY-MM``), per
 currency, in integer minor units (fen) — nothing is rounded, so it adds up exactly:
@@ -42,7 +42,7 @@ from market.accounts.schemas import Role
 from market.core.context import Ctx
 from market.core.errors import NotFound, Unprocessable
 from market.core.ids import new_id
-from market.core.money import Money
+from market.core.money import Money, human
 from market.trading import documents, notices
 from market.trading.models import Order, Payout
 from market.trading.schemas import PayoutCreate, PayoutRead
@@ -178,8 +178,8 @@ async def record_payout(session: AsyncSession, ctx: Ctx, data: PayoutCreate) -> 
     await session.execute(select(col(Account.id)).where(col(Account.id) == account.id).with_for_update())
     due = due_of(await statement(session, account.id, data.period), currency)
     if amount > due:
-        raise Unprocessable(f"{amount} {currency} exceeds what is due to {account.id} for {data.period}: "
-                            f"{due} {currency}", kind="payout-exceeds-due",
+        raise Unprocessable(f"{human(amount, currency)} exceeds what is due to {account.id} for {data.period}: "
+                            f"{human(due, currency)}", kind="payout-exceeds-due",
                             extra={"due": {"amount": due, "currency": currency}})
     payout = Payout(id=new_id("pay"), provider_id=account.id, period=data.period, currency=currency, amount=amount,
                     reference=data.reference, recorded_by=ctx.user.id, created_at=ctx.now)

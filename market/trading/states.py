@@ -1,12 +1,12 @@
 """Statuses of orders and disputes and their transition tables (pure data).
 
-API.md "Orders": ``pending_approval → awaiting_payment → active → expired``, with
+docs/API.md "Orders": ``pending_approval → awaiting_payment → active → expired``, with
 ``rejected``, ``cancelled``, ``payment_failed`` (retryable) and ``refunded`` as exits.
 An order needing no approval starts awaiting payment; a free one is settled at once.
 Settlement (payment confirmed) writes the contract and makes the order ``active`` in one
 transaction. A dispute is its own object: ``open → refunded | rejected``.
 
-Every entry is confidential (LEDGER.md §2): the machines write none themselves; the
+Every entry is confidential (docs/LEDGER.md §2): the machines write none themselves; the
 services append ``trade.*`` entries holding only the salted document hash
 (``market.trading.documents``).
 """

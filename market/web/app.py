@@ -23,7 +23,7 @@ from market.core import db
 from market.core.clock import Clock
 from market.core.config import Settings
 from market.core.context import Ctx
-from market.core.errors import PROBLEM_JSON, DomainError, NotAuthenticated, ledger_problem, problem
+from market.core.errors import PROBLEM_JSON, DomainError, NotAuthenticated, absolute_type, ledger_problem, problem
 from market.core.logs import configure_logging, log, request_context_middleware
 from market.core.services import Services
 from market.listings.routes import ListingController, dcat_catalog
@@ -32,32 +32,40 @@ from market.oversight.action_routes import ACTION_ROUTES
 from market.oversight.dashboard import dashboard_router
 from market.oversight.document_routes import oversight_documents
 from market.oversight.stats_routes import STATS_ROUTES
-from market.registry.routes import AssetController, ObjectionController, TransferController
+from market.registry.routes import REFERENCE_ROUTES, AssetController, ObjectionController, TransferController
 from market.trading.delivery_routes import order_content, order_content_proof, order_deliveries
 from market.trading.money_routes import MONEY_ROUTES
 from market.trading.routes import OrderController, order_document, stripe_webhook
 from market.web import openapi
 from market.web.auth import Caller, provide_caller, provide_optional_caller
+from market.web.docs import doc_page
+from market.web.head import answer_head
+from market.web.index import market_index
 from market.web.ledger_routes import LedgerController, TlogController
+from market.web.links import public_base
+from market.web.problems import PROBLEM_ROUTES
 from market.web.ratelimit import rate_limit_middleware
 from market.web.requests import MarketRequest
 from market.wiring.services import close_services, open_services
 from market.wiring.tasks import run_background
 
 
-def _problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
-    return Response(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
+def _problem_response(request: Request, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
+    """The problem document, its type made absolute (``<base URL>/problems/<kind>``, a
+    page that says what it means: ``market.web.problems``)."""
+    return Response(absolute_type(body, public_base(request)), status_code=body["status"], media_type=PROBLEM_JSON,
+                    headers=headers)
 
 
 def handle_domain_error(request: Request, exc: DomainError) -> Response[Any]:
-    return _problem_response(exc.problem(instance=request.url.path), exc.headers)
+    return _problem_response(request, exc.problem(instance=request.url.path), exc.headers)
 
 
 def handle_ledger_error(request: Request, exc: LedgerError) -> Response[Any]:
     body = ledger_problem(exc, instance=request.url.path)
     if body["status"] >= 500:
         log.exception("ledger error", path=request.url.path)
-    return _problem_response(body)
+    return _problem_response(request, body)
 
 
 def handle_validation_error(request: Request, exc: ValidationException) -> Response[Any]:
@@ -66,10 +74,12 @@ def handle_validation_error(request: Request, exc: ValidationException) -> Respo
         if isinstance(item, dict):
             errors.append({"field": item.get("key") or item.get("source") or "body", "message": item.get("message", "")})
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or (exc.detail or "invalid request")
-    return _problem_response(problem(422, "validation-error", "Invalid request", detail, errors=errors, instance=request.url.path))
+    return _problem_response(request, problem(422, "validation-error", "Invalid request", detail, errors=errors,
+                                              instance=request.url.path))
 
 
-_HTTP_KINDS = {400: "bad-request", 401: "not-authenticated", 403: "forbidden", 404: "not-found",
+# The kinds of the framework's own HTTP errors (routing, bodies); any other status is http-error.
+HTTP_KINDS = {400: "bad-request", 401: "not-authenticated", 403: "forbidden", 404: "not-found",
                405: "method-not-allowed", 413: "too-large", 415: "unsupported-media-type", 429: "too-many-requests"}
 
 
@@ -77,18 +87,18 @@ def handle_http_error(request: Request, exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     if status == 400 and (isinstance(exc.__cause__, SerializationException) or "json" in (exc.detail or "").lower()):
         # A body that does not decode (malformed, truncated) is a validation error.
-        return _problem_response(problem(422, "validation-error", "Invalid request", exc.detail, errors=[],
-                                         instance=request.url.path))
+        return _problem_response(request, problem(422, "validation-error", "Invalid request", exc.detail, errors=[],
+                                                  instance=request.url.path))
     # Keep the exception's headers: a 405 carries Allow (RFC 9110 §15.5.6).
-    return _problem_response(problem(status, _HTTP_KINDS.get(status, "http-error"), exc.detail or "Error",
-                                     exc.detail or "", instance=request.url.path), headers=exc.headers or None)
+    return _problem_response(request, problem(status, HTTP_KINDS.get(status, "http-error"), exc.detail or "Error",
+                                              exc.detail or "", instance=request.url.path), headers=exc.headers or None)
 
 
 def handle_crash(request: Request, exc: Exception) -> Response[Any]:
     log.exception("unhandled error", path=request.url.path)
-    return _problem_response(problem(500, "internal-error", "Internal error",
-                                     "the server failed to handle this request; it has been logged",
-                                     instance=request.url.path))
+    return _problem_response(request, problem(500, "internal-error", "Internal error",
+                                              "the server failed to handle this request; it has been logged",
+                                              instance=request.url.path))
 
 
 def exact_allow_middleware(app: Any) -> Any:
@@ -164,7 +174,7 @@ async def health() -> dict[str, str]:
 
 
 @get("/ready", media_type=MediaType.JSON, tags=["operations"])
-async def ready(state: State) -> Response[Any]:
+async def ready(request: Request, state: State) -> Response[Any]:
     """The database is reachable and its schema is at the newest migration."""
     try:
         async with state.services.read_engine.connect() as conn:
@@ -172,9 +182,10 @@ async def ready(state: State) -> Response[Any]:
         current = await db.migrations_current(state.services.read_engine)
     except Exception as exc:  # noqa: BLE001 - any database failure means not ready
         log.warning("not ready", error=type(exc).__name__)
-        return _problem_response(problem(503, "not-ready", "Not ready", "the database is not reachable"))
+        return _problem_response(request, problem(503, "not-ready", "Not ready", "the database is not reachable"))
     if not current:
-        return _problem_response(problem(503, "not-ready", "Not ready", "database migrations are not current; run 'market db upgrade'"))
+        return _problem_response(request, problem(503, "not-ready", "Not ready",
+                                                  "database migrations are not current; run 'market db upgrade'"))
     return Response({"status": "ready"})
 
 
@@ -236,8 +247,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
 
     app = Litestar(
         route_handlers=[
-            health, ready, metrics, AccountController, LedgerController, TlogController, AssetController,
-            ObjectionController, TransferController, ListingController, dcat_catalog,
+            market_index, health, ready, metrics, doc_page, *PROBLEM_ROUTES, AccountController, LedgerController,
+            TlogController, AssetController, ObjectionController, TransferController, *REFERENCE_ROUTES,
+            ListingController, dcat_catalog,
             OrderController, order_document, stripe_webhook, order_content, order_content_proof, order_deliveries,
             *MONEY_ROUTES, oversight_documents, *STATS_ROUTES, *ACTION_ROUTES, dashboard_router(),
             openapi.assets_router(), *NOTIFICATION_ROUTES,
@@ -266,6 +278,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         debug=False,
     )
     openapi.refine(app)
+    # Before the router: HEAD is answered as GET without a body on every route (market.web.head).
+    app.asgi_handler = answer_head(app.asgi_handler)
     return app
 
 

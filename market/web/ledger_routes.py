@@ -1,4 +1,4 @@
-"""Ledger HTTP (API.md "Ledger"; LEDGER.md §5 tiles): public, read-only but for cosignatures."""
+"""Ledger HTTP (docs/API.md "Ledger"; docs/LEDGER.md §5 tiles): public, read-only but for cosignatures."""
 
 import base64
 import hashlib
@@ -21,7 +21,7 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 # How old the checkpoint served from memory may be. Every process refreshes it each
 # integration round (MARKET_LEDGER_INTEGRATE_INTERVAL, 0.2 s by default); a request
 # finding it older reads the database. With the integrator's interval this keeps the
-# promise that an appended entry shows in the checkpoint within 1 s (API.md), whichever
+# promise that an appended entry shows in the checkpoint within 1 s (docs/API.md), whichever
 # process integrated it.
 CHECKPOINT_MAX_AGE = 0.5
 

@@ -46,6 +46,7 @@ from pydantic import BaseModel
 from market import __version__
 from market.core import idempotency
 from market.core.errors import PROBLEM_JSON
+from market.registry.categories import IDS as CATEGORY_IDS
 
 DOCS_PATH = "/schema"
 ASSETS_PATH = "/schema/assets"
@@ -102,7 +103,9 @@ PROPERTY_RULES: dict[tuple[str, str], dict[str, Any]] = {
     ("AssetCreate", "tags"): {"items": _TAG},
     ("AssetUpdate", "tags"): {"items": _TAG, "non-null": True},
     **{("AssetUpdate", name): {"non-null": True} for name in (
-        "title", "description", "category", "grade", "personal_info", "export_allowed", "source", "format")},
+        "title", "description", "grade", "personal_info", "export_allowed", "source", "format")},
+    ("AssetCreate", "category"): {"enum": list(CATEGORY_IDS)},
+    ("AssetUpdate", "category"): {"enum": list(CATEGORY_IDS), "non-null": True},
 }
 # Rules between members: (component) -> JSON Schema keywords added to the object.
 MODEL_RULES: dict[str, dict[str, Any]] = {

@@ -1,4 +1,4 @@
-"""Rate limits (API.md "Conventions"): 429 with ``Retry-After`` when a caller sends too much.
+"""Rate limits (docs/API.md "Conventions"): 429 with ``Retry-After`` when a caller sends too much.
 
 Two limits, both fixed windows, both settings (``0`` turns one off):
 

@@ -155,7 +155,7 @@ def test_bundle_bad_input(tmp_path, capsys):
 
 
 def test_an_error_response_saved_as_a_bundle_is_not_called_invalid(tmp_path, capsys):
-    problem = {"type": "https://market.example/problems/not-found", "title": "Not found", "status": 404,
+    problem = {"type": "https://exchange.example/problems/not-found", "title": "Not found", "status": 404,
                "detail": "no asset ast_1", "instance": "/v1/assets/ast_1/certificate"}
     report = verify_bundle(json.dumps(problem), S.vkey)
     assert report.status == "not-a-bundle"
@@ -491,9 +491,9 @@ class RefusingMarket(FakeMarket):
 @pytest.mark.parametrize(
     ("status", "problem", "says"),
     [
-        (422, {"type": "https://market.example/problems/bad-cosignature", "title": "Unprocessable request",
+        (422, {"type": "https://exchange.example/problems/bad-cosignature", "title": "Unprocessable request",
                "detail": "note has no signature by a known key"}, "MARKET_LEDGER_WITNESSES"),
-        (409, {"type": "https://market.example/problems/unknown-checkpoint", "title": "Conflict",
+        (409, {"type": "https://exchange.example/problems/unknown-checkpoint", "title": "Conflict",
                "detail": "the market never signed a checkpoint of size 3 with this root"}, "run the witness again"),
         (502, None, "try again later"),
     ],

@@ -57,7 +57,7 @@ async def entries(client: Any, listing_id: str) -> list[dict[str, Any]]:
 
 
 def terms_sha256(listing: dict[str, Any]) -> str:
-    """The digest API.md defines, recomputed from a listing as its holder reads it."""
+    """The digest docs/API.md defines, recomputed from a listing as its holder reads it."""
     plans = [{k: v for k, v in p.items() if v is not None} for p in listing["plans"]]
     return hashlib.sha256(rfc8785.dumps({"plans": plans, "licence": listing["licence"]})).hexdigest()
 

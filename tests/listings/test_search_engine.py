@@ -121,23 +121,23 @@ class Doc:
 
 
 CORPUS: dict[str, Doc] = {
-    "sz_traffic": Doc("深圳交通出行数据", "交通", summary="城市出行", purposes=",research,", price=5000),
-    "sz_bus": Doc("深圳 Bus routes 2024", "交通", grade="important", models=",subscription,",
+    "sz_traffic": Doc("深圳交通出行数据", "transport", summary="城市出行", purposes=",research,", price=5000),
+    "sz_bus": Doc("深圳 Bus routes 2024", "transport", grade="important", models=",subscription,",
                   purposes=",statistics,", price=20000),
-    "sh_metro": Doc("Shanghai metro route map", "交通", models=",free,", price=0, provider=P2),
-    "bj_freight": Doc("北京东路货运轨迹", "物流", models=",one_time,subscription,", price=12000, provider=P2),
-    "jd_logistics": Doc("京东物流时效", "物流", grade="core", purposes=",research,statistics,", price=30000),
-    "power_load": Doc("华东用电负荷预测", "能源", grade="important", models=",subscription,", price=8000,
+    "sh_metro": Doc("Shanghai metro route map", "transport", models=",free,", price=0, provider=P2),
+    "bj_freight": Doc("北京东路货运轨迹", "logistics", models=",one_time,subscription,", price=12000, provider=P2),
+    "jd_logistics": Doc("京东物流时效", "logistics", grade="core", purposes=",research,statistics,", price=30000),
+    "power_load": Doc("华东用电负荷预测", "energy", grade="important", models=",subscription,", price=8000,
                       keywords="电力 能源", provider=P2),
-    "charging": Doc("新能源充电", "能源", models=",free,", price=0),
-    "weather_title": Doc("降水预报 气象", "气象", price=3000),
-    "weather_desc": Doc("城市降水预报", "气象", models=",subscription,", price=3000, description="包含气象站点"),
-    "clinic_a": Doc("门诊统计", "医疗", grade="core", models=",free,", price=0),
-    "clinic_b": Doc("门诊统计", "医疗", grade="core", models=",free,", price=0),
-    "private_credit": Doc("企业信用评分", "企业信用", models=",", price=PRICE_NONE, public=False,
+    "charging": Doc("新能源充电", "energy", models=",free,", price=0),
+    "weather_title": Doc("降水预报 气象", "weather", price=3000),
+    "weather_desc": Doc("城市降水预报", "weather", models=",subscription,", price=3000, description="包含气象站点"),
+    "clinic_a": Doc("门诊统计", "healthcare", grade="core", models=",free,", price=0),
+    "clinic_b": Doc("门诊统计", "healthcare", grade="core", models=",free,", price=0),
+    "private_credit": Doc("企业信用评分", "enterprise_credit", models=",", price=PRICE_NONE, public=False,
                           private_to=f",{BUYER},"),
-    "unlisted_credit": Doc("企业信用评分 备份", "企业信用", price=100, listed=False, provider=P2),
-    "usd_credit": Doc("Credit score", "企业信用", price=700, currency="USD", provider=P2),
+    "unlisted_credit": Doc("企业信用评分 备份", "enterprise_credit", price=100, listed=False, provider=P2),
+    "usd_credit": Doc("Credit score", "enterprise_credit", price=700, currency="USD", provider=P2),
 }
 
 
@@ -406,7 +406,7 @@ def reference(p: dict[str, Any], names: set[str] = ANONYMOUS_VISIBLE) -> tuple[s
 
 FILTERS: list[dict[str, Any]] = [
     {},
-    {"category": "交通"},
+    {"category": "transport"},
     {"grade": "important"},
     {"provider": P2},
     {"model": "subscription"},
@@ -418,8 +418,8 @@ FILTERS: list[dict[str, Any]] = [
     {"min_price": 3000, "max_price": 12000},
     {"min_price": 0, "max_price": 0},
     {"currency": "USD"},
-    {"category": "交通", "model": "one_time"},
-    {"category": "物流", "grade": "general", "model": "subscription"},
+    {"category": "transport", "model": "one_time"},
+    {"category": "logistics", "grade": "general", "model": "subscription"},
     {"grade": "core", "model": "free", "provider": P1},
 ]
 
@@ -434,20 +434,20 @@ async def test_filters_facets_and_total(corpus: Store, params: dict[str, Any]) -
 
 
 async def test_each_facet_applies_every_filter_but_its_own(corpus: Store) -> None:
-    result = await corpus.search(category="交通", model="one_time", limit=500)
-    assert await corpus.names(category="交通", model="one_time") == ["sz_traffic"]
+    result = await corpus.search(category="transport", model="one_time", limit=500)
+    assert await corpus.names(category="transport", model="one_time") == ["sz_traffic"]
     assert result.total == 1
-    # Categories of the one-time listings; models of the 交通 listings; grades of both.
-    assert result.facets["category"] == {"交通": 1, "物流": 2, "气象": 1, "企业信用": 1}
+    # Categories of the one-time listings; models of the transport listings; grades of both.
+    assert result.facets["category"] == {"transport": 1, "logistics": 2, "weather": 1, "enterprise_credit": 1}
     assert result.facets["model"] == {"one_time": 1, "subscription": 1, "free": 1}
     assert result.facets["grade"] == {"general": 1}
     # With a query, the facets count only matches.
-    result = await corpus.search(q="深圳", category="交通", model="free")
+    result = await corpus.search(q="深圳", category="transport", model="free")
     assert result.total == 0 and result.listing_ids == []
     assert result.facets == {"category": {}, "grade": {}, "model": {"one_time": 1, "subscription": 1}}
     # Filters outside the facets narrow every facet.
     result = await corpus.search(currency="USD")
-    assert result.facets == {"category": {"企业信用": 1}, "grade": {"general": 1}, "model": {"one_time": 1}}
+    assert result.facets == {"category": {"enterprise_credit": 1}, "grade": {"general": 1}, "model": {"one_time": 1}}
 
 
 # -- Sorts ----------------------------------------------------------------------------

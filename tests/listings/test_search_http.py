@@ -51,7 +51,10 @@ async def names(market: Any, **params: Any) -> list[str]:
 
 
 @pytest.mark.parametrize("q, want", [
-    ("交通", ["traffic", "power"]),  # title outranks description
+    ("交通", ["traffic", "bus", "power"]),  # title and category, then category (交通运输), then description
+    ("交通运输", ["bus", "traffic"]),  # the category's Chinese name (equal scores: newest first)
+    ("Transport", ["bus", "traffic"]),  # its id and English name
+    ("气象", ["rain"]),
     ("出行", ["traffic"]),
     ("出行数据", ["traffic"]),
     ("交通出行", ["traffic"]),

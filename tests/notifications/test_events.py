@@ -1,5 +1,5 @@
 """Every event reaches its recipients' inboxes and webhooks, and nobody else's
-(API.md "Notifications and webhooks"): buyers, holders, operators, regulators."""
+(docs/API.md "Notifications and webhooks"): buyers, holders, operators, regulators."""
 
 import re
 from datetime import UTC, datetime, timedelta

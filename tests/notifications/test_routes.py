@@ -1,4 +1,4 @@
-"""The inbox and webhook routes (API.md "Notifications and webhooks"): shapes, owners,
+"""The inbox and webhook routes (docs/API.md "Notifications and webhooks"): shapes, owners,
 404 for others' ids, the address rule, idempotency, mark-read semantics."""
 
 import secrets

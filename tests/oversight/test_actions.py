@@ -1,4 +1,4 @@
-"""Regulators' actions (API.md "Oversight"): roles, targets, effects at once on search,
+"""Regulators' actions (docs/API.md "Oversight"): roles, targets, effects at once on search,
 ordering, delivery and the API; the revocation served as a bundle; the approvals queue;
 the ledger's status."""
 

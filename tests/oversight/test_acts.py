@@ -1,4 +1,4 @@
-"""Regulators' signed acts (API.md "Regulators are not the operator's to make"): every
+"""Regulators' signed acts (docs/API.md "Regulators"): every
 action, approval and alert closure is drafted, signed with a key the regulator's
 authority enrolled, and submitted; each bad submission is refused with its own problem
 type and changes nothing; the act is on the ledger by its hash, key id and signature,

@@ -13,7 +13,7 @@ from market.oversight.alerts import evaluate_once
 from market.trading.models import Order
 from tests.conftest import Parties, Party, assert_problem, random_uscc
 from tests.listings.support import listable_asset, publish
-from tests.registry_support import add_key, ledger_items
+from tests.registry_support import add_key, ledger_items, own_app
 from tests.regulator_acts import act, signed_act
 from tests.trading.support import FREE, buyer, offer, pay_by_bank, place
 
@@ -132,9 +132,14 @@ async def test_wash_trade_within_the_window(client: Any, parties: Parties, opera
     assert [x["id"] for x in await alerts_about(client, regulator, "wash_trade", a.id, b.id)] == [found[0]["id"]]
 
 
-async def test_price_outlier_beyond_the_factor(client: Any, parties: Parties, operator: Party,
-                                               regulator: Party) -> None:
-    category = f"outlier-{secrets.token_hex(4)}"  # a category of this test's own
+async def test_price_outlier_beyond_the_factor(databases: Any, tmp_path: Any) -> None:
+    # A market of its own: the category's median must come from this test's trades alone.
+    async with own_app(databases, tmp_path) as market:
+        await _price_outlier(market.client, market.parties, market.operator, await market.parties.regulator())
+
+
+async def _price_outlier(client: Any, parties: Parties, operator: Party, regulator: Party) -> None:
+    category = "agriculture"
     prices = [1000, 5000, 5001, 200, 199]
     plans = [{"model": "one_time", "price": {"amount": p, "currency": "CNY"}} for p in prices]
     _, listing = await offer(client, parties, operator, plans=plans, asset={"category": category})

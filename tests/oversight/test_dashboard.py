@@ -1,4 +1,4 @@
-"""The regulator's dashboard over HTTP (API.md ``GET /oversight``): sign-in by signing a
+"""The regulator's dashboard over HTTP (docs/API.md ``GET /oversight``): sign-in by signing a
 challenge with the enrolled key into a server-side session, every page in Chinese and
 English, CSRF on every form, forms that carry signed acts and do what the JSON API does
 (the same ledger entries), and a sign-out that ends the session on the server."""

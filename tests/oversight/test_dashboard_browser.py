@@ -3,14 +3,20 @@ key file through the file chooser and signs in (the page signs the challenge wit
 WebCrypto Ed25519; the key never leaves the page), sees the charts and an alert raised by
 the market's clock, freezes an asset from the page (the act drafted and signed in the
 page), and the asset's listing is gone from search; after sign-out the saved cookie is
-refused.
+refused. A second test reads a trading day: names and yuan on the trades page, the CSV
+downloaded through the browser (all trades, then one provider's), a trade, the alerts'
+evidence, the approvals.
 
 Chromium is Debian's (``apt-get install -y chromium fonts-noto-cjk``; ``.ci/run`` does
 it): Playwright's own browser download does not work here. Screenshots are kept under
-pytest's ``tmp_path`` and, when ``MARKET_TEST_ARTIFACTS`` is set, copied there.
+pytest's ``tmp_path`` and, when ``MARKET_TEST_ARTIFACTS`` is set, copied there; the
+trading day's pictures are also copied to ``MARKET_SCREENSHOTS`` when it is set
+(``MARKET_SCREENSHOTS=docs/screenshots`` renews the ones in the docs).
 """
 
 import asyncio
+import csv
+import io
 import os
 import shutil
 import time
@@ -21,8 +27,10 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from market.oversight import trades
 from tests.conftest import Parties, Party, make_settings
 from tests.listings.support import word
+from tests.oversight.test_dashboard_pages import IDS, trading_day
 from tests.serving import serving
 from tests.trading.support import buyer, offer, place
 
@@ -51,16 +59,19 @@ class Shots:
         self.dir.mkdir()
         self.paths: list[Path] = []
 
-    async def take(self, page: Any, name: str) -> None:
+    async def take(self, page: Any, name: str, keep: bool = False) -> None:
+        """A full-page screenshot; ``keep``: one of the pictures of docs/screenshots, also
+        copied to ``MARKET_SCREENSHOTS`` when it is set."""
         path = self.dir / f"oversight-{name}.png"
         await page.screenshot(path=str(path), full_page=True)
         self.paths.append(path)
-        target = os.environ.get("MARKET_TEST_ARTIFACTS")
-        if target:
-            Path(target).mkdir(parents=True, exist_ok=True)
-            copied = Path(target) / path.name
-            shutil.copyfile(path, copied)
-            print(f"screenshot: {copied}")
+        for variable in ("MARKET_TEST_ARTIFACTS", *(("MARKET_SCREENSHOTS",) if keep else ())):
+            target = os.environ.get(variable)
+            if target:
+                Path(target).mkdir(parents=True, exist_ok=True)
+                copied = Path(target) / path.name
+                shutil.copyfile(path, copied)
+                print(f"screenshot: {copied}")
         print(f"screenshot: {path}")
 
 
@@ -96,7 +107,7 @@ async def test_a_regulator_freezes_an_asset_from_the_dashboard(databases: Any, t
                 # Some trades, and a sale of identifiable personal information (an alert).
                 _, pi = await offer(client, parties, operator, asset={"personal_info": "identifiable",
                                                                       "legal_basis": "个人信息主体的单独同意",
-                                                                      "category": "health"})
+                                                                      "category": "healthcare"})
                 who = await buyer(client, parties)
                 await place(client, who, listing)
                 sold = await place(client, who, pi)
@@ -125,7 +136,7 @@ async def test_a_regulator_freezes_an_asset_from_the_dashboard(databases: Any, t
                         # The key never left the page: no request carried the key file.
                         secret = key_file.read_text().split("\n")[1]
                         assert not any(secret in body or "PRIVATE KEY" in body for body in sent)
-                        assert await page.locator(".chart svg").count() == 4
+                        assert await page.locator(".chart svg").count() == 5
                         assert await page.locator("#chart-day svg rect").count() >= 28
                         assert await page.locator("#chart-category svg rect").count() >= 1
                         assert "成交额 Value" in await page.inner_text("main")
@@ -134,7 +145,7 @@ async def test_a_regulator_freezes_an_asset_from_the_dashboard(databases: Any, t
                         await shots.take(page, "2-overview")
 
                         await page.click("text=预警 Alerts")
-                        row = page.locator("tr.alert", has_text=sold["id"])
+                        row = page.locator(f'tr.alert[data-subjects~="{sold["id"]}"]')
                         await row.wait_for()
                         assert await row.get_attribute("data-rule") == "identifiable_pi_sale"
                         await shots.take(page, "3-alerts")
@@ -145,8 +156,8 @@ async def test_a_regulator_freezes_an_asset_from_the_dashboard(databases: Any, t
                         await page.fill("#reason", "核查投诉 checking a complaint")
                         await page.click("#action-form button[type=submit]")
                         await page.wait_for_selector(".notice")
-                        assert listing["asset_id"] in await page.inner_text(".notice")
-                        assert listing["asset_id"] in await page.inner_text("#actions")
+                        assert "冻结资产 Freeze asset ✓" in await page.inner_text(".notice")
+                        assert await page.locator(f'#actions tr[data-target="{listing["asset_id"]}"]').count() == 1
                         await shots.take(page, "4-frozen")
                         assert failed == [], f"requests that failed or left the market: {failed}"
 
@@ -164,5 +175,117 @@ async def test_a_regulator_freezes_an_asset_from_the_dashboard(databases: Any, t
                 assert r.status_code == 200 and r.json()["items"] == [], r.text
                 asset = (await client.get(f"/v1/assets/{listing['asset_id']}", headers=regulator.auth)).json()
                 assert asset["frozen"] is True
+    finally:
+        print("screenshots:", *map(str, shots.paths), sep="\n  ")
+
+
+async def _download(page: Any, selector: str) -> tuple[str, list[dict[str, str]]]:
+    """Click a link that downloads, through the browser's own download; the file's name
+    and its rows."""
+    async with page.expect_download() as started:
+        await page.click(selector)
+    download = await started.value
+    assert await download.failure() is None
+    path = await download.path()
+    text = Path(path).read_bytes().decode("utf-8")
+    assert text.startswith("\ufeff")  # the BOM spreadsheet programs need for Chinese text
+    return download.suggested_filename, list(csv.DictReader(io.StringIO(text[1:])))
+
+
+async def test_a_regulator_reads_the_trades_and_downloads_them(databases: Any, tmp_path_factory: Any,
+                                                               tmp_path: Path) -> None:
+    async_playwright = _browser_or_skip()
+    settings = make_settings(tmp_path_factory.mktemp("dashboard-trades"), await databases.new())
+    shots = Shots(tmp_path)
+    try:
+        async with serving(settings, MARKET_CLOCK_INTERVAL="1", MARKET_ORDER_BURST_COUNT="2") as served:
+            base, token = served.base, served.operator_token
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                me = (await client.get("/v1/accounts/me", headers={"Authorization": f"Bearer {token}"})).json()
+                operator = Party(me["id"], token, me)
+                parties = Parties(client, settings, operator)  # type: ignore[arg-type]
+                day = await trading_day(client, parties, operator)
+                regulator = await parties.regulator("国家数据局监管处")
+                key_file = tmp_path / "regulator.pem"
+                key_file.write_bytes(regulator.key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+                await _alert_raised(client, regulator, day.pi_sale["id"])
+                everything = {day.paid["id"], day.free["id"], day.pi_sale["id"], day.waiting["id"],
+                              day.related_order["id"]}
+
+                async with async_playwright() as p:
+                    browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+                    try:
+                        page = await browser.new_page(viewport={"width": 1440, "height": 900}, locale="zh-CN",
+                                                      accept_downloads=True)
+                        failed: list[str] = []
+                        # A navigation that becomes a download is "aborted" as a page load: not a failure.
+                        page.on("requestfailed", lambda req: None if "/oversight/trades.csv" in req.url
+                                and req.failure == "net::ERR_ABORTED" else failed.append(f"{req.failure} {req.url}"))
+                        page.on("response", lambda res: failed.append(f"{res.status} {res.url}")
+                                if res.status >= 400 else None)
+                        await page.goto(f"{base}/oversight")
+                        async with page.expect_file_chooser() as chosen:
+                            await page.click("#key-file")
+                        await (await chosen.value).set_files(str(key_file))
+                        await page.click("#signin-form button[type=submit]")
+                        await page.wait_for_selector("#chart-provider svg")
+                        providers = await page.inner_text("#chart-provider")
+                        assert "深圳交通数据有限公司" in providers and "杭州健康医疗数据有限公司" in providers
+                        assert "8,800.00 CNY" in await page.inner_text("#total-value")
+                        # The page uses the whole width of the window.
+                        width = await page.evaluate("document.querySelector('main').getBoundingClientRect().width")
+                        assert width >= 1400, width
+                        await shots.take(page, "trades-1-overview", keep=True)
+
+                        await page.click("nav >> text=交易 Trades")
+                        await page.wait_for_selector("#trades")
+                        shown = await page.inner_text("main")
+                        for name in ("深圳交通数据有限公司", "上海数据科技有限公司", "北京城市规划研究院",
+                                     "深圳公交刷卡数据 2026Q3", "杭州门诊就诊记录"):
+                            assert name in shown, name
+                        assert IDS.search(shown) is None, IDS.search(shown)  # names, not ids
+                        assert "8,800.00 CNY" in shown and "440.00 CNY" in shown and "15,000.00 CNY" in shown
+                        assert "880000" not in shown and "UTC+08:00" in shown  # the default zone
+                        assert await page.locator("tr.trade").count() == len(everything)
+                        await shots.take(page, "trades-2-trades", keep=True)
+
+                        # The CSV of what the page shows, downloaded by the browser with the session.
+                        name, rows = await _download(page, "#csv-download")
+                        assert name == "trades.csv"
+                        assert rows and list(rows[0]) == list(trades.COLUMNS)
+                        assert {r["id"] for r in rows} == everything
+                        paid = next(r for r in rows if r["id"] == day.paid["id"])
+                        assert paid["provider_name"] == "深圳交通数据有限公司" and paid["status"] == "active"
+
+                        # One provider's trades: its name links to them; the CSV follows the filter.
+                        await page.locator("#trades a", has_text="杭州健康医疗数据有限公司").first.click()
+                        await page.wait_for_url(f"**/oversight/trades?provider={day.health.id}")
+                        assert await page.locator("tr.trade").count() == 1
+                        _, rows = await _download(page, "#csv-download")
+                        assert [r["id"] for r in rows] == [day.pi_sale["id"]]
+
+                        # The trade itself, its alert's evidence in words.
+                        await page.locator("tr.trade a").first.click()
+                        await page.wait_for_selector("#trade")
+                        sentences = " ".join(await page.locator(".evidence .sentence").all_inner_texts())
+                        assert "含可识别个人信息" in sentences and "上海数据科技有限公司" in sentences
+                        await shots.take(page, "trades-3-trade", keep=True)
+
+                        await page.click("nav >> text=预警 Alerts")
+                        await page.locator(f'tr.alert[data-subjects~="{day.pi_sale["id"]}"]').wait_for()
+                        alerts = await page.inner_text("#alerts")
+                        assert "在 1 小时内下单至少 3 笔（阈值 2）" in alerts and '{"' not in alerts
+                        assert IDS.search(alerts) is None, IDS.search(alerts)
+                        await shots.take(page, "trades-4-alerts", keep=True)
+
+                        await page.click("nav >> text=审批 Approvals")
+                        approvals = await page.inner_text("#approvals")
+                        assert "15,000.00 CNY" in approvals and "北京城市规划研究院" in approvals
+                        await shots.take(page, "trades-5-approvals", keep=True)
+                        icon = await page.goto(f"{base}/favicon.ico")
+                        assert icon is not None and icon.status == 200
+                        assert failed == [], f"requests that failed: {failed}"
+                    finally:
+                        await browser.close()
     finally:
         print("screenshots:", *map(str, shots.paths), sep="\n  ")

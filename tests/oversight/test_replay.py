@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 ORDERS = 300  # placed concurrently over HTTP; a third paid by bank transfer
 REFUNDS = 16  # each resolution takes about 0.4 s of the single SQLite writer
 DOWNLOADS = 6  # orders whose buyers fetch a few one-byte ranges (receipts, in batches on the ledger)
-CATEGORIES = ["transport", "energy", "health", "finance"]
+CATEGORIES = ["transport", "energy", "healthcare", "finance"]
 
 
 class Market:

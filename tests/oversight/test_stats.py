@@ -10,18 +10,21 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from market.accounts import uscc
 from market.accounts.models import Account
 from market.core.clock import FakeClock
 from market.oversight import stats
+from market.registry.categories import IDS
 from market.registry.models import Asset
 from market.trading.models import Order
-from tests.conftest import Parties, Party, assert_problem
-from tests.registry_support import own_app
+from tests.conftest import Parties, Party, assert_problem, random_uscc
+from tests.listings.support import listable_asset, publish
+from tests.registry_support import add_key, own_app
 from tests.trading.support import buyer, offer, pay_by_bank, place
 
 MEASURES = ("orders", "value", "refunds", "refunded_value")
 # (currency, category, grade) of each listing; each from a provider of its own.
-LISTINGS = [("CNY", "交通", "general"), ("CNY", "energy", "general"), ("USD", "交通", "general"),
+LISTINGS = [("CNY", "transport", "general"), ("CNY", "energy", "general"), ("USD", "transport", "general"),
             ("EUR", "weather", "general")]
 
 
@@ -173,24 +176,64 @@ async def test_overview_equals_a_recount_from_the_orders(databases: Any, tmp_pat
 async def test_region_is_characters_3_to_8_of_the_providers_uscc(databases: Any, tmp_path: Any) -> None:
     async with own_app(databases, tmp_path) as market:
         client, parties, operator = market.client, market.parties, market.operator
-        holder, listing = await offer(client, parties, operator, asset={"category": "交通"})
+        holder, listing = await offer(client, parties, operator, asset={"category": "transport"})
         b = await buyer(client, parties)
         order = await place(client, b, listing, "one_time")
         assert (await pay_by_bank(client, operator, order)).status_code == 200
         body = await _overview(client, operator)
         r = await client.get("/v1/accounts/me", headers=holder.auth)
-        uscc = r.json()["uscc"]
-        assert [i["key"] for i in body["series"]["region"]["CNY"]] == [uscc[2:8]]
-        assert body["series"]["category"]["CNY"][0]["key"] == "交通"
+        code = r.json()["uscc"]
+        assert [i["key"] for i in body["series"]["region"]["CNY"]] == [code[2:8]]
+        assert body["series"]["category"]["CNY"][0]["key"] == "transport"
         assert body["totals"]["by_currency"]["CNY"] == {"orders": 1, "value": order["price"]["amount"], "refunds": 0,
                                                          "refunded_value": 0, "buyers": 1, "providers": 1}
+
+
+def uscc_in(region: str) -> str:
+    """A well-formed USCC whose characters 3-8 are ``region``."""
+    first17 = "91" + region + random_uscc()[8:17]
+    return first17 + uscc.check_character(first17)
+
+
+async def test_region_entries_name_their_division(databases: Any, tmp_path: Any) -> None:
+    """Each region entry keeps its code as ``key`` and its measures, and gains ``name_zh``
+    (null for a code the market does not know)."""
+    async with own_app(databases, tmp_path) as market:
+        client, parties, operator = market.client, market.parties, market.operator
+        b = await buyer(client, parties)
+        nanshan = await add_key(client, await parties.verified(["provider"], uscc=uscc_in("440305")))
+        unknown = await add_key(client, await parties.verified(["provider"], uscc=uscc_in("990099")))
+        for holder, amount in ((nanshan, 500), (unknown, 300)):
+            asset = await listable_asset(client, holder, operator)
+            plans = [{"model": "one_time", "price": {"amount": amount, "currency": "CNY"}}]
+            listing = await publish(client, holder, asset["id"], plans=plans)
+            order = await place(client, b, listing, "one_time")
+            assert (await pay_by_bank(client, operator, order)).status_code == 200
+        body = await _overview(client, operator)
+        assert body["series"]["region"]["CNY"] == [
+            {"key": "440305", "orders": 1, "value": 500, "refunds": 0, "refunded_value": 0, "name_zh": "南山区"},
+            {"key": "990099", "orders": 1, "value": 300, "refunds": 0, "refunded_value": 0, "name_zh": None},
+        ]
+        assert all("name_zh" not in i for dim in ("category", "grade", "provider") for i in body["series"][dim]["CNY"])
+
+
+async def test_a_contract_from_before_the_closed_list_counts_under_its_id() -> None:
+    """A contract written before migration 0020 names its category in free text: its
+    refund (counted under the contract's dimensions) goes where 0020 moved its settlement."""
+    import json
+
+    contract = {"asset": {"category": "交通", "grade": "general"}, "provider": {"uscc": "91440305MA5F00000X"}}
+    order = Order(id="ord_1", currency="CNY", provider_id="acct_1", contract=json.dumps(contract))
+    no_reads: Any = None  # the contract has all it needs
+    dims = await stats.dimensions(no_reads, order)
+    assert (dims.category, dims.region) == ("transport", "440305") and dims.category in IDS
 
 
 def test_keys_and_regions() -> None:
     assert stats.region_of("91440300MA5F00000X") == "440300"
     assert stats.region_of(None) == "" and stats.region_of("short") == ""
-    dims = stats.Dimensions("CNY", "交通", "general", "acct_1", "440300")
-    assert stats.stat_key("2026-03-01", dims) == {"day": "2026-03-01", "currency": "CNY", "category": "交通",
+    dims = stats.Dimensions("CNY", "transport", "general", "acct_1", "440300")
+    assert stats.stat_key("2026-03-01", dims) == {"day": "2026-03-01", "currency": "CNY", "category": "transport",
                                                   "grade": "general", "provider_id": "acct_1", "region": "440300"}
     assert stats.period("2026-03-01", "2026-04-01", date(2026, 1, 1)) == (date(2026, 3, 1), date(2026, 4, 1))
     assert stats.period(None, None, date(2026, 1, 31)) == (date(2026, 1, 2), date(2026, 2, 1))

@@ -15,7 +15,7 @@ from tests.listings.support import listable_asset, publish
 from tests.registry_support import add_key, own_app
 from tests.trading.support import FREE, ONE_TIME, buyer, offer, order_body, pay_by_bank, place
 
-CATEGORY = "交通运输"
+CATEGORY = "transport"
 TITLE = "深圳公交刷卡数据（2026）"
 BUYER_NAME = "深圳市前海数据科技有限公司"
 
@@ -40,6 +40,8 @@ async def _csv(client: Any, who: Party, **params: Any) -> tuple[Any, list[dict[s
     text = r.content.decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(text)))
     assert tuple(rows[0]) == trades.COLUMNS
+    # The amounts say their unit: minor units of the currency column (fen), never bare numbers.
+    assert rows[0][11:14] == ["currency", "price_fen", "fee_fen"] and "price" not in rows[0]
     return r, [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
 
 
@@ -135,7 +137,7 @@ async def test_csv_streams_every_row_in_batches(market: dict[str, Any], monkeypa
     assert [r["id"] for r in rows] == sorted(ids)
     paid = next(r for r in rows if r["id"] == ids[8])
     assert (paid["category"], paid["asset_title"], paid["buyer_name"]) == (CATEGORY, TITLE, BUYER_NAME)
-    assert (paid["currency"], paid["price"], paid["status"]) == ("CNY", str(ONE_TIME["price"]["amount"]), "active")
+    assert (paid["currency"], paid["price_fen"], paid["status"]) == ("CNY", str(ONE_TIME["price"]["amount"]), "active")
     assert paid["settled_at"].endswith("Z") and paid["refunded_at"] == "" and paid["alerted"] == "false"
     assert {r["id"] for r in rows if r["alerted"] == "true"} == set(market["alerted"])
     assert next(r for r in rows if r["id"] == ids[0])["status"] == "refunded"
@@ -204,7 +206,7 @@ async def test_csv_never_hands_a_spreadsheet_a_formula(databases: Any, tmp_path:
         for row in rows:
             assert row["buyer_name"] == "'" + placed[row["id"]]
             assert row["asset_title"] == "'@SUM(1+1)*cmd|' /C calc'!A0"
-            assert row["price"] == str(ONE_TIME["price"]["amount"]) and row["fee"].isdigit()
+            assert row["price_fen"] == str(ONE_TIME["price"]["amount"]) and row["fee_fen"].isdigit()
             for column, value in row.items():
                 assert not value.startswith(("=", "+", "-", "@", "\t", "\r")), (column, value)
         pages = await _all_pages(client, regulator)

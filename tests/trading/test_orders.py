@@ -75,9 +75,12 @@ async def test_bank_transfer_settles_on_the_exact_amount(client, parties: Partie
     assert order["provider_share"]["amount"] == 836_000
     url = f"/v1/orders/{order['id']}/payment"
     wrong = {"reference": "CMB-1", "amount": {"amount": 879_999, "currency": "CNY"}}
-    assert_problem(await client.post(url, json=wrong, headers=operator.auth), 422, "amount-mismatch")
+    problem = assert_problem(await client.post(url, json=wrong, headers=operator.auth), 422, "amount-mismatch")
+    # Money in words names its unit: yuan with two decimals, never bare fen.
+    assert problem["detail"] == "the transfer of 8799.99 CNY does not equal the price 8800.00 CNY", problem
     usd = {"reference": "CMB-1", "amount": {"amount": 880_000, "currency": "USD"}}
-    assert_problem(await client.post(url, json=usd, headers=operator.auth), 422, "amount-mismatch")
+    problem = assert_problem(await client.post(url, json=usd, headers=operator.auth), 422, "amount-mismatch")
+    assert "8800.00 USD" in problem["detail"] and "8800.00 CNY" in problem["detail"]
     assert_problem(await client.post(url, json={**wrong, "amount": {"amount": 880000.0, "currency": "CNY"}},
                                      headers=operator.auth), 422)
     assert_problem(await pay_by_bank(client, b, order), 403)  # not the buyer's to say

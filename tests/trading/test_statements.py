@@ -10,6 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from market.core import money
 from market.core.clock import FakeClock
 from tests.conftest import Party, assert_problem
 from tests.registry_support import concurrently, ledger_items, own_app
@@ -125,6 +126,8 @@ async def test_a_statement_of_one_month(databases, tmp_path) -> None:
         problem = assert_problem(await payout(client, operator, holder.id, period, due + 1), 422,
                                  "payout-exceeds-due")
         assert problem["due"] == {"amount": due, "currency": "CNY"}
+        assert f"{money.human(due + 1, 'CNY')} exceeds what is due" in problem["detail"], problem
+        assert problem["detail"].endswith(f": {money.human(due, 'CNY')}"), problem
         assert_problem(await payout(client, operator, holder.id, period, 1, "USD"), 422, "payout-exceeds-due")
         assert_problem(await payout(client, operator, holder.id, "2001-01", 1), 422, "payout-exceeds-due")
 

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from market.accounts.service import set_suspended
+from market.core import money
 from market.core.audit import TradeDocument
 from market.listings.service import set_frozen as freeze_listing
 from market.registry.review import revoke
@@ -43,6 +44,8 @@ async def assert_ended_and_owed(client: Any, operator: Party, holder: Any, b: An
     r = await pay_by_bank(client, operator, order, reference)
     body = assert_problem(r, 409, "not-settleable")
     assert why in body["detail"] and why in body["reason"] and "owed" in body["detail"]
+    price = order["price"]
+    assert f"{money.human(price['amount'], price['currency'])} is recorded as owed" in body["detail"], body
     for who in (b, holder, operator):
         seen = await read(client, who, order)
         assert seen["status"] == "cancelled" and why in seen["status_reason"]
