@@ -64,11 +64,13 @@ async def get_dispute(db: AsyncSession, ctx: Ctx, dispute_id: str) -> DisputeVie
 async def resolve_dispute(services: Services, db: AsyncSession, ctx: Ctx, dispute_id: str,
                           data: ResolutionBody) -> DisputeView:
     dispute, order, card_refund = await disputes.resolve(db, ctx, dispute_id, data)
+    shown = await disputes.present(db, dispute, order)  # read in the transaction, not after it
     await db.commit()  # access ends here, before any money moves
     if card_refund is not None:
         await disputes.refund_at_gateway(services, db, card_refund)
         dispute, order = await disputes.load(db, dispute_id, ctx.user)
-    return await disputes.present(db, dispute, order)
+        shown = disputes.dispute_read(dispute, order, shown.listing.title if shown.listing else None)
+    return shown
 
 
 @get("/v1/providers/me/statement", tags=["orders"],

@@ -92,14 +92,16 @@ class OrderController(Controller):
             await db.rollback()
             await checkout.stop_payment(services, order_id, intent_id)
         order = await orders.cancel(db, ctx, order_id)
+        shown = await read.present(db, order, ctx.user, ctx.settings.bank_account)  # read before the commit
         await db.commit()
-        return await read.present(db, order, ctx.user, ctx.settings.bank_account)
+        return shown
 
     @post("/{order_id:str}/approval", status_code=200, summary="Approve or reject (the listing's holder)")
     async def approve(self, db: AsyncSession, ctx: Ctx, order_id: str, data: DecisionBody) -> OrderRead:
         order = await orders.decide(db, ctx, order_id, data.decision, data.reason, as_regulator=False)
+        shown = await read.present(db, order, ctx.user, ctx.settings.bank_account)
         await db.commit()
-        return await read.present(db, order, ctx.user, ctx.settings.bank_account)
+        return shown
 
     # POST /{order_id}/regulator-approval is a regulator's signed act: market.oversight.action_routes.
 
@@ -111,8 +113,9 @@ class OrderController(Controller):
         except settlement.Ended as ended:  # the order is cancelled and the transfer owed back: keep that
             await db.commit()
             raise ended.problem from None
+        shown = await read.present(db, order, ctx.user, ctx.settings.bank_account)
         await db.commit()
-        return await read.present(db, order, ctx.user, ctx.settings.bank_account)
+        return shown
 
     @post("/{order_id:str}/payment-attempts", status_code=200,
           summary="Pay again by card after a failed payment (buyer): a new PaymentIntent")

@@ -4,11 +4,14 @@ and every dispute one may act on — in one query per page, never one per row, a
 nobody's list holding another's orders or disputes."""
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from sqlalchemy import event
 
 from tests.conftest import Parties, Party, assert_problem
 from tests.registry_support import own_app
-from tests.test_request_path import statements
 from tests.trading.support import FREE, ONE_TIME, buyer, offer, pay_by_bank, place, plan_of
 
 QUEUE = {"status": "awaiting_payment", "payment_method": "bank_transfer"}
@@ -29,6 +32,28 @@ async def items(client: Any, path: str, who: Any, **params: Any) -> list[dict[st
 
 def ids(found: list[dict[str, Any]]) -> list[str]:
     return [x["id"] for x in found]
+
+
+@contextmanager
+def statements(app: Any) -> Iterator[list[str]]:
+    """Every SQL statement the app sends while the block runs, once each (on PostgreSQL
+    the reading engine is the writing one with options: both hear the same execution)."""
+    seen: dict[int, tuple[Any, str]] = {}  # the context kept, so that its id is not reused
+
+    def record(_conn: Any, _cursor: Any, statement: str, _parameters: Any, context: Any, _many: Any) -> None:
+        seen[id(context)] = (context, statement)
+
+    services = app.state.services
+    engines = {services.engine.sync_engine, services.read_engine.sync_engine.engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    found: list[str] = []
+    try:
+        yield found
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
+        found.extend(statement for _, statement in seen.values())
 
 
 def reads_of(seen: list[str], table: str) -> int:
