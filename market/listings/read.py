@@ -11,6 +11,7 @@ from market.accounts.models import Account
 from market.listings import access, search
 from market.listings.models import Listing
 from market.listings.schemas import Licence, ListingRead, PlanRead, SearchPage
+from market.registry import freezes
 from market.registry.models import Asset
 from market.web.auth import Caller
 
@@ -33,16 +34,32 @@ async def read_many(session: AsyncSession, ids: list[str], caller: Caller | None
     if orderable is None:
         orderable = set((await session.execute(
             select(col(Listing.id)).where(col(Listing.id).in_(ids), access.orderable_clause()))).scalars())
-    return [_present(*rows[i], i in orderable, caller) for i in ids if i in rows]
+    found = await freezes.latest(session, [s for listing, asset, _ in rows.values() for s in _frozen(listing, asset)])
+    return [_present(*rows[i], i in orderable, caller, [found[s] for s in _frozen(*rows[i][:2]) if s in found])
+            for i in ids if i in rows]
 
 
-def _present(listing: Listing, asset: Asset, provider_name: str, orderable: bool, caller: Caller | None) -> ListingRead:
+def _frozen(listing: Listing, asset: Asset) -> list[str]:
+    """What freezes the listing, its own freeze first: ``listing:<id>``, ``asset:<id>``."""
+    return [subject for subject, frozen in ((f"listing:{listing.id}", listing.frozen), (f"asset:{asset.id}",
+                                                                                        asset.frozen)) if frozen]
+
+
+def _present(listing: Listing, asset: Asset, provider_name: str, orderable: bool, caller: Caller | None,
+             found: list[freezes.Freeze]) -> ListingRead:
+    """A listing frozen by itself or through its asset says so (``frozen``, ``frozen_by``,
+    since when); the regulator's reason (the listing's own freeze first) only to the
+    holder and staff."""
+    first = found[0] if found else None
     return ListingRead(
         id=listing.id, asset_id=asset.id, provider=listing.provider_id, provider_name=provider_name,
         registration_number=asset.registration_number, title=listing.title, summary=listing.summary,
         description=listing.description, tags=json.loads(listing.tags), category=asset.category,
         grade=asset.grade, personal_info=asset.personal_info, export_allowed=asset.export_allowed,
-        status=listing.status, frozen=listing.frozen, orderable=orderable,
+        status=listing.status, frozen=listing.frozen or asset.frozen,
+        frozen_by=[what for what, frozen in (("listing", listing.frozen), ("asset", asset.frozen)) if frozen],
+        frozen_reason=first.reason if first and access.is_insider(listing, caller) else None,
+        frozen_at=first.at if first else None, orderable=orderable,
         approval_required=listing.approval_required, terms_version=listing.terms_version,
         terms_sha256=listing.terms_sha256, plans=[PlanRead(**p) for p in access.visible_plans(listing, caller)],
         licence=Licence(**json.loads(listing.licence)), created_at=listing.created_at,

@@ -174,7 +174,11 @@ class ListingRead(BaseModel):
     personal_info: str
     export_allowed: bool
     status: ListingStatusName
-    frozen: bool
+    frozen: bool = Field(description="frozen by a regulator: the listing itself or its asset (frozen_by)")
+    frozen_by: list[Literal["listing", "asset"]] = Field(default_factory=list)
+    frozen_reason: str | None = Field(default=None, description="the regulator's reason (the listing's own freeze "
+                                                                "first); to the holder and staff only")
+    frozen_at: datetime | None = Field(default=None, description="since when it is frozen")
     orderable: bool
     approval_required: bool
     terms_version: int

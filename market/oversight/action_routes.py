@@ -25,7 +25,7 @@ from market.core.pagination import DEFAULT_LIMIT
 from market.core.services import Services
 from market.oversight import actions, acts, alerts, ledger_status
 from market.oversight.actions import ActionName
-from market.trading.read import order_read
+from market.trading.read import present
 from market.trading.schemas import OrderRead
 
 Limit = Annotated[int, Parameter(ge=1, le=500)]
@@ -86,7 +86,7 @@ async def take_action(request: Request, db: AsyncSession, ctx: Ctx, data: dict[s
 async def regulator_approval(db: AsyncSession, ctx: Ctx, order_id: str, data: dict[str, Any]) -> OrderRead:
     order = await actions.decide_approval(db, ctx, order_id, data)
     await db.commit()
-    return order_read(order, ctx.user)
+    return await present(db, order, ctx.user, ctx.settings.bank_account)
 
 
 @get("/v1/oversight/actions", tags=["oversight"], summary="Regulators' actions (regulator, operator; paged)")

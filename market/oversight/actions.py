@@ -40,7 +40,7 @@ from market.registry import review
 from market.registry.models import Asset
 from market.trading import orders
 from market.trading.models import Order
-from market.trading.read import order_read
+from market.trading.read import listing_titles, order_read
 from market.trading.states import OrderStatus
 
 ActionName = Literal["freeze_asset", "unfreeze_asset", "freeze_listing", "unfreeze_listing", "suspend_account",
@@ -150,4 +150,6 @@ async def approvals(session: AsyncSession, ctx: Ctx, limit: int, cursor: str | N
                                 col(Order.status) == OrderStatus.pending_approval)
     rows = list((await session.execute(paginate(query, Order.id, limit, cursor))).scalars().all())
     caller = ctx.user
-    return page_of(rows, limit, lambda o: order_read(o, caller).model_dump(mode="json"))
+    titles = await listing_titles(session, [o.listing_id for o in rows[:limit]])
+    return page_of(rows, limit, lambda o: order_read(o, caller, listing_title=titles.get(o.listing_id))
+                   .model_dump(mode="json"))

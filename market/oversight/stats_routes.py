@@ -6,6 +6,7 @@ providers and buyers 403, anonymous 401.
     GET /v1/oversight/refusals   ?kind=                 refused ordering attempts
 """
 
+from datetime import date
 from typing import Annotated, Any
 
 from litestar import Request, Response, get
@@ -27,13 +28,16 @@ CSV = "text/csv"
      summary="Trade totals and series by day, category, grade, provider and region (regulator, operator)")
 async def oversight_overview(
         db: AsyncSession, ctx: Ctx,
-        start: Annotated[str | None, Parameter(query="from", description="UTC date YYYY-MM-DD, inclusive; "
-                                                                         "default 30 days before to")] = None,
-        end: Annotated[str | None, Parameter(query="to", description="UTC date YYYY-MM-DD, exclusive; "
-                                                                     "default tomorrow (today included)")] = None,
-        currency: Annotated[str | None, Parameter(description="keep one currency (ISO 4217)")] = None,
+        start: Annotated[date | None, Parameter(query="from", description="UTC date YYYY-MM-DD, inclusive; "
+                                                                          "default 30 days before to")] = None,
+        end: Annotated[date | None, Parameter(query="to", description="UTC date YYYY-MM-DD, exclusive; "
+                                                                      "default tomorrow (today included)")] = None,
+        currency: Annotated[str | None, Parameter(pattern=r"^[A-Z]{3}$",
+                                                  description="keep one currency (ISO 4217)")] = None,
 ) -> dict[str, Any]:
-    return await stats.overview(db, ctx, start, end, currency)
+    # Typed here, so that every bad one of them is named in one answer (market.web.params).
+    return await stats.overview(db, ctx, start.isoformat() if start else None, end.isoformat() if end else None,
+                                currency)
 
 
 @get("/v1/oversight/trades", tags=["oversight"],

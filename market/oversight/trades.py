@@ -47,6 +47,7 @@ from market.core.events import AttemptRefused
 from market.core.pagination import check_limit, decode_cursor, page_of, paginate
 from market.oversight.models import AlertedOrder, Refusal
 from market.oversight.stats import moment, parse_day
+from market.registry import categories
 from market.registry.models import Asset
 from market.trading.models import Order
 from market.trading.states import OrderStatus
@@ -64,6 +65,9 @@ COLUMNS = ("id", "status", "buyer", "buyer_name", "provider", "provider_name", "
            "settled_at", "refunded_at", "alerted")
 
 
+GRADES = ("general", "important", "core")
+
+
 class TradeFilters:
     """The search's parsed filters (422 for a bad one, before anything is read)."""
 
@@ -78,6 +82,10 @@ class TradeFilters:
         if status and status not in {s.value for s in OrderStatus}:
             raise Unprocessable(f"status must be one of {', '.join(s.value for s in OrderStatus)}, got {status!r}",
                                 kind="bad-status")
+        categories.check(category or None)
+        if grade and grade not in GRADES:
+            raise Unprocessable(f"grade must be one of {', '.join(GRADES)}, got {grade!r}", kind="bad-filter",
+                                extra={"errors": [{"field": "grade", "message": "unknown grade"}]})
         if alerted not in (None, "", "true", "false"):
             raise Unprocessable(f"alerted must be true or false, got {alerted!r}", kind="bad-filter")
         self.provider, self.buyer = provider or None, buyer or None

@@ -12,7 +12,7 @@ from market.accounts.schemas import Role
 from market.core.context import Ctx
 from market.core.errors import NotAuthenticated
 from market.core.pagination import page_of, paginate
-from market.registry import access, categories
+from market.registry import access, categories, freezes
 from market.registry.models import Asset, AssetRevision
 from market.registry.schemas import AssetCreate, AssetRead, AssetUpdate, Commitment
 from market.registry.states import ASSET, PENDING_OR_REGISTERED, UNDER_REVIEW
@@ -117,13 +117,16 @@ async def read(session: AsyncSession, asset: Asset, viewer: Caller | None) -> As
 
 
 async def read_many(session: AsyncSession, assets: list[Asset], viewer: Caller | None) -> list[AssetRead]:
-    """Response shapes for several assets in two queries (revisions, conflicts).
+    """Response shapes for several assets in two queries (revisions, conflicts), three
+    when some are frozen.
 
     ``commitment`` and ``rights`` are the registration's once there is one (what buyers
     receive), else the newest upload and its claim. What a reviewer wrote
     (``status_reason``), the newest upload when it is not the registered one
     (``uploaded_commitment``) and ``conflicts_with`` are shown to the holder and staff
-    only; to others they are null.
+    only; to others they are null. So is a regulator's reason for a freeze
+    (``frozen_reason``; a third query, only when some asset is frozen); that it is
+    frozen and since when (``frozen_at``) everyone who sees the asset sees.
     """
     keys = {(a.id, n) for a in assets for n in (a.content_revision, a.registered_revision) if n}
     revisions: dict[tuple[str, int], AssetRevision] = {}
@@ -136,18 +139,21 @@ async def read_many(session: AsyncSession, assets: list[Asset], viewer: Caller |
         revisions = {(r.asset_id, r.revision): r for r in rows if (r.asset_id, r.revision) in keys}
     insiders = [a for a in assets if access.is_insider(a, viewer)]
     clashes = await conflicts_of(session, insiders)
+    frozen = await freezes.latest(session, [f"asset:{a.id}" for a in assets if a.frozen])
     out = []
     for asset in assets:
         insider = asset.id in clashes
         shown = asset.registered_revision or asset.content_revision
         rev = revisions.get((asset.id, shown))
         newest = revisions.get((asset.id, asset.content_revision)) if asset.content_revision != shown else None
+        freeze = frozen.get(f"asset:{asset.id}")
         out.append(AssetRead(
             id=asset.id, provider_id=asset.provider_id, title=asset.title, description=asset.description,
             category=asset.category, tags=json.loads(asset.tags), grade=asset.grade,
             personal_info=asset.personal_info, legal_basis=asset.legal_basis, export_allowed=asset.export_allowed,
             source=asset.source, format=asset.format, status=asset.status,
             status_reason=asset.status_reason if insider else None, frozen=asset.frozen,
+            frozen_reason=freeze.reason if freeze and insider else None, frozen_at=freeze.at if freeze else None,
             registration_number=asset.registration_number,
             commitment=Commitment(**commitment_of(rev)) if rev else None,
             uploaded_commitment=Commitment(**commitment_of(newest)) if newest and insider else None,

@@ -81,6 +81,8 @@ class AssetRead(BaseModel):
     status: str
     status_reason: str | None = None  # the last decision's text (holder and staff only)
     frozen: bool
+    frozen_reason: str | None = None  # while frozen: the regulator's reason (holder and staff only)
+    frozen_at: datetime | None = None  # while frozen: since when
     registration_number: str | None
     commitment: Commitment | None  # the registered content once registered, else the newest upload
     uploaded_commitment: Commitment | None = None  # the newest upload, when it is not ``commitment``

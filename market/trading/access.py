@@ -23,6 +23,14 @@ def visible_orders(caller: Caller) -> Any:
     return or_(col(Order.buyer_id) == caller.id, col(Order.provider_id) == caller.id)
 
 
+def listed_orders(caller: Caller, side: str | None) -> Any:
+    """What ``GET /v1/orders`` lists: the caller's own orders on ``side`` (buyer when not
+    given); staff asking for no side, every order (the operator's queues)."""
+    if side is None and caller.is_staff:
+        return true()
+    return (col(Order.provider_id) if side == "provider" else col(Order.buyer_id)) == caller.id
+
+
 async def load(session: AsyncSession, order_id: str, caller: Caller) -> Order:
     return await load_visible(session, Order, order_id, visible_orders(caller), "order")
 

@@ -25,10 +25,12 @@ Resolution (operators only; regulators and everyone else 403):
     with ``refund_reference`` NULL and the request answers 502
     ``payment-gateway-unavailable``; the operator sends the same resolution again,
     which then only retries the gateway refund — the same key, so never twice.
-  - ``bank_transfer``: the money goes back by bank, outside the market; the operator
-    may give the ``reference`` of the transfer it sent (``bank:<reference>``), else
-    the refund is recorded as owed (``bank:recorded:<dispute id>``). Set in the first
-    transaction: there is nothing to retry.
+  - ``bank_transfer``: the money goes back by bank, outside the market, so the operator
+    sends the refund first and then resolves with the bank's ``reference`` of that
+    transfer (``bank:<reference>``), which is required (422 ``reference-required``
+    naming the field): a refund recorded without one could never be traced, and a
+    resolved dispute takes no second resolution. Set in the first transaction: there
+    is nothing to retry.
   - ``free``: nothing to refund (``free:<dispute id>``).
 
   A second ``refund`` of a dispute already refunded is 409, except that retry; any
@@ -37,7 +39,8 @@ Resolution (operators only; regulators and everyone else 403):
 Every event is a confidential entry (``market.trading.documents``) on ``order:<id>``:
 ``trade.disputed`` {order, dispute, reason_salted_sha256}, ``trade.dispute_rejected``
 {order, dispute, reason_salted_sha256}, ``trade.refunded`` {order, dispute, amount,
-method, reason_salted_sha256}. Free text (the reasons) never goes into a document, only
+method, reason_salted_sha256, and ``reference`` for bank and free refunds; a card
+refund's id is known only after the gateway call, on the order}. Free text (the reasons) never goes into a document, only
 the digest of the salted document holding it (``audit.salted``).
 """
 
@@ -57,11 +60,14 @@ from market.core.errors import Conflict, DomainError, Unprocessable
 from market.core.events import OrderRefunded
 from market.core.ids import new_id
 from market.core.money import Money
+from market.core.pagination import page_of, paginate
 from market.core.services import Services
+from market.listings.models import Listing
 from market.payments.gateway import GatewayError, refund_key
 from market.trading import access, documents, notices, returns
 from market.trading.models import Dispute, Order
-from market.trading.schemas import DisputeCreate, DisputeRead
+from market.trading.read import listing_titles
+from market.trading.schemas import DisputeCreate, DisputeRead, ListingRef
 from market.trading.states import DISPUTE, ORDER, DisputeStatus, OrderStatus
 from market.web.auth import Caller
 
@@ -79,7 +85,8 @@ class ResolutionBody(Strict):
     decision: Literal["refund", "reject"]
     reason: str = Field(min_length=1, max_length=2000)
     reference: str | None = Field(default=None, min_length=1, max_length=200,
-                                  description="bank transfers: the reference of the refund sent by bank")
+                                  description="refunds of bank transfers (required there, refused elsewhere): the "
+                                              "bank's reference of the refund sent")
 
 
 class RefundRead(BaseModel):
@@ -90,20 +97,35 @@ class RefundRead(BaseModel):
 
 
 class DisputeView(DisputeRead):
+    """A dispute with what it takes to act on it: the order, its listing, the parties and
+    the money at stake (``created_at`` is when it was opened)."""
+
     buyer: str
+    provider: str = Field(description="the listing's holder, who was paid")
+    listing: ListingRef | None = Field(default=None, description="the order's listing: id and title")
+    price: Money = Field(description="what the buyer paid: the most a refund gives back")
+    payment_method: str
     order_status: str
     refund: RefundRead | None = Field(default=None, description="once refunded")
 
 
-def dispute_read(dispute: Dispute, order: Order) -> DisputeView:
+def dispute_read(dispute: Dispute, order: Order, listing_title: str | None = None) -> DisputeView:
     refund = None
     if dispute.status == DisputeStatus.refunded:
         refund = RefundRead(amount=Money(amount=order.price, currency=order.currency), method=order.payment_method,
                             reference=order.refund_reference, refunded_at=order.refunded_at)
-    return DisputeView(id=dispute.id, order_id=dispute.order_id, buyer=dispute.buyer_id, status=dispute.status,
-                       reason=dispute.reason, resolution_reason=dispute.resolution_reason,
+    return DisputeView(id=dispute.id, order_id=dispute.order_id, buyer=dispute.buyer_id, provider=order.provider_id,
+                       listing=None if listing_title is None else ListingRef(id=order.listing_id, title=listing_title),
+                       price=Money(amount=order.price, currency=order.currency), payment_method=order.payment_method,
+                       status=dispute.status, reason=dispute.reason, resolution_reason=dispute.resolution_reason,
                        created_at=dispute.created_at, resolved_at=dispute.resolved_at, order_status=order.status,
                        refund=refund)
+
+
+async def present(session: AsyncSession, dispute: Dispute, order: Order) -> DisputeView:
+    """One dispute with its listing's title."""
+    titles = await listing_titles(session, [order.listing_id])
+    return dispute_read(dispute, order, titles.get(order.listing_id))
 
 
 # -- opening -------------------------------------------------------------------------------
@@ -145,11 +167,24 @@ async def load(session: AsyncSession, dispute_id: str, caller: Caller) -> tuple[
     return dispute, order
 
 
-async def of_order(session: AsyncSession, order_id: str, caller: Caller) -> tuple[list[Dispute], Order]:
+async def of_order(session: AsyncSession, order_id: str, caller: Caller) -> list[DisputeView]:
     order = await access.load(session, order_id, caller)
     rows = (await session.execute(select(Dispute).where(col(Dispute.order_id) == order.id)
                                   .order_by(col(Dispute.id)))).scalars().all()
-    return list(rows), order
+    title = (await listing_titles(session, [order.listing_id])).get(order.listing_id)
+    return [dispute_read(d, order, title) for d in rows]
+
+
+async def list_disputes(session: AsyncSession, caller: Caller, status: DisputeStatus | None, limit: int,
+                        cursor: str | None) -> dict[str, Any]:
+    """``GET /v1/disputes``: staff see every dispute, anyone else those of its own orders
+    (as buyer or as the listing's holder); oldest first, paged, in one query."""
+    query: Any = (select(Dispute, Order, col(Listing.title)).join(Order, col(Order.id) == col(Dispute.order_id))
+                  .join(Listing, col(Listing.id) == col(Order.listing_id)).where(access.visible_orders(caller)))
+    if status is not None:
+        query = query.where(col(Dispute.status) == status)
+    rows = list((await session.execute(paginate(query, col(Dispute.id), limit, cursor))).all())
+    return page_of(rows, limit, lambda row: dispute_read(*row), id_of=lambda row: row[0].id)
 
 
 # -- resolution ----------------------------------------------------------------------------
@@ -191,15 +226,21 @@ async def resolve(session: AsyncSession, ctx: Ctx, dispute_id: str,
     if data.reference is not None and order.payment_method != "bank_transfer":
         raise Unprocessable(f"order {order.id} was paid by {order.payment_method}; a reference is given only for "
                             "a refund sent by bank transfer", kind="reference-not-expected")
+    if data.reference is None and order.payment_method == "bank_transfer":
+        raise Unprocessable(f"order {order.id} was paid by bank transfer: send the refund by bank first, then "
+                            "resolve with the bank's reference of that transfer", kind="reference-required",
+                            extra={"errors": [{"field": "reference", "message": "required for a bank refund"}]})
     ORDER.check(order, "refund")  # still active (an order whose access expired meanwhile: 409)
     reference = {
-        "bank_transfer": f"bank:{data.reference}" if data.reference else f"bank:recorded:{dispute.id}",
+        "bank_transfer": f"bank:{data.reference}",
         "free": f"free:{dispute.id}",
     }.get(order.payment_method)  # stripe: set once the gateway has refunded
     await DISPUTE.move(session, dispute, "refund", ctx, resolution_reason=data.reason, resolved_at=ctx.now)
     await ORDER.move(session, order, "refund", ctx, refunded_at=ctx.now, refund_reference=reference,
                      updated_at=ctx.now)
     await ctx.services.events.publish(session, ctx, OrderRefunded(order))
+    if reference is not None:
+        document["reference"] = reference
     await documents.record(session, ctx, "trade.refunded", f"order:{order.id}", {
         **document, "amount": {"amount": order.price, "currency": order.currency}, "method": order.payment_method})
     await notices.dispute_resolved(session, ctx, dispute, order)

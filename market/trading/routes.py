@@ -1,6 +1,6 @@
 """Orders (docs/API.md "Orders"): thin controllers — parse, one service call, commit, present."""
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import Parameter
@@ -14,10 +14,9 @@ from market.core.errors import Conflict, DomainError, Unprocessable
 from market.core.pagination import DEFAULT_LIMIT, Page, page_of, paginate
 from market.core.services import Services
 from market.listings.schemas import Purpose
-from market.trading import access, orders, returns, settlement
+from market.trading import access, orders, read, returns, settlement
 from market.trading.models import Order
-from market.trading.read import order_read
-from market.trading.schemas import BankPayment, DecisionBody, OrderCreate, OrderRead, OrderToSign, PaymentMethod
+from market.trading.schemas import BankPayment, DecisionBody, OrderCreate, OrderRead, OrderToSign, PaymentMethod, Side
 from market.trading.states import PAYABLE, OrderStatus
 
 Limit = Annotated[int, Parameter(ge=1, le=500)]
@@ -40,7 +39,7 @@ class OrderController(Controller):
                     data: OrderCreate) -> Response[OrderRead]:
         async def action() -> tuple[int, Any]:
             order = await orders.place(db, ctx, data)
-            return 201, order_read(order, ctx.user, bank_account=ctx.settings.bank_account)
+            return 201, await read.present(db, order, ctx.user, ctx.settings.bank_account)
 
         try:
             response = await idempotency.run(request, db, ctx.user.id, data, action)
@@ -55,23 +54,33 @@ class OrderController(Controller):
 
         await checkout.ensure_intent(services, order_id)
         order = await db.get_one(Order, order_id, populate_existing=True)
-        return Response(order_read(order, ctx.user, bank_account=ctx.settings.bank_account), status_code=201)
+        return Response(await read.present(db, order, ctx.user, ctx.settings.bank_account), status_code=201)
 
-    @get("/", summary="The caller's orders, as buyer or as provider")
-    async def list_orders(self, db: AsyncSession, ctx: Ctx, side: Literal["buyer", "provider"] = "buyer",
-                          status: OrderStatus | None = None, limit: Limit = DEFAULT_LIMIT,
-                          cursor: str | None = None) -> Page[OrderRead]:
+    @get("/", summary="Orders: the caller's own as buyer or as provider; staff: every order")
+    async def list_orders(
+            self, db: AsyncSession, ctx: Ctx,
+            side: Annotated[Side | None, Parameter(description="buyer (default) or provider: the caller's own "
+                                                               "orders on that side; staff without it: all")] = None,
+            status: OrderStatus | None = None,
+            payment_method: Annotated[PaymentMethod | None, Parameter(
+                description="e.g. the operator's queue of transfers to confirm: "
+                            "?status=awaiting_payment&payment_method=bank_transfer")] = None,
+            limit: Limit = DEFAULT_LIMIT, cursor: str | None = None) -> Page[OrderRead]:
         caller = ctx.user
-        query = select(Order).where((col(Order.buyer_id) if side == "buyer" else col(Order.provider_id)) == caller.id)
+        query = select(Order).where(access.listed_orders(caller, side))
         if status is not None:
             query = query.where(col(Order.status) == status)
-        rows = (await db.execute(paginate(query, Order.id, limit, cursor))).scalars().all()
-        return Page(**page_of(list(rows), limit, lambda o: order_read(o, caller, bank_account=ctx.settings.bank_account)))
+        if payment_method is not None:
+            query = query.where(col(Order.payment_method) == payment_method)
+        rows = list((await db.execute(paginate(query, Order.id, limit, cursor))).scalars().all())
+        page = page_of(rows, limit, lambda o: o)
+        return Page(items=await read.present_many(db, page["items"], caller, ctx.settings.bank_account),
+                    next_cursor=page["next_cursor"])
 
     @get("/{order_id:str}", summary="One order (its buyer, the listing's holder, staff)")
     async def get_order(self, db: AsyncSession, ctx: Ctx, order_id: str) -> OrderRead:
         order = await access.load(db, order_id, ctx.user)
-        return order_read(order, ctx.user, await returns.of_order(db, order.id), bank_account=ctx.settings.bank_account)
+        return await read.present(db, order, ctx.user, ctx.settings.bank_account, await returns.of_order(db, order.id))
 
     @post("/{order_id:str}/cancellation", status_code=200, summary="Cancel before payment (buyer)")
     async def cancel(self, services: Services, db: AsyncSession, ctx: Ctx, order_id: str) -> OrderRead:
@@ -83,26 +92,30 @@ class OrderController(Controller):
             await db.rollback()
             await checkout.stop_payment(services, order_id, intent_id)
         order = await orders.cancel(db, ctx, order_id)
+        shown = await read.present(db, order, ctx.user, ctx.settings.bank_account)  # read before the commit
         await db.commit()
-        return order_read(order, ctx.user, bank_account=ctx.settings.bank_account)
+        return shown
 
     @post("/{order_id:str}/approval", status_code=200, summary="Approve or reject (the listing's holder)")
     async def approve(self, db: AsyncSession, ctx: Ctx, order_id: str, data: DecisionBody) -> OrderRead:
         order = await orders.decide(db, ctx, order_id, data.decision, data.reason, as_regulator=False)
+        shown = await read.present(db, order, ctx.user, ctx.settings.bank_account)
         await db.commit()
-        return order_read(order, ctx.user, bank_account=ctx.settings.bank_account)
+        return shown
 
     # POST /{order_id}/regulator-approval is a regulator's signed act: market.oversight.action_routes.
 
     @post("/{order_id:str}/payment", status_code=200, summary="Record a bank transfer received (operator)")
     async def bank_payment(self, db: AsyncSession, ctx: Ctx, order_id: str, data: BankPayment) -> OrderRead:
         try:
-            order = await settlement.record_bank_payment(db, ctx, order_id, data.reference, data.amount)
+            order = await settlement.record_bank_payment(db, ctx, order_id, data.reference, data.amount,
+                                                         data.quoted_reference)
         except settlement.Ended as ended:  # the order is cancelled and the transfer owed back: keep that
             await db.commit()
             raise ended.problem from None
+        shown = await read.present(db, order, ctx.user, ctx.settings.bank_account)
         await db.commit()
-        return order_read(order, ctx.user, bank_account=ctx.settings.bank_account)
+        return shown
 
     @post("/{order_id:str}/payment-attempts", status_code=200,
           summary="Pay again by card after a failed payment (buyer): a new PaymentIntent")
@@ -116,7 +129,7 @@ class OrderController(Controller):
         await db.rollback()  # no transaction open while the gateway is called
         await checkout.ensure_intent(services, order_id, retry=True)
         order = await db.get_one(Order, order_id, populate_existing=True)
-        return order_read(order, ctx.user, bank_account=ctx.settings.bank_account)
+        return await read.present(db, order, ctx.user, ctx.settings.bank_account)
 
     @get("/{order_id:str}/contract", summary="The contract (交易凭证) bundle, once settled (docs/LEDGER.md §6)")
     async def contract(self, services: Services, db: AsyncSession, ctx: Ctx, order_id: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from market.listings.schemas import Licence, PlanRead, Purpose
 
 PaymentMethod = Literal["stripe", "bank_transfer", "free"]
 Decision = Literal["approve", "reject"]
+Side = Literal["buyer", "provider"]
 
 
 class OrderCreate(Strict):
@@ -42,8 +43,13 @@ class DecisionBody(Strict):
 
 
 class BankPayment(Strict):
-    reference: str = Field(min_length=1, max_length=255)
+    reference: str = Field(min_length=1, max_length=255,
+                           description="the bank's own reference of the transfer received (its statement line)")
     amount: Money
+    quoted_reference: str | None = Field(
+        default=None, min_length=1, max_length=255,
+        description="what the payer wrote on the transfer (附言); when given it must name this order: the "
+                    "reference of its payment.instructions (422 reference-mismatch)")
 
 
 class DisputeCreate(Strict):
@@ -93,6 +99,13 @@ class PaymentRead(BaseModel):
         default=None, description='bank transfers awaiting payment: {"account", "reference"} to quote')
 
 
+class ListingRef(BaseModel):
+    """The listing an order or dispute is about, named as it reads now."""
+
+    id: str
+    title: str
+
+
 class Terms(BaseModel):
     listing_id: str
     terms_version: int
@@ -104,6 +117,7 @@ class Terms(BaseModel):
 class OrderRead(BaseModel):
     id: str
     listing_id: str
+    listing: ListingRef | None = Field(default=None, description="the listing's id and title (title as it reads now)")
     asset_id: str
     buyer: str
     provider: str

@@ -40,6 +40,7 @@ from market.registry.models import Asset
 from market.registry.states import AssetStatus
 from market.trading import access, documents, notices, returns
 from market.trading.models import Order
+from market.trading.read import payment_reference, same_reference
 from market.trading.states import ORDER, UNPAID, OrderStatus
 
 CONTRACT_TYPE = "data-trade-contract"
@@ -180,8 +181,10 @@ async def settle(session: AsyncSession, ctx: Ctx, order: Order, reference: str) 
 
 
 async def record_bank_payment(session: AsyncSession, ctx: Ctx, order_id: str, reference: str,
-                              amount: Money) -> Order:
-    """The operator saw the bank transfer arrive: the amount must equal the price.
+                              amount: Money, quoted: str | None = None) -> Order:
+    """The operator saw the bank transfer arrive: the amount must equal the price, and
+    what the payer wrote on it (``quoted``, when the operator gives it) must name this
+    order (``read.same_reference``), so a transfer is not booked to the wrong order.
 
     For an order that can no longer be settled (or was cancelled), the transfer is
     recorded as owed back to the buyer and the order ends ``cancelled`` with the reason:
@@ -196,6 +199,10 @@ async def record_bank_payment(session: AsyncSession, ctx: Ctx, order_id: str, re
     if (amount.amount, amount.currency) != (order.price, order.currency):
         raise Unprocessable(f"the transfer of {amount.human()} does not equal the price "
                             f"{human(order.price, order.currency)}", kind="amount-mismatch")
+    if quoted is not None and not same_reference(quoted, order):
+        raise Unprocessable(f"the transfer quotes {quoted!r}, not this order's reference {payment_reference(order)}",
+                            kind="reference-mismatch", extra={"expected": payment_reference(order), "errors": [
+                                {"field": "quoted_reference", "message": f"must be {payment_reference(order)}"}]})
     if order.status == OrderStatus.cancelled:
         why = order.status_reason or "the order was cancelled"
     else:

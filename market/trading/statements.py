@@ -154,9 +154,16 @@ async def statement(session: AsyncSession, provider_id: str, period: str) -> Sta
                      orders=listed, payouts=[payout_read(p) for p in payouts])
 
 
-async def own_statement(session: AsyncSession, ctx: Ctx, period: str) -> Statement:
+def current_period(now: datetime) -> str:
+    """The calendar month (UTC) ``now`` falls in, as ``YYYY-MM``."""
+    return now.astimezone(UTC).strftime("%Y-%m")
+
+
+async def own_statement(session: AsyncSession, ctx: Ctx, period: str | None) -> Statement:
+    """The caller's statement for ``period``, by default the month the market's clock is
+    in (UTC, as every statement's months)."""
     ctx.user.require(Role.provider)
-    return await statement(session, ctx.user.id, period)
+    return await statement(session, ctx.user.id, current_period(ctx.now) if period is None else period)
 
 
 def due_of(found: Statement, currency: str) -> int:

@@ -43,6 +43,7 @@ from market.web.head import answer_head
 from market.web.index import market_index
 from market.web.ledger_routes import LedgerController, TlogController
 from market.web.links import public_base
+from market.web.params import parameter_errors
 from market.web.problems import PROBLEM_ROUTES
 from market.web.ratelimit import rate_limit_middleware
 from market.web.requests import MarketRequest
@@ -69,10 +70,14 @@ def handle_ledger_error(request: Request, exc: LedgerError) -> Response[Any]:
 
 
 def handle_validation_error(request: Request, exc: ValidationException) -> Response[Any]:
-    errors = []
-    for item in exc.extra if isinstance(exc.extra, list) else []:
-        if isinstance(item, dict):
-            errors.append({"field": item.get("key") or item.get("source") or "body", "message": item.get("message", "")})
+    reported = [item for item in (exc.extra if isinstance(exc.extra, list) else []) if isinstance(item, dict)]
+    # Every missing or invalid parameter at once, by its name in the URL (web/params.py);
+    # then the body's errors as reported.
+    errors = parameter_errors(request)
+    if errors:
+        reported = [item for item in reported if item.get("source") == "body" or not item.get("key")]
+    errors += [{"field": item.get("key") or item.get("source") or "body", "message": item.get("message", "")}
+               for item in reported]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or (exc.detail or "invalid request")
     return _problem_response(request, problem(422, "validation-error", "Invalid request", detail, errors=errors,
                                               instance=request.url.path))

@@ -274,6 +274,15 @@ _KINDS = [
        "The transfer received does not equal the order's price (both are named in the detail, with their currency).",
        "Record the exact amount received; if the buyer paid another amount, settle the difference with "
        "the buyer outside the market first.", _MONEY),
+    _p("reference-mismatch", 422, "Reference mismatch",
+       "The reference the payer quoted on the transfer is not the one this order's payment instructions give "
+       "(letters and digits are compared; the expected one is in `expected`).",
+       "Check the bank statement: the transfer may be meant for another order. Confirm it on that order, or "
+       "leave out `quoted_reference` if the payer quoted none.", _MONEY),
+    _p("reference-required", 422, "Bank reference required",
+       "A bank transfer is refunded by the operator's bank, outside the market; the refund is recorded only "
+       "with the bank's reference of that refund.",
+       "Send the refund from the bank first, then resolve the dispute with its `reference`.", _MONEY),
     _p("not-settleable", 409, "The order can no longer be settled",
        "The order cannot be settled any more (cancelled, expired, or its listing or asset changed); the "
        "money received is recorded as owed back to the buyer.",

@@ -200,13 +200,14 @@ async def test_approvals_queue(client: Any, parties: Parties, operator: Party, r
     who = await buyer(client, parties)
     order = await place(client, who, listing)
     assert order["status"] == "pending_approval"
-    ids = [o["id"] for o in (await client.get("/v1/oversight/approvals", params={"limit": 500},
-                                              headers=regulator.auth)).json()["items"]]
-    assert order["id"] in ids
+    waiting = {o["id"]: o for o in (await client.get("/v1/oversight/approvals", params={"limit": 500},
+                                                     headers=regulator.auth)).json()["items"]}
+    assert waiting[order["id"]]["listing"] == {"id": listing["id"], "title": listing["title"]}  # named, not an id
     for party in (operator, who):
         assert_problem(await client.get("/v1/oversight/approvals", headers=party.auth), 403, "wrong-role")
     r = await act(client, regulator, "approval", None, {"order": order["id"], "decision": "approve"})
     assert r.status_code == 200, r.text
+    assert r.json()["listing"]["title"] == listing["title"]
     ids = [o["id"] for o in (await client.get("/v1/oversight/approvals", params={"limit": 500},
                                               headers=regulator.auth)).json()["items"]]
     assert order["id"] not in ids

@@ -89,8 +89,9 @@ async def _trade(client: httpx.AsyncClient, parties: Parties, operator: Party) -
             r = await client.post(f"/v1/orders/{order['id']}/disputes", json={"reason": "not as described"},
                                   headers=order["buyer"].auth)
             assert r.status_code == 201, r.text
+            bank = {"reference": f"CMB-RF-{order['id']}"} if order["payment"]["provider"] == "bank_transfer" else {}
             r = await client.post(f"/v1/disputes/{r.json()['id']}/resolution", headers=operator.auth,
-                                  json={"decision": "refund", "reason": "the file was empty"})
+                                  json={"decision": "refund", "reason": "the file was empty", **bank})
             assert r.status_code == 200, r.text
 
     refunded = rng.sample(orders, REFUNDS)

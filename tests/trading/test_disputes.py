@@ -158,13 +158,25 @@ async def test_a_bank_transfer_refund_ends_access_at_once(client, parties: Parti
     assert REASON not in docs["trade.disputed"].document and text_digest(REASON) not in docs["trade.disputed"].document
 
 
-async def test_a_bank_refund_without_a_reference_is_recorded_as_owed(client, parties: Parties,
-                                                                     operator: Party) -> None:
+async def test_a_bank_refund_needs_the_banks_reference(client, parties: Parties, operator: Party) -> None:
+    """Without the reference of the refund the bank sent, nothing is resolved (a resolved
+    dispute could never take it afterwards); with it, the refund and its ledger document
+    carry it."""
     _, b, order = await paid_order(client, parties, operator)
     opened = (await dispute(client, b, order["id"])).json()
-    r = await resolve(client, operator, opened["id"], "refund")
+    problem = assert_problem(await resolve(client, operator, opened["id"], "refund"), 422, "reference-required")
+    assert [e["field"] for e in problem["errors"]] == ["reference"]
+    assert_problem(await resolve(client, operator, opened["id"], "refund", reference=None), 422, "reference-required")
+    assert (await client.get(f"/v1/disputes/{opened['id']}", headers=b.auth)).json() == opened  # nothing changed
+    assert (await order_status(client, b, order["id"]))["status"] == "active"
+    assert [e["type"] for e in await order_entries(client, order["id"])] == \
+        ["trade.placed", "trade.settled", "trade.disputed"]
+
+    r = await resolve(client, operator, opened["id"], "refund", reference="ICBC-RF-20260501-7")
     assert r.status_code == 200, r.text
-    assert r.json()["refund"]["reference"] == f"bank:recorded:{opened['id']}"
+    assert r.json()["refund"]["reference"] == "bank:ICBC-RF-20260501-7"
+    refunded = json.loads({d.type: d for d in documents_of(client, order["id"])}["trade.refunded"].document)
+    assert refunded["reference"] == "bank:ICBC-RF-20260501-7"
 
 
 async def test_a_free_order_may_be_disputed_and_its_refund_only_ends_access(client, parties: Parties,
@@ -215,9 +227,11 @@ async def test_two_concurrent_resolutions_decide_once(client, parties: Parties, 
     _, b, order = await paid_order(client, parties, operator)
     opened = (await dispute(client, b, order["id"])).json()
     url = f"/v1/disputes/{opened['id']}/resolution"
-    responses = await concurrently(client, *[
-        ("POST", url, {"json": {"decision": d, "reason": "checked"}, "headers": operator.auth})
-        for d in ("refund", "reject", "refund")])
+    bodies = [{"decision": "refund", "reason": "checked", "reference": "CMB-RF-1"},
+              {"decision": "reject", "reason": "checked"},
+              {"decision": "refund", "reason": "checked", "reference": "CMB-RF-2"}]
+    responses = await concurrently(client, *[("POST", url, {"json": body, "headers": operator.auth})
+                                             for body in bodies])
     assert sorted(r.status_code for r in responses) == [200, 409, 409], [r.text for r in responses]
     winner = next(r.json() for r in responses if r.status_code == 200)
     assert (await order_status(client, b, order["id"]))["status"] == \
@@ -232,7 +246,7 @@ async def test_a_download_after_a_refund_is_refused(client, parties: Parties, op
     r = await client.get(f"/v1/orders/{order['id']}/content", headers=b.auth)
     assert r.status_code == 200, r.text
     opened = (await dispute(client, b, order["id"])).json()
-    assert (await resolve(client, operator, opened["id"], "refund")).status_code == 200
+    assert (await resolve(client, operator, opened["id"], "refund", reference="CMB-RF-1")).status_code == 200
     assert (await order_status(client, b, order["id"]))["status"] == "refunded"
     assert_problem(await client.get(f"/v1/orders/{order['id']}/content", headers=b.auth), 409, "no-access")
 
@@ -246,7 +260,7 @@ async def test_a_refund_racing_a_download(client, parties: Parties, operator: Pa
         refund, download = await concurrently(
             client,
             ("POST", f"/v1/disputes/{opened['id']}/resolution",
-             {"json": {"decision": "refund", "reason": "checked"}, "headers": operator.auth}),
+             {"json": {"decision": "refund", "reason": "checked", "reference": "CMB-RF-1"}, "headers": operator.auth}),
             ("GET", f"/v1/orders/{order['id']}/content", {"headers": b.auth}))
         assert refund.status_code == 200, refund.text
         if download.status_code != 200:

@@ -56,11 +56,13 @@ async def payout(client: Any, operator: Party, provider_id: str, period: str, am
         "reference": reference})
 
 
-async def refund(client: Any, operator: Party, b: Any, order_id: str) -> dict[str, Any]:
-    r = await client.post(f"/v1/orders/{order_id}/disputes", json={"reason": "not as described"}, headers=b.auth)
+async def refund(client: Any, operator: Party, b: Any, order: dict[str, Any]) -> dict[str, Any]:
+    """Dispute ``order`` and refund it (a bank transfer with the bank's refund reference)."""
+    r = await client.post(f"/v1/orders/{order['id']}/disputes", json={"reason": "not as described"}, headers=b.auth)
     assert r.status_code == 201, r.text
+    bank = {"reference": f"CMB-RF-{order['id']}"} if order["payment"]["provider"] == "bank_transfer" else {}
     r = await client.post(f"/v1/disputes/{r.json()['id']}/resolution", headers=operator.auth,
-                          json={"decision": "refund", "reason": "agreed"})
+                          json={"decision": "refund", "reason": "agreed", **bank})
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -89,7 +91,7 @@ async def test_a_statement_of_one_month(databases, tmp_path) -> None:
         second = await bank_order(client, operator, b, listing)
         free = await bank_order(client, operator, b, listing, "free")
         await place(client, b, listing, "one_time")  # unpaid: not in any statement
-        await refund(client, operator, b, second["id"])
+        await refund(client, operator, b, second)
         period = month_of(first["settled_at"])
 
         found = await statement(client, holder, period)
@@ -113,7 +115,10 @@ async def test_a_statement_of_one_month(databases, tmp_path) -> None:
         for bad in ("2026-13", "2026-00", "2026-5", "26-05", "2026-05-01", "", "1969-12"):
             assert_problem(await client.get("/v1/providers/me/statement", params={"period": bad},
                                             headers=holder.auth), 422)
-        assert_problem(await client.get("/v1/providers/me/statement", headers=holder.auth), 422)
+        # Without a period: the current month (UTC) by the market's clock.
+        r = await client.get("/v1/providers/me/statement", headers=holder.auth)
+        assert r.status_code == 200, r.text
+        assert r.json() == await statement(client, holder, this_month())
 
         # Payouts: operators only, a provider, a positive amount, never above what is due.
         due = totals(found)["due"]
@@ -165,9 +170,13 @@ async def test_a_refund_counts_in_the_month_it_happens(databases, tmp_path) -> N
         assert (await payout(client, operator, holder.id, april, due)).status_code == 201
 
         clock.advance(timedelta(days=40))  # the next month at least
-        resolved = await refund(client, operator, b, sold["id"])
+        resolved = await refund(client, operator, b, sold)
         may = month_of(resolved["refund"]["refunded_at"])
         assert may != april
+        # Without a period, the statement is of the month the market's clock is in, not the host's.
+        r = await client.get("/v1/providers/me/statement", headers=holder.auth)
+        assert r.status_code == 200, r.text
+        assert r.json()["period"] == may == month_of(clock.now().isoformat()) != this_month()
         before = await statement(client, holder, april)
         assert totals(before) == {"gross": 880_000, "fee": 44_000, "refunds": 0, "net": 836_000,
                                   "paid_out": 836_000, "due": 0}  # April's statement does not change
@@ -300,7 +309,7 @@ async def test_statements_add_up_to_the_fen(databases, tmp_path_factory, case: d
             elif step[0] == "wait":
                 clock.advance(timedelta(days=step[1]))
             elif step[0] == "refund" and active:
-                resolved = await refund(client, operator, b, active.pop(step[1] % len(active))["id"])
+                resolved = await refund(client, operator, b, active.pop(step[1] % len(active)))
                 refunds += 1
                 periods.add(month_of(resolved["refund"]["refunded_at"]))
             elif step[0] == "payout" and periods:
