@@ -29,3 +29,6 @@ async def get_table(db: AsyncSession, maybe_ctx: Ctx, asset_id: str) -> TableRea
     if table is None:
         raise NotFound(f"asset {asset_id} has no table description")
     return tables.read(table, asset)
+
+
+TABLE_ROUTES = [describe_table, get_table]

@@ -35,10 +35,9 @@ from market.registry.tables import AssetTable, TableColumn, current
 from market.registry.tables import loaded as described_table
 from market.sandbox.engine import Column, QueryFailed
 from market.trading import documents
-from market.trading.delivery import check_access
+from market.trading.delivery import check_access, delivery_of
 from market.trading.models import Order
 from market.usage.models import UsageCall, UsagePeriod
-from market.usage.queries import delivery_of
 
 MAX_LOOKUP = 1000
 

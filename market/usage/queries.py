@@ -16,10 +16,11 @@ A query goes in three steps, so that no database transaction is held while DuckD
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -27,6 +28,7 @@ from ledger.entry import canonical as canonical_entry
 from ledger.log import Log
 from market.core import signing
 from market.core.context import Ctx
+from market.core.db import rowcount
 from market.core.errors import Conflict, DomainError, Forbidden, NotFound, Unprocessable
 from market.core.ids import new_id
 from market.core.types import rfc3339
@@ -38,17 +40,13 @@ from market.sandbox.engine import QueryFailed, Result
 from market.sandbox.noise import add_noise
 from market.sandbox.rules import RULE_VERSION, Checked, Columns, QueryNotAllowed, check
 from market.trading import documents
-from market.trading.delivery import check_access
+from market.trading.delivery import check_access, delivery_of
 from market.trading.models import Order
 from market.usage.models import SandboxQuery
 
 
 class BudgetExhausted(Conflict):
     kind, title = "budget-exhausted", "Privacy budget exhausted"
-
-
-def delivery_of(order: Order) -> str:
-    return str(json.loads(order.plan).get("delivery", "download"))
 
 
 @dataclass
@@ -197,3 +195,12 @@ async def view(session: AsyncSession, log: Log, query: SandboxQuery, table: Asse
 
 def not_buyer() -> Forbidden:
     return Forbidden("only the order's buyer runs queries", kind="not-buyer")
+
+
+async def fail_stale(session: AsyncSession, ctx: Ctx) -> int:
+    """Queries left ``running`` by a process that stopped mid-query give their epsilon back (the clock)."""
+    before = ctx.now - timedelta(seconds=2 * ctx.settings.sandbox_timeout_seconds + 60)
+    stale = (await session.execute(
+        update(SandboxQuery).where(col(SandboxQuery.status) == "running", col(SandboxQuery.created_at) < before)
+        .values(status="failed", epsilon=0.0, failure="the market stopped before the query was answered")))
+    return rowcount(stale)

@@ -121,3 +121,6 @@ async def usage(db: AsyncSession, ctx: Ctx, order_id: str) -> dict[str, Any]:
             view["charge"]["amount"] = metering.charge_of(period.records, price)
         items.append(view)
     return {"order_id": order.id, "quota": plan.get("quota"), "price_per_1000": plan["price"], "items": items}
+
+
+USAGE_ROUTES = [run_query, get_query, list_queries, records, usage]
