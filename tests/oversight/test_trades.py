@@ -122,7 +122,8 @@ async def test_pages_and_filters(market: dict[str, Any]) -> None:
     assert await found(**{"from": "2001-01-01"}) == set(ids)
     assert await found(**{"to": "2001-01-01"}) == set()
     for bad in ({"from": "01/02/2026"}, {"to": "2026-02-30"}, {"status": "lost"}, {"alerted": "yes"},
-                {"category": "交通"}, {"category": "tourism "}, {"grade": "secret"}, {"limit": 0}, {"limit": 501}, {"cursor": "!!"}, {"from": "2026-03-02", "to": "2026-03-01"}):
+                {"category": "交通"}, {"category": "tourism "}, {"grade": "secret"},
+                {"limit": 0}, {"limit": 501}, {"cursor": "!!"}, {"from": "2026-03-02", "to": "2026-03-01"}):
         assert_problem(await client.get("/v1/oversight/trades", params=bad, headers=regulator.auth), 422)
         if "limit" not in bad and "cursor" not in bad:
             assert_problem(await client.get("/v1/oversight/trades", params=bad,
