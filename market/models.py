@@ -25,8 +25,8 @@ from market.oversight.models import (
 from market.payments.models import StripeEvent
 from market.registry.models import Asset, AssetRevision, Objection, RegistrationCounter, Transfer
 from market.registry.tables import AssetTable
-from market.trading.models import Delivery, DeliveryBatch, Dispute, Order, PaymentReturn, Payout
-from market.usage.models import SandboxQuery, UsageCall, UsagePeriod
+from market.trading.models import Delivery, DeliveryBatch, Dispute, Order, PaymentReturn, Payout, UsagePeriod
+from market.usage.models import SandboxQuery, UsageCall
 
 metadata = SQLModel.metadata
 

@@ -71,6 +71,7 @@ def upgrade() -> None:
         sa.Column("status", _S(length=20), nullable=False),
         sa.Column("currency", _S(length=3), nullable=False),
         sa.Column("charge", sa.BigInteger(), nullable=False),
+        sa.Column("fee", sa.BigInteger(), nullable=False),
         sa.Column("reference", _S(length=60), nullable=False),
         sa.Column("receipts_root", _S(length=64), nullable=True),
         sa.Column("document", sa.Text(), nullable=True),

@@ -25,10 +25,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger import merkle
 from ledger.entry import canonical as canonical_entry
+from market.accounts.schemas import Role
 from market.core import signing
 from market.core.context import Ctx
 from market.core.db import rowcount
-from market.core.errors import Conflict, TooManyRequests, Unprocessable
+from market.core.errors import Conflict, InvalidTransition, NotFound, TooManyRequests, Unprocessable
+from market.core.money import Money, human
 from market.core.types import rfc3339
 from market.registry.models import Asset
 from market.registry.tables import AssetTable, TableColumn, current
@@ -36,8 +38,9 @@ from market.registry.tables import loaded as described_table
 from market.sandbox.engine import Column, QueryFailed
 from market.trading import documents
 from market.trading.delivery import check_access, delivery_of
-from market.trading.models import Order
-from market.usage.models import UsageCall, UsagePeriod
+from market.trading.models import Order, UsagePeriod
+from market.trading.orders import fee_of
+from market.usage.models import UsageCall
 
 MAX_LOOKUP = 1000
 
@@ -170,6 +173,7 @@ async def close(session: AsyncSession, ctx: Ctx, period: UsagePeriod) -> None:
     root = merkle.root([merkle.leaf_hash(leaf) for leaf in leaves]).hex() if leaves else None
     price = int(_plan(order)["price"]["amount"])
     period.charge = charge_of(period.records, price)
+    period.fee = fee_of(period.charge, ctx.settings.fee_bps)
     period.receipts_root = root
     period.status, period.closed_at = ("billed" if period.charge else "paid"), ctx.now
     document = {"order": order.id, "period": period.period, "starts_at": rfc3339(period.starts_at),
@@ -195,6 +199,32 @@ async def close_due(session: AsyncSession, ctx: Ctx, limit: int = 500) -> int:
             await close(session, ctx, period)
             closed += 1
     return closed
+
+
+async def pay(session: AsyncSession, ctx: Ctx, order_id: str, number: int, reference: str,
+              amount: Money) -> UsagePeriod:
+    """The operator saw a period's charge arrive by bank transfer: it must be the charge, exactly."""
+    ctx.user.require(Role.operator)
+    order = await session.get(Order, order_id)
+    if order is None:
+        raise NotFound(f"no order {order_id}")
+    period = (await session.execute(
+        select(UsagePeriod).where(col(UsagePeriod.order_id) == order.id, col(UsagePeriod.period) == number)
+        .with_for_update().execution_options(populate_existing=True))).scalar_one_or_none()
+    if period is None:
+        raise NotFound(f"order {order_id} has no usage period {number}")
+    if period.status != "billed":
+        raise InvalidTransition(f"usage period {number} of order {order_id}", period.status, "recording a payment")
+    if (amount.amount, amount.currency) != (period.charge, period.currency):
+        raise Unprocessable(f"the transfer of {amount.human()} does not equal the charge "
+                            f"{human(period.charge, period.currency)}", kind="amount-mismatch")
+    period.status, period.paid_at, period.payment_reference = "paid", ctx.now, reference
+    await documents.record(session, ctx, "usage.charge_paid", f"order:{order.id}", {
+        "order": order.id, "period": period.period, "reference": period.reference, "bank_reference": reference,
+        "charge": {"amount": period.charge, "currency": period.currency},
+        "fee": {"amount": period.fee, "currency": period.currency}, "paid_at": rfc3339(ctx.now)})
+    await session.flush()
+    return period
 
 
 def period_view(period: UsagePeriod) -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""Tables of usage-controlled delivery: sandbox queries, metered calls and their periods."""
+"""Tables of usage-controlled delivery: sandbox queries and metered calls (their periods, which carry
+the money, are ``market.trading.models.UsagePeriod``)."""
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, Text
 from sqlalchemy import Column as SAColumn
 from sqlmodel import Field, SQLModel
 
@@ -37,33 +38,6 @@ class SandboxQuery(SQLModel, table=True):
     leaf: bytes | None = Field(default=None, sa_column=SAColumn(LargeBinary))  # its ledger entry
     created_at: datetime = Field(sa_type=UTCDateTime)
     answered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-
-
-class UsagePeriod(SQLModel, table=True):
-    """One period of a metered order: its counts while open, its charge once closed."""
-
-    __tablename__ = "usage_periods"
-    __table_args__ = (UniqueConstraint("order_id", "period", name="uq_usage_periods_order_period"),
-                      Index("ix_usage_periods_status_ends", "status", "ends_at"))
-
-    id: int | None = Field(default=None, sa_column=SAColumn(BigInteger().with_variant(Integer(), "sqlite"),
-                                                         primary_key=True, autoincrement=True))
-    order_id: str = Field(foreign_key="orders.id", max_length=40)
-    period: int  # 1, 2, … from the order's settlement
-    starts_at: datetime = Field(sa_type=UTCDateTime)
-    ends_at: datetime = Field(sa_type=UTCDateTime)
-    calls: int = 0
-    records: int = 0
-    status: str = Field(default="open", max_length=20)  # open, billed, paid
-    currency: str = Field(max_length=3)
-    charge: int = Field(default=0, sa_column=SAColumn(BigInteger, nullable=False))  # fen, rounded up
-    reference: str = Field(max_length=60)
-    receipts_root: str | None = Field(default=None, max_length=64)
-    document: str | None = Field(default=None, sa_column=SAColumn(Text))  # the salted usage.period document
-    leaf: bytes | None = Field(default=None, sa_column=SAColumn(LargeBinary))  # its ledger entry
-    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    paid_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    payment_reference: str | None = Field(default=None, max_length=255)
 
 
 class UsageCall(SQLModel, table=True):

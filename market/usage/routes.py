@@ -21,14 +21,16 @@ from market.accounts.schemas import Role, Strict
 from market.core import idempotency
 from market.core.context import Ctx
 from market.core.errors import Forbidden, NotFound
+from market.core.money import Money
 from market.core.pagination import DEFAULT_LIMIT, check_limit, decode_cursor, encode_cursor
 from market.core.services import Services
 from market.registry.models import Asset
 from market.registry.tables import current
 from market.sandbox.engine import QueryFailed
 from market.trading import access
+from market.trading.models import UsagePeriod
 from market.usage import metering, queries
-from market.usage.models import SandboxQuery, UsagePeriod
+from market.usage.models import SandboxQuery
 
 
 class QueryCreate(Strict):
@@ -123,4 +125,17 @@ async def usage(db: AsyncSession, ctx: Ctx, order_id: str) -> dict[str, Any]:
     return {"order_id": order.id, "quota": plan.get("quota"), "price_per_1000": plan["price"], "items": items}
 
 
-USAGE_ROUTES = [run_query, get_query, list_queries, records, usage]
+class ChargePayment(Strict):
+    reference: str = Field(min_length=1, max_length=200, description="the bank's reference of the transfer received")
+    amount: Money
+
+
+@post("/v1/orders/{order_id:str}/usage/{period:int}/payment", status_code=200, tags=["usage"],
+      summary="A metered period's charge received by bank transfer (operator): the amount must be the charge")
+async def pay_charge(db: AsyncSession, ctx: Ctx, order_id: str, period: int, data: ChargePayment) -> dict[str, Any]:
+    paid = await metering.pay(db, ctx, order_id, period, data.reference, data.amount)
+    await db.commit()
+    return metering.period_view(paid)
+
+
+USAGE_ROUTES = [run_query, get_query, list_queries, records, usage, pay_charge]
