@@ -20,6 +20,8 @@ from typing import Any
 
 import anyio.to_thread
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -100,15 +102,16 @@ def _key_filter(table: AssetTable, params: dict[str, str]) -> tuple[TableColumn,
 
 
 async def _period_row(session: AsyncSession, ctx: Ctx, order: Order) -> UsagePeriod:
+    """The order's current period, made on its first call (two first calls at once: one row)."""
     number, starts, ends = period_at(order, ctx.now)
-    row = (await session.execute(select(UsagePeriod).where(
-        col(UsagePeriod.order_id) == order.id, col(UsagePeriod.period) == number))).scalar_one_or_none()
-    if row is None:
-        row = UsagePeriod(order_id=order.id, period=number, starts_at=starts, ends_at=ends, currency=order.currency,
-                          reference=reference_of(order.id, number))
-        session.add(row)
-        await session.flush()
-    return row
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    await session.execute(insert(UsagePeriod).values(
+        order_id=order.id, period=number, starts_at=starts, ends_at=ends, calls=0, records=0, status="open",
+        currency=order.currency, charge=0, fee=0, reference=reference_of(order.id, number))
+        .on_conflict_do_nothing(index_elements=["order_id", "period"]))
+    return (await session.execute(select(UsagePeriod).where(
+        col(UsagePeriod.order_id) == order.id, col(UsagePeriod.period) == number)
+        .execution_options(populate_existing=True))).scalar_one()
 
 
 async def lookup(session: AsyncSession, ctx: Ctx, order_id: str, params: dict[str, str],
