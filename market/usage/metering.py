@@ -28,7 +28,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ledger import merkle
 from ledger.entry import canonical as canonical_entry
 from market.accounts.schemas import Role
-from market.core import signing
+from market.core import outbox, signing
 from market.core.context import Ctx
 from market.core.db import rowcount
 from market.core.errors import Conflict, InvalidTransition, NotFound, TooManyRequests, Unprocessable
@@ -187,6 +187,13 @@ async def close(session: AsyncSession, ctx: Ctx, period: UsagePeriod) -> None:
     period.document = signing.canonical(full).decode()
     period.leaf = canonical_entry(entry)
     await session.flush()
+    told = {"order": order.id, "period": period.period, "calls": period.calls, "records": period.records,
+            "charge": {"amount": period.charge, "currency": period.currency}}
+    if period.charge:  # the buyer pays it like a bank transfer, quoting the period's reference
+        await outbox.to_account(session, ctx, "usage.charge_due", order.buyer_id, order.id, **told,
+                                instructions={"account": ctx.settings.bank_account, "reference": period.reference},
+                                due_by=rfc3339(period.ends_at + ctx.settings.postpaid_grace_delta))
+    await outbox.to_account(session, ctx, "usage.period_billed", order.provider_id, order.id, **told)
 
 
 async def close_due(session: AsyncSession, ctx: Ctx, limit: int = 500) -> int:

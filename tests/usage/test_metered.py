@@ -123,6 +123,14 @@ async def test_the_quota_ends_bills_exactly_and_the_period_goes_on_the_ledger(da
         [period] = (await client.get(f"/v1/orders/{order_id}/usage", headers=bought["buyer"].auth)).json()["items"]
         assert period["status"] == "billed" and period["merkle_root"]
         assert (await records(client, bought, card=sorted(by_card)[0])).status_code == 200  # a new period
+        for _ in range(200):  # the buyer is told what to pay, and how
+            inbox = (await client.get("/v1/notifications", headers=bought["buyer"].auth)).json()["items"]
+            due = [n for n in inbox if n["event"] == "usage.charge_due"]
+            if due:
+                break
+            await asyncio.sleep(0.05)
+        assert due[0]["data"]["instructions"]["reference"] == period["reference"]
+        assert due[0]["data"]["charge"] == period["charge"]
 
         # Paid like a bank transfer against the period's reference; exact amounts only.
         pay = f"/v1/orders/{order_id}/usage/1/payment"
