@@ -148,6 +148,13 @@ async def test_the_quota_ends_bills_exactly_and_the_period_goes_on_the_ledger(da
         assert charge["charge"]["amount"] == 5 and charge["fee"]["amount"] == 0 and charge["records"] == 25
         assert statement["totals"][0]["gross"]["amount"] == 5
 
+        # The regulator's overview counts the period (and, in another test, sandbox queries).
+        r = await client.get("/v1/oversight/overview", headers=operator.auth)  # the last 30 days
+        assert r.status_code == 200, r.text
+        overview = r.json()
+        assert overview["usage"]["metered"]["CNY"] == {"periods": 1, "lookups": calls, "records": 25, "charged": 5,
+                                                      "paid": 5}
+
         # The period's entry and the payment's: confidential (only a document hash is public).
         for _ in range(100):
             entries = (await client.get("/v1/ledger/entries", params={"subject": f"order:{order_id}"})).json()
