@@ -39,7 +39,7 @@ def test_pairs_expressions() -> None:
 async def store(databases: Any) -> AsyncIterator[Store]:
     store = await new_store(databases)
     for name, title in [("visitors", "深圳市公园游客量"), ("map", "深圳公园导览地图"), ("zoo", "深圳动物园")]:
-        await store.add(name, Doc(title, "旅游"))
+        await store.add(name, Doc(title, "tourism"))
     yield store
     await store.engine.dispose()
 
@@ -65,7 +65,7 @@ async def test_the_cursor_keeps_the_reading_of_the_first_page(store: Store, sort
     assert _reading_of(first.next_cursor) == "pairs" and first.total == 2
     # Enough phrase matches now that a new search reads phrases only; the paging one still reads pairs.
     monkeypatch.setattr(search_module, "PAIRS_BELOW", 2)
-    await store.add("map2", Doc("深圳公园步道", "旅游"))
+    await store.add("map2", Doc("深圳公园步道", "tourism"))
     assert set(await store.names(q="深圳公园", sort=sort)) == {"map", "map2"}
     rest = await store.search(q="深圳公园", sort=sort, limit=500, cursor=first.next_cursor)
     assert rest.total == 3
