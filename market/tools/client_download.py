@@ -41,6 +41,7 @@ import rfc8785
 from ledger import merkle
 from ledger.bundle import verify_bundle
 from ledger.errors import LedgerError
+from market.tools.endpoint import unreachable
 
 OK, CHECK_FAILED, HTTP_FAILED = 0, 1, 2
 _PIECE = 1 << 20
@@ -88,11 +89,19 @@ def _problem(r: httpx.Response) -> str:
         return f"{r.status_code} {r.reason_phrase}"
 
 
+def _failed(http: httpx.Client, path: str, exc: httpx.HTTPError, then: str = "") -> HttpFailure:
+    """Nothing listening (or no such host) is said with the market's URL, and nothing
+    was received so there is nothing to resume; anything else names the request."""
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        return HttpFailure(unreachable(str(http.base_url), exc))
+    return HttpFailure(f"GET {path}: {exc}{then}")
+
+
 def _get_json(http: httpx.Client, path: str, **params: Any) -> Any:
     try:
         r = http.get(path, params=params or None)
     except httpx.HTTPError as exc:
-        raise HttpFailure(f"GET {path}: {exc}") from None
+        raise _failed(http, path, exc) from None
     if r.status_code != 200:
         raise HttpFailure(f"GET {path}: {_problem(r)}")
     return r.json()
@@ -242,7 +251,7 @@ def fetch_whole(http: httpx.Client, order_id: str, out: Path, c: Commitment | No
                                   "run the command again to resume")
             return digest
     except httpx.HTTPError as exc:
-        raise HttpFailure(f"GET {path}: {exc}; run the command again to resume") from None
+        raise _failed(http, path, exc, "; run the command again to resume") from None
 
 
 def _repr_digest(header: str | None) -> str | None:
@@ -284,7 +293,7 @@ def fetch_range(http: httpx.Client, order_id: str, out: Path, c: Commitment, fir
         r = http.get(path, params={"revision": c.revision}, headers={"Range": f"bytes={lo}-{hi}",
                                                                      "If-Range": f'"{c.sha256}"'})
     except httpx.HTTPError as exc:
-        raise HttpFailure(f"GET {path}: {exc}") from None
+        raise _failed(http, path, exc) from None
     if r.status_code not in (200, 206):
         raise HttpFailure(f"GET {path}: {_problem(r)}")
     data = r.content if r.status_code == 206 else r.content[lo:hi + 1]
