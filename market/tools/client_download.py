@@ -28,6 +28,7 @@ the market cannot be reached or refuses (an HTTP error).
 import base64
 import binascii
 import hashlib
+import json
 import re
 import sys
 from collections.abc import Iterator
@@ -209,9 +210,36 @@ def _stream_into(r: httpx.Response, fh: Any, progress: Any, task: Any) -> int:
     return n
 
 
+def _marker(out: Path) -> Path:
+    return out.with_name(out.name + ".downloading")
+
+
+def _claim_out(out: Path, order_id: str, c: Commitment | None) -> None:
+    """Resume only a download of this order's content: a file already at ``out`` that no
+    unfinished download of it left there is never appended to (nor overwritten)."""
+    marker = _marker(out)
+    mine = json.dumps({"order": order_id, "sha256": c.sha256 if c is not None else None})
+    if out.exists() and not (marker.exists() and marker.read_text() == mine):
+        if c is not None and out.stat().st_size == c.size:
+            return  # complete (or altered since): the checks decide, naming any bad chunk
+        raise HttpFailure(f"{out} is already there and is not an unfinished download of order {order_id}: "
+                          "give another --out, or remove it")
+    marker.write_text(mine)
+
+
 def fetch_whole(http: httpx.Client, order_id: str, out: Path, c: Commitment | None, revision: int | None,
                 show: bool) -> str | None:
     """Download to ``out``, resuming what is there. Returns the ``Repr-Digest`` SHA-256 (hex)."""
+    _claim_out(out, order_id, c)
+    try:
+        return _fetch_whole(http, order_id, out, c, revision, show)
+    finally:
+        if out.exists() and c is not None and out.stat().st_size >= c.size:
+            _marker(out).unlink(missing_ok=True)  # nothing left to resume
+
+
+def _fetch_whole(http: httpx.Client, order_id: str, out: Path, c: Commitment | None, revision: int | None,
+                 show: bool) -> str | None:
     have = out.stat().st_size if out.exists() else 0
     params = {"revision": revision} if revision is not None else None
     headers = {}
