@@ -1,4 +1,4 @@
-"""The README's first session, run word for word (twice) against ``market serve``.
+"""The README's first session and working day, run word for word (twice) against ``market serve``.
 
 Only the market's address and the operator token are put in; the README's own
 commands do the rest, in a directory laid out like a checkout (``.venv/bin/market``,
@@ -64,7 +64,8 @@ async def test_readme_walkthrough_runs_twice_as_written(databases, tmp_path) -> 
         assert token.startswith("mkt_")
         wait_until_serving(f"http://127.0.0.1:{port}/health", server)
 
-        walk = readme_block("## A first session", 1)
+        # The first session, then the working day in the same shell (it goes on with its variables).
+        walk = readme_block("## A first session", 1) + readme_block("## A working day", 0)
         assert "B=http://127.0.0.1:8000\n" in walk and "\nOP=mkt_..." in walk
         walk = walk.replace("B=http://127.0.0.1:8000", f"B=http://127.0.0.1:{port}").replace("OP=mkt_...", f"OP={token}")
         client_env = {k: v for k, v in os.environ.items() if not k.startswith("MARKET_")}
@@ -77,6 +78,15 @@ async def test_readme_walkthrough_runs_twice_as_written(databases, tmp_path) -> 
             assert re.search(r"^valid: entry \d+ is in ", done.stdout, flags=re.M), done.stdout
             assert '"registration_number": "DR-' in done.stdout
             assert '"status": 4' not in done.stdout and '"status":4' not in done.stdout, done.stdout  # no problem
+            # The working day: found without 市, told how to pay, confirmed from the queue, delivered intact.
+            assert "深圳市公交刷卡记录 2026Q3" in done.stdout
+            assert re.search(r'"instructions": \{\s*"account": ".+",\s*"reference": "\S+"', done.stdout), done.stdout
+            assert re.search(r"^ord_\w+ 深圳市公交刷卡记录 2026Q3 50000 fen$", done.stdout, flags=re.M), done.stdout
+            assert "\nactive\n" in done.stdout and "chunks verified against" in done.stdout
+            assert "the bytes registered, and no others" in done.stdout
+            assert re.search(r"^\s+1 asset\.registered$", done.stdout, flags=re.M), done.stdout  # the inbox
+            assert '"gross":{"amount":50000,"currency":"CNY"}' in done.stdout
+            assert "price_fen" in done.stdout
             outputs.append(done.stdout)
         assert outputs[0] != outputs[1]
 
@@ -86,6 +96,7 @@ async def test_readme_walkthrough_runs_twice_as_written(databases, tmp_path) -> 
         keys = sorted(client.glob("acct_*.pem"))
         assert len(keys) == 2 and all(stat.S_IMODE(k.stat().st_mode) == 0o600 for k in keys)
         assert {"certificate.json", "records.csv"} <= {p.name for p in client.iterdir()}
+        assert len(list(client.glob("bought-ord_*.csv"))) == 2 and not list(client.glob("*.downloading"))
 
         ledger = readme_block("## Checking the ledger yourself", 0).replace("$B", f"http://127.0.0.1:{port}")
         checks = "C=var/client\n" + "\n".join(line for line in ledger.splitlines() if "witness" not in line)

@@ -5,20 +5,24 @@ counting and paging many matches reads little; the text is the engines' own, and
 read the same tokens (market.listings.text): SQLite asks its FTS5 table ``listing_fts``
 (one column per field, rowid = ``doc_id``), PostgreSQL the ``tsv`` column (written with
 ``tsvector_literal``: fields weighted A-D in order, 100 positions apart so that a phrase
-never spans two fields, as FTS5's separate columns ensure). Filters, facets, sorts and
+never spans two fields, as FTS5's separate columns ensure). The match expressions and
+the relevance score are in ``market.listings.matching``; filters, facets, sorts and
 paging are portable SQL over ``listing_docs``.
 
-Relevance is an integer: for every query term and every field the term occurs in, the
-field's weight (title 8, keywords 4, summary 2, description 1), summed. Whether a term
-occurs in a field is asked of the engine, not of stored text: SQLite matches the term
-restricted to that column (``{title_tokens} : "t1 t2"``; each such set of rowids is
-computed once per query and then probed), PostgreSQL matches the term restricted to
-the field's weight (``'t1':A <-> 't2':A``, ``'电':*A``) against the row's ``tsv``. Not
-``bm25()`` or ``ts_rank``: both depend on the rest of the corpus (document frequencies,
-lengths), so a listing's score would change while a client pages through results and
-the keyset cursor would repeat or skip rows; and the two engines would order the same
-documents differently. A score that depends only on the document itself keeps cursors
-exact and both databases in agreement; ties are broken by listing id (newest first).
+Relevance is an integer that depends only on the document (the weights of the fields
+each term occurs in). Not ``bm25()`` or ``ts_rank``: both depend on the rest of the
+corpus (document frequencies, lengths), so a listing's score would change while a
+client pages through results and the keyset cursor would repeat or skip rows; and the
+two engines would order the same documents differently. Ties are broken by listing id
+(newest first).
+
+Phrases first, then pairs: when the query's phrases find fewer than
+``text.PAIRS_BELOW`` listings (counted under every filter but the facets', so that
+choosing a facet value never changes what the query means) and reading the query as
+pairs finds more, the result is the pairs reading's: every listing with the query's
+characters in pairs (深圳公园 finds 深圳市公园游客量), phrase matches ranked first.
+The reading chosen rides in the cursor, so every page of one search reads the query the
+same way whatever is added meanwhile.
 
 Paging is by keyset on the sort's values plus the listing id, in an opaque cursor that
 names its sort: rows inserted between pages never make an existing row repeat or go
@@ -34,8 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Text, and_, bindparam, case, cast, false, func, literal_column, or_, select, table, true
-from sqlalchemy.dialects.postgresql import TSQUERY
+from sqlalchemy import and_, case, false, func, literal_column, or_, select, true
 from sqlalchemy.sql import ColumnElement, Select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -43,8 +46,21 @@ from market.core.db import table_of
 from market.core.errors import Unprocessable
 from market.core.money import MAX_AMOUNT
 from market.core.pagination import check_limit
+from market.listings.matching import (
+    FIELD_WEIGHTS,
+    Reading,
+    engine_match,
+    field_expression,
+    fts5_expression,
+    match_clause,
+    pairs_reading,
+    pairs_relevance,
+    relevance,
+    tsquery_text,
+    tsvector_literal,
+)
 from market.listings.models import ListingDoc
-from market.listings.text import Term, parse_query
+from market.listings.text import PAIRS_BELOW, Term, parse_query
 from market.registry import categories
 from market.web.auth import Caller
 
@@ -59,13 +75,6 @@ __all__ = [
 PRICE_NONE = 2**62
 
 SORTS = ("relevance", "newest", "price_asc", "price_desc")
-
-# Field (the FTS5 column) → weight, in the order the fields are laid out in the
-# PostgreSQL tsvector (weights A, B, C, D).
-FIELD_WEIGHTS: dict[str, int] = {"title_tokens": 8, "keyword_tokens": 4, "summary_tokens": 2, "description_tokens": 1}
-_TSV_WEIGHTS = "ABCD"
-_FIELD_GAP = 100
-_MAX_POSITION = 16383  # PostgreSQL's largest tsvector position
 
 D = table_of(ListingDoc).c
 
@@ -94,90 +103,6 @@ class SearchResult:
     total: int
     facets: dict[str, dict[str, int]] = field(default_factory=dict)
     listed: set[str] = field(default_factory=set)  # those of listing_ids that are orderable now
-
-
-# -- The engines' match expressions ---------------------------------------------------
-
-def fts5_expression(terms: list[Term]) -> str:
-    """An FTS5 MATCH expression: phrases ``"t1 t2"``, prefixes ``"电"*``, ANDed. Tokens
-    hold only [0-9a-z] and CJK ideographs, so double quotes are safe."""
-    parts = [f'"{term.tokens[0]}"*' if term.prefix else '"' + " ".join(term.tokens) + '"' for term in terms]
-    return " AND ".join(parts)
-
-
-def tsquery_text(terms: list[Term]) -> str:
-    """A tsquery literal: ``('t1' <-> 't2')``, ``'t'``, ``'电':*``, joined by ``&``."""
-    parts = []
-    for term in terms:
-        if term.prefix:
-            parts.append(f"'{term.tokens[0]}':*")
-        elif len(term.tokens) == 1:
-            parts.append(f"'{term.tokens[0]}'")
-        else:
-            parts.append("(" + " <-> ".join(f"'{t}'" for t in term.tokens) + ")")
-    return " & ".join(parts)
-
-
-def tsvector_literal(title: list[str], keywords: list[str], summary: list[str], description: list[str]) -> str:
-    """The tsvector text of a document's tokens for PostgreSQL, written with
-    ``UPDATE listing_docs SET tsv = CAST(:lit AS tsvector) WHERE doc_id = :id``.
-
-    Fields in that order, positions from 1, 100 positions between fields (a phrase
-    cannot span two), weights A–D; tokens past position 16383 are left out."""
-    positions: dict[str, list[str]] = {}
-    position = 1
-    for weight, field_tokens in zip(_TSV_WEIGHTS, (title, keywords, summary, description), strict=True):
-        for token in field_tokens:
-            if position > _MAX_POSITION:
-                break
-            positions.setdefault(token, []).append(f"{position}{weight}")
-            position += 1
-        position += _FIELD_GAP
-    return " ".join(f"'{token}':{','.join(places)}" for token, places in positions.items())
-
-
-def field_expression(dialect: str, term: Term, field_name: str) -> str:
-    """The engine's query for ``term`` occurring in one field: an FTS5 column filter
-    ``{title_tokens} : "t1 t2"`` (prefix ``"电"*``), or a tsquery whose lexemes are
-    restricted to the field's weight: ``'t1':A <-> 't2':A``, ``'t':A``, ``'电':*A``."""
-    if dialect == "sqlite":
-        return "{" + field_name + "} : " + fts5_expression([term])
-    weight = _TSV_WEIGHTS[list(FIELD_WEIGHTS).index(field_name)]
-    if term.prefix:
-        return f"'{term.tokens[0]}':*{weight}"
-    return " <-> ".join(f"'{t}':{weight}" for t in term.tokens)
-
-
-def _fts_rowids(expression: str) -> Any:
-    return (select(literal_column("rowid")).select_from(table("listing_fts"))
-            .where(literal_column("listing_fts").bool_op("MATCH")(bindparam(None, expression, type_=Text))))
-
-
-def engine_match(dialect: str, expression: str) -> ColumnElement[bool]:
-    """The documents the engine finds for ``expression`` (FTS5 MATCH text, or tsquery text)."""
-    if dialect == "sqlite":
-        return D.doc_id.in_(_fts_rowids(expression))
-    if dialect == "postgresql":
-        return literal_column("listing_docs.tsv").bool_op("@@")(
-            cast(bindparam(None, expression, type_=Text), TSQUERY))
-    raise NotImplementedError(f"search does not support {dialect}")
-
-
-def match_clause(dialect: str, terms: list[Term]) -> ColumnElement[bool]:
-    """The documents in which every term occurs (in any field)."""
-    return engine_match(dialect, fts5_expression(terms) if dialect == "sqlite" else tsquery_text(terms))
-
-
-def relevance(dialect: str, terms: list[Term]) -> ColumnElement[int]:
-    """The integer score: Σ over terms and fields of the field's weight where the term occurs."""
-    parts: list[Any] = [
-        case((engine_match(dialect, field_expression(dialect, term, name)), weight), else_=0)
-        for term in terms for name, weight in FIELD_WEIGHTS.items()
-    ]
-    score = parts[0]
-    for part in parts[1:]:
-        score = score + part
-    return score
 
 
 # -- Visibility and filters -----------------------------------------------------------
@@ -268,8 +193,10 @@ def _sort_of(p: SearchParams) -> str:
     return sort
 
 
-def _encode_cursor(sort: str, key: list[Any]) -> str:
-    raw = json.dumps({"s": sort, "k": key}, separators=(",", ":"), ensure_ascii=True)
+def _encode_cursor(sort: str, key: list[Any], pairs: bool = False) -> str:
+    # "r": the query's reading, when it is not the phrases (the pages of one search read it alike).
+    raw = json.dumps({"s": sort, "k": key, **({"r": "pairs"} if pairs else {})}, separators=(",", ":"),
+                     ensure_ascii=True)
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -281,13 +208,16 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= PRICE_NONE
 
 
-def _decode_cursor(cursor: str, sort: str) -> list[Any]:
+def _decode_cursor(cursor: str, sort: str) -> tuple[list[Any], bool]:
+    """The cursor's key, and whether its search reads the query as pairs."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = json.loads(raw.decode())
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise _bad_cursor() from None
-    if not isinstance(data, dict) or set(data) != {"s", "k"} or not isinstance(data["k"], list):
+    if not isinstance(data, dict) or set(data) - {"r"} != {"s", "k"} or not isinstance(data["k"], list):
+        raise _bad_cursor()
+    if data.get("r", "pairs") != "pairs":
         raise _bad_cursor()
     if data["s"] != sort:
         raise _bad_cursor(f"this cursor pages results sorted by {data['s']!r}, not {sort!r}")
@@ -299,7 +229,7 @@ def _decode_cursor(cursor: str, sort: str) -> list[Any]:
     )
     if not shape_ok:
         raise _bad_cursor()
-    return key
+    return key, "r" in data
 
 
 def _order_and_after(sort: str, score: Any, key: list[Any] | None) -> tuple[list[Any], list[Any], ColumnElement[bool] | None]:
@@ -339,23 +269,23 @@ async def search(session: AsyncSession, caller: Caller | None, p: SearchParams) 
     categories.check(p.category)
     sort = _sort_of(p)
     terms = parse_query(p.q) if p.q is not None else []
-    key = _decode_cursor(p.cursor, sort) if p.cursor else None
+    key, pinned = _decode_cursor(p.cursor, sort) if p.cursor else (None, None)
     dialect = session.get_bind().dialect.name
 
-    base: list[ColumnElement[bool]] = [visible_docs(caller, p.include_all)]
-    if terms:
-        base.append(match_clause(dialect, terms))
-    base += _common_filters(p)
-
-    # Facets and total: one aggregate over every filter but category, grade and model.
-    groups = (await session.execute(
-        select(D.category, D.grade, D.models, func.count().label("n"))
-        .where(*base).group_by(D.category, D.grade, D.models)
-    )).all()
+    base: list[ColumnElement[bool]] = [visible_docs(caller, p.include_all), *_common_filters(p)]
+    # Facets and total: one aggregate over every filter but category, grade and model
+    # (and the query's match: its phrases, or its pairs when the phrases find few).
+    pairs, groups = await _read_query(session, dialect, terms, base, pinned)
     total, facets = _facets(groups, p)
+    if pairs is not None:
+        base.append(match_clause(dialect, pairs))
+    elif terms:
+        base.append(match_clause(dialect, terms))
 
     # The page.
-    score = relevance(dialect, terms) if terms else None
+    score = None
+    if terms:
+        score = relevance(dialect, terms) if pairs is None else pairs_relevance(dialect, terms, pairs)
     columns, order, after = _order_and_after(sort, score, key)
     query: Select[Any] = select(*columns, D.listed).where(*base, *_facet_filters(p))
     if after is not None:
@@ -366,9 +296,35 @@ async def search(session: AsyncSession, caller: Caller | None, p: SearchParams) 
     next_cursor = None
     if more and rows:
         last = rows[-1]
-        next_cursor = _encode_cursor(sort, _key_of(sort, last))
+        next_cursor = _encode_cursor(sort, _key_of(sort, last), pairs is not None)
     return SearchResult(listing_ids=[r.listing_id for r in rows], next_cursor=next_cursor, total=total, facets=facets,
                         listed={r.listing_id for r in rows if r.listed})
+
+
+async def _groups(session: AsyncSession, where: list[ColumnElement[bool]]) -> Sequence[Any]:
+    return (await session.execute(
+        select(D.category, D.grade, D.models, func.count().label("n"))
+        .where(*where).group_by(D.category, D.grade, D.models)
+    )).all()
+
+
+async def _read_query(session: AsyncSession, dialect: str, terms: list[Term], base: list[ColumnElement[bool]],
+                      pinned: bool | None) -> tuple[Reading | None, Sequence[Any]]:
+    """The query's pairs reading when the search reads it so (else None), and the
+    facet groups of its matches. A first page (``pinned`` None) reads pairs when the
+    phrases find fewer than PAIRS_BELOW listings under ``base`` and the pairs find
+    more; later pages read as their cursor says."""
+    if not terms:
+        return None, await _groups(session, base)
+    pairs = pairs_reading(terms)
+    if pinned and pairs is not None:
+        return pairs, await _groups(session, [*base, match_clause(dialect, pairs)])
+    groups = await _groups(session, [*base, match_clause(dialect, terms)])
+    found = sum(int(row.n) for row in groups)
+    if pinned is not None or pairs is None or found >= PAIRS_BELOW:
+        return None, groups
+    more = await _groups(session, [*base, match_clause(dialect, pairs)])
+    return (pairs, more) if sum(int(row.n) for row in more) > found else (None, groups)
 
 
 def _key_of(sort: str, row: Any) -> list[Any]:

@@ -26,6 +26,16 @@ Why bigrams and no dictionary segmenter (jieba and the like) for matching:
 A query is a list of terms, ANDed (``parse_query``): each CJK run of two or more
 characters is one phrase term (its bigrams, adjacent and in order), a one-character
 run a prefix term, each latin word a one-token term.
+
+People leave out what they do not think of as part of the name: 深圳公园 for
+深圳市公园游客量, 南山科技园 for 南山区科技园. The phrase of 深圳公园 (深圳 圳公 公园) is
+not in that title, and 圳公 is in no title at all. So a CJK term of three or more
+characters has a second reading, *pairs* (``pair_groups``): every character of the
+term must be in one of the term's bigrams that the document has, anywhere and in any
+order. For four characters that is both halves (深圳 and 公园); in general the first
+and the last bigram and, for each character between, one of the two bigrams it is in.
+Search reads a query as pairs only when its phrases find fewer than ``PAIRS_BELOW``
+listings, and ranks the phrase matches first (``market.listings.search``).
 """
 
 import re
@@ -41,6 +51,9 @@ from market.core.errors import Unprocessable
 
 MAX_QUERY_CHARS = 200
 MAX_QUERY_TERMS = 16
+# Fewer phrase matches than this, and the query is also read as pairs: below a full first
+# screen of results the pairs-only matches are worth showing under the phrase matches.
+PAIRS_BELOW = 20
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _RUN = re.compile(f"([{_CJK}]+)|([0-9a-z]+)")
@@ -124,3 +137,24 @@ def parse_query(q: str) -> list[Term]:
         raise Unprocessable(f"q has {len(terms)} words; at most {MAX_QUERY_TERMS} are searched",
                             kind="bad-query")
     return terms
+
+
+def pair_groups(term: Term) -> list[tuple[str, ...]] | None:
+    """The term read as pairs: groups of its bigrams, each of which a document must have
+    one of (a group of one: that bigram). None when the term reads the same either way
+    (a latin word, one or two characters).
+
+    深圳公园 (深圳 圳公 公园) → ``[("深圳",), ("公园",)]``; 南山科技园 (南山 山科 科技 技园) →
+    ``[("南山",), ("技园",), ("山科", "科技")]``: the character 科 is in 山科 or in 科技."""
+    pairs = term.tokens
+    if term.prefix or len(pairs) < 2:
+        return None
+    ends = dict.fromkeys((pairs[0], pairs[-1]))
+    groups: list[tuple[str, ...]] = [(pair,) for pair in ends]
+    # Character i (1 <= i < len(pairs)) ends pairs[i-1] and starts pairs[i]; a group that
+    # holds the first or the last bigram is met already.
+    for i in range(1, len(pairs)):
+        group = tuple(dict.fromkeys((pairs[i - 1], pairs[i])))
+        if not any(pair in ends for pair in group) and group not in groups:
+            groups.append(group)
+    return groups

@@ -1,21 +1,28 @@
-"""``market``: serve, db, keys, admin, ledger, search, demo, oversight, version; the
-parties' own commands (``client``, ``regulator``) are in ``market.tools.cli_parties``."""
+"""``market``: serve, db, keys, admin, ledger, search, demo, version; the parties' own
+commands (``client``, ``regulator``, ``oversight replay``) are in ``market.tools.cli_parties``.
 
-import asyncio
+Imported at the top: click and the standard library only. Each command imports the
+server's libraries (SQLAlchemy, Alembic, Litestar, pydantic settings) when it runs, so
+``--help``, ``version`` and the client commands start at once.
+"""
+
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from market import __version__
-from market.core import db
-from market.core.config import Settings
-from market.tools.cli_parties import client_group, regulator_group
+from market.tools.cli_parties import client_group, oversight_group, regulator_group
+
+if TYPE_CHECKING:
+    from market.core.config import Settings
 
 
-def _settings() -> Settings:
+def _settings() -> "Settings":
     from pydantic import ValidationError
+
+    from market.core.config import Settings
 
     try:
         return Settings()
@@ -26,6 +33,8 @@ def _settings() -> Settings:
 
 
 def _run(coro: Any) -> Any:
+    import asyncio
+
     return asyncio.run(coro)
 
 
@@ -48,22 +57,29 @@ class _Market(click.Group):
     that says what to do, with exit status 1, not a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
-
-        from market.core.keys import KeyFileError
-
         try:
             return super().invoke(ctx)
-        except KeyFileError as exc:
-            raise click.ClickException(str(exc)) from None
-        except (OperationalError, ProgrammingError, DBAPIError) as exc:
-            raise click.ClickException(_database_failure(exc)) from None
-        except ConnectionError as exc:  # a database server that does not answer (asyncpg raises it bare)
-            raise click.ClickException(_database_failure(exc)) from None
-        except OSError as exc:
-            if exc.filename is None:
+        except Exception as exc:
+            message = _known_failure(exc)
+            if message is None:
                 raise
-            raise click.ClickException(f"{exc.filename}: {exc.strerror}") from None
+            raise click.ClickException(message) from None
+
+
+def _known_failure(exc: Exception) -> str | None:
+    """The one line for a known failure, or None. The modules whose errors are looked
+    for are only those already loaded: an exception cannot come from a module that was
+    never imported, and importing SQLAlchemy here would slow every command."""
+    keys, sqlalchemy_errors = sys.modules.get("market.core.keys"), sys.modules.get("sqlalchemy.exc")
+    if keys is not None and isinstance(exc, keys.KeyFileError):
+        return str(exc)
+    if sqlalchemy_errors is not None and isinstance(exc, sqlalchemy_errors.DBAPIError):  # Operational, Programming
+        return _database_failure(exc)
+    if isinstance(exc, ConnectionError) and sqlalchemy_errors is not None:
+        return _database_failure(exc)  # a database server that does not answer (asyncpg raises it bare)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror}"
+    return None
 
 
 @click.group(cls=_Market)
@@ -89,6 +105,8 @@ def db_group() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION."""
+    from market.core import db
+
     settings = _settings()
 
     async def go() -> str | None:
@@ -105,6 +123,8 @@ def db_upgrade(revision: str) -> None:
 @db_group.command("current")
 def db_current() -> None:
     """Print the database's migration revision."""
+    from market.core import db
+
     settings = _settings()
 
     async def go() -> str | None:
@@ -120,6 +140,8 @@ def db_current() -> None:
 @db_group.command("check")
 def db_check() -> None:
     """Exit 1 unless the database is at the newest migration."""
+    from market.core import db
+
     settings = _settings()
 
     async def go() -> tuple[str | None, str | None]:
@@ -148,6 +170,7 @@ def keys_group() -> None:
 def keys_init() -> None:
     """Create the ledger signing key if missing (mode 0600) — unless the database
     already holds entries signed by a key that is missing: then refuse, exit 1."""
+    from market.core import db
     from market.core.keycheck import refuse_new_keys
     from market.core.keys import init_ledger_key, ledger_key_path
 
@@ -179,7 +202,7 @@ def keys_show() -> None:
 # -- admin ---------------------------------------------------------------------
 
 
-async def _create_staff(settings: Settings, name: str, role: str) -> str:
+async def _create_staff(settings: "Settings", name: str, role: str) -> str:
     from market.wiring.bootstrap import create_staff_account
 
     return await create_staff_account(settings, name, role)
@@ -369,40 +392,8 @@ def demo(notice_period: str | None, trades: int | None, show_tokens: bool) -> No
     click.echo("\n".join(report(summary)))
 
 
-# -- oversight -------------------------------------------------------------------
-
-
-@main.group("oversight")
-def oversight_group() -> None:
-    """Oversight tools for regulators."""
-
-
-@oversight_group.command("replay")
-@click.argument("url")
-@click.option("--vkey", required=True, help="the market's ledger verifier key (GET /v1/ledger/key)")
-@click.option("--token", required=True, help="a regulator's API token")
-@click.option("--json", "as_json", is_flag=True, help="print a machine-readable report")
-@click.option("--workers", type=int, default=None, help="processes verifying the log (default: all CPUs)")
-@click.option("--authority", default=None,
-              help="the regulator authority's vkey: every regulator act must be signed by a key it enrolled")
-def oversight_replay(url: str, vkey: str, token: str, as_json: bool, workers: int | None,
-                     authority: str | None) -> None:
-    """Verify the public log at URL, check every confidential document against its entry,
-    recompute the overview from the documents and compare; with --authority, check every
-    regulator act against the authority's enrollments. Exit 0 when all agree, 1 on any
-    difference, 2 when the replay could not finish."""
-    from market.oversight.replay import ReplayError, dumps, format_report, replay
-
-    try:
-        report = replay(url, vkey, token, workers=workers, authority=authority)
-    except ReplayError as exc:
-        click.echo(f"error: {exc}; nothing was concluded", err=True)
-        sys.exit(2)
-    click.echo(dumps(report) if as_json else "\n".join(format_report(report)))
-    sys.exit(0 if report.ok else 1)
-
-
 main.add_command(client_group)
+main.add_command(oversight_group)
 main.add_command(regulator_group)
 
 if __name__ == "__main__":

@@ -1,6 +1,12 @@
 """The commands a party runs on its own machine, with no database: ``market client``
-(a signing key, signatures, downloads that verify themselves) and ``market regulator``
-(the regulator authority's key and the enrollments it signs)."""
+(a signing key, signatures, downloads that verify themselves), ``market regulator``
+(the regulator authority's key and the enrollments it signs) and ``market oversight
+replay`` (a regulator checks a market from outside).
+
+Only click and the standard library are imported here: each command imports what it
+uses when it runs, so that a client command starts at once (the server's libraries,
+SQLAlchemy, Alembic, Litestar, are never loaded by one).
+"""
 
 import sys
 from pathlib import Path
@@ -64,7 +70,8 @@ def client_uscc(division: str) -> None:
               help="fetch and verify only the chunks covering these bytes (inclusive); write those bytes")
 @click.option("--revision", type=click.IntRange(min=1), default=None,
               help="a subscription's revision (default: the contract's)")
-@click.option("--base-url", default=None, help="the market's URL; default MARKET_BASE_URL or http://127.0.0.1:8000")
+@click.option("--base-url", default=None, help="the market's URL; default MARKET_BASE_URL, else "
+                                               "http://MARKET_HOST:MARKET_PORT (127.0.0.1 and 8000 when unset)")
 @click.option("--token", default=None, help="a bearer token; default MARKET_TOKEN")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @click.option("--vkey", default=None, help="the log's verifier key for --verify's delivery receipts; default "
@@ -85,11 +92,20 @@ def client_download(order_id: str, out: Path, verify: bool, byte_range: str | No
             span = dl.parse_byte_range(byte_range)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--range") from None
-    base = base_url or os.environ.get("MARKET_BASE_URL") or "http://127.0.0.1:8000"
-    with dl.client_for(base, token) as http:
+    with dl.client_for(base_url or market_url(), token) as http:
         code = dl.download(http, order_id, out, verify=verify, byte_range=span, revision=revision, show=not quiet,
                            vkey=vkey)
     sys.exit(code)
+
+
+def market_url() -> str:
+    """The default market URL (``endpoint.default_base_url``); a bad MARKET_PORT is a usage error."""
+    from market.tools.endpoint import EndpointError, default_base_url
+
+    try:
+        return default_base_url()
+    except EndpointError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @click.group("regulator")
@@ -139,3 +155,54 @@ def regulator_enroll(authority_key: Path, name: str, public_key: str, out: Path)
     out.write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     click.echo(f"wrote {out}: give it to the market's operator for 'market admin create-regulator --enrollment'",
                err=True)
+
+
+# -- oversight -------------------------------------------------------------------
+
+
+@click.group("oversight")
+def oversight_group() -> None:
+    """Oversight tools for regulators."""
+
+
+@oversight_group.command("replay")
+@click.argument("url", required=False)
+@click.option("--vkey", required=True, help="the market's ledger verifier key (GET /v1/ledger/key)")
+@click.option("--token", default=None, help="a regulator's API token; default MARKET_TOKEN")
+@click.option("--json", "as_json", is_flag=True, help="print a machine-readable report")
+@click.option("--workers", type=int, default=None, help="processes verifying the log (default: all CPUs)")
+@click.option("--authority", default=None,
+              help="the regulator authority's vkey: every regulator act must be signed by a key it enrolled")
+def oversight_replay(url: str | None, vkey: str, token: str | None, as_json: bool, workers: int | None,
+                     authority: str | None) -> None:
+    """Verify the public log at URL (default MARKET_BASE_URL, else http://MARKET_HOST:MARKET_PORT),
+    check every confidential document against its entry, recompute the overview from the
+    documents and compare; with --authority, check every regulator act against the
+    authority's enrollments. Exit 0 when all agree, 1 on any difference, 2 when the replay
+    could not finish (the market unreachable among them)."""
+    import os
+
+    import httpx
+
+    from market.oversight.replay import ReplayError, dumps, format_report, replay
+    from market.tools.endpoint import unreachable
+
+    token = token or os.environ.get("MARKET_TOKEN")
+    if not token:
+        raise click.UsageError("give --token or set MARKET_TOKEN (a regulator's API token)")
+    url = (url or market_url()).rstrip("/")
+    try:  # nothing listening is one line, not a log that "does not verify"
+        httpx.get(f"{url}/v1/ledger/key", timeout=30, follow_redirects=False)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        click.echo(f"error: {unreachable(url, exc, 'Give the market URL, or set MARKET_BASE_URL')}; "
+                   "nothing was concluded", err=True)
+        sys.exit(2)
+    except httpx.HTTPError:
+        pass  # the replay says what is wrong
+    try:
+        report = replay(url, vkey, token, workers=workers, authority=authority)
+    except ReplayError as exc:
+        click.echo(f"error: {exc}; nothing was concluded", err=True)
+        sys.exit(2)
+    click.echo(dumps(report) if as_json else "\n".join(format_report(report)))
+    sys.exit(0 if report.ok else 1)

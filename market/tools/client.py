@@ -2,7 +2,8 @@
 sign the bytes the API hands out, and make up a well-formed credit code for a trial.
 
 Every failure is a ``ClientError`` whose message says what to do; the CLI prints it
-on one line. Nothing here talks to the market or its database.
+on one line. Nothing here talks to the market or its database. The cryptography
+library is imported by the functions that use keys: a credit code needs none of it.
 """
 
 import base64
@@ -11,11 +12,12 @@ import json
 import os
 import secrets
 from pathlib import Path
-
-from cryptography.hazmat.primitives import serialization as ser
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import TYPE_CHECKING
 
 from market.accounts.uscc import ALPHABET, check_character
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 MAX_SIGNING_BYTES = 100_000  # the API's limit on signing_bytes (base64 text)
 
@@ -30,6 +32,9 @@ def keygen(out: Path, *, force: bool = False) -> str:
     Refuses to replace an existing file unless ``force``. Returns the public key as
     the API takes it: base64 of the 32 raw bytes.
     """
+    from cryptography.hazmat.primitives import serialization as ser
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     if out.is_dir():
         raise ClientError(f"{out} is a directory; give --out a file name, e.g. {out / 'provider.pem'}")
     if out.exists() and not force:
@@ -58,8 +63,11 @@ def keygen(out: Path, *, force: bool = False) -> str:
     return base64.b64encode(key.public_key().public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)).decode()
 
 
-def load_key(path: Path) -> Ed25519PrivateKey:
+def load_key(path: Path) -> "Ed25519PrivateKey":
     """An Ed25519 private key from a PEM file written by ``keygen``."""
+    from cryptography.hazmat.primitives import serialization as ser
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -28,6 +28,7 @@ the market cannot be reached or refuses (an HTTP error).
 import base64
 import binascii
 import hashlib
+import json
 import re
 import sys
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ import rfc8785
 from ledger import merkle
 from ledger.bundle import verify_bundle
 from ledger.errors import LedgerError
+from market.tools.endpoint import unreachable
 
 OK, CHECK_FAILED, HTTP_FAILED = 0, 1, 2
 _PIECE = 1 << 20
@@ -88,11 +90,19 @@ def _problem(r: httpx.Response) -> str:
         return f"{r.status_code} {r.reason_phrase}"
 
 
+def _failed(http: httpx.Client, path: str, exc: httpx.HTTPError, then: str = "") -> HttpFailure:
+    """Nothing listening (or no such host) is said with the market's URL, and nothing
+    was received so there is nothing to resume; anything else names the request."""
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        return HttpFailure(unreachable(str(http.base_url), exc))
+    return HttpFailure(f"GET {path}: {exc}{then}")
+
+
 def _get_json(http: httpx.Client, path: str, **params: Any) -> Any:
     try:
         r = http.get(path, params=params or None)
     except httpx.HTTPError as exc:
-        raise HttpFailure(f"GET {path}: {exc}") from None
+        raise _failed(http, path, exc) from None
     if r.status_code != 200:
         raise HttpFailure(f"GET {path}: {_problem(r)}")
     return r.json()
@@ -200,9 +210,36 @@ def _stream_into(r: httpx.Response, fh: Any, progress: Any, task: Any) -> int:
     return n
 
 
+def _marker(out: Path) -> Path:
+    return out.with_name(out.name + ".downloading")
+
+
+def _claim_out(out: Path, order_id: str, c: Commitment | None) -> None:
+    """Resume only a download of this order's content: a file already at ``out`` that no
+    unfinished download of it left there is never appended to (nor overwritten)."""
+    marker = _marker(out)
+    mine = json.dumps({"order": order_id, "sha256": c.sha256 if c is not None else None})
+    if out.exists() and not (marker.exists() and marker.read_text() == mine):
+        if c is not None and out.stat().st_size == c.size:
+            return  # complete (or altered since): the checks decide, naming any bad chunk
+        raise HttpFailure(f"{out} is already there and is not an unfinished download of order {order_id}: "
+                          "give another --out, or remove it")
+    marker.write_text(mine)
+
+
 def fetch_whole(http: httpx.Client, order_id: str, out: Path, c: Commitment | None, revision: int | None,
                 show: bool) -> str | None:
     """Download to ``out``, resuming what is there. Returns the ``Repr-Digest`` SHA-256 (hex)."""
+    _claim_out(out, order_id, c)
+    try:
+        return _fetch_whole(http, order_id, out, c, revision, show)
+    finally:
+        if out.exists() and c is not None and out.stat().st_size >= c.size:
+            _marker(out).unlink(missing_ok=True)  # nothing left to resume
+
+
+def _fetch_whole(http: httpx.Client, order_id: str, out: Path, c: Commitment | None, revision: int | None,
+                 show: bool) -> str | None:
     have = out.stat().st_size if out.exists() else 0
     params = {"revision": revision} if revision is not None else None
     headers = {}
@@ -242,7 +279,7 @@ def fetch_whole(http: httpx.Client, order_id: str, out: Path, c: Commitment | No
                                   "run the command again to resume")
             return digest
     except httpx.HTTPError as exc:
-        raise HttpFailure(f"GET {path}: {exc}; run the command again to resume") from None
+        raise _failed(http, path, exc, "; run the command again to resume") from None
 
 
 def _repr_digest(header: str | None) -> str | None:
@@ -284,7 +321,7 @@ def fetch_range(http: httpx.Client, order_id: str, out: Path, c: Commitment, fir
         r = http.get(path, params={"revision": c.revision}, headers={"Range": f"bytes={lo}-{hi}",
                                                                      "If-Range": f'"{c.sha256}"'})
     except httpx.HTTPError as exc:
-        raise HttpFailure(f"GET {path}: {exc}") from None
+        raise _failed(http, path, exc) from None
     if r.status_code not in (200, 206):
         raise HttpFailure(f"GET {path}: {_problem(r)}")
     data = r.content if r.status_code == 206 else r.content[lo:hi + 1]

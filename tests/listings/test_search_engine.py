@@ -18,6 +18,7 @@ from market.core import db
 from market.core.errors import Unprocessable
 from market.core.ids import new_id
 from market.listings import index
+from market.listings.matching import PHRASE_FIRST, pairs_reading
 from market.listings.models import Listing, ListingDoc
 from market.listings.search import (
     FIELD_WEIGHTS,
@@ -31,7 +32,7 @@ from market.listings.search import (
     tsquery_text,
     tsvector_literal,
 )
-from market.listings.text import Term, parse_query, token_string, tokens
+from market.listings.text import PAIRS_BELOW, Term, pair_groups, parse_query, token_string, tokens
 from market.registry.models import Asset
 from market.web.auth import Caller
 from market.web.credentials import AccountSnapshot
@@ -303,7 +304,8 @@ FIELD_DOCS: dict[str, tuple[str, str, str, str]] = {
     "prefix_end": ("新能源充电", "充电桩", "电", "电动 charging"),
     "repeats": ("交通 交通", "rout", "bus routes", "routing 交通交通"),
 }
-FIELD_QUERIES = ["预测电力", "测电", "电", "出行", "深圳交通", "交通", "交通交通", "routes", "充电", "charg", "数据 交通"]
+FIELD_QUERIES = ["预测电力", "测电", "电", "出行", "深圳交通", "交通", "交通交通", "routes", "充电", "charg", "数据 交通",
+                 "深圳出行", "出行深圳", "深圳交通数据", "城市数据交通", "交通 routes", "用电预测"]
 
 
 def _reference(term: Term, field_text: str) -> bool:
@@ -312,6 +314,40 @@ def _reference(term: Term, field_text: str) -> bool:
     if term.prefix:
         return f" {term.tokens[0]}" in field_string
     return " " + " ".join(term.tokens) + " " in field_string
+
+
+def _reference_pairs(term: Term, field_text: str) -> bool:
+    """The pairs reading of ``term`` in one field: every group has a bigram there."""
+    groups = pair_groups(term)
+    if groups is None:
+        return _reference(term, field_text)
+    present = set(tokens(field_text))
+    return all(any(pair in present for pair in group) for group in groups)
+
+
+def _ranked(q: str, docs: dict[str, tuple[str, str, str, str]], newer: Any) -> list[str]:
+    """The search's answer to ``q`` over ``docs``, computed in Python: phrase matches by
+    score, and when they are fewer than PAIRS_BELOW and the pairs find more, the
+    pairs-only matches after them by their pairs score; ties newest first."""
+    terms = parse_query(q)
+    weights = list(FIELD_WEIGHTS.values())
+
+    def score(rule: Any, texts: tuple[str, ...]) -> int:
+        return sum(w for t in terms for w, x in zip(weights, texts, strict=True) if rule(t, x))
+
+    def matches(rule: Any, texts: tuple[str, ...]) -> bool:
+        if rule is _reference:
+            return all(any(_reference(t, x) for x in texts) for t in terms)
+        every = [token for x in texts for token in tokens(x)]  # a pair may be in any field
+        return all(_reference_pairs(t, " ".join(every)) if pair_groups(t) else any(_reference(t, x) for x in texts)
+                   for t in terms)
+
+    phrase = {d for d, texts in docs.items() if matches(_reference, texts)}
+    pairs = {d for d, texts in docs.items() if matches(_reference_pairs, texts)}
+    if len(phrase) >= PAIRS_BELOW or len(pairs) <= len(phrase):
+        return sorted(phrase, key=lambda d: (score(_reference, docs[d]), newer(d)), reverse=True)
+    return sorted(pairs, key=lambda d: (PHRASE_FIRST + score(_reference, docs[d]) if d in phrase
+                                        else score(_reference_pairs, docs[d]), newer(d)), reverse=True)
 
 
 @pytest.fixture(scope="module")
@@ -328,20 +364,28 @@ async def test_field_matches_agree_with_the_token_strings(fields_store: Store, q
     by_id = {v: k for k, v in fields_store.ids.items()}
     async with fields_store.reads() as session:
         dialect = session.get_bind().dialect.name
+        readings: list[tuple[Any, Term, Any]] = []  # (what field_expression reads, the term, the rule)
         for term in parse_query(q):
+            readings.append((term, term, _reference))
+            if pair_groups(term) is not None:
+                readings.append((_groups_of(term), term, _reference_pairs))
+        for reading, term, rule in readings:
             for i, name in enumerate(FIELD_WEIGHTS):
-                expression = field_expression(dialect, term, name)
+                expression = field_expression(dialect, reading, name)
                 found = (await session.execute(
                     select(ListingDoc.listing_id).where(engine_match(dialect, expression)))).scalars().all()
-                expected = {doc for doc, texts in FIELD_DOCS.items() if _reference(term, texts[i])}
+                expected = {doc for doc, texts in FIELD_DOCS.items() if rule(term, texts[i])}
                 assert {by_id[x] for x in found} == expected, (term, name, expression)
     # And the scores follow: the sum of the weights of the fields each term is in.
     result = await fields_store.names(q=q, sort="relevance", limit=500)
-    terms = parse_query(q)
-    score = {doc: sum(w for t in terms for i, w in enumerate(FIELD_WEIGHTS.values()) if _reference(t, texts[i]))
-             for doc, texts in FIELD_DOCS.items()}
-    matching = [d for d, texts in FIELD_DOCS.items() if all(any(_reference(t, x) for x in texts) for t in terms)]
-    assert result == sorted(matching, key=lambda d: (score[d], fields_store.ids[d]), reverse=True)
+    assert result == _ranked(q, FIELD_DOCS, lambda d: fields_store.ids[d])
+
+
+def _groups_of(term: Term) -> list[tuple[Term, ...]]:
+    """The term's pairs reading as ``matching`` builds it."""
+    reading = pairs_reading([term])
+    assert reading is not None
+    return reading[0]
 
 
 def test_field_expressions() -> None:

@@ -658,11 +658,18 @@ async def test_client_download_verifies_resumes_and_names_the_bad_chunk(client, 
     assert code == 0, said
     assert out.read_bytes() == content and "all 5 chunks verified" in said
 
-    # Resumed from where a partial file ends.
+    # A partial file that no download of this order left there is not appended to.
     out.write_bytes(content[:100_000])
     code, said = run_download(client, b, order["id"], out, verify=True)
+    assert code == 2 and "is not an unfinished download of order" in said, said
+    assert out.read_bytes() == content[:100_000]
+
+    # Resumed from where a partial file ends (an interrupted download leaves its marker).
+    marker = out.with_name(out.name + ".downloading")
+    marker.write_text(json.dumps({"order": order["id"], "sha256": hashlib.sha256(content).hexdigest()}))
+    code, said = run_download(client, b, order["id"], out, verify=True)
     assert code == 0, said
-    assert out.read_bytes() == content
+    assert out.read_bytes() == content and not marker.exists()
     assert receipts_of(client, order["id"])[-1]["document"]["range"] == [100_000, SIZE - 1]
 
     # A file changed after the download: the check names the chunk.
@@ -766,8 +773,10 @@ async def test_market_client_download_against_a_real_server(databases, tmp_path)
         done = download("--verify")
         assert done.returncode == 0, done.stderr
         assert out.read_bytes() == content and "verified" in done.stderr
-        # Interrupted downloads resume.
+        # Interrupted downloads resume (an interrupted download leaves its marker).
         out.write_bytes(content[:CHUNK + 7])
+        out.with_name(out.name + ".downloading").write_text(
+            json.dumps({"order": order["id"], "sha256": hashlib.sha256(content).hexdigest()}))
         done = download("--verify", "--quiet")
         assert done.returncode == 0, done.stderr
         assert out.read_bytes() == content
@@ -782,8 +791,8 @@ async def test_market_client_download_against_a_real_server(databases, tmp_path)
         assert done.returncode == 0, done.stderr
         assert out.read_bytes() == content[65000:140001]
         # Refused: exit 2.
-        done = subprocess.run([*market, "client", "download", order["id"], "--out", str(out), "--base-url", base,
-                               "--token", op.token], env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run([*market, "client", "download", order["id"], "--out", str(tmp_path / "op.bin"),
+                               "--base-url", base, "--token", op.token], env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and "403" in done.stderr, done.stderr
     finally:
         proc.terminate()
