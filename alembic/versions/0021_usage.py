@@ -95,9 +95,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_usage_calls_period", "usage_calls", ["period_id", "id"])
+    # How each listing's public plans deliver (search filter ``delivery``); every listing so far downloads.
+    # (A plain ALTER on SQLite too: a batch copy would drop the full-text triggers of listing_docs.)
+    op.add_column("listing_docs", sa.Column("deliveries", sa.Text(), nullable=False, server_default=",download,"))
 
 
 def downgrade() -> None:
+    op.drop_column("listing_docs", "deliveries")
     op.drop_index("ix_usage_calls_period", table_name="usage_calls")
     op.drop_table("usage_calls")
     op.drop_index("ix_usage_periods_status_ends", table_name="usage_periods")

@@ -184,3 +184,18 @@ async def test_an_unpaid_charge_past_the_grace_stops_access(databases, tmp_path)
                               json={"reference": "CMB-1", "amount": charge}, headers=operator.auth)
         assert r.status_code == 200, r.text
         assert (await records(client, bought, card=card)).status_code == 200
+
+
+async def test_listings_say_how_they_deliver_search_filters_by_it_and_the_catalog_says_it(client, bought) -> None:
+    listing_id = bought["listing"]["id"]
+    found = (await client.get("/v1/listings", params={"delivery": "api", "limit": 500})).json()
+    assert listing_id in [item["id"] for item in found["items"]]
+    for other in ("download", "sandbox"):
+        found = (await client.get("/v1/listings", params={"delivery": other, "limit": 500})).json()
+        assert listing_id not in [item["id"] for item in found["items"]]
+    assert_problem(await client.get("/v1/listings", params={"delivery": "fax"}), 422)
+    shown = (await client.get(f"/v1/listings/{listing_id}")).json()
+    assert [p["delivery"] for p in shown["plans"]] == ["api"]
+    catalog = (await client.get("/v1/catalog", params={"limit": 500})).json()
+    dataset = next(d for d in catalog["dcat:dataset"] if d["@id"].endswith(listing_id))
+    assert dataset["dcat:distribution"][0]["dct:description"].startswith("api: records looked up by key")
