@@ -24,7 +24,9 @@ from market.oversight.models import (
 )
 from market.payments.models import StripeEvent
 from market.registry.models import Asset, AssetRevision, Objection, RegistrationCounter, Transfer
-from market.trading.models import Delivery, DeliveryBatch, Dispute, Order, PaymentReturn, Payout
+from market.registry.tables import AssetTable
+from market.trading.models import Delivery, DeliveryBatch, Dispute, Order, PaymentReturn, Payout, UsagePeriod
+from market.usage.models import SandboxQuery, UsageCall
 
 metadata = SQLModel.metadata
 
@@ -37,4 +39,5 @@ __all__ = [
     "Alert", "AlertedOrder", "EvaluatorMark", "OversightAction", "TradeDay", "TradeParty", "TradePartyMonth", "TradeStat",
     "TradeStatMonth",
     "Notification", "WebhookAttempt", "WebhookEndpoint", "WebhookMessage",
+    "AssetTable", "SandboxQuery", "UsageCall", "UsagePeriod",
 ]

@@ -93,11 +93,11 @@ async def _found(client: Any, viewer: Party, title: str) -> list[str]:
 # -- the imports, read statically ---------------------------------------------------------
 
 DOMAINS = frozenset({"accounts", "registry", "listings", "trading", "oversight", "payments", "storage",
-                     "notifications"})
+                     "notifications", "usage"})
 # The allowed direction: a domain imports only those after it in this list. Notifications
 # come first: they consume every domain's events from the outbox, and no domain imports
 # them (a domain tells through ``market.core.outbox``).
-LAYERS = ["notifications", "oversight", "trading", "listings", "registry", "accounts"]
+LAYERS = ["notifications", "oversight", "usage", "trading", "listings", "registry", "accounts"]
 
 
 def _imported(tree: ast.AST) -> set[str]:
@@ -174,6 +174,8 @@ def test_domains_import_each_other_in_one_direction() -> None:
 def test_core_imports_no_domain_and_the_ledger_nothing_of_the_market() -> None:
     edges = _package_imports("market")
     assert edges["core"] & (DOMAINS | {"wiring"}) == set()
+    # The sandbox is a library like the ledger: it knows no domain and no platform.
+    assert edges.get("sandbox", set()) & (DOMAINS | {"wiring", "core", "web"}) == set()
     assert "market" not in _package_imports("ledger").get("ledger", set())
 
 

@@ -40,6 +40,7 @@ EVENT_TYPES = frozenset({
     "trade.payment_failed", "trade.settled", "trade.expired", "trade.refunded", "trade.disputed",
     "trade.dispute_rejected", "trade.payment_refunded", "delivery.sent", "payout.recorded",
     "oversight.action", "oversight.alert_closed",
+    "asset.table_described", "usage.query", "usage.period", "usage.charge_paid",
 })
 
 

@@ -134,6 +134,13 @@ class Settings(BaseSettings):
     notify_interval: float = 0.5  # seconds between rounds of the dispatcher and the sender
     # The market's account that bank transfers are paid to (order payment instructions).
     bank_account: str = "DEMO BANK 6222 0210 0000 0000 888 Data-element market clearing account"
+    # Usage-controlled delivery (docs/usage.md).
+    sandbox_timeout: str = "10s"  # longest a sandbox query or a look-up may run
+    sandbox_memory: str = "512MB"  # DuckDB's memory limit per loaded table
+    sandbox_epsilon: float = 0.1  # what a query spends of an order's budget when it does not say
+    sandbox_max_content: int = 2 * 1024**3  # largest content a table may be described for (held in memory)
+    sandbox_tables: int = 4  # loaded tables each process keeps
+    postpaid_grace: str = "14d"  # a metered period's charge unpaid this long after the period stops access
 
     @field_validator("webhook_retry_schedule")
     @classmethod
@@ -196,6 +203,27 @@ class Settings(BaseSettings):
     def _receipt_window(cls, value: str) -> str:
         if parse_duration(value) <= timedelta(0):
             raise ValueError(f"the duration must be positive, got {value!r}")
+        return value
+
+    @field_validator("sandbox_timeout", "postpaid_grace")
+    @classmethod
+    def _usage_durations(cls, value: str) -> str:
+        if parse_duration(value) <= timedelta(0):
+            raise ValueError(f"the duration must be positive, got {value!r}")
+        return value
+
+    @field_validator("sandbox_memory")
+    @classmethod
+    def _sandbox_memory(cls, value: str) -> str:
+        if not re.fullmatch(r"[1-9][0-9]*(KB|MB|GB)", value):
+            raise ValueError(f"sandbox_memory is a size such as 512MB or 2GB, got {value!r}")
+        return value
+
+    @field_validator("sandbox_epsilon")
+    @classmethod
+    def _sandbox_epsilon(cls, value: float) -> float:
+        if not 0 < value <= 10:
+            raise ValueError(f"sandbox_epsilon must be above 0 and at most 10, got {value}")
         return value
 
     @field_validator("delivery_receipt_batch")
@@ -264,6 +292,14 @@ class Settings(BaseSettings):
     @property
     def dispute_delta(self) -> timedelta:
         return parse_duration(self.dispute_window)
+
+    @property
+    def sandbox_timeout_seconds(self) -> float:
+        return parse_duration(self.sandbox_timeout).total_seconds()
+
+    @property
+    def postpaid_grace_delta(self) -> timedelta:
+        return parse_duration(self.postpaid_grace)
 
     @property
     def delivery_receipt_delta(self) -> timedelta:

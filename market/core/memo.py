@@ -89,12 +89,14 @@ NOT_ASSET_TABLES = frozenset({"api_tokens", "account_keys", "idempotency_records
                          "regulator_acts", "regulator_enrollments", "dashboard_sessions",
                          # What the market tells people (market.core.outbox, market.notifications).
                          "outbox", "notifications", "webhook_endpoints", "webhook_messages",
+                         # Usage-controlled delivery: queries and metered use of orders.
+                         "sandbox_queries", "usage_periods", "usage_calls",
                          "webhook_attempts"})
 # The tables the public asset and listing lists are read from. Every table is in exactly
 # one of the two sets (a test holds it), so a new table is a decision, not a slow leak:
 # a table in neither would empty the public memory on every write to it.
 ASSET_TABLES = frozenset({"accounts", "assets", "asset_revisions", "asset_transfers", "objections",
-                          "registration_counters", "listings", "listing_terms", "listing_docs"})
+                          "registration_counters", "listings", "listing_terms", "listing_docs", "asset_tables"})
 _CREDENTIALS = {
     "accounts": Watch("credentials", inserts=False),
     "api_tokens": Watch("credentials", inserts=False, ignored_columns=frozenset({"last_used_at"})),

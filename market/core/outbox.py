@@ -33,10 +33,10 @@ __all__ = ["EVENT_TYPES", "OPERATORS", "REGULATORS", "OutboxEvent", "Recipient",
 EVENT_TYPES = frozenset({
     # buyers
     "order.awaiting_payment", "order.active", "order.rejected", "order.expired", "order.payment_failed",
-    "dispute.resolved",
+    "dispute.resolved", "usage.charge_due",
     # holders and providers
     "order.pending_approval", "dispute.opened", "asset.registered", "asset.rejected", "asset.objection_filed",
-    "asset.frozen", "asset.unfrozen", "asset.revoked", "listing.frozen", "payout.recorded",
+    "asset.frozen", "asset.unfrozen", "asset.revoked", "listing.frozen", "payout.recorded", "usage.period_billed",
     # operators
     "account.verification_requested", "asset.review_requested", "order.bank_payment_expected",
     # regulators

@@ -19,6 +19,7 @@ from market.core.db import SessionMaker
 from market.core.events import Events
 from market.core.listener import PgListener
 from market.core.memo import Memo
+from market.sandbox.cache import LoadedTables
 
 if TYPE_CHECKING:  # annotations only: core imports no domain and not the web edge at run time
     from market.payments.stripe_gateway import StripeGateway
@@ -36,7 +37,8 @@ class Services:
                  read_engine: AsyncEngine, sessionmaker: SessionMaker, read_sessionmaker: SessionMaker,
                  blobs: "BlobStore", master_key: "MasterKey | None", stripe: "StripeGateway | None",
                  limiter: "RateLimiter", credentials: Memo[Any], public_assets: Memo[bytes],
-                 public_listings: Memo[Any], change_listener: PgListener | None = None) -> None:
+                 public_listings: Memo[Any], change_listener: PgListener | None = None,
+                 sandbox: LoadedTables | None = None) -> None:
         self.settings = settings
         self.clock = clock
         self.ledger = ledger
@@ -53,6 +55,7 @@ class Services:
         self.public_assets = public_assets
         self.public_listings = public_listings
         self.change_listener = change_listener  # PostgreSQL: empties the memos on other processes' changes
+        self.sandbox = sandbox if sandbox is not None else LoadedTables(settings.sandbox_tables)
         self.touches: set[asyncio.Task[None]] = set()  # tokens' last use, written in the background
 
     def content_key(self) -> "MasterKey":

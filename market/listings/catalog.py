@@ -3,8 +3,8 @@ its ``@context`` inline, so a harvester (CKAN's dcat extension, an EDC catalog c
 reads it without fetching anything else.
 
 One ``dcat:Dataset`` per listed listing, identified by its registration number
-(``dct:identifier``); one ``dcat:Distribution`` per public plan, with its price as a
-``schema:Offer`` (DCAT has no price property; schema.org's is what harvesters map).
+(``dct:identifier``); one ``dcat:Distribution`` per public plan (its ``dct:description``
+says how it delivers: download, sandbox or api), with its price as a ``schema:Offer`` (DCAT has no price property; schema.org's is what harvesters map).
 The licence terms are a ``dct:LicenseDocument`` whose description states them, and
 each purpose is also given as an ``odrl:permission`` action for machines. Pages follow
 Hydra (``hydra:next``), newest first, like ``GET /v1/listings?sort=newest``.
@@ -70,6 +70,7 @@ def dataset(base: str, listing: ListingRead) -> dict[str, Any]:
             "@id": f"{page}#{plan.id}",
             "@type": "dcat:Distribution",
             "dct:title": plan.model if plan.period_days is None else f"{plan.model} ({plan.period_days} days)",
+            "dct:description": DELIVERY_TEXT[plan.delivery],
             "dcat:accessURL": {"@id": page},
             "dct:license": licence,
             "schema:offers": {"@type": "schema:Offer", "schema:price": decimal_price(plan.price.amount,
@@ -77,6 +78,15 @@ def dataset(base: str, listing: ListingRead) -> dict[str, Any]:
                               "schema:priceCurrency": plan.price.currency},
         } for plan in listing.plans],
     }
+
+
+DELIVERY_TEXT = {
+    "download": "download: the content itself, under the licence (GET /v1/orders/{id}/content)",
+    "sandbox": "sandbox: aggregate queries run inside the market; no row is handed over "
+               "(POST /v1/orders/{id}/queries)",
+    "api": "api: records looked up by key, metered per 1,000 records within a quota per period "
+           "(GET /v1/orders/{id}/records)",
+}
 
 
 def catalog(base: str, title: str, listings: list[ListingRead], next_url: str | None) -> dict[str, Any]:

@@ -51,6 +51,7 @@ def document(listing: Listing, asset: Asset) -> tuple[dict[str, Any], list[list[
         "listing_id": listing.id,
         "provider_id": listing.provider_id, "category": asset.category, "grade": asset.grade,
         "models": _set([p["model"] for p in public]),
+        "deliveries": _set([p.get("delivery") or "download" for p in public]),
         "purposes": _set(licence["purposes"]),
         "private_to": _set([buyer for p in plans for buyer in p.get("private_to") or []]),
         "has_public_plan": bool(public),

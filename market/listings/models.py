@@ -82,6 +82,9 @@ class ListingDoc(SQLModel, table=True):
     grade: str = Field(max_length=20)
     models: str = Field(default=",", max_length=60)  # ",free,one_time," : models of the public plans
     purposes: str = Field(default=",", sa_column=Column(Text, nullable=False))  # ",research,statistics,"
+    # How the public plans deliver: ",download,sandbox," (docs/usage.md).
+    deliveries: str = Field(default=",download,", sa_column=Column(Text, nullable=False,
+                                                                    server_default=",download,"))
     private_to: str = Field(default=",", sa_column=Column(Text, nullable=False))  # ",acct_…,": buyers of private plans
     has_public_plan: bool = True
     currency: str = Field(default="CNY", max_length=3)

@@ -15,7 +15,16 @@ from market.core.money import MAX_AMOUNT
 from market.core.pagination import DEFAULT_LIMIT
 from market.core.services import Services
 from market.listings import access, catalog, read, search, service
-from market.listings.schemas import ListingCreate, ListingRead, ListingUpdate, PlanModel, Purpose, SearchPage, Sort
+from market.listings.schemas import (
+    Delivery,
+    ListingCreate,
+    ListingRead,
+    ListingUpdate,
+    PlanModel,
+    Purpose,
+    SearchPage,
+    Sort,
+)
 from market.listings.search import SearchParams
 from market.registry.schemas import Grade
 from market.web.requests import json_body
@@ -41,7 +50,8 @@ class ListingController(Controller):
     async def search(
         self, services: Services, maybe_ctx: Ctx,
         q: str | None = None, category: str | None = None, grade: Grade | None = None, provider: str | None = None,
-        model: PlanModel | None = None, purpose: Purpose | None = None, min_price: Price = None,
+        model: PlanModel | None = None, delivery: Delivery | None = None, purpose: Purpose | None = None,
+        min_price: Price = None,
         max_price: Price = None, currency: str | None = None, sort: Sort | None = None,
         include: Literal["all"] | None = None, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None,
     ) -> Response[SearchPage]:
@@ -49,7 +59,8 @@ class ListingController(Controller):
         if include == "all" and not (caller is not None and (caller.is_staff or provider == caller.id)):
             raise Forbidden("include=all is for staff, or for a provider's own listings (provider=<own id>)",
                             kind="wrong-role")
-        params = SearchParams(q=q, category=category, grade=grade, provider=provider, model=model, purpose=purpose,
+        params = SearchParams(q=q, category=category, grade=grade, provider=provider, model=model, delivery=delivery,
+                              purpose=purpose,
                               min_price=min_price, max_price=max_price, currency=currency, sort=sort, limit=limit,
                               cursor=cursor, include_all=include == "all")
 

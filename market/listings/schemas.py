@@ -9,7 +9,8 @@ from market.accounts.schemas import Strict
 from market.core.money import JsonInt, Money
 from market.core.types import JsonBool
 
-PlanModel = Literal["one_time", "subscription", "free"]
+PlanModel = Literal["one_time", "subscription", "free", "metered"]
+Delivery = Literal["download", "sandbox", "api"]
 Territory = Literal["domestic", "global"]
 ListingStatusName = Literal["active", "paused", "delisted"]
 Sort = Literal["relevance", "newest", "price_asc", "price_desc"]
@@ -40,17 +41,28 @@ class Plan(Strict):
     private_to: list[str] | None = Field(default=None, min_length=1, max_length=MAX_PRIVATE_BUYERS)
     private: JsonBool | None = Field(default=None, description="read-only (as shown: whether private_to is set); "
                                      "ignored on input")
+    delivery: Delivery | None = Field(default=None, description="download (the default), sandbox (aggregate "
+                                      "queries only) or api (metered look-ups by key); sandbox and api need the "
+                                      "asset's table description")
+    quota: JsonInt | None = Field(default=None, ge=1, le=1_000_000_000,
+                                  description="metered plans: records per period")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Plan":
+        if self.delivery == "download":
+            self.delivery = None  # the default, stored as absent (terms digests of older plans stay as they were)
         if self.model == "free" and self.price.amount != 0:
             raise ValueError("a free plan has price 0")
         if self.model != "free" and self.price.amount == 0:
-            raise ValueError("a one_time or subscription plan has a price above 0 (use a free plan)")
-        if self.model == "subscription" and self.period_days is None:
-            raise ValueError("a subscription plan needs period_days")
-        if self.model != "subscription" and self.period_days is not None:
-            raise ValueError("only a subscription plan has period_days")
+            raise ValueError("a one_time, subscription or metered plan has a price above 0 (use a free plan)")
+        if self.model in ("subscription", "metered") and self.period_days is None:
+            raise ValueError(f"a {self.model} plan needs period_days")
+        if self.model not in ("subscription", "metered") and self.period_days is not None:
+            raise ValueError("only subscription and metered plans have period_days")
+        if (self.model == "metered") != (self.delivery == "api"):
+            raise ValueError("a metered plan delivers by api, and an api plan is metered (price per 1,000 records)")
+        if (self.model == "metered") != (self.quota is not None):
+            raise ValueError("a metered plan needs a quota (records per period), and only it has one")
         if self.private_to is not None and len(set(self.private_to)) != len(self.private_to):
             raise ValueError("private_to names each buyer once")
         return self
@@ -129,6 +141,8 @@ class PlanRead(BaseModel):
     period_days: int | None = None
     private_to: list[str] | None = None
     private: bool | None = None
+    delivery: Delivery = "download"
+    quota: int | None = None
 
     @model_validator(mode="after")
     def _private(self) -> "PlanRead":

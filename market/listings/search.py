@@ -85,7 +85,8 @@ class SearchParams:
     category: str | None = None
     grade: str | None = None  # validated by the caller (general|important|core)
     provider: str | None = None
-    model: str | None = None  # one_time|subscription|free
+    model: str | None = None  # one_time|subscription|free|metered
+    delivery: str | None = None  # download|sandbox|api: listings with a public plan that delivers so
     purpose: str | None = None
     min_price: int | None = None  # minor units, compared to price_key
     max_price: int | None = None
@@ -151,6 +152,8 @@ def _common_filters(p: SearchParams) -> list[ColumnElement[bool]]:
         where.append(D.provider_id == p.provider)
     if p.purpose is not None:
         where.append(_in_list(D.purposes, p.purpose))
+    if p.delivery is not None:
+        where.append(_in_list(D.deliveries, p.delivery))
     if p.min_price is not None or p.max_price is not None:
         where.append(D.price_key != PRICE_NONE)
         if p.min_price is not None:

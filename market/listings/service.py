@@ -27,6 +27,7 @@ from market.listings.models import Listing, ListingTerms
 from market.listings.schemas import ListingCreate, ListingUpdate, Plan, plan_dicts
 from market.listings.states import LISTING, ListingStatus
 from market.registry import access as registry_access
+from market.registry import tables
 from market.registry.assets import registered_rights
 from market.registry.models import Asset
 from market.registry.states import ASSET
@@ -83,12 +84,27 @@ def _with_ids(plans: list[Plan], current: list[dict[str, Any]]) -> list[dict[str
     return out
 
 
+async def _check_delivery(session: AsyncSession, asset: Asset, plans: list[Plan]) -> None:
+    """Sandbox and api plans need the asset's table description (and api plans a key column)."""
+    wanted = {p.delivery for p in plans} & {"sandbox", "api"}
+    if not wanted:
+        return
+    table = await tables.current(session, asset)
+    if table is None:
+        raise Unprocessable(f"sandbox and api plans need the table description of asset {asset.id}'s registered "
+                            "content: PUT /v1/assets/{id}/table first", kind="table-required")
+    if "api" in wanted and not any(c["role"] == "key" for c in json.loads(table.columns)):
+        raise Unprocessable(f"an api plan looks records up by a key column; asset {asset.id}'s table has none",
+                            kind="table-required")
+
+
 async def publish(session: AsyncSession, ctx: Ctx, data: ListingCreate) -> Listing:
     caller = ctx.user
     caller.require(Role.provider)
     caller.require_verified()
     asset = await _listable_asset(session, ctx, data.asset_id)
     await _check_buyers(session, caller.id, data.plans)
+    await _check_delivery(session, asset, data.plans)
     live = (await session.execute(select(col(Listing.id)).where(col(Listing.live_asset_id) == asset.id))).scalar()
     if live is not None:
         raise Conflict(f"asset {asset.id} is listed already as {live}; change that listing instead",
@@ -145,6 +161,7 @@ async def _change_terms(session: AsyncSession, ctx: Ctx, listing: Listing, data:
     plans = current if data.plans is None else _with_ids(data.plans, current)
     if data.plans is not None:
         await _check_buyers(session, listing.provider_id, data.plans)
+        await _check_delivery(session, await session.get_one(Asset, listing.asset_id), data.plans)
     licence = json.loads(listing.licence) if data.licence is None else data.licence.model_dump()
     digest = terms_digest(plans, licence)
     if digest == listing.terms_sha256:

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, union_all
+from sqlalchemy import and_, case, func, or_, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -69,7 +69,8 @@ from market.core.errors import Unprocessable
 from market.oversight.models import TradeDay, TradeParty, TradePartyMonth, TradeStat, TradeStatMonth
 from market.registry import categories, regions
 from market.registry.models import Asset
-from market.trading.models import Order
+from market.trading.models import Order, UsagePeriod
+from market.usage.models import SandboxQuery
 
 KEY_COLUMNS = ("day", "currency", "category", "grade", "provider_id", "region")
 MEASURES = ("orders", "value", "refunds", "refunded_value")
@@ -328,7 +329,29 @@ async def overview(session: AsyncSession, ctx: Ctx, start: str | None = None, en
         for entry in entries:
             entry["name_zh"] = regions.name(entry["key"])
     return {"from": lo, "to": hi, "currency": currency,
-            "totals": {"registrations": int(registrations), "by_currency": totals}, "series": series}
+            "totals": {"registrations": int(registrations), "by_currency": totals}, "series": series,
+            "usage": await _usage(session, moment(since), moment(to), currency)}
+
+
+async def _usage(session: AsyncSession, since: Any, to: Any, currency: str | None) -> dict[str, Any]:
+    """Usage-controlled delivery in the period (read directly: small tables, not rolled up): sandbox
+    queries answered and epsilon spent; metered periods ended in it, their look-ups, records and charges."""
+    queries = (await session.execute(
+        select(func.count(), func.coalesce(func.sum(col(SandboxQuery.epsilon)), 0.0))
+        .where(col(SandboxQuery.status) == "answered", col(SandboxQuery.answered_at) >= since,
+               col(SandboxQuery.answered_at) < to))).one()
+    ended = [col(UsagePeriod.status) != "open", col(UsagePeriod.ends_at) >= since, col(UsagePeriod.ends_at) < to]
+    if currency is not None:
+        ended.append(col(UsagePeriod.currency) == currency)
+    periods = (await session.execute(
+        select(col(UsagePeriod.currency), func.count(), func.sum(col(UsagePeriod.calls)),
+               func.sum(col(UsagePeriod.records)), func.sum(col(UsagePeriod.charge)),
+               func.sum(case((col(UsagePeriod.status) == "paid", col(UsagePeriod.charge)), else_=0)))
+        .where(*ended).group_by(col(UsagePeriod.currency)))).all()
+    return {"sandbox_queries": int(queries[0]), "epsilon_spent": float(queries[1]),
+            "metered": {cur: {"periods": int(n), "lookups": int(calls or 0), "records": int(records or 0),
+                              "charged": int(charged or 0), "paid": int(paid or 0)}
+                        for cur, n, calls, records, charged, paid in periods}}
 
 
 __all__ = ["Dimensions", "count_refunded", "count_settled", "day_of", "dimensions", "overview", "period",

@@ -113,6 +113,18 @@ def _refuse(order: Order, asset: Asset, listing: Listing | None, suspended: bool
                        kind="no-access")
 
 
+def delivery_of(order: Order) -> str:
+    """How the order's plan delivers: ``download`` (the default), ``sandbox`` or ``api``."""
+    return str(json.loads(order.plan).get("delivery") or "download")
+
+
+def check_download(order: Order) -> None:
+    """Sandbox and api plans never hand over the content (docs/usage.md)."""
+    if delivery_of(order) != "download":
+        raise Conflict(f"order {order.id} delivers by {delivery_of(order)}: its content is used inside the market, "
+                       "never downloaded", kind="wrong-delivery", extra={"delivery": delivery_of(order)})
+
+
 async def check_access(session: AsyncSession, ctx: Ctx, order_id: str) -> tuple[Order, Asset]:
     """The order and its asset, if the caller may receive the content now (else 404/403/409)."""
     caller: Caller = ctx.user
@@ -376,6 +388,7 @@ async def open_delivery(session: AsyncSession, ctx: Ctx, order_id: str, wanted: 
     """Check access, choose the revision and the range: what this request will send.
     The caller ends its transaction before streaming (none is held meanwhile)."""
     order, asset = await check_access(session, ctx, order_id)
+    check_download(order)
     rev = await choose_revision(session, ctx.services.ledger, order, asset, wanted)
     etag = etag_of(rev)
     byte_range = parse_range(range_header, rev.size, if_range, etag)

@@ -234,6 +234,7 @@ async def resolve(session: AsyncSession, ctx: Ctx, dispute_id: str,
     reference = {
         "bank_transfer": f"bank:{data.reference}",
         "free": f"free:{dispute.id}",
+        "postpaid": f"postpaid:{dispute.id}",  # nothing was paid for the order itself; its periods' charges stand
     }.get(order.payment_method)  # stripe: set once the gateway has refunded
     await DISPUTE.move(session, dispute, "refund", ctx, resolution_reason=data.reason, resolved_at=ctx.now)
     await ORDER.move(session, order, "refund", ctx, refunded_at=ctx.now, refund_reference=reference,

@@ -3,7 +3,7 @@ deliveries, disputes, payouts, and refused attempts kept for the regulator."""
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from market.core.types import UTCDateTime, utcnow
@@ -165,3 +165,31 @@ class Payout(SQLModel, table=True):
     reference: str = Field(max_length=255)
     recorded_by: str = Field(foreign_key="accounts.id", max_length=40)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class UsagePeriod(SQLModel, table=True):
+    """One period of a metered order: its counts while open, its charge once closed."""
+
+    __tablename__ = "usage_periods"
+    __table_args__ = (UniqueConstraint("order_id", "period", name="uq_usage_periods_order_period"),
+                      Index("ix_usage_periods_status_ends", "status", "ends_at"))
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger().with_variant(Integer(), "sqlite"),
+                                                         primary_key=True, autoincrement=True))
+    order_id: str = Field(foreign_key="orders.id", max_length=40)
+    period: int  # 1, 2, … from the order's settlement
+    starts_at: datetime = Field(sa_type=UTCDateTime)
+    ends_at: datetime = Field(sa_type=UTCDateTime)
+    calls: int = 0
+    records: int = 0
+    status: str = Field(default="open", max_length=20)  # open, billed, paid
+    currency: str = Field(max_length=3)
+    charge: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))  # fen, rounded up
+    fee: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))  # the market's, of the charge
+    reference: str = Field(max_length=60)
+    receipts_root: str | None = Field(default=None, max_length=64)
+    document: str | None = Field(default=None, sa_column=Column(Text))  # the salted usage.period document
+    leaf: bytes | None = Field(default=None, sa_column=Column(LargeBinary))  # its ledger entry
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    paid_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    payment_reference: str | None = Field(default=None, max_length=255)

@@ -47,7 +47,7 @@ async def order_placed(session: AsyncSession, ctx: Ctx, order: Order) -> None:
 
 async def order_ready(session: AsyncSession, ctx: Ctx, order: Order) -> None:
     """Every approval given: the buyer is to pay (bank transfers: with instructions, and operators expect it)."""
-    if order.payment_method == "free":
+    if order.payment_method in ("free", "postpaid"):
         return
     more: dict[str, Any] = {"payment_method": order.payment_method}
     instructions = bank_instructions(order, ctx.settings.bank_account)

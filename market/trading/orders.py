@@ -105,6 +105,10 @@ async def _gates(session: AsyncSession, ctx: Ctx, wanted: Wanted) -> tuple[Accou
     if free != (wanted.payment_method == "free"):
         raise Unprocessable("a free plan is ordered with payment_method free, and only a free plan is",
                             kind="bad-payment-method")
+    metered = plan["model"] == "metered"
+    if metered != (wanted.payment_method == "postpaid"):
+        raise Unprocessable("a metered plan is ordered with payment_method postpaid (each period billed for its "
+                            "use), and only a metered plan is", kind="bad-payment-method")
     if wanted.payment_method == "stripe" and not ctx.settings.stripe_secret_key:
         raise Unprocessable("card payments (stripe) are not enabled on this market", kind="payment-method-unavailable")
     return buyer, listing, asset, plan
@@ -155,7 +159,9 @@ async def place(session: AsyncSession, ctx: Ctx, data: OrderCreate) -> Order:
                 (listing.terms_version, listing.terms_sha256, plan["price"]):
             raise Conflict("the listing's terms changed since the order document was issued; fetch a new one",
                            kind="terms-changed")
-    price = plan["price"]["amount"]
+    # A metered plan's price is per 1,000 records used: the order itself costs nothing, each period's
+    # use is charged (market.usage.metering).
+    price = 0 if plan["model"] == "metered" else plan["price"]["amount"]
     fee = fee_of(price, ctx.settings.fee_bps)
     order = Order(
         id=new_id("ord"), status=ORDER.initial, listing_id=listing.id, asset_id=asset.id, buyer_id=buyer.id,
@@ -197,15 +203,15 @@ def approvals_due(order: Order) -> bool:
 
 
 async def _advance(session: AsyncSession, ctx: Ctx, order: Order) -> None:
-    """Past approvals once all are given; a free order is then settled at once."""
+    """Past approvals once all are given; a free or postpaid order is then settled at once."""
     if order.status != OrderStatus.pending_approval or approvals_due(order):
         return
     await ORDER.move(session, order, "ready", ctx, updated_at=ctx.now)
     await notices.order_ready(session, ctx, order)
-    if order.payment_method == "free":
+    if order.payment_method in ("free", "postpaid"):
         from market.trading import settlement
 
-        await settlement.settle(session, ctx, order, reference=f"free:{order.id}")
+        await settlement.settle(session, ctx, order, reference=f"{order.payment_method}:{order.id}")
 
 
 async def decide(session: AsyncSession, ctx: Ctx, order_id: str, decision: str, reason: str,

@@ -21,7 +21,7 @@ from market.core.context import Ctx
 from market.core.errors import Unprocessable
 from market.registry.models import AssetRevision
 from market.storage import BlobCorrupted, BlobStore
-from market.trading.delivery import check_access, choose_revision
+from market.trading.delivery import check_access, check_download, choose_revision
 
 TREE_CACHE_BYTES = 64 << 20  # chunk trees kept in memory for proofs, per process
 
@@ -109,6 +109,7 @@ async def chunk_tree(blobs: BlobStore, rev: "AssetRevision | _Commitment", data_
 async def proof(session: AsyncSession, ctx: Ctx, order_id: str, chunk: int, wanted: int | None) -> dict[str, Any]:
     """The inclusion proof of chunk ``chunk`` of the delivered revision."""
     order, asset = await check_access(session, ctx, order_id)
+    check_download(order)
     rev = await choose_revision(session, ctx.services.ledger, order, asset, wanted)
     n = -(-rev.size // rev.chunk_size)
     if not 0 <= chunk < n:

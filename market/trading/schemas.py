@@ -9,7 +9,7 @@ from market.accounts.schemas import Strict
 from market.core.money import Money
 from market.listings.schemas import Licence, PlanRead, Purpose
 
-PaymentMethod = Literal["stripe", "bank_transfer", "free"]
+PaymentMethod = Literal["stripe", "bank_transfer", "free", "postpaid"]
 Decision = Literal["approve", "reject"]
 Side = Literal["buyer", "provider"]
 

@@ -13,6 +13,10 @@ currency, in integer minor units (fen) — nothing is rounded, so it adds up exa
 - ``net = gross − fee − refunds``; ``paid_out``: the payouts recorded for the provider,
   the month and the currency; ``due = net − paid_out``.
 
+Metered plans (docs/usage.md) add their periods' charges: a charge counts in ``gross``
+(and its fee in ``fee``) in the month it is paid, as an order counts when it settles;
+``charges`` lists them.
+
 ``net`` and ``due`` can be negative (a month whose refunds exceed its sales, or a refund
 after the month was paid out): the provider then owes the market that amount, shown as
 is rather than carried into another month. ``orders`` lists every order that counts:
@@ -44,7 +48,7 @@ from market.core.errors import NotFound, Unprocessable
 from market.core.ids import new_id
 from market.core.money import Money, human
 from market.trading import documents, notices
-from market.trading.models import Order, Payout
+from market.trading.models import Order, Payout, UsagePeriod
 from market.trading.schemas import PayoutCreate, PayoutRead
 
 _PERIOD = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
@@ -55,6 +59,16 @@ class SignedMoney(BaseModel):
 
     amount: int = Field(description="minor units (fen); negative when the provider owes the market")
     currency: str
+
+
+class StatementCharge(BaseModel):
+    order: str
+    period: int
+    records: int
+    charge: Money
+    fee: Money
+    reference: str
+    paid_at: datetime
 
 
 class Totals(BaseModel):
@@ -86,6 +100,7 @@ class Statement(BaseModel):
     ends_at: datetime = Field(description="exclusive: the first instant of the next month")
     totals: list[Totals] = Field(description="one per currency, by currency code")
     orders: list[StatementOrder]
+    charges: list[StatementCharge] = Field(default_factory=list, description="metered periods paid in the month")
     payouts: list[PayoutRead]
 
 
@@ -138,6 +153,20 @@ async def statement(session: AsyncSession, provider_id: str, period: str) -> Sta
                                      refunded_at=order.refunded_at, price=money(order.price), fee=money(order.fee),
                                      provider_share=money(order.provider_share), settled_in_period=settled,
                                      refunded_in_period=refunded))
+    charges = (await session.execute(
+        select(UsagePeriod).join(Order, col(Order.id) == col(UsagePeriod.order_id))
+        .where(col(Order.provider_id) == provider_id, col(UsagePeriod.status) == "paid",
+               in_period(col(UsagePeriod.paid_at)), col(UsagePeriod.charge) > 0)
+        .order_by(col(UsagePeriod.paid_at), col(UsagePeriod.id)))).scalars().all()
+    charged = []
+    for period_ in charges:
+        assert period_.paid_at is not None
+        sums[period_.currency]["gross"] += period_.charge
+        sums[period_.currency]["fee"] += period_.fee
+        charged.append(StatementCharge(order=period_.order_id, period=period_.period, records=period_.records,
+                                       charge=Money(amount=period_.charge, currency=period_.currency),
+                                       fee=Money(amount=period_.fee, currency=period_.currency),
+                                       reference=period_.reference, paid_at=period_.paid_at))
     for payout in payouts:
         sums[payout.currency]["paid_out"] += payout.amount
 
@@ -151,7 +180,7 @@ async def statement(session: AsyncSession, provider_id: str, period: str) -> Sta
                              refunds=money(f["refunds"]), net=SignedMoney(amount=net, currency=currency),
                              paid_out=money(f["paid_out"]), due=SignedMoney(amount=due, currency=currency)))
     return Statement(provider=provider_id, period=period, starts_at=start, ends_at=end, totals=totals,
-                     orders=listed, payouts=[payout_read(p) for p in payouts])
+                     orders=listed, charges=charged, payouts=[payout_read(p) for p in payouts])
 
 
 def current_period(now: datetime) -> str:

@@ -33,9 +33,11 @@ from market.oversight.dashboard import dashboard_router
 from market.oversight.document_routes import oversight_documents
 from market.oversight.stats_routes import STATS_ROUTES
 from market.registry.routes import REFERENCE_ROUTES, AssetController, ObjectionController, TransferController
+from market.registry.table_routes import TABLE_ROUTES
 from market.trading.delivery_routes import order_content, order_content_proof, order_deliveries
 from market.trading.money_routes import MONEY_ROUTES
 from market.trading.routes import OrderController, order_document, stripe_webhook
+from market.usage.routes import USAGE_ROUTES
 from market.web import openapi
 from market.web.auth import Caller, provide_caller, provide_optional_caller
 from market.web.docs import doc_page
@@ -257,7 +259,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             ListingController, dcat_catalog,
             OrderController, order_document, stripe_webhook, order_content, order_content_proof, order_deliveries,
             *MONEY_ROUTES, oversight_documents, *STATS_ROUTES, *ACTION_ROUTES, dashboard_router(),
-            openapi.assets_router(), *NOTIFICATION_ROUTES,
+            openapi.assets_router(), *NOTIFICATION_ROUTES, *TABLE_ROUTES, *USAGE_ROUTES,
         ],
         lifespan=[lifespan],
         dependencies={

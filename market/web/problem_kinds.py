@@ -34,6 +34,7 @@ _REGISTRY = "api#registry"
 _LISTINGS = "api#listings"
 _OVERSIGHT = "api#oversight"
 _REGULATORS = "api#regulators"
+_USAGE = "api#usage-controlled-delivery"
 
 _KINDS = [
     # -- the protocol: requests the server cannot take as they are ---------------------
@@ -343,6 +344,47 @@ _KINDS = [
        "Sign with the key of a configured witness, over the checkpoint body as served.", "ledger#4-cosignatures"),
     _p("ledger-error", 500, "Ledger error", "The ledger failed while handling the request; the failure is logged.",
        "Try again later; if it persists, tell the operator the X-Request-ID of the response.", "ledger#1-merkle-tree"),
+    # -- usage-controlled delivery (docs/usage.md) ----------------------------------------
+    _p("table-mismatch", 422, "The description does not fit the content",
+       "The table description does not match the registered content: the detail names the first column or cell "
+       "that does not fit (a name, a count of columns, a value that is not of its type).",
+       "Fix the description (or the content, through a change of the registration) and send it again.", _USAGE),
+    _p("content-too-large-for-table", 422, "Content too large for a table",
+       "The sandbox holds a table in memory; this content is larger than MARKET_SANDBOX_MAX_CONTENT.",
+       "Register the data in smaller assets, or ask the operator about the limit.", _USAGE),
+    _p("table-not-described", 409, "No table description",
+       "The asset's registered content has no table description checked against it (never described, or a new "
+       "revision was registered since).", "The holder describes the table: PUT /v1/assets/{id}/table.", _USAGE),
+    _p("table-required", 422, "A table description is needed",
+       "Sandbox and api plans work on the asset's table description (api plans on a key column of it).",
+       "Describe the table first (PUT /v1/assets/{id}/table), with a key column for api plans.", _USAGE),
+    _p("wrong-delivery", 409, "Not delivered this way",
+       "The order's plan delivers another way: sandbox and api orders never hand over the content, and only a "
+       "sandbox order takes queries, only an api order look-ups.",
+       "Use the route of the plan's delivery (content, queries or records).", _USAGE),
+    _p("query-not-allowed", 422, "Query not allowed",
+       "The query breaks a sandbox rule; `rule` names it and `rule_version` the rules' version. Only aggregates "
+       "over the table data, grouped and filtered by dimension columns, are answered.",
+       "Rewrite the query within the rules (docs/API.md, usage-controlled delivery) and send it again.", _USAGE),
+    _p("query-failed", 422, "Query failed",
+       "An allowed query could not be answered: it ran past the time limit, needed more memory than the sandbox "
+       "has, or a value could not be read. `reason` says which; no epsilon was spent.",
+       "Narrow the query (a filter, fewer groups) and send it again.", _USAGE),
+    _p("budget-exhausted", 409, "Privacy budget exhausted",
+       "The query would spend more epsilon than the order has left (`epsilon_left`).",
+       "Spend less per query (a smaller `epsilon`), or buy another order for a new budget.", _USAGE),
+    _p("no-budget", 422, "No budget to spend",
+       "The table has no epsilon budget: its answers are exact, and a query gives no `epsilon`.",
+       "Leave `epsilon` out.", _USAGE),
+    _p("bad-lookup", 422, "Bad look-up",
+       "A look-up filters by exactly one key column (`?column=value`) with a value of its type.",
+       "Name one key column of the table description and give a value it can hold.", _USAGE),
+    _p("quota-exhausted", 429, "Quota used up",
+       "The records of this period's quota are used up; the next period renews it (Retry-After says when).",
+       "Wait for the next period, or ask the holder for a plan with a larger quota.", _USAGE),
+    _p("charge-overdue", 409, "A charge is overdue",
+       "A metered period's charge is unpaid past MARKET_POSTPAID_GRACE after the period ended: access stops "
+       "until it is paid.", "Pay the charge quoting the period's reference (GET /v1/orders/{id}/usage).", _USAGE),
 ]
 
 PROBLEM_KINDS: dict[str, ProblemKind] = {p.kind: p for p in _KINDS}

@@ -21,6 +21,7 @@ from market.notifications.worker import run_notifications
 from market.oversight import alerts
 from market.registry import review
 from market.trading import checkout, receipts, settlement
+from market.usage import metering, queries
 
 PURGE_EVERY = 3600.0
 
@@ -68,12 +69,22 @@ async def close_receipts_once(services: Services) -> int:
     return await _system_round(services, receipts.close_due, "delivery receipts recorded", "batches")
 
 
+async def close_usage_once(services: Services) -> int:
+    """Metered periods that ended are billed (one ``usage.period`` entry each); sandbox queries
+    a stopped process left running give their epsilon back."""
+    async def work(session: AsyncSession, ctx: Ctx) -> int:
+        return await metering.close_due(session, ctx) + await queries.fail_stale(session, ctx)
+
+    return await _system_round(services, work, "usage periods billed", "periods")
+
+
 async def clock_once(services: Services) -> None:
     """The market's clock: notice periods that ended, access periods that ended, batches
     of delivery receipts due, card payments of ended orders to stop or give back, alert rules."""
     await close_notices_once(services)
     await expire_orders_once(services)
     await close_receipts_once(services)
+    await close_usage_once(services)
     await checkout.settle_gateway_work(services)
     await alerts.evaluate_once(services)
 
