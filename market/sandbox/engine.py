@@ -107,6 +107,8 @@ def load(content: bytes, fmt: str, columns: Sequence[Column], *, memory: str = "
                           for c, orig in zip(columns, names, strict=True))
         db.execute(f"CREATE TABLE data AS SELECT {casts} FROM source")
         db.unregister("source")
+        for number, column in enumerate(c for c in columns if c.role == "key"):  # look-ups by key: an ART index
+            db.execute(f"CREATE INDEX key_{number} ON data ({_quote(column.name.lower())})")
         rows = db.execute("SELECT count(*) FROM data").fetchone()
         for setting in ("SET enable_external_access = false", "SET autoinstall_known_extensions = false",
                         "SET autoload_known_extensions = false", f"SET memory_limit = '{memory}'",

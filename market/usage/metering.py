@@ -114,20 +114,22 @@ async def _period_row(session: AsyncSession, ctx: Ctx, order: Order) -> UsagePer
         .execution_options(populate_existing=True))).scalar_one()
 
 
-async def lookup(session: AsyncSession, ctx: Ctx, order_id: str, params: dict[str, str],
-                 limit: int) -> dict[str, Any]:
-    """Rows for one key value, counted against the period's quota (a write transaction)."""
-    order, asset, table = await api_order(session, ctx, order_id)
-    column, value = _key_filter(table, params)
-    plan = _plan(order)
-    quota = int(plan.get("quota") or 0)
-    period = await _period_row(session, ctx, order)
-    left = quota - period.records
+async def lookup(ctx: Ctx, order_id: str, params: dict[str, str], limit: int) -> dict[str, Any]:
+    """Rows for one key value, counted against the period's quota.
+
+    The checks and the look-up itself run on a read session; only the count is written,
+    in a short transaction of its own, so that no write lock is held while DuckDB works."""
+    services = ctx.services
+    async with services.read_sessionmaker() as session:
+        order, asset, table = await api_order(session, ctx, order_id)
+        column, value = _key_filter(table, params)
+        number, _, ends = period_at(order, ctx.now)
+        used = (await session.execute(select(col(UsagePeriod.records)).where(
+            col(UsagePeriod.order_id) == order.id, col(UsagePeriod.period) == number))).scalar() or 0
+    quota = int(_plan(order).get("quota") or 0)
+    left = quota - used
     if left <= 0:
-        wait = max(1, math.ceil((period.ends_at - ctx.now).total_seconds()))
-        raise TooManyRequests(f"the quota of {quota} records for period {period.period} is used up; it renews at "
-                              f"{rfc3339(period.ends_at)}", kind="quota-exhausted", headers={"Retry-After": str(wait)},
-                              extra={"quota": quota, "period_ends_at": rfc3339(period.ends_at)})
+        raise _quota_used(quota, number, ends, ctx)
     shown = [c["name"] for c in json.loads(table.columns) if c["role"] != "hidden"]
     engine_column = Column(column.name, column.type, column.role)
     async with described_table(ctx, asset, table) as loaded:
@@ -138,19 +140,28 @@ async def lookup(session: AsyncSession, ctx: Ctx, order_id: str, params: dict[st
             raise Unprocessable(exc.detail, kind="bad-lookup",
                                 extra={"errors": [{"field": column.name, "message": exc.detail}]}) from None
     rows = [[_json_value(v) for v in row] for row in rows]
-    counted = await session.execute(
-        update(UsagePeriod).where(col(UsagePeriod.id) == period.id,
-                                  col(UsagePeriod.records) + len(rows) <= quota)
-        .values(calls=col(UsagePeriod.calls) + 1, records=col(UsagePeriod.records) + len(rows)))
-    if rowcount(counted) != 1:
-        raise TooManyRequests(f"the quota of {quota} records for period {period.period} is used up",
-                              kind="quota-exhausted", headers={"Retry-After": "1"})
     answer = {"columns": shown, "rows": rows}
-    assert period.id is not None
-    session.add(UsageCall(period_id=period.id, at=ctx.now, column=column.name,
-                          value_sha256=hashlib.sha256(value.encode()).hexdigest(), records=len(rows),
-                          result_sha256=hashlib.sha256(signing.canonical(answer)).hexdigest()))
-    return {"columns": shown, "rows": rows, "period": period.period, "records_left": left - len(rows)}
+    async with services.sessionmaker() as session:
+        period = await _period_row(session, ctx, order)
+        counted = await session.execute(
+            update(UsagePeriod).where(col(UsagePeriod.id) == period.id,
+                                      col(UsagePeriod.records) + len(rows) <= quota)
+            .values(calls=col(UsagePeriod.calls) + 1, records=col(UsagePeriod.records) + len(rows)))
+        if rowcount(counted) != 1:  # others used the quota meanwhile
+            raise _quota_used(quota, period.period, period.ends_at, ctx)
+        assert period.id is not None
+        session.add(UsageCall(period_id=period.id, at=ctx.now, column=column.name,
+                              value_sha256=hashlib.sha256(value.encode()).hexdigest(), records=len(rows),
+                              result_sha256=hashlib.sha256(signing.canonical(answer)).hexdigest()))
+        await session.commit()
+    return {"columns": shown, "rows": rows, "period": period.period, "records_left": quota - used - len(rows)}
+
+
+def _quota_used(quota: int, period: int, ends: datetime, ctx: Ctx) -> TooManyRequests:
+    wait = max(1, math.ceil((ends - ctx.now).total_seconds()))
+    return TooManyRequests(f"the quota of {quota} records for period {period} is used up; it renews at "
+                           f"{rfc3339(ends)}", kind="quota-exhausted", headers={"Retry-After": str(wait)},
+                           extra={"quota": quota, "period_ends_at": rfc3339(ends)})
 
 
 def _json_value(value: Any) -> Any:

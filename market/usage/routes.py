@@ -101,10 +101,7 @@ async def list_queries(services: Services, db: AsyncSession, ctx: Ctx, order_id:
 async def records(request: Request, services: Services, ctx: Ctx, order_id: str,
                   limit: Annotated[int, Parameter(ge=1, le=metering.MAX_LOOKUP)] = 100) -> dict[str, Any]:
     params = {k: v for k, v in request.query_params.items() if k != "limit"}
-    async with services.sessionmaker() as db:  # a read that is counted: it writes
-        answer = await metering.lookup(db, ctx, order_id, params, limit)
-        await db.commit()
-    return answer
+    return await metering.lookup(ctx, order_id, params, limit)  # a read that is counted: its own sessions
 
 
 @get("/v1/orders/{order_id:str}/usage", tags=["usage"],
