@@ -13,8 +13,10 @@ from market.core.statemachine import Machine, Transition
 from market.listings.states import MACHINES as LISTING_MACHINES
 from market.registry.states import MACHINES as REGISTRY_MACHINES
 from market.trading.states import MACHINES as TRADING_MACHINES
+from market.usage.states import MACHINES as USAGE_MACHINES
 
-MACHINES = {m.kind: m for m in (*ACCOUNT_MACHINES, *REGISTRY_MACHINES, *LISTING_MACHINES, *TRADING_MACHINES)}
+MACHINES = {m.kind: m for m in (*ACCOUNT_MACHINES, *REGISTRY_MACHINES, *LISTING_MACHINES, *TRADING_MACHINES,
+                                 *USAGE_MACHINES)}
 PACKAGE = Path(__file__).resolve().parent.parent / "market"
 
 TERMINAL = {
@@ -25,6 +27,8 @@ TERMINAL = {
     "listing": {"delisted"},
     "order": {"expired", "rejected", "cancelled", "refunded"},
     "dispute": {"refunded", "rejected"},
+    "usage_period": {"paid"},
+    "sandbox_query": {"answered", "failed"},
 }
 
 

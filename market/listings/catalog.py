@@ -70,7 +70,7 @@ def dataset(base: str, listing: ListingRead) -> dict[str, Any]:
             "@id": f"{page}#{plan.id}",
             "@type": "dcat:Distribution",
             "dct:title": plan.model if plan.period_days is None else f"{plan.model} ({plan.period_days} days)",
-            "dct:description": DELIVERY_TEXT[plan.delivery],
+            "dct:description": DELIVERY_TEXT[plan.delivery or "download"],
             "dcat:accessURL": {"@id": page},
             "dct:license": licence,
             "schema:offers": {"@type": "schema:Offer", "schema:price": decimal_price(plan.price.amount,

@@ -41,16 +41,14 @@ class Plan(Strict):
     private_to: list[str] | None = Field(default=None, min_length=1, max_length=MAX_PRIVATE_BUYERS)
     private: JsonBool | None = Field(default=None, description="read-only (as shown: whether private_to is set); "
                                      "ignored on input")
-    delivery: Delivery | None = Field(default=None, description="download (the default), sandbox (aggregate "
-                                      "queries only) or api (metered look-ups by key); sandbox and api need the "
-                                      "asset's table description")
+    delivery: Delivery = Field(default="download", description="download (the default), sandbox (aggregate "
+                               "queries only) or api (metered look-ups by key); sandbox and api need the asset's "
+                               "table description")
     quota: JsonInt | None = Field(default=None, ge=1, le=1_000_000_000,
                                   description="metered plans: records per period")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Plan":
-        if self.delivery == "download":
-            self.delivery = None  # the default, stored as absent (terms digests of older plans stay as they were)
         if self.model == "free" and self.price.amount != 0:
             raise ValueError("a free plan has price 0")
         if self.model != "free" and self.price.amount == 0:
@@ -141,7 +139,8 @@ class PlanRead(BaseModel):
     period_days: int | None = None
     private_to: list[str] | None = None
     private: bool | None = None
-    delivery: Delivery = "download"
+    delivery: Delivery | None = Field(default=None, description="how it delivers; null in plans published "
+                                      "before plans said so, which download")
     quota: int | None = None
 
     @model_validator(mode="after")

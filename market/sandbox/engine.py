@@ -141,6 +141,22 @@ def _check_cells(db: duckdb.DuckDBPyConnection, column: Column, original: str) -
                             f"{TYPE_WORDS[column.type]}")
 
 
+def _watch(cursor: duckdb.DuckDBPyConnection, timeout: float) -> threading.Event:
+    """Interrupt ``cursor`` once ``timeout`` has passed, and again until it stops (an interrupt that
+    comes before the statement starts would be lost). Set the event returned when the work is done."""
+    done = threading.Event()
+
+    def watch() -> None:
+        if done.wait(timeout):
+            return
+        while not done.is_set():
+            cursor.interrupt()
+            done.wait(0.01)
+
+    threading.Thread(target=watch, name="sandbox-watch", daemon=True).start()
+    return done
+
+
 class Loaded:
     """One loaded, locked table; :meth:`run` answers checked queries, each on its own cursor."""
 
@@ -154,8 +170,7 @@ class Loaded:
     def run(self, checked: Checked, min_group: int, timeout: float) -> Result:
         """Rows of the groups with at least ``min_group`` entities, ordered and limited; the rest counted."""
         cursor = self._db.cursor()
-        timer = threading.Timer(timeout, cursor.interrupt)
-        timer.start()
+        done = _watch(cursor, timeout)
         try:
             n = len(checked.names)
             order = ", ".join(f'"c{i}" {"DESC" if desc else "ASC"} NULLS LAST' for i, desc in checked.order)
@@ -174,7 +189,7 @@ class Loaded:
         except duckdb.Error as exc:
             raise QueryFailed("error", f"the query failed: {str(exc).splitlines()[0][:200]}") from None
         finally:
-            timer.cancel()
+            done.set()
             cursor.close()
         if len(kept) > MAX_ROWS:
             raise QueryFailed("too-many-rows", f"the result has more than {MAX_ROWS} rows: group more coarsely")
@@ -185,8 +200,7 @@ class Loaded:
     def lookup(self, column: Column, value: str, shown: Sequence[str], limit: int, timeout: float) -> list[list[Any]]:
         """Rows whose ``column`` equals ``value`` (cast to the column's type), only the ``shown`` columns."""
         cursor = self._db.cursor()
-        timer = threading.Timer(timeout, cursor.interrupt)
-        timer.start()
+        done = _watch(cursor, timeout)
         try:
             outputs = ", ".join(_quote(name.lower()) for name in shown)
             return [list(row) for row in cursor.execute(
@@ -199,6 +213,6 @@ class Loaded:
         except duckdb.Error as exc:
             raise QueryFailed("error", f"the look-up failed: {str(exc).splitlines()[0][:200]}") from None
         finally:
-            timer.cancel()
+            done.set()
             cursor.close()
 

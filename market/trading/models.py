@@ -182,7 +182,8 @@ class UsagePeriod(SQLModel, table=True):
     ends_at: datetime = Field(sa_type=UTCDateTime)
     calls: int = 0
     records: int = 0
-    status: str = Field(default="open", max_length=20)  # open, billed, paid
+    status: str = Field(default="open", max_length=20)  # open, billed, paid (trading.states.USAGE_PERIOD)
+    version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     currency: str = Field(max_length=3)
     charge: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))  # fen, rounded up
     fee: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))  # the market's, of the charge

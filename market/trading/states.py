@@ -14,7 +14,7 @@ services append ``trade.*`` entries holding only the salted document hash
 from enum import StrEnum
 
 from market.core.statemachine import Machine, Transition
-from market.trading.models import Dispute, Order
+from market.trading.models import Dispute, Order, UsagePeriod
 
 
 class OrderStatus(StrEnum):
@@ -62,4 +62,23 @@ DISPUTE = Machine("dispute", Dispute, DisputeStatus, DisputeStatus.open, {
     "reject": T({DisputeStatus.open}, DisputeStatus.rejected, None),
 }, subject=lambda d: f"order:{d.order_id}")
 
-MACHINES = (ORDER, DISPUTE)
+
+
+class PeriodStatus(StrEnum):
+    """A metered order's period (docs/usage.md): counting, then billed, then paid (or paid at once
+    when it comes to nothing)."""
+
+    open = "open"
+    billed = "billed"
+    paid = "paid"
+
+
+# Entries: the period's ``usage.period`` and the payment's ``usage.charge_paid`` are confidential
+# documents (market.usage.metering), written beside the moves.
+USAGE_PERIOD = Machine("usage_period", UsagePeriod, PeriodStatus, PeriodStatus.open, {
+    "bill": T({PeriodStatus.open}, PeriodStatus.billed, None),
+    "close_free": T({PeriodStatus.open}, PeriodStatus.paid, None),  # nothing used: nothing to pay
+    "pay": T({PeriodStatus.billed}, PeriodStatus.paid, None),
+}, subject=lambda p: f"order:{p.order_id}")
+
+MACHINES = (ORDER, DISPUTE, USAGE_PERIOD)

@@ -31,7 +31,7 @@ from market.accounts.schemas import Role
 from market.core import outbox, signing
 from market.core.context import Ctx
 from market.core.db import rowcount
-from market.core.errors import Conflict, InvalidTransition, NotFound, TooManyRequests, Unprocessable
+from market.core.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from market.core.money import Money, human
 from market.core.types import rfc3339
 from market.registry.models import Asset
@@ -42,6 +42,7 @@ from market.trading import documents
 from market.trading.delivery import check_access, delivery_of
 from market.trading.models import Order, UsagePeriod
 from market.trading.orders import fee_of
+from market.trading.states import USAGE_PERIOD, PeriodStatus
 from market.usage.models import UsageCall
 
 MAX_LOOKUP = 1000
@@ -79,7 +80,7 @@ async def api_order(session: AsyncSession, ctx: Ctx, order_id: str) -> tuple[Ord
                        kind="table-not-described")
     overdue = (await session.execute(
         select(col(UsagePeriod.period)).where(
-            col(UsagePeriod.order_id) == order.id, col(UsagePeriod.status) == "billed",
+            col(UsagePeriod.order_id) == order.id, col(UsagePeriod.status) == PeriodStatus.billed,
             col(UsagePeriod.ends_at) <= ctx.now - ctx.settings.postpaid_grace_delta).limit(1))).scalar()
     if overdue is not None:
         raise Conflict(f"the charge of period {overdue} of order {order.id} is unpaid past the grace period; "
@@ -106,7 +107,7 @@ async def _period_row(session: AsyncSession, ctx: Ctx, order: Order) -> UsagePer
     number, starts, ends = period_at(order, ctx.now)
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     await session.execute(insert(UsagePeriod).values(
-        order_id=order.id, period=number, starts_at=starts, ends_at=ends, calls=0, records=0, status="open",
+        order_id=order.id, period=number, starts_at=starts, ends_at=ends, calls=0, records=0, status=USAGE_PERIOD.initial, version=0,
         currency=order.currency, charge=0, fee=0, reference=reference_of(order.id, number))
         .on_conflict_do_nothing(index_elements=["order_id", "period"]))
     return (await session.execute(select(UsagePeriod).where(
@@ -143,10 +144,13 @@ async def lookup(ctx: Ctx, order_id: str, params: dict[str, str], limit: int) ->
     answer = {"columns": shown, "rows": rows}
     async with services.sessionmaker() as session:
         period = await _period_row(session, ctx, order)
+        # Counted only into the open period, never past the quota; the version moves, so that a
+        # close racing this count loses and tries again on the clock's next round.
         counted = await session.execute(
-            update(UsagePeriod).where(col(UsagePeriod.id) == period.id,
+            update(UsagePeriod).where(col(UsagePeriod.id) == period.id, col(UsagePeriod.status) == PeriodStatus.open,
                                       col(UsagePeriod.records) + len(rows) <= quota)
-            .values(calls=col(UsagePeriod.calls) + 1, records=col(UsagePeriod.records) + len(rows)))
+            .values(calls=col(UsagePeriod.calls) + 1, records=col(UsagePeriod.records) + len(rows),
+                    version=col(UsagePeriod.version) + 1))
         if rowcount(counted) != 1:  # others used the quota meanwhile
             raise _quota_used(quota, period.period, period.ends_at, ctx)
         assert period.id is not None
@@ -189,7 +193,7 @@ async def close(session: AsyncSession, ctx: Ctx, period: UsagePeriod) -> None:
     period.charge = charge_of(period.records, price)
     period.fee = fee_of(period.charge, ctx.settings.fee_bps)
     period.receipts_root = root
-    period.status, period.closed_at = ("billed" if period.charge else "paid"), ctx.now
+    await USAGE_PERIOD.move(session, period, "bill" if period.charge else "close_free", ctx, closed_at=ctx.now)
     document = {"order": order.id, "period": period.period, "starts_at": rfc3339(period.starts_at),
                 "ends_at": rfc3339(period.ends_at), "calls": period.calls, "records": period.records,
                 "charge": {"amount": period.charge, "currency": period.currency}, "reference": period.reference,
@@ -210,13 +214,14 @@ async def close(session: AsyncSession, ctx: Ctx, period: UsagePeriod) -> None:
 async def close_due(session: AsyncSession, ctx: Ctx, limit: int = 500) -> int:
     """Close every open period that has ended (the clock task). Does not commit."""
     due = (await session.execute(
-        select(col(UsagePeriod.id)).where(col(UsagePeriod.status) == "open", col(UsagePeriod.ends_at) <= ctx.now)
+        select(col(UsagePeriod.id)).where(col(UsagePeriod.status) == PeriodStatus.open,
+                                          col(UsagePeriod.ends_at) <= ctx.now)
         .order_by(col(UsagePeriod.ends_at)).limit(limit))).scalars().all()
     closed = 0
     for period_id in due:
         period = (await session.execute(select(UsagePeriod).where(col(UsagePeriod.id) == period_id)
                                         .with_for_update().execution_options(populate_existing=True))).scalar_one()
-        if period.status == "open":
+        if period.status == PeriodStatus.open:
             await close(session, ctx, period)
             closed += 1
     return closed
@@ -234,12 +239,10 @@ async def pay(session: AsyncSession, ctx: Ctx, order_id: str, number: int, refer
         .with_for_update().execution_options(populate_existing=True))).scalar_one_or_none()
     if period is None:
         raise NotFound(f"order {order_id} has no usage period {number}")
-    if period.status != "billed":
-        raise InvalidTransition(f"usage period {number} of order {order_id}", period.status, "recording a payment")
     if (amount.amount, amount.currency) != (period.charge, period.currency):
         raise Unprocessable(f"the transfer of {amount.human()} does not equal the charge "
                             f"{human(period.charge, period.currency)}", kind="amount-mismatch")
-    period.status, period.paid_at, period.payment_reference = "paid", ctx.now, reference
+    await USAGE_PERIOD.move(session, period, "pay", ctx, paid_at=ctx.now, payment_reference=reference)
     await documents.record(session, ctx, "usage.charge_paid", f"order:{order.id}", {
         "order": order.id, "period": period.period, "reference": period.reference, "bank_reference": reference,
         "charge": {"amount": period.charge, "currency": period.currency},

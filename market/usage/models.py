@@ -26,7 +26,8 @@ class SandboxQuery(SQLModel, table=True):
     query_sha256: str = Field(max_length=64)
     rule_version: str = Field(max_length=40)
     table_sha256: str = Field(max_length=64)
-    status: str = Field(max_length=20)  # running, answered, failed
+    status: str = Field(max_length=20)  # running, answered, failed (usage.states.SANDBOX_QUERY)
+    version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     epsilon: float = 0.0
     columns: str | None = Field(default=None, sa_column=SAColumn(Text))  # JSON list of names
     rows: str | None = Field(default=None, sa_column=SAColumn(Text))  # JSON rows (the buyer's alone)

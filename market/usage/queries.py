@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -28,7 +28,6 @@ from ledger.entry import canonical as canonical_entry
 from ledger.log import Log
 from market.core import signing
 from market.core.context import Ctx
-from market.core.db import rowcount
 from market.core.errors import Conflict, DomainError, Forbidden, NotFound, Unprocessable
 from market.core.ids import new_id
 from market.core.types import rfc3339
@@ -43,6 +42,7 @@ from market.trading import documents
 from market.trading.delivery import check_access, delivery_of
 from market.trading.models import Order
 from market.usage.models import SandboxQuery
+from market.usage.states import SANDBOX_QUERY, QueryStatus
 
 
 class BudgetExhausted(Conflict):
@@ -66,7 +66,7 @@ async def spent(session: AsyncSession, order_id: str) -> float:
     """Epsilon spent by the order's running and answered queries."""
     total = (await session.execute(
         select(func.coalesce(func.sum(col(SandboxQuery.epsilon)), 0.0))
-        .where(col(SandboxQuery.order_id) == order_id, col(SandboxQuery.status) != "failed"))).scalar_one()
+        .where(col(SandboxQuery.order_id) == order_id, col(SandboxQuery.status) != QueryStatus.failed))).scalar_one()
     return float(total)
 
 
@@ -105,9 +105,9 @@ async def reserve(session: AsyncSession, ctx: Ctx, order_id: str, sql: str, epsi
     revision = await session.get_one(AssetRevision, (asset.id, table.revision))
     query = SandboxQuery(id=new_id("qry"), order_id=order.id, buyer_id=order.buyer_id, sql=sql,
                          query_sha256=hashlib.sha256(sql.encode()).hexdigest(), rule_version=RULE_VERSION,
-                         table_sha256=table.sha256, status="running", epsilon=spend, created_at=ctx.now)
-    session.add(query)
-    await session.flush()
+                         table_sha256=table.sha256, status=SANDBOX_QUERY.initial, epsilon=spend,
+                         created_at=ctx.now)
+    await SANDBOX_QUERY.create(session, query, ctx, {})
     return Reserved(query, checked, asset, revision, table)
 
 
@@ -138,7 +138,8 @@ async def finish(session: AsyncSession, ctx: Ctx, query_id: str, columns: list[s
     query.result_sha256 = hashlib.sha256(signing.canonical(answer)).hexdigest()
     query.columns, query.rows = json.dumps(columns, ensure_ascii=False), json.dumps(rows, ensure_ascii=False)
     query.row_count, query.suppressed_groups = len(rows), suppressed
-    query.status, query.answered_at = "answered", ctx.now
+    await session.flush()
+    await SANDBOX_QUERY.move(session, query, "answer", ctx, answered_at=ctx.now)
     document = {"order": query.order_id, "query": query.id, "query_sha256": query.query_sha256,
                 "rule_version": query.rule_version, "table_sha256": query.table_sha256,
                 "result_sha256": query.result_sha256, "epsilon": query.epsilon}
@@ -149,10 +150,10 @@ async def finish(session: AsyncSession, ctx: Ctx, query_id: str, columns: list[s
     return query
 
 
-async def fail(session: AsyncSession, query_id: str, failure: str) -> None:
+async def fail(session: AsyncSession, ctx: Ctx, query_id: str, failure: str) -> None:
+    """The query was not answered: its epsilon is given back."""
     query = await session.get_one(SandboxQuery, query_id, populate_existing=True)
-    query.status, query.failure, query.epsilon = "failed", failure, 0.0
-    await session.flush()
+    await SANDBOX_QUERY.move(session, query, "fail", ctx, failure=failure, epsilon=0.0)
 
 
 def failure_error(exc: QueryFailed) -> DomainError:
@@ -200,7 +201,9 @@ def not_buyer() -> Forbidden:
 async def fail_stale(session: AsyncSession, ctx: Ctx) -> int:
     """Queries left ``running`` by a process that stopped mid-query give their epsilon back (the clock)."""
     before = ctx.now - timedelta(seconds=2 * ctx.settings.sandbox_timeout_seconds + 60)
-    stale = (await session.execute(
-        update(SandboxQuery).where(col(SandboxQuery.status) == "running", col(SandboxQuery.created_at) < before)
-        .values(status="failed", epsilon=0.0, failure="the market stopped before the query was answered")))
-    return rowcount(stale)
+    stale = (await session.execute(select(SandboxQuery).where(
+        col(SandboxQuery.status) == QueryStatus.running, col(SandboxQuery.created_at) < before).limit(500))).scalars().all()
+    for query in stale:
+        await SANDBOX_QUERY.move(session, query, "fail", ctx, epsilon=0.0,
+                                 failure="the market stopped before the query was answered")
+    return len(stale)

@@ -54,11 +54,11 @@ async def run_query(request: Request, services: Services, db: AsyncSession, ctx:
         try:
             rows, result = await queries.execute(ctx, reserved)
         except QueryFailed as exc:
-            await queries.fail(db, query_id, exc.detail)
+            await queries.fail(db, ctx, query_id, exc.detail)
             await db.commit()
             raise queries.failure_error(exc) from None
         except BaseException:
-            await queries.fail(db, query_id, "the market stopped the query")
+            await queries.fail(db, ctx, query_id, "the market stopped the query")
             await db.commit()
             raise
         query = await queries.finish(db, ctx, query_id, result.columns, rows, result.suppressed_groups)
