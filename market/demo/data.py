@@ -9,8 +9,10 @@ per asset, and each asset's ``source`` says so.
 import json
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from market.accounts.uscc import check_character
+from market.listings.schemas import ListingCreate
 from market.registry.categories import BY_ID
 from market.tools.client import organization_code_check
 
@@ -286,3 +288,30 @@ def content(spec: AssetSpec, rows: int = 400) -> bytes:
 
 __all__ = ["ASSETS", "CATEGORIES", "OPERATOR", "PARTIES", "PURPOSES", "SHOWN_BUYER", "SHOWN_PROVIDER",
            "AssetSpec", "PartySpec", "content", "demo_uscc"]
+
+
+def listing_for(spec: AssetSpec, asset_id: str, buyers: dict[str, str], currency: str) -> ListingCreate:
+    """The listing of a demo asset: its plans (a private price for a named buyer), licence and notes."""
+    plans: list[dict[str, Any]] = []
+    if spec.price:
+        plans.append({"model": "one_time", "price": {"amount": spec.price * 100, "currency": currency}})
+    if spec.monthly:
+        plans.append({"model": "subscription", "price": {"amount": spec.monthly * 100, "currency": currency},
+                      "period_days": 30})
+    if not plans:
+        plans.append({"model": "free", "price": {"amount": 0, "currency": currency}})
+    if spec.private_for:  # a negotiated price for one named buyer
+        full = spec.price or spec.monthly * 12
+        plans.append({"model": "one_time", "price": {"amount": full * 80, "currency": currency},
+                      "private_to": [buyers[spec.private_for]]})
+    notes = [spec.detail, f"交付格式：{spec.fmt}。内容为演示用合成数据。"]
+    if spec.personal_info == "deidentified":
+        notes.append("数据已去标识化：仅可用于许可用途，不得尝试重新识别个人，不得与其他数据关联以识别个人。")
+    if spec.approval:
+        notes.append("下单需经数据提供方审核用途与资质。")
+    return ListingCreate(
+        asset_id=asset_id, title=spec.title, summary=spec.summary, description="\n\n".join(notes),
+        tags=[CATEGORIES[spec.category], *spec.tags], plans=plans,
+        licence={"purposes": list(PURPOSES[spec.category]), "term_days": 365,
+                 "redistribution": False, "territory": "global" if spec.export else "domestic"},
+        approval_required=spec.approval)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from market.core.config import Settings
+from market.demo.notice import DemoRefused
 
 TOKENS = "tokens.json"
 AUTHORITY_KEY = "regulator-authority.key"
@@ -117,3 +118,12 @@ def lines(settings: Settings, kept: Kept) -> list[str]:
 
 __all__ = ["AUTHORITY_KEY", "AUTHORITY_VKEY", "ENROLLMENT", "REGULATOR_KEY", "TOKENS", "Kept", "KeptError", "Party",
            "folder", "lines", "load", "save", "write_private"]
+
+
+def tokens(settings: Settings) -> list[str]:
+    """What ``market demo --tokens`` prints, from the tokens file alone (nothing is opened
+    but the file, nothing changes)."""
+    try:
+        return lines(settings, load(settings, missing_ok=False))
+    except KeptError as exc:
+        raise DemoRefused(str(exc)) from None

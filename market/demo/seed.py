@@ -29,12 +29,10 @@ directory (``market.demo.keep``): the market stores them hashed only.
 
 import asyncio
 import base64
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from datetime import datetime, timedelta
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -61,19 +59,20 @@ from market.demo.data import (
     CATEGORIES,
     OPERATOR,
     PARTIES,
-    PURPOSES,
     SHOWN_BUYER,
     SHOWN_PROVIDER,
     AssetSpec,
     PartySpec,
     content,
+    listing_for,
 )
 from market.demo.history import make, offers
+from market.demo.keep import tokens
+from market.demo.notice import MAX_NOTICE, DemoRefused, check_notice
 from market.demo.plan import plan
 from market.demo.report import Summary, report
 from market.listings import service as listing_service
 from market.listings.models import Listing
-from market.listings.schemas import ListingCreate
 from market.registry import assets, claims, review
 from market.registry import content as uploads
 from market.registry.models import Asset
@@ -84,7 +83,6 @@ from market.web.auth import Caller
 from market.web.credentials import AccountSnapshot
 from market.wiring import services as wiring
 
-MAX_NOTICE = timedelta(minutes=1)
 SYNTHETIC = "（演示用合成数据 synthetic demo data）"
 AGE = timedelta(days=170)  # how long ago the demo market opened: parties, then assets, then listings
 TRADING = timedelta(days=7)  # trading begins this long after the market opened
@@ -92,27 +90,6 @@ MIN_HISTORY = timedelta(days=30)
 TRADES = 360  # settled orders in the history, by default
 ALL_PARTIES: tuple[PartySpec | ForeignParty, ...] = (*PARTIES, *EXTRA_PARTIES)
 ALL_ASSETS = (*ASSETS, *EXTRA_ASSETS)
-
-
-class DemoRefused(Exception):
-    """The demo will not run with these settings; the message says what to do."""
-
-
-def check_notice(notice: timedelta) -> None:
-    if notice > MAX_NOTICE:
-        raise DemoRefused(
-            f"the notice period is {_duration(notice)}: the demo's assets would wait that long in public notice "
-            f"(公示) before they could be registered and listed. The demo is for a throwaway database: run it "
-            f"with --notice-period 0 (assets are registered at approval, and the ledger records a notice of 0 s) "
-            f"or at most {_duration(MAX_NOTICE)} (the demo waits for the notice to end)")
-
-
-def _duration(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
@@ -139,11 +116,6 @@ class _Demo:
     def ctx(self, caller: Caller | None) -> Ctx:
         return Ctx.of(self.services, caller)
 
-    @contextlib.asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        async with self.maker() as session:
-            yield session
-
     async def commit(self, session: AsyncSession) -> None:
         await session.commit()
         self.summary.writes += 1
@@ -152,7 +124,7 @@ class _Demo:
 
     async def party(self, spec: PartySpec | ForeignParty, desk: Caller | None) -> Caller:
         """The party's account (signed up and verified if need be), as a caller."""
-        async with self.session() as s:
+        async with self.maker() as s:
             if isinstance(spec, ForeignParty):
                 found = select(Account).where(Account.name == spec.name, Account.jurisdiction == spec.jurisdiction)
             else:
@@ -185,7 +157,7 @@ class _Demo:
         if caller.id not in self.signers:
             key = Ed25519PrivateKey.generate()
             public = base64.b64encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
-            async with self.session() as s:
+            async with self.maker() as s:
                 row = await accounts.add_key(s, self.ctx(caller), public)
                 await self.commit(s)
             self.signers[caller.id] = (row.id, key)
@@ -200,7 +172,7 @@ class _Demo:
 
     async def asset(self, spec: AssetSpec, party: PartySpec, caller: Caller, desk: Caller) -> Asset | None:
         """Take the asset as far as registration (or approval, with a notice running)."""
-        async with self.session() as s:
+        async with self.maker() as s:
             asset = await self.load(s, caller, spec.title)
             if asset is None:
                 asset_id = new_id("ast")
@@ -242,7 +214,7 @@ class _Demo:
         if not due:
             return
         self.clock.set(max(self.clock.now(), max(due) + timedelta(seconds=1)))
-        async with self.session() as s:
+        async with self.maker() as s:
             done = await review.close_notice_periods(s, self.ctx(None))
             await self.commit(s)
         mine = {a.id for a in waiting}
@@ -250,39 +222,13 @@ class _Demo:
 
     # -- listings ---------------------------------------------------------------------------------------
 
-    def listing(self, spec: AssetSpec, asset_id: str, buyers: dict[str, str]) -> ListingCreate:
-        currency = self.settings.currency
-        plans: list[dict[str, Any]] = []
-        if spec.price:
-            plans.append({"model": "one_time", "price": {"amount": spec.price * 100, "currency": currency}})
-        if spec.monthly:
-            plans.append({"model": "subscription", "price": {"amount": spec.monthly * 100, "currency": currency},
-                          "period_days": 30})
-        if not plans:
-            plans.append({"model": "free", "price": {"amount": 0, "currency": currency}})
-        if spec.private_for:  # a negotiated price for one named buyer
-            full = spec.price or spec.monthly * 12
-            plans.append({"model": "one_time", "price": {"amount": full * 80, "currency": currency},
-                          "private_to": [buyers[spec.private_for]]})
-        notes = [spec.detail, f"交付格式：{spec.fmt}。内容为演示用合成数据。"]
-        if spec.personal_info == "deidentified":
-            notes.append("数据已去标识化：仅可用于许可用途，不得尝试重新识别个人，不得与其他数据关联以识别个人。")
-        if spec.approval:
-            notes.append("下单需经数据提供方审核用途与资质。")
-        return ListingCreate(
-            asset_id=asset_id, title=spec.title, summary=spec.summary, description="\n\n".join(notes),
-            tags=[CATEGORIES[spec.category], *spec.tags], plans=plans,
-            licence={"purposes": list(PURPOSES[spec.category]), "term_days": 365,
-                     "redistribution": False, "territory": "global" if spec.export else "domestic"},
-            approval_required=spec.approval)
-
     async def publish(self, spec: AssetSpec, asset: Asset, caller: Caller, buyers: dict[str, str]) -> bool:
         """List the asset unless it was ever listed (a listing its holder delisted stays so)."""
-        async with self.session() as s:
+        async with self.maker() as s:
             listing = (await s.exec(select(Listing).where(col(Listing.asset_id) == asset.id)
                                     .order_by(col(Listing.id)))).first()
             if listing is None:
-                listing = await listing_service.publish(s, self.ctx(caller), self.listing(spec, asset.id, buyers))
+                listing = await listing_service.publish(s, self.ctx(caller), listing_for(spec, asset.id, buyers, self.settings.currency))
                 await self.commit(s)
                 self.summary.new_listings += 1
             return listing.status == "active"
@@ -326,7 +272,7 @@ class _Demo:
         for spec, asset in held:
             if asset is None:
                 continue
-            async with self.session() as s:
+            async with self.maker() as s:
                 asset = await self.load(s, callers[spec.provider], spec.title)
             assert asset is not None
             if asset.status != AssetStatus.registered:
@@ -349,7 +295,7 @@ class _Demo:
         for key, name, caller in everyone:
             token = self.fresh.get(caller.id) or self.kept.token(caller.id)
             if token is None:
-                async with self.session() as s:
+                async with self.maker() as s:
                     _, token = await accounts.create_token(s, self.ctx(caller), "demo")
                     await self.commit(s)
             parties.append(keep.Party(key, sorted(caller.account.role_set), name, caller.id, token))
@@ -360,7 +306,7 @@ class _Demo:
         """The trading history from a week after the market opened to ``end``, made once,
         on a database holding no orders."""
         before = self.kept.history
-        async with self.session() as s:
+        async with self.maker() as s:
             orders = (await s.exec(select(func.count()).select_from(Order))).one()
             listed = (await s.exec(select(func.max(Listing.created_at)).where(
                 col(Listing.provider_id).in_([c.id for c in callers.values()])))).one()
@@ -385,7 +331,7 @@ class _Demo:
                                         "data directory (MARKET_DATA_DIR)")
             return
         accounts_ = {k: c.id for k, c in callers.items()}
-        async with self.session() as s:
+        async with self.maker() as s:
             found = await offers(s, {c.id: k for k, c in callers.items()})
         history = plan(found, accounts_, start, end, size)
         self.summary.period = (f"{start:%Y-%m-%d}", f"{end:%Y-%m-%d}")
@@ -448,15 +394,6 @@ async def seed(settings: Settings, notice: timedelta | None = None, trades: int 
     summary.authority = authority
     summary.configured_authority = settings.regulator_authority
     return summary
-
-
-def tokens(settings: Settings) -> list[str]:
-    """What ``market demo --tokens`` prints, from the tokens file alone (nothing is opened
-    but the file, nothing changes)."""
-    try:
-        return keep.lines(settings, keep.load(settings, missing_ok=False))
-    except keep.KeptError as exc:
-        raise DemoRefused(str(exc)) from None
 
 
 __all__ = ["MAX_NOTICE", "TRADES", "DemoRefused", "Summary", "check_notice", "report", "seed", "tokens"]
