@@ -16,7 +16,8 @@ from market.registry.tables import TableDescription, TableRead
 @put("/v1/assets/{asset_id:str}/table", tags=["registry"],
      summary="Describe the registered content as a table (holder); checked against the content")
 async def describe_table(db: AsyncSession, ctx: Ctx, asset_id: str, data: TableDescription) -> Response[TableRead]:
-    table, created = await tables.describe(db, ctx, asset_id, data)
+    checked = await tables.check_against_content(ctx, asset_id, data)  # the slow part, holding no write lock
+    table, created = await tables.describe(db, ctx, asset_id, data, checked)
     await db.commit()
     asset = await access.load(db, asset_id, ctx.caller)
     return Response(tables.read(table, asset), status_code=201 if created else 200)

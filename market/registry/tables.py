@@ -30,7 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from market.accounts.schemas import Strict
 from market.core import audit
 from market.core.context import Ctx
-from market.core.errors import InvalidTransition, NotFound, Unprocessable
+from market.core.errors import Conflict, InvalidTransition, NotFound, Unprocessable
 from market.core.money import JsonInt
 from market.core.types import JsonBool, UTCDateTime
 from market.registry import access
@@ -128,16 +128,13 @@ async def content_of(ctx: Ctx, asset: Asset, revision: AssetRevision) -> bytes:
     return b"".join(pieces)
 
 
-async def describe(session: AsyncSession, ctx: Ctx, asset_id: str,
-                   description: TableDescription) -> tuple[AssetTable, bool]:
-    """Check the description against the registered content and keep it; (table, created)."""
+async def check_against_content(ctx: Ctx, asset_id: str, description: TableDescription) -> tuple[int, int]:
+    """Load the registered content as described, on a read session (no write lock is held while a
+    large table loads): ``(revision, row_count)``, or 422 naming the first mismatch."""
     assert ctx.caller is not None
-    asset = await access.load_for_holder(session, asset_id, ctx.caller)
-    if asset.registered_revision == 0:
-        raise InvalidTransition(f"asset {asset.id}", asset.status, "describing its table (it has no registered content)")
-    revision = await session.get(AssetRevision, (asset.id, asset.registered_revision))
-    if revision is None:
-        raise NotFound(f"asset {asset.id} has no registered content")
+    async with ctx.services.read_sessionmaker() as session:
+        asset = await access.load_for_holder(session, asset_id, ctx.caller)
+        revision = await _registered(session, asset)
     limit = ctx.settings.sandbox_max_content
     if revision.size > limit:
         raise Unprocessable(f"the content is {revision.size} bytes; a table may be at most {limit} bytes",
@@ -151,6 +148,29 @@ async def describe(session: AsyncSession, ctx: Ctx, asset_id: str,
                                                                                 "message": str(exc)}]}) from None
     row_count = loaded.row_count
     loaded.close()
+    return revision.revision, row_count
+
+
+async def _registered(session: AsyncSession, asset: Asset) -> AssetRevision:
+    if asset.registered_revision == 0:
+        raise InvalidTransition(f"asset {asset.id}", asset.status, "describing its table (it has no registered content)")
+    revision = await session.get(AssetRevision, (asset.id, asset.registered_revision))
+    if revision is None:
+        raise NotFound(f"asset {asset.id} has no registered content")
+    return revision
+
+
+async def describe(session: AsyncSession, ctx: Ctx, asset_id: str, description: TableDescription,
+                   checked: tuple[int, int]) -> tuple[AssetTable, bool]:
+    """Keep a description ``check_against_content`` found to fit ``checked`` = (revision, rows);
+    409 if another revision was registered meanwhile. (table, created)."""
+    assert ctx.caller is not None
+    asset = await access.load_for_holder(session, asset_id, ctx.caller)
+    revision = await _registered(session, asset)
+    if revision.revision != checked[0]:
+        raise Conflict(f"asset {asset.id} registered revision {revision.revision} while the description was "
+                       f"checked against revision {checked[0]}; send it again", kind="concurrent-update")
+    row_count = checked[1]
     given = description.model_dump(mode="json")
     digest = hashlib.sha256(rfc8785.dumps(given)).hexdigest()
     table = await session.get(AssetTable, asset.id)
