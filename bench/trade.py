@@ -73,6 +73,16 @@ async def sign_up(c: httpx.AsyncClient, op: Party, roles: list[str], n: int) -> 
     return party
 
 
+async def signing_provider(c: httpx.AsyncClient, op: Party) -> tuple[Party, Ed25519PrivateKey, str]:
+    """A verified provider with a registered Ed25519 key: (party, key, key id)."""
+    holder = await sign_up(c, op, ["provider"], 0)
+    key = Ed25519PrivateKey.generate()
+    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    r = await c.post("/v1/accounts/me/keys", json={"public_key": base64.b64encode(raw).decode()}, headers=holder.auth)
+    r.raise_for_status()
+    return holder, key, r.json()["id"]
+
+
 async def listed_asset(c: httpx.AsyncClient, op: Party, holder: Party, key: Ed25519PrivateKey, key_id: str,
                        content: Any, size: int | None = None) -> str:
     """Register an asset of ``content`` (bytes, or an async iterator of ``size`` bytes) and list it free."""
@@ -99,13 +109,7 @@ async def listed_asset(c: httpx.AsyncClient, op: Party, holder: Party, key: Ed25
 async def seed(port: int, operator: str, buyers: int, listings: int) -> dict[str, Any]:
     op = Party("", operator)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
-        holder = await sign_up(c, op, ["provider"], 0)
-        key = Ed25519PrivateKey.generate()
-        raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        r = await c.post("/v1/accounts/me/keys", json={"public_key": base64.b64encode(raw).decode()},
-                         headers=holder.auth)
-        r.raise_for_status()
-        key_id = r.json()["id"]
+        holder, key, key_id = await signing_provider(c, op)
         made = [await listed_asset(c, op, holder, key, key_id, os.urandom(4096)) for _ in range(listings)]
         plans = {}
         for lid in made:

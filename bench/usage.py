@@ -40,11 +40,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat  # noqa: E402
 
 from bench.api import Database, Server, free_port, http_request, measure, say  # noqa: E402
-from bench.trade import LICENCE, Party, sign_up  # noqa: E402
+from bench.trade import LICENCE, Party, sign_up, signing_provider  # noqa: E402
 
 GOALS = {"sandbox_vs_duckdb": 0.2, "lookup_vs_bare": 0.1}
 DISTRICTS = ["福田", "南山", "罗湖", "宝安", "龙岗", "龙华", "坪山", "光明", "盐田", "大鹏"]
@@ -74,13 +72,7 @@ def table_csv(rows: int) -> bytes:
 async def seed(port: int, operator: str, content: bytes) -> dict[str, Any]:
     op = Party("", operator)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=600) as c:
-        holder = await sign_up(c, op, ["provider"], 0)
-        key = Ed25519PrivateKey.generate()
-        raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        r = await c.post("/v1/accounts/me/keys", json={"public_key": base64.b64encode(raw).decode()},
-                         headers=holder.auth)
-        r.raise_for_status()
-        key_id = r.json()["id"]
+        holder, key, key_id = await signing_provider(c, op)
         r = await c.post("/v1/assets", headers=holder.auth, json={
             "title": "深圳公交出行记录", "category": "transport", "grade": "general", "personal_info": "deidentified",
             "source": "ticketing", "format": "csv"})

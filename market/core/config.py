@@ -191,23 +191,10 @@ class Settings(BaseSettings):
         parse_duration(value)
         return value
 
-    @field_validator("wash_window", "order_burst_window", "witness_stale_after")
+    @field_validator("wash_window", "order_burst_window", "witness_stale_after", "delivery_receipt_window",
+                     "sandbox_timeout", "postpaid_grace")
     @classmethod
-    def _oversight_durations(cls, value: str) -> str:
-        if parse_duration(value) <= timedelta(0):
-            raise ValueError(f"the duration must be positive, got {value!r}")
-        return value
-
-    @field_validator("delivery_receipt_window")
-    @classmethod
-    def _receipt_window(cls, value: str) -> str:
-        if parse_duration(value) <= timedelta(0):
-            raise ValueError(f"the duration must be positive, got {value!r}")
-        return value
-
-    @field_validator("sandbox_timeout", "postpaid_grace")
-    @classmethod
-    def _usage_durations(cls, value: str) -> str:
+    def _positive_durations(cls, value: str) -> str:
         if parse_duration(value) <= timedelta(0):
             raise ValueError(f"the duration must be positive, got {value!r}")
         return value

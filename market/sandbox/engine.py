@@ -58,6 +58,13 @@ class Result:
     suppressed_groups: int
 
 
+def json_value(value: Any) -> Any:
+    """A cell as JSON takes it: dates and decimals as text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 

@@ -37,7 +37,7 @@ from market.core.types import rfc3339
 from market.registry.models import Asset
 from market.registry.tables import AssetTable, TableColumn, current
 from market.registry.tables import loaded as described_table
-from market.sandbox.engine import Column, QueryFailed
+from market.sandbox.engine import Column, QueryFailed, json_value
 from market.trading import documents
 from market.trading.delivery import check_access, delivery_of
 from market.trading.models import Order, UsagePeriod
@@ -140,7 +140,7 @@ async def lookup(ctx: Ctx, order_id: str, params: dict[str, str], limit: int) ->
         except QueryFailed as exc:
             raise Unprocessable(exc.detail, kind="bad-lookup",
                                 extra={"errors": [{"field": column.name, "message": exc.detail}]}) from None
-    rows = [[_json_value(v) for v in row] for row in rows]
+    rows = [[json_value(v) for v in row] for row in rows]
     answer = {"columns": shown, "rows": rows}
     async with services.sessionmaker() as session:
         period = await _period_row(session, ctx, order)
@@ -166,12 +166,6 @@ def _quota_used(quota: int, period: int, ends: datetime, ctx: Ctx) -> TooManyReq
     return TooManyRequests(f"the quota of {quota} records for period {period} is used up; it renews at "
                            f"{rfc3339(ends)}", kind="quota-exhausted", headers={"Retry-After": str(wait)},
                            extra={"quota": quota, "period_ends_at": rfc3339(ends)})
-
-
-def _json_value(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
 
 
 def call_receipt(order_id: str, period: int, call: UsageCall) -> bytes:

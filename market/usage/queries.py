@@ -28,14 +28,14 @@ from ledger.entry import canonical as canonical_entry
 from ledger.log import Log
 from market.core import signing
 from market.core.context import Ctx
-from market.core.errors import Conflict, DomainError, Forbidden, NotFound, Unprocessable
+from market.core.errors import Conflict, DomainError, NotFound, Unprocessable
 from market.core.ids import new_id
 from market.core.types import rfc3339
 from market.registry.certificates import bundle
-from market.registry.models import Asset, AssetRevision
+from market.registry.models import Asset
 from market.registry.tables import AssetTable, current
 from market.registry.tables import loaded as described_table
-from market.sandbox.engine import QueryFailed, Result
+from market.sandbox.engine import QueryFailed, Result, json_value
 from market.sandbox.noise import add_noise
 from market.sandbox.rules import RULE_VERSION, Checked, Columns, QueryNotAllowed, check
 from market.trading import documents
@@ -54,7 +54,6 @@ class Reserved:
     query: SandboxQuery
     checked: Checked
     asset: Asset
-    revision: AssetRevision
     table: AssetTable
 
 
@@ -102,13 +101,12 @@ async def reserve(session: AsyncSession, ctx: Ctx, order_id: str, sql: str, epsi
     elif epsilon is not None:
         raise Unprocessable("this table has no epsilon budget: its answers are exact, give no epsilon",
                             kind="no-budget", extra={"errors": [{"field": "epsilon", "message": "not allowed"}]})
-    revision = await session.get_one(AssetRevision, (asset.id, table.revision))
     query = SandboxQuery(id=new_id("qry"), order_id=order.id, buyer_id=order.buyer_id, sql=sql,
                          query_sha256=hashlib.sha256(sql.encode()).hexdigest(), rule_version=RULE_VERSION,
                          table_sha256=table.sha256, status=SANDBOX_QUERY.initial, epsilon=spend,
                          created_at=ctx.now)
     await SANDBOX_QUERY.create(session, query, ctx, {})
-    return Reserved(query, checked, asset, revision, table)
+    return Reserved(query, checked, asset, table)
 
 
 async def execute(ctx: Ctx, reserved: Reserved) -> tuple[list[list[Any]], Result]:
@@ -122,13 +120,7 @@ async def execute(ctx: Ctx, reserved: Reserved) -> tuple[list[list[Any]], Result
         bounds = {c["name"].lower(): (c["bounds"][0], c["bounds"][1])
                   for c in json.loads(reserved.table.columns) if c.get("bounds")}
         rows = add_noise(result, reserved.checked, reserved.query.epsilon, bounds)
-    return [[_json_value(v) for v in row] for row in rows], result
-
-
-def _json_value(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)  # dates, decimals
+    return [[json_value(v) for v in row] for row in rows], result
 
 
 async def finish(session: AsyncSession, ctx: Ctx, query_id: str, columns: list[str], rows: list[list[Any]],
@@ -176,7 +168,7 @@ async def load(session: AsyncSession, ctx: Ctx, order_id: str, query_id: str) ->
     return order, query
 
 
-async def view(session: AsyncSession, log: Log, query: SandboxQuery, table: AssetTable | None,
+async def view(session: AsyncSession, log: Log, query: SandboxQuery,
                budget_left: float | None, *, with_result: bool) -> dict[str, Any]:
     shown: dict[str, Any] = {
         "id": query.id, "order_id": query.order_id, "sql": query.sql, "status": query.status,
@@ -193,9 +185,6 @@ async def view(session: AsyncSession, log: Log, query: SandboxQuery, table: Asse
             shown["receipt"] = await bundle(session, log, f"order:{query.order_id}", query.document, bytes(query.leaf))
     return shown
 
-
-def not_buyer() -> Forbidden:
-    return Forbidden("only the order's buyer runs queries", kind="not-buyer")
 
 
 async def fail_stale(session: AsyncSession, ctx: Ctx) -> int:

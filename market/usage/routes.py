@@ -62,7 +62,7 @@ async def run_query(request: Request, services: Services, db: AsyncSession, ctx:
             await db.commit()
             raise
         query = await queries.finish(db, ctx, query_id, result.columns, rows, result.suppressed_groups)
-        return 201, await queries.view(db, services.ledger, query, reserved.table, await _left(db, order_id, budget),
+        return 201, await queries.view(db, services.ledger, query, await _left(db, order_id, budget),
                                        with_result=True)
 
     return await idempotency.run(request, db, ctx.user.id, data, action)
@@ -74,7 +74,7 @@ async def get_query(services: Services, db: AsyncSession, ctx: Ctx, order_id: st
     order, query = await queries.load(db, ctx, order_id, query_id)
     table = await current(db, await db.get_one(Asset, order.asset_id))
     budget = table.epsilon_budget if table is not None else None
-    return await queries.view(db, services.ledger, query, table, await _left(db, order_id, budget), with_result=True)
+    return await queries.view(db, services.ledger, query, await _left(db, order_id, budget), with_result=True)
 
 
 @get("/v1/orders/{order_id:str}/queries", tags=["usage"],
@@ -92,7 +92,7 @@ async def list_queries(services: Services, db: AsyncSession, ctx: Ctx, order_id:
         statement = statement.where(col(SandboxQuery.id) > decode_cursor(cursor))
     rows = list((await db.execute(statement.limit(limit + 1))).scalars().all())
     more, rows = len(rows) > limit, rows[:limit]
-    items = [await queries.view(db, services.ledger, q, None, None, with_result=False) for q in rows]
+    items = [await queries.view(db, services.ledger, q, None, with_result=False) for q in rows]
     return {"items": items, "next_cursor": encode_cursor(rows[-1].id) if more and rows else None}
 
 
