@@ -34,7 +34,7 @@ from market.core.ids import new_id
 from market.core.pagination import page_of, paginate
 from market.core.services import Services
 from market.core.statemachine import Machine, Transition
-from market.core.types import rfc3339, utcnow
+from market.core.types import rfc3339
 from market.oversight import acts
 from market.oversight.models import Alert, AlertedOrder, EvaluatorMark, Refusal
 from market.registry.models import Asset
@@ -61,9 +61,12 @@ NOT_REFUSED_ATTEMPTS = frozenset({"self-dealing"})
 PRICE_MIN_SAMPLE = 3
 
 # Rows committed out of id order (PostgreSQL assigns ids at insert, transactions commit
-# later) are caught by re-reading what was written this recently; alerts being unique,
-# reading a row twice changes nothing.
+# later): an id skipped when the evaluator read past it is a gap of its mark, looked for
+# again on every round for this long (a rolled-back insert's id never fills). Only the
+# gaps are re-read, never the rows already seen; alerts being unique, reading a row
+# twice would change nothing anyway.
 REREAD = timedelta(seconds=60)
+MAX_GAPS = 1_000
 # Between two batches of a round the write lock is left free this long. SQLite's lock is
 # not fair: a writer of another process (an operator's command, a second worker) polls
 # for it on the busy handler at intervals of up to 100 ms, and batches that follow each
@@ -232,9 +235,10 @@ ON_PLACED = (order_burst,)
 
 
 async def _link(session: AsyncSession, alert_id: str, order_ids: list[str]) -> None:
-    for order_id in dict.fromkeys(order_ids):
-        if await session.get(AlertedOrder, (alert_id, order_id)) is None:
-            session.add(AlertedOrder(alert_id=alert_id, order_id=order_id))
+    wanted = list(dict.fromkeys(order_ids))
+    linked = set((await session.execute(select(col(AlertedOrder.order_id)).where(
+        col(AlertedOrder.alert_id) == alert_id, col(AlertedOrder.order_id).in_(wanted)))).scalars())
+    session.add_all([AlertedOrder(alert_id=alert_id, order_id=o) for o in wanted if o not in linked])
     await session.flush()
 
 
@@ -296,36 +300,65 @@ async def _marks(session: AsyncSession, *sources: str) -> dict[str, EvaluatorMar
     return {row.source: row for row in rows}
 
 
+class _Gaps:
+    """The ids below a mark's position the evaluator has not seen (``EvaluatorMark.gaps``),
+    each with when it was first missed; forgotten after ``REREAD``."""
+
+    def __init__(self, mark: EvaluatorMark, now: float) -> None:
+        held: dict[str, float] = json.loads(mark.gaps or "{}")
+        self.ids = {int(k): at for k, at in held.items() if now - at < REREAD.total_seconds()}
+        self.now = now
+
+    def seen(self, ids: list[int]) -> None:
+        for i in ids:
+            self.ids.pop(i, None)
+
+    def missed(self, after: int, ids: list[int]) -> None:
+        """Read ``ids`` (ascending) after ``after``: what lies between and was not read is a gap."""
+        if ids:
+            for i in set(range(after + 1, ids[-1])).difference(ids):
+                self.ids[i] = self.now
+        if len(self.ids) > MAX_GAPS:  # keep the newest
+            self.ids = dict(sorted(self.ids.items(), key=lambda kv: kv[1])[-MAX_GAPS:])
+
+    def dumps(self) -> str:
+        return json.dumps({str(k): at for k, at in sorted(self.ids.items())})
+
+
+async def _evaluate_document(session: AsyncSession, ctx: Ctx, doc_type: str, subject: str) -> list[str]:
+    rules = ON_SETTLED if doc_type == "trade.settled" else ON_PLACED if doc_type == "trade.placed" else ()
+    if not rules or not subject.startswith("order:"):
+        return []
+    order = await session.get(Order, subject.removeprefix("order:"))
+    if order is None or (doc_type == "trade.settled" and order.settled_at is None):
+        return []
+    opened: list[str] = []
+    for rule in rules:
+        for finding in await rule(session, ctx, order):
+            if await store(session, ctx, finding):
+                opened.append(finding.rule)
+    return opened
+
+
 async def evaluate(session: AsyncSession, ctx: Ctx, start: int | None = None) -> tuple[list[str], int | None]:
-    """One batch (``BATCH`` events from ``start``, or from the marks less the re-read
-    window): every rule; returns the alerts opened and where the next batch starts (None
-    when nothing is left). Does not commit."""
+    """One batch (``BATCH`` documents after ``start``, or after the mark, with any of its
+    gaps that have since committed): every rule; returns the alerts opened and where the
+    next batch starts (None when nothing is left). Does not commit."""
     marks = await _marks(session, "trade_documents", "refusals")
-    recent = utcnow() - REREAD
+    now = ctx.now.timestamp()
     opened: list[str] = []
     docs = marks["trade_documents"]
-    after = docs.position
-    reread = select(func.min(col(TradeDocument.id))).where(col(TradeDocument.created_at) >= recent)
-    first_recent = (await session.execute(reread)).scalar_one_or_none()
-    if start is not None:  # a later batch of the same round
-        after = start
-    elif first_recent is not None:
-        after = min(after, first_recent - 1)
+    doc_gaps = _Gaps(docs, now)
+    after = docs.position if start is None else start
+    columns = (col(TradeDocument.id), col(TradeDocument.type), col(TradeDocument.subject))
     rows = (await session.execute(
-        select(col(TradeDocument.id), col(TradeDocument.type), col(TradeDocument.subject))
-        .where(col(TradeDocument.id) > after).order_by(col(TradeDocument.id)).limit(BATCH)
-    )).all()
-    for _doc_id, doc_type, subject in rows:
-        rules = ON_SETTLED if doc_type == "trade.settled" else ON_PLACED if doc_type == "trade.placed" else ()
-        if not rules or not subject.startswith("order:"):
-            continue
-        order = await session.get(Order, subject.removeprefix("order:"))
-        if order is None or (doc_type == "trade.settled" and order.settled_at is None):
-            continue
-        for rule in rules:
-            for finding in await rule(session, ctx, order):
-                if await store(session, ctx, finding):
-                    opened.append(finding.rule)
+        select(*columns).where(col(TradeDocument.id) > after).order_by(col(TradeDocument.id)).limit(BATCH))).all()
+    late = [] if start is not None or not doc_gaps.ids else (await session.execute(
+        select(*columns).where(col(TradeDocument.id).in_(doc_gaps.ids)).order_by(col(TradeDocument.id)))).all()
+    for _doc_id, doc_type, subject in [*late, *rows]:
+        opened += await _evaluate_document(session, ctx, doc_type, subject)
+    doc_gaps.seen([row.id for row in late])
+    doc_gaps.missed(after, [row.id for row in rows])
     if rows:
         after = rows[-1].id
         docs.position = max(docs.position, after)
@@ -333,19 +366,22 @@ async def evaluate(session: AsyncSession, ctx: Ctx, start: int | None = None) ->
     # lock, so a burst of trades is worked through in short transactions.
     more = len(rows) == BATCH
     refusals = marks["refusals"]
-    rows_r = (await session.execute(
-        select(Refusal).where(or_(col(Refusal.id) > refusals.position, col(Refusal.created_at) >= recent))
-        .order_by(col(Refusal.id))
-    )).scalars().all()
-    for refusal in rows_r:
+    refusal_gaps = _Gaps(refusals, now)
+    new_refusals = (await session.execute(
+        select(Refusal).where(col(Refusal.id) > refusals.position).order_by(col(Refusal.id)))).scalars().all()
+    late_refusals = [] if not refusal_gaps.ids else (await session.execute(
+        select(Refusal).where(col(Refusal.id).in_(refusal_gaps.ids)).order_by(col(Refusal.id)))).scalars().all()
+    for refusal in [*late_refusals, *new_refusals]:
         for finding in refused_attempt(refusal):
             if await store(session, ctx, finding):
                 opened.append(finding.rule)
-        refusals.position = max(refusals.position, refusal.id or 0)
-    await session.execute(update(EvaluatorMark).where(col(EvaluatorMark.source) == "trade_documents")
-                          .values(position=docs.position))
-    await session.execute(update(EvaluatorMark).where(col(EvaluatorMark.source) == "refusals")
-                          .values(position=refusals.position))
+    refusal_gaps.seen([r.id or 0 for r in late_refusals])
+    refusal_gaps.missed(refusals.position, [r.id or 0 for r in new_refusals])
+    if new_refusals:
+        refusals.position = max(refusals.position, new_refusals[-1].id or 0)
+    for mark, gaps in ((docs, doc_gaps), (refusals, refusal_gaps)):
+        await session.execute(update(EvaluatorMark).where(col(EvaluatorMark.source) == mark.source)
+                              .values(position=mark.position, gaps=gaps.dumps()))
     return opened, (after if more else None)
 
 

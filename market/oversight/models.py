@@ -83,12 +83,17 @@ class OversightAction(SQLModel, table=True):
 
 
 class EvaluatorMark(SQLModel, table=True):
-    """How far the alert evaluator has read each source (e.g. ``trade_documents`` ids)."""
+    """How far the alert evaluator has read each source (e.g. ``trade_documents`` ids),
+    and the ids below that it has not seen yet (``gaps``: JSON ``{"id": first seen, epoch
+    seconds}``): on PostgreSQL an id is taken at insert and its transaction may commit
+    after a later one, so a skipped id is looked for again until ``alerts.REREAD`` has
+    passed (a rolled-back insert leaves one that never fills)."""
 
     __tablename__ = "evaluator_marks"
 
     source: str = Field(primary_key=True, max_length=40)
     position: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    gaps: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
 
 
 class TradeDay(SQLModel, table=True):

@@ -1,6 +1,7 @@
 """Alert rules (docs/alerts.md): for each rule, data that triggers it and data that
 nearly does; once per subject and window; closure by a regulator only."""
 
+import json
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -314,3 +315,63 @@ async def test_a_burst_is_evaluated_in_short_transactions(client, parties: Parti
 
     mark, last = client.blocking_portal.call(positions)
     assert mark == last and len(commits) >= 3
+
+
+async def test_a_document_committed_after_a_later_one_is_evaluated_once_and_only_it(client, monkeypatch) -> None:
+    """An id read past before its transaction committed (PostgreSQL takes ids at insert)
+    is a gap of the mark: the next rounds look for it, and only for it, until it comes."""
+
+    from market.core.audit import TradeDocument
+    from market.oversight import alerts
+    from market.oversight.models import EvaluatorMark
+
+    evaluate(client)
+    services = client.app.state.services
+    seen: list[str] = []
+
+    async def recorded(session: Any, ctx: Any, doc_type: str, subject: str) -> list[str]:
+        seen.append(subject)
+        return []
+
+    monkeypatch.setattr(alerts, "_evaluate_document", recorded)
+
+    async def mark() -> tuple[int, dict[str, float]]:
+        async with services.read_sessionmaker() as session:
+            row = await session.get_one(EvaluatorMark, "trade_documents")
+            return row.position, json.loads(row.gaps)
+
+    async def write(doc_id: int, subject: str) -> None:
+        async with services.sessionmaker() as session:
+            session.add(TradeDocument(id=doc_id, subject=subject, type="trade.placed", document="{}",
+                                      document_sha256=secrets.token_hex(32)))
+            await session.commit()
+
+    position, gaps = client.blocking_portal.call(mark)
+    assert gaps == {}
+    client.blocking_portal.call(write, position + 3, "order:later")
+    evaluate(client)
+    assert seen == ["order:later"]
+    position_now, gaps = client.blocking_portal.call(mark)
+    assert position_now == position + 3 and set(gaps) == {str(position + 1), str(position + 2)}
+    client.blocking_portal.call(write, position + 1, "order:late")
+    evaluate(client)
+    evaluate(client)
+    assert seen == ["order:later", "order:late"]  # the late one once; the later one not again
+    assert set(client.blocking_portal.call(mark)[1]) == {str(position + 2)}
+
+
+def test_gaps_are_forgotten_after_the_reread_window() -> None:
+    from market.oversight import alerts
+    from market.oversight.models import EvaluatorMark
+
+    now = 1_000_000.0
+    window = alerts.REREAD.total_seconds()
+    gaps = alerts._Gaps(EvaluatorMark(source="s", position=9, gaps=json.dumps(
+        {"3": now - window - 1, "5": now - window + 1})), now)
+    assert gaps.ids == {5: now - window + 1}
+    gaps.missed(9, [11, 14])
+    assert set(gaps.ids) == {5, 10, 12, 13}
+    gaps.seen([12, 99])
+    assert set(gaps.ids) == {5, 10, 13}
+    gaps.missed(14, list(range(20, 20 + 2 * alerts.MAX_GAPS, 2)))
+    assert len(gaps.ids) == alerts.MAX_GAPS
