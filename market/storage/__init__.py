@@ -18,6 +18,7 @@ from market.storage.errors import (
 )
 from market.storage.format import StoredBlob
 from market.storage.keys import MasterKey
+from market.storage.reader import HashedPiece
 from market.storage.store import BlobStore
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "BlobNotFound",
     "BlobStore",
     "ContentTooLarge",
+    "HashedPiece",
     "InvalidBlobId",
     "KeyFileError",
     "KeyUnwrapError",

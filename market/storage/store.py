@@ -19,7 +19,7 @@ import anyio.to_thread
 from market.storage.errors import InvalidBlobId
 from market.storage.files import fsync_dir
 from market.storage.format import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, StoredBlob
-from market.storage.reader import blob_layout, read_batches, verify_blob
+from market.storage.reader import HashedPiece, blob_layout, read_batches, read_hashed, verify_blob
 from market.storage.writer import write_blob
 
 __all__ = ["MAX_BLOB_ID_LEN", "BlobStore"]
@@ -95,6 +95,25 @@ class BlobStore:
                 for i, pt in enumerate(plain, first):
                     lo, hi = max(0, start - i * cs), min(len(pt), stop - i * cs)
                     yield pt if lo == 0 and hi == len(pt) else pt[lo:hi]
+
+    async def open_hashed_range(
+        self, blob_id: str, data_key: bytes, start: int = 0, end: int | None = None, hashed: bool = True
+    ) -> AsyncIterator[HashedPiece]:
+        """As ``open_range``, each piece with the SHA-256 of the range up to its end if
+        ``hashed`` (for a receipt of exactly the bytes sent). Decryption and hashing run
+        in a worker thread, one batch (about 1 MiB) ahead of the consumer."""
+        if start < 0 or (end is not None and end < start):
+            raise ValueError(f"invalid range [{start}, {end})")
+        async with aclosing(read_hashed(self._path(blob_id), blob_id, data_key, start, end, hashed)) as pieces:
+            async for piece in pieces:
+                yield piece
+
+    async def sha256(self, blob_id: str, data_key: bytes, start: int, end: int) -> str:
+        """The SHA-256 (hex) of the plaintext bytes [start, end), each chunk authenticated."""
+        digest = hashlib.sha256()
+        async for piece in self.open_hashed_range(blob_id, data_key, start, end):
+            digest = piece.sha256
+        return digest.hexdigest()
 
     async def verify(self, blob_id: str, data_key: bytes) -> StoredBlob:
         """Decrypt the whole blob and recompute its commitment (for audits)."""

@@ -50,7 +50,6 @@ Proofs are in ``market.trading.proofs``.
 """
 
 import base64
-import hashlib
 import json
 import re
 import time
@@ -69,7 +68,7 @@ from market.core.services import Services
 from market.listings.models import Listing
 from market.registry.models import Asset, AssetRevision
 from market.registry.states import AssetStatus
-from market.storage import BlobCorrupted, BlobStore, MasterKey
+from market.storage import BlobCorrupted, BlobStore, HashedPiece, MasterKey
 from market.trading import access, receipts
 from market.trading.models import Order
 from market.trading.states import OrderStatus
@@ -297,7 +296,8 @@ class Sending:
     bytes_sent: int = 0
     recheck_seconds: float = RECHECK_SECONDS
     stopped: str | None = None  # why the stream ended early (access ended, a read failed)
-    _digest: Any = field(default_factory=hashlib.sha256, repr=False)
+    _digest: Any = field(default=None, repr=False)  # SHA-256 of the bytes sent, once any were
+    _unsent: HashedPiece | None = field(default=None, repr=False)  # the piece handed out, not yet sent
     _pieces: Any = field(default=None, repr=False)
     _checked_at: float = field(default_factory=time.monotonic, repr=False)
     _finished: bool = False
@@ -320,8 +320,8 @@ class Sending:
             raise StopAsyncIteration
         if self._pieces is None:
             blobs: BlobStore = self.services.blobs
-            self._pieces = aiter(blobs.open_range(self.blob_id, self.data_key, self.byte_range.first,
-                                                  self.byte_range.last + 1))
+            self._pieces = aiter(blobs.open_hashed_range(self.blob_id, self.data_key, self.byte_range.first,
+                                                         self.byte_range.last + 1, hashed=not self._whole))
         elif time.monotonic() - self._checked_at >= self.recheck_seconds:
             why = await _recheck(self.services, self.order_id, self.buyer_id)
             self._checked_at = time.monotonic()
@@ -331,7 +331,9 @@ class Sending:
                 await self.close()
                 raise StopAsyncIteration
         try:
-            return bytes(await anext(self._pieces))
+            piece: HashedPiece = await anext(self._pieces)
+            self._unsent = piece
+            return piece.data
         except StopAsyncIteration:
             await self.close()
             raise
@@ -342,10 +344,34 @@ class Sending:
             raise StopAsyncIteration from None
 
     def sent(self, data: bytes) -> None:
-        """``data`` was handed to the connection."""
-        if data:
-            self._digest.update(data)
-            self.bytes_sent += len(data)
+        """``data``, the last piece handed out, was handed to the connection: the digest
+        of the bytes sent becomes the one computed with that piece (the pieces are sent
+        one at a time, in order, each whole or not at all)."""
+        if not data:
+            return
+        piece, self._unsent = self._unsent, None
+        if piece is None or len(piece.data) != len(data):
+            raise RuntimeError("a delivery sent bytes other than the piece it was given")
+        self._digest = piece.sha256
+        self.bytes_sent += len(data)
+
+    @property
+    def _whole(self) -> bool:
+        """Whether this request sends the whole revision: its SHA-256 is then known."""
+        return self.byte_range.first == 0 and self.byte_range.length == self.size
+
+    async def _sent_sha256(self) -> str:
+        """The SHA-256 of exactly the bytes sent. A range is hashed while it streams. The
+        whole revision is not: every chunk is authenticated (AES-GCM, its index, its
+        place as last and the blob's id bound to it) as it is read, so the bytes sent
+        are the plaintext sealed at upload, whose SHA-256 is the revision's; only a
+        download of it cut short is read again, up to where it stopped, and hashed."""
+        if self._digest is not None:
+            return str(self._digest.hexdigest())
+        if self.bytes_sent == self.size:
+            return self.repr_sha256
+        first = self.byte_range.first
+        return await self.services.blobs.sha256(self.blob_id, self.data_key, first, first + self.bytes_sent)
 
     async def close(self) -> None:
         """Release the blob file now (not whenever the generator is collected)."""
@@ -368,7 +394,7 @@ class Sending:
         last = first + self.bytes_sent - 1
         ctx = Ctx.system(self.services)
         short = self.stopped is not None or self.bytes_sent != self.byte_range.length
-        receipt = receipts.receipt(self.order_id, self.revision, first, last, self._digest.hexdigest(), ctx.now,
+        receipt = receipts.receipt(self.order_id, self.revision, first, last, await self._sent_sha256(), ctx.now,
                                    (self.byte_range.first, self.byte_range.last) if short else None)
         async with self.services.sessionmaker() as session:
             try:
