@@ -196,6 +196,71 @@ async def test_abandoned_range_read_releases_file(tmp_path: Path) -> None:
     assert proc.num_fds() == before
 
 
+@pytest.mark.asyncio
+async def test_hashed_range_reads_the_same_pieces_each_with_the_digest_so_far(tmp_path: Path) -> None:
+    cs = 4096
+    store = BlobStore(tmp_path, chunk_size=cs)
+    size = 2 * (1 << 20) + 3 * cs + 17  # several read batches, one read ahead of the consumer
+    data = payload(size, seed=9)
+    await store.write("h", KEY, pieces(data), size)
+    for start, end in [(0, size), (1, size - 1), (cs - 1, 256 * cs + 1), (256 * cs, 512 * cs + 5), (size - 1, size)]:
+        plain = [p async for p in store.open_range("h", KEY, start, end)]
+        hashed = [p async for p in store.open_hashed_range("h", KEY, start, end)]
+        assert [p.data for p in hashed] == plain, (start, end)
+        at = start
+        for piece in hashed:
+            at += len(piece.data)
+            assert piece.sha256.hexdigest() == hashlib.sha256(data[start:at]).hexdigest(), (start, at)
+        assert at == end
+        assert await store.sha256("h", KEY, start, end) == hashlib.sha256(data[start:end]).hexdigest()
+    unhashed = [p async for p in store.open_hashed_range("h", KEY, 0, size, hashed=False)]
+    assert b"".join(p.data for p in unhashed) == data and all(p.sha256 is None for p in unhashed)
+    assert [p async for p in store.open_hashed_range("h", KEY, size + 5, None)] == []
+    with pytest.raises(ValueError):
+        await store.sha256("h", KEY, 10, 9)
+
+
+@pytest.mark.asyncio
+async def test_hashed_range_authenticates_every_chunk_it_yields(tmp_path: Path) -> None:
+    """A damaged chunk in the batch read ahead stops the stream before any of its bytes,
+    after every piece of the batches before it."""
+    cs = 1024
+    store = BlobStore(tmp_path, chunk_size=cs)
+    size = 3 * (BATCH_BYTES // cs) * cs
+    data = payload(size, seed=3)
+    await store.write("d", KEY, pieces(data), size)
+    path = blob_file(tmp_path, "d")
+    raw = bytearray(path.read_bytes())
+    damaged = BATCH_BYTES // cs + 5  # in the second batch
+    raw[HEADER.size + damaged * (cs + TAG_SIZE) + 3] ^= 1
+    path.write_bytes(raw)
+    got = bytearray()
+    with pytest.raises(BlobCorrupted):
+        async for piece in store.open_hashed_range("d", KEY):
+            got += piece.data
+    assert bytes(got) == data[:BATCH_BYTES]
+    assert await store.sha256("d", KEY, 0, BATCH_BYTES) == hashlib.sha256(data[:BATCH_BYTES]).hexdigest()
+    with pytest.raises(BlobCorrupted):
+        await store.sha256("d", KEY, 0, size)
+
+
+@pytest.mark.asyncio
+async def test_abandoned_hashed_read_releases_file_with_a_batch_read_ahead(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path, chunk_size=1000)
+    size = 3 * BATCH_BYTES
+    await store.write("a", KEY, pieces(payload(size)), size)
+    proc = psutil.Process()
+    before = proc.num_fds()
+    async with aclosing(store.open_hashed_range("a", KEY)) as it:
+        async for _ in it:
+            break  # the second batch is being read meanwhile
+    for _ in range(100):  # a read already running closes the file when it ends
+        if proc.num_fds() == before:
+            break
+        await asyncio.sleep(0.01)
+    assert proc.num_fds() == before
+
+
 # --------------------------------------------------------- failure cleanup
 
 

@@ -506,7 +506,7 @@ async def test_a_subscription_receives_the_revisions_registered_in_its_period(cl
 
 def asgi_get(client: Any, path: str, headers: dict[str, str], stop_after: int) -> tuple[int, int]:
     """GET ``path`` straight through ASGI, the client going away after ``stop_after`` body
-    messages: (status, body bytes received)."""
+    messages or once the body ends: (status, body bytes received)."""
     import asyncio
 
     app = client.app
@@ -528,6 +528,8 @@ def asgi_get(client: Any, path: str, headers: dict[str, str], stop_after: int) -
                 got["messages"] += 1
                 if got["messages"] >= stop_after:
                     gone.set()  # the server notices while it reads the next piece
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                gone.set()  # the response is over (perhaps short of its length): the client leaves
 
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
                  "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
@@ -553,6 +555,43 @@ async def test_a_client_gone_midway_is_recorded_with_what_was_sent(client, parti
     assert sent["requested"] == [0, len(content) - 1]
     [row] = deliveries_of(client, order["id"])
     assert row.bytes_sent == sent["bytes"]
+
+
+def blob_path(client: Any, asset_id: str) -> Any:
+    """The file of the asset's first revision's blob."""
+    from market.registry.models import AssetRevision
+
+    state = client.app.state.services
+
+    async def run() -> Any:
+        async with state.read_sessionmaker() as s:
+            rev = await s.get_one(AssetRevision, (asset_id, 1))
+        return state.blobs._path(rev.blob_id)
+
+    return client.blocking_portal.call(run)
+
+
+async def test_a_damaged_blob_stops_the_download_and_the_receipt_hashes_what_was_sent(client, parties,
+                                                                                       operator) -> None:
+    """A whole download is not hashed while it streams (its SHA-256 is the revision's):
+    that holds only because every chunk is authenticated before it is sent. A chunk
+    altered on disk ends the body there, and the receipt holds the hash of exactly the
+    bytes before it, read again, never the revision's."""
+    from market.storage.format import BATCH_BYTES, HEADER, TAG_SIZE
+
+    per_batch = BATCH_BYTES // CHUNK
+    d = await bought(client, parties, operator, size=3 * per_batch * CHUNK)
+    content, order, b = d["content"], d["order"], d["buyer"]
+    path = blob_path(client, d["asset"]["id"])
+    raw = bytearray(path.read_bytes())
+    raw[HEADER.size + (per_batch + 2) * (CHUNK + TAG_SIZE) + 5] ^= 1  # in the second batch
+    path.write_bytes(raw)
+    status, received = asgi_get(client, url(order), b.auth, stop_after=10**6)
+    assert status == 200 and received == per_batch * CHUNK  # the first batch, then the body ends short
+    [doc] = receipts_of(client, order["id"])
+    sent = doc["document"]
+    assert sent["range"] == [0, received - 1] and sent["requested"] == [0, len(content) - 1]
+    assert sent["sha256"] == hashlib.sha256(content[:received]).hexdigest() != hashlib.sha256(content).hexdigest()
 
 
 async def test_a_download_under_way_stops_when_access_ends(client, parties, operator, regulator,
