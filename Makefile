@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo lint test test-postgres install bench-ledger bench-upload bench-api bench-search bench-trade bench-events bench-oversight bench-usage clean
+.PHONY: run demo lint test test-postgres install bench-ledger bench-upload bench-api bench-search bench-trade bench-events bench-oversight bench-usage bench-trace clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ bench-search: $(STAMP)
 # Free-plan purchases/s (32 buyers) and delivery MB/s of a 1 GiB asset; BENCH_DB=postgresql://…, BENCH_WORKERS=N.
 bench-trade: $(STAMP)
 	$(BIN)/python bench/trade.py --db $${BENCH_DB:-sqlite} --workers $${BENCH_WORKERS:-1}
+
+# Every SQL statement of one free purchase and its contract, with offsets in ms; BENCH_DB=postgresql://…
+bench-trace: $(STAMP)
+	$(BIN)/python bench/purchase_trace.py --db $${BENCH_DB:-sqlite} --quiet
 
 # Purchases/s with 3 webhook endpoints against none (notify_cost), and events delivered/s
 # against produced/s (drain_vs_produce); BENCH_DB=postgresql://…
