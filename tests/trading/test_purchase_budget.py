@@ -5,14 +5,16 @@ from typing import Any
 
 from sqlalchemy import event
 
+from tests.conftest import backend
 from tests.registry_support import own_app
 from tests.trading.support import FREE, buyer, offer, place
 
 # POST /v1/orders of a free plan: caller, listing, asset, orderable; the order, its placed
 # document and entry, ready; the contract's revision and provider, its document and entry,
 # settled; the day, day-total and month statistics, the day's and month's parties; the
-# outbox row; the listing's title for the answer.
-PURCHASE_STATEMENTS = 21
+# outbox row; the listing's title for the answer. PostgreSQL: the share locks on the
+# listing, its asset and holder, and the listing read again under them.
+PURCHASE_STATEMENTS = 22 if backend() == "postgresql" else 20
 # GET /v1/orders/{id}/contract: the order and the contract's ledger index.
 CONTRACT_STATEMENTS = 2
 
