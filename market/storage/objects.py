@@ -110,13 +110,16 @@ class S3BlobStore(BlobStore):
         of the same id stays as it was)."""
         name = blob_name(blob_id)
         stream = SealedStream(blob_id, data_key, self.chunk_size, chunks, max_bytes)
-        # The source's own errors (ContentTooLarge, a client gone away) come out of
-        # the upload unchanged; only the store's are BlobStoreUnavailable.
+        # The source's own errors (ContentTooLarge, a client gone away, a blob missing
+        # from the store a copy reads) come out of the upload unchanged; only the
+        # store's own are BlobStoreUnavailable.
         try:
-            await self._call(obstore.put_async(self._store, name, stream, chunk_size=self.part_size,
-                                               max_concurrency=self.concurrency), blob_id)
-        except BlobNotFound:  # what S3 says of a write to a bucket that does not exist
+            await obstore.put_async(self._store, name, stream, chunk_size=self.part_size,
+                                    max_concurrency=self.concurrency)
+        except FileNotFoundError:  # what S3 says of a write to a bucket that does not exist
             raise BlobStoreUnavailable(f"the bucket of {self.url} does not exist") from None
+        except ObjectStoreError as exc:
+            raise BlobStoreUnavailable(f"the object store failed to store blob {blob_id!r}: {exc}") from exc
         return stream.result()
 
     async def delete(self, blob_id: str) -> bool:

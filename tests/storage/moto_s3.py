@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -64,20 +65,25 @@ class S3Server:
         return r.headers["etag"]
 
     def put(self, store_url: str, key: str, body: bytes) -> None:
-        """Replace an object behind the market's back (a signed request: moto refuses an
-        anonymous overwrite)."""
+        """Replace an object behind the market's back."""
         import obstore
+
+        obstore.put(self._signed(store_url), key, body)
+
+    def delete(self, store_url: str, key: str) -> None:
+        """Delete an object behind the market's back."""
+        import obstore
+
+        obstore.delete(self._signed(store_url), key)
+
+    def _signed(self, store_url: str) -> Any:
+        """A client of the bucket of ``store_url``: moto refuses anonymous changes to an
+        object the market wrote."""
         from obstore.store import S3Store
 
         bucket = store_url.removeprefix("s3://").split("/")[0]
-        store = S3Store(bucket, endpoint=self.url, virtual_hosted_style_request=False,
-                        client_options={"allow_http": True}, **_credentials())
-        obstore.put(store, key, body)
-
-    def delete(self, store_url: str, key: str) -> None:
-        bucket = store_url.removeprefix("s3://").split("/")[0]
-        r = httpx.delete(f"{self.url}/{bucket}/{key}", timeout=10)
-        assert r.status_code == 204, r.text
+        return S3Store(bucket, endpoint=self.url, virtual_hosted_style_request=False,
+                       client_options={"allow_http": True}, **_credentials())  # type: ignore[misc]
 
     def uploads_in_progress(self, store_url: str) -> int:
         """Multipart uploads begun and neither completed nor aborted."""
