@@ -6,8 +6,9 @@ The objects are the blob files of ``market.storage.format`` byte for byte, under
 same names (``blob_name``) below the store's prefix: the market encrypts before a byte
 leaves the process, so the bucket holds ciphertext only. A write streams as a
 multipart upload (parts of ``part_size``, at most ``concurrency`` in flight), never
-holding the blob whole; an object appears only once its upload completes. Reads ask
-for the byte ranges of the chunks they need, one request ahead of the decryption.
+holding the blob whole; an object appears only once its upload completes. A read asks
+for the byte range of exactly the chunks it needs, in one request streamed and
+decrypted as it arrives.
 
 The client is ``obstore`` (Rust's ``object_store``): async, streaming multipart
 uploads and ranged reads, credentials from the standard AWS variables.
@@ -15,7 +16,6 @@ uploads and ranged reads, credentials from the standard AWS variables.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator, AsyncIterable
 from datetime import timedelta
 from pathlib import Path
@@ -26,8 +26,9 @@ import obstore
 from obstore.exceptions import BaseError as ObjectStoreError
 from obstore.store import S3Store
 
-from market.storage.errors import BlobNotFound, BlobStoreUnavailable
+from market.storage.errors import BlobCorrupted, BlobNotFound, BlobStoreUnavailable
 from market.storage.format import (
+    BATCH_BYTES,
     DEFAULT_CHUNK_SIZE,
     HEADER,
     Layout,
@@ -41,11 +42,10 @@ from market.storage.format import (
 from market.storage.store import BlobStore, FileBlobStore, blob_name
 from market.storage.writer import SealedStream
 
-__all__ = ["PART_SIZE", "S3BlobStore", "open_blob_store", "parse_s3_url"]
+__all__ = ["CONCURRENCY", "PART_SIZE", "S3BlobStore", "open_blob_store", "parse_s3_url"]
 
 PART_SIZE = 8 << 20  # bytes of a multipart upload's part (S3's minimum is 5 MiB)
 CONCURRENCY = 4  # parts of one upload in flight at once
-READ_BYTES = 4 << 20  # plaintext asked for by one ranged GET
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -78,7 +78,10 @@ class S3BlobStore(BlobStore):
         self.url = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
         self.part_size, self.concurrency = part_size, concurrency
         config: dict[str, Any] = {}
-        client: dict[str, Any] = {"connect_timeout": timedelta(seconds=5)}
+        # A download streams for as long as its buyer takes, so the whole request has no
+        # tight limit; a store that stops sending is noticed by the read timeout.
+        client: dict[str, Any] = {"connect_timeout": timedelta(seconds=5), "timeout": timedelta(hours=24),
+                                  "read_timeout": timedelta(seconds=120)}
         if endpoint_url:
             config.update(endpoint=endpoint_url.rstrip("/"), virtual_hosted_style_request=False)
             client["allow_http"] = endpoint_url.startswith("http://")
@@ -139,33 +142,37 @@ class S3BlobStore(BlobStore):
         header = bytes(await self._call(got.bytes_async(), blob_id))
         return got.meta["e_tag"], parse_layout(header, got.meta["size"])
 
-    async def _span(self, blob_id: str, etag: str | None, offset: int, length: int) -> bytes:
-        """Bytes [offset, offset + length) of the object, of the version read first
-        (``If-Match``: an object replaced meanwhile is not spliced in)."""
-        options: dict[str, Any] = {"range": (offset, offset + length)}
-        if etag:
-            options["if_match"] = etag
-        got = await self._call(obstore.get_async(self._store, blob_name(blob_id), options=options), blob_id)  # type: ignore[arg-type]
-        return bytes(await self._call(got.bytes_async(), blob_id))
-
     async def _batches(
         self, blob_id: str, data_key: bytes, start: int, end: int | None
     ) -> AsyncGenerator[tuple[Layout, int, list[bytes]]]:
+        """One GET of exactly the records the range needs (after the header's), streamed:
+        the records are cut into batches and decrypted as they arrive, so what is held
+        stays about two batches whatever the length. ``If-Match``: an object replaced
+        since its header was read is not spliced in."""
         aead = data_cipher(data_key)
         bid = blob_id.encode("ascii")
         etag, lay = await self._head(blob_id)
-        spans = list(chunk_batches(lay, start, end, READ_BYTES))
-        ahead: asyncio.Task[bytes] | None = None
-        try:
-            for k, (a, b) in enumerate(spans):
-                raw = await ahead if ahead is not None else await self._span(blob_id, etag, *chunks_span(lay, a, b))
-                ahead = None
-                if k + 1 < len(spans):  # the next request travels while this batch is decrypted
-                    ahead = asyncio.ensure_future(self._span(blob_id, etag, *chunks_span(lay, *spans[k + 1])))
-                yield lay, a, await anyio.to_thread.run_sync(decrypt_chunks, raw, lay, aead, bid, a, b)
-        finally:
-            if ahead is not None:
-                ahead.cancel()
+        batches = list(chunk_batches(lay, start, end))
+        if not batches:
+            return
+        offset = chunks_span(lay, *batches[0])[0]
+        last_offset, last_length = chunks_span(lay, *batches[-1])
+        options: dict[str, Any] = {"range": (offset, last_offset + last_length)}
+        if etag:
+            options["if_match"] = etag
+        got = await self._call(obstore.get_async(self._store, blob_name(blob_id), options=options), blob_id)  # type: ignore[arg-type]
+        pieces = aiter(got.stream(min_chunk_size=BATCH_BYTES))
+        buffer = bytearray()
+        for a, b in batches:
+            need = chunks_span(lay, a, b)[1]
+            while len(buffer) < need:
+                piece = await self._call(anext(pieces, None), blob_id)
+                if piece is None:
+                    raise BlobCorrupted("blob is shorter than its layout requires")
+                buffer += piece
+            raw = bytes(buffer[:need])
+            del buffer[:need]
+            yield lay, a, await anyio.to_thread.run_sync(decrypt_chunks, raw, lay, aead, bid, a, b)
 
     @staticmethod
     async def _call(request: Any, blob_id: str) -> Any:
