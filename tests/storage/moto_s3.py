@@ -98,7 +98,8 @@ def _credentials() -> dict[str, str]:
             "region": S3_ENV["AWS_REGION"]}
 
 
-def _start(workdir: Path) -> S3Server:
+def start_moto(workdir: Path) -> S3Server:
+    """Start a moto server (this file run as a script); returns once it answers."""
     workdir.mkdir(parents=True, exist_ok=True)
     port_file, log_path = workdir / "port", workdir / "moto.log"
     with log_path.open("wb") as log:
@@ -121,7 +122,7 @@ def _start(workdir: Path) -> S3Server:
         time.sleep(0.05)
 
 
-def _stop(server: S3Server) -> None:
+def stop_moto(server: S3Server) -> None:
     if server.process.poll() is None:
         server.process.terminate()
         try:
@@ -136,11 +137,11 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """A moto S3 server for the session, with the AWS variables the client reads set."""
     for name, value in S3_ENV.items():
         os.environ.setdefault(name, value)
-    server = _start(tmp_path_factory.mktemp("moto"))
+    server = start_moto(tmp_path_factory.mktemp("moto"))
     try:
         yield server
     finally:
-        _stop(server)
+        stop_moto(server)
 
 
 def _serve(port_file: Path) -> None:
