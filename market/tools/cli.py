@@ -168,11 +168,13 @@ def keys_group() -> None:
 
 @keys_group.command("init")
 def keys_init() -> None:
-    """Create the ledger signing key if missing (mode 0600) — unless the database
-    already holds entries signed by a key that is missing: then refuse, exit 1."""
+    """Create the two keys if missing (mode 0600): the ledger signing key and the master
+    key that wraps content keys — unless the database already holds what a missing key
+    signed or wrapped: then refuse, exit 1. Deploy the same two to every machine."""
     from market.core import db
     from market.core.keycheck import refuse_new_keys
     from market.core.keys import init_ledger_key, ledger_key_path
+    from market.storage import MasterKey
 
     settings = _settings()
 
@@ -187,6 +189,10 @@ def keys_init() -> None:
     _, created = init_ledger_key(settings.keys_dir)
     path = ledger_key_path(settings.keys_dir)
     click.echo(f"{'created' if created else 'kept'} {path}", err=True)
+    master = settings.keys_dir / "master.key"
+    existed = master.exists()
+    MasterKey.load_or_create(master)
+    click.echo(f"{'kept' if existed else 'created'} {master}", err=True)
 
 
 @keys_group.command("show")
