@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import socket
 from pathlib import Path
 
@@ -178,3 +179,43 @@ def test_store_addresses(tmp_path: Path) -> None:
     assert isinstance(open_blob_store("file", "", tmp_path), FileBlobStore)
     s3 = open_blob_store("s3://bucket/pre", "http://127.0.0.1:9", tmp_path)
     assert isinstance(s3, S3BlobStore) and s3.describe() == "s3://bucket/pre"
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_an_upload_is_never_held_whole(moto_server: S3Server, store_url: str) -> None:
+    """128 MiB in 8 MiB parts, at most 4 in flight: this process's memory grows by what
+    is in flight (well under 64 MiB), not by the blob."""
+    import threading
+
+    import psutil
+
+    store = s3_store(moto_server, store_url)
+    block = os.urandom(MiB)
+    total = 128 * MiB
+
+    async def source():
+        for _ in range(total // MiB):
+            yield block
+
+    proc = psutil.Process()
+    baseline = peak = proc.memory_info().rss
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, proc.memory_info().rss)
+            done.wait(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        stored = await store.write("large", KEY, source(), total)
+    finally:
+        done.set()
+        sampler.join()
+    assert stored.size == total and stored.sha256 == hashlib.sha256(block * 128).hexdigest()
+    growth = peak - baseline
+    print(f"peak RSS growth while uploading 128 MiB: {growth / MiB:.1f} MiB")
+    assert growth < 64 * MiB
