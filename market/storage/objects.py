@@ -170,7 +170,8 @@ class S3BlobStore(BlobStore):
                 if piece is None:
                     raise BlobCorrupted("blob is shorter than its layout requires")
                 buffer += piece
-            raw = bytes(buffer[:need])
+            with memoryview(buffer) as view:
+                raw = bytes(view[:need])  # one copy (a bytearray slice would make two)
             del buffer[:need]
             yield lay, a, await anyio.to_thread.run_sync(decrypt_chunks, raw, lay, aead, bid, a, b)
 
