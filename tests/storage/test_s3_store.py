@@ -219,3 +219,20 @@ async def test_an_upload_is_never_held_whole(moto_server: S3Server, store_url: s
     growth = peak - baseline
     print(f"peak RSS growth while uploading 128 MiB: {growth / MiB:.1f} MiB")
     assert growth < 64 * MiB
+
+
+def test_the_settings_refuse_a_store_they_cannot_name(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from market.core.config import Settings
+
+    good = Settings(_env_file=None, data_dir=tmp_path, blob_store="s3://my-bucket/a/b",  # type: ignore[call-arg]
+                    s3_endpoint_url="http://minio:9000")
+    assert (good.blob_store, good.s3_endpoint_url) == ("s3://my-bucket/a/b", "http://minio:9000")
+    assert Settings(_env_file=None, data_dir=tmp_path).blob_store == "file"  # type: ignore[call-arg]
+    for bad in ("s3:/bucket", "s3://B", "disk", "s3://", "/var/blobs"):
+        with pytest.raises(ValidationError):
+            Settings(_env_file=None, data_dir=tmp_path, blob_store=bad)  # type: ignore[call-arg]
+    for bad in ("minio:9000", "ftp://x", "http://a b"):
+        with pytest.raises(ValidationError):
+            Settings(_env_file=None, data_dir=tmp_path, s3_endpoint_url=bad)  # type: ignore[call-arg]
