@@ -45,8 +45,9 @@ test-postgres: $(STAMP)
 bench-ledger: $(STAMP)
 	$(BIN)/python bench/ledger.py
 
+# Upload MB/s of 1 GiB and the server's memory; BENCH_STORE=s3 keeps content in an S3 API (moto) on this machine.
 bench-upload: $(STAMP)
-	$(BIN)/python bench/upload.py
+	$(BIN)/python bench/upload.py --store $${BENCH_STORE:-file}
 
 # HTTP requests/s of hot routes against one server; BENCH_DB=postgresql://… for PostgreSQL.
 bench-api: $(STAMP)
@@ -56,9 +57,10 @@ bench-api: $(STAMP)
 bench-search: $(STAMP)
 	$(BIN)/python bench/search.py --db $${BENCH_DB:-sqlite}
 
-# Free-plan purchases/s (32 buyers) and delivery MB/s of a 1 GiB asset; BENCH_DB=postgresql://…, BENCH_WORKERS=N.
+# Free-plan purchases/s (32 buyers) and delivery MB/s of a 1 GiB asset; BENCH_DB=postgresql://…, BENCH_WORKERS=N,
+# BENCH_STORE=s3 (content in an S3 API, moto, on this machine).
 bench-trade: $(STAMP)
-	$(BIN)/python bench/trade.py --db $${BENCH_DB:-sqlite} --workers $${BENCH_WORKERS:-1}
+	$(BIN)/python bench/trade.py --db $${BENCH_DB:-sqlite} --workers $${BENCH_WORKERS:-1} --store $${BENCH_STORE:-file}
 
 # Every SQL statement of one free purchase and its contract, with offsets in ms; BENCH_DB=postgresql://…
 bench-trace: $(STAMP)
