@@ -34,7 +34,7 @@ itself for the usual visibility; each facet applies every filter but its own.
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core.db import table_of
 from market.core.errors import Unprocessable
+from market.core.memo import Memo
 from market.core.money import MAX_AMOUNT
 from market.core.pagination import check_limit
 from market.listings.matching import (
@@ -65,9 +66,9 @@ from market.registry import categories
 from market.web.auth import Caller
 
 __all__ = [
-    "FIELD_WEIGHTS", "PRICE_NONE", "SORTS", "SearchParams", "SearchResult", "fts5_expression",
-    "audience", "engine_match", "field_expression", "match_clause", "relevance", "search", "tsquery_text", "tsvector_literal",
-    "visible_docs",
+    "FIELD_WEIGHTS", "PRICE_NONE", "SORTS", "Group", "Hit", "SearchParams", "SearchResult", "fts5_expression",
+    "audience", "engine_match", "extra_docs", "field_expression", "match_clause", "public_docs", "relevance", "search",
+    "tsquery_text", "tsvector_literal", "visible_docs",
 ]
 
 # The price_key of a document without a public plan: larger than any price, so it sorts
@@ -117,21 +118,28 @@ def _in_list(column: Any, value: str) -> ColumnElement[bool]:
     return column.like(f"%,{_like_escape(value)},%", escape="\\")
 
 
+def public_docs() -> ColumnElement[bool]:
+    """The documents everyone may find: listed, with a public plan."""
+    return and_(D.listed == true(), D.has_public_plan == true())
+
+
+def extra_docs(caller: Caller) -> ColumnElement[bool]:
+    """The documents ``caller`` may find besides the public ones: listed without a public
+    plan, and its own or with a private plan naming it. Few, whoever the caller is."""
+    return and_(D.listed == true(), D.has_public_plan == false(),
+                or_(_in_list(D.private_to, caller.id), D.provider_id == caller.id))
+
+
 def visible_docs(caller: Caller | None, include_all: bool) -> ColumnElement[bool]:
     """The documents ``caller`` may find. ``include_all``: staff see every document; any
     other caller every one of its own (listed or not) and nothing else — whether
-    include_all is allowed at all is the route's decision."""
+    include_all is allowed at all is the route's decision. Search asks the two parts of
+    a caller's documents apart (``search``)."""
     if caller is None:
-        return and_(D.listed == true(), D.has_public_plan == true())
+        return public_docs()
     if include_all:
         return true() if caller.is_staff else D.provider_id == caller.id
-    # Two branches, so that the common one (listed with a public plan) is the one the
-    # indexes lead with and stays index-only.
-    return or_(
-        and_(D.listed == true(), D.has_public_plan == true()),
-        and_(D.listed == true(), D.has_public_plan == false(),
-             or_(_in_list(D.private_to, caller.id), D.provider_id == caller.id)),
-    )
+    return or_(public_docs(), extra_docs(caller))
 
 
 def _check_prices(p: SearchParams) -> None:
@@ -264,85 +272,189 @@ def _order_and_after(sort: str, score: Any, key: list[Any] | None) -> tuple[list
 
 # -- The search -----------------------------------------------------------------------
 
-async def search(session: AsyncSession, caller: Caller | None, p: SearchParams) -> SearchResult:
+@dataclass(frozen=True)
+class Group:
+    """Matches counted by (category, grade, models): what the total and facets are made of."""
+
+    category: str
+    grade: str
+    models: str
+    n: int
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One row of a page: the listing, the sort's value before its id (the score, or
+    the price key; None when sorted by newest), and whether it is orderable now."""
+
+    listing_id: str
+    value: int | None
+    listed: bool
+
+
+@dataclass(frozen=True)
+class _Part:
+    """Documents searched as one: ``where`` selects them; ``few`` when they are a
+    caller's extras; ``shared`` when they are the public ones (the same for every
+    caller, so kept in the memo when one is given)."""
+
+    where: ColumnElement[bool]
+    few: bool = False
+    shared: bool = False
+
+
+def _parts(caller: Caller | None, include_all: bool) -> list[_Part]:
+    """What ``caller`` may find, as parts searched apart and merged: the public
+    documents and the caller's few extras. One condition ``public OR extras`` would
+    make the engines rank and count every match to find a page (neither index leads
+    with it); apart, the public part walks its indexes and the extras are a few rows."""
+    if caller is None:
+        return [_Part(public_docs(), shared=True)]
+    if include_all:
+        return [_Part(visible_docs(caller, True))]
+    return [_Part(public_docs(), shared=True), _Part(extra_docs(caller), few=True)]
+
+
+async def search(session: AsyncSession, caller: Caller | None, p: SearchParams,
+                 memo: Memo[Any] | None = None) -> SearchResult:
     """One page of the listings ``caller`` may see that match ``p``, with the total and
-    the facets of the whole result. 422 for a bad query, price range, sort or cursor."""
+    the facets of the whole result. 422 for a bad query, price range, sort or cursor.
+
+    ``memo``: where the public part's counts and pages are kept (``market.core.memo``;
+    the route's memory of public answers): every caller's search shares them, and only
+    its extras are searched for it."""
     check_limit(p.limit)
     _check_prices(p)
     categories.check(p.category)
     sort = _sort_of(p)
     terms = parse_query(p.q) if p.q is not None else []
     key, pinned = _decode_cursor(p.cursor, sort) if p.cursor else (None, None)
-    dialect = session.get_bind().dialect.name
+    run = _Search(session, session.get_bind().dialect.name, p, sort, terms, memo)
+    parts = _parts(caller, p.include_all)
 
-    base: list[ColumnElement[bool]] = [visible_docs(caller, p.include_all), *_common_filters(p)]
-    # Facets and total: one aggregate over every filter but category, grade and model
-    # (and the query's match: its phrases, or its pairs when the phrases find few).
-    pairs, groups = await _read_query(session, dialect, terms, base, pinned)
+    # Facets and total: the groups of every filter but category, grade and model, over
+    # the query's match: its phrases, or its pairs when the phrases find few.
+    pairs = await run.reading(parts, pinned)
+    groups = [g for part in parts for g in await run.groups(part, pairs)]
     total, facets = _facets(groups, p)
-    if pairs is not None:
-        base.append(match_clause(dialect, pairs))
-    elif terms:
-        base.append(match_clause(dialect, terms))
 
-    # The page.
-    score = None
-    if terms:
-        score = relevance(dialect, terms) if pairs is None else pairs_relevance(dialect, terms, pairs)
-    columns, order, after = _order_and_after(sort, score, key)
-    query: Select[Any] = select(*columns, D.listed).where(*base, *_facet_filters(p))
-    if after is not None:
-        query = query.where(after)
-    rows = (await session.execute(query.order_by(*order).limit(p.limit + 1))).all()
-    more = len(rows) > p.limit
-    rows = rows[:p.limit]
+    # The page: each part's first limit + 1 after the cursor, merged in the sort's order.
+    hits = _merged(sort, [await run.page(part, pairs, key) for part in parts])[:p.limit + 1]
+    more = len(hits) > p.limit
+    hits = hits[:p.limit]
     next_cursor = None
-    if more and rows:
-        last = rows[-1]
-        next_cursor = _encode_cursor(sort, _key_of(sort, last), pairs is not None)
-    return SearchResult(listing_ids=[r.listing_id for r in rows], next_cursor=next_cursor, total=total, facets=facets,
-                        listed={r.listing_id for r in rows if r.listed})
+    if more and hits:
+        next_cursor = _encode_cursor(sort, _key_of(sort, hits[-1]), pairs is not None)
+    return SearchResult(listing_ids=[h.listing_id for h in hits], next_cursor=next_cursor, total=total, facets=facets,
+                        listed={h.listing_id for h in hits if h.listed})
 
 
-async def _groups(session: AsyncSession, where: list[ColumnElement[bool]]) -> Sequence[Any]:
-    return (await session.execute(
-        select(D.category, D.grade, D.models, func.count().label("n"))
-        .where(*where).group_by(D.category, D.grade, D.models)
-    )).all()
+class _Search:
+    """One search's queries over its parts, the shared part's through the memo."""
+
+    def __init__(self, session: AsyncSession, dialect: str, p: SearchParams, sort: str, terms: list[Term],
+                 memo: Memo[Any] | None) -> None:
+        self.session, self.dialect, self.p, self.sort, self.terms, self.memo = session, dialect, p, sort, terms, memo
+
+    async def reading(self, parts: list[_Part], pinned: bool | None) -> Reading | None:
+        """The query's pairs reading when the search reads it so, else None. A first
+        page (``pinned`` None) reads pairs when the phrases find fewer than PAIRS_BELOW
+        listings (over all parts) and the pairs find more; later pages read as their
+        cursor says."""
+        if not self.terms:
+            return None
+        pairs = pairs_reading(self.terms)
+        if pairs is None or pinned is not None:
+            return pairs if pinned else None
+        found = sum([g.n for part in parts for g in await self.groups(part, None)])
+        if found >= PAIRS_BELOW:
+            return None
+        more = sum([g.n for part in parts for g in await self.groups(part, pairs)])
+        return pairs if more > found else None
+
+    def _match(self, part: _Part, pairs: Reading | None) -> list[ColumnElement[bool]]:
+        if pairs is not None:
+            return [match_clause(self.dialect, pairs, part.few)]
+        return [match_clause(self.dialect, self.terms, part.few)] if self.terms else []
+
+    async def groups(self, part: _Part, pairs: Reading | None) -> tuple[Group, ...]:
+        """The part's matches under every filter but the facets', grouped."""
+        async def count() -> tuple[Group, ...]:
+            rows = (await self.session.execute(
+                select(D.category, D.grade, D.models, func.count().label("n"))
+                .where(part.where, *_common_filters(self.p), *self._match(part, pairs))
+                .group_by(D.category, D.grade, D.models)
+            )).all()
+            return tuple(Group(r.category, r.grade, r.models, int(r.n)) for r in rows)
+
+        p = self.p
+        filters = (p.provider, p.purpose, p.delivery, p.min_price, p.max_price, p.currency)
+        return await self._kept(part, ("search-groups", tuple(self.terms), pairs is not None, filters), count)
+
+    async def page(self, part: _Part, pairs: Reading | None, key: list[Any] | None) -> tuple[Hit, ...]:
+        """The part's first ``limit + 1`` matches after the cursor ``key``, in the sort's order."""
+        async def find() -> tuple[Hit, ...]:
+            score = None
+            if self.terms:
+                score = (relevance(self.dialect, self.terms, part.few) if pairs is None
+                         else pairs_relevance(self.dialect, self.terms, pairs, part.few))
+            columns, order, after = _order_and_after(self.sort, score, key)
+            query: Select[Any] = select(*columns, D.listed).where(
+                part.where, *_common_filters(self.p), *_facet_filters(self.p), *self._match(part, pairs))
+            if after is not None:
+                query = query.where(after)
+            rows = (await self.session.execute(query.order_by(*order).limit(self.p.limit + 1))).all()
+            return tuple(Hit(r.listing_id, _value_of(self.sort, r), bool(r.listed)) for r in rows)
+
+        return await self._kept(part, ("search-page", self.p, pairs is not None), find)
+
+    async def _kept(self, part: _Part, key: Any, build: Callable[[], Awaitable[tuple[Any, ...]]]) -> tuple[Any, ...]:
+        if not part.shared or self.memo is None:
+            return await build()
+        found: tuple[Any, ...] | None = self.memo.get(key)
+        if found is not None:
+            return found
+        ticket = self.memo.ticket()
+        value = await build()
+        self.memo.put(key, value, ticket)
+        return value
 
 
-async def _read_query(session: AsyncSession, dialect: str, terms: list[Term], base: list[ColumnElement[bool]],
-                      pinned: bool | None) -> tuple[Reading | None, Sequence[Any]]:
-    """The query's pairs reading when the search reads it so (else None), and the
-    facet groups of its matches. A first page (``pinned`` None) reads pairs when the
-    phrases find fewer than PAIRS_BELOW listings under ``base`` and the pairs find
-    more; later pages read as their cursor says."""
-    if not terms:
-        return None, await _groups(session, base)
-    pairs = pairs_reading(terms)
-    if pinned and pairs is not None:
-        return pairs, await _groups(session, [*base, match_clause(dialect, pairs)])
-    groups = await _groups(session, [*base, match_clause(dialect, terms)])
-    found = sum(int(row.n) for row in groups)
-    if pinned is not None or pairs is None or found >= PAIRS_BELOW:
-        return None, groups
-    more = await _groups(session, [*base, match_clause(dialect, pairs)])
-    return (pairs, more) if sum(int(row.n) for row in more) > found else (None, groups)
-
-
-def _key_of(sort: str, row: Any) -> list[Any]:
+def _value_of(sort: str, row: Any) -> int | None:
     if sort == "relevance":
-        return [int(row.score), row.listing_id]
+        return int(row.score)
     if sort == "newest":
-        return [row.listing_id]
-    return [int(row.price_key), row.listing_id]
+        return None
+    return int(row.price_key)
+
+
+def _merged(sort: str, pages: list[tuple[Hit, ...]]) -> list[Hit]:
+    """The parts' pages as one, in the order the SQL of ``_order_and_after`` gives."""
+    if len(pages) == 1:
+        return list(pages[0])
+    hits = [hit for page in pages for hit in page]
+    if sort == "relevance":
+        hits.sort(key=lambda h: (h.value, h.listing_id), reverse=True)
+    elif sort == "newest":
+        hits.sort(key=lambda h: h.listing_id, reverse=True)
+    elif sort == "price_asc":
+        hits.sort(key=lambda h: (h.value, h.listing_id))
+    else:  # price_desc: priced from the dearest, then those without a public price, newest first
+        hits.sort(key=lambda h: (h.value != PRICE_NONE, h.value, h.listing_id), reverse=True)
+    return hits
+
+
+def _key_of(sort: str, hit: Hit) -> list[Any]:
+    if sort == "newest":
+        return [hit.listing_id]
+    return [hit.value, hit.listing_id]
 
 
 def _models_of(models: str) -> list[str]:
     return [m for m in models.split(",") if m]
 
 
-def _facets(groups: Sequence[Any], p: SearchParams) -> tuple[int, dict[str, dict[str, int]]]:
+def _facets(groups: Sequence[Group], p: SearchParams) -> tuple[int, dict[str, dict[str, int]]]:
     category: dict[str, int] = {}
     grade: dict[str, int] = {}
     model: dict[str, int] = {}
