@@ -105,6 +105,9 @@ class SearchResult:
     total: int
     facets: dict[str, dict[str, int]] = field(default_factory=dict)
     listed: set[str] = field(default_factory=set)  # those of listing_ids that are orderable now
+    # Those of listing_ids the caller sees as an anonymous caller does (market.listings.read
+    # may present them once for everyone).
+    common: set[str] = field(default_factory=set)
 
 
 # -- Visibility and filters -----------------------------------------------------------
@@ -290,6 +293,8 @@ class Hit:
     listing_id: str
     value: int | None
     listed: bool
+    provider_id: str
+    private_to: str  # ",acct_…,": the buyers its private plans name
 
 
 @dataclass(frozen=True)
@@ -346,7 +351,15 @@ async def search(session: AsyncSession, caller: Caller | None, p: SearchParams,
     if more and hits:
         next_cursor = _encode_cursor(sort, _key_of(sort, hits[-1]), pairs is not None)
     return SearchResult(listing_ids=[h.listing_id for h in hits], next_cursor=next_cursor, total=total, facets=facets,
-                        listed={h.listing_id for h in hits if h.listed})
+                        listed={h.listing_id for h in hits if h.listed},
+                        common={h.listing_id for h in hits if not _sees_more(caller, h)})
+
+
+def _sees_more(caller: Caller | None, hit: Hit) -> bool:
+    """Whether ``caller`` sees more of the listing than an anonymous caller: staff and
+    its holder (private plans, a freeze's reason), a buyer a private plan names."""
+    return caller is not None and (caller.is_staff or caller.id == hit.provider_id
+                                   or f",{caller.id}," in hit.private_to)
 
 
 class _Search:
@@ -399,12 +412,13 @@ class _Search:
                 score = (relevance(self.dialect, self.terms, part.few) if pairs is None
                          else pairs_relevance(self.dialect, self.terms, pairs, part.few))
             columns, order, after = _order_and_after(self.sort, score, key)
-            query: Select[Any] = select(*columns, D.listed).where(
+            query: Select[Any] = select(*columns, D.listed, D.provider_id, D.private_to).where(
                 part.where, *_common_filters(self.p), *_facet_filters(self.p), *self._match(part, pairs))
             if after is not None:
                 query = query.where(after)
             rows = (await self.session.execute(query.order_by(*order).limit(self.p.limit + 1))).all()
-            return tuple(Hit(r.listing_id, _value_of(self.sort, r), bool(r.listed)) for r in rows)
+            return tuple(Hit(r.listing_id, _value_of(self.sort, r), bool(r.listed), r.provider_id, r.private_to)
+                         for r in rows)
 
         return await self._kept(part, ("search-page", self.p, pairs is not None), find)
 
