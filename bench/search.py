@@ -17,8 +17,8 @@ Then two servers in turn, one worker each. As deployed (the search memory on):
 ``/health`` (the bare route), the query mix below as the buyer, and the same mix
 anonymously. The buyer is a plain caller (no listings, named in no private plan), so
 both are answered from the memory after the first request of each query. Then the mix
-as a second buyer whom private plans of two listings in a thousand name (one in a
-thousand has no other plan): the memory cannot answer it whole, so every request
+as a second buyer whom private plans of 20 listings name (10 have no other plan; as
+many at every size, ``search_seed.NAMED``): the memory cannot answer it whole, so every request
 searches its extras and merges them into the public part (counts, pages and listings
 from the memory), and presents the listings it sees more of for it — what a provider
 holding listings, a buyer named in private plans or staff costs (the engine as

@@ -34,6 +34,7 @@ itself for the usual visibility; each facet applies every filter but its own.
 import base64
 import binascii
 import json
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -306,6 +307,7 @@ class _Part:
     where: ColumnElement[bool]
     few: bool = False
     shared: bool = False
+    owner: str = ""  # the caller whose extras these are
 
 
 def _parts(caller: Caller | None, include_all: bool) -> list[_Part]:
@@ -317,7 +319,7 @@ def _parts(caller: Caller | None, include_all: bool) -> list[_Part]:
         return [_Part(public_docs(), shared=True)]
     if include_all:
         return [_Part(visible_docs(caller, True))]
-    return [_Part(public_docs(), shared=True), _Part(extra_docs(caller), few=True)]
+    return [_Part(public_docs(), shared=True), _Part(extra_docs(caller), few=True, owner=caller.id)]
 
 
 async def search(session: AsyncSession, caller: Caller | None, p: SearchParams,
@@ -362,12 +364,24 @@ def _sees_more(caller: Caller | None, hit: Hit) -> bool:
                                    or f",{caller.id}," in hit.private_to)
 
 
+@dataclass(frozen=True)
+class _Extra:
+    """One of a caller's extras that matches: its hit and its facet values."""
+
+    hit: Hit
+    category: str
+    grade: str
+    models: str
+
+
 class _Search:
-    """One search's queries over its parts, the shared part's through the memo."""
+    """One search's queries over its parts: the shared part's through the memo, the
+    extras read whole (they are few) and counted, filtered and ordered here."""
 
     def __init__(self, session: AsyncSession, dialect: str, p: SearchParams, sort: str, terms: list[Term],
                  memo: Memo[Any] | None) -> None:
         self.session, self.dialect, self.p, self.sort, self.terms, self.memo = session, dialect, p, sort, terms, memo
+        self._extras: dict[bool, tuple[_Extra, ...]] = {}
 
     async def reading(self, parts: list[_Part], pinned: bool | None) -> Reading | None:
         """The query's pairs reading when the search reads it so, else None. A first
@@ -390,8 +404,19 @@ class _Search:
             return [match_clause(self.dialect, pairs, part.few)]
         return [match_clause(self.dialect, self.terms, part.few)] if self.terms else []
 
+    def _score(self, part: _Part, pairs: Reading | None) -> ColumnElement[int] | None:
+        if not self.terms:
+            return None
+        if pairs is None:
+            return relevance(self.dialect, self.terms, part.few)
+        return pairs_relevance(self.dialect, self.terms, pairs, part.few)
+
     async def groups(self, part: _Part, pairs: Reading | None) -> tuple[Group, ...]:
         """The part's matches under every filter but the facets', grouped."""
+        if part.few:
+            counted = Counter((e.category, e.grade, e.models) for e in await self._extras_of(part, pairs))
+            return tuple(Group(*values, n) for values, n in counted.items())
+
         async def count() -> tuple[Group, ...]:
             rows = (await self.session.execute(
                 select(D.category, D.grade, D.models, func.count().label("n"))
@@ -402,16 +427,17 @@ class _Search:
 
         p = self.p
         filters = (p.provider, p.purpose, p.delivery, p.min_price, p.max_price, p.currency)
-        return await self._kept(part, ("search-groups", tuple(self.terms), pairs is not None, filters), count)
+        return await self._kept(part.shared, ("search-groups", tuple(self.terms), pairs is not None, filters), count)
 
     async def page(self, part: _Part, pairs: Reading | None, key: list[Any] | None) -> tuple[Hit, ...]:
         """The part's first ``limit + 1`` matches after the cursor ``key``, in the sort's order."""
+        if part.few:
+            hits = [e.hit for e in await self._extras_of(part, pairs) if self._in_facets(e)]
+            after = [h for h in hits if key is None or _after(self.sort, h, key)]
+            return tuple(_ordered(self.sort, after)[:self.p.limit + 1])
+
         async def find() -> tuple[Hit, ...]:
-            score = None
-            if self.terms:
-                score = (relevance(self.dialect, self.terms, part.few) if pairs is None
-                         else pairs_relevance(self.dialect, self.terms, pairs, part.few))
-            columns, order, after = _order_and_after(self.sort, score, key)
+            columns, order, after = _order_and_after(self.sort, self._score(part, pairs), key)
             query: Select[Any] = select(*columns, D.listed, D.provider_id, D.private_to).where(
                 part.where, *_common_filters(self.p), *_facet_filters(self.p), *self._match(part, pairs))
             if after is not None:
@@ -420,10 +446,42 @@ class _Search:
             return tuple(Hit(r.listing_id, _value_of(self.sort, r), bool(r.listed), r.provider_id, r.private_to)
                          for r in rows)
 
-        return await self._kept(part, ("search-page", self.p, pairs is not None), find)
+        return await self._kept(part.shared, ("search-page", self.p, pairs is not None), find)
 
-    async def _kept(self, part: _Part, key: Any, build: Callable[[], Awaitable[tuple[Any, ...]]]) -> tuple[Any, ...]:
-        if not part.shared or self.memo is None:
+    def _in_facets(self, extra: _Extra) -> bool:
+        """``_facet_filters``, for one of the extras."""
+        p = self.p
+        return ((p.category is None or extra.category == p.category) and (p.grade is None or extra.grade == p.grade)
+                and (p.model is None or p.model in _models_of(extra.models)))
+
+    async def _extras_of(self, part: _Part, pairs: Reading | None) -> tuple[_Extra, ...]:
+        """The caller's extras that match under every filter but the facets' (with
+        their score), in one query. With the memo, which documents are the caller's
+        extras is kept (none, for most callers: then nothing is asked)."""
+        reading = pairs is not None
+        if reading in self._extras:
+            return self._extras[reading]
+        where = [part.where]
+        ids: tuple[int, ...] | None = None
+        if self.memo is not None:
+            async def find_ids() -> tuple[int, ...]:
+                return tuple((await self.session.execute(select(D.doc_id).where(part.where))).scalars())
+
+            ids = await self._kept(True, ("search-extras", part.owner), find_ids)
+            where.append(D.doc_id.in_(ids))
+        found: tuple[_Extra, ...] = ()
+        if ids is None or ids:
+            score = self._score(part, pairs)
+            columns = [D.listing_id, D.listed, D.provider_id, D.private_to, D.category, D.grade, D.models, D.price_key]
+            query = select(*columns, *([score.label("score")] if score is not None else [])).where(
+                *where, *_common_filters(self.p), *self._match(part, pairs))
+            found = tuple(_Extra(Hit(r.listing_id, _value_of(self.sort, r), bool(r.listed), r.provider_id, r.private_to),
+                                 r.category, r.grade, r.models) for r in (await self.session.execute(query)).all())
+        self._extras[reading] = found
+        return found
+
+    async def _kept(self, shared: bool, key: Any, build: Callable[[], Awaitable[tuple[Any, ...]]]) -> tuple[Any, ...]:
+        if not shared or self.memo is None:
             return await build()
         found: tuple[Any, ...] | None = self.memo.get(key)
         if found is not None:
@@ -442,20 +500,31 @@ def _value_of(sort: str, row: Any) -> int | None:
     return int(row.price_key)
 
 
+def _rank(sort: str, value: int | None, listing_id: str) -> tuple[Any, ...]:
+    """What the sort orders by (``_order_and_after``'s ORDER BY), highest first except
+    for ``price_asc``: priced listings before those without a public price."""
+    if sort == "newest":
+        return (listing_id,)
+    if sort == "price_desc":
+        return (value != PRICE_NONE, value, listing_id)
+    return (value, listing_id)
+
+
+def _ordered(sort: str, hits: list[Hit]) -> list[Hit]:
+    return sorted(hits, key=lambda h: _rank(sort, h.value, h.listing_id), reverse=sort != "price_asc")
+
+
+def _after(sort: str, hit: Hit, key: list[Any]) -> bool:
+    """Whether ``hit`` comes after the cursor ``key`` (``_order_and_after``'s condition)."""
+    mine, theirs = _rank(sort, hit.value, hit.listing_id), _rank(sort, key[0] if len(key) == 2 else None, key[-1])
+    return mine > theirs if sort == "price_asc" else mine < theirs
+
+
 def _merged(sort: str, pages: list[tuple[Hit, ...]]) -> list[Hit]:
     """The parts' pages as one, in the order the SQL of ``_order_and_after`` gives."""
     if len(pages) == 1:
         return list(pages[0])
-    hits = [hit for page in pages for hit in page]
-    if sort == "relevance":
-        hits.sort(key=lambda h: (h.value, h.listing_id), reverse=True)
-    elif sort == "newest":
-        hits.sort(key=lambda h: h.listing_id, reverse=True)
-    elif sort == "price_asc":
-        hits.sort(key=lambda h: (h.value, h.listing_id))
-    else:  # price_desc: priced from the dearest, then those without a public price, newest first
-        hits.sort(key=lambda h: (h.value != PRICE_NONE, h.value, h.listing_id), reverse=True)
-    return hits
+    return _ordered(sort, [hit for page in pages for hit in page])
 
 
 def _key_of(sort: str, hit: Hit) -> list[Any]:
