@@ -37,6 +37,7 @@ import json
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import and_, case, false, func, literal_column, or_, select, true
@@ -400,16 +401,14 @@ class _Search:
         return pairs if more > found else None
 
     def _match(self, part: _Part, pairs: Reading | None) -> list[ColumnElement[bool]]:
-        if pairs is not None:
-            return [match_clause(self.dialect, pairs, part.few)]
-        return [match_clause(self.dialect, self.terms, part.few)] if self.terms else []
+        if not self.terms:
+            return []
+        return [_expressions(self.dialect, tuple(self.terms), pairs is not None, part.few)[0]]
 
     def _score(self, part: _Part, pairs: Reading | None) -> ColumnElement[int] | None:
         if not self.terms:
             return None
-        if pairs is None:
-            return relevance(self.dialect, self.terms, part.few)
-        return pairs_relevance(self.dialect, self.terms, pairs, part.few)
+        return _expressions(self.dialect, tuple(self.terms), pairs is not None, part.few)[1]
 
     async def groups(self, part: _Part, pairs: Reading | None) -> tuple[Group, ...]:
         """The part's matches under every filter but the facets', grouped."""
@@ -490,6 +489,16 @@ class _Search:
         value = await build()
         self.memo.put(key, value, ticket)
         return value
+
+
+@lru_cache(maxsize=1024)
+def _expressions(dialect: str, terms: tuple[Term, ...], pairs: bool, few: bool) -> tuple[Any, Any]:
+    """The match and the score of a query's terms (read as pairs or not), built once: a
+    score is an expression of five subqueries a term, and searches repeat their queries."""
+    reading = pairs_reading(list(terms)) if pairs else None
+    if reading is None:
+        return match_clause(dialect, list(terms), few), relevance(dialect, list(terms), few)
+    return match_clause(dialect, reading, few), pairs_relevance(dialect, list(terms), reading, few)
 
 
 def _value_of(sort: str, row: Any) -> int | None:
