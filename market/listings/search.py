@@ -339,6 +339,7 @@ async def search(session: AsyncSession, caller: Caller | None, p: SearchParams,
     key, pinned = _decode_cursor(p.cursor, sort) if p.cursor else (None, None)
     run = _Search(session, session.get_bind().dialect.name, p, sort, terms, memo)
     parts = _parts(caller, p.include_all)
+    generation = memo.ticket() if memo is not None else 0
 
     # Facets and total: the groups of every filter but category, grade and model, over
     # the query's match: its phrases, or its pairs when the phrases find few.
@@ -353,6 +354,10 @@ async def search(session: AsyncSession, caller: Caller | None, p: SearchParams,
     next_cursor = None
     if more and hits:
         next_cursor = _encode_cursor(sort, _key_of(sort, hits[-1]), pairs is not None)
+    if memo is not None and memo.ticket() != generation:
+        # A change committed meanwhile: what came from the memory may predate what was
+        # read here. Ask everything again, of this transaction's snapshot alone.
+        return await search(session, caller, p)
     return SearchResult(listing_ids=[h.listing_id for h in hits], next_cursor=next_cursor, total=total, facets=facets,
                         listed={h.listing_id for h in hits if h.listed},
                         common={h.listing_id for h in hits if not _sees_more(caller, h)})

@@ -194,3 +194,34 @@ async def test_a_broad_query_searches_only_the_callers_extras_once_the_public_pa
     nobody = caller(new_id("acct"))
     assert [len((await asked(nobody, p))[1]) for _ in range(2)] == [1, 0]
     assert (await _split(store, nobody, p, memo)).listing_ids == (await _split(store, None, p)).listing_ids
+
+
+async def test_a_change_while_searching_is_not_mixed_with_what_was_kept(databases: Any,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counts come from the memory, then a listing is published (its commit empties the
+    memory) before the search reads the database: the answer is the database's, counted
+    again, not the kept counts beside a newer page."""
+    store = await new_store(databases)
+    try:
+        for i in range(3):
+            await store.add(f"data{i}", Doc(f"数据 {i}", "transport"))
+        await store.add("mine", Doc("数据 私有", "transport", models=",", price=PRICE_NONE, public=False,
+                                    private_to=f",{BUYER},", provider=P2))
+        memo: Memo[Any] = Memo("assets")
+        p = SearchParams(q="数据", limit=50)
+        assert (await _split(store, None, p, memo)).total == 3
+        real_kept = search_module._Search._kept
+        published: list[str] = []
+
+        async def kept_then_publish(self: Any, shared: bool, key: Any, build: Any) -> Any:
+            found = await real_kept(self, shared, key, build)
+            if shared and key[0] == "search-groups" and not published:
+                published.append(await store.add("new", Doc("数据 新", "transport")))
+            return found
+
+        monkeypatch.setattr(search_module._Search, "_kept", kept_then_publish)
+        result = await _split(store, caller(BUYER), p, memo)
+        assert published and published[0] in result.listing_ids
+        assert result.total == len(result.listing_ids) == 3 + 1 + 1
+    finally:
+        await store.engine.dispose()
