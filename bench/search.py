@@ -18,12 +18,12 @@ Then two servers in turn, one worker each. As deployed (the search memory on):
 anonymously. The buyer is a plain caller (no listings, named in no private plan), so
 both are answered from the memory after the first request of each query. Then the mix
 as a second buyer whom private plans of 20 listings name (10 have no other plan; as
-many at every size, ``search_seed.NAMED``): the memory cannot answer it whole, so every request
-searches its extras and merges them into the public part (counts, pages and listings
-from the memory), and presents the listings it sees more of for it — what a provider
-holding listings, a buyer named in private plans or staff costs (the engine as
-deployed). Then with ``MARKET_SEARCH_MEMORY=0``: the second buyer's mix again, every
-request running the whole search (the cold engine). Each is a warm-up then
+many at every size, ``search_seed.NAMED``): the memory cannot answer it whole, so
+every request searches its extras and merges them into the public part (counts, pages
+and listings from the memory), and presents the listings it sees more of for it —
+what a provider holding listings, a buyer named in private plans or staff costs (the
+engine as deployed). Then with ``MARKET_SEARCH_MEMORY=0``: the second buyer's mix
+again, every request running the whole search (the cold engine). Each is a warm-up then
 ``--seconds`` under ``--connections`` keep-alive connections; every connection cycles
 through the mix from its own starting point and the latency of every answer is kept.
 
