@@ -93,6 +93,8 @@ _NO_ITEMS = b'{"items":[]'
 
 async def _items_json(session: AsyncSession, found: search.SearchResult, caller: Caller | None,
                       memo: Memo[bytes] | None) -> list[bytes]:
+    """The JSON of the page's listings, in order: those the caller sees as anyone does
+    from ``memo`` (or read once as anonymous and kept), the others read for it."""
     ids = found.listing_ids
     kept: dict[str, bytes] = {}
     if memo is not None:
