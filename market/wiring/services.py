@@ -72,10 +72,13 @@ async def open_services(settings: Settings, *, clock: Clock | None = None, conte
         credentials=credential_memo(epochs),
         public_assets=Memo("assets", epochs=epochs, capacity=128),
         public_listings=Memo("assets", epochs=epochs, capacity=max(settings.search_memory, 1)),
+        # A page's listings: up to 50 a search, and many searches show the same ones.
+        public_listing_items=Memo("assets", epochs=epochs, capacity=16 * max(settings.search_memory, 1)),
     )
     if listen and not db.is_sqlite(engine):
         listener = PgListener(asyncpg_dsn(settings.sqlalchemy_url),
-                              [services.credentials, services.public_assets, services.public_listings])
+                              [services.credentials, services.public_assets, services.public_listings,
+                               services.public_listing_items])
         await listener.start()
         services.change_listener = listener
     return services
