@@ -4,7 +4,10 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     MARKET_HOST=0.0.0.0 MARKET_PORT=8000 MARKET_WORKERS=4 MARKET_DATA_DIR=/data
 
-RUN useradd --create-home --uid 10001 market && mkdir -p /data /app && chown market:market /data
+# /data/keys exists in the image, owned by the market's user, so that a volume mounted
+# there (compose.yaml: the two keys, shared by every market service) starts out writable by it.
+RUN useradd --create-home --uid 10001 market && mkdir -p /data/keys /app && chown -R market:market /data \
+    && chmod 0700 /data/keys
 WORKDIR /app
 COPY pyproject.toml README.md alembic.ini ./
 COPY alembic ./alembic

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo lint test test-postgres install bench-ledger bench-upload bench-api bench-search bench-trade bench-events bench-oversight bench-usage clean
+.PHONY: run demo lint test test-postgres install bench-ledger bench-upload bench-api bench-search bench-trade bench-events bench-oversight bench-usage bench-trace clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,8 +45,9 @@ test-postgres: $(STAMP)
 bench-ledger: $(STAMP)
 	$(BIN)/python bench/ledger.py
 
+# Upload MB/s of 1 GiB and the server's memory; BENCH_STORE=s3 keeps content in an S3 API (moto) on this machine.
 bench-upload: $(STAMP)
-	$(BIN)/python bench/upload.py
+	$(BIN)/python bench/upload.py --store $${BENCH_STORE:-file}
 
 # HTTP requests/s of hot routes against one server; BENCH_DB=postgresql://… for PostgreSQL.
 bench-api: $(STAMP)
@@ -56,9 +57,14 @@ bench-api: $(STAMP)
 bench-search: $(STAMP)
 	$(BIN)/python bench/search.py --db $${BENCH_DB:-sqlite}
 
-# Free-plan purchases/s (32 buyers) and delivery MB/s of a 1 GiB asset; BENCH_DB=postgresql://…, BENCH_WORKERS=N.
+# Free-plan purchases/s (32 buyers) and delivery MB/s of a 1 GiB asset; BENCH_DB=postgresql://…, BENCH_WORKERS=N,
+# BENCH_STORE=s3 (content in an S3 API, moto, on this machine).
 bench-trade: $(STAMP)
-	$(BIN)/python bench/trade.py --db $${BENCH_DB:-sqlite} --workers $${BENCH_WORKERS:-1}
+	$(BIN)/python bench/trade.py --db $${BENCH_DB:-sqlite} --workers $${BENCH_WORKERS:-1} --store $${BENCH_STORE:-file}
+
+# Every SQL statement of one free purchase and its contract, with offsets in ms; BENCH_DB=postgresql://…
+bench-trace: $(STAMP)
+	$(BIN)/python bench/purchase_trace.py --db $${BENCH_DB:-sqlite} --quiet
 
 # Purchases/s with 3 webhook endpoints against none (notify_cost), and events delivered/s
 # against produced/s (drain_vs_produce); BENCH_DB=postgresql://…

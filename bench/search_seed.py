@@ -210,10 +210,27 @@ async def _insert(session: AsyncSession, table: Any, rows: list[dict[str, Any]])
         await session.execute(insert(table), rows[i:i + BATCH])
 
 
+NAMED = 10  # listings whose private plans name the buyer ``named``, at every size
+
+
+def _name(plans: list[dict[str, Any]], k: int, named: str | None) -> list[dict[str, Any]]:
+    """Listing ``k``'s plans as they name the buyer ``named``: of the first ``2 * NAMED``
+    listings, one in two adds a private plan for it (still public), the other has only
+    that plan (so only that buyer and its holder find it). As many at every size: a
+    buyer's private deals do not grow with the market. Not drawn from the generator, so
+    every other value is the same with or without ``named``."""
+    if named is None or k >= 2 * NAMED:
+        return plans
+    private = {"id": new_id("pln"), "model": "one_time", "price": {"amount": 100_000, "currency": "CNY"},
+               "private_to": [named]}
+    return [*plans, private] if k % 2 else [private]
+
+
 async def seed(url: str, listings: int, providers: int = 300, seed: int = 20261201,
-               progress: Callable[[str], None] = print) -> dict[str, Any]:
+               progress: Callable[[str], None] = print, named: str | None = None) -> dict[str, Any]:
     """Write ``providers`` verified providers and ``listings`` registered assets with one
-    active listing each into the database at ``url`` (already migrated). Returns counts."""
+    active listing each into the database at ``url`` (already migrated). Returns counts.
+    ``named``: a buyer whom private plans of ``2 * NAMED`` listings name (``_name``)."""
     rng = random.Random(seed)
     engine = db.make_engine(url)
     maker = db.make_sessionmaker(engine)
@@ -277,7 +294,7 @@ async def seed(url: str, listings: int, providers: int = 300, seed: int = 202612
                 purposes = rng.sample(PURPOSES_BY_CATEGORY[category], rng.randint(1, 3))
                 licence = {"purposes": purposes, "term_days": rng.choice([90, 365, 730]),
                            "redistribution": rng.random() < 0.1, "territory": rng.choice(["domestic", "global"])}
-                plans = _plans(rng, [p for p in provider_ids[:50] if p != provider])
+                plans = _name(_plans(rng, [p for p in provider_ids[:50] if p != provider]), k, named)
                 digest = terms_digest(plans, licence)
                 listing = {
                     "id": new_id("lst"), "asset_id": asset["id"], "provider_id": provider,

@@ -1,7 +1,7 @@
 """Trading benchmark: free-plan purchases/s over HTTP, and delivery MB/s.
 
     python bench/trade.py [--db sqlite|postgresql://…] [--workers N] [--buyers 32] [--seconds 10]
-                          [--delivery-mib 1024] [--delivery-read-bytes 1048576]
+                          [--delivery-mib 1024] [--delivery-read-bytes 1048576] [--store file|s3]
 
 Starts ``market serve`` (``--workers`` uvicorn workers) on a fresh database (as
 ``bench/api.py`` does), seeds a provider with a few free listings and ``--buyers``
@@ -16,7 +16,8 @@ verified buyers over the real HTTP API, then:
 - **delivery**: an asset of ``--delivery-mib`` MiB is registered, listed free and bought;
   its content is downloaded whole (decrypted and streamed by the market, the delivery
   recorded on the ledger). ``delivery_vs_sha256``: download MB/s over the MB/s of plain
-  SHA-256 over the same number of bytes in this process. Goal >= 0.25.
+  SHA-256 over the same number of bytes in this process. Goal >= 0.25. With ``--store s3``
+  the content is kept in an S3 API on this machine (moto, ``bench/objectstore.py``).
 
 The last line printed is one JSON object of the figures.
 """
@@ -24,6 +25,7 @@ The last line printed is one JSON object of the figures.
 import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -215,6 +217,7 @@ def main() -> None:
     parser.add_argument("--delivery-read-bytes", type=int, default=1 << 20,
                         help="the client takes the body in pieces of this many bytes (httpx re-cuts what "
                              "arrives, a copy of every byte in this process); 0: as the connection gives them")
+    parser.add_argument("--store", choices=["file", "s3"], default="file", help="where the market keeps content")
     args = parser.parse_args()
     if args.db != "sqlite" and not args.db.startswith(("postgres://", "postgresql://", "postgresql+asyncpg://")):
         parser.error("--db is sqlite or a postgresql:// URL")
@@ -222,11 +225,15 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="market-bench-trade-"))
     database = Database(args.db, tmp)
     server: Server | None = None
+    from bench.objectstore import store_environment
+
+    store = contextlib.ExitStack()  # the object store of --store s3, for as long as the server runs
     try:
         url = asyncio.run(database.create())
         port = free_port()
         server = Server(url, tmp, port, {"MARKET_WORKERS": str(args.workers),
-                                         "MARKET_MAX_UPLOAD_BYTES": str(max(args.delivery_mib, 1) << 21)})
+                                         "MARKET_MAX_UPLOAD_BYTES": str(max(args.delivery_mib, 1) << 21),
+                                         **store.enter_context(store_environment(args.store))})
         db_name = "sqlite" if args.db == "sqlite" else "postgresql"
         say(f"server on 127.0.0.1:{port} ({db_name}, {args.workers} worker(s)); seeding {args.buyers} buyers")
         seeded = asyncio.run(seed(port, server.operator, args.buyers, args.listings))
@@ -251,11 +258,12 @@ def main() -> None:
         figures.update(purchases_per_s=round(bought["purchases_per_s"], 1), p50_ms=round(bought["p50_ms"], 1),
                        p99_ms=round(bought["p99_ms"], 1), health_rps=round(bare["rps"], 1), db=db_name,
                        workers=args.workers, buyers=args.buyers, failures=bought["failures"],
-                       client_cpu=round(bought["client_cpu"], 2), cores=os.cpu_count())
+                       client_cpu=round(bought["client_cpu"], 2), cores=os.cpu_count(), store=args.store)
         print(json.dumps(figures), flush=True)
     finally:
         if server is not None:
             server.stop()
+        store.close()
         asyncio.run(database.drop())
         shutil.rmtree(tmp, ignore_errors=True)
 

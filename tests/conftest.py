@@ -24,8 +24,8 @@ from market.web.app import create_app
 from market.wiring.bootstrap import create_staff_account
 from tests.regulator_acts import Authority, authority, enroll_regulator
 
-# The localstripe fixture (a fake Stripe server for the whole session), for any module.
-pytest_plugins = ["tests.payments.localstripe_server"]
+# The localstripe fixture (a fake Stripe server) and moto_server (an S3 API), each one per session, for any module.
+pytest_plugins = ["tests.payments.localstripe_server", "tests.storage.moto_s3"]
 
 PG_URL = os.environ.get("MARKET_TEST_DATABASE_URL")
 

@@ -49,10 +49,11 @@ def test_db_commands(env) -> None:
 def test_keys(env) -> None:
     market(env, "keys", "init")
     key_file = Path(env["MARKET_DATA_DIR"]) / "keys" / "ledger.key"
-    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    before = key_file.read_bytes()
-    market(env, "keys", "init")  # idempotent: the key is kept
-    assert key_file.read_bytes() == before
+    master_file = Path(env["MARKET_DATA_DIR"]) / "keys" / "master.key"  # the two keys every machine needs
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600 and stat.S_IMODE(master_file.stat().st_mode) == 0o600
+    before = key_file.read_bytes(), master_file.read_bytes()
+    market(env, "keys", "init")  # idempotent: the keys are kept
+    assert (key_file.read_bytes(), master_file.read_bytes()) == before
     vkey = market(env, "keys", "show").stdout.strip()
     assert re.fullmatch(r"ledger\.cli\.example/log\+[0-9a-f]{8}\+[A-Za-z0-9+/]{44}", vkey), vkey
 

@@ -17,6 +17,8 @@ from ledger.errors import LedgerError
 from ledger.note import Verifier
 
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
+# s3://bucket or s3://bucket/prefix, the bucket named as S3 allows (3-63 characters).
+_S3_URL = re.compile(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -106,6 +108,10 @@ class Settings(BaseSettings):
     metrics_allow: str = ""
     redis_url: str = ""
     redis_prefix: str = "market"
+    # Where content lives (docs/storage.md): "file" (under MARKET_DATA_DIR/blobs) or
+    # "s3://bucket/prefix" in an S3-compatible object store (credentials: the AWS_* variables).
+    blob_store: str = "file"
+    s3_endpoint_url: str = ""  # MinIO, Ceph, Garage or any S3 service; empty: AWS's own endpoint
     # Payments (docs/API.md "Orders"): Stripe is off while the secret key is empty.
     stripe_secret_key: str = ""
     stripe_webhook_secret: str = ""
@@ -161,6 +167,22 @@ class Settings(BaseSettings):
                 raise ValueError(f"the regulator authority's vkey is malformed ({exc})") from None
             if verifier.alg != 1:
                 raise ValueError("the regulator authority's vkey must be an Ed25519 note key (alg 0x01)")
+        return value
+
+    @field_validator("blob_store")
+    @classmethod
+    def _blob_store(cls, value: str) -> str:
+        value = value.strip()
+        if value != "file" and not _S3_URL.fullmatch(value):
+            raise ValueError("blob_store must be 'file' or s3://bucket or s3://bucket/prefix")
+        return value
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _s3_endpoint(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"https?://[^\s/]+/?", value):
+            raise ValueError("s3_endpoint_url must be an http(s):// address of the service, e.g. http://minio:9000")
         return value
 
     @field_validator("currency")

@@ -13,12 +13,18 @@ would upgrade the deferred transaction's lock and could fail at once with
 ``SQLITE_BUSY`` when another writer committed since its snapshot.
 """
 
+import asyncio
 import contextlib
+import functools
 import os
+import sqlite3
 import stat
+import time
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -108,15 +114,81 @@ def private_database_files(path: Path) -> None:
                         file=str(file), was=f"{mode:04o}", now=f"{mode & 0o700:04o}")
 
 
-def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = None) -> AsyncEngine:
+class _RunNow:
+    """aiosqlite's request queue, answered at once in the caller's thread."""
+
+    def put_nowait(self, item: tuple[asyncio.Future[Any] | None, Callable[[], Any]]) -> None:
+        future, function = item
+        try:
+            result = function()
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller, as aiosqlite's thread does
+            if future is None:
+                raise
+            future.set_exception(exc)
+        else:
+            if future is not None:
+                future.set_result(result)
+
+
+class InLoopConnection(aiosqlite.Connection):
+    """aiosqlite's connection without its thread: each call runs at once on the event
+    loop's thread, and an ``await`` of it completes without yielding to other tasks.
+
+    For the server's one writer connection (``make_engines``). A write transaction holds
+    SQLite's one write lock from ``BEGIN IMMEDIATE`` to ``COMMIT``; through a thread, each
+    of its statements was an ``await`` that put the transaction back in the event loop's
+    queue behind every other request's work, so the lock was held for all of that too.
+    In the loop's thread the transaction runs from begin to commit on its own CPU time.
+    It never waits in SQLite's busy handler, which would stop the loop: ``BEGIN
+    IMMEDIATE`` is retried after asynchronous sleeps (``_take_write_lock``), and once the
+    write lock is held nothing in WAL mode waits for another lock."""
+
+    def __init__(self, connector: Callable[[], sqlite3.Connection]) -> None:
+        super().__init__(connector, 64)
+        self._tx = _RunNow()  # type: ignore[assignment]
+
+    def __await__(self) -> Generator[Any, None, "InLoopConnection"]:
+        return self._connect().__await__()  # type: ignore[return-value]
+
+
+# How long a writer waits for another process's write lock (SQLite's busy timeout).
+BUSY_TIMEOUT = 30.0
+
+
+def _take_write_lock(driver: Any, sql: str) -> None:
+    """``BEGIN IMMEDIATE`` on an in-loop connection: SQLITE_BUSY is retried after an
+    asynchronous sleep (growing to 50 ms) until ``BUSY_TIMEOUT``, so the loop runs on."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    pause = 0.001
+    while True:
+        try:
+            await_(driver.execute(sql))
+            return
+        except sqlite3.OperationalError as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
+                raise
+        await_(asyncio.sleep(pause))
+        pause = min(2 * pause, 0.05)
+
+
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = None, in_loop: bool = False) -> AsyncEngine:
+    """An engine of ``url``. SQLite with ``in_loop``: its connections run on the event
+    loop's thread (``InLoopConnection``), for a writer engine of one connection."""
     if is_sqlite(url):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             private_database_files(Path(path))
         pool = {} if max_overflow is None else {"pool_size": pool_size, "max_overflow": max_overflow}
+        extra: dict[str, Any] = {}
+        if in_loop:
+            async def creator() -> InLoopConnection:
+                return await InLoopConnection(functools.partial(
+                    sqlite3.connect, path, timeout=0, isolation_level=None, check_same_thread=False))
+
+            extra["async_creator"] = creator
         # No rollback on return to the pool: sessions and connections end their own
         # transactions, and with aiosqlite each call is a round trip to a thread.
-        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None, **pool)
+        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None, **pool, **extra)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -126,7 +198,7 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = Non
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={0 if in_loop else int(BUSY_TIMEOUT * 1000)}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
@@ -142,7 +214,10 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = Non
             # cursor would take three (open, execute, close), all inside the lock.
             driver = conn.connection.driver_connection
             assert driver is not None  # a live pool connection
-            await_(driver.execute(sql))
+            if isinstance(driver, InLoopConnection):
+                _take_write_lock(driver, sql)
+            else:
+                await_(driver.execute(sql))
 
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size if max_overflow is None else max_overflow,
@@ -159,7 +234,8 @@ def make_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
     timeout. PostgreSQL: one engine and pool for both.
     """
     if is_sqlite(url):
-        return make_engine(url, pool_size=1, max_overflow=0), make_engine(url).execution_options(**{READ_ONLY: True})
+        return (make_engine(url, pool_size=1, max_overflow=0, in_loop=True),
+                make_engine(url).execution_options(**{READ_ONLY: True}))
     engine = make_engine(url)
     return engine, engine.execution_options(**{READ_ONLY: True})
 

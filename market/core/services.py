@@ -37,7 +37,8 @@ class Services:
                  read_engine: AsyncEngine, sessionmaker: SessionMaker, read_sessionmaker: SessionMaker,
                  blobs: "BlobStore", master_key: "MasterKey | None", stripe: "StripeGateway | None",
                  limiter: "RateLimiter", credentials: Memo[Any], public_assets: Memo[bytes],
-                 public_listings: Memo[Any], change_listener: PgListener | None = None,
+                 public_listings: Memo[Any], public_listing_items: Memo[bytes],
+                 change_listener: PgListener | None = None,
                  sandbox: LoadedTables | None = None) -> None:
         self.settings = settings
         self.clock = clock
@@ -53,7 +54,8 @@ class Services:
         self.limiter = limiter
         self.credentials = credentials  # what a process remembers of tokens (market.web.credentials)
         self.public_assets = public_assets
-        self.public_listings = public_listings
+        self.public_listings = public_listings  # search answers, and the public part of every search
+        self.public_listing_items = public_listing_items  # the JSON of listings as anyone sees them
         self.change_listener = change_listener  # PostgreSQL: empties the memos on other processes' changes
         self.sandbox = sandbox if sandbox is not None else LoadedTables(settings.sandbox_tables)
         self.touches: set[asyncio.Task[None]] = set()  # tokens' last use, written in the background

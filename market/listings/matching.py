@@ -17,7 +17,7 @@ the term restricted to the field's weight (``'t1':A <-> 't2':A``, ``'电':*A``).
 
 from typing import Any
 
-from sqlalchemy import Text, bindparam, case, cast, literal_column, select, table
+from sqlalchemy import Text, bindparam, case, cast, exists, literal_column, select, table
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.sql import ColumnElement
 
@@ -154,9 +154,15 @@ def _fts_rowids(expression: str) -> Any:
             .where(literal_column("listing_fts").bool_op("MATCH")(bindparam(None, expression, type_=Text))))
 
 
-def engine_match(dialect: str, expression: str) -> ColumnElement[bool]:
-    """The documents the engine finds for ``expression`` (FTS5 MATCH text, or tsquery text)."""
+def engine_match(dialect: str, expression: str, few: bool = False) -> ColumnElement[bool]:
+    """The documents the engine finds for ``expression`` (FTS5 MATCH text, or tsquery text).
+
+    ``few``: the rest of the query selects few documents (a caller's own extras), so on
+    SQLite each is asked of FTS5 by its rowid, rather than every match of the expression
+    being collected first (tens of thousands for a common word)."""
     if dialect == "sqlite":
+        if few:
+            return exists(_fts_rowids(expression).where(literal_column("listing_fts.rowid") == D.doc_id))
         return D.doc_id.in_(_fts_rowids(expression))
     if dialect == "postgresql":
         return literal_column("listing_docs.tsv").bool_op("@@")(
@@ -164,16 +170,16 @@ def engine_match(dialect: str, expression: str) -> ColumnElement[bool]:
     raise NotImplementedError(f"search does not support {dialect}")
 
 
-def match_clause(dialect: str, terms: list[Term] | Reading) -> ColumnElement[bool]:
+def match_clause(dialect: str, terms: list[Term] | Reading, few: bool = False) -> ColumnElement[bool]:
     """The documents in which every term occurs (in any field; a pairs group's bigrams
-    each in any field)."""
-    return engine_match(dialect, fts5_expression(terms) if dialect == "sqlite" else tsquery_text(terms))
+    each in any field). ``few`` as for ``engine_match``."""
+    return engine_match(dialect, fts5_expression(terms) if dialect == "sqlite" else tsquery_text(terms), few)
 
 
-def relevance(dialect: str, terms: list[Term] | Reading) -> ColumnElement[int]:
+def relevance(dialect: str, terms: list[Term] | Reading, few: bool = False) -> ColumnElement[int]:
     """The integer score: Σ over terms and fields of the field's weight where the term occurs."""
     parts: list[Any] = [
-        case((engine_match(dialect, field_expression(dialect, groups, name)), weight), else_=0)
+        case((engine_match(dialect, field_expression(dialect, groups, name), few), weight), else_=0)
         for groups in _reading(terms) for name, weight in FIELD_WEIGHTS.items()
     ]
     score = parts[0]
@@ -182,9 +188,9 @@ def relevance(dialect: str, terms: list[Term] | Reading) -> ColumnElement[int]:
     return score
 
 
-def pairs_relevance(dialect: str, terms: list[Term], pairs: Reading) -> ColumnElement[int]:
+def pairs_relevance(dialect: str, terms: list[Term], pairs: Reading, few: bool = False) -> ColumnElement[int]:
     """The score when pairs are read too: a phrase match keeps its phrase score plus
     ``PHRASE_FIRST``, a pairs-only match has its pairs score; so phrase matches come
     first, in the order they have without the pairs."""
-    return case((match_clause(dialect, terms), PHRASE_FIRST + relevance(dialect, terms)),
-                else_=relevance(dialect, pairs))
+    return case((match_clause(dialect, terms, few), PHRASE_FIRST + relevance(dialect, terms, few)),
+                else_=relevance(dialect, pairs, few))

@@ -8,6 +8,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import Account
+from market.core.memo import Memo
 from market.listings import access, search
 from market.listings.models import Listing
 from market.listings.schemas import Licence, ListingRead, PlanRead, SearchPage
@@ -73,4 +74,44 @@ async def find(session: AsyncSession, caller: Caller | None, params: search.Sear
     return SearchPage(items=items, next_cursor=found.next_cursor, facets=found.facets, total=found.total)
 
 
-__all__: list[Any] = ["find", "read", "read_many"]
+async def find_json(session: AsyncSession, caller: Caller | None, params: search.SearchParams,
+                    memo: Memo[Any] | None = None, items_memo: Memo[bytes] | None = None) -> bytes:
+    """``find``'s page as JSON (``SearchPage``). With ``memo`` (the memory of public
+    answers), the public part of the search is shared with every caller's (``search``);
+    with ``items_memo``, so is the JSON of each listing the caller sees as an anonymous
+    caller does: only the listings it sees more of are read and presented for it."""
+    found = await search.search(session, caller, params, memo)
+    items = await _items_json(session, found, caller, items_memo)
+    rest = SearchPage(items=[], next_cursor=found.next_cursor, facets=found.facets,
+                      total=found.total).model_dump_json().encode()
+    assert rest.startswith(_NO_ITEMS)
+    return b'{"items":[' + b",".join(items) + b"]" + rest[len(_NO_ITEMS):]
+
+
+_NO_ITEMS = b'{"items":[]'
+
+
+async def _items_json(session: AsyncSession, found: search.SearchResult, caller: Caller | None,
+                      memo: Memo[bytes] | None) -> list[bytes]:
+    """The JSON of the page's listings, in order: those the caller sees as anyone does
+    from ``memo`` (or read once as anonymous and kept), the others read for it."""
+    ids = found.listing_ids
+    kept: dict[str, bytes] = {}
+    if memo is not None:
+        for i in found.common:
+            value = memo.get(("listing-json", i, i in found.listed))
+            if value is not None:
+                kept[i] = value
+    ticket = memo.ticket() if memo is not None else 0
+    common = [i for i in ids if i in found.common and i not in kept]
+    for item in await read_many(session, common, None, found.listed):
+        kept[item.id] = item.model_dump_json().encode()
+        if memo is not None:
+            memo.put(("listing-json", item.id, item.id in found.listed), kept[item.id], ticket)
+    personal = [i for i in ids if i not in found.common]
+    for item in await read_many(session, personal, caller, found.listed):
+        kept[item.id] = item.model_dump_json().encode()
+    return [kept[i] for i in ids if i in kept]
+
+
+__all__: list[Any] = ["find", "find_json", "read", "read_many"]

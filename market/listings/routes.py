@@ -64,19 +64,22 @@ class ListingController(Controller):
                               min_price=min_price, max_price=max_price, currency=currency, sort=sort, limit=limit,
                               cursor=cursor, include_all=include == "all")
 
+        memo = services.public_listings if services.settings.search_memory else None
+        items_memo = services.public_listing_items if memo is not None else None
+
         async def build() -> bytes:
             async with services.read_sessionmaker() as db:
-                page = await read.find(db, None if shared else caller, params)
-            return page.model_dump_json().encode()
+                return await read.find_json(db, None if shared else caller, params, memo, items_memo)
 
         # Most callers see what an anonymous caller sees (search.audience says who does
         # not): their answers come from memory until any listing, asset or account
-        # changes (market.core.memo); the others' are computed for them.
+        # changes (market.core.memo). The others' are computed for them, from the same
+        # memory's public part (counts, pages, listings) and their own few extras.
         shared = caller is None or (not caller.is_staff and not params.include_all
                                     and caller.id not in await self._audience(services))
-        if not shared or not services.settings.search_memory:
+        if not shared or memo is None:
             return json_body(await build())
-        return json_body(await remembered(services.public_listings, params, build))
+        return json_body(await remembered(memo, params, build))
 
     @staticmethod
     async def _audience(services: Services) -> frozenset[str]:

@@ -34,8 +34,10 @@ itself for the usual visibility; each facet applies every filter but its own.
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import and_, case, false, func, literal_column, or_, select, true
@@ -44,6 +46,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core.db import table_of
 from market.core.errors import Unprocessable
+from market.core.memo import Memo
 from market.core.money import MAX_AMOUNT
 from market.core.pagination import check_limit
 from market.listings.matching import (
@@ -65,9 +68,9 @@ from market.registry import categories
 from market.web.auth import Caller
 
 __all__ = [
-    "FIELD_WEIGHTS", "PRICE_NONE", "SORTS", "SearchParams", "SearchResult", "fts5_expression",
-    "audience", "engine_match", "field_expression", "match_clause", "relevance", "search", "tsquery_text", "tsvector_literal",
-    "visible_docs",
+    "FIELD_WEIGHTS", "PRICE_NONE", "SORTS", "Group", "Hit", "SearchParams", "SearchResult", "fts5_expression",
+    "audience", "engine_match", "extra_docs", "field_expression", "match_clause", "public_docs", "relevance", "search",
+    "tsquery_text", "tsvector_literal", "visible_docs",
 ]
 
 # The price_key of a document without a public plan: larger than any price, so it sorts
@@ -104,6 +107,9 @@ class SearchResult:
     total: int
     facets: dict[str, dict[str, int]] = field(default_factory=dict)
     listed: set[str] = field(default_factory=set)  # those of listing_ids that are orderable now
+    # Those of listing_ids the caller sees as an anonymous caller does (market.listings.read
+    # may present them once for everyone).
+    common: set[str] = field(default_factory=set)
 
 
 # -- Visibility and filters -----------------------------------------------------------
@@ -117,21 +123,28 @@ def _in_list(column: Any, value: str) -> ColumnElement[bool]:
     return column.like(f"%,{_like_escape(value)},%", escape="\\")
 
 
+def public_docs() -> ColumnElement[bool]:
+    """The documents everyone may find: listed, with a public plan."""
+    return and_(D.listed == true(), D.has_public_plan == true())
+
+
+def extra_docs(caller: Caller) -> ColumnElement[bool]:
+    """The documents ``caller`` may find besides the public ones: listed without a public
+    plan, and its own or with a private plan naming it. Few, whoever the caller is."""
+    return and_(D.listed == true(), D.has_public_plan == false(),
+                or_(_in_list(D.private_to, caller.id), D.provider_id == caller.id))
+
+
 def visible_docs(caller: Caller | None, include_all: bool) -> ColumnElement[bool]:
     """The documents ``caller`` may find. ``include_all``: staff see every document; any
     other caller every one of its own (listed or not) and nothing else — whether
-    include_all is allowed at all is the route's decision."""
+    include_all is allowed at all is the route's decision. Search asks the two parts of
+    a caller's documents apart (``search``)."""
     if caller is None:
-        return and_(D.listed == true(), D.has_public_plan == true())
+        return public_docs()
     if include_all:
         return true() if caller.is_staff else D.provider_id == caller.id
-    # Two branches, so that the common one (listed with a public plan) is the one the
-    # indexes lead with and stays index-only.
-    return or_(
-        and_(D.listed == true(), D.has_public_plan == true()),
-        and_(D.listed == true(), D.has_public_plan == false(),
-             or_(_in_list(D.private_to, caller.id), D.provider_id == caller.id)),
-    )
+    return or_(public_docs(), extra_docs(caller))
 
 
 def _check_prices(p: SearchParams) -> None:
@@ -264,85 +277,281 @@ def _order_and_after(sort: str, score: Any, key: list[Any] | None) -> tuple[list
 
 # -- The search -----------------------------------------------------------------------
 
-async def search(session: AsyncSession, caller: Caller | None, p: SearchParams) -> SearchResult:
+@dataclass(frozen=True)
+class Group:
+    """Matches counted by (category, grade, models): what the total and facets are made of."""
+
+    category: str
+    grade: str
+    models: str
+    n: int
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One row of a page: the listing, the sort's value before its id (the score, or
+    the price key; None when sorted by newest), and whether it is orderable now."""
+
+    listing_id: str
+    value: int | None
+    listed: bool
+    provider_id: str
+    private_to: str  # ",acct_…,": the buyers its private plans name
+
+
+@dataclass(frozen=True)
+class _Part:
+    """Documents searched as one: ``where`` selects them; ``few`` when they are a
+    caller's extras; ``shared`` when they are the public ones (the same for every
+    caller, so kept in the memo when one is given)."""
+
+    where: ColumnElement[bool]
+    few: bool = False
+    shared: bool = False
+    owner: str = ""  # the caller whose extras these are
+
+
+def _parts(caller: Caller | None, include_all: bool) -> list[_Part]:
+    """What ``caller`` may find, as parts searched apart and merged: the public
+    documents and the caller's few extras. One condition ``public OR extras`` would
+    make the engines rank and count every match to find a page (neither index leads
+    with it); apart, the public part walks its indexes and the extras are a few rows."""
+    if caller is None:
+        return [_Part(public_docs(), shared=True)]
+    if include_all:
+        return [_Part(visible_docs(caller, True))]
+    return [_Part(public_docs(), shared=True), _Part(extra_docs(caller), few=True, owner=caller.id)]
+
+
+async def search(session: AsyncSession, caller: Caller | None, p: SearchParams,
+                 memo: Memo[Any] | None = None) -> SearchResult:
     """One page of the listings ``caller`` may see that match ``p``, with the total and
-    the facets of the whole result. 422 for a bad query, price range, sort or cursor."""
+    the facets of the whole result. 422 for a bad query, price range, sort or cursor.
+
+    ``memo``: where the public part's counts and pages are kept (``market.core.memo``;
+    the route's memory of public answers): every caller's search shares them, and only
+    its extras are searched for it."""
     check_limit(p.limit)
     _check_prices(p)
     categories.check(p.category)
     sort = _sort_of(p)
     terms = parse_query(p.q) if p.q is not None else []
     key, pinned = _decode_cursor(p.cursor, sort) if p.cursor else (None, None)
-    dialect = session.get_bind().dialect.name
+    run = _Search(session, session.get_bind().dialect.name, p, sort, terms, memo)
+    parts = _parts(caller, p.include_all)
+    generation = memo.ticket() if memo is not None else 0
 
-    base: list[ColumnElement[bool]] = [visible_docs(caller, p.include_all), *_common_filters(p)]
-    # Facets and total: one aggregate over every filter but category, grade and model
-    # (and the query's match: its phrases, or its pairs when the phrases find few).
-    pairs, groups = await _read_query(session, dialect, terms, base, pinned)
+    # Facets and total: the groups of every filter but category, grade and model, over
+    # the query's match: its phrases, or its pairs when the phrases find few.
+    pairs = await run.reading(parts, pinned)
+    groups = [g for part in parts for g in await run.groups(part, pairs)]
     total, facets = _facets(groups, p)
-    if pairs is not None:
-        base.append(match_clause(dialect, pairs))
-    elif terms:
-        base.append(match_clause(dialect, terms))
 
-    # The page.
-    score = None
-    if terms:
-        score = relevance(dialect, terms) if pairs is None else pairs_relevance(dialect, terms, pairs)
-    columns, order, after = _order_and_after(sort, score, key)
-    query: Select[Any] = select(*columns, D.listed).where(*base, *_facet_filters(p))
-    if after is not None:
-        query = query.where(after)
-    rows = (await session.execute(query.order_by(*order).limit(p.limit + 1))).all()
-    more = len(rows) > p.limit
-    rows = rows[:p.limit]
+    # The page: each part's first limit + 1 after the cursor, merged in the sort's order.
+    hits = _merged(sort, [await run.page(part, pairs, key) for part in parts])[:p.limit + 1]
+    more = len(hits) > p.limit
+    hits = hits[:p.limit]
     next_cursor = None
-    if more and rows:
-        last = rows[-1]
-        next_cursor = _encode_cursor(sort, _key_of(sort, last), pairs is not None)
-    return SearchResult(listing_ids=[r.listing_id for r in rows], next_cursor=next_cursor, total=total, facets=facets,
-                        listed={r.listing_id for r in rows if r.listed})
+    if more and hits:
+        next_cursor = _encode_cursor(sort, _key_of(sort, hits[-1]), pairs is not None)
+    if memo is not None and memo.ticket() != generation:
+        # A change committed meanwhile: what came from the memory may predate what was
+        # read here. Ask everything again, of this transaction's snapshot alone.
+        return await search(session, caller, p)
+    return SearchResult(listing_ids=[h.listing_id for h in hits], next_cursor=next_cursor, total=total, facets=facets,
+                        listed={h.listing_id for h in hits if h.listed},
+                        common={h.listing_id for h in hits if not _sees_more(caller, h)})
 
 
-async def _groups(session: AsyncSession, where: list[ColumnElement[bool]]) -> Sequence[Any]:
-    return (await session.execute(
-        select(D.category, D.grade, D.models, func.count().label("n"))
-        .where(*where).group_by(D.category, D.grade, D.models)
-    )).all()
+def _sees_more(caller: Caller | None, hit: Hit) -> bool:
+    """Whether ``caller`` sees more of the listing than an anonymous caller: staff and
+    its holder (private plans, a freeze's reason), a buyer a private plan names."""
+    return caller is not None and (caller.is_staff or caller.id == hit.provider_id
+                                   or f",{caller.id}," in hit.private_to)
 
 
-async def _read_query(session: AsyncSession, dialect: str, terms: list[Term], base: list[ColumnElement[bool]],
-                      pinned: bool | None) -> tuple[Reading | None, Sequence[Any]]:
-    """The query's pairs reading when the search reads it so (else None), and the
-    facet groups of its matches. A first page (``pinned`` None) reads pairs when the
-    phrases find fewer than PAIRS_BELOW listings under ``base`` and the pairs find
-    more; later pages read as their cursor says."""
-    if not terms:
-        return None, await _groups(session, base)
-    pairs = pairs_reading(terms)
-    if pinned and pairs is not None:
-        return pairs, await _groups(session, [*base, match_clause(dialect, pairs)])
-    groups = await _groups(session, [*base, match_clause(dialect, terms)])
-    found = sum(int(row.n) for row in groups)
-    if pinned is not None or pairs is None or found >= PAIRS_BELOW:
-        return None, groups
-    more = await _groups(session, [*base, match_clause(dialect, pairs)])
-    return (pairs, more) if sum(int(row.n) for row in more) > found else (None, groups)
+@dataclass(frozen=True)
+class _Extra:
+    """One of a caller's extras that matches: its hit and its facet values."""
+
+    hit: Hit
+    category: str
+    grade: str
+    models: str
 
 
-def _key_of(sort: str, row: Any) -> list[Any]:
+class _Search:
+    """One search's queries over its parts: the shared part's through the memo, the
+    extras read whole (they are few) and counted, filtered and ordered here."""
+
+    def __init__(self, session: AsyncSession, dialect: str, p: SearchParams, sort: str, terms: list[Term],
+                 memo: Memo[Any] | None) -> None:
+        self.session, self.dialect, self.p, self.sort, self.terms, self.memo = session, dialect, p, sort, terms, memo
+        self._extras: dict[bool, tuple[_Extra, ...]] = {}
+
+    async def reading(self, parts: list[_Part], pinned: bool | None) -> Reading | None:
+        """The query's pairs reading when the search reads it so, else None. A first
+        page (``pinned`` None) reads pairs when the phrases find fewer than PAIRS_BELOW
+        listings (over all parts) and the pairs find more; later pages read as their
+        cursor says."""
+        if not self.terms:
+            return None
+        pairs = pairs_reading(self.terms)
+        if pairs is None or pinned is not None:
+            return pairs if pinned else None
+        found = sum([g.n for part in parts for g in await self.groups(part, None)])
+        if found >= PAIRS_BELOW:
+            return None
+        more = sum([g.n for part in parts for g in await self.groups(part, pairs)])
+        return pairs if more > found else None
+
+    def _match(self, part: _Part, pairs: Reading | None) -> list[ColumnElement[bool]]:
+        if not self.terms:
+            return []
+        return [_expressions(self.dialect, tuple(self.terms), pairs is not None, part.few)[0]]
+
+    def _score(self, part: _Part, pairs: Reading | None) -> ColumnElement[int] | None:
+        if not self.terms:
+            return None
+        return _expressions(self.dialect, tuple(self.terms), pairs is not None, part.few)[1]
+
+    async def groups(self, part: _Part, pairs: Reading | None) -> tuple[Group, ...]:
+        """The part's matches under every filter but the facets', grouped."""
+        if part.few:
+            counted = Counter((e.category, e.grade, e.models) for e in await self._extras_of(part, pairs))
+            return tuple(Group(*values, n) for values, n in counted.items())
+
+        async def count() -> tuple[Group, ...]:
+            rows = (await self.session.execute(
+                select(D.category, D.grade, D.models, func.count().label("n"))
+                .where(part.where, *_common_filters(self.p), *self._match(part, pairs))
+                .group_by(D.category, D.grade, D.models)
+            )).all()
+            return tuple(Group(r.category, r.grade, r.models, int(r.n)) for r in rows)
+
+        p = self.p
+        filters = (p.provider, p.purpose, p.delivery, p.min_price, p.max_price, p.currency)
+        return await self._kept(part.shared, ("search-groups", tuple(self.terms), pairs is not None, filters), count)
+
+    async def page(self, part: _Part, pairs: Reading | None, key: list[Any] | None) -> tuple[Hit, ...]:
+        """The part's first ``limit + 1`` matches after the cursor ``key``, in the sort's order."""
+        if part.few:
+            hits = [e.hit for e in await self._extras_of(part, pairs) if self._in_facets(e)]
+            after = [h for h in hits if key is None or _after(self.sort, h, key)]
+            return tuple(_ordered(self.sort, after)[:self.p.limit + 1])
+
+        async def find() -> tuple[Hit, ...]:
+            columns, order, after = _order_and_after(self.sort, self._score(part, pairs), key)
+            query: Select[Any] = select(*columns, D.listed, D.provider_id, D.private_to).where(
+                part.where, *_common_filters(self.p), *_facet_filters(self.p), *self._match(part, pairs))
+            if after is not None:
+                query = query.where(after)
+            rows = (await self.session.execute(query.order_by(*order).limit(self.p.limit + 1))).all()
+            return tuple(Hit(r.listing_id, _value_of(self.sort, r), bool(r.listed), r.provider_id, r.private_to)
+                         for r in rows)
+
+        return await self._kept(part.shared, ("search-page", self.p, pairs is not None), find)
+
+    def _in_facets(self, extra: _Extra) -> bool:
+        """``_facet_filters``, for one of the extras."""
+        p = self.p
+        return ((p.category is None or extra.category == p.category) and (p.grade is None or extra.grade == p.grade)
+                and (p.model is None or p.model in _models_of(extra.models)))
+
+    async def _extras_of(self, part: _Part, pairs: Reading | None) -> tuple[_Extra, ...]:
+        """The caller's extras that match under every filter but the facets' (with
+        their score), in one query. With the memo, which documents are the caller's
+        extras is kept (none, for most callers: then nothing is asked)."""
+        reading = pairs is not None
+        if reading in self._extras:
+            return self._extras[reading]
+        where = [part.where]
+        ids: tuple[int, ...] | None = None
+        if self.memo is not None:
+            async def find_ids() -> tuple[int, ...]:
+                return tuple((await self.session.execute(select(D.doc_id).where(part.where))).scalars())
+
+            ids = await self._kept(True, ("search-extras", part.owner), find_ids)
+            where.append(D.doc_id.in_(ids))
+        found: tuple[_Extra, ...] = ()
+        if ids is None or ids:
+            score = self._score(part, pairs)
+            columns = [D.listing_id, D.listed, D.provider_id, D.private_to, D.category, D.grade, D.models, D.price_key]
+            query = select(*columns, *([score.label("score")] if score is not None else [])).where(
+                *where, *_common_filters(self.p), *self._match(part, pairs))
+            found = tuple(_Extra(Hit(r.listing_id, _value_of(self.sort, r), bool(r.listed), r.provider_id, r.private_to),
+                                 r.category, r.grade, r.models) for r in (await self.session.execute(query)).all())
+        self._extras[reading] = found
+        return found
+
+    async def _kept(self, shared: bool, key: Any, build: Callable[[], Awaitable[tuple[Any, ...]]]) -> tuple[Any, ...]:
+        if not shared or self.memo is None:
+            return await build()
+        found: tuple[Any, ...] | None = self.memo.get(key)
+        if found is not None:
+            return found
+        ticket = self.memo.ticket()
+        value = await build()
+        self.memo.put(key, value, ticket)
+        return value
+
+
+@lru_cache(maxsize=1024)
+def _expressions(dialect: str, terms: tuple[Term, ...], pairs: bool, few: bool) -> tuple[Any, Any]:
+    """The match and the score of a query's terms (read as pairs or not), built once: a
+    score is an expression of five subqueries a term, and searches repeat their queries."""
+    reading = pairs_reading(list(terms)) if pairs else None
+    if reading is None:
+        return match_clause(dialect, list(terms), few), relevance(dialect, list(terms), few)
+    return match_clause(dialect, reading, few), pairs_relevance(dialect, list(terms), reading, few)
+
+
+def _value_of(sort: str, row: Any) -> int | None:
     if sort == "relevance":
-        return [int(row.score), row.listing_id]
+        return int(row.score)
     if sort == "newest":
-        return [row.listing_id]
-    return [int(row.price_key), row.listing_id]
+        return None
+    return int(row.price_key)
+
+
+def _rank(sort: str, value: int | None, listing_id: str) -> tuple[Any, ...]:
+    """What the sort orders by (``_order_and_after``'s ORDER BY), highest first except
+    for ``price_asc``: priced listings before those without a public price."""
+    if sort == "newest":
+        return (listing_id,)
+    if sort == "price_desc":
+        return (value != PRICE_NONE, value, listing_id)
+    return (value, listing_id)
+
+
+def _ordered(sort: str, hits: list[Hit]) -> list[Hit]:
+    return sorted(hits, key=lambda h: _rank(sort, h.value, h.listing_id), reverse=sort != "price_asc")
+
+
+def _after(sort: str, hit: Hit, key: list[Any]) -> bool:
+    """Whether ``hit`` comes after the cursor ``key`` (``_order_and_after``'s condition)."""
+    mine, theirs = _rank(sort, hit.value, hit.listing_id), _rank(sort, key[0] if len(key) == 2 else None, key[-1])
+    return mine > theirs if sort == "price_asc" else mine < theirs
+
+
+def _merged(sort: str, pages: list[tuple[Hit, ...]]) -> list[Hit]:
+    """The parts' pages as one, in the order the SQL of ``_order_and_after`` gives."""
+    if len(pages) == 1:
+        return list(pages[0])
+    return _ordered(sort, [hit for page in pages for hit in page])
+
+
+def _key_of(sort: str, hit: Hit) -> list[Any]:
+    if sort == "newest":
+        return [hit.listing_id]
+    return [hit.value, hit.listing_id]
 
 
 def _models_of(models: str) -> list[str]:
     return [m for m in models.split(",") if m]
 
 
-def _facets(groups: Sequence[Any], p: SearchParams) -> tuple[int, dict[str, dict[str, int]]]:
+def _facets(groups: Sequence[Group], p: SearchParams) -> tuple[int, dict[str, dict[str, int]]]:
     category: dict[str, int] = {}
     grade: dict[str, int] = {}
     model: dict[str, int] = {}

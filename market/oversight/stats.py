@@ -50,13 +50,14 @@ written before the list was closed may name another value: it is counted under
 ``categories.canonical`` of it, as migration 0020 re-keyed the counts made before.
 """
 
+import functools
 import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, union_all
+from sqlalchemy import Table, and_, bindparam, case, func, or_, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -132,17 +133,28 @@ async def dimensions(session: AsyncSession, order: Order) -> Dimensions:
 # -- counting (in the settling and refunding transactions) ---------------------------------
 
 
-def _insert(session: AsyncSession, table: Any) -> Any:
-    name = session.get_bind().dialect.name
-    return (postgresql.insert if name == "postgresql" else sqlite.insert)(table)
+@functools.cache
+def _upsert_statement(dialect: str, table: Table, conflict: tuple[str, ...], added: tuple[str, ...]) -> Any:
+    """``INSERT … ON CONFLICT (conflict) DO UPDATE`` adding the ``added`` measures, with a
+    bound parameter per column: built once per shape, so each call is a cached statement
+    and a dict of values (building the statement anew per call cost more than running it)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(table).values({c.name: bindparam(c.name, type_=c.type) for c in table.c if c.name != "id"})
+    return stmt.on_conflict_do_update(index_elements=list(conflict),
+                                      set_={m: table.c[m] + stmt.excluded[m] for m in added})
 
 
-async def _upsert(session: AsyncSession, table: Any, key: dict[str, str], conflict: list[str],
+@functools.cache
+def _party_statement(dialect: str, table: Table, first: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(table).values({c.name: bindparam(c.name, type_=c.type) for c in table.c if c.name != "id"})
+    return stmt.on_conflict_do_nothing(index_elements=[first, "currency", "role", "account_id"])
+
+
+async def _upsert(session: AsyncSession, table: Table, key: dict[str, str], conflict: list[str],
                   amounts: dict[str, int]) -> None:
-    stmt = _insert(session, table).values(**{**key, **{m: 0 for m in MEASURES}, **amounts})
-    stmt = stmt.on_conflict_do_update(index_elements=conflict,
-                                      set_={m: table.c[m] + stmt.excluded[m] for m in amounts})
-    await session.execute(stmt)
+    stmt = _upsert_statement(session.get_bind().dialect.name, table, tuple(conflict), tuple(amounts))
+    await session.execute(stmt, {**key, **{m: 0 for m in MEASURES}, **amounts})
 
 
 async def _add(session: AsyncSession, key: dict[str, str], **amounts: int) -> None:
@@ -154,10 +166,13 @@ async def _add(session: AsyncSession, key: dict[str, str], **amounts: int) -> No
     await _upsert(session, table_of(TradeStatMonth), monthly, ["month", *KEY_COLUMNS[1:]], amounts)
 
 
-async def _party(session: AsyncSession, day: str, currency: str, role: str, account_id: str) -> None:
+async def _parties(session: AsyncSession, day: str, currency: str, accounts: dict[str, str]) -> None:
+    """Name each of ``accounts`` (role → account id) among the day's and the month's parties."""
+    dialect = session.get_bind().dialect.name
     for table, when, first in ((table_of(TradeParty), day, "day"), (table_of(TradePartyMonth), day[:7], "month")):
-        stmt = _insert(session, table).values(**{first: when}, currency=currency, role=role, account_id=account_id)
-        await session.execute(stmt.on_conflict_do_nothing(index_elements=[first, "currency", "role", "account_id"]))
+        await session.execute(_party_statement(dialect, table, first), [
+            {first: when, "currency": currency, "role": role, "account_id": account}
+            for role, account in accounts.items()])
 
 
 async def count_settled(session: AsyncSession, order: Order) -> None:
@@ -166,8 +181,7 @@ async def count_settled(session: AsyncSession, order: Order) -> None:
     day = day_of(order.settled_at)
     dims = await dimensions(session, order)
     await _add(session, stat_key(day, dims), orders=1, value=order.price)
-    await _party(session, day, order.currency, "buyer", order.buyer_id)
-    await _party(session, day, order.currency, "provider", order.provider_id)
+    await _parties(session, day, order.currency, {"buyer": order.buyer_id, "provider": order.provider_id})
 
 
 async def count_refunded(session: AsyncSession, order: Order) -> None:

@@ -4,6 +4,7 @@
     ├── ContentTooLarge     the uploaded stream went over its limit (carries limit)
     ├── BlobNotFound        no blob under this id
     ├── BlobCorrupted       malformed file, or failed authentication
+    ├── BlobStoreUnavailable  the object store did not answer, or refused the request
     ├── KeyFileError        master key file unreadable, malformed, or not private
     ├── KeyUnwrapError      a wrapped data key is malformed or for another asset
     └── InvalidBlobId       an id of the wrong shape (also a ValueError)
@@ -14,6 +15,7 @@ from __future__ import annotations
 __all__ = [
     "BlobCorrupted",
     "BlobNotFound",
+    "BlobStoreUnavailable",
     "ContentTooLarge",
     "InvalidBlobId",
     "KeyFileError",
@@ -41,6 +43,11 @@ class BlobNotFound(StorageError):
 class BlobCorrupted(StorageError):
     """The blob file is malformed or failed authentication (tampering, truncation,
     or a wrong data key: GCM cannot tell these apart)."""
+
+
+class BlobStoreUnavailable(StorageError):
+    """The object store could not be reached, or refused the request (credentials,
+    permissions, a missing bucket): nothing is known of the blob itself."""
 
 
 class KeyFileError(StorageError):

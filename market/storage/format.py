@@ -38,6 +38,7 @@ import hashlib
 import os
 import struct
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -61,7 +62,11 @@ __all__ = [
     "Sealer",
     "StoredBlob",
     "data_cipher",
+    "chunk_batches",
+    "chunks_span",
+    "decrypt_chunks",
     "open_chunks",
+    "parse_layout",
     "read_layout",
 ]
 
@@ -120,9 +125,13 @@ class Layout:
 
 
 def read_layout(fd: int) -> Layout:
-    """Parse the header and derive the chunk count and plaintext size from the
-    file length. Structural only: authenticity is checked when chunks are read."""
-    header = os.pread(fd, HEADER.size, 0)
+    """The layout of the blob file open as ``fd``, from its header and length."""
+    return parse_layout(os.pread(fd, HEADER.size, 0), os.fstat(fd).st_size)
+
+
+def parse_layout(header: bytes, length: int) -> Layout:
+    """Parse the header and derive the chunk count and plaintext size from the blob's
+    length in bytes. Structural only: authenticity is checked when chunks are read."""
     if len(header) != HEADER.size:
         raise BlobCorrupted("blob file is shorter than its header")
     magic, version, chunk_size, prefix = HEADER.unpack(header)
@@ -132,7 +141,7 @@ def read_layout(fd: int) -> Layout:
         raise BlobCorrupted(f"unsupported blob format version {version}")
     if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
         raise BlobCorrupted(f"invalid chunk size {chunk_size}")
-    body = os.fstat(fd).st_size - HEADER.size
+    body = length - HEADER.size
     record = chunk_size + TAG_SIZE
     n_chunks = max(1, -(-body // record))
     last_len = body - (n_chunks - 1) * record - TAG_SIZE
@@ -143,19 +152,44 @@ def read_layout(fd: int) -> Layout:
     return Layout(header, chunk_size, prefix, n_chunks, size)
 
 
+def chunk_batches(lay: Layout, start: int, end: int | None,
+                  batch_bytes: int = BATCH_BYTES) -> Iterator[tuple[int, int]]:
+    """The chunks overlapping the plaintext bytes [start, end) (``end`` None: to the
+    end), in batches [a, b) of about ``batch_bytes``, each read and decrypted at once."""
+    stop = lay.size if end is None else min(end, lay.size)
+    if start >= stop:
+        return
+    first, last = start // lay.chunk_size, (stop - 1) // lay.chunk_size
+    per_batch = max(1, batch_bytes // lay.chunk_size)
+    for a in range(first, last + 1, per_batch):
+        yield a, min(a + per_batch, last + 1)
+
+
+def chunks_span(lay: Layout, a: int, b: int) -> tuple[int, int]:
+    """Where the records of chunks [a, b) are in the blob: (offset, length)."""
+    record = lay.chunk_size + TAG_SIZE
+    return HEADER.size + a * record, (b - 1 - a) * record + lay.record_len(b - 1)
+
+
 def open_chunks(fd: int, lay: Layout, aead: AESGCM, bid: bytes, a: int, b: int) -> list[bytes]:
     """Read and authenticate-decrypt chunks [a, b) with a single read."""
-    record = lay.chunk_size + TAG_SIZE
-    length = (b - 1 - a) * record + lay.record_len(b - 1)
-    raw = memoryview(pread_exact(fd, length, HEADER.size + a * record))
+    offset, length = chunks_span(lay, a, b)
+    return decrypt_chunks(pread_exact(fd, length, offset), lay, aead, bid, a, b)
+
+
+def decrypt_chunks(raw: bytes, lay: Layout, aead: AESGCM, bid: bytes, a: int, b: int) -> list[bytes]:
+    """Authenticate-decrypt the records of chunks [a, b), read as one span (``chunks_span``)."""
+    view = memoryview(raw)
     out = []
     pos = 0
     for i in range(a, b):
         n = lay.record_len(i)
+        if pos + n > len(view):
+            raise BlobCorrupted("blob is shorter than its layout requires")
         nonce = lay.nonce_prefix + i.to_bytes(4, "big")
         aad = _aad(lay.header, i, i == lay.n_chunks - 1, bid)
         try:
-            out.append(aead.decrypt(nonce, raw[pos : pos + n], aad))
+            out.append(aead.decrypt(nonce, view[pos : pos + n], aad))
         except InvalidTag:
             raise BlobCorrupted(
                 f"chunk {i} failed authentication (tampered, truncated, reordered, or wrong key)"
@@ -204,8 +238,21 @@ class Sealer:
         self.out = memoryview(bytearray(per_batch * (chunk_size + TAG_SIZE)))
 
     def seal(self, fd: int, data: memoryview, last: bool) -> None:
-        """Encrypt and append ``data`` (whole chunks, except that the final batch
-        may end in a short chunk, or be empty for empty content)."""
+        """Encrypt and append ``data`` to the blob file ``fd`` (the header first)."""
+        records = self.encrypt(data, last)
+        if self.written == 0:
+            write_all(fd, self.header)
+            self.written = len(self.header)
+        write_all(fd, records)
+        self.written += len(records)
+        if self.written - self.unflushed >= WRITEBACK_BYTES:
+            _start_writeback(fd, self.unflushed, self.written - self.unflushed)
+            self.unflushed = self.written
+
+    def encrypt(self, data: memoryview, last: bool) -> memoryview:
+        """The records of ``data`` (whole chunks, except that the final batch may end
+        in a short chunk, or be empty for empty content): a view of a buffer that
+        the next call overwrites."""
         cs = self.chunk_size
         n = max(1, -(-len(data) // cs))
         if self.next_index + n > MAX_CHUNKS:
@@ -219,14 +266,7 @@ class Sealer:
             self.aead.encrypt_into(nonce, chunk, _aad(self.header, index, last and k == n - 1, self.bid), record)
             pos += len(record)
         self.next_index += n
-        if self.written == 0:
-            write_all(fd, self.header)
-            self.written = len(self.header)
-        write_all(fd, self.out[:pos])
-        self.written += pos
-        if self.written - self.unflushed >= WRITEBACK_BYTES:
-            _start_writeback(fd, self.unflushed, self.written - self.unflushed)
-            self.unflushed = self.written
+        return self.out[:pos]
 
 
 def _start_writeback(fd: int, offset: int, length: int) -> None:

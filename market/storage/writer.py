@@ -2,8 +2,10 @@
 chunks, hashed and sealed in the background while the next batch arrives.
 
 Memory use is bounded by a couple of batches (about 3 MiB: two plaintext batches
-and one ciphertext), independent of the blob size. The file appears atomically
-(temp file in the same directory, fsync, ``os.replace``) or not at all.
+and one ciphertext), independent of the blob size. ``write_blob`` makes a file that
+appears atomically (temp file in the same directory, fsync, ``os.replace``) or not
+at all; ``SealedStream`` hands the same ciphertext on as a stream of bytes, for an
+object store's multipart upload.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import secrets
 import threading
 from collections import deque
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from functools import partial
@@ -26,7 +28,7 @@ from market.storage.errors import ContentTooLarge
 from market.storage.files import SharedFd, fsync_dir, makedirs, unlink_quiet
 from market.storage.format import FORMAT_VERSION, HEADER, MAGIC, TAG_SIZE, Digest, Sealer, StoredBlob, data_cipher
 
-__all__ = ["write_blob"]
+__all__ = ["SealedStream", "write_blob"]
 
 
 def _new_pool() -> None:
@@ -92,7 +94,8 @@ class _Pipeline:
     """Processes the batches of one write in the background, in order.
 
     Each batch goes through three lanes that run in parallel: the content hash,
-    the Merkle leaf hashes, and encryption + write. The two SHA-256 passes
+    the Merkle leaf hashes, and ``seal`` (encryption, and the write or hand-over of
+    the ciphertext). The two SHA-256 passes
     dominate the cost, and hashlib and AES-GCM release the GIL, so the lanes
     spread over the cores. Each lane takes the batches in order but need not
     wait for the others, so the content hash of a batch can start while the
@@ -102,8 +105,8 @@ class _Pipeline:
     caller can refill the buffer of the oldest one: memory stays bounded, and
     receiving the next batch overlaps with processing the previous ones."""
 
-    def __init__(self, file: SharedFd, sealer: Sealer, digest: Digest, depth: int) -> None:
-        self._file, self._sealer, self._digest = file, sealer, digest
+    def __init__(self, seal: Callable[[memoryview, bool], None], digest: Digest, depth: int) -> None:
+        self._seal_batch, self._digest = seal, digest
         self._depth = depth
         self._content, self._merkle, self._seal = _Lane(), _Lane(), _Lane()
         self._in_flight: deque[tuple[Future[None], ...]] = deque()
@@ -113,7 +116,7 @@ class _Pipeline:
             (
                 self._content.submit(self._digest.update_sha, data),
                 self._merkle.submit(self._digest.update_merkle, data),
-                self._seal.submit(self._file.call, self._sealer.seal, data, last),
+                self._seal.submit(self._seal_batch, data, last),
             )
         )
         await self._wait(self._depth)
@@ -154,6 +157,44 @@ def _commit(fd: int, tmp: Path, final: Path) -> None:
     fsync_dir(final.parent)
 
 
+async def _batches(chunks: AsyncIterable[bytes], max_bytes: int, batch_len: int
+                   ) -> AsyncIterator[tuple[memoryview, bool]]:
+    """Re-cut ``chunks`` into batches of ``batch_len`` bytes: (batch, last). Two
+    buffers are filled in turn, so the consumer must be done with a batch before it
+    asks for the one after next (``_Pipeline.submit`` with depth 1 is). Raises
+    ContentTooLarge as soon as more than ``max_bytes`` have arrived."""
+    batch = memoryview(bytearray(batch_len))
+    spare = memoryview(bytearray(batch_len))
+    total = fill = 0
+    async for piece in chunks:
+        view = memoryview(piece).cast("B")
+        total += len(view)
+        if total > max_bytes:
+            raise ContentTooLarge(max_bytes)
+        while view:
+            if fill == batch_len:
+                # More data follows, so none of these chunks is the last.
+                yield batch, False
+                batch, spare = spare, batch
+                fill = 0
+            take = min(batch_len - fill, len(view))
+            batch[fill : fill + take] = view[:take]
+            view = view[take:]
+            fill += take
+    yield batch[:fill], True
+
+
+def _start(blob_id: str, data_key: bytes, chunk_size: int, max_bytes: int) -> tuple[Sealer, Digest, int]:
+    """The sealer and the digest of a new blob, and its batch length."""
+    aead = data_cipher(data_key)
+    if max_bytes < 0:
+        raise ValueError("max_bytes must be >= 0")
+    prefix = secrets.token_bytes(8)
+    header = HEADER.pack(MAGIC, FORMAT_VERSION, chunk_size, prefix)
+    sealer = Sealer(aead, header, prefix, blob_id.encode("ascii"), chunk_size)
+    return sealer, Digest(chunk_size), len(sealer.out) // (chunk_size + TAG_SIZE) * chunk_size
+
+
 async def write_blob(
     path: Path,
     blob_id: str,
@@ -164,48 +205,20 @@ async def write_blob(
 ) -> StoredBlob:
     """Encrypt the stream into the blob file ``path`` and return its commitment.
 
-    See ``BlobStore.write`` for the contract; ``path`` and ``blob_id`` are already
+    See ``FileBlobStore.write`` for the contract; ``path`` and ``blob_id`` are already
     checked, ``chunk_size`` is in 1..MAX_CHUNK_SIZE."""
-    aead = data_cipher(data_key)
-    if max_bytes < 0:
-        raise ValueError("max_bytes must be >= 0")
-    bid = blob_id.encode("ascii")
-    prefix = secrets.token_bytes(8)
-    header = HEADER.pack(MAGIC, FORMAT_VERSION, chunk_size, prefix)
-    sealer = Sealer(aead, header, prefix, bid, chunk_size)
-    digest = Digest(chunk_size)
-    batch_len = len(sealer.out) // (chunk_size + TAG_SIZE) * chunk_size
-    # Filled in turn: one receives while the pipeline processes the other.
-    batch = memoryview(bytearray(batch_len))
-    spare = memoryview(bytearray(batch_len))
-
+    sealer, digest, batch_len = _start(blob_id, data_key, chunk_size, max_bytes)
     await anyio.to_thread.run_sync(makedirs, path.parent)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     # Opened on the loop (a quick metadata call) rather than in a thread so that
     # a cancellation can never strand an fd that a worker opened.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     file = SharedFd(fd, on_close=partial(unlink_quiet, tmp))
-    pipeline = _Pipeline(file, sealer, digest, depth=1)
+    pipeline = _Pipeline(partial(file.call, sealer.seal), digest, depth=1)
     try:
-        total = fill = 0
-        async for piece in chunks:
-            view = memoryview(piece).cast("B")
-            total += len(view)
-            if total > max_bytes:
-                raise ContentTooLarge(max_bytes)
-            while view:
-                if fill == batch_len:
-                    # More data follows, so none of these chunks is the last.
-                    # Returns once the batch before it is done, and so ``spare``
-                    # is free again.
-                    await pipeline.submit(batch, last=False)
-                    batch, spare = spare, batch
-                    fill = 0
-                take = min(batch_len - fill, len(view))
-                batch[fill : fill + take] = view[:take]
-                view = view[take:]
-                fill += take
-        await pipeline.submit(batch[:fill], last=True)
+        async for data, last in _batches(chunks, max_bytes, batch_len):
+            # Returns once the batch before it is done, and so its buffer is free again.
+            await pipeline.submit(data, last)
         await pipeline.drain()
         await anyio.to_thread.run_sync(file.call, _commit, tmp, path)
     except Exception:
@@ -218,3 +231,46 @@ async def write_blob(
         pipeline.cancel()
         file.close()  # after a successful commit the temp path is already gone
     return digest.result(blob_id)
+
+
+class SealedStream:
+    """The ciphertext of a new blob, header first, as an async iterable of bytes
+    (in the file format of ``market.storage.format``), made from ``chunks`` while it
+    is consumed; ``result()`` is the commitment once the stream has ended.
+
+    Batches are hashed and sealed in the background as in ``write_blob``; each
+    batch's ciphertext is handed on once sealed, so what this holds stays about
+    3 MiB whatever the size. An error of ``chunks`` (or ContentTooLarge) surfaces
+    from the iteration unchanged."""
+
+    def __init__(self, blob_id: str, data_key: bytes, chunk_size: int, chunks: AsyncIterable[bytes],
+                 max_bytes: int) -> None:
+        self._blob_id, self._chunks, self._max_bytes = blob_id, chunks, max_bytes
+        self._sealer, self._digest, self._batch_len = _start(blob_id, data_key, chunk_size, max_bytes)
+        self._done = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        sealed: deque[bytes] = deque([self._sealer.header])
+        sealer = self._sealer
+
+        def seal(data: memoryview, last: bool) -> None:
+            sealed.append(bytes(sealer.encrypt(data, last)))  # a copy: the sealer reuses its buffer
+
+        pipeline = _Pipeline(seal, self._digest, depth=1)
+        try:
+            async for data, last in _batches(self._chunks, self._max_bytes, self._batch_len):
+                await pipeline.submit(data, last)
+                while sealed:
+                    yield sealed.popleft()
+            await pipeline.drain()
+            while sealed:
+                yield sealed.popleft()
+            self._done = True
+        finally:
+            pipeline.cancel()
+
+    def result(self) -> StoredBlob:
+        """The commitment of the content streamed; only after the whole stream."""
+        if not self._done:
+            raise RuntimeError("the stream has not been consumed to its end")
+        return self._digest.result(self._blob_id)

@@ -68,7 +68,7 @@ from market.core.services import Services
 from market.listings.models import Listing
 from market.registry.models import Asset, AssetRevision
 from market.registry.states import AssetStatus
-from market.storage import BlobCorrupted, BlobStore, HashedPiece, MasterKey
+from market.storage import BlobCorrupted, BlobNotFound, BlobStore, BlobStoreUnavailable, HashedPiece, MasterKey
 from market.trading import access, receipts
 from market.trading.models import Order
 from market.trading.states import OrderStatus
@@ -299,6 +299,7 @@ class Sending:
     _digest: Any = field(default=None, repr=False)  # SHA-256 of the bytes sent, once any were
     _unsent: HashedPiece | None = field(default=None, repr=False)  # the piece handed out, not yet sent
     _pieces: Any = field(default=None, repr=False)
+    _first: HashedPiece | None = field(default=None, repr=False)  # read before the response starts
     _checked_at: float = field(default_factory=time.monotonic, repr=False)
     _finished: bool = False
 
@@ -315,14 +316,33 @@ class Sending:
     def __aiter__(self) -> "Sending":
         return self
 
+    async def start(self) -> None:
+        """Open the blob and read the first piece, before the response starts: a blob
+        that is missing or unreadable (BlobNotFound, BlobStoreUnavailable,
+        BlobCorrupted) is then a problem response, never a 200 cut short after its
+        headers."""
+        blobs: BlobStore = self.services.blobs
+        self._pieces = aiter(blobs.open_hashed_range(self.blob_id, self.data_key, self.byte_range.first,
+                                                     self.byte_range.last + 1, hashed=not self._whole))
+        try:
+            self._first = await anext(self._pieces)
+        except StopAsyncIteration:  # empty content: nothing to send
+            await self.close()
+        except BaseException:
+            await self.close()
+            raise
+
     async def __anext__(self) -> bytes:
         if self.stopped is not None or self._pieces is _CLOSED:
             raise StopAsyncIteration
         if self._pieces is None:
-            blobs: BlobStore = self.services.blobs
-            self._pieces = aiter(blobs.open_hashed_range(self.blob_id, self.data_key, self.byte_range.first,
-                                                         self.byte_range.last + 1, hashed=not self._whole))
-        elif time.monotonic() - self._checked_at >= self.recheck_seconds:
+            await self.start()
+        if self._first is not None:
+            self._unsent, self._first = self._first, None
+            return self._unsent.data
+        if self._pieces is _CLOSED:  # empty content
+            raise StopAsyncIteration
+        if time.monotonic() - self._checked_at >= self.recheck_seconds:
             why = await _recheck(self.services, self.order_id, self.buyer_id)
             self._checked_at = time.monotonic()
             if why is not None:
@@ -337,7 +357,8 @@ class Sending:
         except StopAsyncIteration:
             await self.close()
             raise
-        except BlobCorrupted as exc:  # the stream cannot go on; say so, and record what was sent
+        except (BlobCorrupted, BlobNotFound, BlobStoreUnavailable) as exc:  # the stream cannot go on; say so,
+            # and record what was sent
             self.stopped = f"content unreadable: {exc}"
             log.error("delivery failed", order=self.order_id, blob=self.blob_id, error=str(exc))
             await self.close()

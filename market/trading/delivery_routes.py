@@ -93,6 +93,7 @@ async def order_content(request: Request, db: AsyncSession, ctx: Ctx, order_id: 
     sending = await delivery.open_delivery(db, ctx, order_id, revision, request.headers.get("range"),
                                            request.headers.get("if-range"))
     await db.rollback()  # no transaction is held while the body streams
+    await sending.start()  # a blob missing or unreadable is a problem now, before the headers are sent
     return DeliveryStream(sending, status_code=206 if sending.partial else 200, headers=sending.headers(),
                           media_type="application/octet-stream")
 

@@ -203,7 +203,10 @@ def approvals_due(order: Order) -> bool:
 
 
 async def _advance(session: AsyncSession, ctx: Ctx, order: Order) -> None:
-    """Past approvals once all are given; a free or postpaid order is then settled at once."""
+    """Past approvals once all are given; a free or postpaid order is then settled at once.
+
+    Both callers found the order settleable earlier in this transaction, under the locks
+    that keep it so (placing: ``_gates``; approving: ``_approvable``)."""
     if order.status != OrderStatus.pending_approval or approvals_due(order):
         return
     await ORDER.move(session, order, "ready", ctx, updated_at=ctx.now)
@@ -211,7 +214,7 @@ async def _advance(session: AsyncSession, ctx: Ctx, order: Order) -> None:
     if order.payment_method in ("free", "postpaid"):
         from market.trading import settlement
 
-        await settlement.settle(session, ctx, order, reference=f"{order.payment_method}:{order.id}")
+        await settlement.settle(session, ctx, order, reference=f"{order.payment_method}:{order.id}", checked=True)
 
 
 async def decide(session: AsyncSession, ctx: Ctx, order_id: str, decision: str, reason: str,

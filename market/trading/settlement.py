@@ -160,14 +160,19 @@ def _delisted_because(asset: Asset, listing: Listing, by_market: bool) -> str:
     return "the listing was delisted by the market"
 
 
-async def settle(session: AsyncSession, ctx: Ctx, order: Order, reference: str) -> None:
+async def settle(session: AsyncSession, ctx: Ctx, order: Order, reference: str, *, checked: bool = False) -> None:
     """Write the contract and make ``order`` active (the caller checked the payment).
-    Refuses (``NotSettleable``, nothing written) an order that can no longer be settled."""
+    Refuses (``NotSettleable``, nothing written) an order that can no longer be settled.
+
+    ``checked``: earlier in this transaction the caller read the listing, its asset and
+    holder under the same locks and found them orderable (placing runs the order's gates,
+    approving runs ``why_unsettleable``), so reading them again could find nothing new."""
     ORDER.check(order, "settle")
-    why = await why_unsettleable(session, order)
-    ORDER.check(order, "settle")  # as read afresh under the locks
-    if why is not None:
-        raise NotSettleable(f"order {order.id} cannot be settled: {why}", extra={"reason": why})
+    if not checked:
+        why = await why_unsettleable(session, order)
+        ORDER.check(order, "settle")  # as read afresh under the locks
+        if why is not None:
+            raise NotSettleable(f"order {order.id} cannot be settled: {why}", extra={"reason": why})
     contract = await contract_document(session, ctx, order, reference)
     entry, full = await documents.record(session, ctx, "trade.settled", f"order:{order.id}", contract)
     expires_at = ctx.now + timedelta(days=access_days(order))

@@ -34,6 +34,7 @@ from market.oversight.document_routes import oversight_documents
 from market.oversight.stats_routes import STATS_ROUTES
 from market.registry.routes import REFERENCE_ROUTES, AssetController, ObjectionController, TransferController
 from market.registry.table_routes import TABLE_ROUTES
+from market.storage import BlobCorrupted, BlobNotFound, BlobStoreUnavailable
 from market.trading.delivery_routes import order_content, order_content_proof, order_deliveries
 from market.trading.money_routes import MONEY_ROUTES
 from market.trading.routes import OrderController, order_document, stripe_webhook
@@ -99,6 +100,30 @@ def handle_http_error(request: Request, exc: HTTPException) -> Response[Any]:
     # Keep the exception's headers: a 405 carries Allow (RFC 9110 §15.5.6).
     return _problem_response(request, problem(status, HTTP_KINDS.get(status, "http-error"), exc.detail or "Error",
                                               exc.detail or "", instance=request.url.path), headers=exc.headers or None)
+
+
+# Seconds a client is asked to wait before asking again for content the store did not give.
+CONTENT_RETRY_AFTER = 30
+
+
+def handle_content_unavailable(request: Request, exc: BlobNotFound | BlobStoreUnavailable) -> Response[Any]:
+    """A blob the store does not have, or a store that does not answer: the operator's to
+    fix (a store being restored, a network partition), so 503 and a retry hint. Raised
+    before any of the body is sent (a download reads its first piece first)."""
+    log.error("content unavailable", path=request.url.path, error=str(exc))
+    return _problem_response(request, problem(503, "content-unavailable", "Content unavailable",
+                                              "the content cannot be read from the blob store now; it has been "
+                                              "logged", instance=request.url.path),
+                             headers={"Retry-After": str(CONTENT_RETRY_AFTER)})
+
+
+def handle_content_corrupted(request: Request, exc: BlobCorrupted) -> Response[Any]:
+    """A blob that fails its authentication or commitment: never served, and no retry
+    will mend it."""
+    log.error("content corrupted", path=request.url.path, error=str(exc))
+    return _problem_response(request, problem(500, "content-corrupted", "Content corrupted",
+                                              "the stored content does not match its commitment; it is not served "
+                                              "and the failure has been logged", instance=request.url.path))
 
 
 def handle_crash(request: Request, exc: Exception) -> Response[Any]:
@@ -274,6 +299,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         exception_handlers={
             DomainError: handle_domain_error,
             LedgerError: handle_ledger_error,
+            BlobNotFound: handle_content_unavailable,
+            BlobStoreUnavailable: handle_content_unavailable,
+            BlobCorrupted: handle_content_corrupted,
             ValidationException: handle_validation_error,
             HTTPException: handle_http_error,
             Exception: handle_crash,

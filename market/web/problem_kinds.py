@@ -74,6 +74,14 @@ _KINDS = [
     _p("not-ready", 503, "Not ready",
        "The process runs but cannot serve yet: its database is unreachable or not migrated to the newest schema.",
        "Operators: check the database and run 'market db upgrade'. Clients: try again shortly."),
+    _p("content-unavailable", 503, "Content unavailable",
+       "The content of the asset could not be read from the market's blob store: the blob is missing or the "
+       "object store does not answer. Nothing was sent.",
+       "Try again after the seconds in Retry-After; if it persists, tell the operator the X-Request-ID "
+       "(operators: 'market storage check')."),
+    _p("content-corrupted", 500, "Content corrupted",
+       "The stored content failed its check against the commitment registered for it, so it is not served.",
+       "Tell the operator the X-Request-ID; operators: 'market storage check', then restore the blob."),
     _p("bad-cursor", 422, "Bad cursor", "The cursor is not one this list gave out (or was altered).",
        "Start the list again without cursor, and pass next_cursor exactly as received."),
     _p("bad-limit", 422, "Bad limit", "limit is outside 1 to 500.", "Ask for 1 to 500 items a page."),

@@ -22,7 +22,7 @@ from market.core.keys import init_ledger_key
 from market.core.listener import PgListener, asyncpg_dsn
 from market.core.memo import Memo, sqlite_epochs
 from market.core.services import Services
-from market.storage import BlobStore, MasterKey
+from market.storage import MasterKey, open_blob_store
 from market.web.credentials import credential_memo
 from market.web.ratelimit import limiter_from
 from market.wiring.subscribers import subscribe_all
@@ -65,17 +65,20 @@ async def open_services(settings: Settings, *, clock: Clock | None = None, conte
         read_engine=read_engine,
         sessionmaker=db.make_sessionmaker(engine),
         read_sessionmaker=db.make_read_sessionmaker(read_engine),
-        blobs=BlobStore(settings.blobs_dir),
+        blobs=open_blob_store(settings.blob_store, settings.s3_endpoint_url, settings.blobs_dir),
         master_key=master_key,
         stripe=_stripe(settings),
         limiter=limiter_from(settings),
         credentials=credential_memo(epochs),
         public_assets=Memo("assets", epochs=epochs, capacity=128),
         public_listings=Memo("assets", epochs=epochs, capacity=max(settings.search_memory, 1)),
+        # A page's listings: up to 50 a search, and many searches show the same ones.
+        public_listing_items=Memo("assets", epochs=epochs, capacity=16 * max(settings.search_memory, 1)),
     )
     if listen and not db.is_sqlite(engine):
         listener = PgListener(asyncpg_dsn(settings.sqlalchemy_url),
-                              [services.credentials, services.public_assets, services.public_listings])
+                              [services.credentials, services.public_assets, services.public_listings,
+                               services.public_listing_items])
         await listener.start()
         services.change_listener = listener
     return services

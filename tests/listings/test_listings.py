@@ -22,6 +22,7 @@ from tests.listings.support import (
     listing_body,
     publish,
     read_listing,
+    search,
     terms_sha256,
     word,
 )
@@ -243,6 +244,29 @@ async def test_private_plans_are_shown_to_their_buyers_only(client, parties: Par
     ghost = {**private, "private_to": ["acct_nobody"]}
     assert_problem(await client.post("/v1/listings", json=listing_body(asset["id"], plans=[ghost]),
                                      headers=holder.auth), 422, "unknown-buyer")
+
+
+async def test_search_shows_each_caller_a_listing_as_reading_it_does(client, parties: Parties, operator: Party) -> None:
+    """A search's items are presented for the caller where it sees more than anyone (its
+    own listing, a private plan naming it, staff) and shared otherwise; asked twice, the
+    second answer comes from memory and is the same."""
+    holder, other = await provider(client, parties), await provider(client, parties)
+    chosen, stranger = await parties.verified(["buyer"]), await parties.verified(["buyer"])
+    tag = word()
+    private = {"model": "one_time", "price": {"amount": 500_000, "currency": "CNY"}, "private_to": [chosen.id]}
+    await listed(client, holder, operator, tags=[tag], plans=[PLANS[0], private])
+    await listed(client, holder, operator, tags=[tag], plans=[private])
+    await listed(client, other, operator, tags=[tag])
+    for viewer, count in ((None, 2), (stranger, 2), (chosen, 3), (holder, 3), (other, 2), (operator, 2)):
+        for _ in range(2):
+            page = await search(client, viewer, q=tag, limit=2)
+            rest = await search(client, viewer, q=tag, limit=2, cursor=page["next_cursor"]) \
+                if page["next_cursor"] else {"items": []}
+            assert list(page) == ["items", "next_cursor", "facets", "total"]
+            assert page["total"] == count, viewer
+            items = page["items"] + rest["items"]
+            assert len(items) == count
+            assert items == [await read_listing(client, item["id"], viewer) for item in items]
 
 
 async def test_the_asset_decides_whether_a_listing_is_orderable(client, parties: Parties, operator: Party,

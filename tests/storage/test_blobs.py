@@ -19,6 +19,7 @@ from market.storage import (
     BlobNotFound,
     BlobStore,
     ContentTooLarge,
+    FileBlobStore,
     InvalidBlobId,
     StorageError,
     StoredBlob,
@@ -81,7 +82,7 @@ def all_files(root: Path) -> list[str]:
     + [(1000, 0), (1000, 1), (1000, 9_999), (1000, 10_000), (1000, 10_001)],
 )
 async def test_round_trip_and_commitment(tmp_path: Path, chunk_size: int, size: int) -> None:
-    store = BlobStore(tmp_path, chunk_size=chunk_size)
+    store = FileBlobStore(tmp_path, chunk_size=chunk_size)
     data = payload(size, seed=size)
     stored = await store.write("ast_abc123.r2", KEY, pieces(data), max_bytes=size)
     sha, root = ref_commitment(data, chunk_size)
@@ -89,7 +90,7 @@ async def test_round_trip_and_commitment(tmp_path: Path, chunk_size: int, size: 
     assert await read_all(store, "ast_abc123.r2") == data
     assert await store.size("ast_abc123.r2") == size
     assert await store.verify("ast_abc123.r2", KEY) == stored
-    assert store.exists("ast_abc123.r2")
+    assert await store.exists("ast_abc123.r2")
     # Stored encrypted: the plaintext does not appear in the file.
     raw = blob_file(tmp_path, "ast_abc123.r2").read_bytes()
     assert len(raw) == HEADER.size + size + TAG_SIZE * max(1, -(-size // chunk_size))
@@ -103,13 +104,13 @@ async def test_round_trip_and_commitment(tmp_path: Path, chunk_size: int, size: 
 @pytest.mark.asyncio
 async def test_blob_is_read_with_its_own_chunk_size(tmp_path: Path) -> None:
     data = payload(50_000)
-    await BlobStore(tmp_path, chunk_size=1000).write("b1", KEY, pieces(data), 10**6)
-    assert await read_all(BlobStore(tmp_path), "b1", start=999, end=3001) == data[999:3001]
+    await FileBlobStore(tmp_path, chunk_size=1000).write("b1", KEY, pieces(data), 10**6)
+    assert await read_all(FileBlobStore(tmp_path), "b1", start=999, end=3001) == data[999:3001]
 
 
 @pytest.mark.asyncio
 async def test_input_types_and_empty_pieces(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path, chunk_size=1000)
+    store = FileBlobStore(tmp_path, chunk_size=1000)
 
     async def mixed():
         yield b""
@@ -124,7 +125,7 @@ async def test_input_types_and_empty_pieces(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_concurrent_writes(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path, chunk_size=4096)
+    store = FileBlobStore(tmp_path, chunk_size=4096)
     datas = [payload(1_500_000 + i, seed=i) for i in range(3)]
     results = await asyncio.gather(*(store.write(f"c{i}", KEY, pieces(d), 10**7) for i, d in enumerate(datas)))
     for i, (d, r) in enumerate(zip(datas, results, strict=False)):
@@ -138,7 +139,7 @@ async def test_concurrent_writes(tmp_path: Path) -> None:
 @pytest.mark.asyncio
 async def test_range_reads_at_boundaries(tmp_path: Path) -> None:
     cs = 4096
-    store = BlobStore(tmp_path, chunk_size=cs)
+    store = FileBlobStore(tmp_path, chunk_size=cs)
     size = 2 * (1 << 20) + 3 * cs + 17  # crosses the 1 MiB read batches
     data = payload(size, seed=7)
     await store.write("r", KEY, pieces(data), size)
@@ -172,7 +173,7 @@ async def test_range_reads_at_boundaries(tmp_path: Path) -> None:
 @pytest.mark.asyncio
 async def test_range_read_touches_only_needed_chunks(tmp_path: Path) -> None:
     cs = 1000
-    store = BlobStore(tmp_path, chunk_size=cs)
+    store = FileBlobStore(tmp_path, chunk_size=cs)
     data = payload(10 * cs)
     await store.write("r", KEY, pieces(data), len(data))
     path = blob_file(tmp_path, "r")
@@ -186,7 +187,7 @@ async def test_range_read_touches_only_needed_chunks(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_abandoned_range_read_releases_file(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path, chunk_size=1000)
+    store = FileBlobStore(tmp_path, chunk_size=1000)
     await store.write("r", KEY, pieces(payload(5000)), 5000)
     proc = psutil.Process()
     before = proc.num_fds()
@@ -199,8 +200,8 @@ async def test_abandoned_range_read_releases_file(tmp_path: Path) -> None:
 @pytest.mark.asyncio
 async def test_hashed_range_reads_the_same_pieces_each_with_the_digest_so_far(tmp_path: Path) -> None:
     cs = 4096
-    store = BlobStore(tmp_path, chunk_size=cs)
-    size = 2 * (1 << 20) + 3 * cs + 17  # several read batches, one read ahead of the consumer
+    store = FileBlobStore(tmp_path, chunk_size=cs)
+    size = 2 * (1 << 20) + 3 * cs + 17  # several read batches
     data = payload(size, seed=9)
     await store.write("h", KEY, pieces(data), size)
     for start, end in [(0, size), (1, size - 1), (cs - 1, 256 * cs + 1), (256 * cs, 512 * cs + 5), (size - 1, size)]:
@@ -222,10 +223,10 @@ async def test_hashed_range_reads_the_same_pieces_each_with_the_digest_so_far(tm
 
 @pytest.mark.asyncio
 async def test_hashed_range_authenticates_every_chunk_it_yields(tmp_path: Path) -> None:
-    """A damaged chunk in the batch read ahead stops the stream before any of its bytes,
+    """A damaged chunk in the second batch stops the stream before any of its bytes,
     after every piece of the batches before it."""
     cs = 1024
-    store = BlobStore(tmp_path, chunk_size=cs)
+    store = FileBlobStore(tmp_path, chunk_size=cs)
     size = 3 * (BATCH_BYTES // cs) * cs
     data = payload(size, seed=3)
     await store.write("d", KEY, pieces(data), size)
@@ -245,15 +246,15 @@ async def test_hashed_range_authenticates_every_chunk_it_yields(tmp_path: Path) 
 
 
 @pytest.mark.asyncio
-async def test_abandoned_hashed_read_releases_file_with_a_batch_read_ahead(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path, chunk_size=1000)
+async def test_abandoned_hashed_read_releases_its_file(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path, chunk_size=1000)
     size = 3 * BATCH_BYTES
     await store.write("a", KEY, pieces(payload(size)), size)
     proc = psutil.Process()
     before = proc.num_fds()
     async with aclosing(store.open_hashed_range("a", KEY)) as it:
         async for _ in it:
-            break  # the second batch is being read meanwhile
+            break
     for _ in range(100):  # a read already running closes the file when it ends
         if proc.num_fds() == before:
             break
@@ -266,7 +267,7 @@ async def test_abandoned_hashed_read_releases_file_with_a_batch_read_ahead(tmp_p
 
 @pytest.mark.asyncio
 async def test_too_large_keeps_previous_blobs_and_leaves_nothing(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path, chunk_size=1000)
+    store = FileBlobStore(tmp_path, chunk_size=1000)
     old = payload(3000, seed=1)
     await store.write("ast_a.r1", KEY, pieces(old), 3000)
     pulled = 0
@@ -284,7 +285,7 @@ async def test_too_large_keeps_previous_blobs_and_leaves_nothing(tmp_path: Path)
         assert info.value.limit == 5500 and isinstance(info.value, StorageError)
         assert pulled == 6  # raised on the piece that crossed the limit
     assert await read_all(store, "ast_a.r1") == old
-    assert not store.exists("ast_b.r1")
+    assert not await store.exists("ast_b.r1")
     assert all_files(tmp_path) == ["ast_a.r1.blob"]
     # The limit itself is allowed.
     assert (await store.write("ast_c.r1", KEY, pieces(b"y" * 5500), 5500)).size == 5500
@@ -292,7 +293,7 @@ async def test_too_large_keeps_previous_blobs_and_leaves_nothing(tmp_path: Path)
 
 @pytest.mark.asyncio
 async def test_source_error_mid_stream_leaves_nothing(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path, chunk_size=4096)
+    store = FileBlobStore(tmp_path, chunk_size=4096)
     await store.write("keep", KEY, pieces(b"keep me"), 100)
 
     async def failing():
@@ -302,7 +303,7 @@ async def test_source_error_mid_stream_leaves_nothing(tmp_path: Path) -> None:
 
     with pytest.raises(ConnectionResetError):
         await store.write("lost", KEY, failing(), 10**9)
-    assert not store.exists("lost")
+    assert not await store.exists("lost")
     assert all_files(tmp_path) == ["keep.blob"]
     assert await read_all(store, "keep") == b"keep me"
 
@@ -318,7 +319,7 @@ async def wait_until_no_files(root: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_cancellation_leaves_nothing(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path, chunk_size=4096)
+    store = FileBlobStore(tmp_path, chunk_size=4096)
     started = asyncio.Event()
 
     async def endless():
@@ -336,7 +337,7 @@ async def test_cancellation_leaves_nothing(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_cancellation_while_a_worker_seals_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
-    store = BlobStore(tmp_path, chunk_size=4096)
+    store = FileBlobStore(tmp_path, chunk_size=4096)
     sealing, release = threading.Event(), threading.Event()
     seal = Sealer.seal
 
@@ -365,7 +366,7 @@ async def test_cancellation_while_a_worker_seals_leaves_nothing(tmp_path: Path, 
 
 @pytest.mark.asyncio
 async def test_source_error_while_a_batch_is_processed_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
-    store = BlobStore(tmp_path, chunk_size=4096)
+    store = FileBlobStore(tmp_path, chunk_size=4096)
     await store.write("keep", KEY, pieces(b"keep me"), 100)
     sealing, failed = threading.Event(), threading.Event()
     seal = Sealer.seal
@@ -390,7 +391,7 @@ async def test_source_error_while_a_batch_is_processed_leaves_nothing(tmp_path: 
 
 @pytest.mark.asyncio
 async def test_write_error_surfaces_unwrapped_and_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
-    store = BlobStore(tmp_path, chunk_size=4096)
+    store = FileBlobStore(tmp_path, chunk_size=4096)
     old = payload(10_000, seed=3)
     await store.write("ast_a.r1", KEY, pieces(old), 10**6)
 
@@ -413,7 +414,7 @@ async def test_write_error_surfaces_unwrapped_and_leaves_nothing(tmp_path: Path,
 
 @pytest.mark.asyncio
 async def test_receiving_overlaps_processing_and_stays_bounded(tmp_path: Path, monkeypatch) -> None:
-    store = BlobStore(tmp_path, chunk_size=4096)
+    store = FileBlobStore(tmp_path, chunk_size=4096)
     piece = 65536
     per_batch = BATCH_BYTES // piece
     asked_for_next_batch = threading.Event()  # the source delivered two whole batches
@@ -456,7 +457,7 @@ async def test_receiving_overlaps_processing_and_stays_bounded(tmp_path: Path, m
 
 async def _tamper_setup(tmp_path: Path) -> tuple[BlobStore, Path, bytearray, int]:
     cs = 1000
-    store = BlobStore(tmp_path, chunk_size=cs)
+    store = FileBlobStore(tmp_path, chunk_size=cs)
     await store.write("t", KEY, pieces(payload(4 * cs + 500)), 10**6)
     path = blob_file(tmp_path, "t")
     return store, path, bytearray(path.read_bytes()), cs + TAG_SIZE
@@ -542,8 +543,8 @@ async def test_wrong_data_key_fails(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_missing_and_delete(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path / "blobs")
-    assert not store.exists("nope")
+    store = FileBlobStore(tmp_path / "blobs")
+    assert not await store.exists("nope")
     with pytest.raises(BlobNotFound):
         await read_all(store, "nope")
     with pytest.raises(BlobNotFound):
@@ -551,7 +552,7 @@ async def test_missing_and_delete(tmp_path: Path) -> None:
     assert await store.delete("nope") is False
     await store.write("gone", KEY, pieces(b"abc"), 10)
     assert await store.delete("gone") is True
-    assert not store.exists("gone")
+    assert not await store.exists("gone")
     with pytest.raises(BlobNotFound):
         await read_all(store, "gone")
 
@@ -562,11 +563,11 @@ async def test_missing_and_delete(tmp_path: Path) -> None:
     ["", ".", "..", "a/b", "a\\b", "a..b", ".hidden", "x" * 129, "caf\u00e9", "a b", "a\x00b", "../etc", 42, None],
 )
 async def test_invalid_blob_ids_rejected(tmp_path: Path, blob_id) -> None:
-    store = BlobStore(tmp_path)
+    store = FileBlobStore(tmp_path)
     with pytest.raises(InvalidBlobId):
         await store.write(blob_id, KEY, pieces(b"x"), 10)
     with pytest.raises(InvalidBlobId):
-        store.exists(blob_id)
+        await store.exists(blob_id)
     with pytest.raises(InvalidBlobId):
         await read_all(store, blob_id)
     with pytest.raises(InvalidBlobId):
@@ -577,16 +578,16 @@ async def test_invalid_blob_ids_rejected(tmp_path: Path, blob_id) -> None:
 @pytest.mark.asyncio
 @pytest.mark.parametrize("blob_id", ["ast_abc123.r2", "A-b_c.1", "x" * 128, "a.b.c"])
 async def test_valid_blob_ids_accepted(tmp_path: Path, blob_id: str) -> None:
-    store = BlobStore(tmp_path)
+    store = FileBlobStore(tmp_path)
     await store.write(blob_id, KEY, pieces(b"ok"), 10)
     assert await read_all(store, blob_id) == b"ok"
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
-        BlobStore(tmp_path, chunk_size=0)
+        FileBlobStore(tmp_path, chunk_size=0)
     with pytest.raises(ValueError):
-        BlobStore(tmp_path, chunk_size=(1 << 24) + 1)
+        FileBlobStore(tmp_path, chunk_size=(1 << 24) + 1)
 
 
 # ------------------------------------------------------------------- memory
@@ -596,7 +597,7 @@ def test_bad_arguments(tmp_path: Path) -> None:
 @pytest.mark.asyncio
 async def test_memory_stays_flat_for_large_stream(tmp_path: Path) -> None:
     total = 512 << 20
-    store = BlobStore(tmp_path)
+    store = FileBlobStore(tmp_path)
     await store.write("warmup", KEY, pieces(payload(3 << 20)), 10**9)  # warm thread pool etc.
 
     block = memoryview(os.urandom(1 << 20))
