@@ -142,7 +142,7 @@ class BlobStore(ABC):
 
     async def open_hashed_range(
         self, blob_id: str, data_key: bytes, start: int = 0, end: int | None = None, hashed: bool = True
-    ) -> AsyncIterator[HashedPiece]:
+    ) -> AsyncGenerator[HashedPiece]:
         """As ``open_range``, each piece with the SHA-256 of the range up to its end if
         ``hashed`` (for a receipt of exactly the bytes sent). The hashing runs in a worker
         thread, a batch (about 1 MiB) at a time, not on the event loop."""
