@@ -12,7 +12,7 @@ verified buyers over the real HTTP API, then:
   then ``GET /v1/orders/{id}/contract`` (the buyer keeps its 交易凭证). One purchase is
   that pair. Prints purchases/s, p50/p99 of a purchase, and ``purchase_vs_bare``:
   purchases/s over ``/health`` requests/s of the same server in the same run. Goal
-  >= 0.1 on SQLite with 1 worker and on PostgreSQL with 2.
+  >= 0.03 on SQLite with 1 worker, >= 0.05 on PostgreSQL with 2.
 - **delivery**: an asset of ``--delivery-mib`` MiB is registered, listed free and bought;
   its content is downloaded whole (decrypted and streamed by the market, the delivery
   recorded on the ledger). ``delivery_vs_sha256``: download MB/s over the MB/s of plain
@@ -48,7 +48,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat 
 
 from bench.api import Database, Server, free_port, http_request, measure, say  # noqa: E402
 
-GOALS = {"purchase_vs_bare": 0.1, "delivery_vs_sha256": 0.25}
+# purchase_vs_bare: on SQLite with one worker, on PostgreSQL with two.
+GOALS = {"purchase_vs_bare": {"sqlite": 0.03, "postgresql": 0.05}, "delivery_vs_sha256": 0.25}
 LICENCE = {"purposes": ["research"], "term_days": 365, "redistribution": False, "territory": "domestic"}
 FREE = {"model": "free", "price": {"amount": 0, "currency": "CNY"}}
 ASSET = {"title": "深圳公交刷卡数据", "description": "Anonymised tap-in records.", "category": "transport",
@@ -244,7 +245,7 @@ def main() -> None:
         ratio = bought["purchases_per_s"] / bare["rps"]
         say(f"purchases      {bought['purchases_per_s']:9.1f} /s   p50 {bought['p50_ms']:.1f} ms  "
             f"p99 {bought['p99_ms']:.1f} ms  (client CPU {bought['client_cpu']:.0%})  failures {bought['failures']}")
-        say(f"purchase_vs_bare   {ratio:.3f}  (goal >= {GOALS['purchase_vs_bare']})")
+        say(f"purchase_vs_bare   {ratio:.3f}  (goal >= {GOALS['purchase_vs_bare'][db_name]})")
         figures: dict[str, Any] = {"purchase_vs_bare": round(ratio, 3)}
         if args.delivery_mib:
             sent = asyncio.run(delivery(port, seeded, args.delivery_mib, args.delivery_read_bytes))
