@@ -128,17 +128,9 @@ class BlobStore(ABC):
         first iteration: BlobNotFound, BlobCorrupted (tampered blob or wrong key),
         BlobStoreUnavailable (an object store did not answer), ValueError (negative
         start, or end < start)."""
-        if start < 0 or (end is not None and end < start):
-            raise ValueError(f"invalid range [{start}, {end})")
-        # aclosing: if our consumer stops early, the inner generator (which holds
-        # the file or the connection) is closed now rather than when collected.
-        async with aclosing(self._batches(blob_id, data_key, start, end)) as batches:
-            async for lay, first, plain in batches:
-                cs = lay.chunk_size
-                stop = lay.size if end is None else min(end, lay.size)
-                for i, pt in enumerate(plain, first):
-                    lo, hi = max(0, start - i * cs), min(len(pt), stop - i * cs)
-                    yield pt if lo == 0 and hi == len(pt) else pt[lo:hi]
+        async with aclosing(self.open_hashed_range(blob_id, data_key, start, end, hashed=False)) as pieces:
+            async for piece in pieces:
+                yield piece.data
 
     async def open_hashed_range(
         self, blob_id: str, data_key: bytes, start: int = 0, end: int | None = None, hashed: bool = True
@@ -149,6 +141,8 @@ class BlobStore(ABC):
         if start < 0 or (end is not None and end < start):
             raise ValueError(f"invalid range [{start}, {end})")
         running = hashlib.sha256() if hashed else None
+        # aclosing: if our consumer stops early, the inner generator (which holds
+        # the file or the connection) is closed now rather than when collected.
         async with aclosing(self._batches(blob_id, data_key, start, end)) as batches:
             async for lay, first, plain in batches:
                 cs = lay.chunk_size
