@@ -31,16 +31,13 @@ missing. Facets and the total come from one aggregate query grouped by
 itself for the usual visibility; each facet applies every filter but its own.
 """
 
-import base64
-import binascii
-import json
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, case, false, func, literal_column, or_, select, true
+from sqlalchemy import and_, false, func, or_, select, true
 from sqlalchemy.sql import ColumnElement, Select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -63,6 +60,19 @@ from market.listings.matching import (
     tsvector_literal,
 )
 from market.listings.models import ListingDoc
+from market.listings.ordering import (
+    PRICE_NONE,
+    SORTS,
+    comes_after,
+    decode_cursor,
+    encode_cursor,
+    key_of,
+    merged,
+    order_and_after,
+    ordered,
+    sort_of,
+    value_of,
+)
 from market.listings.text import PAIRS_BELOW, Term, parse_query
 from market.registry import categories
 from market.web.auth import Caller
@@ -72,12 +82,6 @@ __all__ = [
     "audience", "engine_match", "extra_docs", "field_expression", "match_clause", "public_docs", "relevance", "search",
     "tsquery_text", "tsvector_literal", "visible_docs",
 ]
-
-# The price_key of a document without a public plan: larger than any price, so it sorts
-# last in ascending order (and is put last explicitly in descending order).
-PRICE_NONE = 2**62
-
-SORTS = ("relevance", "newest", "price_asc", "price_desc")
 
 D = table_of(ListingDoc).c
 
@@ -198,83 +202,6 @@ async def audience(session: AsyncSession) -> frozenset[str]:
     return frozenset(providers) | {buyer for value in named for buyer in value.split(",") if buyer}
 
 
-# -- Sorts and cursors ----------------------------------------------------------------
-
-def _sort_of(p: SearchParams) -> str:
-    sort = p.sort or ("relevance" if p.q is not None else "newest")
-    if sort not in SORTS:
-        raise Unprocessable(f"sort must be one of {', '.join(SORTS)}", kind="bad-sort")
-    if sort == "relevance" and p.q is None:
-        raise Unprocessable("sort=relevance needs q", kind="bad-sort")
-    return sort
-
-
-def _encode_cursor(sort: str, key: list[Any], pairs: bool = False) -> str:
-    # "r": the query's reading, when it is not the phrases (the pages of one search read it alike).
-    raw = json.dumps({"s": sort, "k": key, **({"r": "pairs"} if pairs else {})}, separators=(",", ":"),
-                     ensure_ascii=True)
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _bad_cursor(detail: str = "cursor is not one this API gave out") -> Unprocessable:
-    return Unprocessable(detail, kind="bad-cursor")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= PRICE_NONE
-
-
-def _decode_cursor(cursor: str, sort: str) -> tuple[list[Any], bool]:
-    """The cursor's key, and whether its search reads the query as pairs."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw.decode())
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise _bad_cursor() from None
-    if not isinstance(data, dict) or set(data) - {"r"} != {"s", "k"} or not isinstance(data["k"], list):
-        raise _bad_cursor()
-    if data.get("r", "pairs") != "pairs":
-        raise _bad_cursor()
-    if data["s"] != sort:
-        raise _bad_cursor(f"this cursor pages results sorted by {data['s']!r}, not {sort!r}")
-    key = data["k"]
-    shape_ok = (
-        len(key) == (1 if sort == "newest" else 2)
-        and isinstance(key[-1], str) and 0 < len(key[-1]) <= 64
-        and all(_is_int(v) for v in key[:-1])
-    )
-    if not shape_ok:
-        raise _bad_cursor()
-    return key, "r" in data
-
-
-def _order_and_after(sort: str, score: Any, key: list[Any] | None) -> tuple[list[Any], list[Any], ColumnElement[bool] | None]:
-    """``(columns to select, ORDER BY, rows after the cursor key)`` for ``sort``."""
-    lid, price = D.listing_id, D.price_key
-    after: ColumnElement[bool] | None = None
-    if sort == "relevance":
-        if key is not None:
-            after = or_(score < key[0], and_(score == key[0], lid < key[1]))
-        # Ordered by the selected column's name: the score is computed once per row.
-        return [score.label("score"), lid], [literal_column("score").desc(), lid.desc()], after
-    if sort == "newest":
-        if key is not None:
-            after = lid < key[0]
-        return [lid], [lid.desc()], after
-    if sort == "price_asc":
-        if key is not None:
-            after = or_(price > key[0], and_(price == key[0], lid > key[1]))
-        return [price, lid], [price.asc(), lid.asc()], after
-    # price_desc: priced listings from the dearest, then those without a public price.
-    unpriced = case((price == PRICE_NONE, 1), else_=0)
-    if key is not None:
-        if key[0] == PRICE_NONE:
-            after = and_(price == PRICE_NONE, lid < key[1])
-        else:
-            after = or_(price == PRICE_NONE, price < key[0], and_(price == key[0], lid < key[1]))
-    return [price, lid], [unpriced.asc(), price.desc(), lid.desc()], after
-
-
 # -- The search -----------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -334,9 +261,9 @@ async def search(session: AsyncSession, caller: Caller | None, p: SearchParams,
     check_limit(p.limit)
     _check_prices(p)
     categories.check(p.category)
-    sort = _sort_of(p)
+    sort = sort_of(p)
     terms = parse_query(p.q) if p.q is not None else []
-    key, pinned = _decode_cursor(p.cursor, sort) if p.cursor else (None, None)
+    key, pinned = decode_cursor(p.cursor, sort) if p.cursor else (None, None)
     run = _Search(session, session.get_bind().dialect.name, p, sort, terms, memo)
     parts = _parts(caller, p.include_all)
     generation = memo.ticket() if memo is not None else 0
@@ -348,12 +275,12 @@ async def search(session: AsyncSession, caller: Caller | None, p: SearchParams,
     total, facets = _facets(groups, p)
 
     # The page: each part's first limit + 1 after the cursor, merged in the sort's order.
-    hits = _merged(sort, [await run.page(part, pairs, key) for part in parts])[:p.limit + 1]
+    hits = merged(sort, [await run.page(part, pairs, key) for part in parts])[:p.limit + 1]
     more = len(hits) > p.limit
     hits = hits[:p.limit]
     next_cursor = None
     if more and hits:
-        next_cursor = _encode_cursor(sort, _key_of(sort, hits[-1]), pairs is not None)
+        next_cursor = encode_cursor(sort, key_of(sort, hits[-1]), pairs is not None)
     if memo is not None and memo.ticket() != generation:
         # A change committed meanwhile: what came from the memory may predate what was
         # read here. Ask everything again, of this transaction's snapshot alone.
@@ -437,17 +364,17 @@ class _Search:
         """The part's first ``limit + 1`` matches after the cursor ``key``, in the sort's order."""
         if part.few:
             hits = [e.hit for e in await self._extras_of(part, pairs) if self._in_facets(e)]
-            after = [h for h in hits if key is None or _after(self.sort, h, key)]
-            return tuple(_ordered(self.sort, after)[:self.p.limit + 1])
+            after = [h for h in hits if key is None or comes_after(self.sort, h, key)]
+            return tuple(ordered(self.sort, after)[:self.p.limit + 1])
 
         async def find() -> tuple[Hit, ...]:
-            columns, order, after = _order_and_after(self.sort, self._score(part, pairs), key)
+            columns, order, after = order_and_after(self.sort, self._score(part, pairs), key)
             query: Select[Any] = select(*columns, D.listed, D.provider_id, D.private_to).where(
                 part.where, *_common_filters(self.p), *_facet_filters(self.p), *self._match(part, pairs))
             if after is not None:
                 query = query.where(after)
             rows = (await self.session.execute(query.order_by(*order).limit(self.p.limit + 1))).all()
-            return tuple(Hit(r.listing_id, _value_of(self.sort, r), bool(r.listed), r.provider_id, r.private_to)
+            return tuple(Hit(r.listing_id, value_of(self.sort, r), bool(r.listed), r.provider_id, r.private_to)
                          for r in rows)
 
         return await self._kept(part.shared, ("search-page", self.p, pairs is not None), find)
@@ -479,7 +406,7 @@ class _Search:
             columns = [D.listing_id, D.listed, D.provider_id, D.private_to, D.category, D.grade, D.models, D.price_key]
             query = select(*columns, *([score.label("score")] if score is not None else [])).where(
                 *where, *_common_filters(self.p), *self._match(part, pairs))
-            found = tuple(_Extra(Hit(r.listing_id, _value_of(self.sort, r), bool(r.listed), r.provider_id, r.private_to),
+            found = tuple(_Extra(Hit(r.listing_id, value_of(self.sort, r), bool(r.listed), r.provider_id, r.private_to),
                                  r.category, r.grade, r.models) for r in (await self.session.execute(query)).all())
         self._extras[reading] = found
         return found
@@ -504,47 +431,6 @@ def _expressions(dialect: str, terms: tuple[Term, ...], pairs: bool, few: bool) 
     if reading is None:
         return match_clause(dialect, list(terms), few), relevance(dialect, list(terms), few)
     return match_clause(dialect, reading, few), pairs_relevance(dialect, list(terms), reading, few)
-
-
-def _value_of(sort: str, row: Any) -> int | None:
-    if sort == "relevance":
-        return int(row.score)
-    if sort == "newest":
-        return None
-    return int(row.price_key)
-
-
-def _rank(sort: str, value: int | None, listing_id: str) -> tuple[Any, ...]:
-    """What the sort orders by (``_order_and_after``'s ORDER BY), highest first except
-    for ``price_asc``: priced listings before those without a public price."""
-    if sort == "newest":
-        return (listing_id,)
-    if sort == "price_desc":
-        return (value != PRICE_NONE, value, listing_id)
-    return (value, listing_id)
-
-
-def _ordered(sort: str, hits: list[Hit]) -> list[Hit]:
-    return sorted(hits, key=lambda h: _rank(sort, h.value, h.listing_id), reverse=sort != "price_asc")
-
-
-def _after(sort: str, hit: Hit, key: list[Any]) -> bool:
-    """Whether ``hit`` comes after the cursor ``key`` (``_order_and_after``'s condition)."""
-    mine, theirs = _rank(sort, hit.value, hit.listing_id), _rank(sort, key[0] if len(key) == 2 else None, key[-1])
-    return mine > theirs if sort == "price_asc" else mine < theirs
-
-
-def _merged(sort: str, pages: list[tuple[Hit, ...]]) -> list[Hit]:
-    """The parts' pages as one, in the order the SQL of ``_order_and_after`` gives."""
-    if len(pages) == 1:
-        return list(pages[0])
-    return _ordered(sort, [hit for page in pages for hit in page])
-
-
-def _key_of(sort: str, hit: Hit) -> list[Any]:
-    if sort == "newest":
-        return [hit.listing_id]
-    return [hit.value, hit.listing_id]
 
 
 def _models_of(models: str) -> list[str]:
