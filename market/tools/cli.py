@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from market.core.config import Settings
 
 
-def _settings() -> "Settings":
+def settings_or_exit() -> "Settings":
+    """The market's settings from the environment; a bad ``MARKET_*`` value ends the
+    command with one line naming it."""
     from pydantic import ValidationError
 
     from market.core.config import Settings
@@ -44,7 +46,7 @@ def _database_failure(exc: Exception) -> str:
     from sqlalchemy.engine import make_url
 
     try:
-        where = make_url(_settings().sqlalchemy_url).render_as_string(hide_password=True)
+        where = make_url(settings_or_exit().sqlalchemy_url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - the message must not fail in turn
         where = "the database"
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
@@ -108,7 +110,7 @@ def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION."""
     from market.core import db
 
-    settings = _settings()
+    settings = settings_or_exit()
 
     async def go() -> str | None:
         engine = db.make_engine(settings.sqlalchemy_url)
@@ -126,7 +128,7 @@ def db_current() -> None:
     """Print the database's migration revision."""
     from market.core import db
 
-    settings = _settings()
+    settings = settings_or_exit()
 
     async def go() -> str | None:
         engine = db.make_engine(settings.sqlalchemy_url)
@@ -143,7 +145,7 @@ def db_check() -> None:
     """Exit 1 unless the database is at the newest migration."""
     from market.core import db
 
-    settings = _settings()
+    settings = settings_or_exit()
 
     async def go() -> tuple[str | None, str | None]:
         engine = db.make_engine(settings.sqlalchemy_url)
@@ -177,7 +179,7 @@ def keys_init() -> None:
     from market.core.keys import init_ledger_key, ledger_key_path
     from market.storage import MasterKey
 
-    settings = _settings()
+    settings = settings_or_exit()
 
     async def check() -> None:
         engine = db.make_engine(settings.sqlalchemy_url)
@@ -202,7 +204,7 @@ def keys_show() -> None:
     from ledger.note import Signer
     from market.core.keys import load_ledger_key
 
-    settings = _settings()
+    settings = settings_or_exit()
     click.echo(Signer(settings.ledger_origin, load_ledger_key(settings.keys_dir)).vkey)
 
 
@@ -224,7 +226,7 @@ def admin_group() -> None:
 @click.option("--name", required=True)
 def create_operator(name: str) -> None:
     """Create an operator account; print only its token."""
-    click.echo(_run(_create_staff(_settings(), name, "operator")))
+    click.echo(_run(_create_staff(settings_or_exit(), name, "operator")))
 
 
 @admin_group.command("create-regulator")
@@ -237,7 +239,7 @@ def create_regulator(enrollment: Path) -> None:
     from market.core.errors import DomainError
     from market.wiring.bootstrap import create_regulator_account
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         content = enrollment.read_bytes()
     except OSError as exc:
@@ -271,7 +273,7 @@ def ledger_integrate() -> None:
     """Integrate every pending entry now and print the new checkpoint."""
     from market.wiring.bootstrap import open_ledger
 
-    settings = _settings()
+    settings = settings_or_exit()
 
     async def go() -> str:
         engine, maker, log = await open_ledger(settings)
@@ -301,7 +303,7 @@ def ledger_export(directory: Path) -> None:
     """Write the log as a C2SP tlog-tiles tree into DIRECTORY (for verify-log)."""
     from market.wiring.bootstrap import export_ledger
 
-    count = _run(export_ledger(_settings(), directory))
+    count = _run(export_ledger(settings_or_exit(), directory))
     click.echo(f"exported {count} entries to {directory}", err=True)
 
 
@@ -321,7 +323,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 
     from market.wiring.bootstrap import prepare
 
-    settings = _settings()
+    settings = settings_or_exit()
     token = _run(prepare(settings))
     if token:
         click.echo("An operator account was created on this empty database. Its token, shown once:", err=True)
@@ -351,7 +353,7 @@ def search_reindex() -> None:
     from market.core import db
     from market.listings import index
 
-    settings = _settings()
+    settings = settings_or_exit()
 
     async def go() -> int:
         engine = db.make_engine(settings.sqlalchemy_url)
@@ -385,7 +387,7 @@ def demo(notice_period: str | None, trades: int | None, show_tokens: bool) -> No
 
     try:
         if show_tokens:
-            click.echo("\n".join(tokens(_settings())))
+            click.echo("\n".join(tokens(settings_or_exit())))
             return
         notice = None if notice_period is None else parse_duration(notice_period)
     except ValueError as exc:
@@ -393,7 +395,7 @@ def demo(notice_period: str | None, trades: int | None, show_tokens: bool) -> No
     except DemoRefused as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        summary = _run(seed(_settings(), notice, TRADES if trades is None else trades))
+        summary = _run(seed(settings_or_exit(), notice, TRADES if trades is None else trades))
     except DemoRefused as exc:
         raise click.ClickException(str(exc)) from None
     click.echo("\n".join(report(summary)))

@@ -12,9 +12,9 @@ if TYPE_CHECKING:
 
 
 def _settings() -> "Settings":
-    from market.tools.cli import _settings as settings
+    from market.tools.cli import settings_or_exit
 
-    return settings()
+    return settings_or_exit()
 
 
 def _run(coro: Any) -> Any:
