@@ -8,6 +8,7 @@ from market.core.audit import TradeDocument
 from market.core.idempotency import IdempotencyRecord
 from market.core.memo import ChangeEpoch
 from market.core.outbox import OutboxEvent
+from market.dsp.models import DspCallback, DspNegotiation, DspTransfer
 from market.listings.models import Listing, ListingDoc, ListingTerms
 from market.notifications.models import Notification, WebhookAttempt, WebhookEndpoint, WebhookMessage
 from market.oversight.models import (
@@ -35,7 +36,7 @@ __all__ = [
     "PendingEntry", "Tile", "metadata", "Asset", "AssetRevision", "Objection", "RegistrationCounter", "Transfer",
     "Listing", "ListingDoc", "ListingTerms", "Delivery", "DeliveryBatch", "Dispute", "Order", "PaymentReturn", "Payout",
     "Refusal", "TradeDocument",
-    "StripeEvent", "ChangeEpoch", "OutboxEvent",
+    "StripeEvent", "ChangeEpoch", "OutboxEvent", "DspCallback", "DspNegotiation", "DspTransfer",
     "Alert", "AlertedOrder", "EvaluatorMark", "OversightAction", "TradeDay", "TradeParty", "TradePartyMonth", "TradeStat",
     "TradeStatMonth",
     "Notification", "WebhookAttempt", "WebhookEndpoint", "WebhookMessage",

@@ -10,13 +10,14 @@ from market.accounts.states import MACHINES as ACCOUNT_MACHINES
 from market.core import audit
 from market.core.errors import Conflict, Forbidden, InvalidTransition
 from market.core.statemachine import Machine, Transition
+from market.dsp.states import MACHINES as DSP_MACHINES
 from market.listings.states import MACHINES as LISTING_MACHINES
 from market.registry.states import MACHINES as REGISTRY_MACHINES
 from market.trading.states import MACHINES as TRADING_MACHINES
 from market.usage.states import MACHINES as USAGE_MACHINES
 
 MACHINES = {m.kind: m for m in (*ACCOUNT_MACHINES, *REGISTRY_MACHINES, *LISTING_MACHINES, *TRADING_MACHINES,
-                                 *USAGE_MACHINES)}
+                                 *USAGE_MACHINES, *DSP_MACHINES)}
 PACKAGE = Path(__file__).resolve().parent.parent / "market"
 
 TERMINAL = {
@@ -29,6 +30,8 @@ TERMINAL = {
     "dispute": {"refunded", "rejected"},
     "usage_period": {"paid"},
     "sandbox_query": {"answered", "failed"},
+    "dsp_negotiation": {"FINALIZED", "TERMINATED"},
+    "dsp_transfer": {"COMPLETED", "TERMINATED"},
 }
 
 

@@ -93,11 +93,11 @@ async def _found(client: Any, viewer: Party, title: str) -> list[str]:
 # -- the imports, read statically ---------------------------------------------------------
 
 DOMAINS = frozenset({"accounts", "registry", "listings", "trading", "oversight", "payments", "storage",
-                     "notifications", "usage"})
+                     "notifications", "usage", "dsp"})
 # The allowed direction: a domain imports only those after it in this list. Notifications
 # come first: they consume every domain's events from the outbox, and no domain imports
 # them (a domain tells through ``market.core.outbox``).
-LAYERS = ["notifications", "oversight", "usage", "trading", "listings", "registry", "accounts"]
+LAYERS = ["dsp", "notifications", "oversight", "usage", "trading", "listings", "registry", "accounts"]
 
 
 def _imported(tree: ast.AST) -> set[str]:

@@ -41,6 +41,11 @@ EVENT_TYPES = frozenset({
     "trade.dispute_rejected", "trade.payment_refunded", "delivery.sent", "payout.recorded",
     "oversight.action", "oversight.alert_closed",
     "asset.table_described", "usage.query", "usage.period", "usage.charge_paid",
+    # The Dataspace Protocol (market.dsp): every step of a negotiation or a transfer, confidential.
+    "dsp.negotiation_requested", "dsp.negotiation_offered", "dsp.negotiation_accepted", "dsp.negotiation_agreed",
+    "dsp.negotiation_verified", "dsp.negotiation_finalized", "dsp.negotiation_terminated",
+    "dsp.transfer_requested", "dsp.transfer_started", "dsp.transfer_suspended", "dsp.transfer_completed",
+    "dsp.transfer_terminated",
 })
 
 

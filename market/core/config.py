@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     # empty: taken from each request.
     public_url: str = ""
     name: str = "Data-element market"  # the exchange's name, as the catalog's publisher
+    # The market's participant id in the Dataspace Protocol (the assigner of every
+    # agreement); empty: urn:market:<slug of MARKET_NAME>.
+    dsp_participant_id: str = ""
     ledger_witnesses: str = ""
     ledger_integrate_interval: float = 0.2
     ledger_tile_memory: int = 4096

@@ -91,6 +91,8 @@ NOT_ASSET_TABLES = frozenset({"api_tokens", "account_keys", "idempotency_records
                          "outbox", "notifications", "webhook_endpoints", "webhook_messages",
                          # Usage-controlled delivery: queries and metered use of orders.
                          "sandbox_queries", "usage_periods", "usage_calls",
+                         # The Dataspace Protocol's processes and callbacks (market.dsp).
+                         "dsp_negotiations", "dsp_transfers", "dsp_callbacks",
                          "webhook_attempts"})
 # The tables the public asset and listing lists are read from. Every table is in exactly
 # one of the two sets (a test holds it), so a new table is a decision, not a slow leak:
