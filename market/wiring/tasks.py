@@ -17,6 +17,7 @@ from market.core.context import Ctx
 from market.core.logs import log
 from market.core.loops import repeat
 from market.core.services import Services
+from market.dsp import callbacks
 from market.notifications.worker import run_notifications
 from market.oversight import alerts
 from market.registry import review
@@ -106,6 +107,8 @@ async def run_background(services: Services) -> None:
     clock = asyncio.create_task(run_clock(services))
     # Notifications: the outbox dispatcher and the webhook sender (market.notifications.worker).
     notifications = asyncio.create_task(run_notifications(services))
+    # The Dataspace Protocol's callbacks to consumers (market.dsp.callbacks).
+    dsp_callbacks = asyncio.create_task(callbacks.run_callbacks(services))
 
     async def integration() -> None:
         nonlocal last_purge
@@ -124,7 +127,7 @@ async def run_background(services: Services) -> None:
     finally:
         clock.cancel()
         notifications.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await clock
-        with contextlib.suppress(asyncio.CancelledError):
-            await notifications
+        dsp_callbacks.cancel()
+        for task in (clock, notifications, dsp_callbacks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
