@@ -326,6 +326,10 @@ async def _follow(session: AsyncSession, ctx: Ctx, row: DspNegotiation, order: O
 async def follow_order(session: AsyncSession, ctx: Ctx, event: Moved) -> None:
     """Subscriber of every order move: its negotiation, if it has one, follows."""
     order: Order = event.row
+    if order.created_at == ctx.now:
+        # A move in the transaction that placed the order (a free one settled at once): no
+        # negotiation can name it yet; ``request`` brings its own to the order's state after.
+        return
     row = (await session.execute(select(DspNegotiation).where(col(DspNegotiation.order_id) == order.id))).scalars().first()
     if row is not None:
         await _follow(session, ctx, row, order)
