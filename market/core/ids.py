@@ -9,7 +9,7 @@ import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 PREFIXES = frozenset({"acct", "key", "tok", "ast", "lst", "ord", "dsp", "obj", "act", "alr", "pln", "pay", "rev", "trf",
-                      "enr", "ses", "sig", "evt", "ntf", "whk", "qry"})
+                      "enr", "ses", "sig", "evt", "ntf", "whk", "qry", "dtp"})
 
 
 def new_id(prefix: str) -> str:
