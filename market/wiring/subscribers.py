@@ -11,10 +11,13 @@ Who reacts to whom follows the allowed import direction (oversight → trading �
 listings → registry → accounts): the lower domain publishes, the higher one subscribes.
 """
 
+from sqlalchemy import select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core.context import Ctx
 from market.core.events import AttemptRefused, Events, KeyRevoked, Moved, OrderRefunded, OrderSettled
+from market.dsp import negotiations
 from market.dsp import transfers as dsp_transfers
 from market.listings import index
 from market.listings import service as listings
@@ -43,6 +46,12 @@ def subscribe_all(events: Events) -> None:
     events.subscribe(OrderRefunded, count_refunded)
     # Trading, registry → oversight: refused attempts kept for the regulator.
     events.subscribe(AttemptRefused, trades.keep_refusal)
+    # Trading, registry, listings, accounts → the Dataspace Protocol: a negotiation follows
+    # its order; a freeze or a holder's suspension stops what is not yet agreed.
+    events.subscribe(Moved, negotiations.follow_order, kind="order")
+    events.subscribe(Moved, stop_negotiations, kind="asset")
+    events.subscribe(Moved, stop_negotiations, kind="listing")
+    events.subscribe(Moved, stop_negotiations, kind="account")
     # Registry, listings, accounts, trading → dsp: a transfer follows its order's access. A
     # freeze of the asset or listing, or the buyer suspended, suspends started transfers
     # (lifting it starts them again with a new token); the registration revoked, the
@@ -83,6 +92,21 @@ async def count_settled(session: AsyncSession, ctx: Ctx, event: OrderSettled) ->
 
 async def count_refunded(session: AsyncSession, ctx: Ctx, event: OrderRefunded) -> None:
     await stats.count_refunded(session, event.order)
+
+
+async def stop_negotiations(session: AsyncSession, ctx: Ctx, event: Moved) -> None:
+    """A regulator froze an asset or a listing, or suspended a holder: the negotiations on
+    its listings not yet agreed end (``market.dsp.negotiations.follow_enforcement``)."""
+    if event.action not in ("freeze", "suspend"):
+        return
+    if event.kind == "listing":
+        ids = [event.row.id]
+    else:
+        owner = col(Listing.asset_id) if event.kind == "asset" else col(Listing.provider_id)
+        ids = list((await session.execute(select(col(Listing.id)).where(owner == event.row.id))).scalars().all())
+    why = {"asset": "the asset was frozen by the regulator", "listing": "the listing was frozen by the regulator",
+           "account": "the holder's account was suspended by the regulator"}[event.kind]
+    await negotiations.follow_enforcement(session, ctx, ids, why)
 
 
 TRANSFER_ASSET_ACTIONS = frozenset({"freeze", "unfreeze", "revoke"})
