@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo lint test test-postgres install bench-ledger bench-upload bench-api bench-search bench-trade bench-events bench-oversight bench-usage bench-trace clean
+.PHONY: run demo lint test test-postgres install bench-ledger bench-upload bench-api bench-search bench-trade bench-events bench-oversight bench-usage bench-trace bench-dsp clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -81,3 +81,7 @@ clean:
 # A sandbox query on a 1,000,000-row table against a bare DuckDB; metered look-ups/s against /health.
 bench-usage: $(STAMP)
 	$(BIN)/python bench/usage.py --db $${BENCH_DB:-sqlite}
+
+# DSP negotiations to FINALIZED per second against the native free-plan purchase, in one run.
+bench-dsp: $(STAMP)
+	$(BIN)/python bench/dsp.py --db $${BENCH_DB:-sqlite}

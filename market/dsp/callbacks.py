@@ -5,8 +5,9 @@ A message is written in the transaction of the step it tells of (``owe``), so a 
 is never told unless it committed, and never committed untold. A message written while a
 protocol request is being answered is *held* (``hold()``) and released only after the
 answer has been sent (``released_after``): a consumer never hears of a process before it
-has the ``201`` that names it. A held message whose process died before releasing it is
-released by age (``HOLD_LIMIT``). Sending is at least once, retried on
+has the ``201`` that names it. The answering process sends what it held itself, right
+after the answer; a held message is due for the other senders only after ``HOLD_LIMIT``
+(if that process died, or the consumer did not take it). Sending is at least once, retried on
 ``MARKET_WEBHOOK_RETRY_SCHEDULE`` whatever the consumer answered (a ``4xx`` too: a
 consumer may not know the provider's pid yet); loopback and private addresses are
 refused as for webhooks (``market.notifications.sender.PublicResolver``).
@@ -23,7 +24,7 @@ from typing import Any
 
 import aiohttp
 from litestar.background_tasks import BackgroundTask
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -50,10 +51,12 @@ async def owe(session: AsyncSession, ctx: Ctx, process_id: str, callback_address
               message: dict[str, Any]) -> None:
     """Write ``message`` to be posted to ``callback_address + path`` once this transaction commits."""
     held = _held.get()
+    # A held message is not due for any sender until HOLD_LIMIT: the process that answers
+    # sends it itself right after the answer (``released_after``), with no write to claim it.
     row = DspCallback(process_id=process_id, url=url_of(callback_address, path), message_type=message["@type"],
                       payload=json.dumps(message, ensure_ascii=False, separators=(",", ":")),
-                      held=held is not None, attempts=0, status="pending", next_attempt_at=ctx.now,
-                      created_at=ctx.now)
+                      held=held is not None, attempts=0, status="pending",
+                      next_attempt_at=ctx.now if held is None else ctx.now + HOLD_LIMIT, created_at=ctx.now)
     session.add(row)
     await session.flush()
     if held is not None:
@@ -72,19 +75,68 @@ def hold() -> Iterator[list[int]]:
         _held.reset(token)
 
 
-async def release(services: Services, ids: list[int]) -> None:
-    if not ids:
+async def send_held(services: Services, ids: list[int]) -> None:
+    """Send what an answer held, now that it is sent, in the order it was owed; a message
+    that fails (or a process with no sender running) is left to the senders' schedule."""
+    client = _clients.get(id(services))
+    async with services.read_sessionmaker() as session:
+        rows = (await session.execute(select(DspCallback).where(col(DspCallback.id).in_(ids))
+                                      .order_by(col(DspCallback.id)))).scalars().all()
+    claimed = [_Claimed(r.id, r.process_id, r.url, r.payload) for r in rows if r.id is not None and r.status == "pending"]
+    if client is None:
+        async with services.sessionmaker() as session:
+            await session.execute(update(DspCallback).where(col(DspCallback.id).in_(ids))
+                                  .values(next_attempt_at=services.clock.now()).execution_options(synchronize_session=False))
+            await session.commit()
         return
-    async with services.sessionmaker() as session:
-        await session.execute(update(DspCallback).where(col(DspCallback.id).in_(ids), col(DspCallback.held))
-                              .values(held=False).execution_options(synchronize_session=False))
-        await session.commit()
-    wake(services)
+    outcomes: list[tuple[_Claimed, int | None, str | None]] = []
+    for item in claimed:
+        status, error = await _post(client, item)
+        outcomes.append((item, status, error))
+        if status is None or not 200 <= status < 300:
+            break  # the rest wait for this one's retry
+    failed = {c.id for c, status, _ in outcomes if status is None or not 200 <= status < 300}
+    untried = [c.id for c in claimed if c.id not in {o[0].id for o in outcomes}]
+    await _recorder(services).put(outcomes, untried if failed else [])
+
+
+class _Recorder:
+    """Outcomes of messages sent after answers, written together: whoever comes while a
+    write is under way is written by the next one (one transaction for many answers)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.outcomes: list[tuple[_Claimed, int | None, str | None]] = []
+        self.due_now: list[int] = []
+        self.lock = asyncio.Lock()
+
+    async def put(self, outcomes: list[tuple["_Claimed", int | None, str | None]], due_now: list[int]) -> None:
+        self.outcomes.extend(outcomes)
+        self.due_now.extend(due_now)
+        async with self.lock:
+            outcomes, self.outcomes = self.outcomes, []
+            due, self.due_now = self.due_now, []
+            if outcomes:
+                await _record(self.services, self.services.clock.now(), outcomes)
+            if due:
+                async with self.services.sessionmaker() as session:
+                    await session.execute(update(DspCallback).where(col(DspCallback.id).in_(due))
+                                          .values(next_attempt_at=self.services.clock.now())
+                                          .execution_options(synchronize_session=False))
+                    await session.commit()
+
+
+_recorders: dict[int, _Recorder] = {}
+_clients: dict[int, aiohttp.ClientSession] = {}
+
+
+def _recorder(services: Services) -> _Recorder:
+    return _recorders.setdefault(id(services), _Recorder(services))
 
 
 def released_after(services: Services, held: list[int]) -> BackgroundTask | None:
-    """The background task of a protocol answer: release what it held, after it is sent."""
-    return BackgroundTask(release, services, list(held)) if held else None
+    """The background task of a protocol answer: send what it held, after it is sent."""
+    return BackgroundTask(send_held, services, list(held)) if held else None
 
 
 def wake(services: Services) -> None:
@@ -104,8 +156,7 @@ class _Claimed:
 async def _claim(services: Services, now: datetime) -> list[_Claimed]:
     async with services.sessionmaker() as session:
         query = (select(DspCallback).where(
-            col(DspCallback.status) == "pending", col(DspCallback.next_attempt_at) <= now,
-            or_(col(DspCallback.held).is_(False), col(DspCallback.created_at) <= now - HOLD_LIMIT))
+            col(DspCallback.status) == "pending", col(DspCallback.next_attempt_at) <= now)
             .order_by(col(DspCallback.id)).limit(BATCH))
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True, of=table_of(DspCallback))
@@ -189,6 +240,7 @@ async def run_callbacks(services: Services) -> None:
     interval = services.settings.notify_interval
     try:
         async with sender.new_client(services.settings) as client:
+            _clients[id(services)] = client
             async def round_() -> bool:
                 event.clear()
                 return await send_due(services, client) == BATCH
@@ -202,6 +254,8 @@ async def run_callbacks(services: Services) -> None:
                 await waiting()
     finally:
         _wake.pop(id(services), None)
+        _clients.pop(id(services), None)
+        _recorders.pop(id(services), None)
 
 
 async def repeat_once(work: Any) -> None:
@@ -218,4 +272,4 @@ async def repeat_once(work: Any) -> None:
         log.exception("dsp callbacks round failed")
 
 
-__all__ = ["hold", "owe", "release", "released_after", "run_callbacks", "send_due", "url_of", "wake"]
+__all__ = ["hold", "owe", "released_after", "send_held", "run_callbacks", "send_due", "url_of", "wake"]
