@@ -21,18 +21,25 @@ from market.web.links import public_base
 _TAGS = ["dataspace protocol"]
 
 
+_NOT_JSON: Any = object()
+
+
 async def _body(request: Request[Any, Any, Any]) -> Any:
+    """The JSON body, or ``_NOT_JSON`` (refused once the caller is known: a stranger gets 404)."""
     try:
         return json.loads(await request.body() or b"null")
     except ValueError:
-        raise DspError(400, "bad-request", "the body is not JSON", error_type=ERROR) from None
+        return _NOT_JSON
 
 
-async def _answer(request: Request[Any, Any, Any], services: Services, db: AsyncSession,
+async def _answer(request: Request[Any, Any, Any], services: Services, db: AsyncSession, body: Any,
                   work: Callable[[Ctx], Awaitable[Response[Any]]], provider_pid: str | None = None) -> Response[Any]:
-    """Run ``work`` as the consumer, commit, and answer; what it owes the consumer is sent after the answer."""
+    """Run ``work`` as the consumer, commit, and answer; what it owes the consumer is sent
+    after the answer. An error names both pids where known (the consumer's from its body)."""
     try:
         caller = await consumer(request, ERROR)
+        if body is _NOT_JSON:
+            raise DspError(400, "bad-request", "the body is not JSON", error_type=ERROR)
         ctx = Ctx.of(services, caller)
         with callbacks.hold() as held, transfers.root_of_request(public_base(request)):
             try:
@@ -44,6 +51,8 @@ async def _answer(request: Request[Any, Any, Any], services: Services, db: Async
         await db.rollback()
         if exc.provider_pid is None and provider_pid is not None:
             exc.provider_pid = provider_pid
+        if exc.consumer_pid is None and isinstance(body, dict) and isinstance(body.get("consumerPid"), str):
+            exc.consumer_pid = body["consumerPid"]
         return exc.response()
     response.background = callbacks.released_after(services, held)
     return response
@@ -59,7 +68,7 @@ async def transfer_request(request: Request[Any, Any, Any], services: Services, 
         _row, answer = await transfers.request(db, ctx, ctx.caller, body)
         return ok(answer, 201)
 
-    return await _answer(request, services, db, work)
+    return await _answer(request, services, db, body, work)
 
 
 @get(f"{BASE}/transfers/{{provider_pid:str}}", tags=_TAGS, summary="The TransferProcess (its consumer)")
@@ -87,7 +96,7 @@ def _message_route(kind: str, summary: str) -> Any:
             await transfers.message(db, ctx, ctx.caller, provider_pid, kind, body)
             return Response(b"", status_code=200, media_type="application/json")
 
-        return await _answer(request, services, db, work, provider_pid)
+        return await _answer(request, services, db, body, work, provider_pid)
 
     return handler
 

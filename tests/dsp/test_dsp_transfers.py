@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from ledger import merkle
 from market.core.audit import TradeDocument
+from tests.dsp.schemas import validate
 from tests.dsp.support import BASE, CONTEXT, Consumer, regulator_action
 from tests.listings.support import publish
 from tests.notifications.support import eventually
@@ -27,19 +28,16 @@ CHUNK = 65536
 SIZE = 200 * 1024  # four chunks, the last one short
 PULL = "HttpData-PULL"
 
-try:  # the vendored schemas' validator
-    from tests.dsp.schemas import validate as _validate
-except ImportError:  # pragma: no cover - until the validator is in the tree
-    _validate = None
+SCHEMAS = {"TransferProcess": "transfer-process", "TransferError": "transfer-error",
+           "TransferStartMessage": "transfer-start-message", "TransferCompletionMessage": "transfer-completion-message",
+           "TransferSuspensionMessage": "transfer-suspension-message",
+           "TransferTerminationMessage": "transfer-termination-message"}
 
 
-def valid(message: dict[str, Any], type_: str | None = None) -> dict[str, Any]:
-    """``message`` (a body the market sent) checked against its schema."""
-    assert message["@context"] == CONTEXT
-    if type_ is not None:
-        assert message["@type"] == type_, message
-    if _validate is not None:
-        _validate(message)
+def valid(message: dict[str, Any], type_: str) -> dict[str, Any]:
+    """``message`` (a body the market sent) checked against its vendored schema."""
+    assert message["@context"] == CONTEXT and message["@type"] == type_, message
+    validate(message, f"transfer/{SCHEMAS[type_]}-schema.json")
     return message
 
 
