@@ -90,6 +90,7 @@ async def negotiation(request: Request[Any, Any, Any], services: Services, db: A
         ctx = Ctx.of(services, await protocol.consumer(request, ERROR))
         return protocol.ok(negotiations.body(await negotiations.load(db, ctx, provider_pid)))
     except DspError as exc:
+        exc.provider_pid = exc.provider_pid or provider_pid
         return exc.response()
 
 
@@ -103,8 +104,7 @@ def _step(path: str, step: Step, summary: str) -> Any:
             message = await _message(request)
             return await _answer(services, db, ctx, lambda: step(db, ctx, provider_pid, message), 200)
         except DspError as exc:
-            if exc.provider_pid is None and exc.status == 400:
-                exc.provider_pid = provider_pid
+            exc.provider_pid = exc.provider_pid or provider_pid
             return exc.response()
 
     return route

@@ -78,10 +78,9 @@ class DspError(Exception):
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"@context": CONTEXT, "@type": self.error_type}
-        if self.provider_pid:
-            body["providerPid"] = self.provider_pid
-        if self.consumer_pid:
-            body["consumerPid"] = self.consumer_pid
+        if self.error_type != "CatalogError":  # the process errors always name both pids ("" when unknown)
+            body["providerPid"] = self.provider_pid or ""
+            body["consumerPid"] = self.consumer_pid or ""
         body["code"] = self.code
         body["reason"] = [self.reason]
         return body

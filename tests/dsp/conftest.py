@@ -31,5 +31,5 @@ async def consumer(market: Any, receiver: Receiver) -> Consumer:
 
 
 @pytest.fixture(scope="module")
-async def regulator(market: Any) -> Any:
+async def market_regulator(market: Any) -> Any:
     return await market.parties.regulator("DSP regulator")

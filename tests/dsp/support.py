@@ -6,12 +6,34 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from tests.dsp.schemas import validate
 from tests.notifications.support import Receiver, eventually
 from tests.regulator_acts import act
 
 CONTEXT = ["https://w3id.org/dspace/2025/1/context.jsonld"]
 BASE = "/dsp/2025-1"
 ACTIONS = "/v1/oversight/actions"
+# The protocol's schema of every message the market sends or answers with.
+SCHEMAS = {
+    "ContractNegotiation": "negotiation/contract-negotiation-schema.json",
+    "ContractNegotiationError": "negotiation/contract-negotiation-error-schema.json",
+    "ContractOfferMessage": "negotiation/contract-offer-message-schema.json",
+    "ContractAgreementMessage": "negotiation/contract-agreement-message-schema.json",
+    "ContractNegotiationEventMessage": "negotiation/contract-negotiation-event-message-schema.json",
+    "ContractNegotiationTerminationMessage": "negotiation/contract-negotiation-termination-message-schema.json",
+    "TransferProcess": "transfer/transfer-process-schema.json",
+    "TransferError": "transfer/transfer-error-schema.json",
+    "TransferStartMessage": "transfer/transfer-start-message-schema.json",
+    "TransferCompletionMessage": "transfer/transfer-completion-message-schema.json",
+    "TransferSuspensionMessage": "transfer/transfer-suspension-message-schema.json",
+    "TransferTerminationMessage": "transfer/transfer-termination-message-schema.json",
+}
+
+
+def valid(body: dict[str, Any]) -> dict[str, Any]:
+    """``body``, checked against the protocol's schema of its ``@type``."""
+    validate(body, SCHEMAS[body["@type"]])
+    return body
 
 
 def offer_id(listing: dict[str, Any], model: str) -> str:
@@ -58,7 +80,7 @@ class Consumer:
     async def state(self, provider_pid: str) -> str:
         r = await self.client.get(f"{BASE}/negotiations/{provider_pid}", headers=self.buyer.auth)
         assert r.status_code == 200, r.text
-        return str(r.json()["state"])
+        return str(valid(r.json())["state"])
 
     async def wait_state(self, provider_pid: str, state: str, seconds: float = 15.0) -> None:
         async def reached() -> bool:
@@ -73,7 +95,7 @@ class Consumer:
         """The ``count``-th message posted to ``/negotiations/<consumerPid><tail>``."""
         async def arrived() -> Any:
             found = self.got(consumer_pid, tail)
-            return found[count - 1] if len(found) >= count else None
+            return valid(found[count - 1]) if len(found) >= count else None
 
         return await eventually(arrived, seconds)  # type: ignore[no-any-return]
 
@@ -119,4 +141,4 @@ async def regulator_action(client: Any, regulator: Any, action: str, target: str
     assert r.status_code in (200, 201), r.text
 
 
-__all__ = ["BASE", "CONTEXT", "Consumer", "dataset_id", "offer_id", "regulator_action"]
+__all__ = ["BASE", "CONTEXT", "SCHEMAS", "Consumer", "valid", "dataset_id", "offer_id", "regulator_action"]

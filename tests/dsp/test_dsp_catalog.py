@@ -9,6 +9,7 @@ ODRL, who sees which offers, paging and the refusals."""
 import json
 from typing import Any
 
+from market.dsp import odrl
 from market.dsp.protocol import market_participant
 from tests.conftest import Parties, Party
 from tests.dsp.schemas import validate
@@ -291,3 +292,20 @@ async def test_no_token_or_not_a_verified_buyer_is_404(client, parties: Parties,
     r = await client.post(f"{BASE}/catalog/request", content=b"nonsense")
     assert catalog_error(r, 404)["@type"] == "CatalogError"
     assert json.loads(r.content)["reason"]
+
+
+def test_the_odrl_helpers_read_back_what_they_write() -> None:
+    assert odrl.purpose_iri("research") == "urn:market:purpose:research"
+    assert odrl.parse_purpose_iri("urn:market:purpose:research") == "research"
+    assert odrl.parse_purpose_iri({"@id": "urn:market:purpose:ai_training"}) == "ai_training"
+    for other in ("research", "urn:market:purpose:", "urn:market:offer:x", 3, None, {"@value": "x"}):
+        assert odrl.parse_purpose_iri(other) is None
+    assert odrl.duration(365) == "P365D" and odrl.parse_duration("P365D") == 365
+    assert odrl.parse_duration({"@value": "P30D", "@type": "xsd:duration"}) == 30
+    assert odrl.parse_duration("P1Y") is None and odrl.parse_duration("P0D") is None
+    agreed = odrl.rules({**LICENCE, "redistribution": True}, ["research"])
+    assert list(agreed) == ["permission"]
+    assert agreed["permission"][0]["constraint"][0]["rightOperand"] == [{"@id": "urn:market:purpose:research"}]
+    validate({"@id": "urn:market:agreement:ord_x", "@type": "Agreement", "target": "urn:market:listing:lst_x",
+              "assigner": "urn:market:m", "assignee": "urn:market:account:acct_x",
+              **odrl.rules(LICENCE, ["research"])}, "negotiation/contract-schema.json")

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from market.core.audit import TradeDocument
-from tests.dsp.support import Consumer, dataset_id, offer_id, regulator_action
+from tests.dsp.support import Consumer, dataset_id, offer_id, regulator_action, valid
 from tests.trading.support import FREE, ONE_TIME, offer, pay_by_bank
 
 
@@ -26,7 +26,7 @@ async def order_of(c: Consumer, listing: dict[str, Any]) -> dict[str, Any]:
 async def started(c: Consumer, listing: dict[str, Any], model: str = "one_time") -> tuple[str, str]:
     consumer_pid, r = await c.request(listing, model)
     assert r.status_code == 201, r.text
-    assert r.json()["state"] == "REQUESTED" and r.json()["consumerPid"] == consumer_pid
+    assert valid(r.json())["state"] == "REQUESTED" and r.json()["consumerPid"] == consumer_pid
     return r.json()["providerPid"], consumer_pid
 
 
@@ -47,7 +47,7 @@ async def agreed(c: Consumer, listing: dict[str, Any]) -> tuple[str, str, dict[s
 def refused(r: Any, provider_pid: str | None = None) -> dict[str, Any]:
     assert r.status_code == 400, r.text
     assert r.headers["content-type"].startswith("application/json")
-    body = r.json()
+    body = valid(r.json())
     assert body["@type"] == "ContractNegotiationError" and body["code"] and body["reason"], body
     if provider_pid is not None:
         assert body["providerPid"] == provider_pid
@@ -184,10 +184,10 @@ async def test_CN_02_04_offer_after_approval_then_the_consumer_terminates(market
 
 
 async def test_CN_02_05_offer_then_a_regulator_freeze_terminates(market: Any, consumer: Consumer,
-                                                                 regulator: Any) -> None:
+                                                                 market_regulator: Any) -> None:
     _, listing = await listing_of(market)
     provider_pid, consumer_pid, _ = await offered(consumer, listing)
-    await regulator_action(market.client, regulator, "freeze_listing", listing["id"])
+    await regulator_action(market.client, market_regulator, "freeze_listing", listing["id"])
     ended = await consumer.wait_message(consumer_pid, "/termination")
     assert ended["code"] == "frozen"
     await consumer.wait_state(provider_pid, "TERMINATED")
@@ -195,20 +195,20 @@ async def test_CN_02_05_offer_then_a_regulator_freeze_terminates(market: Any, co
 
 
 async def test_CN_02_06_offer_accepted_then_a_regulator_freeze_terminates(market: Any, consumer: Consumer,
-                                                                          regulator: Any) -> None:
+                                                                          market_regulator: Any) -> None:
     _, listing = await listing_of(market)
     provider_pid, consumer_pid, _ = await offered(consumer, listing)
     assert (await consumer.accept(provider_pid, consumer_pid)).status_code == 200
-    await regulator_action(market.client, regulator, "freeze_asset", listing["asset_id"])
+    await regulator_action(market.client, market_regulator, "freeze_asset", listing["asset_id"])
     assert (await consumer.wait_message(consumer_pid, "/termination"))["code"] == "frozen"
     await consumer.wait_state(provider_pid, "TERMINATED")
 
 
 async def test_CN_02_07_agreed_verified_then_the_provider_terminates_as_the_asset_is_frozen(
-        market: Any, consumer: Consumer, regulator: Any) -> None:
+        market: Any, consumer: Consumer, market_regulator: Any) -> None:
     _, listing = await listing_of(market)
     provider_pid, consumer_pid, _ = await agreed(consumer, listing)
-    await regulator_action(market.client, regulator, "freeze_asset", listing["asset_id"])
+    await regulator_action(market.client, market_regulator, "freeze_asset", listing["asset_id"])
     assert await consumer.state(provider_pid) == "AGREED"  # agreed stays agreed until it is verified
     r = await consumer.verify(provider_pid, consumer_pid)
     assert r.status_code == 200, r.text
