@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from ledger import merkle
 from market.core.audit import TradeDocument
-from tests.dsp.schemas import validate
+from tests.dsp import support
 from tests.dsp.support import BASE, CONTEXT, Consumer, regulator_action
 from tests.listings.support import publish
 from tests.notifications.support import eventually
@@ -28,17 +28,10 @@ CHUNK = 65536
 SIZE = 200 * 1024  # four chunks, the last one short
 PULL = "HttpData-PULL"
 
-SCHEMAS = {"TransferProcess": "transfer-process", "TransferError": "transfer-error",
-           "TransferStartMessage": "transfer-start-message", "TransferCompletionMessage": "transfer-completion-message",
-           "TransferSuspensionMessage": "transfer-suspension-message",
-           "TransferTerminationMessage": "transfer-termination-message"}
-
-
 def valid(message: dict[str, Any], type_: str) -> dict[str, Any]:
-    """``message`` (a body the market sent) checked against its vendored schema."""
+    """``message`` (a body the market sent) of ``type_``, checked against its vendored schema."""
     assert message["@context"] == CONTEXT and message["@type"] == type_, message
-    validate(message, f"transfer/{SCHEMAS[type_]}-schema.json")
-    return message
+    return support.valid(message)
 
 
 # -- a consumer's transfers ------------------------------------------------------------
@@ -180,11 +173,11 @@ def refused(r: Any, provider_pid: str | None = None, consumer_pid: str | None = 
     assert r.headers["content-type"].startswith("application/json")
     body = r.json()
     assert body["@context"] == CONTEXT and body["@type"] == "TransferError" and body["code"] and body["reason"], body
+    valid(body, "TransferError")
     if provider_pid is not None:
         assert body["providerPid"] == provider_pid
     if consumer_pid is not None:
         assert body["consumerPid"] == consumer_pid
-        valid(body, "TransferError")
     return body
 
 
@@ -241,15 +234,15 @@ async def test_TP_01_02_started_then_completed_by_the_provider(market: Any, cons
 
 
 async def test_TP_01_03_started_suspended_then_terminated_by_the_provider(market: Any, consumer: Consumer,
-                                                                         regulator: Any) -> None:
+                                                                         market_regulator: Any) -> None:
     d = await deal(market, consumer)
     provider_pid, consumer_pid, start = await d.started()
-    await regulator_action(market.client, regulator, "freeze_asset", d.asset["id"])
+    await regulator_action(market.client, market_regulator, "freeze_asset", d.asset["id"])
     suspension = await d.wait(consumer_pid, "/suspension")
     assert suspension["code"] == "no-access" and suspension["reason"]
     assert await d.state(provider_pid) == "SUSPENDED"
     gets_nothing(await d.pull(start))
-    await regulator_action(market.client, regulator, "revoke_registration", d.asset["id"])
+    await regulator_action(market.client, market_regulator, "revoke_registration", d.asset["id"])
     termination = await d.wait(consumer_pid, "/termination")
     assert termination["code"] == "no-access"
     assert await d.state(provider_pid) == "TERMINATED"
@@ -259,13 +252,13 @@ async def test_TP_01_03_started_suspended_then_terminated_by_the_provider(market
 
 
 async def test_TP_01_04_started_suspended_started_then_completed_by_the_provider(market: Any, consumer: Consumer,
-                                                                                regulator: Any) -> None:
+                                                                                market_regulator: Any) -> None:
     d = await deal(market, consumer)
     provider_pid, consumer_pid, first = await d.started()
-    await regulator_action(market.client, regulator, "freeze_asset", d.asset["id"])
+    await regulator_action(market.client, market_regulator, "freeze_asset", d.asset["id"])
     await d.wait(consumer_pid, "/suspension")
     assert await d.state(provider_pid) == "SUSPENDED"
-    await regulator_action(market.client, regulator, "unfreeze_asset", d.asset["id"])
+    await regulator_action(market.client, market_regulator, "unfreeze_asset", d.asset["id"])
     again = await d.wait(consumer_pid, "/start", 2)
     assert await d.state(provider_pid) == "STARTED"
     assert address(again)[1] != address(first)[1]  # a new token; the old one is over
@@ -280,9 +273,9 @@ async def test_TP_01_04_started_suspended_started_then_completed_by_the_provider
 
 
 async def test_TP_01_05_requested_then_terminated_by_the_provider(market: Any, consumer: Consumer,
-                                                                  regulator: Any) -> None:
+                                                                  market_regulator: Any) -> None:
     d = await deal(market, consumer)
-    await regulator_action(market.client, regulator, "freeze_asset", d.asset["id"])
+    await regulator_action(market.client, market_regulator, "freeze_asset", d.asset["id"])
     provider_pid, consumer_pid = await d.requested()  # answered REQUESTED, then ended: frozen now
     termination = await d.wait(consumer_pid, "/termination")
     assert termination["providerPid"] == provider_pid and termination["code"] == "no-access"
@@ -491,27 +484,27 @@ async def test_a_waiting_transfer_starts_when_the_started_one_ends(market: Any, 
 
 
 async def test_a_suspended_buyer_suspends_and_reinstatement_starts_again(market: Any, consumer: Consumer,
-                                                                         regulator: Any) -> None:
+                                                                         market_regulator: Any) -> None:
     d = await deal(market, consumer)
     provider_pid, consumer_pid, start = await d.started()
-    await regulator_action(market.client, regulator, "suspend_account", consumer.buyer.id)
+    await regulator_action(market.client, market_regulator, "suspend_account", consumer.buyer.id)
     await d.wait(consumer_pid, "/suspension")
     gets_nothing(await d.pull(start))
-    await regulator_action(market.client, regulator, "reinstate_account", consumer.buyer.id)
+    await regulator_action(market.client, market_regulator, "reinstate_account", consumer.buyer.id)
     again = await d.wait(consumer_pid, "/start", 2)
     assert await d.state(provider_pid) == "STARTED"
     assert (await d.pull(again, "bytes=0-0")).status_code == 206
 
 
 async def test_a_frozen_listing_suspends_and_the_consumer_may_not_start_it(market: Any, consumer: Consumer,
-                                                                           regulator: Any) -> None:
+                                                                           market_regulator: Any) -> None:
     d = await deal(market, consumer)
     provider_pid, consumer_pid, start = await d.started()
-    await regulator_action(market.client, regulator, "freeze_listing", d.listing["id"])
+    await regulator_action(market.client, market_regulator, "freeze_listing", d.listing["id"])
     await d.wait(consumer_pid, "/suspension")
     refused(await d.resume(provider_pid, consumer_pid), provider_pid, consumer_pid)  # the provider suspended it
     gets_nothing(await d.pull(start))
-    await regulator_action(market.client, regulator, "unfreeze_listing", d.listing["id"])
+    await regulator_action(market.client, market_regulator, "unfreeze_listing", d.listing["id"])
     await d.wait(consumer_pid, "/start", 2)
     assert await d.state(provider_pid) == "STARTED"
 
