@@ -53,6 +53,7 @@ import base64
 import json
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -75,7 +76,7 @@ from market.trading.states import OrderStatus
 from market.web.auth import Caller
 
 __all__ = ["RECHECK_SECONDS", "ByteRange", "Sending", "check_access", "choose_revision", "open_delivery",
-           "parse_range"]
+           "parse_range", "refusal"]
 
 RECHECK_SECONDS = 5.0  # how often a running download re-checks access
 
@@ -110,6 +111,15 @@ def _refuse(order: Order, asset: Asset, listing: Listing | None, suspended: bool
     if listing is not None and listing.frozen:
         raise Conflict(f"listing {listing.id} is frozen by the regulator; its content is not delivered meanwhile",
                        kind="no-access")
+
+
+def refusal(order: Order, asset: Asset, listing: Listing | None, suspended: bool, now: datetime) -> DomainError | None:
+    """Why the content of ``order`` is not delivered now, or None (the same rules)."""
+    try:
+        _refuse(order, asset, listing, suspended, now)
+    except DomainError as exc:
+        return exc
+    return None
 
 
 def delivery_of(order: Order) -> str:
@@ -296,6 +306,8 @@ class Sending:
     bytes_sent: int = 0
     recheck_seconds: float = RECHECK_SECONDS
     stopped: str | None = None  # why the stream ended early (access ended, a read failed)
+    # Run once the whole revision was sent to its end and recorded (a transfer completes).
+    on_whole: Callable[[], Awaitable[None]] | None = field(default=None, repr=False)
     _digest: Any = field(default=None, repr=False)  # SHA-256 of the bytes sent, once any were
     _unsent: HashedPiece | None = field(default=None, repr=False)  # the piece handed out, not yet sent
     _pieces: Any = field(default=None, repr=False)
@@ -424,6 +436,8 @@ class Sending:
             except BaseException:
                 await session.rollback()
                 raise
+        if self.on_whole is not None and not short and self._whole:
+            await self.on_whole()
         return receipt
 
 

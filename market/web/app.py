@@ -28,6 +28,7 @@ from market.core.logs import configure_logging, log, request_context_middleware
 from market.core.services import Services
 from market.dsp.catalog_routes import CATALOG_ROUTES
 from market.dsp.negotiation_routes import NEGOTIATION_ROUTES
+from market.dsp.transfer_routes import TRANSFER_ROUTES
 from market.listings.routes import ListingController, dcat_catalog
 from market.notifications.routes import NOTIFICATION_ROUTES
 from market.oversight.action_routes import ACTION_ROUTES
@@ -287,7 +288,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             OrderController, order_document, stripe_webhook, order_content, order_content_proof, order_deliveries,
             *MONEY_ROUTES, oversight_documents, *STATS_ROUTES, *ACTION_ROUTES, dashboard_router(),
             openapi.assets_router(), *NOTIFICATION_ROUTES, *TABLE_ROUTES, *USAGE_ROUTES,
-            *CATALOG_ROUTES, *NEGOTIATION_ROUTES,
+            *CATALOG_ROUTES, *NEGOTIATION_ROUTES, *TRANSFER_ROUTES,
         ],
         lifespan=[lifespan],
         dependencies={

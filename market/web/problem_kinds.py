@@ -111,6 +111,11 @@ _KINDS = [
     _p("bad-token", 401, "Bad token",
        "The Authorization header is not 'Bearer <token>', or the token is unknown or revoked.",
        "Use a live token; an account makes new ones with POST /v1/accounts/me/tokens.", "api#accounts-and-keys"),
+    _p("invalid-transfer-token", 401, "Invalid transfer token",
+       "A transfer's data endpoint was asked without the current token of that transfer while it is started: "
+       "no token, another token, or a token that ended when the transfer was suspended, completed or terminated.",
+       "Use the token of the latest TransferStartMessage of this transfer; a suspended transfer gets a new one when "
+       "it starts again.", "api#dataspace-protocol"),
     _p("forbidden", 403, "Forbidden", "The caller is authenticated but may not do this.",
        "Use an account with the right role, or ask the object's holder or an operator."),
     _p("wrong-role", 403, "Wrong role", "The caller's account lacks the role this needs.",

@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from market.core.context import Ctx
 from market.core.events import AttemptRefused, Events, KeyRevoked, Moved, OrderRefunded, OrderSettled
 from market.dsp import negotiations
+from market.dsp import transfers as dsp_transfers
 from market.listings import index
 from market.listings import service as listings
 from market.listings.models import Listing
@@ -51,6 +52,15 @@ def subscribe_all(events: Events) -> None:
     events.subscribe(Moved, stop_negotiations, kind="asset")
     events.subscribe(Moved, stop_negotiations, kind="listing")
     events.subscribe(Moved, stop_negotiations, kind="account")
+    # Registry, listings, accounts, trading → dsp: a transfer follows its order's access. A
+    # freeze of the asset or listing, or the buyer suspended, suspends started transfers
+    # (lifting it starts them again with a new token); the registration revoked, the
+    # listing delisted, the order expired or refunded terminates the open ones.
+    events.subscribe(Moved, transfers_follow_asset, kind="asset")
+    events.subscribe(Moved, transfers_follow_listing, kind="listing")
+    events.subscribe(Moved, transfers_follow_buyer, kind="account")
+    events.subscribe(Moved, transfers_follow_order, kind="order")
+    events.subscribe(OrderRefunded, transfers_end_with_refund)
 
 
 async def void_transfers_signed_with(session: AsyncSession, ctx: Ctx, event: KeyRevoked) -> None:
@@ -97,3 +107,33 @@ async def stop_negotiations(session: AsyncSession, ctx: Ctx, event: Moved) -> No
     why = {"asset": "the asset was frozen by the regulator", "listing": "the listing was frozen by the regulator",
            "account": "the holder's account was suspended by the regulator"}[event.kind]
     await negotiations.follow_enforcement(session, ctx, ids, why)
+
+
+TRANSFER_ASSET_ACTIONS = frozenset({"freeze", "unfreeze", "revoke"})
+TRANSFER_LISTING_ACTIONS = frozenset({"freeze", "unfreeze", "delist"})
+TRANSFER_ACCOUNT_ACTIONS = frozenset({"suspend", "reinstate"})
+TRANSFER_ORDER_ACTIONS = frozenset({"expire", "refund"})
+
+
+async def transfers_follow_asset(session: AsyncSession, ctx: Ctx, event: Moved) -> None:
+    if event.action in TRANSFER_ASSET_ACTIONS:
+        await dsp_transfers.follow_asset(session, ctx, event.row.id)
+
+
+async def transfers_follow_listing(session: AsyncSession, ctx: Ctx, event: Moved) -> None:
+    if event.action in TRANSFER_LISTING_ACTIONS:
+        await dsp_transfers.follow_listing(session, ctx, event.row.id)
+
+
+async def transfers_follow_buyer(session: AsyncSession, ctx: Ctx, event: Moved) -> None:
+    if event.action in TRANSFER_ACCOUNT_ACTIONS:
+        await dsp_transfers.follow_buyer(session, ctx, event.row.id)
+
+
+async def transfers_follow_order(session: AsyncSession, ctx: Ctx, event: Moved) -> None:
+    if event.action in TRANSFER_ORDER_ACTIONS:
+        await dsp_transfers.follow_order(session, ctx, event.row.id)
+
+
+async def transfers_end_with_refund(session: AsyncSession, ctx: Ctx, event: OrderRefunded) -> None:
+    await dsp_transfers.follow_order(session, ctx, event.order.id)

@@ -20,7 +20,9 @@ def _registry() -> tuple[Registry, dict[str, str]]:
     resources = []
     ids: dict[str, str] = {}
     for path in sorted(SPEC.rglob("*-schema.json")):
-        schema = json.loads(path.read_text(encoding="utf-8"))
+        # A few of the published schemas write a pointer without its first slash
+        # (``…#definitions/X``); read as the pointer they mean (``…#/definitions/X``).
+        schema = json.loads(path.read_text(encoding="utf-8").replace('#definitions/', '#/definitions/'))
         ids[path.relative_to(SPEC).as_posix()] = schema["$id"]
         resources.append((schema["$id"], Resource.from_contents(schema, default_specification=DRAFT201909)))
     return Registry().with_resources(resources), ids

@@ -1,0 +1,49 @@
+"""The data endpoint of a pull transfer: ``GET …/transfers/<providerPid>/data`` with the
+transfer's current token (``Authorization: Bearer``) sends what ``/v1/orders/{id}/content``
+sends the order's buyer — the same code path: ranges, ``Repr-Digest``, ``ETag``, the
+delivery receipts on the ledger. Any other token, or none, and any transfer not STARTED,
+gets ``401`` ``invalid-transfer-token``. A whole download sent to its end completes the
+transfer (``market.dsp.transfers.delivered``)."""
+
+from typing import Any
+
+from litestar import Request, get
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from market.accounts.models import Account
+from market.core.context import Ctx
+from market.core.errors import NotAuthenticated
+from market.core.services import Services
+from market.dsp import transfers
+from market.dsp.protocol import BASE
+from market.trading import delivery
+from market.trading.delivery_routes import _CONTENT_RESPONSES, DeliveryStream
+from market.web.auth import Caller, bearer_token
+from market.web.credentials import AccountSnapshot
+from market.web.links import public_base
+
+
+@get(f"{BASE}/transfers/{{provider_pid:str}}/data", tags=["dataspace protocol"],
+     media_type="application/octet-stream", responses=_CONTENT_RESPONSES,
+     summary="The content of a started pull transfer (its token); Range supported")
+async def transfer_data(request: Request[Any, Any, Any], services: Services, db: AsyncSession,
+                        provider_pid: str) -> DeliveryStream:
+    token = bearer_token(request.headers.get("authorization"))
+    row = await transfers.by_token(db, provider_pid, token)
+    if row is None or row.token_sha256 is None:
+        raise NotAuthenticated("this needs the current token of a started transfer, sent as "
+                               "'Authorization: Bearer <token>'", kind="invalid-transfer-token")
+    buyer = await db.get_one(Account, row.account_id)
+    ctx = Ctx.of(services, Caller(account=AccountSnapshot.of(buyer), token_id=f"transfer:{row.id}"))
+    sending = await delivery.open_delivery(db, ctx, row.order_id, None, request.headers.get("range"),
+                                           request.headers.get("if-range"))
+    pid, used, root = row.id, row.token_sha256, public_base(request)
+
+    async def completed() -> None:
+        await transfers.delivered(services, pid, used, root)
+
+    sending.on_whole = completed
+    await db.rollback()  # no transaction is held while the body streams
+    await sending.start()
+    return DeliveryStream(sending, status_code=206 if sending.partial else 200, headers=sending.headers(),
+                          media_type="application/octet-stream")
