@@ -153,7 +153,17 @@ class _Claimed:
     payload: str
 
 
+async def _due(services: Services, now: datetime) -> bool:
+    """Whether any message is due: read without the write lock, so that an idle round
+    never queues behind, or holds up, the writers (SQLite has one)."""
+    async with services.read_sessionmaker() as session:
+        return (await session.execute(select(col(DspCallback.id)).where(
+            col(DspCallback.status) == "pending", col(DspCallback.next_attempt_at) <= now).limit(1))).first() is not None
+
+
 async def _claim(services: Services, now: datetime) -> list[_Claimed]:
+    if not await _due(services, now):
+        return []
     async with services.sessionmaker() as session:
         query = (select(DspCallback).where(
             col(DspCallback.status) == "pending", col(DspCallback.next_attempt_at) <= now)
