@@ -23,6 +23,7 @@ from tests.listings.support import publish
 from tests.notifications.support import eventually
 from tests.registry_support import draft, provider, submit, upload
 from tests.trading.support import FREE, ONE_TIME, buyer
+from tests.usage.support import table_asset
 
 CHUNK = 65536
 SIZE = 200 * 1024  # four chunks, the last one short
@@ -557,3 +558,14 @@ async def test_strangers_and_other_parties_get_404(market: Any, consumer: Consum
                                          headers=headers), provider_pid, consumer_pid, status=404)
     refused(await market.client.get(f"{BASE}/transfers/dtp_nothing", headers=d.auth), "dtp_nothing", status=404)
     assert await d.state(provider_pid) == "STARTED"
+
+
+async def test_a_sandbox_agreement_is_never_transferred(market: Any, consumer: Consumer) -> None:
+    holder, table, _rows = await table_asset(market.client, market.parties, market.operator)
+    listing = await publish(market.client, holder, table["asset_id"],
+                            plans=[{"model": "free", "price": {"amount": 0, "currency": "CNY"}, "delivery": "sandbox"}])
+    _pid, _cpid, agreement = await consumer.finalized(listing, "free")
+    d = Deal(market, consumer, b"", {"id": table["asset_id"]}, listing, agreement)
+    consumer_pid, r = await d.request()
+    assert refused(r, consumer_pid=consumer_pid)["code"] == "wrong-delivery"
+    assert d.steps() == []
