@@ -8,15 +8,22 @@ revoked registration (terminated), a second transfer waiting behind a started on
 
 import base64
 import hashlib
+import json
 import os
 import secrets
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from ledger import merkle
 from market.core.audit import TradeDocument
+from market.core.context import Ctx
+from market.dsp.models import DspCallback
+from market.trading import settlement
+from market.trading.models import Order
 from tests.dsp import support
 from tests.dsp.support import BASE, CONTEXT, Consumer, regulator_action
 from tests.listings.support import publish
@@ -569,3 +576,30 @@ async def test_a_sandbox_agreement_is_never_transferred(market: Any, consumer: C
     consumer_pid, r = await d.request()
     assert refused(r, consumer_pid=consumer_pid)["code"] == "wrong-delivery"
     assert d.steps() == []
+
+
+async def test_the_order_expiring_terminates_its_transfers(market: Any, consumer: Consumer) -> None:
+    d = await deal(market, consumer)
+    provider_pid, consumer_pid, start = await d.started()
+    waiting_pid, _waiting_consumer = await d.requested()
+    services = market.client.app.state.services
+
+    async def expire() -> list[dict[str, Any]]:
+        async with services.sessionmaker() as s:
+            order = await s.get_one(Order, d.order_id)
+            assert order.expires_at is not None
+            later = Ctx(caller=None, now=order.expires_at + timedelta(seconds=1), services=services)
+            assert await settlement.expire_due(s, later) >= 1  # what the clock's round runs
+            await s.commit()
+        async with services.read_sessionmaker() as s:
+            rows = (await s.execute(select(DspCallback).where(
+                col(DspCallback.process_id) == provider_pid,
+                col(DspCallback.message_type) == "TransferTerminationMessage"))).scalars().all()
+            return [json.loads(r.payload) for r in rows]
+
+    [owed] = market.client.blocking_portal.call(expire)  # owed at that time: sent when it comes
+    assert valid(owed, "TransferTerminationMessage")["code"] == "no-access"
+    assert owed["consumerPid"] == consumer_pid
+    assert await d.state(provider_pid) == await d.state(waiting_pid) == "TERMINATED"
+    gets_nothing(await d.pull(start))
+    assert d.steps()[-2:] == ["dsp.transfer_terminated", "dsp.transfer_terminated"]
