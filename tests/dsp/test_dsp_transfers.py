@@ -6,6 +6,7 @@ asset (suspended) and lifting the freeze (started again), a refund after a dispu
 revoked registration (terminated), a second transfer waiting behind a started one
 (REQUESTED) — and the pulled bytes, ranges, tokens, messages and ledger steps around them."""
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -529,6 +530,12 @@ async def test_the_same_consumer_pid_is_the_same_transfer(market: Any, consumer:
     await d.wait(consumer_pid, "/start")
     assert len(d.got(consumer_pid, "/start")) == 1
     assert d.steps().count("dsp.transfer_requested") == 1
+    # Sent twice at once, it is still one process.
+    twice = f"urn:uuid:{secrets.token_hex(16)}"
+    answers = await asyncio.gather(d.request(twice), d.request(twice))
+    assert [a.status_code for _, a in answers] == [201, 201], [a.text for _, a in answers]
+    assert len({a.json()["providerPid"] for _, a in answers}) == 1
+    assert d.steps().count("dsp.transfer_requested") == 2
 
 
 async def test_bad_requests_are_400_and_create_nothing(market: Any, consumer: Consumer, receiver: Any) -> None:
@@ -603,3 +610,16 @@ async def test_the_order_expiring_terminates_its_transfers(market: Any, consumer
     assert await d.state(provider_pid) == await d.state(waiting_pid) == "TERMINATED"
     gets_nothing(await d.pull(start))
     assert d.steps()[-2:] == ["dsp.transfer_terminated", "dsp.transfer_terminated"]
+
+
+async def test_requests_at_once_start_one_transfer(market: Any, consumer: Consumer) -> None:
+    d = await deal(market, consumer)
+    answers = await asyncio.gather(*(d.request() for _ in range(3)))
+    assert [r.status_code for _, r in answers] == [201] * 3, [r.text for _, r in answers]
+    pids = [r.json()["providerPid"] for _, r in answers]
+
+    async def one_started() -> bool:
+        states = sorted([await d.state(pid) for pid in pids])
+        return states == ["REQUESTED", "REQUESTED", "STARTED"]
+
+    await eventually(one_started)
