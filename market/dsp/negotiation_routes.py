@@ -99,12 +99,15 @@ def _step(path: str, step: Step, summary: str) -> Any:
           summary=summary, name=f"negotiation{path.replace('/', '_')}")
     async def route(request: Request[Any, Any, Any], services: Services, db: AsyncSession,
                     provider_pid: str) -> Response[Any]:
+        message: Any = None
         try:
             ctx = Ctx.of(services, await protocol.consumer(request, ERROR))
             message = await _message(request)
             return await _answer(services, db, ctx, lambda: step(db, ctx, provider_pid, message), 200)
         except DspError as exc:
             exc.provider_pid = exc.provider_pid or provider_pid
+            if isinstance(message, dict) and isinstance(message.get("consumerPid"), str):
+                exc.consumer_pid = exc.consumer_pid or message["consumerPid"]
             return exc.response()
 
     return route

@@ -34,7 +34,8 @@ from market.core.types import rfc3339
 from market.dsp import callbacks, odrl, protocol, steps
 from market.dsp.models import DspNegotiation
 from market.dsp.protocol import DspError
-from market.dsp.states import NEGOTIATION, UNAGREED, NegotiationState
+from market.dsp.states import NEGOTIATION as DSP_NEGOTIATION
+from market.dsp.states import UNAGREED, NegotiationState
 from market.listings import access as listing_access
 from market.listings.models import Listing
 from market.notifications import webhooks
@@ -157,7 +158,7 @@ async def request(session: AsyncSession, ctx: Ctx, message: Any) -> DspNegotiati
         listing_id=listing.id, plan_id=plan_id, purpose=row.purpose,
         payment_method=PAYMENT_METHOD.get(plan["model"], "bank_transfer")))
     row.order_id = order.id
-    await NEGOTIATION.create(session, row, ctx, {})
+    await DSP_NEGOTIATION.create(session, row, ctx, {})
     await steps.negotiation(session, ctx, row, "requested", "consumer", offer=protocol.offer_id(listing.id, plan_id))
     await _follow(session, ctx, row, order)
     return row
@@ -171,7 +172,7 @@ async def terminated_at_once(session: AsyncSession, ctx: Ctx, message: dict[str,
                          listing_id=listing_id, plan_id=plan_id, purpose=purpose or "", status=N.REQUESTED,
                          callback_address=str(message["callbackAddress"]).strip(), created_at=ctx.now,
                          updated_at=ctx.now)
-    await NEGOTIATION.create(session, row, ctx, {})
+    await DSP_NEGOTIATION.create(session, row, ctx, {})
     await steps.negotiation(session, ctx, row, "requested", "consumer", offer=protocol.offer_id(listing_id, plan_id))
     await _end(session, ctx, row, code, reason)
     return row
@@ -184,7 +185,8 @@ async def counter(session: AsyncSession, ctx: Ctx, provider_pid: str, message: A
     check_message(message, "ContractRequestMessage", row)
     listing_id, plan_id, _ = _wanted_offer(message, row)
     await _known_plan(session, ctx, listing_id, plan_id, row.consumer_pid)
-    await _move(session, ctx, row, "counter", "consumer", offer=protocol.offer_id(listing_id, plan_id))
+    await DSP_NEGOTIATION.move(session, row, "counter", ctx, **_values(ctx))
+    await _stepped(session, ctx, row, "consumer", offer=protocol.offer_id(listing_id, plan_id))
     await _end(session, ctx, row, "counter-offer-refused",
                "the market's terms are its listing's: a different offer is a new negotiation")
     return row
@@ -197,7 +199,8 @@ async def accept(session: AsyncSession, ctx: Ctx, provider_pid: str, message: An
     if message.get("eventType") != "ACCEPTED":
         raise _fail(400, "invalid-transition", f"a consumer sends the ACCEPTED event, not {message.get('eventType')!r}",
                     row)
-    await _move(session, ctx, row, "accept", "consumer")
+    await DSP_NEGOTIATION.move(session, row, "accept", ctx, **_values(ctx))
+    await _stepped(session, ctx, row, "consumer")
     order = await _order(session, row)
     if order is not None and order.status == OrderStatus.active:  # paid before it was accepted
         await _agree(session, ctx, row, order)
@@ -209,14 +212,16 @@ async def verify(session: AsyncSession, ctx: Ctx, provider_pid: str, message: An
     be delivered (else terminated with why)."""
     row = await load(session, ctx, provider_pid)
     check_message(message, "ContractAgreementVerificationMessage", row)
-    await _move(session, ctx, row, "verify", "consumer")
+    await DSP_NEGOTIATION.move(session, row, "verify", ctx, **_values(ctx))
+    await _stepped(session, ctx, row, "consumer")
     assert row.order_id is not None  # agreed: it has its order
     try:
         await delivery.check_access(session, ctx, row.order_id)
     except DomainError as exc:
         await _end(session, ctx, row, exc.kind, exc.detail)
         return row
-    await _move(session, ctx, row, "finalize", "provider")
+    await DSP_NEGOTIATION.move(session, row, "finalize", ctx, **_values(ctx))
+    await _stepped(session, ctx, row, "provider")
     await _tell(session, ctx, row, "/events", {"@type": "ContractNegotiationEventMessage", "eventType": "FINALIZED"})
     return row
 
@@ -228,7 +233,8 @@ async def terminate(session: AsyncSession, ctx: Ctx, provider_pid: str, message:
     check_message(message, "ContractNegotiationTerminationMessage", row)
     code = str(message.get("code") or "consumer-terminated")[:100]
     unagreed = row.status in UNAGREED
-    await _move(session, ctx, row, "terminate", "consumer", code=code, reason=_reason(message))
+    await DSP_NEGOTIATION.move(session, row, "terminate", ctx, **_values(ctx, code, _reason(message)))
+    await _stepped(session, ctx, row, "consumer", code=code)
     order = await _order(session, row)
     if unagreed and order is not None and order.status in UNPAID:
         await orders.cancel(session, ctx, order.id)
@@ -249,18 +255,17 @@ async def _order(session: AsyncSession, row: DspNegotiation) -> Order | None:
     return None if row.order_id is None else await session.get(Order, row.order_id)
 
 
-async def _move(session: AsyncSession, ctx: Ctx, row: DspNegotiation, action: str, by: str,
-                code: str | None = None, reason: str | None = None, **extra: Any) -> None:
-    """Move ``row`` (400 for a move its state does not allow) and write the step."""
-    if not NEGOTIATION.allows(row.status, action):
-        raise _fail(400, "invalid-transition", f"negotiation {row.id} is {row.status}; it cannot "
-                    f"{action.replace('_', ' ')}", row)
+def _values(ctx: Ctx, code: str | None = None, reason: str | None = None) -> dict[str, Any]:
     values: dict[str, Any] = {"updated_at": ctx.now}
     if code is not None:
         values.update(code=code, reason=reason)
-    await NEGOTIATION.move(session, row, action, ctx, **values)
-    target = NEGOTIATION.transitions[action].target
-    await steps.negotiation(session, ctx, row, target.lower() if target else action, by, code=code, **extra)
+    return values
+
+
+async def _stepped(session: AsyncSession, ctx: Ctx, row: DspNegotiation, by: str, code: str | None = None,
+                   **extra: Any) -> None:
+    """The ledger step of the move just made (``dsp.negotiation_<state>``)."""
+    await steps.negotiation(session, ctx, row, row.status.lower(), by, code=code, **extra)
 
 
 async def _tell(session: AsyncSession, ctx: Ctx, row: DspNegotiation, path: str, message: dict[str, Any]) -> None:
@@ -271,7 +276,8 @@ async def _tell(session: AsyncSession, ctx: Ctx, row: DspNegotiation, path: str,
 
 async def _end(session: AsyncSession, ctx: Ctx, row: DspNegotiation, code: str, reason: str) -> None:
     """The provider terminates: the termination message, and an unpaid order cancelled."""
-    await _move(session, ctx, row, "terminate", "provider", code=code, reason=reason[:500])
+    await DSP_NEGOTIATION.move(session, row, "terminate", ctx, **_values(ctx, code, reason[:500]))
+    await _stepped(session, ctx, row, "provider", code=code)
     await _tell(session, ctx, row, "/termination", {"@type": "ContractNegotiationTerminationMessage",
                                                     "code": code, "reason": [reason]})
     order = await _order(session, row)
@@ -289,14 +295,16 @@ def _terms(order: Order) -> dict[str, Any]:
 
 
 async def _offer(session: AsyncSession, ctx: Ctx, row: DspNegotiation, order: Order) -> None:
-    await _move(session, ctx, row, "offer", "provider")
+    await DSP_NEGOTIATION.move(session, row, "offer", ctx, **_values(ctx))
+    await _stepped(session, ctx, row, "provider")
     await _tell(session, ctx, row, "/offers", {"@type": "ContractOfferMessage", "offer": {
         "@type": "Offer", "@id": protocol.offer_id(row.listing_id, row.plan_id),
         "target": protocol.dataset_id(row.listing_id), **_terms(order)}})
 
 
 async def _agree(session: AsyncSession, ctx: Ctx, row: DspNegotiation, order: Order) -> None:
-    await _move(session, ctx, row, "agree", "provider", agreement=protocol.agreement_id(order.id))
+    await DSP_NEGOTIATION.move(session, row, "agree", ctx, **_values(ctx))
+    await _stepped(session, ctx, row, "provider", agreement=protocol.agreement_id(order.id))
     await _tell(session, ctx, row, "/agreement", {"@type": "ContractAgreementMessage", "agreement": agreement(
         ctx, order)})
 
@@ -326,6 +334,10 @@ async def _follow(session: AsyncSession, ctx: Ctx, row: DspNegotiation, order: O
 async def follow_order(session: AsyncSession, ctx: Ctx, event: Moved) -> None:
     """Subscriber of every order move: its negotiation, if it has one, follows."""
     order: Order = event.row
+    if order.created_at == ctx.now:
+        # A move in the transaction that placed the order (a free one settled at once): no
+        # negotiation can name it yet; ``request`` brings its own to the order's state after.
+        return
     row = (await session.execute(select(DspNegotiation).where(col(DspNegotiation.order_id) == order.id))).scalars().first()
     if row is not None:
         await _follow(session, ctx, row, order)
