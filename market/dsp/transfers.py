@@ -41,6 +41,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -293,14 +294,24 @@ async def request(session: AsyncSession, ctx: Ctx, caller: Caller, body: Any) ->
     row = DspTransfer(id=new_id("dtp"), consumer_pid=consumer_pid, account_id=caller.id,
                       negotiation_id=negotiation.id, order_id=order_id, status=P.REQUESTED,
                       callback_address=callback, created_at=ctx.now, updated_at=ctx.now)
-    await DSP_TRANSFER.create(session, row, ctx, {})
+    try:
+        async with session.begin_nested():
+            await DSP_TRANSFER.create(session, row, ctx, {})
+    except IntegrityError:  # the same consumerPid sent twice at once: the first one's process
+        again = (await session.execute(select(DspTransfer).where(
+            col(DspTransfer.account_id) == caller.id, col(DspTransfer.consumer_pid) == consumer_pid))).scalar_one()
+        return again, process(again)
     await steps.transfer(session, ctx, row, "requested", "consumer", agreement=agreement, format=format_)
     answer = process(row)
     blocked = await _blocked(session, ctx, order)
     if blocked is not None:
         await _terminate(session, ctx, row, "provider", blocked[0].kind, blocked[0].detail)
     else:
-        await reconcile(session, ctx, order_id)
+        try:
+            async with session.begin_nested():
+                await reconcile(session, ctx, order_id)
+        except Conflict:
+            log.info("another transfer of the agreement started meanwhile; this one waits", transfer=row.id)
     return row, answer
 
 

@@ -256,7 +256,8 @@ def _refine_operation(method: str, path: str, op: Operation, handler: Any) -> No
                 p.description = p.description or described
 
     status = int(next(iter(op.responses or ["200"])))
-    if method == "post" and status == 201:
+    # The protocol's routes (/dsp/…) take no Idempotency-Key: the consumer's pid names the process.
+    if method == "post" and status == 201 and not path.startswith("/dsp/"):
         params.append(Parameter(
             name=idempotency.HEADER, param_in="header", required=False,
             description="A key of the client's choice (a random UUID): a retry with the same key and body "

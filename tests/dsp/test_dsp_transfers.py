@@ -6,23 +6,32 @@ asset (suspended) and lifting the freeze (started again), a refund after a dispu
 revoked registration (terminated), a second transfer waiting behind a started one
 (REQUESTED) — and the pulled bytes, ranges, tokens, messages and ledger steps around them."""
 
+import asyncio
 import base64
 import hashlib
+import json
 import os
 import secrets
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from ledger import merkle
 from market.core.audit import TradeDocument
+from market.core.context import Ctx
+from market.dsp.models import DspCallback
+from market.trading import settlement
+from market.trading.models import Order
 from tests.dsp import support
 from tests.dsp.support import BASE, CONTEXT, Consumer, regulator_action
 from tests.listings.support import publish
 from tests.notifications.support import eventually
 from tests.registry_support import draft, provider, submit, upload
 from tests.trading.support import FREE, ONE_TIME, buyer
+from tests.usage.support import table_asset
 
 CHUNK = 65536
 SIZE = 200 * 1024  # four chunks, the last one short
@@ -521,6 +530,12 @@ async def test_the_same_consumer_pid_is_the_same_transfer(market: Any, consumer:
     await d.wait(consumer_pid, "/start")
     assert len(d.got(consumer_pid, "/start")) == 1
     assert d.steps().count("dsp.transfer_requested") == 1
+    # Sent twice at once, it is still one process.
+    twice = f"urn:uuid:{secrets.token_hex(16)}"
+    answers = await asyncio.gather(d.request(twice), d.request(twice))
+    assert [a.status_code for _, a in answers] == [201, 201], [a.text for _, a in answers]
+    assert len({a.json()["providerPid"] for _, a in answers}) == 1
+    assert d.steps().count("dsp.transfer_requested") == 2
 
 
 async def test_bad_requests_are_400_and_create_nothing(market: Any, consumer: Consumer, receiver: Any) -> None:
@@ -557,3 +572,54 @@ async def test_strangers_and_other_parties_get_404(market: Any, consumer: Consum
                                          headers=headers), provider_pid, consumer_pid, status=404)
     refused(await market.client.get(f"{BASE}/transfers/dtp_nothing", headers=d.auth), "dtp_nothing", status=404)
     assert await d.state(provider_pid) == "STARTED"
+
+
+async def test_a_sandbox_agreement_is_never_transferred(market: Any, consumer: Consumer) -> None:
+    holder, table, _rows = await table_asset(market.client, market.parties, market.operator)
+    listing = await publish(market.client, holder, table["asset_id"],
+                            plans=[{"model": "free", "price": {"amount": 0, "currency": "CNY"}, "delivery": "sandbox"}])
+    _pid, _cpid, agreement = await consumer.finalized(listing, "free")
+    d = Deal(market, consumer, b"", {"id": table["asset_id"]}, listing, agreement)
+    consumer_pid, r = await d.request()
+    assert refused(r, consumer_pid=consumer_pid)["code"] == "wrong-delivery"
+    assert d.steps() == []
+
+
+async def test_the_order_expiring_terminates_its_transfers(market: Any, consumer: Consumer) -> None:
+    d = await deal(market, consumer)
+    provider_pid, consumer_pid, start = await d.started()
+    waiting_pid, _waiting_consumer = await d.requested()
+    services = market.client.app.state.services
+
+    async def expire() -> list[dict[str, Any]]:
+        async with services.sessionmaker() as s:
+            order = await s.get_one(Order, d.order_id)
+            assert order.expires_at is not None
+            later = Ctx(caller=None, now=order.expires_at + timedelta(seconds=1), services=services)
+            assert await settlement.expire_due(s, later) >= 1  # what the clock's round runs
+            await s.commit()
+        async with services.read_sessionmaker() as s:
+            rows = (await s.execute(select(DspCallback).where(
+                col(DspCallback.process_id) == provider_pid,
+                col(DspCallback.message_type) == "TransferTerminationMessage"))).scalars().all()
+            return [json.loads(r.payload) for r in rows]
+
+    [owed] = market.client.blocking_portal.call(expire)  # owed at that time: sent when it comes
+    assert valid(owed, "TransferTerminationMessage")["code"] == "no-access"
+    assert owed["consumerPid"] == consumer_pid
+    assert await d.state(provider_pid) == await d.state(waiting_pid) == "TERMINATED"
+    gets_nothing(await d.pull(start))
+    assert d.steps()[-2:] == ["dsp.transfer_terminated", "dsp.transfer_terminated"]
+
+
+async def test_requests_at_once_start_one_transfer(market: Any, consumer: Consumer) -> None:
+    d = await deal(market, consumer)
+    answers = await asyncio.gather(*(d.request() for _ in range(3)))
+    assert [r.status_code for _, r in answers] == [201] * 3, [r.text for _, r in answers]
+    pids = [r.json()["providerPid"] for _, r in answers]
+
+    async def one_started() -> bool:
+        states = sorted([await d.state(pid) for pid in pids])
+        return states == ["REQUESTED", "REQUESTED", "STARTED"]
+
+    await eventually(one_started)
