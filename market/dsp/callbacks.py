@@ -24,6 +24,7 @@ from typing import Any
 
 import aiohttp
 from litestar.background_tasks import BackgroundTask
+from sqlalchemy import event as sa_event
 from sqlalchemy import select, update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -36,6 +37,7 @@ from market.dsp.models import DspCallback
 from market.notifications import sender
 
 BATCH = 200
+POLL = 1.0  # seconds at least between the rounds that look for other processes' messages and retries
 HOLD_LIMIT = timedelta(seconds=10)
 USER_AGENT = "data-element-market-dsp/1"
 
@@ -62,6 +64,14 @@ async def owe(session: AsyncSession, ctx: Ctx, process_id: str, callback_address
     if held is not None:
         assert row.id is not None
         held.append(row.id)
+    else:
+        # This process's sender goes at once when the step commits; other processes'
+        # messages and retries are found by its rounds (``POLL``).
+        transaction = session.sync_session.get_transaction()
+        if transaction is not None and session.info.get("dsp_wake") != id(transaction):
+            session.info["dsp_wake"] = id(transaction)
+            services = ctx.services
+            sa_event.listen(session.sync_session, "after_commit", lambda _: wake(services), once=True)
 
 
 @contextlib.contextmanager
@@ -247,7 +257,7 @@ async def send_due(services: Services, client: aiohttp.ClientSession) -> int:
 async def run_callbacks(services: Services) -> None:
     """Send owed messages every ``MARKET_NOTIFY_INTERVAL`` seconds, or at once when woken; until cancelled."""
     event = _wake.setdefault(id(services), asyncio.Event())
-    interval = services.settings.notify_interval
+    interval = max(POLL, services.settings.notify_interval)
     try:
         async with sender.new_client(services.settings) as client:
             _clients[id(services)] = client
