@@ -7,6 +7,7 @@ new PostgreSQL database created next to the one the URL names (and dropped after
 
 import os
 import secrets
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -54,22 +55,39 @@ class FreshDatabase:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.created: list[str] = []
+        self._template: str | None = None  # a database migrated once, copied for every migrated one
+
+    def _url(self, name: str) -> str:
+        if PG_URL:
+            return make_url(async_database_url(PG_URL)).set(database=name).render_as_string(hide_password=False)
+        return f"sqlite+aiosqlite:///{(self.tmp / f'{name}.db').as_posix()}"
+
+    async def _empty(self, name: str, template: str | None = None) -> str:
+        if PG_URL:
+            await _admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+            self.created.append(name)
+        elif template:
+            for tail in (".db", ".db-wal"):  # the WAL too, should one have been left behind
+                if (self.tmp / f"{template}{tail}").exists():
+                    shutil.copyfile(self.tmp / f"{template}{tail}", self.tmp / f"{name}{tail}")
+                    os.chmod(self.tmp / f"{name}{tail}", 0o600)  # as the market makes its own
+        return self._url(name)
 
     async def new(self, *, migrate: bool = True) -> str:
-        if PG_URL:
-            name = f"market_test_{uuid.uuid4().hex[:12]}"
-            await _admin(f'CREATE DATABASE "{name}"')
-            self.created.append(name)
-            url = make_url(async_database_url(PG_URL)).set(database=name).render_as_string(hide_password=False)
-        else:
-            url = f"sqlite+aiosqlite:///{(self.tmp / f'{uuid.uuid4().hex[:12]}.db').as_posix()}"
-        if migrate:
-            engine = db.make_engine(url)
+        """A new database; migrated (the default) means a copy of one migrated at the first
+        call (the migrations run once per test process, not once per database)."""
+        name = f"market_test_{uuid.uuid4().hex[:12]}"
+        if not migrate:
+            return await self._empty(name)
+        if self._template is None:
+            template = f"market_template_{uuid.uuid4().hex[:12]}"
+            engine = db.make_engine(await self._empty(template))
             try:
                 await db.upgrade(engine)
             finally:
-                await engine.dispose()
-        return url
+                await engine.dispose()  # the last connection closed: SQLite's WAL is folded back in
+            self._template = template
+        return await self._empty(name, self._template)
 
     async def drop_all(self) -> None:
         for name in self.created:
