@@ -16,6 +16,7 @@ refused as for webhooks (``market.notifications.sender.PublicResolver``).
 import asyncio
 import contextlib
 import json
+import weakref
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ USER_AGENT = "data-element-market-dsp/1"
 
 _held: ContextVar[list[int] | None] = ContextVar("dsp_held_callbacks", default=None)
 _wake: dict[int, asyncio.Event] = {}
+_waking: "weakref.WeakSet[Any]" = weakref.WeakSet()  # transactions that wake the sender when they commit
 
 
 def url_of(callback_address: str, path: str) -> str:
@@ -68,8 +70,8 @@ async def owe(session: AsyncSession, ctx: Ctx, process_id: str, callback_address
         # This process's sender goes at once when the step commits; other processes'
         # messages and retries are found by its rounds (``POLL``).
         transaction = session.sync_session.get_transaction()
-        if transaction is not None and session.info.get("dsp_wake") != id(transaction):
-            session.info["dsp_wake"] = id(transaction)
+        if transaction is not None and transaction not in _waking:
+            _waking.add(transaction)
             services = ctx.services
             sa_event.listen(session.sync_session, "after_commit", lambda _: wake(services), once=True)
 

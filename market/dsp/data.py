@@ -17,14 +17,14 @@ from market.core.services import Services
 from market.dsp import transfers
 from market.dsp.protocol import BASE
 from market.trading import delivery
-from market.trading.delivery_routes import _CONTENT_RESPONSES, DeliveryStream
+from market.trading.delivery_routes import CONTENT_RESPONSES, DeliveryStream
 from market.web.auth import Caller, bearer_token
 from market.web.credentials import AccountSnapshot
 from market.web.links import public_base
 
 
 @get(f"{BASE}/transfers/{{provider_pid:str}}/data", tags=["dataspace protocol"],
-     media_type="application/octet-stream", responses=_CONTENT_RESPONSES,
+     media_type="application/octet-stream", responses=CONTENT_RESPONSES,
      summary="The content of a started pull transfer (its token); Range supported")
 async def transfer_data(request: Request[Any, Any, Any], services: Services, db: AsyncSession,
                         provider_pid: str) -> DeliveryStream:

@@ -51,7 +51,6 @@ Proofs are in ``market.trading.proofs``.
 
 import base64
 import json
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -72,6 +71,7 @@ from market.registry.states import AssetStatus
 from market.storage import BlobCorrupted, BlobNotFound, BlobStore, BlobStoreUnavailable, HashedPiece, MasterKey
 from market.trading import access, receipts
 from market.trading.models import Order
+from market.trading.ranges import ByteRange, etag_of, parse_range
 from market.trading.states import OrderStatus
 from market.web.auth import Caller
 
@@ -81,10 +81,6 @@ __all__ = ["RECHECK_SECONDS", "ByteRange", "Sending", "check_access", "choose_re
 RECHECK_SECONDS = 5.0  # how often a running download re-checks access
 
 _LEDGER_PAGE = 1000
-
-
-class RangeNotSatisfiable(DomainError):
-    status, kind, title = 416, "range-not-satisfiable", "Range not satisfiable"
 
 
 # -- access -------------------------------------------------------------------------
@@ -209,79 +205,6 @@ async def choose_revision(session: AsyncSession, ledger: Any, order: Order, asse
     if rev is None:
         raise NotFound(f"asset {asset.id} has no revision {number}")
     return rev
-
-
-# -- ranges -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ByteRange:
-    first: int
-    last: int  # inclusive
-
-    @property
-    def length(self) -> int:
-        return self.last - self.first + 1
-
-
-_SPEC = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
-
-
-# Any position with more digits (leading zeros aside) is beyond every possible content.
-_MAX_POSITION_DIGITS = 18
-_BEYOND = 10**_MAX_POSITION_DIGITS
-
-
-def _position(digits: str) -> int | None:
-    """A byte position of a range, without converting thousands of digits (Python
-    refuses ints of over 4,300 digits from text, and would spend time on them):
-    anything longer than 18 digits is ``_BEYOND``, larger than any content. RFC 9110
-    §14.1.2 then gives the right answer by itself: a first position beyond the
-    content is 416, a last position beyond it means "to the end", and a suffix longer
-    than the content is the whole content."""
-    if not digits:
-        return None
-    digits = digits.lstrip("0") or "0"
-    return int(digits) if len(digits) <= _MAX_POSITION_DIGITS else _BEYOND
-
-
-def etag_of(rev: AssetRevision) -> str:
-    return f'"{rev.sha256}"'
-
-
-def parse_range(header: str | None, size: int, if_range: str | None = None,
-                etag: str | None = None) -> ByteRange | None:
-    """The one range to send, or None for the whole representation (200). Raises
-    RangeNotSatisfiable (416) for a single range that starts beyond the content."""
-    if not header or size <= 0:
-        return None
-    if if_range is not None and (etag is None or if_range.strip() != etag):
-        return None  # the client's copy is of other content (or a date we cannot match): send it whole
-    unit, _, specs = header.partition("=")
-    if unit.strip().lower() != "bytes":
-        return None
-    parts = [p for p in specs.split(",") if p.strip()]
-    if len(parts) != 1:
-        return None  # several ranges: served whole (see the module's docstring)
-    match = _SPEC.match(parts[0])
-    if match is None or (not match.group(1) and not match.group(2)):
-        return None
-    start, end = _position(match.group(1)), _position(match.group(2))
-    unsatisfiable = RangeNotSatisfiable(f"the content is {size} bytes; the range {parts[0].strip()} is outside it",
-                                        headers={"Content-Range": f"bytes */{size}"})
-    if start is None:  # suffix: the last n bytes
-        n = end
-        assert n is not None  # the spec has at least one of its two positions
-        if n == 0:
-            raise unsatisfiable
-        return ByteRange(max(0, size - n), size - 1)
-    first = start
-    last = end if end is not None else size - 1
-    if end is not None and last < first:
-        return None  # invalid: ignored
-    if first >= size:
-        raise unsatisfiable
-    return ByteRange(first, min(last, size - 1))
 
 
 # -- streaming ----------------------------------------------------------------------

@@ -73,7 +73,7 @@ class DeliveryStream(Stream):
         )
 
 
-_CONTENT_RESPONSES = {
+CONTENT_RESPONSES = {
     206: ResponseSpec(data_container=bytes, description="The range asked for (``Content-Range``)",
                       media_type="application/octet-stream"),
     416: ResponseSpec(data_container=dict, description="The range starts beyond the content "
@@ -87,7 +87,7 @@ _CONTENT_RESPONSES = {
 
 @get("/v1/orders/{order_id:str}/content", tags=["orders"], media_type="application/octet-stream",
      summary="The data, decrypted and streamed (the order's buyer, while access lasts); Range supported",
-     responses=_CONTENT_RESPONSES)
+     responses=CONTENT_RESPONSES)
 async def order_content(request: Request, db: AsyncSession, ctx: Ctx, order_id: str,
                         revision: Revision = None) -> DeliveryStream:
     sending = await delivery.open_delivery(db, ctx, order_id, revision, request.headers.get("range"),
@@ -100,7 +100,7 @@ async def order_content(request: Request, db: AsyncSession, ctx: Ctx, order_id: 
 
 @get("/v1/orders/{order_id:str}/content/proof", tags=["orders"],
      summary="RFC 9162 inclusion proof of one chunk in the content's Merkle tree (the order's buyer)",
-     responses={409: _CONTENT_RESPONSES[409]})
+     responses={409: CONTENT_RESPONSES[409]})
 async def order_content_proof(db: AsyncSession, ctx: Ctx, order_id: str,
                               chunk: Annotated[int, Parameter(ge=0, le=INT32_MAX, description="the chunk's index, from 0")],
                               revision: Revision = None) -> dict[str, Any]:
