@@ -32,7 +32,9 @@ __all__ = [
     "node_hash",
     "prove_consistency",
     "prove_inclusion",
+    "prove_inclusion_and_root",
     "root",
+    "sibling_nodes",
     "subtree_root",
     "tree_root",
     "verify_consistency",
@@ -85,16 +87,24 @@ def root(leaf_hashes: Sequence[bytes]) -> bytes:
     return level[0]
 
 
-def _largest_power_of_two_below(n: int) -> int:
-    """Return k, the largest power of two with k < n. Requires n > 1."""
-    return 1 << ((n - 1).bit_length() - 1)
-
-
 class NodeSource(Protocol):
     """Hashes of perfect subtrees: ``node(level, n)`` is the root of leaves
-    [n * 2**level, (n + 1) * 2**level). Raises whatever it likes when it lacks one."""
+    [n * 2**level, (n + 1) * 2**level). Raises whatever it likes when it lacks one.
+
+    ``siblings(index, start, stop)`` is ``[node(level, (index >> level) ^ 1) for level
+    in range(start, stop)]``, the part of an audit path inside a perfect subtree; a
+    source that keeps nodes in blocks (the log's tiles) answers it a block at a time.
+    ``sibling_nodes`` below is the plain way."""
 
     def node(self, level: int, n: int) -> bytes: ...
+
+    def siblings(self, index: int, start: int, stop: int) -> list[bytes]: ...
+
+
+def sibling_nodes(nodes: NodeSource, index: int, start: int, stop: int) -> list[bytes]:
+    """``NodeSource.siblings`` one node at a time."""
+    node = nodes.node
+    return [node(level, (index >> level) ^ 1) for level in range(start, stop)]
 
 
 class _Levels:
@@ -112,6 +122,9 @@ class _Levels:
     def node(self, level: int, n: int) -> bytes:
         return self.levels[level][n]
 
+    def siblings(self, index: int, start: int, stop: int) -> list[bytes]:
+        return sibling_nodes(self, index, start, stop)
+
 
 def subtree_root(lo: int, hi: int, nodes: NodeSource) -> bytes:
     """MTH of leaves [lo, hi) (lo < hi), where lo is a multiple of the split of hi - lo:
@@ -127,7 +140,7 @@ def subtree_root(lo: int, hi: int, nodes: NodeSource) -> bytes:
         lo += 1 << level
     out = parts.pop()
     while parts:
-        out = node_hash(parts.pop(), out)
+        out = _sha256(_NODE + parts.pop() + out).digest()
     return out
 
 
@@ -136,28 +149,50 @@ def tree_root(size: int, nodes: NodeSource) -> bytes:
     return subtree_root(0, size, nodes) if size else EMPTY_ROOT
 
 
-def prove_inclusion(index: int, size: int, nodes: NodeSource) -> list[bytes]:
-    """PATH(index, D[0:size]) of RFC 9162 §2.1.3.1, leaf side first, from ``nodes``.
+# A tree of n leaves is the perfect subtrees of n's binary digits side by side, largest
+# first (its *parts*); RFC 9162's recursion splits off one part at a time. The proofs
+# below walk the parts instead: a part left of the leaf is one node of the path, those
+# right of it fold into one, and inside the leaf's part the path is one sibling a level.
+
+
+def _parts(size: int) -> list[int]:
+    """The levels of the parts of a tree of ``size`` leaves, largest first."""
+    return [level for level in range(size.bit_length() - 1, -1, -1) if size >> level & 1]
+
+
+def prove_inclusion_and_root(index: int, size: int, nodes: NodeSource) -> tuple[bytes, list[bytes]]:
+    """(MTH(D[0:size]), PATH(index, D[0:size])) of RFC 9162 §2.1.1 and §2.1.3.1, the
+    path leaf side first, from ``nodes``; the fold of the root gives the path's upper
+    hash on the way.
 
     Reads O(log size) nodes. Requires 0 <= index < size; raises ProofError otherwise.
     """
     if not 0 <= index < size:
         raise ProofError(f"index {index} out of range for tree size {size}")
-    upper: list[bytes] = []
-    lo, hi = 0, size
-    while (hi - lo) & (hi - lo - 1):  # walk down from the root while the subtree is not perfect
-        k = _largest_power_of_two_below(hi - lo)
-        if index < lo + k:
-            upper.append(subtree_root(lo + k, hi, nodes))
-            hi = lo + k
-        else:
-            upper.append(subtree_root(lo, lo + k, nodes))
-            lo = lo + k
-    # In the perfect subtree [lo, hi) the path is the sibling at each level, leaf side first.
     node = nodes.node
-    proof = [node(level, (index >> level) ^ 1) for level in range((hi - lo).bit_length() - 1)]
-    proof.extend(reversed(upper))
-    return proof
+    roots: list[bytes] = []
+    part, part_level, lo = -1, 0, 0
+    for level in _parts(size):
+        if part < 0 and index < lo + (1 << level):
+            part, part_level = len(roots), level
+        roots.append(node(level, lo >> level))
+        lo += 1 << level
+    proof = nodes.siblings(index, 0, part_level)
+    out = roots[-1]
+    for i in range(len(roots) - 2, -1, -1):
+        if i == part:
+            proof.append(out)  # MTH of everything right of the leaf's part
+        out = _sha256(_NODE + roots[i] + out).digest()
+    proof.extend(reversed(roots[:part]))
+    return out, proof
+
+
+def prove_inclusion(index: int, size: int, nodes: NodeSource) -> list[bytes]:
+    """PATH(index, D[0:size]) of RFC 9162 §2.1.3.1, leaf side first, from ``nodes``.
+
+    Reads O(log size) nodes. Requires 0 <= index < size; raises ProofError otherwise.
+    """
+    return prove_inclusion_and_root(index, size, nodes)[1]
 
 
 def prove_consistency(first: int, second: int, nodes: NodeSource) -> list[bytes]:
@@ -170,30 +205,33 @@ def prove_consistency(first: int, second: int, nodes: NodeSource) -> list[bytes]
         raise ProofError(f"invalid sizes: first {first}, second {second}; want 0 <= first <= second")
     if first == 0 or first == second:
         return []
-    proof: list[bytes] = []
-    lo, hi, complete = 0, second, True  # SUBPROOF(m, D[lo:hi], b) with m = first - lo
-    while first != hi and (hi - lo) & (hi - lo - 1):  # while the subtree is not perfect
-        k = _largest_power_of_two_below(hi - lo)
-        if first <= lo + k:
-            proof.append(subtree_root(lo + k, hi, nodes))
-            hi = lo + k
-        else:
-            proof.append(subtree_root(lo, lo + k, nodes))
-            lo, complete = lo + k, False
-    # [lo, hi) is perfect (or first == hi): every subtree from here on is one node.
     node = nodes.node
-    level = (hi - lo).bit_length() - 1
-    while first != hi:
-        level -= 1
-        if first <= lo + (1 << level):
-            hi = lo + (1 << level)
-            proof.append(node(level, hi >> level))
-        else:
-            proof.append(node(level, lo >> level))
-            lo, complete = lo + (1 << level), False
-    if not complete:
-        proof.append(subtree_root(lo, hi, nodes))
-    proof.reverse()
+    parts = _parts(second)
+    left: list[bytes] = []  # the parts of ``second`` wholly inside ``first``, in order
+    lo, at = 0, 0
+    while at < len(parts) - 1 and first > lo + (1 << parts[at]):
+        left.append(node(parts[at], lo >> parts[at]))
+        lo += 1 << parts[at]
+        at += 1
+    # ``first`` ends inside part ``at`` of ``second``, or at its end: the old tree's last
+    # node there is the one of level t (trailing zeros of first) that holds leaf first - 1.
+    level = parts[at]
+    t = (first & -first).bit_length() - 1
+    proof = []
+    if lo or first & (first - 1):  # unless the old tree is that very node (SUBPROOF's b)
+        proof.append(node(t, (first - 1) >> t))
+    proof.extend(nodes.siblings(first - 1, t, level))
+    if at < len(parts) - 1:  # the parts right of it, folded
+        lo += 1 << level
+        rights = []
+        for level in parts[at + 1:]:
+            rights.append(node(level, lo >> level))
+            lo += 1 << level
+        out = rights.pop()
+        while rights:
+            out = _sha256(_NODE + rights.pop() + out).digest()
+        proof.append(out)
+    proof.extend(reversed(left))
     return proof
 
 

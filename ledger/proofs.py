@@ -120,7 +120,7 @@ class TreeMemory:
         def fn(current: int, nodes: merkle.NodeSource) -> tuple[bytes, list[bytes]]:
             if not 0 <= index < size <= current:
                 raise NotFoundError(f"want 0 <= index < size <= {current}, got index {index}, size {size}")
-            return merkle.tree_root(size, nodes), merkle.prove_inclusion(index, size, nodes)
+            return merkle.prove_inclusion_and_root(index, size, nodes)
 
         return await self.prove(sessions, size, fn)
 

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Literal, Protocol
 
 from .errors import MalformedError, MissingTileError
-from .merkle import EMPTY_ROOT, HASH_SIZE
+from .merkle import EMPTY_ROOT, HASH_SIZE, sibling_nodes
 
 __all__ = [
     "MAX_LEVEL",
@@ -250,6 +250,33 @@ class TileMemory:
             raise MissingTileError(key)
         return found
 
+    def siblings(self, index: int, start: int, stop: int) -> list[bytes]:
+        """``merkle.NodeSource.siblings``: the siblings of leaf ``index``'s ancestors at
+        levels [start, stop), taken a tile at a time (the siblings of one tile row lie in
+        one tile). MissingTileError as ``node``."""
+        out = []
+        tiles = self.tiles
+        level = start
+        while level < stop:
+            row = level >> 3
+            key = (row, index >> ((row + 1) << 3))
+            held = tiles.get(key)
+            if held is None:
+                raise MissingTileError(key)
+            end = min(stop, (row + 1) << 3)
+            try:
+                for lv in range(level, end):
+                    height = lv & 7
+                    at = (((index >> lv) ^ 1) & ((1 << (8 - height)) - 1)) << 5
+                    found = held[height][at:at + 32]
+                    if not found:
+                        raise MissingTileError(key)
+                    out.append(found)
+            except IndexError:
+                raise MissingTileError(key) from None
+            level = end
+        return out
+
     def read_tiles(self, keys: list[TileKey]) -> dict[TileKey, bytes]:
         """``TileReader``: the data of each tile held, as long as it was seen."""
         return {k: self.tiles[k][0] for k in keys if k in self.tiles}
@@ -283,6 +310,9 @@ class TileRecorder:
         tl, height = divmod(level, TILE_HEIGHT)
         self.keys.add((tl, n >> (TILE_HEIGHT - height)))
         return bytes(HASH_SIZE)
+
+    def siblings(self, index: int, start: int, stop: int) -> list[bytes]:
+        return sibling_nodes(self, index, start, stop)
 
 
 # --- integration ---------------------------------------------------------------------

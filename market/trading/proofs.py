@@ -44,6 +44,9 @@ class ChunkTree:
     def node(self, level: int, n: int) -> bytes:
         return self.levels[level][n]
 
+    def siblings(self, index: int, start: int, stop: int) -> list[bytes]:
+        return merkle.sibling_nodes(self, index, start, stop)
+
     def root(self) -> bytes:
         return merkle.tree_root(self.size, self)
 

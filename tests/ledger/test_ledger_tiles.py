@@ -267,6 +267,9 @@ class AllNodes:
     def node(self, level: int, n: int) -> bytes:
         return self.levels[level][n]
 
+    def siblings(self, index: int, start: int, stop: int) -> list[bytes]:
+        return merkle.sibling_nodes(self, index, start, stop)
+
 
 def test_memory_proofs_across_three_tile_levels():
     # 70,000 leaves: level-0, level-1 and level-2 tiles, full and partial ones,
@@ -313,6 +316,29 @@ def test_a_missing_or_short_tile_is_named():
     assert merkle.tree_root(4, memory) == merkle.root(hashes[:4])
     memory.keep((0, 0), b"".join(hashes))
     assert merkle.tree_root(10, memory) == merkle.root(hashes)
+
+
+def test_siblings_a_tile_at_a_time_are_those_node_by_node():
+    store, size, _ = grow([70_000])
+    rng = random.Random(3)
+    for index in [0, 255, 256, 65_535, 65_536, size - 1] + [rng.randrange(size) for _ in range(30)]:
+        lo = 0
+        for height in (h for h in reversed(range(size.bit_length())) if size >> h & 1):  # the leaf's part
+            if index < lo + (1 << height):
+                break
+            lo += 1 << height
+        for start, stop in ((0, height), (min(3, height), min(11, height)), (height, height)):
+            assert store.siblings(index, start, stop) == merkle.sibling_nodes(store, index, start, stop)
+    partial = TileMemory(held={(0, 0): store.tiles[(0, 0)]})
+    with pytest.raises(MissingTileError) as info:
+        partial.siblings(3, 0, 9)  # level 8 lies in tile 1/0, not held
+    assert info.value.key == (1, 0)
+    short = TileMemory()
+    short.keep((0, 0), b"".join(LEAVES[:5]))
+    assert short.siblings(2, 0, 2) == merkle.sibling_nodes(AllNodes(), 2, 0, 2)
+    with pytest.raises(MissingTileError) as info:
+        short.siblings(2, 0, 3)  # the level-2 sibling covers leaves 4-7: the tile holds 5
+    assert info.value.key == (0, 0)
 
 
 def test_memory_bound_drops_the_tile_loaded_longest_ago():
