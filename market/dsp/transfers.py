@@ -381,6 +381,18 @@ async def by_token(session: AsyncSession, provider_pid: str, token: str | None) 
     return row
 
 
+async def still_started(services: Services, provider_pid: str, token_sha256: str) -> str | None:
+    """Why a download under ``provider_pid``'s token must stop now, or None: the transfer
+    read afresh (suspended, completed, terminated, or started again with a new token)."""
+    async with services.read_sessionmaker() as session:
+        row = await session.get(DspTransfer, provider_pid)
+    if row is None:
+        return f"transfer {provider_pid} is gone"
+    if row.status != P.STARTED or row.token_sha256 != token_sha256:
+        return f"transfer {provider_pid} is {row.status}" + (" with a new token" if row.status == P.STARTED else "")
+    return None
+
+
 async def delivered(services: Services, provider_pid: str, token_sha256: str, root: str) -> None:
     """A whole download under ``provider_pid``'s token was sent to its end: the provider
     completes the transfer (if it still runs under that token) and the next one starts."""
@@ -405,4 +417,4 @@ async def delivered(services: Services, provider_pid: str, token_sha256: str, ro
 
 
 __all__ = ["ERROR", "by_token", "delivered", "follow_asset", "follow_buyer", "follow_listing", "follow_order", "load",
-           "message", "process", "reconcile", "request", "root_of_request", "token_hash"]
+           "message", "process", "reconcile", "request", "root_of_request", "still_started", "token_hash"]

@@ -231,6 +231,9 @@ class Sending:
     stopped: str | None = None  # why the stream ended early (access ended, a read failed)
     # Run once the whole revision was sent to its end and recorded (a transfer completes).
     on_whole: Callable[[], Awaitable[None]] | None = field(default=None, repr=False)
+    # Checked with the order's access, for a stream under something narrower than the order
+    # (a Dataspace Protocol transfer's token): why the stream must stop, or None.
+    still: Callable[[], Awaitable[str | None]] | None = field(default=None, repr=False)
     _digest: Any = field(default=None, repr=False)  # SHA-256 of the bytes sent, once any were
     _unsent: HashedPiece | None = field(default=None, repr=False)  # the piece handed out, not yet sent
     _pieces: Any = field(default=None, repr=False)
@@ -279,6 +282,8 @@ class Sending:
             raise StopAsyncIteration
         if time.monotonic() - self._checked_at >= self.recheck_seconds:
             why = await _recheck(self.services, self.order_id, self.buyer_id)
+            if why is None and self.still is not None:
+                why = await self.still()
             self._checked_at = time.monotonic()
             if why is not None:
                 self.stopped = f"access ended: {why}"

@@ -476,6 +476,45 @@ async def test_no_token_another_token_or_another_transfer_gets_nothing(market: A
                                          headers={"Authorization": f"Bearer {address(start)[1]}"}))
 
 
+async def test_a_download_under_way_stops_when_its_transfer_is_suspended(market: Any, consumer: Consumer) -> None:
+    """The transfer's state is read again with the order's access while the body streams
+    (here before every piece): the consumer's suspension stops its download, the part sent
+    is recorded, and no completion follows; started again, the old token still gets nothing."""
+    from market.dsp import data
+
+    d = await deal(market, consumer, size=3 * CHUNK)
+    provider_pid, consumer_pid, start = await d.started()
+    services, portal = market.client.app.state.services, market.client.blocking_portal
+
+    async def opened() -> Any:
+        async with services.sessionmaker() as s:
+            sending = await data.open_pull(s, services, provider_pid, address(start)[1], None, None,
+                                           "http://testserver.local")
+        sending.recheck_seconds = 0
+        return sending
+
+    sending = portal.call(opened)
+
+    async def take() -> bytes | None:
+        try:
+            piece = await anext(sending)
+        except StopAsyncIteration:
+            return None
+        sending.sent(piece)
+        return piece
+
+    assert portal.call(take) == d.content[:CHUNK]
+    assert (await d.suspend(provider_pid, consumer_pid)).status_code == 200
+    assert portal.call(take) is None
+    assert sending.stopped == f"access ended: transfer {provider_pid} is SUSPENDED"
+    document = portal.call(sending.finish)
+    assert document is not None and document["bytes"] == CHUNK and document["range"] == [0, CHUNK - 1]
+    assert (await d.resume(provider_pid, consumer_pid)).status_code == 200
+    await d.wait_state(provider_pid, "STARTED")
+    gets_nothing(await d.pull(start))  # the token of the first start ended with the suspension
+    assert d.got(consumer_pid, "/completion") == []
+
+
 async def test_a_waiting_transfer_starts_when_the_started_one_ends(market: Any, consumer: Consumer) -> None:
     d = await deal(market, consumer)
     first, first_consumer, start = await d.started()
