@@ -6,6 +6,7 @@ gets ``401`` ``invalid-transfer-token``. A whole download sent to its end comple
 transfer (``market.dsp.transfers.delivered``); a transfer suspended, completed or terminated
 while its download runs stops that download at the next re-check of access."""
 
+import secrets
 from typing import Any
 
 from litestar import Request, get
@@ -16,7 +17,9 @@ from market.core.context import Ctx
 from market.core.errors import NotAuthenticated
 from market.core.services import Services
 from market.dsp import transfers
+from market.dsp.models import DspTransfer
 from market.dsp.protocol import BASE
+from market.dsp.states import TransferState
 from market.trading import delivery
 from market.trading.delivery_routes import CONTENT_RESPONSES, DeliveryStream
 from market.web.auth import Caller, bearer_token
@@ -24,12 +27,36 @@ from market.web.credentials import AccountSnapshot
 from market.web.links import public_base
 
 
+async def _by_token(session: AsyncSession, provider_pid: str, token: str | None) -> DspTransfer | None:
+    """The STARTED transfer ``provider_pid`` if ``token`` is its current one."""
+    if not token:
+        return None
+    row = await session.get(DspTransfer, provider_pid)
+    if row is None or row.status != TransferState.STARTED or row.token_sha256 is None \
+            or not secrets.compare_digest(row.token_sha256, transfers.token_hash(token)):
+        return None
+    return row
+
+
+async def _still_started(services: Services, provider_pid: str, token_sha256: str) -> str | None:
+    """Why a download under ``provider_pid``'s token must stop now, or None: the transfer
+    read afresh (suspended, completed, terminated, or started again with a new token)."""
+    async with services.read_sessionmaker() as session:
+        row = await session.get(DspTransfer, provider_pid)
+    if row is None:
+        return f"transfer {provider_pid} is gone"
+    if row.status != TransferState.STARTED or row.token_sha256 != token_sha256:
+        again = " with a new token" if row.status == TransferState.STARTED else ""
+        return f"transfer {provider_pid} is {row.status}{again}"
+    return None
+
+
 async def open_pull(db: AsyncSession, services: Services, provider_pid: str, token: str | None,
                     range_: str | None, if_range: str | None, root: str) -> delivery.Sending:
     """The download of a started transfer under its current ``token``, opened (``401``
     otherwise): the order's own delivery, which also stops once the transfer is no longer
     started under that token, and whose whole download completes the transfer."""
-    row = await transfers.by_token(db, provider_pid, token)
+    row = await _by_token(db, provider_pid, token)
     if row is None or row.token_sha256 is None:
         raise NotAuthenticated("this needs the current token of a started transfer, sent as "
                                "'Authorization: Bearer <token>'", kind="invalid-transfer-token")
@@ -42,7 +69,7 @@ async def open_pull(db: AsyncSession, services: Services, provider_pid: str, tok
         await transfers.delivered(services, pid, used, root)
 
     async def still() -> str | None:
-        return await transfers.still_started(services, pid, used)
+        return await _still_started(services, pid, used)
 
     sending.on_whole, sending.still = completed, still
     await db.rollback()  # no transaction is held while the body streams

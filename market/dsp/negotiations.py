@@ -62,17 +62,9 @@ def _fail(status: int, code: str, reason: str, row: DspNegotiation | None = None
 
 
 def check_message(message: Any, type_: str, row: DspNegotiation | None = None) -> dict[str, Any]:
-    """The message's envelope: a JSON object of ``type_`` in the protocol's context, naming
-    this process's pids where it has them (400 otherwise)."""
-    if not isinstance(message, dict):
-        raise _fail(400, "bad-message", "the body is not a JSON object", row)
-    context = message.get("@context")
-    if not isinstance(context, list) or protocol.CONTEXT[0] not in context:
-        raise _fail(400, "bad-message", f"@context must be an array holding {protocol.CONTEXT[0]}", row)
-    if message.get("@type") != type_:
-        raise _fail(400, "bad-message", f"expected a {type_}, got {message.get('@type')!r}", row)
-    if not isinstance(message.get("consumerPid"), str) or not message["consumerPid"]:
-        raise _fail(400, "bad-message", "consumerPid is missing", row)
+    """The message's envelope (``protocol.envelope``), naming this process's pids where it
+    has them (400 otherwise)."""
+    message = protocol.envelope(message, type_, ERROR, (row.id, row.consumer_pid) if row else (None, None))
     if row is not None:
         if message.get("providerPid") not in (None, row.id) or message["consumerPid"] != row.consumer_pid:
             raise _fail(400, "bad-message", "the message names another process", row)

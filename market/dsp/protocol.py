@@ -89,6 +89,27 @@ class DspError(Exception):
         return Response(self.body(), status_code=self.status, media_type="application/json")
 
 
+def envelope(message: Any, type_: str, error_type: str, pids: tuple[str | None, str | None] = (None, None)
+             ) -> dict[str, Any]:
+    """A consumer's message, checked as far as every message of the protocol goes: a JSON
+    object of ``type_`` in the protocol's context, with a consumerPid. Otherwise ``400``
+    ``bad-message``, an ``error_type`` naming ``pids`` (provider's, consumer's)."""
+    def bad(reason: str) -> DspError:
+        return DspError(400, "bad-message", reason, error_type=error_type, provider_pid=pids[0],
+                        consumer_pid=pids[1])
+
+    if not isinstance(message, dict):
+        raise bad("the body is not a JSON object")
+    context = message.get("@context")
+    if not isinstance(context, list) or CONTEXT[0] not in context:
+        raise bad(f"@context must be an array holding {CONTEXT[0]}")
+    if message.get("@type") != type_:
+        raise bad(f"expected a {type_}, got {message.get('@type')!r}")
+    if not isinstance(message.get("consumerPid"), str) or not message["consumerPid"].strip():
+        raise bad("consumerPid is missing")
+    return message
+
+
 def from_domain(exc: DomainError, error_type: str, provider_pid: str | None = None,
                 consumer_pid: str | None = None) -> DspError:
     """A domain refusal as the protocol says it: not found stays 404, anything else the

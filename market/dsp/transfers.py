@@ -53,7 +53,16 @@ from market.core.logs import log
 from market.core.services import Services
 from market.dsp import callbacks, steps
 from market.dsp.models import DspCallback, DspNegotiation, DspTransfer
-from market.dsp.protocol import BASE, CONTEXT, ENDPOINT_TYPE, HTTP_PULL, DspError, from_domain, parse_agreement_id
+from market.dsp.protocol import (
+    BASE,
+    CONTEXT,
+    ENDPOINT_TYPE,
+    HTTP_PULL,
+    DspError,
+    envelope,
+    from_domain,
+    parse_agreement_id,
+)
 from market.dsp.states import NEGOTIATION, OPEN_TRANSFER, NegotiationState, TransferState
 from market.dsp.states import TRANSFER as DSP_TRANSFER
 from market.listings.models import Listing
@@ -254,17 +263,11 @@ def _text(body: dict[str, Any], name: str, pids: tuple[str | None, str | None] =
     return value
 
 
-def _typed(body: Any, type_: str, pids: tuple[str | None, str | None] = (None, None)) -> dict[str, Any]:
-    if not isinstance(body, dict) or body.get("@type") != type_:
-        raise _bad("bad-request", f"the body must be a {type_}", *pids)
-    return body
-
-
 async def request(session: AsyncSession, ctx: Ctx, caller: Caller, body: Any) -> tuple[DspTransfer, dict[str, Any]]:
     """A ``TransferRequestMessage``: the process (new, or the one its consumerPid already
     names) and its answer (the process as it was requested)."""
-    body = _typed(body, "TransferRequestMessage")
-    consumer_pid = _text(body, "consumerPid")
+    body = envelope(body, "TransferRequestMessage", ERROR)
+    consumer_pid = str(body["consumerPid"])
     pids = (None, consumer_pid)
     agreement, format_, callback = (_text(body, "agreementId", pids), _text(body, "format", pids),
                                     _text(body, "callbackAddress", pids))
@@ -333,7 +336,7 @@ async def message(session: AsyncSession, ctx: Ctx, caller: Caller, provider_pid:
         else None
     row = await load(session, caller, provider_pid, consumer_pid)
     pids = (row.id, row.consumer_pid)
-    body = _typed(body, types[kind], pids)
+    body = envelope(body, types[kind], ERROR, pids)
     if body.get("providerPid") != row.id or body.get("consumerPid") != row.consumer_pid:
         raise _bad("bad-request", "providerPid and consumerPid must be this process's", *pids)
     code = body.get("code") if isinstance(body.get("code"), str) else None
@@ -370,29 +373,6 @@ async def _resume(session: AsyncSession, ctx: Ctx, row: DspTransfer) -> None:
 # -- the data endpoint -------------------------------------------------------------------
 
 
-async def by_token(session: AsyncSession, provider_pid: str, token: str | None) -> DspTransfer | None:
-    """The STARTED transfer ``provider_pid`` if ``token`` is its current one."""
-    if not token:
-        return None
-    row = await session.get(DspTransfer, provider_pid)
-    if row is None or row.status != P.STARTED or row.token_sha256 is None \
-            or not secrets.compare_digest(row.token_sha256, token_hash(token)):
-        return None
-    return row
-
-
-async def still_started(services: Services, provider_pid: str, token_sha256: str) -> str | None:
-    """Why a download under ``provider_pid``'s token must stop now, or None: the transfer
-    read afresh (suspended, completed, terminated, or started again with a new token)."""
-    async with services.read_sessionmaker() as session:
-        row = await session.get(DspTransfer, provider_pid)
-    if row is None:
-        return f"transfer {provider_pid} is gone"
-    if row.status != P.STARTED or row.token_sha256 != token_sha256:
-        return f"transfer {provider_pid} is {row.status}" + (" with a new token" if row.status == P.STARTED else "")
-    return None
-
-
 async def delivered(services: Services, provider_pid: str, token_sha256: str, root: str) -> None:
     """A whole download under ``provider_pid``'s token was sent to its end: the provider
     completes the transfer (if it still runs under that token) and the next one starts."""
@@ -416,5 +396,5 @@ async def delivered(services: Services, provider_pid: str, token_sha256: str, ro
     callbacks.wake(services)
 
 
-__all__ = ["ERROR", "by_token", "delivered", "follow_asset", "follow_buyer", "follow_listing", "follow_order", "load",
-           "message", "process", "reconcile", "request", "root_of_request", "still_started", "token_hash"]
+__all__ = ["ERROR", "delivered", "follow_asset", "follow_buyer", "follow_listing", "follow_order", "load",
+           "message", "process", "reconcile", "request", "root_of_request", "token_hash"]

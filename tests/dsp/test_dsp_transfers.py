@@ -584,18 +584,27 @@ async def test_bad_requests_are_400_and_create_nothing(market: Any, consumer: Co
                                            "endpoint": "https://consumer.example/in"}}, "push-not-supported"),
                          ({"agreementId": "urn:market:agreement:ord_nothing"}, "unknown-agreement"),
                          ({"agreementId": "not-an-agreement"}, "unknown-agreement"),
-                         ({"consumerPid": ""}, None), ({"@type": "ContractRequestMessage"}, None)]:
+                         ({"consumerPid": ""}, "bad-message"), ({"@type": "ContractRequestMessage"}, "bad-message"),
+                         ({"@context": ["https://example.org/other"]}, "bad-message"),
+                         ({"@context": None}, "bad-message")]:
         consumer_pid = f"urn:uuid:{secrets.token_hex(8)}"
         _, r = await d.request(consumer_pid, **fields)
         body = refused(r)
-        if code is not None:
-            assert body["code"] == code and body["consumerPid"] == consumer_pid
+        assert body["code"] == code, body
+        if fields.get("consumerPid") != "":
+            assert body["consumerPid"] == consumer_pid
+    # A message on a process, without the protocol's context: refused, and the process stays as it was.
+    provider_pid, consumer_pid, _start = await d.started()
+    r = await d.c.client.post(f"{BASE}/transfers/{provider_pid}/suspension", headers=d.auth, json={
+        "@type": "TransferSuspensionMessage", "providerPid": provider_pid, "consumerPid": consumer_pid})
+    assert refused(r, provider_pid, consumer_pid)["code"] == "bad-message"
+    assert await d.state(provider_pid) == "STARTED"
     # Another buyer's agreement is none of this one's.
     stranger = Consumer(market.client, await buyer(market.client, market.parties), receiver)
     other = Deal(market, stranger, d.content, d.asset, d.listing, {"@id": d.agreement_id})
     _, r = await other.request()
     assert refused(r)["code"] == "unknown-agreement"
-    assert d.steps() == []
+    assert d.steps() == ["dsp.transfer_requested", "dsp.transfer_started"]  # the one started above, only
 
 
 async def test_strangers_and_other_parties_get_404(market: Any, consumer: Consumer, receiver: Any) -> None:
