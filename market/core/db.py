@@ -130,7 +130,84 @@ class _RunNow:
                 future.set_result(result)
 
 
-class InLoopConnection(aiosqlite.Connection):
+class _OneHopCursor:
+    """What SQLAlchemy's aiosqlite adapter asks of a cursor, each statement in one call to
+    the connection's thread: the sqlite3 cursor is made, executed, read to the end and
+    closed there, and the rows kept here (the adapter reads every row of a statement at
+    once anyway). aiosqlite's own cursor takes four calls for the same (open, execute,
+    fetch, close), each a hand-off to its thread and back to the event loop."""
+
+    arraysize = 1
+
+    def __init__(self, connection: "OneHopConnection") -> None:
+        self._connection = connection
+        self._rows: list[Any] = []
+        self.description: Any = None
+        self.rowcount = -1
+        self.lastrowid: int | None = None
+
+    async def __aenter__(self) -> "_OneHopCursor":
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._rows = []
+
+    async def execute(self, sql: str, parameters: Any = None) -> "_OneHopCursor":
+        return await self._run(sql, parameters, many=False)
+
+    async def executemany(self, sql: str, parameters: Any) -> "_OneHopCursor":
+        return await self._run(sql, parameters, many=True)
+
+    async def _run(self, sql: str, parameters: Any, *, many: bool) -> "_OneHopCursor":
+        connection = self._connection
+
+        def run() -> tuple[list[Any], Any, int, int | None]:
+            cursor = connection._conn.cursor()
+            try:
+                if many:
+                    cursor.executemany(sql, parameters)
+                else:
+                    cursor.execute(sql, () if parameters is None else parameters)
+                rows = cursor.fetchall() if cursor.description else []
+                return rows, cursor.description, cursor.rowcount, cursor.lastrowid
+            finally:
+                cursor.close()
+
+        self._rows, self.description, self.rowcount, self.lastrowid = await connection._execute(run)
+        return self
+
+    async def fetchall(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        count = self.arraysize if size is None else size
+        rows, self._rows = self._rows[:count], self._rows[count:]
+        return rows
+
+    async def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    async def close(self) -> None:
+        self._rows = []
+
+
+class OneHopConnection(aiosqlite.Connection):
+    """aiosqlite's connection whose cursors run a statement in one call to its thread
+    (``_OneHopCursor``): a read session's statement is one hand-off to the thread and
+    back, not four. For the readers of SQLite (``make_engine``)."""
+
+    def __init__(self, connector: Callable[[], sqlite3.Connection], iter_chunk_size: int = 64) -> None:
+        super().__init__(connector, iter_chunk_size)
+        # As SQLAlchemy does for the connections it makes itself: a pooled connection never
+        # closed (a command's engine left undisposed) must not keep the interpreter from exiting.
+        self._thread.daemon = True
+
+    def cursor(self) -> _OneHopCursor:  # type: ignore[override]
+        return _OneHopCursor(self)
+
+
+class InLoopConnection(OneHopConnection):
     """aiosqlite's connection without its thread: each call runs at once on the event
     loop's thread, and an ``await`` of it completes without yielding to other tasks.
 
@@ -179,16 +256,17 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = Non
         if path and path != ":memory:":
             private_database_files(Path(path))
         pool = {} if max_overflow is None else {"pool_size": pool_size, "max_overflow": max_overflow}
-        extra: dict[str, Any] = {}
-        if in_loop:
-            async def creator() -> InLoopConnection:
-                return await InLoopConnection(functools.partial(
-                    sqlite3.connect, path, timeout=0, isolation_level=None, check_same_thread=False))
+        connect = functools.partial(sqlite3.connect, path, timeout=0 if in_loop else BUSY_TIMEOUT,
+                                    isolation_level=None, check_same_thread=False)
 
-            extra["async_creator"] = creator
+        async def creator() -> OneHopConnection:
+            if in_loop:
+                return await InLoopConnection(connect)
+            return await OneHopConnection(connect)
+
         # No rollback on return to the pool: sessions and connections end their own
         # transactions, and with aiosqlite each call is a round trip to a thread.
-        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None, **pool, **extra)
+        engine = create_async_engine(url, async_creator=creator, pool_reset_on_return=None, **pool)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _connect(dbapi_connection: Any, _record: Any) -> None:
