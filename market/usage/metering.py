@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col
@@ -102,17 +102,32 @@ def _key_filter(table: AssetTable, params: dict[str, str]) -> tuple[TableColumn,
     return column, value
 
 
-async def _period_row(session: AsyncSession, ctx: Ctx, order: Order) -> UsagePeriod:
-    """The order's current period, made on its first call (two first calls at once: one row)."""
-    number, starts, ends = period_at(order, ctx.now)
+async def _open_period(session: AsyncSession, order: Order, now: datetime) -> None:
+    """The row of the order's period at ``now``, made unless made already (two first calls at once: one row)."""
+    number, starts, ends = period_at(order, now)
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     await session.execute(insert(UsagePeriod).values(
         order_id=order.id, period=number, starts_at=starts, ends_at=ends, calls=0, records=0, status=USAGE_PERIOD.initial, version=0,
         currency=order.currency, charge=0, fee=0, reference=reference_of(order.id, number))
         .on_conflict_do_nothing(index_elements=["order_id", "period"]))
-    return (await session.execute(select(UsagePeriod).where(
-        col(UsagePeriod.order_id) == order.id, col(UsagePeriod.period) == number)
-        .execution_options(populate_existing=True))).scalar_one()
+
+
+# A call counted into its open period, never past the quota: one statement, built once. The
+# version moves, so that a close racing this count loses and tries again on the clock's next round.
+_PERIODS = UsagePeriod.__table__  # type: ignore[attr-defined]
+_COUNT = (update(_PERIODS)
+          .where(_PERIODS.c.order_id == bindparam("of_order"), _PERIODS.c.period == bindparam("number"),
+                 _PERIODS.c.status == PeriodStatus.open, _PERIODS.c.records + bindparam("n") <= bindparam("quota"))
+          .values(calls=_PERIODS.c.calls + 1, records=_PERIODS.c.records + bindparam("n"),
+                  version=_PERIODS.c.version + 1)
+          .returning(_PERIODS.c.id))
+_CALL = insert(UsageCall.__table__)  # type: ignore[attr-defined]
+
+
+async def _count(session: AsyncSession, order: Order, number: int, records: int, quota: int) -> int | None:
+    """The id of the period a call of ``records`` rows was counted into, or None (no room, or no row yet)."""
+    found = await session.execute(_COUNT, {"of_order": order.id, "number": number, "n": records, "quota": quota})
+    return found.scalar_one_or_none()
 
 
 async def lookup(ctx: Ctx, order_id: str, params: dict[str, str], limit: int) -> dict[str, Any]:
@@ -143,22 +158,18 @@ async def lookup(ctx: Ctx, order_id: str, params: dict[str, str], limit: int) ->
     rows = [[json_value(v) for v in row] for row in rows]
     answer = {"columns": shown, "rows": rows}
     async with services.sessionmaker() as session:
-        period = await _period_row(session, ctx, order)
-        # Counted only into the open period, never past the quota; the version moves, so that a
-        # close racing this count loses and tries again on the clock's next round.
-        counted = await session.execute(
-            update(UsagePeriod).where(col(UsagePeriod.id) == period.id, col(UsagePeriod.status) == PeriodStatus.open,
-                                      col(UsagePeriod.records) + len(rows) <= quota)
-            .values(calls=col(UsagePeriod.calls) + 1, records=col(UsagePeriod.records) + len(rows),
-                    version=col(UsagePeriod.version) + 1))
-        if rowcount(counted) != 1:  # others used the quota meanwhile
-            raise _quota_used(quota, period.period, period.ends_at, ctx)
-        assert period.id is not None
-        session.add(UsageCall(period_id=period.id, at=ctx.now, column=column.name,
-                              value_sha256=hashlib.sha256(value.encode()).hexdigest(), records=len(rows),
-                              result_sha256=hashlib.sha256(signing.canonical(answer)).hexdigest()))
+        period_id = await _count(session, order, number, len(rows), quota)
+        if period_id is None:  # the period's first call (its row is made), or others used the quota meanwhile
+            await _open_period(session, order, ctx.now)
+            period_id = await _count(session, order, number, len(rows), quota)
+        if period_id is None:
+            raise _quota_used(quota, number, ends, ctx)
+        await session.execute(_CALL, {
+            "period_id": period_id, "at": ctx.now, "column": column.name, "records": len(rows),
+            "value_sha256": hashlib.sha256(value.encode()).hexdigest(),
+            "result_sha256": hashlib.sha256(signing.canonical(answer)).hexdigest()})
         await session.commit()
-    return {"columns": shown, "rows": rows, "period": period.period, "records_left": quota - used - len(rows)}
+    return {"columns": shown, "rows": rows, "period": number, "records_left": quota - used - len(rows)}
 
 
 def _quota_used(quota: int, period: int, ends: datetime, ctx: Ctx) -> TooManyRequests:
