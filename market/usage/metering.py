@@ -30,7 +30,6 @@ from ledger.entry import canonical as canonical_entry
 from market.accounts.schemas import Role
 from market.core import outbox, signing
 from market.core.context import Ctx
-from market.core.db import rowcount
 from market.core.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from market.core.money import Money, human
 from market.core.types import rfc3339
