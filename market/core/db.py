@@ -262,7 +262,9 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = Non
         async def creator() -> OneHopConnection:
             if in_loop:
                 return await InLoopConnection(connect)
-            return await OneHopConnection(connect)
+            connection = OneHopConnection(connect)
+            await connection  # its thread starts and connects
+            return connection
 
         # No rollback on return to the pool: sessions and connections end their own
         # transactions, and with aiosqlite each call is a round trip to a thread.
