@@ -1,6 +1,6 @@
 """Account rules: sign-up, KYC verification, signing keys and API tokens (no HTTP)."""
 
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -19,7 +19,7 @@ from market.accounts.schemas import (
 from market.accounts.states import ACCOUNT
 from market.core import audit, outbox
 from market.core.context import Ctx
-from market.core.db import rowcount
+from market.core.db import rowcount, table_of
 from market.core.errors import Conflict, Forbidden, InvalidTransition, NotFound
 from market.core.events import KeyRevoked
 from market.core.ids import new_id
@@ -196,21 +196,34 @@ async def revoke_key(session: AsyncSession, ctx: Ctx, key_id: str) -> None:
     await ctx.services.events.publish(session, ctx, KeyRevoked(key))
 
 
+# A token made by its account: each statement built once. PostgreSQL locks the account's row
+# so that two requests at once cannot both take the last free place; SQLite's writers take
+# turns already, so there the lock would be a statement for nothing.
+_TOKENS = table_of(ApiToken)
+_LOCK_ACCOUNT = select(table_of(Account).c.id).where(table_of(Account).c.id == bindparam("account")).with_for_update()
+_LIVE_TOKENS = (select(func.count()).select_from(_TOKENS)
+                .where(_TOKENS.c.account_id == bindparam("account"), _TOKENS.c.revoked_at.is_(None)))
+_ADD_TOKEN = insert(_TOKENS)
+
+
 async def create_token(session: AsyncSession, ctx: Ctx, label: str | None) -> tuple[ApiToken, str]:
     """Another token for the caller's account, pending accounts included (so a leaked
     sign-up token can be replaced before KYC). At most ``MARKET_MAX_TOKENS_PER_ACCOUNT``
     live (unrevoked) tokens: 409 ``too-many-tokens`` beyond, nothing created."""
     account_id = ctx.user.id
-    # Lock the account row (PostgreSQL; SQLite writers are serialised already) so that
-    # two concurrent requests cannot both take the last free place.
-    await session.exec(select(Account.id).where(Account.id == account_id).with_for_update())
-    live = (await session.exec(select(func.count()).select_from(ApiToken).where(
-        col(ApiToken.account_id) == account_id, col(ApiToken.revoked_at).is_(None)))).one()
+    if session.get_bind().dialect.name != "sqlite":
+        await session.execute(_LOCK_ACCOUNT, {"account": account_id})
+    live = (await session.execute(_LIVE_TOKENS, {"account": account_id})).scalar_one()
     cap = ctx.settings.max_tokens_per_account
     if live >= cap:
         raise Conflict(f"the account holds {live} live tokens, the most allowed is {cap}; "
                        "revoke one (DELETE /v1/accounts/me/tokens/{id}) first", kind="too-many-tokens")
-    return await _issue_token(session, ctx, account_id, label)
+    token = new_token()
+    row = ApiToken(id=new_id("tok"), account_id=account_id, token_hash=hash_token(token), label=label,
+                   created_at=ctx.now)
+    await session.execute(_ADD_TOKEN, {"id": row.id, "account_id": account_id, "token_hash": row.token_hash,
+                                       "label": label, "created_at": row.created_at})
+    return row, token
 
 
 async def list_tokens(session: AsyncSession, ctx: Ctx) -> list[ApiToken]:

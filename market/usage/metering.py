@@ -30,6 +30,7 @@ from ledger.entry import canonical as canonical_entry
 from market.accounts.schemas import Role
 from market.core import outbox, signing
 from market.core.context import Ctx
+from market.core.db import table_of
 from market.core.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from market.core.money import Money, human
 from market.core.types import rfc3339
@@ -113,14 +114,14 @@ async def _open_period(session: AsyncSession, order: Order, now: datetime) -> No
 
 # A call counted into its open period, never past the quota: one statement, built once. The
 # version moves, so that a close racing this count loses and tries again on the clock's next round.
-_PERIODS = UsagePeriod.__table__  # type: ignore[attr-defined]
+_PERIODS = table_of(UsagePeriod)
 _COUNT = (update(_PERIODS)
           .where(_PERIODS.c.order_id == bindparam("of_order"), _PERIODS.c.period == bindparam("number"),
                  _PERIODS.c.status == PeriodStatus.open, _PERIODS.c.records + bindparam("n") <= bindparam("quota"))
           .values(calls=_PERIODS.c.calls + 1, records=_PERIODS.c.records + bindparam("n"),
                   version=_PERIODS.c.version + 1)
           .returning(_PERIODS.c.id))
-_CALL = insert(UsageCall.__table__)  # type: ignore[attr-defined]
+_CALL = insert(table_of(UsageCall))
 
 
 async def _count(session: AsyncSession, order: Order, number: int, records: int, quota: int) -> int | None:
