@@ -6,7 +6,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from tests.conftest import Parties, assert_problem, random_uscc, walk_ids
+from tests.conftest import Parties, assert_problem, backend, random_uscc, walk_ids
+from tests.registry_support import own_app
+from tests.statements import counted
 
 
 def public_key_b64() -> str:
@@ -367,3 +369,21 @@ async def test_account_event_is_integrated_within_a_second(client) -> None:
     assert timedelta(0) <= integrated - appended < timedelta(seconds=1), (appended, integrated)
     size = int((await client.get("/v1/ledger/checkpoint")).text.split("\n")[1])
     assert index < size
+
+
+# POST /v1/accounts/me/tokens: the live tokens counted, the token inserted; PostgreSQL first
+# locks the account's row (two requests at once cannot both take the last place).
+TOKEN_STATEMENTS = 3 if backend() == "postgresql" else 2
+
+
+async def test_a_new_token_stays_within_its_statement_budget(databases, tmp_path) -> None:
+    """The benchmark's plain write (bench/api.py), held to its statements (docs/performance.md)."""
+    async with own_app(databases, tmp_path, background_tasks=False) as app:
+        who = await app.parties.sign_up(["buyer"])
+        await app.client.post("/v1/accounts/me/tokens", json={}, headers=who.auth)  # statement caches warm
+        with counted(app.client.app.state.services) as seen:
+            r = await app.client.post("/v1/accounts/me/tokens", json={"label": "ci"}, headers=who.auth)
+        assert r.status_code == 201, r.text
+        assert len(seen) <= TOKEN_STATEMENTS, f"{len(seen)} statements: {seen}"
+        made = await app.client.get("/v1/accounts/me/tokens", headers={"Authorization": f"Bearer {r.json()['token']}"})
+        assert made.status_code == 200 and r.json()["id"] in [t["id"] for t in made.json()["items"]]

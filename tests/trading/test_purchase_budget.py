@@ -3,10 +3,9 @@
 
 from typing import Any
 
-from sqlalchemy import event
-
 from tests.conftest import backend
 from tests.registry_support import own_app
+from tests.statements import counted
 from tests.trading.support import FREE, buyer, offer, place
 
 # POST /v1/orders of a free plan: caller, listing, asset, orderable; the order, its placed
@@ -25,27 +24,13 @@ async def test_a_free_purchase_stays_within_its_statement_budget(databases: Any,
         _, listing = await offer(client, app.parties, app.operator, plans=[FREE])
         who = await buyer(client, app.parties)
         await place(client, who, listing)  # statement caches warm
-        services = client.app.state.services
-        seen: list[str] = []
-
-        def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-            seen.append(" ".join(statement.split())[:60])
-
-        # PostgreSQL's reader is the writer with options: the writer's listeners hear it too.
-        writer, reader = services.engine.sync_engine, services.read_engine.sync_engine
-        engines = [writer] if reader.pool is writer.pool else [writer, reader]
-        for engine in engines:
-            event.listen(engine, "before_cursor_execute", count)
-        try:
+        with counted(client.app.state.services) as seen:
             order = await place(client, who, listing)
             placed = list(seen)
             seen.clear()
             r = await client.get(f"/v1/orders/{order['id']}/contract", headers=who.auth)
             assert r.status_code == 200, r.text
             fetched = list(seen)
-        finally:
-            for engine in engines:
-                event.remove(engine, "before_cursor_execute", count)
         assert order["status"] == "active"
         assert len(placed) <= PURCHASE_STATEMENTS, f"{len(placed)} statements: {placed}"
         assert len(fetched) <= CONTRACT_STATEMENTS, f"{len(fetched)} statements: {fetched}"

@@ -12,6 +12,7 @@ from market.core.clock import FakeClock
 from market.wiring.tasks import close_usage_once
 from tests.conftest import Parties, Party, assert_problem
 from tests.registry_support import own_app
+from tests.statements import counted
 from tests.trading.support import buyer
 from tests.usage.support import METERED, sandbox_order
 
@@ -199,3 +200,27 @@ async def test_listings_say_how_they_deliver_search_filters_by_it_and_the_catalo
     catalog = (await client.get("/v1/catalog", params={"limit": 500})).json()
     dataset = next(d for d in catalog["dcat:dataset"] if d["@id"].endswith(listing_id))
     assert dataset["dcat:distribution"][0]["dct:description"].startswith("api: records looked up by key")
+
+
+# GET …/records: the order, its asset and listing (access, as every download checks it), the
+# table's description, an overdue charge, the period's count so far; then the count (one
+# UPDATE … RETURNING) and the call's receipt. The period's first call also makes its row.
+LOOKUP_STATEMENTS = 8
+
+
+async def test_a_look_up_stays_within_its_statement_budget(databases, tmp_path) -> None:
+    """So the metered path does not grow back (docs/performance.md): counted with the
+    background tasks off, on every engine of the app."""
+    async with own_app(databases, tmp_path, background_tasks=False) as app:
+        bought = await sandbox_order(app.client, app.parties, app.operator, plans=[METERED])
+        card = bought["rows"][0][4]
+        with counted(app.client.app.state.services) as seen:
+            first = await records(app.client, bought, card=card, limit=1)
+            made = list(seen)
+            seen.clear()
+            again = await records(app.client, bought, card=card, limit=1)
+        assert first.status_code == again.status_code == 200, (first.text, again.text)
+        assert first.json()["records_left"] == 24 and again.json()["records_left"] == 23
+        # The first also loads the table (its revision) and makes the period's row (then counts again).
+        assert len(made) <= LOOKUP_STATEMENTS + 3, f"{len(made)} statements: {made}"
+        assert len(seen) <= LOOKUP_STATEMENTS, f"{len(seen)} statements: {seen}"
