@@ -12,14 +12,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event, text, update
+from sqlalchemy import text, update
 
 from ledger.log import Log
 from market.accounts.models import Account, ApiToken
@@ -30,26 +28,9 @@ from market.web.auth import hash_token
 from market.web.credentials import AccountSnapshot, Credential, credential_memo
 from tests.conftest import PG_URL, Parties, assert_problem
 from tests.registry_support import own_app
+from tests.statements import counted
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@contextmanager
-def statements(app: Any) -> Iterator[list[str]]:
-    """Every SQL statement the app's engine sends while the block runs."""
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append(statement)
-
-    engines = {app.state.services.engine.sync_engine, app.state.services.read_engine.sync_engine.engine}
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", record)
 
 
 def in_another_process(url: str, sql_change: str) -> None:
@@ -83,7 +64,7 @@ async def test_authentication_from_memory_runs_no_sql(databases, tmp_path) -> No
     async with own_app(databases, tmp_path, background_tasks=False) as app:
         party = await app.parties.sign_up(["buyer"])
         assert (await app.client.get("/v1/accounts/me", headers=party.auth)).status_code == 200
-        with statements(app.client.app) as seen:
+        with counted(app.client.app.state.services) as seen:
             for _ in range(20):
                 r = await app.client.get("/v1/accounts/me", headers=party.auth)
                 assert r.status_code == 200 and r.json()["id"] == party.id
@@ -313,7 +294,7 @@ async def test_checkpoint_key_and_tiles_are_served_from_memory(databases, tmp_pa
         size = int(first.splitlines()[1])
         tile = f"/v1/ledger/tlog/tile/0/000.p/{size}"
         assert (await app.client.get(tile)).status_code == 200
-        with statements(app.client.app) as seen:
+        with counted(app.client.app.state.services) as seen:
             for _ in range(10):
                 assert (await app.client.get("/v1/ledger/checkpoint")).text == first
                 assert (await app.client.get("/v1/ledger/tlog/checkpoint")).text == first
@@ -391,7 +372,7 @@ async def test_public_asset_list_is_remembered_until_an_asset_changes(databases,
         first = await registered_asset(app.client, signer, app.operator)
         page = (await app.client.get("/v1/assets", params={"limit": 50})).json()
         assert [a["id"] for a in page["items"]] == [first["id"]]
-        with statements(app.client.app) as seen:
+        with counted(app.client.app.state.services) as seen:
             for _ in range(10):
                 assert (await app.client.get("/v1/assets", params={"limit": 50})).json() == page
         assert seen == []

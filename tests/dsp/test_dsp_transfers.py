@@ -30,7 +30,7 @@ from tests.dsp.support import BASE, CONTEXT, Consumer, regulator_action
 from tests.listings.support import publish
 from tests.notifications.support import eventually
 from tests.registry_support import draft, provider, submit, upload
-from tests.trading.support import FREE, ONE_TIME, buyer
+from tests.trading.support import FREE, ONE_TIME, buyer, take_piece
 from tests.usage.support import table_asset
 
 CHUNK = 65536
@@ -495,17 +495,9 @@ async def test_a_download_under_way_stops_when_its_transfer_is_suspended(market:
 
     sending = portal.call(opened)
 
-    async def take() -> bytes | None:
-        try:
-            piece = await anext(sending)
-        except StopAsyncIteration:
-            return None
-        sending.sent(piece)
-        return piece
-
-    assert portal.call(take) == d.content[:CHUNK]
+    assert portal.call(take_piece, sending) == d.content[:CHUNK]
     assert (await d.suspend(provider_pid, consumer_pid)).status_code == 200
-    assert portal.call(take) is None
+    assert portal.call(take_piece, sending) is None
     assert sending.stopped == f"access ended: transfer {provider_pid} is SUSPENDED"
     document = portal.call(sending.finish)
     assert document is not None and document["bytes"] == CHUNK and document["range"] == [0, CHUNK - 1]

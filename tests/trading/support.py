@@ -48,3 +48,14 @@ async def pay_by_bank(client: Any, operator: Party, order: dict[str, Any], refer
 
 __all__ = ["FREE", "LICENCE", "ONE_TIME", "SUBSCRIPTION", "buyer", "offer", "order_body", "pay_by_bank", "place",
            "plan_of"]
+
+
+async def take_piece(sending: Any) -> bytes | None:
+    """The next piece of a download under way (``delivery.Sending``), counted as sent as the
+    server counts it, or None once the download stopped."""
+    try:
+        piece: bytes = await anext(sending)
+    except StopAsyncIteration:
+        return None
+    sending.sent(piece)
+    return piece

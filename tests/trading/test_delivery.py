@@ -22,7 +22,7 @@ from market.trading.models import Delivery, Order
 from tests.conftest import Parties, Party, assert_problem
 from tests.listings.support import publish
 from tests.registry_support import act, draft, ledger_items, provider, submit, upload
-from tests.trading.support import FREE, ONE_TIME, SUBSCRIPTION, buyer, pay_by_bank, place
+from tests.trading.support import FREE, ONE_TIME, SUBSCRIPTION, buyer, pay_by_bank, place, take_piece
 
 CHUNK = 65536
 SIZE = 300 * 1024  # five chunks, the last one short
@@ -621,17 +621,9 @@ async def test_a_download_under_way_stops_when_access_ends(client, parties, oper
 
     sending = client.blocking_portal.call(start)
 
-    async def take() -> bytes | None:
-        try:
-            piece = await anext(sending)
-        except StopAsyncIteration:
-            return None
-        sending.sent(piece)
-        return piece
-
-    assert client.blocking_portal.call(take) == content[:CHUNK]
+    assert client.blocking_portal.call(take_piece, sending) == content[:CHUNK]
     await act(client, settings, regulator, set_frozen, d["asset"]["id"], True, "under investigation")
-    assert client.blocking_portal.call(take) is None
+    assert client.blocking_portal.call(take_piece, sending) is None
     assert sending.stopped is not None and "frozen" in sending.stopped
     document = client.blocking_portal.call(sending.finish)
     assert document is not None and document["range"] == [0, CHUNK - 1] and document["bytes"] == CHUNK
@@ -877,17 +869,9 @@ async def test_a_download_under_way_stops_on_revocation(client, parties, operato
 
     sending = client.blocking_portal.call(start)
 
-    async def take() -> bytes | None:
-        try:
-            piece = await anext(sending)
-        except StopAsyncIteration:
-            return None
-        sending.sent(piece)
-        return piece
-
-    assert client.blocking_portal.call(take) == content[:CHUNK]
+    assert client.blocking_portal.call(take_piece, sending) == content[:CHUNK]
     await act(client, settings, regulator, revoke, d["asset"]["id"], "unlawful source")
-    assert client.blocking_portal.call(take) is None
+    assert client.blocking_portal.call(take_piece, sending) is None
     assert sending.stopped is not None and "revoked" in sending.stopped
     document = client.blocking_portal.call(sending.finish)
     assert document is not None and document["bytes"] == CHUNK
