@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledger.log import Log
 from market.core.clock import Clock
 from market.core.config import Settings
-from market.core.db import SessionMaker
+from market.core.db import PointReads, SessionMaker
 from market.core.events import Events
 from market.core.listener import PgListener
 from market.core.memo import Memo
@@ -48,6 +48,7 @@ class Services:
         self.read_engine = read_engine
         self.sessionmaker = sessionmaker
         self.read_sessionmaker = read_sessionmaker
+        self.point_reads = PointReads(read_engine)  # single reads by key on the hottest paths
         self.blobs = blobs
         self.master_key = master_key  # None in the CLI's one-off commands, which store no content
         self.stripe = stripe  # None when card payments are off

@@ -16,7 +16,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import anyio.to_thread
 import rfc8785
@@ -196,13 +196,30 @@ async def current(session: AsyncSession, asset: Asset) -> AssetTable | None:
     return table
 
 
+class Described(Protocol):
+    """What loading a described table reads of its description (a row, or its columns)."""
+
+    @property
+    def revision(self) -> int: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def columns(self) -> str: ...
+    @property
+    def epsilon_budget(self) -> float | None: ...
+    @property
+    def sha256(self) -> str: ...
+
+
 @asynccontextmanager
-async def loaded(ctx: Ctx, asset: Asset, table: AssetTable) -> AsyncIterator[Loaded]:
+async def loaded(ctx: Ctx, asset_id: str, table: Described) -> AsyncIterator[Loaded]:
     """The described table, loaded (or kept) by this process; used as ``async with``."""
     settings = ctx.settings
 
     async def make() -> Loaded:
-        revision = await _revision(ctx, asset, table)
+        async with ctx.services.read_sessionmaker() as session:
+            asset = await session.get_one(Asset, asset_id)
+            revision = await session.get_one(AssetRevision, (asset_id, table.revision))
         content = await content_of(ctx, asset, revision)
         described = [TableColumn.model_validate(c) for c in json.loads(table.columns)]
         columns = [EngineColumn(c.name, c.type, c.role) for c in described]
@@ -211,10 +228,5 @@ async def loaded(ctx: Ctx, asset: Asset, table: AssetTable) -> AsyncIterator[Loa
         return await anyio.to_thread.run_sync(
             lambda: load(content, table.format, columns, memory=settings.sandbox_memory, clamp=clamp))
 
-    async with ctx.services.sandbox.use((asset.id, table.revision, table.sha256), make) as table_:
+    async with ctx.services.sandbox.use((asset_id, table.revision, table.sha256), make) as table_:
         yield table_
-
-
-async def _revision(ctx: Ctx, asset: Asset, table: AssetTable) -> AssetRevision:
-    async with ctx.services.read_sessionmaker() as session:
-        return await session.get_one(AssetRevision, (asset.id, table.revision))

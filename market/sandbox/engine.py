@@ -11,6 +11,7 @@ they were wrong.
 
 import io
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -148,20 +149,47 @@ def _check_cells(db: duckdb.DuckDBPyConnection, column: Column, original: str) -
                             f"{TYPE_WORDS[column.type]}")
 
 
-def _watch(cursor: duckdb.DuckDBPyConnection, timeout: float) -> threading.Event:
-    """Interrupt ``cursor`` once ``timeout`` has passed, and again until it stops (an interrupt that
-    comes before the statement starts would be lost). Set the event returned when the work is done."""
-    done = threading.Event()
+class _Watchdog:
+    """One thread for the whole process that interrupts the queries running past their
+    deadline, and again until they stop (an interrupt that comes before the statement starts
+    would be lost). A thread per query cost more than a metered look-up itself."""
 
-    def watch() -> None:
-        if done.wait(timeout):
-            return
-        while not done.is_set():
-            cursor.interrupt()
-            done.wait(0.01)
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._watched: dict[int, tuple[float, duckdb.DuckDBPyConnection]] = {}
+        self._next = 0
+        self._thread: threading.Thread | None = None
 
-    threading.Thread(target=watch, name="sandbox-watch", daemon=True).start()
-    return done
+    def watch(self, cursor: duckdb.DuckDBPyConnection, timeout: float) -> int:
+        with self._lock:
+            self._next += 1
+            self._watched[self._next] = (time.monotonic() + timeout, cursor)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="sandbox-watchdog", daemon=True)
+                self._thread.start()
+            elif len(self._watched) == 1:
+                self._lock.notify()
+            return self._next
+
+    def done(self, ticket: int) -> None:
+        with self._lock:
+            self._watched.pop(ticket, None)
+
+    def _run(self) -> None:
+        with self._lock:
+            while True:
+                if not self._watched:
+                    self._lock.wait()
+                    continue
+                now = time.monotonic()
+                overdue = [cursor for deadline, cursor in self._watched.values() if deadline <= now]
+                for cursor in overdue:
+                    cursor.interrupt()
+                soonest = min(deadline for deadline, _ in self._watched.values())
+                self._lock.wait(0.01 if overdue else max(0.001, min(soonest - now, 1.0)))
+
+
+_WATCHDOG = _Watchdog()
 
 
 class Loaded:
@@ -177,7 +205,7 @@ class Loaded:
     def run(self, checked: Checked, min_group: int, timeout: float) -> Result:
         """Rows of the groups with at least ``min_group`` entities, ordered and limited; the rest counted."""
         cursor = self._db.cursor()
-        done = _watch(cursor, timeout)
+        ticket = _WATCHDOG.watch(cursor, timeout)
         try:
             n = len(checked.names)
             order = ", ".join(f'"c{i}" {"DESC" if desc else "ASC"} NULLS LAST' for i, desc in checked.order)
@@ -196,7 +224,7 @@ class Loaded:
         except duckdb.Error as exc:
             raise QueryFailed("error", f"the query failed: {str(exc).splitlines()[0][:200]}") from None
         finally:
-            done.set()
+            _WATCHDOG.done(ticket)
             cursor.close()
         if len(kept) > MAX_ROWS:
             raise QueryFailed("too-many-rows", f"the result has more than {MAX_ROWS} rows: group more coarsely")
@@ -207,7 +235,7 @@ class Loaded:
     def lookup(self, column: Column, value: str, shown: Sequence[str], limit: int, timeout: float) -> list[list[Any]]:
         """Rows whose ``column`` equals ``value`` (cast to the column's type), only the ``shown`` columns."""
         cursor = self._db.cursor()
-        done = _watch(cursor, timeout)
+        ticket = _WATCHDOG.watch(cursor, timeout)
         try:
             outputs = ", ".join(_quote(name.lower()) for name in shown)
             return [list(row) for row in cursor.execute(
@@ -220,6 +248,6 @@ class Loaded:
         except duckdb.Error as exc:
             raise QueryFailed("error", f"the look-up failed: {str(exc).splitlines()[0][:200]}") from None
         finally:
-            done.set()
+            _WATCHDOG.done(ticket)
             cursor.close()
 

@@ -55,7 +55,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -75,8 +75,8 @@ from market.trading.ranges import ByteRange, etag_of, parse_range
 from market.trading.states import OrderStatus
 from market.web.auth import Caller
 
-__all__ = ["RECHECK_SECONDS", "ByteRange", "Sending", "check_access", "choose_revision", "open_delivery",
-           "parse_range", "refusal"]
+__all__ = ["RECHECK_SECONDS", "ByteRange", "Frozen", "OrderAccess", "Sending", "check_access", "choose_revision",
+           "open_delivery", "parse_range", "refusal"]
 
 RECHECK_SECONDS = 5.0  # how often a running download re-checks access
 
@@ -86,7 +86,29 @@ _LEDGER_PAGE = 1000
 # -- access -------------------------------------------------------------------------
 
 
-def _refuse(order: Order, asset: Asset, listing: Listing | None, suspended: bool, now: datetime) -> None:
+class OrderAccess(Protocol):
+    """What the rules of access read of an order (its row, or the columns of one)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+
+
+class Frozen(Protocol):
+    """What they read of its asset and listing."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def frozen(self) -> bool: ...
+
+
+def _refuse(order: OrderAccess, asset: Frozen, listing: Frozen | None, suspended: bool, now: datetime) -> None:
     """The rules of access, on rows read now (at the start, and again while streaming)."""
     if suspended:
         raise Forbidden("the account is suspended; its purchased content is not delivered meanwhile",
@@ -109,7 +131,8 @@ def _refuse(order: Order, asset: Asset, listing: Listing | None, suspended: bool
                        kind="no-access")
 
 
-def refusal(order: Order, asset: Asset, listing: Listing | None, suspended: bool, now: datetime) -> DomainError | None:
+def refusal(order: OrderAccess, asset: Frozen, listing: Frozen | None, suspended: bool,
+            now: datetime) -> DomainError | None:
     """Why the content of ``order`` is not delivered now, or None (the same rules)."""
     try:
         _refuse(order, asset, listing, suspended, now)

@@ -12,16 +12,16 @@ rounded up to the fen, paid like a bank transfer against the period's reference;
 unpaid ``MARKET_POSTPAID_GRACE`` after its period ended stops the order's access.
 """
 
+import functools
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio.to_thread
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import and_, bindparam, func, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -31,18 +31,20 @@ from market.accounts.schemas import Role
 from market.core import outbox, signing
 from market.core.context import Ctx
 from market.core.db import table_of
-from market.core.errors import Conflict, NotFound, TooManyRequests, Unprocessable
+from market.core.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unprocessable
 from market.core.money import Money, human
 from market.core.types import rfc3339
+from market.listings.models import Listing
 from market.registry.models import Asset
-from market.registry.tables import AssetTable, TableColumn, current
+from market.registry.tables import AssetTable, TableColumn
 from market.registry.tables import loaded as described_table
 from market.sandbox.engine import Column, QueryFailed, json_value
 from market.trading import documents
-from market.trading.delivery import check_access, delivery_of
+from market.trading.delivery import refusal
 from market.trading.models import Order, UsagePeriod
 from market.trading.orders import fee_of
 from market.trading.states import USAGE_PERIOD, PeriodStatus
+from market.usage import counts
 from market.usage.models import UsageCall
 
 MAX_LOOKUP = 1000
@@ -52,10 +54,19 @@ def _plan(order: Order) -> dict[str, Any]:
     return dict(json.loads(order.plan))
 
 
+@functools.lru_cache(maxsize=4096)
+def _plan_of(text: str) -> dict[str, Any]:
+    """A plan's JSON, parsed once per process (the result is shared: read it, never change it)."""
+    return dict(json.loads(text))
+
+
 def period_at(order: Order, now: datetime) -> tuple[int, datetime, datetime]:
     """(number, start, end) of the period ``now`` falls in, counted from the order's settlement."""
-    start = order.settled_at or order.created_at
-    length = timedelta(days=int(_plan(order).get("period_days") or 30))
+    return _period_at(order.settled_at or order.created_at, _plan(order), now)
+
+
+def _period_at(start: datetime, plan: dict[str, Any], now: datetime) -> tuple[int, datetime, datetime]:
+    length = timedelta(days=int(plan.get("period_days") or 30))
     number = max(0, int((now - start) / length))
     return number + 1, start + number * length, start + (number + 1) * length
 
@@ -70,85 +81,154 @@ def charge_of(records: int, price_per_thousand: int) -> int:
     return math.ceil(records * price_per_thousand / 1000) if records else 0
 
 
-async def api_order(session: AsyncSession, ctx: Ctx, order_id: str) -> tuple[Order, Asset, AssetTable]:
-    order, asset = await check_access(session, ctx, order_id)
-    if delivery_of(order) != "api":
-        raise Conflict(f"order {order.id} delivers by {delivery_of(order)}, not by look-ups", kind="wrong-delivery")
-    table = await current(session, asset)
-    if table is None:
-        raise Conflict(f"asset {asset.id} has no table description for its registered content",
+# -- a look-up's checks: one statement -----------------------------------------------
+#
+# Everything a look-up must check is read in one statement built once: the order (who may
+# see it, its status and end), its asset and listing (frozen, revoked), the asset's table
+# description, the order's latest period (the count so far) and any billed period unpaid
+# past the grace. The rules applied to it are those of every delivery (``delivery.refusal``).
+
+_ORDERS, _ASSETS, _LISTINGS, _TABLES = table_of(Order), table_of(Asset), table_of(Listing), table_of(AssetTable)
+_PERIODS = table_of(UsagePeriod)
+_LATEST = _PERIODS.alias("latest")
+_CHECKS = (
+    select(_ORDERS.c.id, _ORDERS.c.buyer_id, _ORDERS.c.provider_id, _ORDERS.c.status, _ORDERS.c.expires_at,
+           _ORDERS.c.plan, _ORDERS.c.settled_at, _ORDERS.c.created_at, _ORDERS.c.asset_id, _ORDERS.c.listing_id,
+           _ORDERS.c.currency,
+           _ASSETS.c.status.label("asset_status"), _ASSETS.c.frozen.label("asset_frozen"),
+           _ASSETS.c.registered_revision,
+           _LISTINGS.c.status.label("listing_status"), _LISTINGS.c.frozen.label("listing_frozen"),
+           _TABLES.c.revision.label("table_revision"), _TABLES.c.format.label("table_format"),
+           _TABLES.c.columns.label("table_columns"), _TABLES.c.epsilon_budget, _TABLES.c.sha256.label("table_sha256"),
+           _LATEST.c.period.label("latest_period"), _LATEST.c.records.label("latest_records"),
+           select(_PERIODS.c.period)
+           .where(_PERIODS.c.order_id == _ORDERS.c.id, _PERIODS.c.status == PeriodStatus.billed,
+                  _PERIODS.c.ends_at <= bindparam("overdue_from"))
+           .order_by(_PERIODS.c.period).limit(1).correlate(_ORDERS).scalar_subquery().label("overdue"))
+    .select_from(_ORDERS.join(_ASSETS, _ASSETS.c.id == _ORDERS.c.asset_id)
+                 .outerjoin(_LISTINGS, _LISTINGS.c.id == _ORDERS.c.listing_id)
+                 .outerjoin(_TABLES, _TABLES.c.asset_id == _ORDERS.c.asset_id)
+                 .outerjoin(_LATEST, and_(
+                     _LATEST.c.order_id == _ORDERS.c.id,
+                     _LATEST.c.period == select(func.max(_PERIODS.c.period))
+                     .where(_PERIODS.c.order_id == _ORDERS.c.id).correlate(_ORDERS).scalar_subquery())))
+    .where(_ORDERS.c.id == bindparam("order_id")))
+
+
+class _OrderSeen(NamedTuple):
+    id: str
+    status: str
+    expires_at: datetime | None
+
+
+class _HeldSeen(NamedTuple):  # an asset or a listing
+    id: str
+    status: str
+    frozen: bool
+
+
+class _TableSeen(NamedTuple):
+    revision: int
+    format: str
+    columns: str
+    epsilon_budget: float | None
+    sha256: str
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """A table description's columns, parsed once per process."""
+
+    by_name: dict[str, TableColumn]  # by lower-case name
+    keys: list[str]
+    shown: list[str]  # every column but the hidden ones, as described
+
+
+@functools.lru_cache(maxsize=1024)
+def _columns_of(text: str) -> _Columns:
+    described = [TableColumn.model_validate(c) for c in json.loads(text)]
+    return _Columns(by_name={c.name.lower(): c for c in described},
+                    keys=sorted(c.name for c in described if c.role == "key"),
+                    shown=[c.name for c in described if c.role != "hidden"])
+
+
+@dataclass(frozen=True)
+class _Metered:
+    """A metered order a look-up may use now, with its table and the period's count so far."""
+
+    order_id: str
+    asset_id: str
+    currency: str
+    start: datetime
+    plan: dict[str, Any]
+    table: _TableSeen
+    latest_period: int | None
+    latest_records: int
+
+
+async def _checked(ctx: Ctx, order_id: str) -> _Metered:
+    """The api order ``order_id`` if the caller may look records up in it now (else 404/403/409)."""
+    caller = ctx.user
+    row = await ctx.services.point_reads.one(_CHECKS, {
+        "order_id": order_id, "overdue_from": ctx.now - ctx.settings.postpaid_grace_delta})
+    if row is None or not (caller.is_staff or caller.id in (row.buyer_id, row.provider_id)):
+        raise NotFound(f"no order {order_id}")
+    if row.buyer_id != caller.id:
+        raise Forbidden("only the order's buyer receives its content", kind="not-buyer")
+    listing = None if row.listing_status is None else _HeldSeen(row.listing_id, row.listing_status,
+                                                                  row.listing_frozen)
+    refused = refusal(_OrderSeen(row.id, row.status, row.expires_at),
+                      _HeldSeen(row.asset_id, row.asset_status, row.asset_frozen), listing,
+                      caller.account.suspended, ctx.now)
+    if refused is not None:
+        raise refused
+    plan = _plan_of(row.plan)
+    delivery = str(plan.get("delivery") or "download")
+    if delivery != "api":
+        raise Conflict(f"order {row.id} delivers by {delivery}, not by look-ups", kind="wrong-delivery")
+    if row.table_revision is None or row.table_revision != row.registered_revision:
+        raise Conflict(f"asset {row.asset_id} has no table description for its registered content",
                        kind="table-not-described")
-    overdue = (await session.execute(
-        select(col(UsagePeriod.period)).where(
-            col(UsagePeriod.order_id) == order.id, col(UsagePeriod.status) == PeriodStatus.billed,
-            col(UsagePeriod.ends_at) <= ctx.now - ctx.settings.postpaid_grace_delta).limit(1))).scalar()
-    if overdue is not None:
-        raise Conflict(f"the charge of period {overdue} of order {order.id} is unpaid past the grace period; "
+    if row.overdue is not None:
+        raise Conflict(f"the charge of period {row.overdue} of order {row.id} is unpaid past the grace period; "
                        "access stops until it is paid", kind="charge-overdue")
-    return order, asset, table
+    return _Metered(order_id=row.id, asset_id=row.asset_id, currency=row.currency,
+                    start=row.settled_at or row.created_at, plan=plan, table=_TableSeen(row.table_revision, row.table_format, row.table_columns,
+                                                row.epsilon_budget, row.table_sha256),
+                    latest_period=row.latest_period, latest_records=row.latest_records or 0)
 
 
-def _key_filter(table: AssetTable, params: dict[str, str]) -> tuple[TableColumn, str]:
-    columns = {c["name"].lower(): TableColumn.model_validate(c) for c in json.loads(table.columns)}
-    keys = sorted(c.name for c in columns.values() if c.role == "key")
+def _key_filter(columns: _Columns, params: dict[str, str]) -> tuple[TableColumn, str]:
+    keys = columns.keys
     if len(params) != 1:
         raise Unprocessable(f"give exactly one key to look up, as ?column=value (key columns: {', '.join(keys)})",
                             kind="bad-lookup", extra={"errors": [{"field": "query", "message": "one key column"}]})
     name, value = next(iter(params.items()))
-    column = columns.get(name.lower())
+    column = columns.by_name.get(name.lower())
     if column is None or column.role != "key":
         raise Unprocessable(f"{name} is not a key column; look up by {', '.join(keys) or 'none'}", kind="bad-lookup",
                             extra={"errors": [{"field": name, "message": "not a key column"}]})
     return column, value
 
 
-async def _open_period(session: AsyncSession, order: Order, now: datetime) -> None:
-    """The row of the order's period at ``now``, made unless made already (two first calls at once: one row)."""
-    number, starts, ends = period_at(order, now)
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    await session.execute(insert(UsagePeriod).values(
-        order_id=order.id, period=number, starts_at=starts, ends_at=ends, calls=0, records=0, status=USAGE_PERIOD.initial, version=0,
-        currency=order.currency, charge=0, fee=0, reference=reference_of(order.id, number))
-        .on_conflict_do_nothing(index_elements=["order_id", "period"]))
-
-
-# A call counted into its open period, never past the quota: one statement, built once. The
-# version moves, so that a close racing this count loses and tries again on the clock's next round.
-_PERIODS = table_of(UsagePeriod)
-_COUNT = (update(_PERIODS)
-          .where(_PERIODS.c.order_id == bindparam("of_order"), _PERIODS.c.period == bindparam("number"),
-                 _PERIODS.c.status == PeriodStatus.open, _PERIODS.c.records + bindparam("n") <= bindparam("quota"))
-          .values(calls=_PERIODS.c.calls + 1, records=_PERIODS.c.records + bindparam("n"),
-                  version=_PERIODS.c.version + 1)
-          .returning(_PERIODS.c.id))
-_CALL = insert(table_of(UsageCall))
-
-
-async def _count(session: AsyncSession, order: Order, number: int, records: int, quota: int) -> int | None:
-    """The id of the period a call of ``records`` rows was counted into, or None (no room, or no row yet)."""
-    found = await session.execute(_COUNT, {"of_order": order.id, "number": number, "n": records, "quota": quota})
-    return found.scalar_one_or_none()
-
-
 async def lookup(ctx: Ctx, order_id: str, params: dict[str, str], limit: int) -> dict[str, Any]:
     """Rows for one key value, counted against the period's quota.
 
-    The checks and the look-up itself run on a read session; only the count is written,
-    in a short transaction of its own, so that no write lock is held while DuckDB works."""
-    services = ctx.services
-    async with services.read_sessionmaker() as session:
-        order, asset, table = await api_order(session, ctx, order_id)
-        column, value = _key_filter(table, params)
-        number, _, ends = period_at(order, ctx.now)
-        used = (await session.execute(select(col(UsagePeriod.records)).where(
-            col(UsagePeriod.order_id) == order.id, col(UsagePeriod.period) == number))).scalar() or 0
-    quota = int(_plan(order).get("quota") or 0)
+    The checks are one read; only the count is written, after DuckDB answered (so that no
+    write lock is held while DuckDB works), together with the counts of the look-ups that
+    finish at about the same time (``market.usage.counts``)."""
+    metered = await _checked(ctx, order_id)
+    columns = _columns_of(metered.table.columns)
+    column, value = _key_filter(columns, params)
+    number, starts, ends = _period_at(metered.start, metered.plan, ctx.now)
+    used = metered.latest_records if metered.latest_period == number else 0
+    quota = int(metered.plan.get("quota") or 0)
     left = quota - used
     if left <= 0:
         raise _quota_used(quota, number, ends, ctx)
-    shown = [c["name"] for c in json.loads(table.columns) if c["role"] != "hidden"]
+    shown = columns.shown
     engine_column = Column(column.name, column.type, column.role)
-    async with described_table(ctx, asset, table) as loaded:
+    async with described_table(ctx, metered.asset_id, metered.table) as loaded:
         try:
             rows = await anyio.to_thread.run_sync(lambda: loaded.lookup(
                 engine_column, value, shown, min(limit, left), ctx.settings.sandbox_timeout_seconds))
@@ -157,19 +237,15 @@ async def lookup(ctx: Ctx, order_id: str, params: dict[str, str], limit: int) ->
                                 extra={"errors": [{"field": column.name, "message": exc.detail}]}) from None
     rows = [[json_value(v) for v in row] for row in rows]
     answer = {"columns": shown, "rows": rows}
-    async with services.sessionmaker() as session:
-        period_id = await _count(session, order, number, len(rows), quota)
-        if period_id is None:  # the period's first call (its row is made), or others used the quota meanwhile
-            await _open_period(session, order, ctx.now)
-            period_id = await _count(session, order, number, len(rows), quota)
-        if period_id is None:
-            raise _quota_used(quota, number, ends, ctx)
-        await session.execute(_CALL, {
-            "period_id": period_id, "at": ctx.now, "column": column.name, "records": len(rows),
-            "value_sha256": hashlib.sha256(value.encode()).hexdigest(),
-            "result_sha256": hashlib.sha256(signing.canonical(answer)).hexdigest()})
-        await session.commit()
-    return {"columns": shown, "rows": rows, "period": number, "records_left": quota - used - len(rows)}
+    period = counts.Period(metered.order_id, number, starts, ends, metered.currency,
+                           reference_of(metered.order_id, number), quota)
+    counted = await counts.counts_of(ctx.services.engine).count(counts.Call(period, len(rows), {
+        "at": ctx.now, "column": column.name, "records": len(rows),
+        "value_sha256": hashlib.sha256(value.encode()).hexdigest(),
+        "result_sha256": hashlib.sha256(signing.canonical(answer)).hexdigest()}))
+    if counted is None:  # others used the quota meanwhile
+        raise _quota_used(quota, number, ends, ctx)
+    return {"columns": shown, "rows": rows, "period": number, "records_left": quota - counted}
 
 
 def _quota_used(quota: int, period: int, ends: datetime, ctx: Ctx) -> TooManyRequests:

@@ -112,7 +112,7 @@ async def reserve(session: AsyncSession, ctx: Ctx, order_id: str, sql: str, epsi
 async def execute(ctx: Ctx, reserved: Reserved) -> tuple[list[list[Any]], Result]:
     """The answer: DuckDB's rows, suppressed and (under a budget) noised."""
     timeout = ctx.settings.sandbox_timeout_seconds
-    async with described_table(ctx, reserved.asset, reserved.table) as loaded:
+    async with described_table(ctx, reserved.asset.id, reserved.table) as loaded:
         result = await anyio.to_thread.run_sync(
             lambda: loaded.run(reserved.checked, reserved.table.min_group, timeout), abandon_on_cancel=False)
     rows = result.rows

@@ -95,6 +95,7 @@ async def close_services(services: Services) -> None:
     await services.limiter.counter.close()
     if services.stripe is not None:
         await services.stripe.close()
+    await services.point_reads.close()
     await services.engine.dispose()
     await services.read_engine.dispose()
 

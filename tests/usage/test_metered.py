@@ -3,15 +3,17 @@ billed on the ledger, the charge paid and on the provider's statement, overdue c
 
 import asyncio
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from market.core.clock import FakeClock
+from market.usage import counts
 from market.wiring.tasks import close_usage_once
 from tests.conftest import Parties, Party, assert_problem
 from tests.registry_support import own_app
+from tests.regulator_acts import act
 from tests.statements import counted
 from tests.trading.support import buyer
 from tests.usage.support import METERED, sandbox_order
@@ -61,6 +63,84 @@ async def test_bad_look_ups_are_clear_and_count_nothing(client, parties: Parties
     assert_problem(await client.get(f"/v1/orders/{bought['order']['id']}/usage", headers=stranger.auth), 404)
     after = (await client.get(f"/v1/orders/{bought['order']['id']}/usage", headers=bought["buyer"].auth)).json()
     assert after == usage
+
+
+async def test_only_the_buyer_looks_up_and_only_while_delivery_is_allowed(client, parties: Parties, operator: Party,
+                                                                          regulator: Party) -> None:
+    """The rules of every delivery, read afresh for each look-up: a freeze or a suspension acts on
+    the very next one, and a refused look-up counts nothing."""
+    bought = await sandbox_order(client, parties, operator, plans=[METERED])
+    card = bought["rows"][0][4]
+    stranger = await buyer(client, parties)
+    assert_problem(await records(client, bought, stranger, card=card), 404)
+    assert_problem(await records(client, bought, bought["holder"], card=card), 403, "not-buyer")
+    assert_problem(await records(client, bought, operator, card=card), 403, "not-buyer")
+    assert_problem(await client.get("/v1/orders/ord_nosuch/records", params={"card": card},
+                                    headers=bought["buyer"].auth), 404)
+
+    async def regulator_does(action: str, target: str) -> None:
+        body = {"action": action, "target": target, "reason": "complaint under review"}
+        r = await act(client, regulator, "action", "/v1/oversight/actions", body)
+        assert r.status_code == 201, r.text
+
+    looked = 0
+    for thing, target, kind in (("asset", bought["table"]["asset_id"], "no-access"),
+                                ("listing", bought["listing"]["id"], "no-access"),
+                                ("account", bought["buyer"].id, "account-suspended")):
+        stop, go = ("suspend_account", "reinstate_account") if thing == "account" else (f"freeze_{thing}",
+                                                                                       f"unfreeze_{thing}")
+        await regulator_does(stop, target)
+        assert_problem(await records(client, bought, card=card, limit=1), 403 if thing == "account" else 409, kind)
+        await regulator_does(go, target)
+        r = await records(client, bought, card=card, limit=1)
+        assert r.status_code == 200, r.text
+        looked += 1
+    [period] = (await client.get(f"/v1/orders/{bought['order']['id']}/usage",
+                                 headers=bought["buyer"].auth)).json()["items"]
+    assert (period["calls"], period["records"]) == (looked, looked)
+
+
+async def test_look_ups_at_once_never_pass_the_quota(databases, tmp_path) -> None:
+    """Counted together (one transaction for the look-ups that finish at about the same time):
+    a group is counted at once when it fits, else each call alone in the order they came, those
+    that fit counted and the rest refused; each answer says what is left after it."""
+    async with own_app(databases, tmp_path, background_tasks=False) as app:
+        client = app.client
+        bought = await sandbox_order(client, app.parties, app.operator, plans=[METERED])
+        order_id = bought["order"]["id"]
+        rows_of: dict[str, int] = {}
+        for row in bought["rows"]:
+            rows_of[row[4]] = rows_of.get(row[4], 0) + 1
+        cards = [card for card, n in sorted(rows_of.items()) if n >= 3][:4]
+        answers = await asyncio.gather(*(records(client, bought, card=card, limit=3) for card in cards))
+        assert [r.status_code for r in answers] == [200] * 4
+        assert sorted(r.json()["records_left"] for r in answers) == [13, 16, 19, 22]
+
+        async def usage() -> dict[str, Any]:
+            [period] = (await client.get(f"/v1/orders/{order_id}/usage",
+                                         headers=bought["buyer"].auth)).json()["items"]
+            return period  # type: ignore[no-any-return]
+
+        period = await usage()
+        assert (period["calls"], period["records"]) == (4, 12)
+        shape = counts.Period(order_id, period["period"], datetime.fromisoformat(period["starts_at"]),
+                              datetime.fromisoformat(period["ends_at"]), "CNY", period["reference"], 25)
+        engine = client.app.state.services.engine
+
+        async def at_once(*sizes: int) -> list[int | None]:
+            calls = [counts.Call(shape, n, {"at": shape.starts_at, "column": "card", "records": n,
+                                            "value_sha256": "0" * 64, "result_sha256": "0" * 64}) for n in sizes]
+            return list(await asyncio.gather(*(counts.counts_of(engine).count(call) for call in calls)))
+
+        assert client.blocking_portal.call(at_once, *[1] * 12) == list(range(13, 25))  # 12 of 13 left: all fit
+        assert client.blocking_portal.call(at_once, 2, 2, 1) == [None, None, 25]  # 1 left: only the last fits
+        period = await usage()
+        assert (period["calls"], period["records"]) == (4 + 12 + 1, 25)
+
+        answers = await asyncio.gather(*(records(client, bought, card=card, limit=1) for card in cards))
+        for r in answers:
+            assert_problem(r, 429, "quota-exhausted")
+        assert (await usage())["records"] == 25
 
 
 async def test_the_content_is_never_downloaded(client, bought) -> None:
@@ -202,10 +282,10 @@ async def test_listings_say_how_they_deliver_search_filters_by_it_and_the_catalo
     assert dataset["dcat:distribution"][0]["dct:description"].startswith("api: records looked up by key")
 
 
-# GET …/records: the order, its asset and listing (access, as every download checks it), the
-# table's description, an overdue charge, the period's count so far; then the count (one
+# GET …/records: one read of everything checked (the order, its asset and listing, the
+# table's description, an overdue charge, the period's count so far); then the count (one
 # UPDATE … RETURNING) and the call's receipt. The period's first call also makes its row.
-LOOKUP_STATEMENTS = 8
+LOOKUP_STATEMENTS = 3
 
 
 async def test_a_look_up_stays_within_its_statement_budget(databases, tmp_path) -> None:
@@ -221,6 +301,7 @@ async def test_a_look_up_stays_within_its_statement_budget(databases, tmp_path) 
             again = await records(app.client, bought, card=card, limit=1)
         assert first.status_code == again.status_code == 200, (first.text, again.text)
         assert first.json()["records_left"] == 24 and again.json()["records_left"] == 23
-        # The first also loads the table (its revision) and makes the period's row (then counts again).
-        assert len(made) <= LOOKUP_STATEMENTS + 3, f"{len(made)} statements: {made}"
+        # The first also loads the table (its asset and revision) and makes the period's row
+        # (then counts again).
+        assert len(made) <= LOOKUP_STATEMENTS + 4, f"{len(made)} statements: {made}"
         assert len(seen) <= LOOKUP_STATEMENTS, f"{len(seen)} statements: {seen}"
