@@ -15,10 +15,14 @@ taken, each exact:
 - Signing canonicalises only ``data`` and assembles the rest around it (the other
   members are plain ASCII by their patterns), splicing ``sig`` in at its sorted place
   (after ``data``, before ``subject``).
-- For an ASCII leaf, the canonical check uses the C ``json`` encoder with sorted
-  keys: on ASCII keys, strings and integers its output is byte-identical to JCS
-  (same escapes, and code point order equals UTF-16 order). Other leaves go
-  through ``rfc8785``.
+- Canonical JSON (``jcs``) comes from the C ``json`` encoder with sorted keys
+  wherever that is byte-identical to JCS: values of only objects with string keys,
+  arrays, strings, booleans, null and integers in the safe range, and text without
+  characters beyond the Basic Multilingual Plane. There JSON's escapes are JCS's
+  (``"``, ``\\`` and the control characters, ``\\b \\t \\n \\f \\r`` short, the rest
+  ``\\u00xx``; everything else as UTF-8), and code point order equals UTF-16 order.
+  Anything else (floats above all) goes through ``rfc8785``; a test holds the two
+  equal on random values.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from .errors import BadSignatureError, MalformedError, UnknownKeyError
 
 __all__ = [
     "ENTRY_VERSION",
+    "jcs",
     "MAX_LEAF_SIZE",
     "EntrySigner",
     "canonical",
@@ -87,6 +92,48 @@ def _check_values(obj: Any, path: str = "$") -> None:
         raise MalformedError(f"{path}: integer outside the JSON safe range")
 
 
+def _plain(obj: Any) -> bool:
+    """Whether ``obj`` holds only what the C encoder writes exactly as JCS does (exact types:
+    objects with string keys, arrays, strings, booleans, null, integers in the safe range)."""
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        kind = type(value)
+        if kind is str or kind is bool or value is None:
+            continue
+        if kind is int:
+            if not -_MAX_INT <= value <= _MAX_INT:
+                return False
+        elif kind is dict:
+            for key, item in value.items():
+                if type(key) is not str:
+                    return False
+                stack.append(item)
+        elif kind is list or kind is tuple:
+            stack.extend(value)
+        else:
+            return False
+    return True
+
+
+_BEYOND_BMP = "\U00010000"
+
+
+def jcs(obj: Any) -> bytes:
+    """The RFC 8785 canonical JSON of any JSON value, as ``rfc8785.dumps`` gives it (and
+    raising what it raises): from the C encoder where that is exact (module docstring)."""
+    if _plain(obj):
+        text = _dumps_sorted(obj)
+        if text.isascii():
+            return text.encode("ascii")
+        if max(text) < _BEYOND_BMP:
+            try:
+                return text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: rfc8785 decides
+                pass
+    return rfc8785.dumps(obj)
+
+
 def canonical(obj: Any) -> bytes:
     """Return the RFC 8785 canonical JSON of obj.
 
@@ -95,10 +142,7 @@ def canonical(obj: Any) -> bytes:
     """
     _check_values(obj)
     try:
-        text = _dumps_sorted(obj)
-        if text.isascii():  # exact, see the module docstring
-            return text.encode("ascii")
-        return rfc8785.dumps(obj)
+        return jcs(obj)
     except (TypeError, ValueError) as e:  # rfc8785.CanonicalizationError is a ValueError
         raise MalformedError(f"cannot canonicalise: {e}") from None
 

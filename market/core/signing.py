@@ -14,8 +14,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-import rfc8785
-
+from ledger.entry import jcs
 from market.core.errors import Unprocessable
 from market.core.types import rfc3339
 
@@ -25,14 +24,15 @@ CLOCK_SKEW = timedelta(minutes=5)
 
 
 def canonical(document: dict[str, Any]) -> bytes:
-    return rfc8785.dumps(document)
+    """RFC 8785 canonical JSON (``ledger.entry.jcs``: the C encoder where that is exact)."""
+    return jcs(document)
 
 
 def same(a: Any, b: Any) -> bool:
     """Equal as JSON values. Python's ``==`` is not: it holds ``True == 1`` and
     ``1 == 1.0``, so a document with ``true`` where the market wrote ``1`` would pass."""
     try:
-        return bool(rfc8785.dumps(a) == rfc8785.dumps(b))
+        return bool(jcs(a) == jcs(b))
     except Exception:  # noqa: BLE001 - a value JSON cannot hold equals nothing the market wrote
         return False
 

@@ -146,7 +146,7 @@ def test_parse_rejects_oversize_and_deep_nesting():
         parse_entry(b"[" * 30000 + b"]" * 30000)
 
 
-def test_non_ascii_entries_use_the_full_canonicaliser():
+def test_non_ascii_entries_are_canonical_too():
     entry, leaf = make(data={"name": "Zoë ☃", "\U0001f600": 1, "\ue000": 2, "ctl": "\x01\n\x7f"})
     assert leaf == rfc8785.dumps(entry)
     # UTF-16 order puts the astral key (surrogates D83D…) before U+E000, unlike code point order.
@@ -190,3 +190,37 @@ def test_parse_accepts_exactly_the_canonical_form(data):
     if pretty != leaf:
         with pytest.raises(MalformedError):
             parse_entry(pretty)
+
+
+# Keys and strings from every plane, control characters and lone surrogates included.
+_TEXT = st.text(st.characters(codec=None, min_codepoint=0, max_codepoint=0x10FFFF), max_size=12)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.floats(allow_nan=False) | _TEXT,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(_TEXT, inner, max_size=5),
+    max_leaves=30)
+
+
+def _either(fn, value):  # type: ignore[no-untyped-def]
+    try:
+        return ("ok", fn(value))
+    except Exception as exc:  # noqa: BLE001 - compared: the same refusal
+        return ("refused", type(exc))
+
+
+@settings(max_examples=600, deadline=None)
+@given(_JSON)
+def test_jcs_is_rfc8785_on_any_value(value) -> None:
+    """The C encoder's shortcut gives exactly the bytes rfc8785 gives, or refuses as it does."""
+    assert _either(E.jcs, value) == _either(rfc8785.dumps, value)
+
+
+@pytest.mark.parametrize("value", [
+    {"区": "福田", "b": ["南山", 1, None, True]},  # non-ASCII through the C encoder
+    {"\ue000": 1, "\U0001f600": 2},  # key order: UTF-16 puts the astral key first
+    {"s": "\x00\x1f\x7f\u2028\"\\"},  # escapes
+    {"n": 2**53},  # beyond the safe range
+    {"x": 1.5e21},  # floats
+    {"lone": "\ud800"},
+])
+def test_jcs_on_the_edges(value) -> None:
+    assert _either(E.jcs, value) == _either(rfc8785.dumps, value)
