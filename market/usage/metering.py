@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-import anyio.to_thread
 from sqlalchemy import and_, bindparam, func, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -38,13 +37,13 @@ from market.listings.models import Listing
 from market.registry.models import Asset
 from market.registry.tables import AssetTable, TableColumn
 from market.registry.tables import loaded as described_table
-from market.sandbox.engine import Column, QueryFailed, json_value
+from market.sandbox.engine import Column, QueryFailed, Wanted, json_value
 from market.trading import documents
 from market.trading.delivery import refusal
 from market.trading.models import Order, UsagePeriod
 from market.trading.orders import fee_of
 from market.trading.states import USAGE_PERIOD, PeriodStatus
-from market.usage import counts
+from market.usage import batches, counts
 from market.usage.models import UsageCall
 
 MAX_LOOKUP = 1000
@@ -227,11 +226,10 @@ async def lookup(ctx: Ctx, order_id: str, params: dict[str, str], limit: int) ->
     if left <= 0:
         raise _quota_used(quota, number, ends, ctx)
     shown = columns.shown
-    engine_column = Column(column.name, column.type, column.role)
+    wanted = Wanted(Column(column.name, column.type, column.role), value, tuple(shown), min(limit, left))
     async with described_table(ctx, metered.asset_id, metered.table) as loaded:
         try:
-            rows = await anyio.to_thread.run_sync(lambda: loaded.lookup(
-                engine_column, value, shown, min(limit, left), ctx.settings.sandbox_timeout_seconds))
+            rows = await batches.lookup(loaded, wanted, ctx.settings.sandbox_timeout_seconds)
         except QueryFailed as exc:
             raise Unprocessable(exc.detail, kind="bad-lookup",
                                 extra={"errors": [{"field": column.name, "message": exc.detail}]}) from None

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from market.sandbox.engine import Column, QueryFailed, TableMismatch, load
+from market.sandbox.engine import Column, QueryFailed, TableMismatch, Wanted, load
 from market.sandbox.noise import add_noise, figures
 from market.sandbox.rules import Columns, check
 
@@ -178,3 +178,42 @@ def test_random_allowed_queries_answer_what_a_recount_gives(table, groups, aggre
     got = [[str(v) if groups[i:i + 1] == ["day"] else v for i, v in enumerate(row)] for row in result.rows]
     assert sorted(map(repr, got)) == sorted(map(repr, expected)), sql
     assert result.suppressed_groups == suppressed, sql
+
+
+KEYED = [Column("card", "text", "key"), Column("n", "integer", "key"), Column("v", "integer", "measure")]
+KEYED_ROWS = [(f"C{i % 37:03d}", i % 23, i) for i in range(600)]
+
+
+@pytest.fixture(scope="module")
+def keyed():
+    lines = ["card,n,v"] + [",".join(str(x) for x in row) for row in KEYED_ROWS]
+    loaded = load(("\n".join(lines) + "\n").encode(), "csv", KEYED)
+    yield loaded
+    loaded.close()
+
+
+def _alone(table, one: Wanted) -> Any:
+    try:
+        return table.lookup(one.column, one.value, one.shown, one.limit, timeout=10)
+    except QueryFailed as exc:
+        return exc.reason
+
+
+_WANTED = st.one_of(
+    st.builds(lambda k, lim: Wanted(KEYED[0], f"C{k:03d}", ("card", "v"), lim),
+              st.integers(0, 40), st.integers(1, 20)),  # 37 keys and a few that match nothing
+    st.builds(lambda k, lim: Wanted(KEYED[1], k, ("v", "n"), lim),
+              st.sampled_from(["0", "7", "22", "99", "-1", "x", "1.5", ""]), st.integers(1, 30)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(_WANTED, max_size=40))
+def test_look_ups_asked_together_answer_as_each_alone(keyed, wanted) -> None:
+    """Batched (one query for those by the same key column) or not, each gets the rows it
+    would get alone, in the table's order, or fails as it would alone."""
+    together = keyed.lookup_many(wanted, timeout=10)
+    assert [r.reason if isinstance(r, QueryFailed) else r for r in together] == [_alone(keyed, w) for w in wanted]
+    for one, rows in zip(wanted, together, strict=True):
+        if one.column.name == "card" and not isinstance(rows, QueryFailed):  # the table's order, cut at the limit
+            expected = [[c, v] for c, _, v in KEYED_ROWS if c == one.value][:one.limit]
+            assert rows == expected
