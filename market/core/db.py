@@ -336,24 +336,35 @@ class PointReads:
     request pays no pool checkout, ``BEGIN`` or ``ROLLBACK`` (160 of the 230 µs such a
     read cost through a pooled connection). A statement on it never yields the loop
     midway, so requests share it one statement at a time. Meant for reads of a few rows
-    by key: a long one would hold the loop. PostgreSQL: a pooled connection, as any read.
+    by key: a long one would hold the loop. PostgreSQL: a pool of its own, of a fixed size
+    (requests wait for a connection rather than open and close one each, which is what the
+    shared pool's overflow did under load), in autocommit (the statement is the one round
+    trip: no ``BEGIN`` or ``ROLLBACK``) and without a ping before each use (a connection
+    found broken is dropped and the read tried once more on another).
     """
 
-    def __init__(self, read_engine: AsyncEngine) -> None:
-        self._pooled = read_engine
-        self._engine: AsyncEngine | None = None
-        if is_sqlite(read_engine):
-            url = read_engine.url.render_as_string(hide_password=False)
-            self._engine = make_engine(url, pool_size=1, max_overflow=0, in_loop=True).execution_options(
-                **{READ_ONLY: True, _NO_BEGIN: True})
+    def __init__(self, read_engine: AsyncEngine, pool_size: int = 8) -> None:
+        url = read_engine.url.render_as_string(hide_password=False)
         self._connection: AsyncConnection | None = None
         self._opening = asyncio.Lock()
+        if is_sqlite(read_engine):
+            self._pooled = read_engine
+            self._engine: AsyncEngine | None = make_engine(url, pool_size=1, max_overflow=0, in_loop=True) \
+                .execution_options(**{READ_ONLY: True, _NO_BEGIN: True})
+        else:
+            self._pooled = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=False,
+                                               isolation_level="AUTOCOMMIT")
+            self._engine = None
 
     async def one(self, statement: Executable, parameters: dict[str, Any]) -> Row[Any] | None:
         """The first row ``statement`` gives, or None."""
         if self._engine is None:
-            async with self._pooled.connect() as conn:
-                return (await conn.execute(statement, parameters)).first()
+            try:
+                return await self._pooled_one(statement, parameters)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+            return await self._pooled_one(statement, parameters)  # once more, on another connection
         connection = self._connection or await self._open(self._engine)
         try:
             return (await connection.execute(statement, parameters)).first()
@@ -362,8 +373,11 @@ class PointReads:
             # kept connection opened afresh next time.
             self._connection = None
             await connection.close()
-            async with self._pooled.connect() as conn:
-                return (await conn.execute(statement, parameters)).first()
+            return await self._pooled_one(statement, parameters)
+
+    async def _pooled_one(self, statement: Executable, parameters: dict[str, Any]) -> Row[Any] | None:
+        async with self._pooled.connect() as conn:
+            return (await conn.execute(statement, parameters)).first()
 
     async def _open(self, engine: AsyncEngine) -> AsyncConnection:
         async with self._opening:
@@ -379,6 +393,8 @@ class PointReads:
             self._connection = None
         if self._engine is not None:
             await self._engine.dispose()
+        else:
+            await self._pooled.dispose()
 
 
 def make_sessionmaker(engine: AsyncEngine) -> SessionMaker:
