@@ -415,3 +415,28 @@ async def test_connections_the_server_closed_are_replaced_unseen(databases, tmp_
             assert r.status_code == 201, r.text
         r = await app.client.get("/v1/accounts/me/tokens", headers=party.auth)
         assert r.status_code == 200 and len(r.json()["items"]) == 9
+
+
+async def test_dependencies_are_resolved_in_turn_with_their_clean_ups(client, parties: Parties, monkeypatch) -> None:
+    """No task group per request (market.web.dependencies): a route taking a session and the
+    caller works with task groups made impossible, its session is closed after it, and a
+    dependency's failure (no token) is still the answer."""
+    import litestar._kwargs.kwargs_model as kwargs_model
+
+    def no_task_groups(*_: Any, **__: Any) -> Any:
+        raise AssertionError("a task group was made to resolve dependencies")
+
+    monkeypatch.setattr(kwargs_model, "create_task_group", no_task_groups)
+    who = await parties.sign_up(["buyer"])
+    closed: list[int] = []
+    real_rollback = db.AsyncSession.rollback
+
+    async def rollback(session: Any) -> None:
+        closed.append(1)
+        await real_rollback(session)
+
+    monkeypatch.setattr(db.AsyncSession, "rollback", rollback)
+    r = await client.post("/v1/accounts/me/tokens", json={"label": "in turn"}, headers=who.auth)  # db and ctx
+    assert r.status_code == 201, r.text
+    assert closed, "the request's session was not closed after it"
+    assert_problem(await client.post("/v1/accounts/me/tokens", json={"label": "x"}), 401)

@@ -44,6 +44,7 @@ from market.trading.routes import OrderController, order_document, stripe_webhoo
 from market.usage.routes import USAGE_ROUTES
 from market.web import openapi
 from market.web.auth import Caller, provide_caller, provide_optional_caller
+from market.web.dependencies import resolve_in_turn
 from market.web.docs import doc_page
 from market.web.head import answer_head
 from market.web.index import market_index
@@ -261,6 +262,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     clock they can move forward.
     """
     configure_logging(settings.log_level)
+    resolve_in_turn()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
