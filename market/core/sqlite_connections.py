@@ -1,0 +1,149 @@
+"""SQLite connections for the event loop: aiosqlite's, with fewer hand-offs.
+
+``OneHopConnection`` runs each statement whole in one call to the connection's thread
+(the readers); ``InLoopConnection`` runs it at once in the event loop's thread (the
+writer, and the point reader of ``db.PointReads``). ``db.make_engine`` builds them.
+"""
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+
+import aiosqlite
+from sqlalchemy.util import await_only as await_
+
+
+class _RunNow:
+    """aiosqlite's request queue, answered at once in the caller's thread."""
+
+    def put_nowait(self, item: tuple[asyncio.Future[Any] | None, Callable[[], Any]]) -> None:
+        future, function = item
+        try:
+            result = function()
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller, as aiosqlite's thread does
+            if future is None:
+                raise
+            future.set_exception(exc)
+        else:
+            if future is not None:
+                future.set_result(result)
+
+
+class _OneHopCursor:
+    """What SQLAlchemy's aiosqlite adapter asks of a cursor, each statement in one call to
+    the connection's thread: the sqlite3 cursor is made, executed, read to the end and
+    closed there, and the rows kept here (the adapter reads every row of a statement at
+    once anyway). aiosqlite's own cursor takes four calls for the same (open, execute,
+    fetch, close), each a hand-off to its thread and back to the event loop."""
+
+    arraysize = 1
+
+    def __init__(self, connection: "OneHopConnection") -> None:
+        self._connection = connection
+        self._rows: list[Any] = []
+        self.description: Any = None
+        self.rowcount = -1
+        self.lastrowid: int | None = None
+
+    async def __aenter__(self) -> "_OneHopCursor":
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._rows = []
+
+    async def execute(self, sql: str, parameters: Any = None) -> "_OneHopCursor":
+        return await self._run(sql, parameters, many=False)
+
+    async def executemany(self, sql: str, parameters: Any) -> "_OneHopCursor":
+        return await self._run(sql, parameters, many=True)
+
+    async def _run(self, sql: str, parameters: Any, *, many: bool) -> "_OneHopCursor":
+        connection = self._connection
+
+        def run() -> tuple[list[Any], Any, int, int | None]:
+            cursor = connection._conn.cursor()
+            try:
+                if many:
+                    cursor.executemany(sql, parameters)
+                else:
+                    cursor.execute(sql, () if parameters is None else parameters)
+                rows = cursor.fetchall() if cursor.description else []
+                return rows, cursor.description, cursor.rowcount, cursor.lastrowid
+            finally:
+                cursor.close()
+
+        self._rows, self.description, self.rowcount, self.lastrowid = await connection._execute(run)
+        return self
+
+    async def fetchall(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        count = self.arraysize if size is None else size
+        rows, self._rows = self._rows[:count], self._rows[count:]
+        return rows
+
+    async def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    async def close(self) -> None:
+        self._rows = []
+
+
+class OneHopConnection(aiosqlite.Connection):
+    """aiosqlite's connection whose cursors run a statement in one call to its thread
+    (``_OneHopCursor``): a read session's statement is one hand-off to the thread and
+    back, not four. For the readers of SQLite (``make_engine``)."""
+
+    def __init__(self, connector: Callable[[], sqlite3.Connection], iter_chunk_size: int = 64) -> None:
+        super().__init__(connector, iter_chunk_size)
+        # As SQLAlchemy does for the connections it makes itself: a pooled connection never
+        # closed (a command's engine left undisposed) must not keep the interpreter from exiting.
+        self._thread.daemon = True
+
+    def cursor(self) -> _OneHopCursor:  # type: ignore[override]
+        return _OneHopCursor(self)
+
+
+class InLoopConnection(OneHopConnection):
+    """aiosqlite's connection without its thread: each call runs at once on the event
+    loop's thread, and an ``await`` of it completes without yielding to other tasks.
+
+    For the server's one writer connection (``make_engines``). A write transaction holds
+    SQLite's one write lock from ``BEGIN IMMEDIATE`` to ``COMMIT``; through a thread, each
+    of its statements was an ``await`` that put the transaction back in the event loop's
+    queue behind every other request's work, so the lock was held for all of that too.
+    In the loop's thread the transaction runs from begin to commit on its own CPU time.
+    It never waits in SQLite's busy handler, which would stop the loop: ``BEGIN
+    IMMEDIATE`` is retried after asynchronous sleeps (``_take_write_lock``), and once the
+    write lock is held nothing in WAL mode waits for another lock."""
+
+    def __init__(self, connector: Callable[[], sqlite3.Connection]) -> None:
+        super().__init__(connector, 64)
+        self._tx = _RunNow()  # type: ignore[assignment]
+
+    def __await__(self) -> Generator[Any, None, "InLoopConnection"]:
+        return self._connect().__await__()  # type: ignore[return-value]
+
+
+# How long a writer waits for another process's write lock (SQLite's busy timeout).
+BUSY_TIMEOUT = 30.0
+
+
+def take_write_lock(driver: Any, sql: str) -> None:
+    """``BEGIN IMMEDIATE`` on an in-loop connection: SQLITE_BUSY is retried after an
+    asynchronous sleep (growing to 50 ms) until ``BUSY_TIMEOUT``, so the loop runs on."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    pause = 0.001
+    while True:
+        try:
+            await_(driver.execute(sql))
+            return
+        except sqlite3.OperationalError as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
+                raise
+        await_(asyncio.sleep(pause))
+        pause = min(2 * pause, 0.05)
