@@ -191,9 +191,9 @@ async def _checked(ctx: Ctx, order_id: str) -> _Metered:
     if row.overdue is not None:
         raise Conflict(f"the charge of period {row.overdue} of order {row.id} is unpaid past the grace period; "
                        "access stops until it is paid", kind="charge-overdue")
+    table = _TableSeen(row.table_revision, row.table_format, row.table_columns, row.epsilon_budget, row.table_sha256)
     return _Metered(order_id=row.id, asset_id=row.asset_id, currency=row.currency,
-                    start=row.settled_at or row.created_at, plan=plan, table=_TableSeen(row.table_revision, row.table_format, row.table_columns,
-                                                row.epsilon_budget, row.table_sha256),
+                    start=row.settled_at or row.created_at, plan=plan, table=table,
                     latest_period=row.latest_period, latest_records=row.latest_records or 0)
 
 
