@@ -96,7 +96,11 @@ def _plain(obj: Any) -> bool:
     """Whether ``obj`` holds only what the C encoder writes exactly as JCS does (exact types:
     objects with string keys, arrays, strings, booleans, null, integers in the safe range)."""
     stack = [obj]
+    budget = 1_000_000  # a value that refers to itself never ends: rfc8785 refuses it
     while stack:
+        budget -= 1
+        if budget < 0:
+            return False
         value = stack.pop()
         kind = type(value)
         if kind is str or kind is bool or value is None:

@@ -9,6 +9,7 @@ limit. The rules (:mod:`market.sandbox.rules`) decide what may run; the lock hol
 they were wrong.
 """
 
+import contextlib
 import io
 import threading
 import time
@@ -174,13 +175,15 @@ class _Watchdog:
         self._thread: threading.Thread | None = None
 
     def watch(self, cursor: duckdb.DuckDBPyConnection, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
         with self._lock:
+            soonest = min((d for d, _ in self._watched.values()), default=None)
             self._next += 1
-            self._watched[self._next] = (time.monotonic() + timeout, cursor)
+            self._watched[self._next] = (deadline, cursor)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="sandbox-watchdog", daemon=True)
                 self._thread.start()
-            elif len(self._watched) == 1:
+            elif soonest is None or deadline < soonest:  # it sleeps until the soonest it knew
                 self._lock.notify()
             return self._next
 
@@ -197,7 +200,8 @@ class _Watchdog:
                 now = time.monotonic()
                 overdue = [cursor for deadline, cursor in self._watched.values() if deadline <= now]
                 for cursor in overdue:
-                    cursor.interrupt()
+                    with contextlib.suppress(duckdb.Error):  # (a cursor closed meanwhile)
+                        cursor.interrupt()
                 soonest = min(deadline for deadline, _ in self._watched.values())
                 self._lock.wait(0.01 if overdue else max(0.001, min(soonest - now, 1.0)))
 

@@ -9,6 +9,7 @@ same key column (``Loaded.lookup_many``), each answered exactly as alone.
 """
 
 import asyncio
+import contextlib
 import weakref
 from typing import Any
 
@@ -16,11 +17,23 @@ import anyio.to_thread
 
 from market.sandbox.engine import Loaded, QueryFailed, Wanted
 
+_Waiting = tuple[Wanted, float, "asyncio.Future[list[list[Any]]]"]
+
+
+def _fail(waiting: list[_Waiting], exc: BaseException) -> None:
+    for _, _, answer in waiting:
+        if answer.done():
+            continue
+        if isinstance(exc, asyncio.CancelledError):
+            answer.cancel()
+        else:
+            answer.set_exception(exc)
+
 
 class _Batches:
     def __init__(self, table: Loaded) -> None:
-        self._table = table
-        self._waiting: list[tuple[Wanted, float, asyncio.Future[list[list[Any]]]]] = []
+        self._table = weakref.ref(table)  # (kept in a dictionary keyed weakly by the table)
+        self._waiting: list[_Waiting] = []
         self._running = False
 
     async def lookup(self, wanted: Wanted, timeout: float) -> list[list[Any]]:
@@ -29,28 +42,46 @@ class _Batches:
         if not self._running:
             self._running = True
             asyncio.get_running_loop().create_task(self._answer_all())
-        return await answer
+        try:
+            return await asyncio.shield(answer)
+        except asyncio.CancelledError:
+            # As a thread is not abandoned: the caller keeps the table in use (and open)
+            # until DuckDB is done with this look-up.
+            while not answer.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([answer])
+            if not answer.cancelled():
+                answer.exception()  # (retrieved: nobody else will)
+            raise
 
     async def _answer_all(self) -> None:
+        batch: list[_Waiting] = []
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
+                table = self._table()
+                if table is None:  # (cannot happen while callers hold it in use)
+                    _fail(batch, RuntimeError("the table was closed"))
+                    continue
                 timeout = max(timeout for _, timeout, _ in batch)
                 try:
                     answers = await anyio.to_thread.run_sync(
-                        self._table.lookup_many, [wanted for wanted, _, _ in batch], timeout)
-                except BaseException as exc:  # the thread itself failed: each waiting look-up raises it
-                    for _, _, answer in batch:
-                        if not answer.done():
-                            answer.set_exception(exc)
-                    raise
+                        table.lookup_many, [wanted for wanted, _, _ in batch], timeout)
+                except Exception as exc:  # noqa: BLE001 - the batch's look-ups raise it; the rest go on
+                    _fail(batch, exc)
+                    continue
                 for (_, _, answer), rows in zip(batch, answers, strict=True):
-                    if answer.done():  # its request went away
+                    if answer.done():
                         continue
                     if isinstance(rows, QueryFailed):
                         answer.set_exception(rows)
                     else:
                         answer.set_result(rows)
+                batch = []
+        except BaseException as exc:  # cancelled (the loop is closing): nobody is left to answer them
+            _fail(batch + self._waiting, exc)
+            self._waiting = []
+            raise
         finally:
             self._running = False
 

@@ -66,7 +66,7 @@ class Counts:
     """The counts of one engine's look-ups, written by one task, a transaction at a time."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+        self._engine = weakref.ref(engine)  # (kept in a dictionary keyed weakly by the engine)
         self._waiting: list[Call] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -78,19 +78,37 @@ class Counts:
         return await call.counted
 
     async def _write_all(self) -> None:
-        while self._waiting:
-            calls, self._waiting = self._waiting, []
-            try:
-                async with self._engine.begin() as conn:
-                    answers = await _write(conn, calls)
-            except Exception as exc:  # noqa: BLE001 - each waiting request raises it
-                for call in calls:
+        calls: list[Call] = []
+        try:
+            while self._waiting:
+                calls, self._waiting = self._waiting, []
+                engine = self._engine()
+                try:
+                    if engine is None:  # (cannot happen while requests use it)
+                        raise RuntimeError("the database engine was disposed")
+                    async with engine.begin() as conn:
+                        answers = await _write(conn, calls)
+                except Exception as exc:  # noqa: BLE001 - each waiting request raises it
+                    _fail(calls, exc)
+                    continue
+                for call, answer in zip(calls, answers, strict=True):
                     if not call.counted.done():
-                        call.counted.set_exception(exc)
-                continue
-            for call, answer in zip(calls, answers, strict=True):
-                if not call.counted.done():
-                    call.counted.set_result(answer)
+                        call.counted.set_result(answer)
+                calls = []
+        except BaseException as exc:  # cancelled (the loop is closing): nobody is left to answer them
+            _fail(calls + self._waiting, exc)
+            self._waiting = []
+            raise
+
+
+def _fail(calls: list[Call], exc: BaseException) -> None:
+    for call in calls:
+        if call.counted.done():
+            continue
+        if isinstance(exc, asyncio.CancelledError):
+            call.counted.cancel()
+        else:
+            call.counted.set_exception(exc)
 
 
 _COUNTS: "weakref.WeakKeyDictionary[AsyncEngine, Counts]" = weakref.WeakKeyDictionary()
@@ -109,7 +127,9 @@ async def _write(conn: AsyncConnection, calls: list[Call]) -> list[int | None]:
     by_period: dict[Period, list[int]] = defaultdict(list)
     for i, call in enumerate(calls):
         by_period[call.period].append(i)
-    for period, indexes in by_period.items():
+    # Periods in one order whoever writes (several processes, the clock closing periods), so
+    # that two transactions never wait for each other's rows.
+    for period, indexes in sorted(by_period.items(), key=lambda item: (item[0].order_id, item[0].number)):
         group = [calls[i] for i in indexes]
         counted = await _count(conn, period, group)
         if counted is None:  # the period's first calls: its row is made
