@@ -17,8 +17,8 @@ Routes: ``/health`` (the bare route), ``GET /v1/accounts/me``, ``GET /v1/assets?
 - ``list_vs_bare``: assets?limit=50 / health. Goal >= 0.1.
 - ``write_vs_bare``: POST tokens / health. Goal >= 0.1.
 
-The load generator is a small HTTP/1.1 client on raw asyncio sockets (uvloop when
-installed), run in ``--clients`` separate processes so that it is not what limits the
+The load generator (``bench/load.py``, shared by the benchmarks) is a small HTTP/1.1
+client on raw asyncio sockets (uvloop when installed), run in ``--clients`` separate processes so that it is not what limits the
 figures; it reports its own CPU use next to the figures. Rate limits are set far
 above anything the benchmark sends (``MARKET_RATE_LIMIT_*`` in the server's
 environment), so they never answer 429 here; any non-2xx answer is counted and
@@ -47,6 +47,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import load  # noqa: E402
+
 GOALS = {"read_vs_bare": 0.3, "list_vs_bare": 0.1, "write_vs_bare": 0.1}
 HIGH_LIMIT = "100000000"
 
@@ -56,76 +61,6 @@ def say(msg: str) -> None:
 
 
 # --- the load generator --------------------------------------------------------------
-
-
-class _Conn(asyncio.Protocol):
-    """One keep-alive connection sending ``request`` again as soon as each answer is in."""
-
-    def __init__(self, request: bytes, stats: dict[str, Any], done: asyncio.Future[None]) -> None:
-        self.request, self.stats, self.done = request, stats, done
-        self.buf = bytearray()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.transport.write(self.request)  # type: ignore[union-attr]
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(self.buf[:end]).lower()
-            at = head.find(b"\r\ncontent-length:")
-            if at < 0:
-                raise RuntimeError("response without Content-Length")
-            line_end = head.find(b"\r\n", at + 2)
-            length = int(head[at + 17:line_end if line_end > 0 else len(head)])
-            total = end + 4 + length
-            if len(self.buf) < total:
-                return
-            status = int(head[9:12])
-            del self.buf[:total]
-            if self.stats["counting"]:
-                self.stats["ok" if 200 <= status < 300 else "bad"] += 1
-                if not 200 <= status < 300:
-                    self.stats["statuses"][status] = self.stats["statuses"].get(status, 0) + 1
-            if self.stats["stop"]:
-                self.transport.close()  # type: ignore[union-attr]
-                return
-            self.transport.write(self.request)  # type: ignore[union-attr]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done.done():
-            self.done.set_result(None)
-
-
-async def _load(port: int, request: bytes, connections: int, warmup: float, seconds: float) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    stats: dict[str, Any] = {"ok": 0, "bad": 0, "statuses": {}, "counting": False, "stop": False}
-    dones = [loop.create_future() for _ in range(connections)]
-    for done in dones:
-        await loop.create_connection(lambda d=done: _Conn(request, stats, d), "127.0.0.1", port)  # type: ignore[misc]
-    await asyncio.sleep(warmup)
-    stats["counting"] = True
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    await asyncio.sleep(seconds)
-    stats["counting"] = False
-    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    stats["stop"] = True
-    await asyncio.wait_for(asyncio.gather(*dones), timeout=30)
-    return {"ok": stats["ok"], "bad": stats["bad"], "statuses": stats["statuses"], "elapsed": elapsed, "cpu": cpu}
-
-
-def _load_process(args: tuple[int, bytes, int, float, float]) -> dict[str, Any]:
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    return asyncio.run(_load(*args))
 
 
 def http_request(method: str, path: str, token: str | None = None, body: bytes | None = None) -> bytes:
@@ -139,17 +74,7 @@ def http_request(method: str, path: str, token: str | None = None, body: bytes |
 
 def measure(pool: Any, port: int, request: bytes, args: argparse.Namespace) -> dict[str, Any]:
     """Requests/s of ``request`` under ``args.connections`` connections spread over the client processes."""
-    share = [args.connections // args.clients + (i < args.connections % args.clients) for i in range(args.clients)]
-    parts = pool.map(_load_process, [(port, request, n, args.warmup, args.seconds) for n in share if n])
-    ok = sum(p["ok"] for p in parts)
-    bad = sum(p["bad"] for p in parts)
-    statuses: dict[int, int] = {}
-    for p in parts:
-        for code, n in p["statuses"].items():
-            statuses[code] = statuses.get(code, 0) + n
-    elapsed = max(p["elapsed"] for p in parts)
-    return {"rps": ok / elapsed, "bad": bad, "statuses": statuses,
-            "client_cpu": sum(p["cpu"] for p in parts) / elapsed}
+    return load.measure(pool, port, [request], args, args.seconds)
 
 
 # --- the server and its data ---------------------------------------------------------
