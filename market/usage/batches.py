@@ -16,18 +16,9 @@ from typing import Any
 import anyio.to_thread
 
 from market.sandbox.engine import Loaded, QueryFailed, Wanted
+from market.usage.counts import fail
 
 _Waiting = tuple[Wanted, float, "asyncio.Future[list[list[Any]]]"]
-
-
-def _fail(waiting: list[_Waiting], exc: BaseException) -> None:
-    for _, _, answer in waiting:
-        if answer.done():
-            continue
-        if isinstance(exc, asyncio.CancelledError):
-            answer.cancel()
-        else:
-            answer.set_exception(exc)
 
 
 class _Batches:
@@ -61,14 +52,14 @@ class _Batches:
                 batch, self._waiting = self._waiting, []
                 table = self._table()
                 if table is None:  # (cannot happen while callers hold it in use)
-                    _fail(batch, RuntimeError("the table was closed"))
+                    fail((answer for _, _, answer in batch), RuntimeError("the table was closed"))
                     continue
                 timeout = max(timeout for _, timeout, _ in batch)
                 try:
                     answers = await anyio.to_thread.run_sync(
                         table.lookup_many, [wanted for wanted, _, _ in batch], timeout)
                 except Exception as exc:  # noqa: BLE001 - the batch's look-ups raise it; the rest go on
-                    _fail(batch, exc)
+                    fail((answer for _, _, answer in batch), exc)
                     continue
                 for (_, _, answer), rows in zip(batch, answers, strict=True):
                     if answer.done():
@@ -79,7 +70,7 @@ class _Batches:
                         answer.set_result(rows)
                 batch = []
         except BaseException as exc:  # cancelled (the loop is closing): nobody is left to answer them
-            _fail(batch + self._waiting, exc)
+            fail((answer for _, _, answer in batch + self._waiting), exc)
             self._waiting = []
             raise
         finally:

@@ -11,6 +11,7 @@ order they came, so those that fit are counted and the rest refused.
 import asyncio
 import weakref
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -89,26 +90,27 @@ class Counts:
                     async with engine.begin() as conn:
                         answers = await _write(conn, calls)
                 except Exception as exc:  # noqa: BLE001 - each waiting request raises it
-                    _fail(calls, exc)
+                    fail((call.counted for call in calls), exc)
                     continue
                 for call, answer in zip(calls, answers, strict=True):
                     if not call.counted.done():
                         call.counted.set_result(answer)
                 calls = []
         except BaseException as exc:  # cancelled (the loop is closing): nobody is left to answer them
-            _fail(calls + self._waiting, exc)
+            fail((call.counted for call in calls + self._waiting), exc)
             self._waiting = []
             raise
 
 
-def _fail(calls: list[Call], exc: BaseException) -> None:
-    for call in calls:
-        if call.counted.done():
+def fail(waiting: Iterable["asyncio.Future[Any]"], exc: BaseException) -> None:
+    """Answer every future still waiting with ``exc`` (cancelled, when that is what ``exc`` is)."""
+    for future in waiting:
+        if future.done():
             continue
         if isinstance(exc, asyncio.CancelledError):
-            call.counted.cancel()
+            future.cancel()
         else:
-            call.counted.set_exception(exc)
+            future.set_exception(exc)
 
 
 _COUNTS: "weakref.WeakKeyDictionary[AsyncEngine, Counts]" = weakref.WeakKeyDictionary()

@@ -59,12 +59,8 @@ def _plan_of(text: str) -> dict[str, Any]:
     return dict(json.loads(text))
 
 
-def period_at(order: Order, now: datetime) -> tuple[int, datetime, datetime]:
-    """(number, start, end) of the period ``now`` falls in, counted from the order's settlement."""
-    return _period_at(order.settled_at or order.created_at, _plan(order), now)
-
-
 def _period_at(start: datetime, plan: dict[str, Any], now: datetime) -> tuple[int, datetime, datetime]:
+    """(number, start, end) of the period ``now`` falls in, counted from the order's settlement (``start``)."""
     length = timedelta(days=int(plan.get("period_days") or 30))
     number = max(0, int((now - start) / length))
     return number + 1, start + number * length, start + (number + 1) * length
