@@ -3,7 +3,7 @@
 from sqlmodel import SQLModel
 
 from ledger.store import CheckpointRow, Cosignature, Leaf, PendingEntry, Tile
-from market.accounts.models import Account, AccountKey, ApiToken
+from market.accounts.models import Account, AccountKey, ApiToken, TokenCount
 from market.core.audit import TradeDocument
 from market.core.idempotency import IdempotencyRecord
 from market.core.memo import ChangeEpoch
@@ -32,7 +32,7 @@ from market.usage.models import SandboxQuery, UsageCall
 metadata = SQLModel.metadata
 
 __all__ = [
-    "Account", "AccountKey", "ApiToken", "CheckpointRow", "Cosignature", "IdempotencyRecord", "Leaf",
+    "Account", "AccountKey", "ApiToken", "TokenCount", "CheckpointRow", "Cosignature", "IdempotencyRecord", "Leaf",
     "PendingEntry", "Tile", "metadata", "Asset", "AssetRevision", "Objection", "RegistrationCounter", "Transfer",
     "Listing", "ListingDoc", "ListingTerms", "Delivery", "DeliveryBatch", "Dispute", "Order", "PaymentReturn", "Payout",
     "Refusal", "TradeDocument",

@@ -43,6 +43,18 @@ class ApiToken(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+class TokenCount(SQLModel, table=True):
+    """How many live (unrevoked) API tokens an account holds: the cap
+    (``MARKET_MAX_TOKENS_PER_ACCOUNT``) is checked on this one row, whatever the
+    account's history, and on PostgreSQL its row lock makes two requests at once take
+    turns for the last free place."""
+
+    __tablename__ = "token_counts"
+
+    account_id: str = Field(primary_key=True, foreign_key="accounts.id", max_length=40)
+    live: int = Field(default=0)
+
+
 class AccountKey(SQLModel, table=True):
     __tablename__ = "account_keys"
 

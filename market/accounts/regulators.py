@@ -16,7 +16,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.enrollment import Enrollment, authority_id
-from market.accounts.models import Account, AccountKey, ApiToken, RegulatorEnrollment
+from market.accounts.models import Account, AccountKey, ApiToken, RegulatorEnrollment, TokenCount
 from market.accounts.schemas import AccountStatus, Role
 from market.core import audit
 from market.core.context import Ctx
@@ -44,6 +44,7 @@ async def create_regulator(session: AsyncSession, ctx: Ctx, enrollment: Enrollme
     session.add(key)
     session.add(ApiToken(id=new_id("tok"), account_id=account.id, token_hash=hash_token(token), label="enrollment",
                          created_at=now))
+    session.add(TokenCount(account_id=account.id, live=1))
     await session.flush()
     session.add(RegulatorEnrollment(id=new_id("enr"), account_id=account.id, key_id=key.id,
                                     authority=enrollment.authority, enrollment=json.dumps(enrollment.file()),

@@ -1,12 +1,12 @@
 """Account rules: sign-up, KYC verification, signing keys and API tokens (no HTTP)."""
 
-from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy import bindparam, insert, literal_column, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts import access
-from market.accounts.models import Account, AccountKey, ApiToken
+from market.accounts.models import Account, AccountKey, ApiToken, TokenCount
 from market.accounts.schemas import (
     STAFF_ROLES,
     AccountCreate,
@@ -103,6 +103,7 @@ async def create_account(
         created_at=now,
     )
     session.add(account)
+    session.add(TokenCount(account_id=account.id, live=1))
     _, token = await _issue_token(session, ctx, account.id, "sign-up")
     try:
         await session.flush()
@@ -196,13 +197,16 @@ async def revoke_key(session: AsyncSession, ctx: Ctx, key_id: str) -> None:
     await ctx.services.events.publish(session, ctx, KeyRevoked(key))
 
 
-# A token made by its account: each statement built once. PostgreSQL locks the account's row
-# so that two requests at once cannot both take the last free place; SQLite's writers take
-# turns already, so there the lock would be a statement for nothing.
+# A token made by its account: each statement built once. The account's live tokens are
+# counted on its row of ``token_counts``: taking a place is one ``UPDATE`` whatever the
+# account's history (counting its tokens grew with them), and on PostgreSQL that row's
+# lock makes two requests at once take turns for the last free place.
 _TOKENS = table_of(ApiToken)
-_LOCK_ACCOUNT = select(table_of(Account).c.id).where(table_of(Account).c.id == bindparam("account")).with_for_update()
-_LIVE_TOKENS = (select(func.count()).select_from(_TOKENS)
-                .where(_TOKENS.c.account_id == bindparam("account"), _TOKENS.c.revoked_at.is_(None)))
+_COUNTS = table_of(TokenCount)
+_TAKE_PLACE = (update(_COUNTS).where(_COUNTS.c.account_id == bindparam("account"), _COUNTS.c.live < bindparam("cap"))
+               .values(live=_COUNTS.c.live + literal_column("1")).returning(_COUNTS.c.live))
+_LIVE_TOKENS = select(_COUNTS.c.live).where(_COUNTS.c.account_id == bindparam("account"))
+_FREE_PLACE = update(_COUNTS).where(_COUNTS.c.account_id == bindparam("account")).values(live=_COUNTS.c.live - literal_column("1"))
 _ADD_TOKEN = insert(_TOKENS)
 
 
@@ -211,11 +215,10 @@ async def create_token(session: AsyncSession, ctx: Ctx, label: str | None) -> tu
     sign-up token can be replaced before KYC). At most ``MARKET_MAX_TOKENS_PER_ACCOUNT``
     live (unrevoked) tokens: 409 ``too-many-tokens`` beyond, nothing created."""
     account_id = ctx.user.id
-    if session.get_bind().dialect.name != "sqlite":
-        await session.execute(_LOCK_ACCOUNT, {"account": account_id})
-    live = (await session.execute(_LIVE_TOKENS, {"account": account_id})).scalar_one()
     cap = ctx.settings.max_tokens_per_account
-    if live >= cap:
+    taken = (await session.execute(_TAKE_PLACE, {"account": account_id, "cap": cap})).scalar_one_or_none()
+    if taken is None:
+        live = (await session.execute(_LIVE_TOKENS, {"account": account_id})).scalar_one()
         raise Conflict(f"the account holds {live} live tokens, the most allowed is {cap}; "
                        "revoke one (DELETE /v1/accounts/me/tokens/{id}) first", kind="too-many-tokens")
     token = new_token()
@@ -237,5 +240,9 @@ async def revoke_token(session: AsyncSession, ctx: Ctx, token_id: str) -> None:
         raise NotFound(f"no token {token_id}")
     if token.revoked_at is not None:
         raise InvalidTransition(f"token {token_id}", "revoked", "revoking")
-    token.revoked_at = ctx.now
-    session.add(token)
+    # Race-safe: of two revocations at once, one frees the place and the other is 409.
+    result = await session.execute(update(_TOKENS).where(_TOKENS.c.id == token_id, _TOKENS.c.revoked_at.is_(None))
+                                   .values(revoked_at=ctx.now))
+    if rowcount(result) != 1:
+        raise InvalidTransition(f"token {token_id}", "revoked", "revoking")
+    await session.execute(_FREE_PLACE, {"account": token.account_id})

@@ -76,7 +76,7 @@ class Watch:
 # What the public asset list shows is read from the registry's tables; rather than
 # list them (and miss the next one), every table counts but those below, which no
 # asset shown depends on and which change all the time.
-NOT_ASSET_TABLES = frozenset({"api_tokens", "account_keys", "idempotency_records", "ledger_pending", "ledger_leaves",
+NOT_ASSET_TABLES = frozenset({"api_tokens", "token_counts", "account_keys", "idempotency_records", "ledger_pending", "ledger_leaves",
                          "ledger_tiles", "ledger_checkpoints", "ledger_cosignatures", "alembic_version",
                          # Trading and oversight: nothing a public asset or listing shows depends on them,
                          # and they change with every trade.
