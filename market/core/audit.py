@@ -14,11 +14,12 @@ import secrets
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import rfc8785
-from sqlalchemy import Column, Text
+from sqlalchemy import Column, Text, insert
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from ledger.entry import jcs
+from market.core.db import table_of
 from market.core.types import UTCDateTime, utcnow
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ class TradeDocument(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+_KEEP = insert(table_of(TradeDocument))
+
 SALTED_SUFFIX = "_salted_sha256"  # the keys (in entry data or a document) naming salted documents
 
 
@@ -87,9 +90,11 @@ async def keep_salted(session: AsyncSession, subject: str, type: str,
     """Salt ``document``, keep it, and return ``(its hex SHA-256, the salted document)``;
     ``salted`` for the digest alone."""
     full = salt_document(type, subject, document)
-    canonical = rfc8785.dumps(full)
+    canonical = jcs(full)
     digest = hashlib.sha256(canonical).hexdigest()
-    session.add(TradeDocument(subject=subject, type=type, document=canonical.decode(), document_sha256=digest))
+    # Core, not the unit of work: the row is inserted now, in the order the documents come.
+    await session.execute(_KEEP, {"subject": subject, "type": type, "document": canonical.decode(),
+                                  "document_sha256": digest, "created_at": utcnow()})
     return digest, full
 
 
@@ -108,7 +113,7 @@ async def salted(session: AsyncSession, subject: str, type: str, document: dict[
 def document_digest(document: Any) -> str:
     """Hex SHA-256 of the RFC 8785 canonical JSON of ``document``: how a signed document
     or a not-yet-public detail is put on the ledger (docs/LEDGER.md §2 ``document_sha256``)."""
-    return hashlib.sha256(rfc8785.dumps(document)).hexdigest()
+    return hashlib.sha256(jcs(document)).hexdigest()
 
 
 async def record(session: AsyncSession, ctx: "Ctx", type: str, subject: str, actor: str,

@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import audit
 from market.core.context import Ctx
-from market.core.db import rowcount
+from market.core.db import rowcount, table_of
 from market.core.errors import Conflict, Forbidden, InvalidTransition
 from market.core.events import Moved
 
@@ -73,6 +74,10 @@ class Machine:
         self.transitions = dict(transitions)
         self.subject = subject
         self.created = created
+        self._table = table_of(model)
+        self._columns = tuple(c.key for c in self._table.columns)
+        self._insert = insert(self._table)
+        self._updates: dict[frozenset[str], Any] = {}
 
     # -- the table, pure ----------------------------------------------------------------
 
@@ -116,11 +121,15 @@ class Machine:
     # -- writes ---------------------------------------------------------------------------
 
     async def create(self, session: AsyncSession, row: Any, ctx: Ctx, data: dict[str, Any]) -> dict[str, Any] | None:
-        """Insert ``row`` in the initial state and append the ``created`` entry."""
+        """Insert ``row`` in the initial state and append the ``created`` entry. The row is
+        inserted by one prebuilt statement (not the unit of work) and then belongs to the
+        session as if just read."""
         row.status = self.initial
         row.version = 0
+        await _pending_first(session)
+        await session.execute(self._insert, {c: getattr(row, c) for c in self._columns})
+        make_transient_to_detached(row)
         session.add(row)
-        await session.flush()
         if self.created is None:
             return None
         return await audit.record(session, ctx, self.created, self.subject(row), ctx.actor, data)
@@ -146,10 +155,9 @@ class Machine:
 
     async def _update(self, session: AsyncSession, row: Any, values: dict[str, Any]) -> None:
         seen = row.version
-        model = self.model
-        result = await session.execute(
-            update(model).where(model.id == row.id, model.version == seen).values(version=seen + 1, **values)
-        )
+        await _pending_first(session)
+        result = await session.execute(self._update_of(frozenset(values)),
+                                       {**values, "_id": row.id, "_seen": seen, "version": seen + 1})
         if rowcount(result) != 1:
             raise Conflict(f"{self.kind} {row.id} changed since it was read; read it again and retry",
                            kind="concurrent-update")
@@ -157,3 +165,22 @@ class Machine:
         # without marking it dirty (nothing is flushed twice).
         for name, value in {**values, "version": seen + 1}.items():
             set_committed_value(row, name, value)
+
+    def _update_of(self, names: frozenset[str]) -> Any:
+        """``UPDATE … SET version, <names> WHERE id = :_id AND version = :_seen``, built once
+        per set of columns with typed bound parameters (a statement built per call cost
+        more than running it: its cache key walks every value)."""
+        stmt = self._updates.get(names)
+        if stmt is None:
+            table = self._table
+            stmt = (update(table).where(table.c.id == bindparam("_id"), table.c.version == bindparam("_seen"))
+                    .values({table.c[n]: bindparam(n, type_=table.c[n].type) for n in (*sorted(names), "version")}))
+            self._updates[names] = stmt
+        return stmt
+
+
+async def _pending_first(session: AsyncSession) -> None:
+    """Flush what the session holds unwritten, so that a Core statement runs after it
+    (as an ORM statement would, by autoflush)."""
+    if session.new or session.dirty or session.deleted:
+        await session.flush()

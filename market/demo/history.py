@@ -145,7 +145,7 @@ class _Maker:
                                            "payment_method": "free" if offer.model == "free" else "bank_transfer"})
 
         async def work(session: AsyncSession) -> None:
-            order = await orders.place(session, self.ctx(self.callers[trade.buyer]), data)
+            order, _ = await orders.place(session, self.ctx(self.callers[trade.buyer]), data)
             self.orders[id(trade)] = order.id
             self.settled(order)
 

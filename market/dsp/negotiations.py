@@ -146,7 +146,7 @@ async def request(session: AsyncSession, ctx: Ctx, message: Any) -> DspNegotiati
                          listing_id=listing.id, plan_id=plan_id, purpose=purpose or licence["purposes"][0],
                          status=N.REQUESTED, callback_address=address.strip(), created_at=ctx.now,
                          updated_at=ctx.now)
-    order = await orders.place(session, ctx, OrderCreate(
+    order, _ = await orders.place(session, ctx, OrderCreate(
         listing_id=listing.id, plan_id=plan_id, purpose=row.purpose,
         payment_method=PAYMENT_METHOD.get(plan["model"], "bank_transfer")))
     row.order_id = order.id

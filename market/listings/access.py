@@ -10,10 +10,11 @@
 - Plans: a private plan is shown to its named buyers, the holder and staff only.
 """
 
+import functools
 import json
 from typing import Any
 
-from sqlalchemy import and_, exists, false, or_, select, true
+from sqlalchemy import and_, bindparam, exists, false, or_, select, true
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -54,8 +55,15 @@ def orderable_clause() -> Any:
     return and_(col(Listing.status) == ListingStatus.active, col(Listing.frozen) == false(), asset_ok, holder_ok)
 
 
+@functools.cache
+def _orderable() -> Any:
+    # Built once (on first use: the models' tables must all be defined): a statement built
+    # per call walked its whole clause for a cache key each time.
+    return select(col(Listing.id)).where(col(Listing.id) == bindparam("listing"), orderable_clause())
+
+
 async def is_orderable(session: AsyncSession, listing_id: str) -> bool:
-    found = await session.execute(select(col(Listing.id)).where(col(Listing.id) == listing_id, orderable_clause()))
+    found = await session.execute(_orderable(), {"listing": listing_id})
     return found.first() is not None
 
 
@@ -86,15 +94,20 @@ async def load_for_holder(session: AsyncSession, listing_id: str, caller: Caller
     return listing
 
 
-async def hold(session: AsyncSession, listing: Listing) -> bool:
+async def hold(session: AsyncSession, listing: Listing) -> Asset | None:
     """Keep the listing, its asset and its holder as they are until this transaction ends:
     on PostgreSQL a share lock (concurrent orders proceed; a pause, freeze, transfer or
-    suspension waits for them). SQLite runs one writer at a time: nothing to do there.
-    Returns whether rows were locked (and so should be read again)."""
+    suspension waits for them), the listing and its asset read again under it in the same
+    statement (``listing`` is updated in place; the asset is returned). SQLite runs one
+    writer at a time: nothing to do there, and None is returned."""
     if session.get_bind().dialect.name == "sqlite":
-        return False
-    await session.execute(
-        select(col(Listing.id), col(Asset.id), col(Account.id)).join(Asset, col(Asset.id) == col(Listing.asset_id))
-        .join(Account, col(Account.id) == col(Listing.provider_id)).where(col(Listing.id) == listing.id)
-        .with_for_update(read=True))
-    return True
+        return None
+    row = (await session.execute(_held(), {"listing": listing.id}, execution_options={"populate_existing": True})).one()
+    return row[1]
+
+
+@functools.cache
+def _held() -> Any:
+    return (select(Listing, Asset).join(Asset, col(Asset.id) == col(Listing.asset_id))
+            .join(Account, col(Account.id) == col(Listing.provider_id)).where(col(Listing.id) == bindparam("listing"))
+            .with_for_update(read=True))

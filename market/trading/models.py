@@ -17,6 +17,9 @@ class Order(SQLModel, table=True):
     __tablename__ = "orders"
     __table_args__ = (
         Index("ix_orders_buyer_created", "buyer_id", "id"),
+        # The order_burst rule reads a buyer's orders of the last window, oldest first, a
+        # few at most: a range of this index, however many orders the buyer ever placed.
+        Index("ix_orders_buyer_created_at", "buyer_id", "created_at", "id"),
         Index("ix_orders_provider_created", "provider_id", "id"),
         Index("ix_orders_status_expires", "status", "expires_at"),
     )

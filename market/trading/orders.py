@@ -16,7 +16,6 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts import signatures
-from market.accounts.models import Account
 from market.accounts.schemas import Role
 from market.core import audit, signing
 from market.core.context import Ctx
@@ -32,6 +31,7 @@ from market.trading import access, documents, notices
 from market.trading.models import Order
 from market.trading.schemas import OrderCreate
 from market.trading.states import ORDER, OrderStatus
+from market.web.credentials import AccountSnapshot
 
 ORDER_DOCUMENT = "order"
 ORDER_FIELDS = frozenset({"type", "v", "market", "buyer", "listing", "terms_version", "terms_sha256", "plan_id",
@@ -67,22 +67,23 @@ def _plan(listing: Listing, plan_id: str, ctx: Ctx) -> dict[str, Any]:
     raise NotFound(f"no plan {plan_id} in listing {listing.id}")
 
 
-async def _buyer(session: AsyncSession, ctx: Ctx) -> Account:
+def _buyer(ctx: Ctx) -> AccountSnapshot:
+    """The caller, a verified buyer: its account as the request's credentials read it
+    (the credential memory is never older than the database at the request's start,
+    ``market.core.memo``), so not read again."""
     caller = ctx.user
     caller.require(Role.buyer)
     caller.require_verified()
-    account = await session.get(Account, caller.id)
-    assert account is not None
-    return account
+    return caller.account
 
 
-async def _gates(session: AsyncSession, ctx: Ctx, wanted: Wanted) -> tuple[Account, Listing, Asset, dict[str, Any]]:
-    buyer = await _buyer(session, ctx)
+async def _gates(session: AsyncSession, ctx: Ctx, wanted: Wanted) -> tuple[AccountSnapshot, Listing, Asset,
+                                                                           dict[str, Any]]:
+    buyer = _buyer(ctx)
     listing = await listing_access.load(session, wanted.listing_id)
-    if await listing_access.hold(session, listing):
-        await session.refresh(listing)  # as it is now that it is held
+    held = await listing_access.hold(session, listing)  # PostgreSQL: the listing and asset as they are now held
     plan = _plan(listing, wanted.plan_id, ctx)
-    asset = await session.get_one(Asset, listing.asset_id)
+    asset = held if held is not None else await session.get_one(Asset, listing.asset_id)
     if listing.provider_id == buyer.id:
         raise Refused(Unprocessable("a provider cannot buy its own listing", kind="self-dealing"),
                       AttemptRefused(kind="self-dealing", account_id=buyer.id, listing_id=listing.id,
@@ -143,7 +144,8 @@ async def _signed(session: AsyncSession, ctx: Ctx, data: OrderCreate) -> tuple[W
     return wanted, {"document": document, "key_id": data.key_id, "signature": data.signature}
 
 
-async def place(session: AsyncSession, ctx: Ctx, data: OrderCreate) -> Order:
+async def place(session: AsyncSession, ctx: Ctx, data: OrderCreate) -> tuple[Order, Listing]:
+    """Place an order; returns it with the listing it was placed on (as read here)."""
     signed = None
     if data.signing_bytes is not None:
         wanted, signed = await _signed(session, ctx, data)
@@ -179,7 +181,7 @@ async def place(session: AsyncSession, ctx: Ctx, data: OrderCreate) -> Order:
     await documents.record(session, ctx, "trade.placed", f"order:{order.id}", placed_document(order))
     await _advance(session, ctx, order)
     await notices.order_placed(session, ctx, order)
-    return order
+    return order, listing
 
 
 def placed_document(order: Order) -> dict[str, Any]:

@@ -84,11 +84,12 @@ async def listing_titles(session: AsyncSession, listing_ids: Sequence[str]) -> d
 
 
 async def present(session: AsyncSession, order: Order, caller: Caller, bank_account: str,
-                  payment_returns: list[PaymentReturn] | None = None) -> OrderRead:
-    """One order as ``caller`` sees it, with its listing's title and payment instructions."""
-    titles = await listing_titles(session, [order.listing_id])
-    return order_read(order, caller, payment_returns, bank_account=bank_account,
-                      listing_title=titles.get(order.listing_id))
+                  payment_returns: list[PaymentReturn] | None = None, listing_title: str | None = None) -> OrderRead:
+    """One order as ``caller`` sees it, with its listing's title (read unless given: placing
+    an order has just read its listing) and payment instructions."""
+    if listing_title is None:
+        listing_title = (await listing_titles(session, [order.listing_id])).get(order.listing_id)
+    return order_read(order, caller, payment_returns, bank_account=bank_account, listing_title=listing_title)
 
 
 async def present_many(session: AsyncSession, orders: Sequence[Order], caller: Caller,

@@ -38,8 +38,8 @@ class OrderController(Controller):
     async def place(self, request: Request, services: Services, db: AsyncSession, ctx: Ctx,
                     data: OrderCreate) -> Response[OrderRead]:
         async def action() -> tuple[int, Any]:
-            order = await orders.place(db, ctx, data)
-            return 201, await read.present(db, order, ctx.user, ctx.settings.bank_account)
+            order, listing = await orders.place(db, ctx, data)
+            return 201, await read.present(db, order, ctx.user, ctx.settings.bank_account, listing_title=listing.title)
 
         try:
             response = await idempotency.run(request, db, ctx.user.id, data, action)

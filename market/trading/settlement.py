@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -51,11 +51,20 @@ def access_days(order: Order) -> int:
     return int(plan["period_days"]) if plan["model"] == "subscription" else int(json.loads(order.licence)["term_days"])
 
 
+_ACCOUNTS = select(Account).where(col(Account.id).in_(bindparam("ids", expanding=True)))
+
+
+async def _accounts(session: AsyncSession, *ids: str) -> dict[str, Account]:
+    """The accounts ``ids``, in one query."""
+    rows = (await session.execute(_ACCOUNTS, {"ids": sorted(set(ids))})).scalars().all()
+    return {row.id: row for row in rows}
+
+
 async def contract_document(session: AsyncSession, ctx: Ctx, order: Order, reference: str) -> dict[str, Any]:
     asset = await session.get_one(Asset, order.asset_id)
     rev = await revision(session, asset, asset.registered_revision)
-    buyer = await session.get_one(Account, order.buyer_id)
-    provider = await session.get_one(Account, order.provider_id)
+    parties = await _accounts(session, order.buyer_id, order.provider_id)
+    buyer, provider = parties[order.buyer_id], parties[order.provider_id]
     assert rev is not None
     signature = None
     if order.buyer_signature is not None:
