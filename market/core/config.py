@@ -8,6 +8,7 @@ import re
 from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import field_validator
@@ -103,6 +104,13 @@ class Settings(BaseSettings):
     notice_period: str = "10d"
     clock_interval: float = 5.0
     background_tasks: bool = True
+    # Where the market's own work runs (ledger integration, the clock, notifications, DSP
+    # callbacks; market.wiring.worker): "process" - `market serve` starts one `market work`
+    # process beside its API processes, which then only keep their view of the ledger fresh;
+    # "inline" - in every API process; "elsewhere" - not here (a `market work` runs it,
+    # e.g. on another machine). An app built in a process of its own (tests, embedding)
+    # runs it inline unless "elsewhere".
+    worker: Literal["process", "inline", "elsewhere"] = "process"
     rate_limit_per_minute: int = 600
     rate_limit_signups_per_hour: int = 20
     max_tokens_per_account: int = 20  # live (unrevoked) API tokens one account may hold

@@ -146,4 +146,4 @@ def take_write_lock(driver: Any, sql: str) -> None:
             if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
                 raise
         await_(asyncio.sleep(pause))
-        pause = min(2 * pause, 0.05)
+        pause = min(2 * pause, 0.002)

@@ -6,6 +6,7 @@ server's libraries (SQLAlchemy, Alembic, Litestar, pydantic settings) when it ru
 ``--help``, ``version`` and the client commands start at once.
 """
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -328,15 +329,38 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     if token:
         click.echo("An operator account was created on this empty database. Its token, shown once:", err=True)
         click.echo(token)
-    uvicorn.run(
-        "market.web.app:app_from_env",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers or settings.workers,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-    )
+    supervisor = None
+    if settings.background_tasks and settings.worker == "process":
+        # One worker process does the market's own work; the API processes only keep
+        # their view of the ledger fresh (market.wiring.worker).
+        from market.wiring.worker import Supervisor
+
+        supervisor = Supervisor(os.environ)
+        supervisor.start()
+        os.environ["MARKET_WORKER"] = "elsewhere"  # read by the API processes' settings
+    try:
+        uvicorn.run(
+            "market.web.app:app_from_env",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers or settings.workers,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+        )
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+
+
+@main.command()
+@click.option("--parent", type=int, default=None, hidden=True, help="stop when this process is gone")
+def work(parent: int | None) -> None:
+    """Do the market's own work (ledger integration, the clock, notifications, DSP
+    callbacks) until stopped; ``market serve`` runs one itself unless MARKET_WORKER says otherwise."""
+    from market.wiring.worker import work as run_work
+
+    _run(run_work(settings_or_exit(), parent))
 
 
 # -- search ----------------------------------------------------------------------

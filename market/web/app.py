@@ -55,7 +55,7 @@ from market.web.problems import PROBLEM_ROUTES
 from market.web.ratelimit import rate_limit_middleware
 from market.web.requests import MarketRequest
 from market.wiring.services import close_services, open_services
-from market.wiring.tasks import run_background
+from market.wiring.tasks import run_background, run_refresh
 
 
 def _problem_response(request: Request, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
@@ -270,7 +270,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         app.state.services = services
         background: asyncio.Task[None] | None = None
         if settings.background_tasks:
-            background = asyncio.create_task(run_background(services))
+            # The market's own work here, unless it runs elsewhere (market.wiring.worker).
+            background = asyncio.create_task(run_refresh(services) if settings.worker == "elsewhere"
+                                             else run_background(services))
         try:
             yield
         finally:

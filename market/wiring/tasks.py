@@ -1,8 +1,12 @@
-"""Background work of ``market serve``: ledger integration and housekeeping.
+"""Background work: the market's own work (``run_background``: ledger integration, the
+clock, notifications, DSP callbacks, housekeeping) and an API process's view of the
+ledger (``run_refresh``).
 
-Every API process runs these loops; they are safe to run in many processes at once
-(the ledger integrator takes an advisory lock on PostgreSQL, and SQLite serialises
-writers), so integration survives the loss of any process.
+``market serve`` runs the market's own work in one process of its own (``market work``,
+``market.wiring.worker``); its API processes run ``run_refresh``. The loops are also safe
+to run in many processes at once (``MARKET_WORKER=inline``: the ledger integrator takes
+an advisory lock on PostgreSQL, and SQLite serialises writers), so integration survives
+the loss of any process.
 """
 
 import asyncio
@@ -95,6 +99,17 @@ async def run_clock(services: Services) -> None:
     seconds, in a task of its own: however long a round takes, ledger integration does not
     wait for it."""
     await repeat("clock", services.settings.clock_interval, lambda: clock_once(services))
+
+
+async def run_refresh(services: Services) -> None:
+    """What an API process that does none of the market's own work keeps doing: the
+    ledger's tiles in memory for proofs, and the latest checkpoint read every
+    ``MARKET_LEDGER_INTEGRATE_INTERVAL`` (integrations made by the worker reach this
+    process's readers within one round)."""
+    async with services.read_sessionmaker() as session:
+        tiles = await services.ledger.warm(session)
+    log.info("ledger tiles loaded for proofs", tiles=tiles)
+    await repeat("ledger refresh", services.settings.ledger_integrate_interval, lambda: refresh_checkpoint(services))
 
 
 async def run_background(services: Services) -> None:
