@@ -29,7 +29,10 @@ STOP_WAIT = 30.0  # seconds a worker has to finish its round when asked to stop
 PARENT_CHECK = 1.0  # seconds between two looks at whether the parent is still there
 
 
-def _end_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def _end_with_parent() -> None:
+    """Linux: have the kernel send this process SIGTERM when the thread that started it
+    ends (the supervisor's, which lives as long as ``market serve``). Set here, after
+    exec, rather than between fork and exec, where a threaded parent must not run Python."""
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -58,7 +61,7 @@ class Supervisor:
                     return
                 self._process = subprocess.Popen(  # noqa: S603 - our own command
                     [sys.executable, "-m", "market.tools.cli", "work", "--parent", str(os.getpid())],
-                    env=self._environment, preexec_fn=_end_with_parent)  # noqa: PLW1509 - before exec, no threads
+                    env=self._environment)
             code = self._process.wait()
             if not self._stopping.is_set():
                 log.error("the worker process ended; starting it again", exit_code=code, after=RESTART_AFTER)
@@ -85,6 +88,11 @@ async def work(settings: Settings, parent: int | None = None) -> None:
     from market.wiring.services import close_services, open_services
     from market.wiring.tasks import run_background
 
+    if parent is not None:
+        _end_with_parent()
+        if os.getppid() != parent:  # it ended before the signal was asked for
+            log.warning("the process that started this worker is gone; not starting", parent=parent)
+            return
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
