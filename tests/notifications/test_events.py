@@ -152,12 +152,24 @@ async def test_rejected_and_expired_orders(fast: Any) -> None:
     assert "order.expired" not in await events_of(client, holder)
 
 
+async def _all_dispatched(client: Any) -> bool:
+    from sqlalchemy import text
+
+    async def read() -> int:
+        async with client.app.state.services.read_sessionmaker() as s:
+            return int((await s.execute(text("SELECT count(*) FROM outbox WHERE dispatched_at IS NULL"))).scalar_one())
+
+    return int(client.blocking_portal.call(read)) == 0
+
+
 async def test_regulator_events_and_the_reason_reaches_only_the_holder(fast: Any, receiver: Receiver) -> None:
     client, parties, operator = fast.client, fast.parties, fast.operator
     regulator = await parties.regulator()
     watcher = await parties.staff("operator")
     holder, listing = await offer(client, parties, operator, asset={"grade": "important"})
     who = await buyer(client, parties)
+    # What came before the hooks (the registration, the listing) is told before they exist.
+    await eventually(lambda: _all_dispatched(client))
     await hook(client, regulator, receiver.url("/reg"), ["order.regulator_approval_requested", "alert.*"])
     await hook(client, holder, receiver.url("/frozen"), ["asset.*", "listing.*"])
     order = await place(client, who, listing)
