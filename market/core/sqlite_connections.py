@@ -131,11 +131,14 @@ class InLoopConnection(OneHopConnection):
 
 # How long a writer waits for another process's write lock (SQLite's busy timeout).
 BUSY_TIMEOUT = 30.0
+MAX_PAUSE = 0.002  # seconds between two tries of an in-loop writer for the write lock
 
 
 def take_write_lock(driver: Any, sql: str) -> None:
     """``BEGIN IMMEDIATE`` on an in-loop connection: SQLITE_BUSY is retried after an
-    asynchronous sleep (growing to 50 ms) until ``BUSY_TIMEOUT``, so the loop runs on."""
+    asynchronous sleep (1, then 2 ms: another process, the worker among them, holds the
+    lock for short transactions, and a longer sleep left this process's one writer idle
+    after they ended) until ``BUSY_TIMEOUT``, so the loop runs on."""
     deadline = time.monotonic() + BUSY_TIMEOUT
     pause = 0.001
     while True:
@@ -146,4 +149,4 @@ def take_write_lock(driver: Any, sql: str) -> None:
             if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
                 raise
         await_(asyncio.sleep(pause))
-        pause = min(2 * pause, 0.002)
+        pause = min(2 * pause, MAX_PAUSE)
