@@ -399,22 +399,98 @@ async def _until_list_shows(app: Any, asset_id: str, title: str) -> None:
 
 async def test_connections_the_server_closed_are_replaced_unseen(databases, tmp_path) -> None:
     """A pooled connection whose backend was terminated (a restart, an idle timeout)
-    is replaced before use (the pool pings on checkout): no request fails for it."""
+    is replaced before use, without a round trip (asyncpg knows its socket closed):
+    no request fails for it."""
     if not PG_URL:
         pytest.skip("SQLite has no server to close connections")
     async with own_app(databases, tmp_path) as app:
-        state = app.client.app.state.services
         party = await app.parties.sign_up(["buyer"])
         for _ in range(3):  # warm several pooled connections
             assert (await app.client.post("/v1/accounts/me/tokens", headers=party.auth)).status_code == 201
-        await _admin_sql(state, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                                "AND application_name <> 'market-listener'")
+        await _terminate_backends(app.client.app.state.services)
         for _ in range(5):
             r = await app.client.post("/v1/accounts/me/tokens", headers=party.auth)
             assert r.status_code == 201, r.text
         r = await app.client.get("/v1/accounts/me/tokens", headers=party.auth)
         assert r.status_code == 200 and len(r.json()["items"]) == 9
+
+
+async def test_a_connection_idle_past_the_window_is_pinged_before_use(databases, tmp_path, monkeypatch) -> None:
+    """A connection that looks open but is not (its end unseen: a network cut) is found
+    by the ping a connection idle longer than ``PING_AFTER_IDLE`` gets, and replaced."""
+    if not PG_URL:
+        pytest.skip("SQLite has no server to close connections")
+    import asyncpg
+
+    async with own_app(databases, tmp_path) as app:
+        party = await app.parties.sign_up(["buyer"])
+        for _ in range(3):
+            assert (await app.client.post("/v1/accounts/me/tokens", headers=party.auth)).status_code == 201
+        monkeypatch.setattr(asyncpg.Connection, "is_closed", lambda _self: False)  # the close goes unseen
+        monkeypatch.setattr(db, "PING_AFTER_IDLE", 0.0)  # every connection has been idle long enough
+        await _terminate_backends(app.client.app.state.services)
+        for _ in range(5):
+            r = await app.client.post("/v1/accounts/me/tokens", headers=party.auth)
+            assert r.status_code == 201, r.text
+
+
+async def _terminate_backends(state: Any) -> None:
+    """End this database's other backends (waiting until they are gone), then let the
+    event loop read the closed sockets."""
+    await _admin_sql(state, "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                            "AND application_name <> 'market-listener'")
+    await asyncio.sleep(0.05)
+
+
+# -- Core statements in a session's transaction (db.run) -----------------------------------
+
+
+async def test_run_flushes_first_and_refuses_in_a_read_session(settings, operator) -> None:
+    engine = db.make_engine(settings.sqlalchemy_url)
+    try:
+        async with db.make_sessionmaker(engine)() as session:
+            token = await session.get(ApiToken, (await session.execute(text("SELECT id FROM api_tokens LIMIT 1")))
+                                      .scalar_one())
+            token.label = "unflushed"
+            found = await db.run(session, text("SELECT label FROM api_tokens WHERE id = :id"), {"id": token.id})
+            assert found.scalar_one() == "unflushed"  # the pending change was flushed first
+            await session.rollback()
+        async with db.make_read_sessionmaker(engine)() as session:
+            with pytest.raises(db.ReadOnlySessionError):
+                await db.run(session, update(Account).where(Account.id == "acct_none").values(name="x"))
+            assert (await db.run(session, text("SELECT count(*) FROM accounts"))).scalar_one() >= 1
+    finally:
+        await engine.dispose()
+
+
+async def test_run_tells_the_memos_what_it_changed(client, app, parties: Parties, settings) -> None:
+    """A change to a remembered table through ``db.run`` empties the memory at commit, as
+    an ORM statement does; a column the memory ignores (a token's last use) does not."""
+    party = await parties.sign_up(["buyer"])
+    credentials = app.state.services.credentials
+    assert (await client.get("/v1/accounts/me", headers=party.auth)).status_code == 200
+    assert credentials.get(hash_token(party.token)) is not None
+    engine = db.make_engine(settings.sqlalchemy_url)  # the app's engine belongs to its own loop
+    sessions = db.make_sessionmaker(engine)
+    try:
+        async with sessions() as session:
+            await db.run(session, update(ApiToken).where(ApiToken.account_id == party.id).values(last_used_at=None))
+            await session.commit()
+        assert credentials.get(hash_token(party.token)) is not None  # an ignored column
+
+        async with sessions() as session:
+            await db.run(session, update(Account).where(Account.id == party.id).values(suspended=True))
+            await session.rollback()
+        assert credentials.get(hash_token(party.token)) is not None  # rolled back: nothing changed
+
+        async with sessions() as session:
+            await db.run(session, update(Account).where(Account.id == party.id).values(suspended=True))
+            await session.commit()
+        assert credentials.get(hash_token(party.token)) is None
+    finally:
+        await engine.dispose()
+    assert (await client.get("/v1/accounts/me", headers=party.auth)).json()["suspended"] is True
 
 
 async def test_dependencies_are_resolved_in_turn_with_their_clean_ups(client, parties: Parties, monkeypatch) -> None:

@@ -19,7 +19,7 @@ from market.accounts.schemas import (
 from market.accounts.states import ACCOUNT
 from market.core import audit, outbox
 from market.core.context import Ctx
-from market.core.db import rowcount, table_of
+from market.core.db import rowcount, run, table_of
 from market.core.errors import Conflict, Forbidden, InvalidTransition, NotFound
 from market.core.events import KeyRevoked
 from market.core.ids import new_id
@@ -216,16 +216,18 @@ async def create_token(session: AsyncSession, ctx: Ctx, label: str | None) -> tu
     live (unrevoked) tokens: 409 ``too-many-tokens`` beyond, nothing created."""
     account_id = ctx.user.id
     cap = ctx.settings.max_tokens_per_account
-    taken = (await session.execute(_TAKE_PLACE, {"account": account_id, "cap": cap})).scalar_one_or_none()
+    token = new_token()
+    row = ApiToken(id=new_id("tok"), account_id=account_id, token_hash=hash_token(token), label=label,
+                   created_at=ctx.now)
+    await run(session, _ADD_TOKEN, {"id": row.id, "account_id": account_id, "token_hash": row.token_hash,
+                                    "label": label, "created_at": row.created_at})
+    # The place last: on PostgreSQL its row stays locked until the commit, so the lock
+    # is held for this statement and the commit only (an account's tokens take turns).
+    taken = (await run(session, _TAKE_PLACE, {"account": account_id, "cap": cap})).scalar_one_or_none()
     if taken is None:
         live = (await session.execute(_LIVE_TOKENS, {"account": account_id})).scalar_one()
         raise Conflict(f"the account holds {live} live tokens, the most allowed is {cap}; "
                        "revoke one (DELETE /v1/accounts/me/tokens/{id}) first", kind="too-many-tokens")
-    token = new_token()
-    row = ApiToken(id=new_id("tok"), account_id=account_id, token_hash=hash_token(token), label=label,
-                   created_at=ctx.now)
-    await session.execute(_ADD_TOKEN, {"id": row.id, "account_id": account_id, "token_hash": row.token_hash,
-                                       "label": label, "created_at": row.created_at})
     return row, token
 
 

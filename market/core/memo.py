@@ -283,18 +283,25 @@ def _note_flushed_changes(session: Session, _context: Any, _instances: Any) -> N
 
 @event.listens_for(Session, "do_orm_execute")
 def _note_statement_changes(state: ORMExecuteState) -> None:
-    if not (state.is_insert or state.is_update or state.is_delete):
+    if state.is_insert or state.is_update or state.is_delete:
+        note_statement(state.session, state.statement)
+
+
+def note_statement(session: Session, statement: Any) -> None:
+    """Note the topics a Core ``INSERT``/``UPDATE``/``DELETE`` changes, for the memos to
+    be told at commit (what an ORM execution notes by itself; ``db.run`` calls this)."""
+    if not getattr(statement, "is_dml", False):
         return
-    table = getattr(state.statement, "table", None)
+    table = getattr(statement, "table", None)
     for watch in watches(getattr(table, "name", "")):
-        if state.is_insert and not watch.inserts:
+        if statement.is_insert and not watch.inserts:
             continue
-        if state.is_update and watch.ignored_columns:
-            values = getattr(state.statement, "_values", None) or {}
+        if statement.is_update and watch.ignored_columns:
+            values = getattr(statement, "_values", None) or {}
             names = {getattr(k, "key", k) for k in values}
             if names and names <= watch.ignored_columns:
                 continue
-        _note(state.session, watch.topic)
+        _note(session, watch.topic)
 
 
 @event.listens_for(Session, "before_commit")
@@ -337,4 +344,4 @@ def _forget_after_rollback(session: Session, previous_transaction: Any) -> None:
 
 
 __all__ = ["ASSET_TABLES", "CHANNEL", "CHECKED_TOPICS", "NOT_ASSET_TABLES", "ChangeEpoch", "FileEpochs", "Memo",
-           "invalidate_local", "process_tag", "remembered", "sqlite_epochs"]
+           "invalidate_local", "note_statement", "process_tag", "remembered", "sqlite_epochs"]
