@@ -44,6 +44,7 @@ __all__ = ["MAX_INDEX", "Log", "NotFoundError", "SignedCheckpoint", "UnknownChec
 
 ADVISORY_LOCK_KEY = 0x6C65646765720001  # "ledger" + 1: one integrator per database
 MAX_LEAF_BYTES = 65535
+_ADD_PENDING = insert(table_of(PendingEntry))  # built once (building it per call walked it for its cache key)
 
 
 class UnknownCheckpointError(LedgerError):
@@ -119,7 +120,9 @@ class Log:
                 raise MalformedError(f"entry is {len(leaf)} bytes, want at most {MAX_LEAF_BYTES}")
             signed.append(entry)
             rows.append({"subject": subject, "leaf": leaf})
-        await session.execute(insert(table_of(PendingEntry)), rows)  # Core: no ORM bulk overhead
+        # Core on the session's connection: no ORM execution work (nothing the session holds
+        # unwritten is needed first: pending entries refer to no other row).
+        await (await session.connection()).execute(_ADD_PENDING, rows)
         return signed
 
     async def integrate(self, session: AsyncSession, *, max_batch: int = 8192) -> int:

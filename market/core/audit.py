@@ -19,7 +19,7 @@ from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger.entry import jcs
-from market.core.db import table_of
+from market.core.db import run, table_of
 from market.core.types import UTCDateTime, utcnow
 
 if TYPE_CHECKING:
@@ -93,8 +93,8 @@ async def keep_salted(session: AsyncSession, subject: str, type: str,
     canonical = jcs(full)
     digest = hashlib.sha256(canonical).hexdigest()
     # Core, not the unit of work: the row is inserted now, in the order the documents come.
-    await session.execute(_KEEP, {"subject": subject, "type": type, "document": canonical.decode(),
-                                  "document_sha256": digest, "created_at": utcnow()})
+    await run(session, _KEEP, {"subject": subject, "type": type, "document": canonical.decode(),
+                               "document_sha256": digest, "created_at": utcnow()})
     return digest, full
 
 

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Integer, Text
+from sqlalchemy import BigInteger, Column, Integer, Text, insert
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core.context import Ctx
+from market.core.db import run, table_of
 from market.core.ids import new_id
 from market.core.types import UTCDateTime
 
@@ -89,6 +90,9 @@ class OutboxEvent(SQLModel, table=True):
         return list(json.loads(self.recipients))
 
 
+_ADD = insert(table_of(OutboxEvent))
+
+
 async def notify(session: AsyncSession, ctx: Ctx, type: str, subject: str, to: list[Recipient]) -> str | None:
     """Tell ``to`` of ``type`` about ``subject``, once this transaction commits (not
     before, and never if it rolls back). Returns the event's id (None when nobody is told)."""
@@ -96,11 +100,12 @@ async def notify(session: AsyncSession, ctx: Ctx, type: str, subject: str, to: l
         raise ValueError(f"unknown event type {type!r}")
     if not to:
         return None
-    event = OutboxEvent(id=new_id("evt"), type=type, subject=subject,
-                        recipients=json.dumps([r.as_json() for r in to], ensure_ascii=False, separators=(",", ":")),
-                        created_at=ctx.now)
-    session.add(event)
-    return event.id
+    event_id = new_id("evt")
+    # Core, not the unit of work: one prebuilt insert, now, in the order events are told.
+    await run(session, _ADD, {"id": event_id, "type": type, "subject": subject, "created_at": ctx.now,
+                              "recipients": json.dumps([r.as_json() for r in to], ensure_ascii=False,
+                                                       separators=(",", ":")), "dispatched_at": None})
+    return event_id
 
 
 async def to_account(session: AsyncSession, ctx: Ctx, type: str, account_id: str, subject: str, **data: Any) -> None:

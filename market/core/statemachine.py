@@ -33,7 +33,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core import audit
 from market.core.context import Ctx
-from market.core.db import rowcount, table_of
+from market.core.db import rowcount, run, table_of
 from market.core.errors import Conflict, Forbidden, InvalidTransition
 from market.core.events import Moved
 
@@ -126,8 +126,7 @@ class Machine:
         session as if just read."""
         row.status = self.initial
         row.version = 0
-        await _pending_first(session)
-        await session.execute(self._insert, {c: getattr(row, c) for c in self._columns})
+        await run(session, self._insert, {c: getattr(row, c) for c in self._columns})
         make_transient_to_detached(row)
         session.add(row)
         if self.created is None:
@@ -155,9 +154,8 @@ class Machine:
 
     async def _update(self, session: AsyncSession, row: Any, values: dict[str, Any]) -> None:
         seen = row.version
-        await _pending_first(session)
-        result = await session.execute(self._update_of(frozenset(values)),
-                                       {**values, "_id": row.id, "_seen": seen, "version": seen + 1})
+        result = await run(session, self._update_of(frozenset(values)),
+                           {**values, "_id": row.id, "_seen": seen, "version": seen + 1})
         if rowcount(result) != 1:
             raise Conflict(f"{self.kind} {row.id} changed since it was read; read it again and retry",
                            kind="concurrent-update")
@@ -178,9 +176,3 @@ class Machine:
             self._updates[names] = stmt
         return stmt
 
-
-async def _pending_first(session: AsyncSession) -> None:
-    """Flush what the session holds unwritten, so that a Core statement runs after it
-    (as an ORM statement would, by autoflush)."""
-    if session.new or session.dirty or session.deleted:
-        await session.flush()

@@ -65,7 +65,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from market.accounts.models import Account
 from market.accounts.schemas import Role
 from market.core.context import Ctx
-from market.core.db import table_of
+from market.core.db import run, table_of
 from market.core.errors import Unprocessable
 from market.oversight.models import TradeDay, TradeParty, TradePartyMonth, TradeStat, TradeStatMonth
 from market.registry import categories, regions
@@ -154,7 +154,7 @@ def _party_statement(dialect: str, table: Table, first: str) -> Any:
 async def _upsert(session: AsyncSession, table: Table, key: dict[str, str], conflict: list[str],
                   amounts: dict[str, int]) -> None:
     stmt = _upsert_statement(session.get_bind().dialect.name, table, tuple(conflict), tuple(amounts))
-    await session.execute(stmt, {**key, **{m: 0 for m in MEASURES}, **amounts})
+    await run(session, stmt, {**key, **{m: 0 for m in MEASURES}, **amounts})
 
 
 async def _add(session: AsyncSession, key: dict[str, str], **amounts: int) -> None:
@@ -170,7 +170,7 @@ async def _parties(session: AsyncSession, day: str, currency: str, accounts: dic
     """Name each of ``accounts`` (role → account id) among the day's and the month's parties."""
     dialect = session.get_bind().dialect.name
     for table, when, first in ((table_of(TradeParty), day, "day"), (table_of(TradePartyMonth), day[:7], "month")):
-        await session.execute(_party_statement(dialect, table, first), [
+        await run(session, _party_statement(dialect, table, first), [
             {first: when, "currency": currency, "role": role, "account_id": account}
             for role, account in accounts.items()])
 
