@@ -97,8 +97,7 @@ class AccountController(Controller):
         body = data or TokenCreate()
 
         async def action() -> tuple[int, Any]:
-            row, token = await service.create_token(db, ctx, body.label)
-            return 201, TokenCreated(**service.token_read(row).model_dump(), token=token)
+            return 201, await service.create_token(db, ctx, body.label)
 
         return await idempotency.run(request, db, ctx.user.id, body, action)
 

@@ -14,6 +14,7 @@ from market.accounts.schemas import (
     AccountStatus,
     KeyRead,
     Role,
+    TokenCreated,
     TokenRead,
 )
 from market.accounts.states import ACCOUNT
@@ -210,17 +211,16 @@ _FREE_PLACE = update(_COUNTS).where(_COUNTS.c.account_id == bindparam("account")
 _ADD_TOKEN = insert(_TOKENS)
 
 
-async def create_token(session: AsyncSession, ctx: Ctx, label: str | None) -> tuple[ApiToken, str]:
+async def create_token(session: AsyncSession, ctx: Ctx, label: str | None) -> TokenCreated:
     """Another token for the caller's account, pending accounts included (so a leaked
     sign-up token can be replaced before KYC). At most ``MARKET_MAX_TOKENS_PER_ACCOUNT``
-    live (unrevoked) tokens: 409 ``too-many-tokens`` beyond, nothing created."""
+    live (unrevoked) tokens: 409 ``too-many-tokens`` beyond, nothing created. The answer
+    holds the secret, shown this once."""
     account_id = ctx.user.id
     cap = ctx.settings.max_tokens_per_account
-    token = new_token()
-    row = ApiToken(id=new_id("tok"), account_id=account_id, token_hash=hash_token(token), label=label,
-                   created_at=ctx.now)
-    await run(session, _ADD_TOKEN, {"id": row.id, "account_id": account_id, "token_hash": row.token_hash,
-                                    "label": label, "created_at": row.created_at})
+    token, token_id = new_token(), new_id("tok")
+    await run(session, _ADD_TOKEN, {"id": token_id, "account_id": account_id, "token_hash": hash_token(token),
+                                    "label": label, "created_at": ctx.now})
     # The place last: on PostgreSQL its row stays locked until the commit, so the lock
     # is held for this statement and the commit only (an account's tokens take turns).
     taken = (await run(session, _TAKE_PLACE, {"account": account_id, "cap": cap})).scalar_one_or_none()
@@ -228,7 +228,7 @@ async def create_token(session: AsyncSession, ctx: Ctx, label: str | None) -> tu
         live = (await session.execute(_LIVE_TOKENS, {"account": account_id})).scalar_one()
         raise Conflict(f"the account holds {live} live tokens, the most allowed is {cap}; "
                        "revoke one (DELETE /v1/accounts/me/tokens/{id}) first", kind="too-many-tokens")
-    return row, token
+    return TokenCreated(id=token_id, label=label, created_at=ctx.now, last_used_at=None, revoked_at=None, token=token)
 
 
 async def list_tokens(session: AsyncSession, ctx: Ctx) -> list[ApiToken]:

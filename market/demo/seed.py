@@ -296,7 +296,7 @@ class _Demo:
             token = self.fresh.get(caller.id) or self.kept.token(caller.id)
             if token is None:
                 async with self.maker() as s:
-                    _, token = await accounts.create_token(s, self.ctx(caller), "demo")
+                    token = (await accounts.create_token(s, self.ctx(caller), "demo")).token
                     await self.commit(s)
             parties.append(keep.Party(key, sorted(caller.account.role_set), name, caller.id, token))
         self.kept.parties = parties
