@@ -209,6 +209,17 @@ _TAKE_PLACE = (update(_COUNTS).where(_COUNTS.c.account_id == bindparam("account"
 _LIVE_TOKENS = select(_COUNTS.c.live).where(_COUNTS.c.account_id == bindparam("account"))
 _FREE_PLACE = update(_COUNTS).where(_COUNTS.c.account_id == bindparam("account")).values(live=_COUNTS.c.live - literal_column("1"))
 _ADD_TOKEN = insert(_TOKENS)
+# PostgreSQL: the place and the token in one statement (a data-modifying CTE), one round
+# trip where two were; the token is inserted only if a place was taken. (Its parameters
+# are named apart from the columns: a parameter named as a column would be SET too.)
+_PLACED = (update(_COUNTS).where(_COUNTS.c.account_id == bindparam("account"), _COUNTS.c.live < bindparam("cap"))
+           .values(live=_COUNTS.c.live + literal_column("1")).returning(_COUNTS.c.account_id).cte("placed"))
+_TAKE_PLACE_AND_ADD = insert(_TOKENS).from_select(
+    ["id", "account_id", "token_hash", "label", "created_at"],
+    select(bindparam("token_id", type_=_TOKENS.c.id.type), _PLACED.c.account_id,
+           bindparam("hash", type_=_TOKENS.c.token_hash.type), bindparam("token_label", type_=_TOKENS.c.label.type),
+           bindparam("at", type_=_TOKENS.c.created_at.type)),
+).returning(_TOKENS.c.id)
 
 
 async def create_token(session: AsyncSession, ctx: Ctx, label: str | None) -> TokenCreated:
@@ -219,11 +230,16 @@ async def create_token(session: AsyncSession, ctx: Ctx, label: str | None) -> To
     account_id = ctx.user.id
     cap = ctx.settings.max_tokens_per_account
     token, token_id = new_token(), new_id("tok")
-    await run(session, _ADD_TOKEN, {"id": token_id, "account_id": account_id, "token_hash": hash_token(token),
-                                    "label": label, "created_at": ctx.now})
-    # The place last: on PostgreSQL its row stays locked until the commit, so the lock
-    # is held for this statement and the commit only (an account's tokens take turns).
-    taken = (await run(session, _TAKE_PLACE, {"account": account_id, "cap": cap})).scalar_one_or_none()
+    row = {"id": token_id, "account_id": account_id, "token_hash": hash_token(token), "label": label,
+           "created_at": ctx.now}
+    place = {"account": account_id, "cap": cap}
+    if session.get_bind().dialect.name == "postgresql":
+        taken = (await run(session, _TAKE_PLACE_AND_ADD, {"token_id": token_id, "hash": row["token_hash"],
+                                                          "token_label": label, "at": ctx.now, **place})
+                 ).scalar_one_or_none()
+    else:
+        await run(session, _ADD_TOKEN, row)
+        taken = (await run(session, _TAKE_PLACE, place)).scalar_one_or_none()
     if taken is None:
         live = (await session.execute(_LIVE_TOKENS, {"account": account_id})).scalar_one()
         raise Conflict(f"the account holds {live} live tokens, the most allowed is {cap}; "
