@@ -314,3 +314,21 @@ def test_json_depth_counts_brackets_outside_strings_only() -> None:
     assert not json_depth_exceeds(b"[" * 64 + b"]" * 64)
     assert json_depth_exceeds(b"[" * 65 + b"]" * 65)
     assert not json_depth_exceeds(b"[[]]" * 1000)  # many brackets, shallow
+
+
+def test_ids_are_typed_fixed_length_crockford_and_sort_by_time(monkeypatch) -> None:
+    from market.core import ids
+
+    made = []
+    for millis in (0, 1, 1_700_000_000_000, 2**48 - 1):  # the 48-bit clock's ends and between
+        monkeypatch.setattr(ids.time, "time", lambda m=millis: m / 1000)
+        made.append(ids.new_id("tok"))
+    assert all(re.fullmatch(r"tok_[0-9a-hjkmnp-tv-z]{26}", i) for i in made), made
+    assert made == sorted(made)
+    assert made[0].startswith("tok_0000000000")  # 48 bits of a zero clock: 10 characters (50 bits) of 0
+    # the characters are the value's 5-bit groups, most significant first
+    monkeypatch.setattr(ids.secrets, "randbits", lambda _bits: 2**80 - 1)
+    monkeypatch.setattr(ids.time, "time", lambda: 0.001)
+    assert ids.new_id("ord") == "ord_" + "0" * 9 + "1" + "z" * 16
+    with pytest.raises(ValueError, match="unknown id prefix"):
+        ids.new_id("nope")
