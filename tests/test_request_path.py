@@ -505,13 +505,13 @@ async def test_dependencies_are_resolved_in_turn_with_their_clean_ups(client, pa
     monkeypatch.setattr(kwargs_model, "create_task_group", no_task_groups)
     who = await parties.sign_up(["buyer"])
     closed: list[int] = []
-    real_rollback = db.AsyncSession.rollback
+    real_close = db.Session.close
 
-    async def rollback(session: Any) -> None:
+    def close(session: Any) -> None:
         closed.append(1)
-        await real_rollback(session)
+        real_close(session)
 
-    monkeypatch.setattr(db.AsyncSession, "rollback", rollback)
+    monkeypatch.setattr(db.Session, "close", close)
     r = await client.post("/v1/accounts/me/tokens", json={"label": "in turn"}, headers=who.auth)  # db and ctx
     assert r.status_code == 201, r.text
     assert closed, "the request's session was not closed after it"

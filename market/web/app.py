@@ -176,11 +176,17 @@ async def provide_db(request: Request, state: State) -> AsyncIterator[AsyncSessi
     SQLite; writing raises), a writing one otherwise."""
     services: Services = state.services
     maker = services.read_sessionmaker if request.method in _READS else services.sessionmaker
-    async with maker() as session:
-        try:
-            yield session
-        finally:
-            await session.rollback()
+    session = maker()
+    try:
+        yield session
+    finally:
+        if session.in_transaction():
+            async with session:  # closed in a task of its own at exit: even a cancelled request ends it
+                await session.rollback()
+        else:
+            # Committed, or never used: no connection is held and closing does no I/O. Closed
+            # here, not through the context manager's task (a task and a loop turn per request).
+            session.sync_session.close()
 
 
 def provide_services(state: State) -> Services:
