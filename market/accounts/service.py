@@ -1,6 +1,7 @@
 """Account rules: sign-up, KYC verification, signing keys and API tokens (no HTTP)."""
 
 from sqlalchemy import bindparam, insert, literal_column, update
+from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -216,7 +217,7 @@ _PLACED = (update(_COUNTS).where(_COUNTS.c.account_id == bindparam("account"), _
            .values(live=_COUNTS.c.live + literal_column("1")).returning(_COUNTS.c.account_id).cte("placed"))
 _TAKE_PLACE_AND_ADD = insert(_TOKENS).from_select(
     ["id", "account_id", "token_hash", "label", "created_at"],
-    select(bindparam("token_id", type_=_TOKENS.c.id.type), _PLACED.c.account_id,
+    core_select(bindparam("token_id", type_=_TOKENS.c.id.type), _PLACED.c.account_id,
            bindparam("hash", type_=_TOKENS.c.token_hash.type), bindparam("token_label", type_=_TOKENS.c.label.type),
            bindparam("at", type_=_TOKENS.c.created_at.type)),
 ).returning(_TOKENS.c.id)

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -234,17 +234,43 @@ ON_PLACED = (order_burst,)
 # -- storing findings -------------------------------------------------------------------
 
 
+# What one evaluation (``evaluate``: one transaction) learnt of alerts, kept in its
+# session's ``info``: the evaluator holds the marks' lock for the transaction (``_marks``),
+# so no other evaluator opens or links alerts meanwhile, and a burst of one buyer's orders
+# (a finding per order, all of one alert) reads the alert and its links once, not once
+# per order. Outside an evaluation nothing is kept.
+_KNOWN = "alerts_known"
+
+
+def _known(session: AsyncSession) -> dict[Any, Any]:
+    known = session.info.get(_KNOWN)
+    return known if known is not None else {}
+
+
 async def _link(session: AsyncSession, alert_id: str, order_ids: list[str]) -> None:
     wanted = list(dict.fromkeys(order_ids))
-    linked = set((await session.execute(select(col(AlertedOrder.order_id)).where(
-        col(AlertedOrder.alert_id) == alert_id, col(AlertedOrder.order_id).in_(wanted)))).scalars())
-    session.add_all([AlertedOrder(alert_id=alert_id, order_id=o) for o in wanted if o not in linked])
+    linked: set[str] = _known(session).setdefault(("linked", alert_id), set())
+    unknown = [o for o in wanted if o not in linked]
+    if not unknown:
+        return
+    linked.update((await session.execute(select(col(AlertedOrder.order_id)).where(
+        col(AlertedOrder.alert_id) == alert_id, col(AlertedOrder.order_id).in_(unknown)))).scalars())
+    new = [o for o in unknown if o not in linked]
+    session.add_all([AlertedOrder(alert_id=alert_id, order_id=o) for o in new])
     await session.flush()
+    linked.update(new)
 
 
 async def _existing(session: AsyncSession, f: Finding) -> Alert | None:
-    return (await session.execute(select(Alert).where(col(Alert.rule) == f.rule, col(Alert.subject_key) == f.subject_key,
-                                                      col(Alert.window) == f.window))).scalars().first()
+    key = ("alert", f.rule, f.subject_key, f.window)
+    known = _known(session)
+    alert = known.get(key)
+    if alert is None:
+        alert = (await session.execute(select(Alert).where(col(Alert.rule) == f.rule, col(Alert.subject_key) == f.subject_key,
+                                                           col(Alert.window) == f.window))).scalars().first()
+        if alert is not None:
+            known[key] = alert
+    return cast("Alert | None", alert)
 
 
 async def _merge(session: AsyncSession, alert: Alert, f: Finding) -> None:
@@ -273,6 +299,8 @@ async def store(session: AsyncSession, ctx: Ctx, f: Finding) -> bool:
             alert = await _existing(session, f)
             assert alert is not None
         else:
+            _known(session)[("alert", f.rule, f.subject_key, f.window)] = alert
+            _known(session)[("linked", alert.id)] = set()
             await _link(session, alert.id, f.orders)
             await outbox.to_role(session, ctx, "alert.opened", outbox.REGULATORS, alert.id, alert=alert.id, rule=f.rule,
                                 subjects=list(dict.fromkeys(f.subjects)))
@@ -340,10 +368,37 @@ async def _evaluate_document(session: AsyncSession, ctx: Ctx, doc_type: str, sub
     return opened
 
 
+async def _prefetch(session: AsyncSession, docs: list[Any]) -> None:
+    """Read the orders of a batch's documents, and the accounts and assets the rules read
+    of them, in three queries: the rules' ``session.get`` then finds them in the session
+    (one query per order, account and asset each was most of the evaluator's work)."""
+    ids = list(dict.fromkeys(subject.removeprefix("order:") for _id, _type, subject in docs
+                             if subject.startswith("order:")))
+    if not ids:
+        return
+    orders = (await session.execute(select(Order).where(col(Order.id).in_(ids)))).scalars().all()
+    accounts = sorted({o.buyer_id for o in orders} | {o.provider_id for o in orders})
+    assets = sorted({o.asset_id for o in orders})
+    # Held for the evaluation: the session's identity map keeps only what is referenced.
+    _known(session)["read"] = [
+        orders,
+        (await session.execute(select(Account).where(col(Account.id).in_(accounts)))).scalars().all() if accounts else [],
+        (await session.execute(select(Asset).where(col(Asset.id).in_(assets)))).scalars().all() if assets else [],
+    ]
+
+
 async def evaluate(session: AsyncSession, ctx: Ctx, start: int | None = None) -> tuple[list[str], int | None]:
     """One batch (``BATCH`` documents after ``start``, or after the mark, with any of its
     gaps that have since committed): every rule; returns the alerts opened and where the
     next batch starts (None when nothing is left). Does not commit."""
+    session.info[_KNOWN] = {}
+    try:
+        return await _evaluate(session, ctx, start)
+    finally:
+        session.info.pop(_KNOWN, None)
+
+
+async def _evaluate(session: AsyncSession, ctx: Ctx, start: int | None) -> tuple[list[str], int | None]:
     marks = await _marks(session, "trade_documents", "refusals")
     now = ctx.now.timestamp()
     opened: list[str] = []
@@ -355,6 +410,7 @@ async def evaluate(session: AsyncSession, ctx: Ctx, start: int | None = None) ->
         select(*columns).where(col(TradeDocument.id) > after).order_by(col(TradeDocument.id)).limit(BATCH))).all()
     late = [] if start is not None or not doc_gaps.ids else (await session.execute(
         select(*columns).where(col(TradeDocument.id).in_(doc_gaps.ids)).order_by(col(TradeDocument.id)))).all()
+    await _prefetch(session, [*late, *rows])
     for _doc_id, doc_type, subject in [*late, *rows]:
         opened += await _evaluate_document(session, ctx, doc_type, subject)
     doc_gaps.seen([row.id for row in late])

@@ -379,3 +379,47 @@ def test_gaps_are_forgotten_after_the_reread_window() -> None:
     assert set(gaps.ids) == {5, 10, 13}
     gaps.missed(14, list(range(20, 20 + 2 * alerts.MAX_GAPS, 2)))
     assert len(gaps.ids) == alerts.MAX_GAPS
+
+
+async def test_a_burst_reads_each_order_account_asset_and_alert_once(databases: Any, tmp_path: Any) -> None:
+    """One buyer's burst, evaluated in one round: every order is linked to the one alert,
+    and the evaluator reads the batch's orders, accounts and assets together (no read of
+    one row by its id per document) and the alert once, not once per finding."""
+    import re
+
+    from sqlalchemy import event, select
+
+    from market.oversight.models import Alert, AlertedOrder
+
+    async with own_app(databases, tmp_path, background_tasks=False) as app:
+        client, services = app.client, app.client.app.state.services
+        evaluate(client)
+        n = services.settings.order_burst_count
+        _, listing = await offer(client, app.parties, app.operator, plans=[FREE])
+        eager = await buyer(client, app.parties)
+        placed = [(await place(client, eager, listing))["id"] for _ in range(n + 3)]
+        statements: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            statements.append(" ".join(statement.split()))
+
+        event.listen(services.engine.sync_engine, "before_cursor_execute", record)
+        try:
+            evaluate(client)
+        finally:
+            event.remove(services.engine.sync_engine, "before_cursor_execute", record)
+
+        async def linked() -> tuple[list[str], set[str]]:
+            async with services.read_sessionmaker() as s:
+                found = (await s.execute(select(Alert.id).where(Alert.rule == "order_burst",  # type: ignore[arg-type]
+                                                                Alert.subject_key == eager.id))).scalars().all()
+                orders = (await s.execute(select(AlertedOrder.order_id).where(
+                    AlertedOrder.alert_id.in_(found)))).scalars().all()  # type: ignore[attr-defined]
+                return list(found), set(orders)
+
+        alert_ids, orders = client.blocking_portal.call(linked)
+        assert len(alert_ids) == 1 and orders == set(placed)
+        one_by_id = [s for s in statements
+                     if re.search(r"FROM (orders|accounts|assets) WHERE \w+\.id = ", s)]
+        assert one_by_id == [], one_by_id
+        assert len([s for s in statements if re.search(r"SELECT .* FROM alerts WHERE", s)]) <= 1
