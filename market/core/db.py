@@ -194,8 +194,11 @@ def ping_when_idle(engine: AsyncEngine) -> None:
     and hand out another (SQLAlchemy's documented custom pessimistic check).
     """
 
+    @event.listens_for(engine.sync_engine.pool, "connect")
     @event.listens_for(engine.sync_engine.pool, "checkin")
-    def _checkin(_dbapi_connection: Any, record: Any) -> None:
+    def _fresh(_dbapi_connection: Any, record: Any) -> None:
+        # Just made, or just back from use: known good now (a new connection, as the
+        # pool's overflow makes them under load, is not pinged on its first checkout).
         if record is not None:
             record.info[_RETURNED] = time.monotonic()
 
