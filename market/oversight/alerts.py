@@ -15,11 +15,11 @@ with the signed act's hash, key id and signature: ``market.oversight.acts``).
 import asyncio
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -37,6 +37,7 @@ from market.core.statemachine import Machine, Transition
 from market.core.types import rfc3339
 from market.oversight import acts
 from market.oversight.models import Alert, AlertedOrder, EvaluatorMark, Refusal
+from market.oversight.rules import ON_PLACED, ON_SETTLED, Finding, refused_attempt
 from market.registry.models import Asset
 from market.trading.models import Order
 
@@ -50,15 +51,6 @@ class AlertStatus(StrEnum):
 ALERT = Machine("alert", Alert, AlertStatus, AlertStatus.open, {
     "close": Transition.of({AlertStatus.open}, AlertStatus.closed, "oversight.alert_closed"),
 }, subject=lambda alert: f"alert:{alert.id}")
-
-RULES = ("self_dealing", "wash_trade", "price_outlier", "order_burst", "refused_attempt", "identifiable_pi_sale")
-
-# Refusals that are not export or core-data attempts: ordering one's own listing is a
-# mistake the order gate answers (422), not an attempt to move data out.
-NOT_REFUSED_ATTEMPTS = frozenset({"self-dealing"})
-
-# price_outlier needs this many earlier priced trades in the category to have a median.
-PRICE_MIN_SAMPLE = 3
 
 # Rows committed out of id order (PostgreSQL assigns ids at insert, transactions commit
 # later): an id skipped when the evaluator read past it is a gap of its mark, looked for
@@ -74,183 +66,27 @@ MAX_GAPS = 1_000
 BATCH_PAUSE = 0.1
 
 BATCH = 100
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def bucket(at: datetime, width: timedelta) -> str:
-    """The start of the fixed period of ``width`` (counted from the Unix epoch) holding ``at``."""
-    n = (at - EPOCH) // width
-    return rfc3339(EPOCH + n * width)
-
-
-@dataclass
-class Finding:
-    rule: str
-    subject_key: str
-    window: str
-    subjects: list[str]
-    evidence: dict[str, Any]
-    orders: list[str] = field(default_factory=list)
-    refusal: int | None = None
-
-
-# -- the rules --------------------------------------------------------------------------
-
-
-def controller_of(account: Account) -> str | None:
-    return getattr(account, "controller_uscc", None) or None
-
-
-async def self_dealing(session: AsyncSession, ctx: Ctx, order: Order) -> list[Finding]:
-    buyer = await session.get_one(Account, order.buyer_id)
-    provider = await session.get_one(Account, order.provider_id)
-    how = None
-    if provider.uscc and controller_of(buyer) == provider.uscc:
-        how = "provider_controls_buyer"
-    elif buyer.uscc and controller_of(provider) == buyer.uscc:
-        how = "buyer_controls_provider"
-    elif controller_of(buyer) and controller_of(buyer) == controller_of(provider):
-        how = "same_controller"
-    if how is None:
-        return []
-    pair = sorted([buyer.id, provider.id])
-    at = order.settled_at
-    assert at is not None  # a rule run on settled orders
-    return [Finding("self_dealing", "|".join(pair), at.strftime("%Y-%m"),
-                    [buyer.id, provider.id, order.id],
-                    {"relation": how, "buyer": buyer.id, "provider": provider.id,
-                     "buyer_uscc": buyer.uscc, "provider_uscc": provider.uscc,
-                     "buyer_controller_uscc": controller_of(buyer),
-                     "provider_controller_uscc": controller_of(provider),
-                     "order": order.id, "settled_at": rfc3339(at)},
-                    [order.id])]
-
-
-async def wash_trade(session: AsyncSession, ctx: Ctx, order: Order) -> list[Finding]:
-    window = ctx.settings.wash_delta
-    at = order.settled_at
-    assert at is not None
-    rows = (await session.execute(
-        select(Order).where(col(Order.buyer_id) == order.provider_id, col(Order.provider_id) == order.buyer_id,
-                            col(Order.settled_at).is_not(None),
-                            col(Order.settled_at) >= at - window, col(Order.settled_at) <= at + window)
-        .order_by(col(Order.settled_at), col(Order.id))
-    )).scalars().all()
-    found = []
-    pair = sorted([order.buyer_id, order.provider_id])
-    for other in rows:
-        first, second = sorted([order, other], key=lambda o: (o.settled_at, o.id))
-        found.append(Finding(
-            "wash_trade", "|".join(pair), bucket(first.settled_at, window),
-            [*pair, first.id, second.id],
-            {"window": ctx.settings.wash_window, "first": {"order": first.id, "buyer": first.buyer_id,
-                                                           "provider": first.provider_id,
-                                                           "settled_at": rfc3339(first.settled_at)},
-             "second": {"order": second.id, "buyer": second.buyer_id, "provider": second.provider_id,
-                        "settled_at": rfc3339(second.settled_at)}},
-            [first.id, second.id]))
-    return found
-
-
-async def price_outlier(session: AsyncSession, ctx: Ctx, order: Order) -> list[Finding]:
-    """A priced trade beyond ``factor`` × the median of the category's earlier priced
-    trades in its currency (strictly above ``factor × median`` or below ``median / factor``)."""
-    if order.price <= 0:
-        return []
-    asset = await session.get_one(Asset, order.asset_id)
-    earlier = (select(col(Order.price)).join(Asset, col(Asset.id) == col(Order.asset_id))
-               .where(col(Asset.category) == asset.category, col(Order.currency) == order.currency, col(Order.price) > 0,
-                      col(Order.settled_at).is_not(None), col(Order.id) != order.id,
-                      or_(col(Order.settled_at) < order.settled_at,
-                          (col(Order.settled_at) == order.settled_at) & (col(Order.id) < order.id))))
-    n = (await session.execute(select(func.count()).select_from(earlier.subquery()))).scalar_one()
-    if n < PRICE_MIN_SAMPLE:
-        return []
-    middle = (await session.execute(earlier.order_by(col(Order.price)).offset((n - 1) // 2)
-                                    .limit(2 if n % 2 == 0 else 1))).scalars().all()
-    twice_median = 2 * middle[0] if len(middle) == 1 else middle[0] + middle[1]
-    factor = ctx.settings.price_outlier_factor
-    price2 = 2 * order.price
-    if price2 > factor * twice_median:
-        direction = "above"
-    elif price2 * factor < twice_median:
-        direction = "below"
-    else:
-        return []
-    return [Finding("price_outlier", order.id, "order", [order.id, order.asset_id, order.provider_id, order.buyer_id],
-                    {"order": order.id, "category": asset.category, "currency": order.currency,
-                     "price": order.price, "median": twice_median / 2 if twice_median % 2 else twice_median // 2,
-                     "sample": n, "factor": factor, "direction": direction},
-                    [order.id])]
-
-
-async def identifiable_pi_sale(session: AsyncSession, ctx: Ctx, order: Order) -> list[Finding]:
-    asset = await session.get_one(Asset, order.asset_id)
-    if asset.personal_info != "identifiable":
-        return []
-    at = order.settled_at
-    assert at is not None  # a rule run on settled orders
-    return [Finding("identifiable_pi_sale", order.id, "order",
-                    [order.id, order.asset_id, order.provider_id, order.buyer_id],
-                    {"order": order.id, "asset": asset.id, "personal_info": asset.personal_info,
-                     "purpose": order.purpose, "settled_at": rfc3339(at)},
-                    [order.id])]
-
-
-async def order_burst(session: AsyncSession, ctx: Ctx, order: Order) -> list[Finding]:
-    """More than ``order_burst_count`` orders by one buyer within ``order_burst_window``
-    ending at this order's placement."""
-    width, limit = ctx.settings.order_burst_delta, ctx.settings.order_burst_count
-    at = order.created_at
-    ids = (await session.execute(
-        select(col(Order.id)).where(col(Order.buyer_id) == order.buyer_id, col(Order.created_at) > at - width,
-                               col(Order.created_at) <= at)
-        .order_by(col(Order.created_at), col(Order.id)).limit(limit + 1)
-    )).scalars().all()
-    if len(ids) <= limit:
-        return []
-    return [Finding("order_burst", order.buyer_id, bucket(at, width), [order.buyer_id],
-                    {"buyer": order.buyer_id, "more_than": limit, "window": ctx.settings.order_burst_window,
-                     "orders": ids, "until": rfc3339(at)},
-                    [*ids, order.id])]
-
-
-def refused_attempt(refusal: Refusal) -> list[Finding]:
-    if refusal.kind in NOT_REFUSED_ATTEMPTS:
-        return []
-    key = "|".join([refusal.account_id, refusal.kind, refusal.asset_id or ""])
-    return [Finding("refused_attempt", key, refusal.created_at.strftime("%Y-%m-%d"),
-                    [x for x in (refusal.account_id, refusal.asset_id, refusal.listing_id) if x],
-                    {"account": refusal.account_id, "kind": refusal.kind, "asset": refusal.asset_id,
-                     "listing": refusal.listing_id, "refusals": [refusal.id],
-                     "first_at": rfc3339(refusal.created_at)},
-                    refusal=refusal.id)]
-
-
-ON_SETTLED = (self_dealing, wash_trade, price_outlier, identifiable_pi_sale)
-ON_PLACED = (order_burst,)
 
 
 # -- storing findings -------------------------------------------------------------------
 
 
-# What one evaluation (``evaluate``: one transaction) learnt of alerts, kept in its
-# session's ``info``: the evaluator holds the marks' lock for the transaction (``_marks``),
-# so no other evaluator opens or links alerts meanwhile, and a burst of one buyer's orders
-# (a finding per order, all of one alert) reads the alert and its links once, not once
-# per order. Outside an evaluation nothing is kept.
-_KNOWN = "alerts_known"
+@dataclass
+class Known:
+    """What one evaluation (``evaluate``: one transaction) learnt of alerts. The evaluator
+    holds the marks' lock for the transaction (``_marks``), so no other evaluator opens or
+    links alerts meanwhile, and a burst of one buyer's orders (a finding per order, all
+    of one alert) reads the alert and its links once, not once per order. ``rows`` holds
+    what ``_prefetch`` read, for the session keeps only what is referenced."""
+
+    alerts: dict[tuple[str, str, str], Alert] = field(default_factory=dict)
+    linked: dict[str, set[str]] = field(default_factory=dict)
+    rows: list[Any] = field(default_factory=list)
 
 
-def _known(session: AsyncSession) -> dict[Any, Any]:
-    known = session.info.get(_KNOWN)
-    return known if known is not None else {}
-
-
-async def _link(session: AsyncSession, alert_id: str, order_ids: list[str]) -> None:
-    wanted = list(dict.fromkeys(order_ids))
-    linked: set[str] = _known(session).setdefault(("linked", alert_id), set())
-    unknown = [o for o in wanted if o not in linked]
+async def _link(session: AsyncSession, known: Known, alert_id: str, order_ids: list[str]) -> None:
+    linked = known.linked.setdefault(alert_id, set())
+    unknown = [o for o in dict.fromkeys(order_ids) if o not in linked]
     if not unknown:
         return
     linked.update((await session.execute(select(col(AlertedOrder.order_id)).where(
@@ -261,21 +97,20 @@ async def _link(session: AsyncSession, alert_id: str, order_ids: list[str]) -> N
     linked.update(new)
 
 
-async def _existing(session: AsyncSession, f: Finding) -> Alert | None:
-    key = ("alert", f.rule, f.subject_key, f.window)
-    known = _known(session)
-    alert = known.get(key)
+async def _existing(session: AsyncSession, known: Known, f: Finding) -> Alert | None:
+    key = (f.rule, f.subject_key, f.window)
+    alert = known.alerts.get(key)
     if alert is None:
         alert = (await session.execute(select(Alert).where(col(Alert.rule) == f.rule, col(Alert.subject_key) == f.subject_key,
                                                            col(Alert.window) == f.window))).scalars().first()
         if alert is not None:
-            known[key] = alert
-    return cast("Alert | None", alert)
+            known.alerts[key] = alert
+    return alert
 
 
-async def _merge(session: AsyncSession, alert: Alert, f: Finding) -> None:
+async def _merge(session: AsyncSession, known: Known, alert: Alert, f: Finding) -> None:
     """A later event of an alert's subject and window: link its orders (and refusals)."""
-    await _link(session, alert.id, f.orders)
+    await _link(session, known, alert.id, f.orders)
     if f.refusal is not None:
         evidence = json.loads(alert.evidence)
         if f.refusal not in evidence.get("refusals", []):
@@ -284,9 +119,9 @@ async def _merge(session: AsyncSession, alert: Alert, f: Finding) -> None:
                                   .values(evidence=json.dumps(evidence, ensure_ascii=False)))
 
 
-async def store(session: AsyncSession, ctx: Ctx, f: Finding) -> bool:
+async def store(session: AsyncSession, ctx: Ctx, known: Known, f: Finding) -> bool:
     """Open the alert of ``f`` unless its (rule, subject, window) has one; True if opened."""
-    alert = await _existing(session, f)
+    alert = await _existing(session, known, f)
     if alert is None:
         alert = Alert(id=new_id("alr"), rule=f.rule, subject_key=f.subject_key, window=f.window,
                       subjects=json.dumps(list(dict.fromkeys(f.subjects))),
@@ -296,16 +131,16 @@ async def store(session: AsyncSession, ctx: Ctx, f: Finding) -> bool:
                 session.add(alert)
                 await session.flush()
         except IntegrityError:  # another evaluator opened it meanwhile
-            alert = await _existing(session, f)
+            alert = await _existing(session, known, f)
             assert alert is not None
         else:
-            _known(session)[("alert", f.rule, f.subject_key, f.window)] = alert
-            _known(session)[("linked", alert.id)] = set()
-            await _link(session, alert.id, f.orders)
+            known.alerts[(f.rule, f.subject_key, f.window)] = alert
+            known.linked[alert.id] = set()
+            await _link(session, known, alert.id, f.orders)
             await outbox.to_role(session, ctx, "alert.opened", outbox.REGULATORS, alert.id, alert=alert.id, rule=f.rule,
                                 subjects=list(dict.fromkeys(f.subjects)))
             return True
-    await _merge(session, alert, f)
+    await _merge(session, known, alert, f)
     return False
 
 
@@ -353,7 +188,7 @@ class _Gaps:
         return json.dumps({str(k): at for k, at in sorted(self.ids.items())})
 
 
-async def _evaluate_document(session: AsyncSession, ctx: Ctx, doc_type: str, subject: str) -> list[str]:
+async def _evaluate_document(session: AsyncSession, ctx: Ctx, known: Known, doc_type: str, subject: str) -> list[str]:
     rules = ON_SETTLED if doc_type == "trade.settled" else ON_PLACED if doc_type == "trade.placed" else ()
     if not rules or not subject.startswith("order:"):
         return []
@@ -363,12 +198,12 @@ async def _evaluate_document(session: AsyncSession, ctx: Ctx, doc_type: str, sub
     opened: list[str] = []
     for rule in rules:
         for finding in await rule(session, ctx, order):
-            if await store(session, ctx, finding):
+            if await store(session, ctx, known, finding):
                 opened.append(finding.rule)
     return opened
 
 
-async def _prefetch(session: AsyncSession, docs: list[Any]) -> None:
+async def _prefetch(session: AsyncSession, known: Known, docs: list[Any]) -> None:
     """Read the orders of a batch's documents, and the accounts and assets the rules read
     of them, in three queries: the rules' ``session.get`` then finds them in the session
     (one query per order, account and asset each was most of the evaluator's work)."""
@@ -379,8 +214,7 @@ async def _prefetch(session: AsyncSession, docs: list[Any]) -> None:
     orders = (await session.execute(select(Order).where(col(Order.id).in_(ids)))).scalars().all()
     accounts = sorted({o.buyer_id for o in orders} | {o.provider_id for o in orders})
     assets = sorted({o.asset_id for o in orders})
-    # Held for the evaluation: the session's identity map keeps only what is referenced.
-    _known(session)["read"] = [
+    known.rows = [
         orders,
         (await session.execute(select(Account).where(col(Account.id).in_(accounts)))).scalars().all() if accounts else [],
         (await session.execute(select(Asset).where(col(Asset.id).in_(assets)))).scalars().all() if assets else [],
@@ -391,15 +225,8 @@ async def evaluate(session: AsyncSession, ctx: Ctx, start: int | None = None) ->
     """One batch (``BATCH`` documents after ``start``, or after the mark, with any of its
     gaps that have since committed): every rule; returns the alerts opened and where the
     next batch starts (None when nothing is left). Does not commit."""
-    session.info[_KNOWN] = {}
-    try:
-        return await _evaluate(session, ctx, start)
-    finally:
-        session.info.pop(_KNOWN, None)
-
-
-async def _evaluate(session: AsyncSession, ctx: Ctx, start: int | None) -> tuple[list[str], int | None]:
     marks = await _marks(session, "trade_documents", "refusals")
+    known = Known()
     now = ctx.now.timestamp()
     opened: list[str] = []
     docs = marks["trade_documents"]
@@ -410,9 +237,9 @@ async def _evaluate(session: AsyncSession, ctx: Ctx, start: int | None) -> tuple
         select(*columns).where(col(TradeDocument.id) > after).order_by(col(TradeDocument.id)).limit(BATCH))).all()
     late = [] if start is not None or not doc_gaps.ids else (await session.execute(
         select(*columns).where(col(TradeDocument.id).in_(doc_gaps.ids)).order_by(col(TradeDocument.id)))).all()
-    await _prefetch(session, [*late, *rows])
+    await _prefetch(session, known, [*late, *rows])
     for _doc_id, doc_type, subject in [*late, *rows]:
-        opened += await _evaluate_document(session, ctx, doc_type, subject)
+        opened += await _evaluate_document(session, ctx, known, doc_type, subject)
     doc_gaps.seen([row.id for row in late])
     doc_gaps.missed(after, [row.id for row in rows])
     if rows:
@@ -429,7 +256,7 @@ async def _evaluate(session: AsyncSession, ctx: Ctx, start: int | None) -> tuple
         select(Refusal).where(col(Refusal.id).in_(refusal_gaps.ids)).order_by(col(Refusal.id)))).scalars().all()
     for refusal in [*late_refusals, *new_refusals]:
         for finding in refused_attempt(refusal):
-            if await store(session, ctx, finding):
+            if await store(session, ctx, known, finding):
                 opened.append(finding.rule)
     refusal_gaps.seen([r.id or 0 for r in late_refusals])
     refusal_gaps.missed(refusals.position, [r.id or 0 for r in new_refusals])
