@@ -13,6 +13,7 @@ with the signed act's hash, key id and signature: ``market.oversight.acts``).
 """
 
 import asyncio
+import functools
 import json
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,6 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -29,6 +31,7 @@ from market.accounts.schemas import Role
 from market.core import outbox
 from market.core.audit import TradeDocument
 from market.core.context import Ctx
+from market.core.db import run, table_of
 from market.core.errors import NotFound
 from market.core.ids import new_id
 from market.core.pagination import page_of, paginate
@@ -84,16 +87,21 @@ class Known:
     rows: list[Any] = field(default_factory=list)
 
 
+@functools.cache
+def _add_links(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table_of(AlertedOrder)).on_conflict_do_nothing(index_elements=["alert_id", "order_id"])
+
+
 async def _link(session: AsyncSession, known: Known, alert_id: str, order_ids: list[str]) -> None:
+    """Link ``order_ids`` to the alert: one insert of those not linked yet in this
+    evaluation, any linked before left as they are."""
     linked = known.linked.setdefault(alert_id, set())
-    unknown = [o for o in dict.fromkeys(order_ids) if o not in linked]
-    if not unknown:
+    new = [o for o in dict.fromkeys(order_ids) if o not in linked]
+    if not new:
         return
-    linked.update((await session.execute(select(col(AlertedOrder.order_id)).where(
-        col(AlertedOrder.alert_id) == alert_id, col(AlertedOrder.order_id).in_(unknown)))).scalars())
-    new = [o for o in unknown if o not in linked]
-    session.add_all([AlertedOrder(alert_id=alert_id, order_id=o) for o in new])
-    await session.flush()
+    await run(session, _add_links(session.get_bind().dialect.name),
+              [{"alert_id": alert_id, "order_id": o} for o in new])
     linked.update(new)
 
 
