@@ -205,16 +205,16 @@ async def revoke_key(session: AsyncSession, ctx: Ctx, key_id: str) -> None:
 # lock makes two requests at once take turns for the last free place.
 _TOKENS = table_of(ApiToken)
 _COUNTS = table_of(TokenCount)
-_TAKE_PLACE = (update(_COUNTS).where(_COUNTS.c.account_id == bindparam("account"), _COUNTS.c.live < bindparam("cap"))
-               .values(live=_COUNTS.c.live + literal_column("1")).returning(_COUNTS.c.live))
+_TAKING = (update(_COUNTS).where(_COUNTS.c.account_id == bindparam("account"), _COUNTS.c.live < bindparam("cap"))
+           .values(live=_COUNTS.c.live + literal_column("1")))
+_TAKE_PLACE = _TAKING.returning(_COUNTS.c.live)
 _LIVE_TOKENS = select(_COUNTS.c.live).where(_COUNTS.c.account_id == bindparam("account"))
 _FREE_PLACE = update(_COUNTS).where(_COUNTS.c.account_id == bindparam("account")).values(live=_COUNTS.c.live - literal_column("1"))
 _ADD_TOKEN = insert(_TOKENS)
 # PostgreSQL: the place and the token in one statement (a data-modifying CTE), one round
 # trip where two were; the token is inserted only if a place was taken. (Its parameters
 # are named apart from the columns: a parameter named as a column would be SET too.)
-_PLACED = (update(_COUNTS).where(_COUNTS.c.account_id == bindparam("account"), _COUNTS.c.live < bindparam("cap"))
-           .values(live=_COUNTS.c.live + literal_column("1")).returning(_COUNTS.c.account_id).cte("placed"))
+_PLACED = _TAKING.returning(_COUNTS.c.account_id).cte("placed")
 _TAKE_PLACE_AND_ADD = insert(_TOKENS).from_select(
     ["id", "account_id", "token_hash", "label", "created_at"],
     core_select(bindparam("token_id", type_=_TOKENS.c.id.type), _PLACED.c.account_id,
@@ -231,15 +231,14 @@ async def create_token(session: AsyncSession, ctx: Ctx, label: str | None) -> To
     account_id = ctx.user.id
     cap = ctx.settings.max_tokens_per_account
     token, token_id = new_token(), new_id("tok")
-    row = {"id": token_id, "account_id": account_id, "token_hash": hash_token(token), "label": label,
-           "created_at": ctx.now}
-    place = {"account": account_id, "cap": cap}
+    token_hash, place = hash_token(token), {"account": account_id, "cap": cap}
     if session.get_bind().dialect.name == "postgresql":
-        taken = (await run(session, _TAKE_PLACE_AND_ADD, {"token_id": token_id, "hash": row["token_hash"],
+        taken = (await run(session, _TAKE_PLACE_AND_ADD, {"token_id": token_id, "hash": token_hash,
                                                           "token_label": label, "at": ctx.now, **place})
                  ).scalar_one_or_none()
     else:
-        await run(session, _ADD_TOKEN, row)
+        await run(session, _ADD_TOKEN, {"id": token_id, "account_id": account_id, "token_hash": token_hash,
+                                        "label": label, "created_at": ctx.now})
         taken = (await run(session, _TAKE_PLACE, place)).scalar_one_or_none()
     if taken is None:
         live = (await session.execute(_LIVE_TOKENS, {"account": account_id})).scalar_one()
