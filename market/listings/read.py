@@ -108,9 +108,21 @@ async def _items_json(session: AsyncSession, found: search.SearchResult, caller:
         kept[item.id] = item.model_dump_json().encode()
         if memo is not None:
             memo.put(("listing-json", item.id, item.id in found.listed), kept[item.id], ticket)
+    # The listings the caller sees more of, as it sees them: kept for it alone (its id and
+    # whether it is staff in the key; a change to its account empties the memory too).
+    def mine(i: str) -> tuple[Any, ...]:
+        return "listing-json-for", caller.id if caller else None, caller is not None and caller.is_staff, i, i in found.listed
+
     personal = [i for i in ids if i not in found.common]
-    for item in await read_many(session, personal, caller, found.listed):
+    if memo is not None:
+        for i in personal:
+            value = memo.get(mine(i))
+            if value is not None:
+                kept[i] = value
+    for item in await read_many(session, [i for i in personal if i not in kept], caller, found.listed):
         kept[item.id] = item.model_dump_json().encode()
+        if memo is not None:
+            memo.put(mine(item.id), kept[item.id], ticket)
     return [kept[i] for i in ids if i in kept]
 
 

@@ -301,14 +301,23 @@ class _Search:
 
             ids = await self._kept(True, ("search-extras", part.owner), find_ids)
             where.append(D.doc_id.in_(ids))
-        found: tuple[_Extra, ...] = ()
-        if ids is None or ids:
+
+        async def find() -> tuple[_Extra, ...]:
+            if ids is not None and not ids:
+                return ()
             score = self._score(part, pairs)
             columns = [D.listing_id, D.listed, D.provider_id, D.private_to, D.category, D.grade, D.models, D.price_key]
             query = select(*columns, *([score.label("score")] if score is not None else [])).where(
                 *where, *common_filters(self.p), *self._match(part, pairs))
-            found = tuple(_Extra(Hit(r.listing_id, value_of(self.sort, r), bool(r.listed), r.provider_id, r.private_to),
-                                 r.category, r.grade, r.models) for r in (await self.session.execute(query)).all())
+            return tuple(_Extra(Hit(r.listing_id, value_of(self.sort, r), bool(r.listed), r.provider_id, r.private_to),
+                                r.category, r.grade, r.models) for r in (await self.session.execute(query)).all())
+
+        # What the extras' query found is kept as the public part's answers are, per caller
+        # and query (the same changes empty it): a caller asking again asks nothing.
+        p = self.p
+        filters = (p.provider, p.purpose, p.delivery, p.min_price, p.max_price, p.currency)
+        found = await self._kept(True, ("search-extras-found", part.owner, tuple(self.terms), reading, self.sort,
+                                        filters), find)
         self._extras[reading] = found
         return found
 

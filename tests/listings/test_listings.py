@@ -27,6 +27,7 @@ from tests.listings.support import (
     word,
 )
 from tests.registry_support import act, draft, propose, provider, submitted_asset
+from tests.statements import counted
 
 
 async def test_publish_puts_terms_on_the_ledger(client, parties: Parties, operator: Party) -> None:
@@ -267,6 +268,29 @@ async def test_search_shows_each_caller_a_listing_as_reading_it_does(client, par
             items = page["items"] + rest["items"]
             assert len(items) == count
             assert items == [await read_listing(client, item["id"], viewer) for item in items]
+
+
+async def test_a_named_buyers_search_is_remembered_until_a_listing_changes(client, parties: Parties,
+                                                                          operator: Party) -> None:
+    """A buyer a private plan names: asked again, its search reads nothing (which of its
+    extras match, and the listing as it sees it, are remembered for it alone); a change to
+    the listing is seen by its next search, and another buyer never gets its answer."""
+    holder, chosen, stranger = await provider(client, parties), *[await parties.verified(["buyer"]) for _ in "ab"]
+    tag = word()
+    private = {"model": "one_time", "price": {"amount": 500_000, "currency": "CNY"}, "private_to": [chosen.id]}
+    only = await listed(client, holder, operator, tags=[tag], plans=[private])
+    first = await search(client, chosen, q=tag)
+    assert [i["id"] for i in first["items"]] == [only["id"]] and first["items"][0]["plans"]
+    with counted(client.app.state.services) as seen:
+        again = await search(client, chosen, q=tag)
+    assert again == first
+    assert not [s for s in seen if "listing" in s], seen
+    assert (await search(client, stranger, q=tag))["items"] == []
+    r = await client.patch(f"/v1/listings/{only['id']}", json={"title": f"新标题 {tag}"}, headers=holder.auth)
+    assert r.status_code == 200, r.text
+    after = await search(client, chosen, q=tag)
+    assert after["items"] == [await read_listing(client, only["id"], chosen)]
+    assert after["items"][0]["title"] == f"新标题 {tag}"
 
 
 async def test_the_asset_decides_whether_a_listing_is_orderable(client, parties: Parties, operator: Party,

@@ -184,6 +184,9 @@ async def test_a_broad_query_searches_only_the_callers_extras_once_the_public_pa
     assert store.ids["data_private3"] in second.listing_ids  # title and keywords: first
     # Which documents are its extras, then those that match: nothing over the public documents.
     assert len(found) == 2 and all(("has_public_plan = 0" in s or "has_public_plan = false" in s) for s in found)
+    # Asked again, what its extras' query found is remembered too: nothing is asked.
+    again, found = await asked(caller(BUYER), p)
+    assert found == [] and again == second
     # Another query, whose public part another caller's search left in the memo: its
     # extras are known, one statement.
     by_price = SearchParams(q="数据", sort="price_asc", limit=5)
