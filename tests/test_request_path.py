@@ -493,6 +493,67 @@ async def test_run_tells_the_memos_what_it_changed(client, app, parties: Parties
     assert (await client.get("/v1/accounts/me", headers=party.auth)).json()["suspended"] is True
 
 
+async def test_run_on_the_sqlite_writer_goes_straight_to_sqlite_and_means_the_same(settings, monkeypatch) -> None:
+    """``db.run`` on a server's writer: on SQLite its statements go straight to sqlite3
+    (no SQLAlchemy execution), with the same values stored (types' bind processors), the
+    same rows and counts, the same errors (``IntegrityError``), cursor listeners still
+    told, and a statement whose result needs converting left to SQLAlchemy. PostgreSQL
+    runs every one through SQLAlchemy, with the same answers."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import bindparam, event, insert, select
+    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from market.core.db import table_of
+    from market.core.outbox import OutboxEvent
+
+    outbox = table_of(OutboxEvent)
+    add, later = insert(outbox), datetime(2026, 5, 1, 8, 30, 15, 123456, tzinfo=UTC)
+    set_type = update(outbox).where(outbox.c.subject == bindparam("about")).values(type=bindparam("to"))
+    dispatched = set_type.values(dispatched_at=later).returning(outbox.c.dispatched_at)
+    numbered = set_type.returning(outbox.c.seq)
+    through_sqlalchemy: list[str] = []
+    real_execute = AsyncConnection.execute
+
+    async def execute(self: Any, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        through_sqlalchemy.append(str(statement).split()[0])
+        return await real_execute(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncConnection, "execute", execute)
+    heard: list[str] = []
+    writer, reader = db.make_engines(settings.sqlalchemy_url)
+    event.listen(writer.sync_engine, "before_cursor_execute", lambda *a: heard.append(a[2].split()[0]))
+    row = {"id": "evt_direct1", "type": "t.one", "subject": "sub_direct", "recipients": "[]", "created_at": later}
+    try:
+        async with db.make_sessionmaker(writer)() as session:
+            await db.run(session, add, row)
+            await db.run(session, add, [{**row, "id": "evt_direct2"}, {**row, "id": "evt_direct3"}])
+            assert db.rowcount(await db.run(session, set_type, {"about": "sub_direct", "to": "t.two"})) == 3
+            assert db.rowcount(await db.run(session, set_type, {"about": "nothing", "to": "t.two"})) == 0
+            seqs = (await db.run(session, numbered, {"about": "sub_direct", "to": "t.three"})).all()
+            assert len(seqs) == 3 and all(isinstance(s[0], int) for s in seqs)
+            # A datetime read back is converted by SQLAlchemy: that statement is left to it.
+            assert (await db.run(session, dispatched, {"about": "sub_direct", "to": "t.four"})).scalar() == later
+            await session.commit()
+        async with db.make_sessionmaker(writer)() as session:
+            with pytest.raises(IntegrityError):
+                await db.run(session, add, row)  # the id is unique
+        async with db.make_read_sessionmaker(reader)() as session:
+            stored = (await session.execute(select(OutboxEvent).where(OutboxEvent.subject == "sub_direct"))).scalars()
+            assert sorted((e.id, e.type, e.created_at, e.dispatched_at) for e in stored) == [
+                (f"evt_direct{i}", "t.four", later, later) for i in (1, 2, 3)]
+    finally:
+        await writer.dispose()
+        await reader.dispose()
+    runs = ["INSERT", "INSERT", "UPDATE", "UPDATE", "UPDATE", "UPDATE", "INSERT"]
+    assert [h for h in heard if h in ("INSERT", "UPDATE")] == runs  # every statement heard
+    if db.is_sqlite(settings.sqlalchemy_url):
+        assert [s for s in through_sqlalchemy if s in ("INSERT", "UPDATE")] == ["UPDATE"]  # the datetime one
+    else:
+        assert [s for s in through_sqlalchemy if s in ("INSERT", "UPDATE")] == runs
+
+
 async def test_dependencies_are_resolved_in_turn_with_their_clean_ups(client, parties: Parties, monkeypatch) -> None:
     """No task group per request (market.web.dependencies): a route taking a session and the
     caller works with task groups made impossible, its session is closed after it, and a

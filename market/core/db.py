@@ -41,7 +41,14 @@ from alembic import command
 # other processes') about changed rows.
 from market.core import memo as _memo
 from market.core.logs import log
-from market.core.sqlite_connections import BUSY_TIMEOUT, InLoopConnection, OneHopConnection, take_write_lock
+from market.core.sqlite_connections import (
+    BUSY_TIMEOUT,
+    Direct,
+    DirectResult,
+    InLoopConnection,
+    OneHopConnection,
+    take_write_lock,
+)
 
 ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
 
@@ -65,8 +72,8 @@ def table_of(model: type[Any]) -> Table:
 
 
 def rowcount(result: object) -> int:
-    """The rows an UPDATE or DELETE matched, from what ``session.execute`` returned for it."""
-    assert isinstance(result, CursorResult)
+    """The rows an UPDATE or DELETE matched, from what ``session.execute`` (or ``run``) returned for it."""
+    assert isinstance(result, CursorResult | DirectResult)
     return result.rowcount
 
 
@@ -316,7 +323,8 @@ def make_read_sessionmaker(engine: AsyncEngine) -> SessionMaker:
                               expire_on_commit=False, info={READ_ONLY: True})
 
 
-async def run(session: AsyncSession, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+async def run(session: AsyncSession, statement: Executable,
+              parameters: Any = None) -> CursorResult[Any] | DirectResult:
     """Run a Core statement (prebuilt, with bound parameters) in ``session``'s transaction,
     on its connection: what ``session.execute`` does for such a statement, without the
     ORM's work around it (its execution state, events and result wrapping: ~80 µs a
@@ -334,7 +342,40 @@ async def run(session: AsyncSession, statement: Executable, parameters: Any = No
             raise ReadOnlySessionError("a read session (GET/HEAD) tried to write")
         _memo.note_statement(sync, statement)
     connection = await session.connection()
+    sync_connection = connection.sync_connection
+    assert sync_connection is not None  # a session's connection is open
+    driver = sync_connection.connection.driver_connection
+    if isinstance(driver, InLoopConnection) and parameters is not None:
+        # SQLite's writer: the statement straight on its sqlite3 connection, in this thread
+        # (~30 µs against ~120 µs through SQLAlchemy's execution, a tenth of a purchase).
+        direct = _direct(statement, parameters, connection)
+        if direct is not None:
+            heard = sync_connection if sync_connection._has_events or sync_connection.engine._has_events else None
+            return direct.run(driver._conn, parameters, heard)
     return await connection.execute(statement, parameters)
+
+
+# The statements ``run`` has compiled for a direct run, by the statement (kept alive
+# beside it, so its id is its own) and the parameters' names; None for one SQLAlchemy
+# runs itself. Module-level statements are a few dozen; a statement built per call would
+# only fill this up, and it is emptied when full.
+_DIRECT: dict[tuple[int, tuple[str, ...]], tuple[Executable, Direct | None]] = {}
+_DIRECT_LIMIT = 512
+
+
+def _direct(statement: Executable, parameters: Any, connection: AsyncConnection) -> Direct | None:
+    many = isinstance(parameters, list)
+    if many and not parameters:
+        return None
+    names = tuple(parameters[0] if many else parameters)
+    key = (id(statement), names)
+    found = _DIRECT.get(key)
+    if found is None or found[0] is not statement:
+        if len(_DIRECT) >= _DIRECT_LIMIT:
+            _DIRECT.clear()
+        found = _DIRECT[key] = (statement, Direct.of(statement, list(names), connection.dialect))
+    direct = found[1]
+    return None if direct is None or (many and direct.returns_rows) else direct
 
 
 @event.listens_for(Session, "do_orm_execute")

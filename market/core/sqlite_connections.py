@@ -12,6 +12,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import aiosqlite
+from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound
 from sqlalchemy.util import await_only as await_
 
 
@@ -150,3 +151,86 @@ def take_write_lock(driver: Any, sql: str) -> None:
                 raise
         await_(asyncio.sleep(pause))
         pause = min(2 * pause, MAX_PAUSE)
+
+
+class Direct:
+    """What ``db.run`` needs of a Core statement to run it straight on an in-loop
+    connection's ``sqlite3`` cursor: its SQL, parameters in order with their bind
+    processors (as SQLAlchemy's execution context applies them), and whether it
+    returns rows. ``of`` gives None for a statement SQLAlchemy must run itself: one
+    with Python-side column defaults, expanding or literal parameters, or result
+    columns that need converting (datetimes, booleans, JSON on SQLite)."""
+
+    __slots__ = ("compiled", "sql", "positions", "processors", "returns_rows")
+
+    def __init__(self, compiled: Any) -> None:
+        self.compiled, self.sql, self.positions = compiled, compiled.string, tuple(compiled.positiontup)
+        self.processors: dict[str, Callable[[Any], Any]] = dict(compiled._bind_processors)
+        self.returns_rows = bool(compiled._result_columns)
+
+    @classmethod
+    def of(cls, statement: Any, keys: list[str], dialect: Any) -> "Direct | None":
+        compiled: Any = statement.compile(dialect=dialect, column_keys=keys)
+        if (compiled.insert_prefetch or compiled.update_prefetch or compiled.literal_execute_params
+                or compiled.post_compile_params or compiled.escaped_bind_names or not compiled.positional):
+            return None
+        for entry in compiled._result_columns:
+            if entry[3]._cached_result_processor(dialect, None) is not None:
+                return None
+        return cls(compiled)
+
+    def parameters(self, given: dict[str, Any]) -> tuple[Any, ...]:
+        """``given`` in the statement's order, with the statement's own bound values and
+        each type's bind processor applied."""
+        values, processors = self.compiled.construct_params(given, escape_names=False), self.processors
+        return tuple(processors[k](values[k]) if k in processors else values[k] for k in self.positions)
+
+    def run(self, connection: sqlite3.Connection, parameters: dict[str, Any] | list[dict[str, Any]],
+            events: Any = None) -> "DirectResult":
+        """Run on ``connection`` (in this thread), in its open transaction. ``events``: the
+        SQLAlchemy connection whose cursor listeners hear of it, as they would have."""
+        many = isinstance(parameters, list)
+        args: Any = ([self.parameters(p) for p in parameters] if isinstance(parameters, list)
+                     else self.parameters(parameters))
+        cursor = connection.cursor()
+        try:
+            if events is not None:
+                events.dispatch.before_cursor_execute(events, cursor, self.sql, args, None, many)
+            if many:
+                cursor.executemany(self.sql, args)
+            else:
+                cursor.execute(self.sql, args)
+            rows = cursor.fetchall() if self.returns_rows else []
+            if events is not None:
+                events.dispatch.after_cursor_execute(events, cursor, self.sql, args, None, many)
+            return DirectResult(rows, cursor.rowcount)
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(self.sql, args, exc, sqlite3.Error) from exc
+        finally:
+            cursor.close()
+
+
+class DirectResult:
+    """The part of a ``CursorResult`` that callers of ``db.run`` use, for a statement run
+    directly: its rows (plain tuples) and the rows it changed."""
+
+    __slots__ = ("rowcount", "_rows")
+
+    def __init__(self, rows: list[tuple[Any, ...]], rowcount: int) -> None:
+        self._rows, self.rowcount = rows, rowcount
+
+    def all(self) -> list[tuple[Any, ...]]:
+        return self._rows
+
+    def scalar(self) -> Any:
+        return self._rows[0][0] if self._rows else None
+
+    def scalar_one_or_none(self) -> Any:
+        if len(self._rows) > 1:
+            raise MultipleResultsFound("more than one row where one or none was expected")
+        return self.scalar()
+
+    def scalar_one(self) -> Any:
+        if len(self._rows) != 1:
+            raise (MultipleResultsFound if self._rows else NoResultFound)("exactly one row was expected")
+        return self._rows[0][0]
