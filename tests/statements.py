@@ -20,6 +20,8 @@ def counted(services: Any) -> Iterator[list[str]]:
     # PostgreSQL's reader is the writer with options: the writer's listeners hear it too.
     writer, reader = services.engine.sync_engine, services.read_engine.sync_engine
     engines = [writer] if reader.pool is writer.pool else [writer, reader]
+    if services.point_read_engine is not None:  # SQLite's in-loop readers
+        engines.append(services.point_read_engine.sync_engine)
     for engine in engines:
         event.listen(engine, "before_cursor_execute", count)
     try:

@@ -240,6 +240,20 @@ def make_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
     return engine, engine.execution_options(**{READ_ONLY: True})
 
 
+def make_point_read_engine(url: str) -> AsyncEngine | None:
+    """SQLite: read connections that run in the event loop's thread (``InLoopConnection``),
+    for the read sessions of routes that read a few rows by key (``POINT_READS`` routes:
+    a settled order's contract, one order). Each statement of a pooled reader is a hand-off
+    to the connection's thread and back (with ``BEGIN`` and ``ROLLBACK``, four of them for
+    a contract: a third of its time); in the loop's thread it completes at once. They
+    begin deferred and never write, so they take no lock, and a long read would hold the
+    loop: routes that scan (search, lists, exports) keep the pooled readers. None on
+    PostgreSQL, whose reads have no such hand-off."""
+    if not is_sqlite(url):
+        return None
+    return make_engine(url, pool_size=4, max_overflow=12, in_loop=True).execution_options(**{READ_ONLY: True})
+
+
 class PointReads:
     """Single statements by key, each a consistent snapshot on its own, for the hottest
     read paths (a metered look-up's checks).

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledger.log import Log
 from market.core.clock import Clock
 from market.core.config import Settings
-from market.core.db import PointReads, SessionMaker
+from market.core.db import PointReads, SessionMaker, make_read_sessionmaker
 from market.core.events import Events
 from market.core.listener import PgListener
 from market.core.memo import Memo
@@ -39,7 +39,7 @@ class Services:
                  limiter: "RateLimiter", credentials: Memo[Any], public_assets: Memo[bytes],
                  public_listings: Memo[Any], public_listing_items: Memo[bytes],
                  change_listener: PgListener | None = None,
-                 sandbox: LoadedTables | None = None) -> None:
+                 sandbox: LoadedTables | None = None, point_read_engine: AsyncEngine | None = None) -> None:
         self.settings = settings
         self.clock = clock
         self.ledger = ledger
@@ -48,6 +48,10 @@ class Services:
         self.read_engine = read_engine
         self.sessionmaker = sessionmaker
         self.read_sessionmaker = read_sessionmaker
+        # Read sessions of the routes that read a few rows by key (``db.make_point_read_engine``).
+        self.point_read_engine = point_read_engine
+        self.point_read_sessionmaker = (read_sessionmaker if point_read_engine is None
+                                        else make_read_sessionmaker(point_read_engine))
         self.point_reads = PointReads(read_engine)  # single reads by key on the hottest paths
         self.blobs = blobs
         self.master_key = master_key  # None in the CLI's one-off commands, which store no content

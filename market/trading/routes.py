@@ -18,6 +18,7 @@ from market.trading import access, orders, read, returns, settlement
 from market.trading.models import Order
 from market.trading.schemas import BankPayment, DecisionBody, OrderCreate, OrderRead, OrderToSign, PaymentMethod, Side
 from market.trading.states import PAYABLE, OrderStatus
+from market.web.dependencies import POINT_READS
 
 Limit = Annotated[int, Parameter(ge=1, le=500)]
 
@@ -77,7 +78,7 @@ class OrderController(Controller):
         return Page(items=await read.present_many(db, page["items"], caller, ctx.settings.bank_account),
                     next_cursor=page["next_cursor"])
 
-    @get("/{order_id:str}", summary="One order (its buyer, the listing's holder, staff)")
+    @get("/{order_id:str}", summary="One order (its buyer, the listing's holder, staff)", opt={POINT_READS: True})
     async def get_order(self, db: AsyncSession, ctx: Ctx, order_id: str) -> OrderRead:
         order = await access.load(db, order_id, ctx.user)
         return await read.present(db, order, ctx.user, ctx.settings.bank_account, await returns.of_order(db, order.id))
@@ -131,7 +132,8 @@ class OrderController(Controller):
         order = await db.get_one(Order, order_id, populate_existing=True)
         return await read.present(db, order, ctx.user, ctx.settings.bank_account)
 
-    @get("/{order_id:str}/contract", summary="The contract (交易凭证) bundle, once settled (docs/LEDGER.md §6)")
+    @get("/{order_id:str}/contract", summary="The contract (交易凭证) bundle, once settled (docs/LEDGER.md §6)",
+         opt={POINT_READS: True})
     async def contract(self, services: Services, db: AsyncSession, ctx: Ctx, order_id: str) -> dict[str, Any]:
         order = await access.load(db, order_id, ctx.user)
         return await settlement.contract_bundle(db, services.ledger, order)

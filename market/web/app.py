@@ -44,7 +44,7 @@ from market.trading.routes import OrderController, order_document, stripe_webhoo
 from market.usage.routes import USAGE_ROUTES
 from market.web import openapi
 from market.web.auth import Caller, provide_caller, provide_optional_caller
-from market.web.dependencies import resolve_in_turn
+from market.web.dependencies import POINT_READS, resolve_in_turn
 from market.web.docs import doc_page
 from market.web.head import answer_head
 from market.web.index import market_index
@@ -173,9 +173,15 @@ _READS = frozenset({"GET", "HEAD"})
 
 async def provide_db(request: Request, state: State) -> AsyncIterator[AsyncSession]:
     """A session for the request: a read session for GET and HEAD (no write lock on
-    SQLite; writing raises), a writing one otherwise."""
+    SQLite; writing raises; in the loop's thread for a ``POINT_READS`` route), a writing
+    one otherwise."""
     services: Services = state.services
-    maker = services.read_sessionmaker if request.method in _READS else services.sessionmaker
+    if request.method not in _READS:
+        maker = services.sessionmaker
+    elif request.route_handler.opt.get(POINT_READS):
+        maker = services.point_read_sessionmaker
+    else:
+        maker = services.read_sessionmaker
     session = maker()
     try:
         yield session

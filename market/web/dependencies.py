@@ -16,6 +16,11 @@ from litestar._kwargs.dependencies import resolve_dependency
 from litestar._kwargs.kwargs_model import KwargsModel
 from litestar.connection import ASGIConnection
 
+# A route's ``opt``: its GET reads a few rows by key, so its read session may run in the
+# event loop's thread on SQLite (``Services.point_read_sessionmaker``). Not for a route
+# that scans: a long read there would hold every other request.
+POINT_READS = "point_reads"
+
 
 async def _in_turn(self: KwargsModel, connection: ASGIConnection[Any, Any, Any, Any],
                    kwargs: dict[str, Any]) -> DependencyCleanupGroup:

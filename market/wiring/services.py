@@ -65,6 +65,7 @@ async def open_services(settings: Settings, *, clock: Clock | None = None, conte
         read_engine=read_engine,
         sessionmaker=db.make_sessionmaker(engine),
         read_sessionmaker=db.make_read_sessionmaker(read_engine),
+        point_read_engine=db.make_point_read_engine(settings.sqlalchemy_url),
         blobs=open_blob_store(settings.blob_store, settings.s3_endpoint_url, settings.blobs_dir),
         master_key=master_key,
         stripe=_stripe(settings),
@@ -98,6 +99,8 @@ async def close_services(services: Services) -> None:
     await services.point_reads.close()
     await services.engine.dispose()
     await services.read_engine.dispose()
+    if services.point_read_engine is not None:
+        await services.point_read_engine.dispose()
 
 
 @contextlib.asynccontextmanager

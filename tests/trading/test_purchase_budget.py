@@ -1,6 +1,7 @@
 """The statements a free purchase costs: a budget, so the write path does not grow back
 (docs/performance.md). Counted with the background tasks off, on every engine of the app."""
 
+import traceback
 from typing import Any
 
 from tests.registry_support import own_app
@@ -34,4 +35,47 @@ async def test_a_free_purchase_stays_within_its_statement_budget(databases: Any,
             fetched = list(seen)
         assert order["status"] == "active"
         assert len(placed) <= PURCHASE_STATEMENTS, f"{len(placed)} statements: {placed}"
-        assert len(fetched) <= CONTRACT_STATEMENTS, f"{len(fetched)} statements: {fetched}"
+        assert 0 < len(fetched) <= CONTRACT_STATEMENTS, f"{len(fetched)} statements: {fetched}"
+
+
+async def test_a_contract_is_read_in_the_loops_thread_on_sqlite(databases: Any, tmp_path: Any,
+                                                                monkeypatch: Any) -> None:
+    """A point-read route (``POINT_READS``: the contract, one order): on SQLite its
+    statements run in the event loop's thread, with no hand-off to a reader's thread; the
+    answers are those a pooled reader gives. PostgreSQL reads them as every GET does."""
+    from market.core.sqlite_connections import InLoopConnection, OneHopConnection
+
+    async with own_app(databases, tmp_path, background_tasks=False) as app:
+        client = app.client
+        services = client.app.state.services
+        _, listing = await offer(client, app.parties, app.operator, plans=[FREE])
+        who = await buyer(client, app.parties)
+        order = await place(client, who, listing)
+        handed: list[Any] = []
+        real = OneHopConnection._execute
+
+        async def execute(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            # A hand-off to a reader's thread by the routes' handlers (not by background work).
+            stack = "".join(traceback.format_stack())
+            if not isinstance(self, InLoopConnection) and "market/trading/routes.py" in stack:
+                handed.append(stack)
+            return await real(self, fn, *args, **kwargs)
+
+        monkeypatch.setattr(OneHopConnection, "_execute", execute)
+        paths = [f"/v1/orders/{order['id']}/contract", f"/v1/orders/{order['id']}"]
+        with counted(services) as seen:
+            answers = [await client.get(path, headers=who.auth) for path in paths]
+        assert [r.status_code for r in answers] == [200, 200] and seen
+        assert answers[1].json()["status"] == "active"
+        if services.point_read_engine is not None:
+            assert handed == [], handed[0]  # the stack of the first
+            # The same answers from the pooled readers, as a route without the option reads.
+            services.point_read_sessionmaker = services.read_sessionmaker
+            assert [(await client.get(path, headers=who.auth)).json() for path in paths] == \
+                [r.json() for r in answers]
+            assert handed
+        else:
+            assert services.point_read_sessionmaker is services.read_sessionmaker
+        # Another buyer is told there is no such order, as before.
+        other = await buyer(client, app.parties)
+        assert (await client.get(paths[0], headers=other.auth)).status_code == 404
