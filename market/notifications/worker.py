@@ -34,7 +34,7 @@ async def run_notifications(services: Services) -> None:
         async def dispatching() -> bool:
             if not (await _waiting(reader, now()))[0]:
                 return False
-            return await dispatch.dispatch_once(services.sessionmaker, now) == dispatch.BATCH
+            return await dispatch.dispatch_once(services.sessionmaker, now, reader=reader) == dispatch.BATCH
 
         async def sending() -> bool:
             if not (await _waiting(reader, now()))[1]:

@@ -171,15 +171,17 @@ async def test_ping_is_sent_now_and_logged(fast: Any, receiver: Receiver) -> Non
 
 
 async def test_the_dispatcher_dispatches_each_row_once(fast: Any) -> None:
-    """Two dispatchers at once (as two processes would): every event told once."""
+    """Dispatchers at once (as processes would; half of them reading their batch before
+    their write transaction, as the worker does): every event told once."""
     client, parties = fast.client, fast.parties
     watcher = await parties.staff("operator")
     settings = parties.settings
     engine = db.make_engine(settings.sqlalchemy_url)
     try:
-        maker = db.make_sessionmaker(engine)
+        maker, reader = db.make_sessionmaker(engine), db.make_read_sessionmaker(engine)
         made = [await parties.sign_up(["buyer"]) for _ in range(5)]
-        await asyncio.gather(*(dispatch.dispatch_once(maker, utcnow) for _ in range(4)))
+        await asyncio.gather(*(dispatch.dispatch_once(maker, utcnow, reader=reader if i % 2 else None)
+                               for i in range(4)))
     finally:
         await engine.dispose()
     for party in made:
