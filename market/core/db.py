@@ -247,8 +247,10 @@ def make_point_read_engine(url: str) -> AsyncEngine | None:
     to the connection's thread and back (with ``BEGIN`` and ``ROLLBACK``, four of them for
     a contract: a third of its time); in the loop's thread it completes at once. They
     begin deferred and never write, so they take no lock, and a long read would hold the
-    loop: routes that scan (search, lists, exports) keep the pooled readers. None on
-    PostgreSQL, whose reads have no such hand-off."""
+    loop: routes that scan (search, lists, exports) keep the pooled readers. As the
+    writer's, they never wait in SQLite's busy handler: a read that meets ``SQLITE_BUSY``
+    (in WAL mode only while another process recovers the log after a crash) fails its
+    request rather than stop the loop. None on PostgreSQL, whose reads have no such hand-off."""
     if not is_sqlite(url):
         return None
     return make_engine(url, pool_size=4, max_overflow=12, in_loop=True).execution_options(**{READ_ONLY: True})
