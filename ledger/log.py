@@ -28,7 +28,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import BigInteger, Integer, Select, delete, insert, literal, select, text, union_all
+from sqlalchemy import BigInteger, Integer, Select, bindparam, delete, insert, literal, select, text, union_all
 from sqlalchemy.orm import Session
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -45,6 +45,12 @@ __all__ = ["MAX_INDEX", "Log", "NotFoundError", "SignedCheckpoint", "UnknownChec
 ADVISORY_LOCK_KEY = 0x6C65646765720001  # "ledger" + 1: one integrator per database
 MAX_LEAF_BYTES = 65535
 _ADD_PENDING = insert(table_of(PendingEntry))  # built once (building it per call walked it for its cache key)
+# The reads a contract or certificate makes on every fetch, built once for the same reason.
+_HEAD = (select(col(CheckpointRow.size), col(CheckpointRow.root), col(CheckpointRow.note))
+         .order_by(col(CheckpointRow.size).desc()).limit(1))
+_COSIGNATURES = (select(col(Cosignature.line)).where(col(Cosignature.size) == bindparam("size"))
+                 .order_by(col(Cosignature.key_id)))
+_INDEX_OF = select(col(Leaf.idx)).where(col(Leaf.subject) == bindparam("subject"), col(Leaf.leaf) == bindparam("leaf"))
 
 
 class UnknownCheckpointError(LedgerError):
@@ -193,13 +199,7 @@ class Log:
     # -- reading -----------------------------------------------------------------
 
     async def _head(self, session: AsyncSession) -> SignedCheckpoint | None:
-        row = (
-            await session.execute(
-                select(col(CheckpointRow.size), col(CheckpointRow.root), col(CheckpointRow.note))
-                .order_by(col(CheckpointRow.size).desc())
-                .limit(1)
-            )
-        ).first()
+        row = (await session.execute(_HEAD)).first()
         return None if row is None else SignedCheckpoint(row[0], bytes(row[1]), row[2])
 
     async def checkpoint(self, session: AsyncSession) -> SignedCheckpoint:
@@ -212,11 +212,7 @@ class Log:
             head = self._sign(0, merkle.EMPTY_ROOT)  # same bytes every time: Ed25519 is deterministic
             self._remember(head, started)
             return head
-        lines = (
-            await session.execute(
-                select(col(Cosignature.line)).where(col(Cosignature.size) == head.size).order_by(col(Cosignature.key_id))
-            )
-        ).scalars().all()
+        lines = (await session.execute(_COSIGNATURES, {"size": head.size})).scalars().all()
         cp = SignedCheckpoint(head.size, head.root, head.text + "".join(line + "\n" for line in lines))
         self._remember(cp, started)
         return cp
@@ -288,9 +284,7 @@ class Log:
         return [(r[0], r[1], bytes(r[2])) for r in rows]
 
     async def index_of(self, session: AsyncSession, subject: str, leaf: bytes) -> int | None:
-        row = (
-            await session.execute(select(col(Leaf.idx)).where(col(Leaf.subject) == subject, col(Leaf.leaf) == leaf))
-        ).first()
+        row = (await session.execute(_INDEX_OF, {"subject": subject, "leaf": leaf})).first()
         return None if row is None else row[0]
 
     async def warm(self, session: AsyncSession) -> int:

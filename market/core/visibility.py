@@ -4,6 +4,7 @@ clause, in one query, so what a caller may not see is 404 — never another part
 
 from typing import Any, Protocol, TypeVar
 
+from sqlalchemy import bindparam
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -25,4 +26,19 @@ async def load_visible(session: AsyncSession, model: type[Row], object_id: str, 
     row = (await session.exec(query)).first()
     if row is None:
         raise NotFound(f"no {what} {object_id}")
+    return row
+
+
+def visible_query(model: type[Row], visible: Any) -> Any:
+    """``load_visible``'s query built once, for the hottest loads: the id is the bound
+    parameter ``id``, and ``visible`` names its values as bound parameters too. A query
+    built per call is walked whole for its cache key on every run (~0.2-0.3 ms a load)."""
+    return select(model).where(col(model.id) == bindparam("id"), visible).execution_options(populate_existing=True)
+
+
+async def load_prepared(session: AsyncSession, query: Any, parameters: dict[str, Any], what: str) -> Any:
+    """``load_visible`` with a ``visible_query``: its row, else 404 ``no <what> <id>``."""
+    row = (await session.exec(query, params=parameters)).first()
+    if row is None:
+        raise NotFound(f"no {what} {parameters['id']}")
     return row

@@ -14,13 +14,14 @@ import functools
 import json
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, false, or_, select, true
+from sqlalchemy import and_, bindparam, case, exists, false, or_, select, true
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.accounts.models import Account
-from market.core.errors import Forbidden
-from market.core.visibility import load_visible
+from market.core.db import run
+from market.core.errors import Forbidden, NotFound
+from market.core.visibility import load_prepared, visible_query
 from market.listings.models import Listing
 from market.listings.schemas import without_buyers
 from market.listings.states import ListingStatus
@@ -49,9 +50,12 @@ def asset_listable() -> Any:
 
 def orderable_clause() -> Any:
     """SQL, correlated with ``listings``: the listing can be ordered now."""
+    # Correlated with ``listings`` alone: a query that also reads ``assets`` (``_to_order``)
+    # keeps this test's own.
     asset_ok = exists().where(col(Asset.id) == col(Listing.asset_id), col(Asset.provider_id) == col(Listing.provider_id),
-                              asset_listable())
-    holder_ok = exists().where(col(Account.id) == col(Listing.provider_id), col(Account.suspended) == false())
+                              asset_listable()).correlate(Listing)
+    holder_ok = exists().where(col(Account.id) == col(Listing.provider_id), col(Account.suspended) == false()) \
+        .correlate(Listing)
     return and_(col(Listing.status) == ListingStatus.active, col(Listing.frozen) == false(), asset_ok, holder_ok)
 
 
@@ -63,8 +67,8 @@ def _orderable() -> Any:
 
 
 async def is_orderable(session: AsyncSession, listing_id: str) -> bool:
-    found = await session.execute(_orderable(), {"listing": listing_id})
-    return found.first() is not None
+    found = await run(session, _orderable(), {"listing": listing_id})
+    return found.scalar() is not None
 
 
 def is_insider(listing: Listing, caller: Caller | None) -> bool:
@@ -81,9 +85,15 @@ def visible_plans(listing: Listing, caller: Caller | None) -> list[dict[str, Any
             if not p.get("private_to") or (caller is not None and caller.id in p["private_to"])]
 
 
+@functools.cache
+def _listing_query() -> Any:
+    return visible_query(Listing, true())
+
+
 async def load(session: AsyncSession, listing_id: str) -> Listing:
     """Any published listing (404 for an unknown id)."""
-    return await load_visible(session, Listing, listing_id, true(), "listing")
+    listing: Listing = await load_prepared(session, _listing_query(), {"id": listing_id}, "listing")
+    return listing
 
 
 async def load_for_holder(session: AsyncSession, listing_id: str, caller: Caller) -> Listing:
@@ -94,6 +104,24 @@ async def load_for_holder(session: AsyncSession, listing_id: str, caller: Caller
     return listing
 
 
+async def load_to_order(session: AsyncSession, listing_id: str) -> tuple[Listing, Asset, bool]:
+    """The listing (404 for an unknown id), its asset, and whether it is orderable now.
+
+    SQLite: one statement (its writer holds the one write lock: nothing moves meanwhile).
+    PostgreSQL: the listing and asset read and held as ``hold`` holds them, then
+    ``is_orderable`` in a statement of its own, whose snapshot is taken once the locks
+    are (anything committed while this read waited for them is seen)."""
+    if session.get_bind().dialect.name == "sqlite":
+        row = (await session.execute(_to_order(), {"listing": listing_id})).first()
+        if row is None:
+            raise NotFound(f"no listing {listing_id}")
+        return row[0], row[1], bool(row[2])
+    row = (await session.execute(_held(), {"listing": listing_id})).first()
+    if row is None:
+        raise NotFound(f"no listing {listing_id}")
+    return row[0], row[1], await is_orderable(session, listing_id)
+
+
 async def hold(session: AsyncSession, listing: Listing) -> Asset | None:
     """Keep the listing, its asset and its holder as they are until this transaction ends:
     on PostgreSQL a share lock (concurrent orders proceed; a pause, freeze, transfer or
@@ -102,12 +130,19 @@ async def hold(session: AsyncSession, listing: Listing) -> Asset | None:
     writer at a time: nothing to do there, and None is returned."""
     if session.get_bind().dialect.name == "sqlite":
         return None
-    row = (await session.execute(_held(), {"listing": listing.id}, execution_options={"populate_existing": True})).one()
+    row = (await session.execute(_held(), {"listing": listing.id})).one()
     return row[1]
+
+
+@functools.cache
+def _to_order() -> Any:
+    orderable = case((orderable_clause(), true()), else_=false())
+    return (select(Listing, Asset, orderable).join(Asset, col(Asset.id) == col(Listing.asset_id))
+            .where(col(Listing.id) == bindparam("listing")).execution_options(populate_existing=True))
 
 
 @functools.cache
 def _held() -> Any:
     return (select(Listing, Asset).join(Asset, col(Asset.id) == col(Listing.asset_id))
             .join(Account, col(Account.id) == col(Listing.provider_id)).where(col(Listing.id) == bindparam("listing"))
-            .with_for_update(read=True))
+            .with_for_update(read=True).execution_options(populate_existing=True))

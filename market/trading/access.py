@@ -4,23 +4,33 @@ An order is seen by its buyer, the listing's holder and staff; anyone else gets 
 A dispute is seen by whoever may see its order.
 """
 
+import functools
 from typing import Any
 
-from sqlalchemy import or_, true
+from sqlalchemy import bindparam, or_, true
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from market.core.db import table_of
 from market.core.errors import Forbidden
-from market.core.visibility import load_visible
+from market.core.visibility import load_prepared, load_visible, visible_query
 from market.trading.models import Dispute, Order
 from market.web.auth import Caller
 
 
 def visible_orders(caller: Caller) -> Any:
-    if caller.is_staff:
+    return _visible_orders(caller.is_staff, caller.id)
+
+
+def _visible_orders(staff: bool, who: Any) -> Any:
+    if staff:
         return true()
-    return or_(col(Order.buyer_id) == caller.id, col(Order.provider_id) == caller.id)
+    return or_(col(Order.buyer_id) == who, col(Order.provider_id) == who)
+
+
+@functools.cache
+def _order_query(staff: bool) -> Any:
+    return visible_query(Order, _visible_orders(staff, bindparam("caller")))
 
 
 def listed_orders(caller: Caller, side: str | None) -> Any:
@@ -32,7 +42,9 @@ def listed_orders(caller: Caller, side: str | None) -> Any:
 
 
 async def load(session: AsyncSession, order_id: str, caller: Caller) -> Order:
-    return await load_visible(session, Order, order_id, visible_orders(caller), "order")
+    order: Order = await load_prepared(session, _order_query(caller.is_staff), {"id": order_id, "caller": caller.id},
+                                       "order")
+    return order
 
 
 async def load_for_buyer(session: AsyncSession, order_id: str, caller: Caller) -> Order:

@@ -80,15 +80,14 @@ def _buyer(ctx: Ctx) -> AccountSnapshot:
 async def _gates(session: AsyncSession, ctx: Ctx, wanted: Wanted) -> tuple[AccountSnapshot, Listing, Asset,
                                                                            dict[str, Any]]:
     buyer = _buyer(ctx)
-    listing = await listing_access.load(session, wanted.listing_id)
-    held = await listing_access.hold(session, listing)  # PostgreSQL: the listing and asset as they are now held
+    # PostgreSQL: the listing and asset held from this read on (``listing_access.hold``).
+    listing, asset, orderable = await listing_access.load_to_order(session, wanted.listing_id)
     plan = _plan(listing, wanted.plan_id, ctx)
-    asset = held if held is not None else await session.get_one(Asset, listing.asset_id)
     if listing.provider_id == buyer.id:
         raise Refused(Unprocessable("a provider cannot buy its own listing", kind="self-dealing"),
                       AttemptRefused(kind="self-dealing", account_id=buyer.id, listing_id=listing.id,
                                      asset_id=asset.id, detail=f"{buyer.id} ordered its own listing {listing.id}"))
-    if not await listing_access.is_orderable(session, listing.id):
+    if not orderable:
         raise Conflict(f"listing {listing.id} cannot be ordered now (paused, delisted, frozen, or its asset is "
                        "not registered)", kind="not-orderable")
     licence = json.loads(listing.licence)
