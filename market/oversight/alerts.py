@@ -2,8 +2,9 @@
 
 The evaluator is the market's own analysis, run by the clock (``market.wiring.tasks.clock_once``):
 it reads what happened since its last position in ``evaluator_marks`` — trade documents
-(``trade.placed``, ``trade.settled``) by id, refused attempts by id — evaluates each rule,
-opens alerts and advances the positions, all in one transaction. An alert is unique by
+(``trade.placed``, ``trade.settled``) by id, refused attempts by id — and evaluates each
+rule in a read transaction, then opens alerts and advances the positions in one write
+transaction (short: on SQLite it holds the write lock requests wait for). An alert is unique by
 ``(rule, subject_key, window)``: a later event of the same subject and window is linked
 to the alert already open (its orders in ``alerted_orders``), and running the evaluator
 twice, or in two processes at once, never opens a second one.
@@ -76,9 +77,9 @@ BATCH = 100
 
 @dataclass
 class Known:
-    """What one evaluation (``evaluate``: one transaction) learnt of alerts. The evaluator
-    holds the marks' lock for the transaction (``_marks``), so no other evaluator opens or
-    links alerts meanwhile, and a burst of one buyer's orders (a finding per order, all
+    """What one evaluation (``evaluate``: one batch) learnt of alerts. Its write holds the
+    marks' lock for its transaction (``_marks``), so no other evaluator opens or links
+    alerts meanwhile, and a burst of one buyer's orders (a finding per order, all
     of one alert) reads the alert and its links once, not once per order. ``rows`` holds
     what ``_prefetch`` read, for the session keeps only what is referenced."""
 
@@ -196,19 +197,18 @@ class _Gaps:
         return json.dumps({str(k): at for k, at in sorted(self.ids.items())})
 
 
-async def _evaluate_document(session: AsyncSession, ctx: Ctx, known: Known, doc_type: str, subject: str) -> list[str]:
+async def _evaluate_document(session: AsyncSession, ctx: Ctx, known: Known, doc_type: str,
+                             subject: str) -> list[Finding]:
     rules = ON_SETTLED if doc_type == "trade.settled" else ON_PLACED if doc_type == "trade.placed" else ()
     if not rules or not subject.startswith("order:"):
         return []
     order = await session.get(Order, subject.removeprefix("order:"))
     if order is None or (doc_type == "trade.settled" and order.settled_at is None):
         return []
-    opened: list[str] = []
+    found: list[Finding] = []
     for rule in rules:
-        for finding in await rule(session, ctx, order):
-            if await store(session, ctx, known, finding):
-                opened.append(finding.rule)
-    return opened
+        found += await rule(session, ctx, order)
+    return found
 
 
 async def _prefetch(session: AsyncSession, known: Known, docs: list[Any]) -> None:
@@ -229,16 +229,32 @@ async def _prefetch(session: AsyncSession, known: Known, docs: list[Any]) -> Non
     ]
 
 
-async def evaluate(session: AsyncSession, ctx: Ctx, start: int | None = None) -> tuple[list[str], int | None]:
-    """One batch (``BATCH`` documents after ``start``, or after the mark, with any of its
-    gaps that have since committed): every rule; returns the alerts opened and where the
-    next batch starts (None when nothing is left). Does not commit."""
-    marks = await _marks(session, "trade_documents", "refusals")
-    known = Known()
+@dataclass
+class _Read:
+    """What a batch read and found (``_read``), for its write (``_write``): the ids read
+    after ``after`` and the gaps read again, of trade documents and of refusals."""
+
+    findings: list[Finding]
+    after: int
+    docs: list[int]
+    late_docs: list[int]
+    refusals_after: int
+    refusals: list[int]
+    late_refusals: list[int]
+
+
+_SOURCES = ("trade_documents", "refusals")
+
+
+async def _read(session: AsyncSession, ctx: Ctx, known: Known, start: int | None) -> _Read:
+    """A batch's reads and every rule's evaluation, changing nothing: the marks as they
+    are (not locked), the documents after them and their gaps, the refusals likewise."""
+    marks = {m.source: m for m in (await session.execute(
+        select(EvaluatorMark).where(col(EvaluatorMark.source).in_(_SOURCES)))).scalars().all()}
     now = ctx.now.timestamp()
-    opened: list[str] = []
-    docs = marks["trade_documents"]
-    doc_gaps = _Gaps(docs, now)
+    docs = marks.get("trade_documents") or EvaluatorMark(source="trade_documents", position=0)
+    refusals = marks.get("refusals") or EvaluatorMark(source="refusals", position=0)
+    doc_gaps, refusal_gaps = _Gaps(docs, now), _Gaps(refusals, now)
     after = docs.position if start is None else start
     columns = (col(TradeDocument.id), col(TradeDocument.type), col(TradeDocument.subject))
     rows = (await session.execute(
@@ -246,34 +262,62 @@ async def evaluate(session: AsyncSession, ctx: Ctx, start: int | None = None) ->
     late = [] if start is not None or not doc_gaps.ids else (await session.execute(
         select(*columns).where(col(TradeDocument.id).in_(doc_gaps.ids)).order_by(col(TradeDocument.id)))).all()
     await _prefetch(session, known, [*late, *rows])
+    findings: list[Finding] = []
     for _doc_id, doc_type, subject in [*late, *rows]:
-        opened += await _evaluate_document(session, ctx, known, doc_type, subject)
-    doc_gaps.seen([row.id for row in late])
-    doc_gaps.missed(after, [row.id for row in rows])
-    if rows:
-        after = rows[-1].id
-        docs.position = max(docs.position, after)
-    # One batch per transaction: on SQLite a write transaction holds the one write
-    # lock, so a burst of trades is worked through in short transactions.
-    more = len(rows) == BATCH
-    refusals = marks["refusals"]
-    refusal_gaps = _Gaps(refusals, now)
+        findings += await _evaluate_document(session, ctx, known, doc_type, subject)
     new_refusals = (await session.execute(
         select(Refusal).where(col(Refusal.id) > refusals.position).order_by(col(Refusal.id)))).scalars().all()
     late_refusals = [] if not refusal_gaps.ids else (await session.execute(
         select(Refusal).where(col(Refusal.id).in_(refusal_gaps.ids)).order_by(col(Refusal.id)))).scalars().all()
     for refusal in [*late_refusals, *new_refusals]:
-        for finding in refused_attempt(refusal):
-            if await store(session, ctx, known, finding):
-                opened.append(finding.rule)
-    refusal_gaps.seen([r.id or 0 for r in late_refusals])
-    refusal_gaps.missed(refusals.position, [r.id or 0 for r in new_refusals])
-    if new_refusals:
-        refusals.position = max(refusals.position, new_refusals[-1].id or 0)
+        findings += refused_attempt(refusal)
+    return _Read(findings, after, [row.id for row in rows], [row.id for row in late], refusals.position,
+                 [r.id or 0 for r in new_refusals], [r.id or 0 for r in late_refusals])
+
+
+async def _write(session: AsyncSession, ctx: Ctx, known: Known, read: _Read) -> list[str]:
+    """A batch's write: its findings stored, the marks moved past what it read. The marks
+    are locked first (``_marks``) and their gaps worked out from them as they are now: an
+    evaluator that moved them since the read changes nothing here but what is read again
+    (alerts are unique by subject and window, so storing a finding twice is a no-op)."""
+    marks = await _marks(session, *_SOURCES)
+    now = ctx.now.timestamp()
+    opened: list[str] = []
+    for finding in read.findings:
+        if await store(session, ctx, known, finding):
+            opened.append(finding.rule)
+    docs, refusals = marks["trade_documents"], marks["refusals"]
+    doc_gaps, refusal_gaps = _Gaps(docs, now), _Gaps(refusals, now)
+    doc_gaps.seen(read.late_docs)
+    doc_gaps.missed(read.after, read.docs)
+    if read.docs:
+        docs.position = max(docs.position, read.docs[-1])
+    refusal_gaps.seen(read.late_refusals)
+    refusal_gaps.missed(read.refusals_after, read.refusals)
+    if read.refusals:
+        refusals.position = max(refusals.position, read.refusals[-1])
     for mark, gaps in ((docs, doc_gaps), (refusals, refusal_gaps)):
         await session.execute(update(EvaluatorMark).where(col(EvaluatorMark.source) == mark.source)
                               .values(position=mark.position, gaps=gaps.dumps()))
-    return opened, (after if more else None)
+    return opened
+
+
+async def evaluate(session: AsyncSession, ctx: Ctx, start: int | None = None,
+                   reader: AsyncSession | None = None) -> tuple[list[str], int | None]:
+    """One batch (``BATCH`` documents after ``start``, or after the mark, with any of its
+    gaps that have since committed): every rule; returns the alerts opened and where the
+    next batch starts (None when nothing is left). Does not commit.
+
+    The reads and the rules run in ``reader`` when given (a read session), and only the
+    findings and the marks are written in ``session``: on SQLite the write lock, which
+    every request that writes waits for, is held for that alone."""
+    known = Known()
+    read = await _read(reader or session, ctx, known, start)
+    opened = await _write(session, ctx, known, read)
+    # One batch per transaction: on SQLite a write transaction holds the one write
+    # lock, so a burst of trades is worked through in short transactions.
+    more = len(read.docs) == BATCH
+    return opened, (read.docs[-1] if more else None)
 
 
 async def evaluate_once(services: Services) -> list[str]:
@@ -282,8 +326,8 @@ async def evaluate_once(services: Services) -> list[str]:
     opened: list[str] = []
     start: int | None = None
     while True:
-        async with services.sessionmaker() as session:
-            found, start = await evaluate(session, Ctx.system(services), start)
+        async with services.read_sessionmaker() as reader, services.sessionmaker() as session:
+            found, start = await evaluate(session, Ctx.system(services), start, reader)
             await session.commit()
         opened += found
         if start is None:

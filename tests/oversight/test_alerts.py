@@ -384,11 +384,14 @@ def test_gaps_are_forgotten_after_the_reread_window() -> None:
 async def test_a_burst_reads_each_order_account_asset_and_alert_once(databases: Any, tmp_path: Any) -> None:
     """One buyer's burst, evaluated in one round: every order is linked to the one alert,
     and the evaluator reads the batch's orders, accounts and assets together (no read of
-    one row by its id per document) and the alert once, not once per finding."""
+    one row by its id per document) and the alert once, not once per finding. The rules
+    read in a read transaction: the write transaction (on SQLite, the write lock) reads
+    no document, order, account or asset."""
     import re
 
     from sqlalchemy import event, select
 
+    from market.core.db import READ_ONLY
     from market.oversight.models import Alert, AlertedOrder
 
     async with own_app(databases, tmp_path, background_tasks=False) as app:
@@ -399,15 +402,23 @@ async def test_a_burst_reads_each_order_account_asset_and_alert_once(databases: 
         eager = await buyer(client, app.parties)
         placed = [(await place(client, eager, listing))["id"] for _ in range(n + 3)]
         statements: list[str] = []
+        written: list[str] = []
 
-        def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        def record(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
             statements.append(" ".join(statement.split()))
+            if not conn.get_execution_options().get(READ_ONLY):
+                written.append(statements[-1])
 
-        event.listen(services.engine.sync_engine, "before_cursor_execute", record)
+        # PostgreSQL's reader is the writer with options: the writer's listeners hear it too.
+        writer, reader = services.engine.sync_engine, services.read_engine.sync_engine
+        engines = [writer] if reader.pool is writer.pool else [writer, reader]
+        for engine in engines:
+            event.listen(engine, "before_cursor_execute", record)
         try:
             evaluate(client)
         finally:
-            event.remove(services.engine.sync_engine, "before_cursor_execute", record)
+            for engine in engines:
+                event.remove(engine, "before_cursor_execute", record)
 
         async def linked() -> tuple[list[str], set[str]]:
             async with services.read_sessionmaker() as s:
@@ -423,3 +434,6 @@ async def test_a_burst_reads_each_order_account_asset_and_alert_once(databases: 
                      if re.search(r"FROM (orders|accounts|assets) WHERE \w+\.id = ", s)]
         assert one_by_id == [], one_by_id
         assert len([s for s in statements if re.search(r"SELECT .* FROM alerts WHERE", s)]) <= 1
+        assert any(re.search(r"FROM orders WHERE", s) for s in statements)  # the rules' reads were heard
+        rules_read = [s for s in written if re.search(r"FROM (trade_documents|orders|accounts|assets)\b", s)]
+        assert rules_read == [], rules_read
