@@ -142,3 +142,21 @@ async def test_an_api_whose_work_runs_elsewhere_integrates_nothing_but_serves_wh
         while int((await client.get("/v1/ledger/checkpoint")).text.split("\n")[1]) != size + waiting:
             assert time.monotonic() < deadline, "the API process did not read the worker's checkpoint"
             await asyncio.sleep(0.05)
+
+
+def test_a_served_process_freezes_what_it_holds_once_started() -> None:
+    """``quiet_collector`` (run by ``market serve``'s API processes and by the worker once
+    started): the heap so far leaves the cycle collector's full collections, and young
+    collections come less often than Python's default."""
+    import gc
+
+    from market.wiring.worker import YOUNG_COLLECTION, quiet_collector
+
+    threshold = gc.get_threshold()
+    try:
+        quiet_collector()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (YOUNG_COLLECTION, *threshold[1:]) and YOUNG_COLLECTION > threshold[0]
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)

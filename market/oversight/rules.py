@@ -2,11 +2,12 @@
 returns its findings. ``market.oversight.alerts`` stores them as alerts and runs the rules
 over what happened (its evaluator)."""
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -78,16 +79,29 @@ async def self_dealing(session: AsyncSession, ctx: Ctx, order: Order) -> list[Fi
                     [order.id])]
 
 
+# The rules' queries run for every trade document: built once (a query built per call is
+# walked whole for its cache key each time).
+@functools.cache
+def _reverse_trades() -> Any:
+    return (select(Order).where(col(Order.buyer_id) == bindparam("buyer"), col(Order.provider_id) == bindparam("provider"),
+                                col(Order.settled_at).is_not(None), col(Order.settled_at) >= bindparam("lo"),
+                                col(Order.settled_at) <= bindparam("hi"))
+            .order_by(col(Order.settled_at), col(Order.id)))
+
+
+@functools.cache
+def _buyers_orders() -> Any:
+    return (select(col(Order.id)).where(col(Order.buyer_id) == bindparam("buyer"),
+                                        col(Order.created_at) > bindparam("after"), col(Order.created_at) <= bindparam("until"))
+            .order_by(col(Order.created_at), col(Order.id)).limit(bindparam("limit")))
+
+
 async def wash_trade(session: AsyncSession, ctx: Ctx, order: Order) -> list[Finding]:
     window = ctx.settings.wash_delta
     at = order.settled_at
     assert at is not None
-    rows = (await session.execute(
-        select(Order).where(col(Order.buyer_id) == order.provider_id, col(Order.provider_id) == order.buyer_id,
-                            col(Order.settled_at).is_not(None),
-                            col(Order.settled_at) >= at - window, col(Order.settled_at) <= at + window)
-        .order_by(col(Order.settled_at), col(Order.id))
-    )).scalars().all()
+    rows = (await session.execute(_reverse_trades(), {"buyer": order.provider_id, "provider": order.buyer_id,
+                                                      "lo": at - window, "hi": at + window})).scalars().all()
     found = []
     pair = sorted([order.buyer_id, order.provider_id])
     for other in rows:
@@ -154,11 +168,8 @@ async def order_burst(session: AsyncSession, ctx: Ctx, order: Order) -> list[Fin
     ending at this order's placement."""
     width, limit = ctx.settings.order_burst_delta, ctx.settings.order_burst_count
     at = order.created_at
-    ids = (await session.execute(
-        select(col(Order.id)).where(col(Order.buyer_id) == order.buyer_id, col(Order.created_at) > at - width,
-                               col(Order.created_at) <= at)
-        .order_by(col(Order.created_at), col(Order.id)).limit(limit + 1)
-    )).scalars().all()
+    ids = (await session.execute(_buyers_orders(), {"buyer": order.buyer_id, "after": at - width, "until": at,
+                                                    "limit": limit + 1})).scalars().all()
     if len(ids) <= limit:
         return []
     return [Finding("order_burst", order.buyer_id, bucket(at, width), [order.buyer_id],

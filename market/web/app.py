@@ -56,6 +56,7 @@ from market.web.ratelimit import rate_limit_middleware
 from market.web.requests import MarketRequest
 from market.wiring.services import close_services, open_services
 from market.wiring.tasks import run_background, run_refresh
+from market.wiring.worker import quiet_collector
 
 
 def _problem_response(request: Request, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
@@ -267,11 +268,12 @@ def metrics_allowed(networks: "list[IPv4Network | IPv6Network]", address: str | 
 SHUTDOWN_WAIT = 30.0  # seconds the background work has to stop when the app shuts down
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
+def create_app(settings: Settings, *, clock: Clock | None = None, freeze_heap: bool = False) -> Litestar:
     """Build the app. The database must already be migrated (``market db upgrade``).
 
     ``clock`` decides what "now" is for business time (notice periods); tests pass a
-    clock they can move forward.
+    clock they can move forward. ``freeze_heap``: ``quiet_collector`` once started (a
+    served process; not tests, which build app after app in one process).
     """
     configure_logging(settings.log_level)
     resolve_in_turn()
@@ -285,6 +287,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             # The market's own work here, unless it runs elsewhere (market.wiring.worker).
             background = asyncio.create_task(run_refresh(services) if settings.worker == "elsewhere"
                                              else run_background(services))
+        if freeze_heap:
+            quiet_collector()
         try:
             yield
         finally:
@@ -340,4 +344,4 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
 
 def app_from_env() -> Litestar:
     """Factory for ``uvicorn --factory`` (used by ``market serve``)."""
-    return create_app(Settings())
+    return create_app(Settings(), freeze_heap=True)
