@@ -577,3 +577,17 @@ async def test_dependencies_are_resolved_in_turn_with_their_clean_ups(client, pa
     assert r.status_code == 201, r.text
     assert closed, "the request's session was not closed after it"
     assert_problem(await client.post("/v1/accounts/me/tokens", json={"label": "x"}), 401)
+
+
+def test_whether_a_listing_is_orderable_is_asked_in_sql_sqlite_prepares_once() -> None:
+    """The orderable test runs in every purchase: its LIKE pattern is in the SQL (SQLite
+    prepares a statement again on every run when a LIKE pattern is a bound parameter) and
+    it has no IN list (an expanding parameter, rendered into the SQL on every run)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from market.listings import access
+
+    for dialect in (sqlite.dialect(), postgresql.asyncpg.dialect()):
+        for statement in (access._to_order(), access._orderable()):
+            sql = str(statement.compile(dialect=dialect))
+            assert " LIKE '%\"operation\"%'" in sql and "POSTCOMPILE" not in sql, sql

@@ -14,7 +14,7 @@ import functools
 import json
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, exists, false, or_, select, true
+from sqlalchemy import and_, bindparam, case, exists, false, literal_column, or_, select, true
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -34,7 +34,9 @@ def operation_right_standing() -> Any:
     """SQL, correlated with ``assets``: the standing registration grants the operation right."""
     return exists().where(
         col(AssetRevision.asset_id) == col(Asset.id), col(AssetRevision.revision) == col(Asset.registered_revision),
-        col(AssetRevision.rights).like('%"operation"%'),
+        # The pattern in the SQL itself: SQLite prepares a statement again on every run
+        # when a LIKE's pattern is a bound parameter (~80 µs a time).
+        col(AssetRevision.rights).like(literal_column("""'%"operation"%'""")),
     )
 
 
@@ -42,8 +44,10 @@ def asset_listable() -> Any:
     """SQL over ``assets``: a registration stands, unfrozen, with the operation right."""
     return and_(
         col(Asset.frozen) == false(),
+        # The statuses compared one by one, not with IN: an IN list is an expanding
+        # parameter, which SQLAlchemy renders into the SQL again on every execution.
         or_(col(Asset.status) == AssetStatus.registered,
-            and_(col(Asset.registered_revision) > 0, col(Asset.status).in_([s.value for s in UNDER_REVIEW]))),
+            and_(col(Asset.registered_revision) > 0, or_(*(col(Asset.status) == s.value for s in sorted(UNDER_REVIEW))))),
         operation_right_standing(),
     )
 
