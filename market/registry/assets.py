@@ -2,7 +2,7 @@
 an asset is shown to each reader."""
 
 import json
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import or_
 from sqlmodel import col, select
@@ -19,7 +19,22 @@ from market.registry.states import ASSET, PENDING_OR_REGISTERED, UNDER_REVIEW
 from market.web.auth import Caller
 
 
-def commitment_of(rev: AssetRevision) -> dict[str, Any]:
+class Committed(Protocol):
+    """What ``commitment_of`` reads of a revision (a row of its columns will do)."""
+
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def merkle_root(self) -> str: ...
+    @property
+    def chunk_size(self) -> int: ...
+    @property
+    def revision(self) -> int: ...
+
+
+def commitment_of(rev: Committed) -> dict[str, Any]:
     return {"sha256": rev.sha256, "size": rev.size, "merkle_root": rev.merkle_root, "chunk_size": rev.chunk_size,
             "revision": rev.revision}
 

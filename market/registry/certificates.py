@@ -3,7 +3,7 @@ its ledger entry, and the bundle that verifies offline."""
 
 import base64
 import json
-from typing import Any
+from typing import Any, Protocol
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -30,7 +30,20 @@ def _time(value: Any) -> str | None:
     return rfc3339(value) if value else None
 
 
-def holder_of(account: Account) -> dict[str, Any]:
+class Holder(Protocol):
+    """What ``holder_of`` reads of an account."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def uscc(self) -> str | None: ...
+
+
+def holder_of(account: Holder) -> dict[str, Any]:
     """How a certificate names its holder: an organisation by name and code, a person
     by account id only (no personal data in a document whose hash is on the ledger)."""
     if account.kind == "individual":

@@ -5,14 +5,14 @@ A dispute is seen by whoever may see its order.
 """
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, or_, true
+from sqlalchemy import bindparam, or_, select, true
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from market.core.db import table_of
-from market.core.errors import Forbidden
+from market.core.db import run, table_of
+from market.core.errors import Forbidden, NotFound
 from market.core.visibility import load_prepared, load_visible, visible_query
 from market.trading.models import Dispute, Order
 from market.web.auth import Caller
@@ -45,6 +45,30 @@ async def load(session: AsyncSession, order_id: str, caller: Caller) -> Order:
     order: Order = await load_prepared(session, _order_query(caller.is_staff), {"id": order_id, "caller": caller.id},
                                        "order")
     return order
+
+
+class Contract(NamedTuple):
+    """What ``GET /v1/orders/{id}/contract`` reads of an order."""
+
+    id: str
+    status: str
+    contract: str | None
+    contract_leaf: bytes | None
+
+
+@functools.cache
+def _contract_query(staff: bool) -> Any:
+    return (select(col(Order.id), col(Order.status), col(Order.contract), col(Order.contract_leaf))
+            .where(col(Order.id) == bindparam("id"), _visible_orders(staff, bindparam("caller"))))
+
+
+async def load_contract(session: AsyncSession, order_id: str, caller: Caller) -> Contract:
+    """The order's contract columns, as ``load`` would let the caller see the order (404
+    otherwise): four columns, not the ORM's loading of the whole row (~0.6 ms)."""
+    rows = (await run(session, _contract_query(caller.is_staff), {"id": order_id, "caller": caller.id})).all()
+    if not rows:
+        raise NotFound(f"no order {order_id}")
+    return Contract(*rows[0])
 
 
 async def load_for_buyer(session: AsyncSession, order_id: str, caller: Caller) -> Order:

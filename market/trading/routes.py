@@ -135,7 +135,7 @@ class OrderController(Controller):
     @get("/{order_id:str}/contract", summary="The contract (交易凭证) bundle, once settled (docs/LEDGER.md §6)",
          opt={POINT_READS: True})
     async def contract(self, services: Services, db: AsyncSession, ctx: Ctx, order_id: str) -> dict[str, Any]:
-        order = await access.load(db, order_id, ctx.user)
+        order = await access.load_contract(db, order_id, ctx.user)
         return await settlement.contract_bundle(db, services.ledger, order)
 
 

@@ -15,7 +15,7 @@ from tests.trading.support import FREE, buyer, offer, place
 # the outbox row (the answer names the listing as placing read it). PostgreSQL: the
 # listing and asset are read with the share locks on them and the holder, and whether it
 # is orderable in a statement of its own, once the locks are held.
-PURCHASE_STATEMENTS = {"sqlite": 16, "postgresql": 17}
+PURCHASE_STATEMENTS = {"sqlite": 15, "postgresql": 16}
 # GET /v1/orders/{id}/contract: the order and the contract's ledger index.
 CONTRACT_STATEMENTS = 2
 
