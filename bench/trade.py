@@ -167,9 +167,8 @@ async def purchases(port: int, seeded: dict[str, Any], seconds: float, warmup: f
             r = await c.get(f"/v1/orders/{r.json()['id']}/contract", headers=who.auth)
             return r.status_code
 
-        async def buyer_loop(i: int, who: Party) -> None:
+        async def buyer_loop(i: int, who: Party, conn: _Connection | None) -> None:
             n = 0
-            conn = await _Connection.open(port, who) if client == "raw" else None
             try:
                 while not state["stop"]:
                     lid, plan = listings[(i + n) % len(listings)]
@@ -195,7 +194,17 @@ async def purchases(port: int, seeded: dict[str, Any], seconds: float, warmup: f
                 if conn is not None:
                     conn.close()
 
-        tasks = [asyncio.create_task(buyer_loop(i, b)) for i, b in enumerate(seeded["buyers"])]
+        # The raw client's connections are opened one after another, each answered once
+        # before the next is opened: opened all at once, the first server process to wake
+        # accepts every one of them (asyncio accepts all that wait), and with several
+        # workers one would serve all the buyers (docs/performance.md).
+        conns: list[_Connection | None] = []
+        for who in seeded["buyers"]:
+            conns.append(await _Connection.open(port, who) if client == "raw" else None)
+            if conns[-1] is not None:
+                await conns[-1].send("GET", "/health")
+        tasks = [asyncio.create_task(buyer_loop(i, b, conn))
+                 for i, (b, conn) in enumerate(zip(seeded["buyers"], conns, strict=True))]
         await asyncio.sleep(warmup)
         state["counting"] = True
         cpu0, t0 = time.process_time(), time.perf_counter()
