@@ -86,6 +86,7 @@ class Known:
     alerts: dict[tuple[str, str, str], Alert] = field(default_factory=dict)
     linked: dict[str, set[str]] = field(default_factory=dict)
     rows: list[Any] = field(default_factory=list)
+    links: list[dict[str, str]] = field(default_factory=list)  # to insert at the write's end (``_link``)
 
 
 @functools.cache
@@ -94,16 +95,22 @@ def _add_links(dialect: str) -> Any:
     return insert(table_of(AlertedOrder)).on_conflict_do_nothing(index_elements=["alert_id", "order_id"])
 
 
-async def _link(session: AsyncSession, known: Known, alert_id: str, order_ids: list[str]) -> None:
-    """Link ``order_ids`` to the alert: one insert of those not linked yet in this
-    evaluation, any linked before left as they are."""
+def _link(known: Known, alert_id: str, order_ids: list[str]) -> None:
+    """Link ``order_ids`` to the alert: those not linked yet in this evaluation are
+    inserted with every other link of the batch (``_insert_links``), any linked before
+    left as they are."""
     linked = known.linked.setdefault(alert_id, set())
     new = [o for o in dict.fromkeys(order_ids) if o not in linked]
-    if not new:
-        return
-    await run(session, _add_links(session.get_bind().dialect.name),
-              [{"alert_id": alert_id, "order_id": o} for o in new])
+    known.links += [{"alert_id": alert_id, "order_id": o} for o in new]
     linked.update(new)
+
+
+async def _insert_links(session: AsyncSession, known: Known) -> None:
+    """A batch's new links in one insert (a burst of one buyer's orders is a finding per
+    order, each linking one order to the same alert)."""
+    if known.links:
+        await run(session, _add_links(session.get_bind().dialect.name), known.links)
+        known.links = []
 
 
 async def _existing(session: AsyncSession, known: Known, f: Finding) -> Alert | None:
@@ -119,7 +126,7 @@ async def _existing(session: AsyncSession, known: Known, f: Finding) -> Alert | 
 
 async def _merge(session: AsyncSession, known: Known, alert: Alert, f: Finding) -> None:
     """A later event of an alert's subject and window: link its orders (and refusals)."""
-    await _link(session, known, alert.id, f.orders)
+    _link(known, alert.id, f.orders)
     if f.refusal is not None:
         evidence = json.loads(alert.evidence)
         if f.refusal not in evidence.get("refusals", []):
@@ -145,7 +152,7 @@ async def store(session: AsyncSession, ctx: Ctx, known: Known, f: Finding) -> bo
         else:
             known.alerts[(f.rule, f.subject_key, f.window)] = alert
             known.linked[alert.id] = set()
-            await _link(session, known, alert.id, f.orders)
+            _link(known, alert.id, f.orders)
             await outbox.to_role(session, ctx, "alert.opened", outbox.REGULATORS, alert.id, alert=alert.id, rule=f.rule,
                                 subjects=list(dict.fromkeys(f.subjects)))
             return True
@@ -286,6 +293,7 @@ async def _write(session: AsyncSession, ctx: Ctx, known: Known, read: _Read) -> 
     for finding in read.findings:
         if await store(session, ctx, known, finding):
             opened.append(finding.rule)
+    await _insert_links(session, known)
     docs, refusals = marks["trade_documents"], marks["refusals"]
     doc_gaps, refusal_gaps = _Gaps(docs, now), _Gaps(refusals, now)
     doc_gaps.seen(read.late_docs)

@@ -384,9 +384,9 @@ def test_gaps_are_forgotten_after_the_reread_window() -> None:
 async def test_a_burst_reads_each_order_account_asset_and_alert_once(databases: Any, tmp_path: Any) -> None:
     """One buyer's burst, evaluated in one round: every order is linked to the one alert,
     and the evaluator reads the batch's orders, accounts and assets together (no read of
-    one row by its id per document) and the alert once, not once per finding. The rules
-    read in a read transaction: the write transaction (on SQLite, the write lock) reads
-    no document, order, account or asset."""
+    one row by its id per document) and the alert once, not once per finding; the links
+    are one insert. The rules read in a read transaction: the write transaction (on
+    SQLite, the write lock) reads no document, order, account or asset."""
     import re
 
     from sqlalchemy import event, select
@@ -437,3 +437,5 @@ async def test_a_burst_reads_each_order_account_asset_and_alert_once(databases: 
         assert any(re.search(r"FROM orders WHERE", s) for s in statements)  # the rules' reads were heard
         rules_read = [s for s in written if re.search(r"FROM (trade_documents|orders|accounts|assets)\b", s)]
         assert rules_read == [], rules_read
+        # Every finding's orders linked to the alert in one insert for the batch.
+        assert len([s for s in written if s.startswith("INSERT INTO alerted_orders")]) == 1
