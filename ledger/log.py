@@ -21,7 +21,7 @@ The tile arithmetic is pure (``ledger.tiles``); integration feeds it through
 import asyncio
 import base64
 import time as _time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -87,8 +87,13 @@ class Log:
     """
 
     def __init__(
-        self, private_key: Ed25519PrivateKey, origin: str, *, tile_memory: int = 4096) -> None:
+        self, private_key: Ed25519PrivateKey, origin: str, *, tile_memory: int = 4096,
+        run: Callable[[AsyncSession, Any, Any], Awaitable[Any]] | None = None) -> None:
         self.origin = origin
+        # How an append's insert runs in the caller's transaction: on the session's
+        # connection, or through ``run`` (the market gives its ``db.run``, which hands it
+        # straight to SQLite's writer).
+        self._run = run
         self.signer = note.Signer(origin, private_key)
         self.public_key = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.verifier = note.Verifier.from_vkey(self.signer.vkey)
@@ -128,7 +133,10 @@ class Log:
             rows.append({"subject": subject, "leaf": leaf})
         # Core on the session's connection: no ORM execution work (nothing the session holds
         # unwritten is needed first: pending entries refer to no other row).
-        await (await session.connection()).execute(_ADD_PENDING, rows)
+        if self._run is not None:
+            await self._run(session, _ADD_PENDING, rows[0] if len(rows) == 1 else rows)
+        else:
+            await (await session.connection()).execute(_ADD_PENDING, rows)
         return signed
 
     async def integrate(self, session: AsyncSession, *, max_batch: int = 8192) -> int:

@@ -59,7 +59,7 @@ async def open_services(settings: Settings, *, clock: Clock | None = None, conte
     services = Services(
         settings=settings,
         clock=clock or Clock(),
-        ledger=Log(private_key, settings.ledger_origin, tile_memory=settings.ledger_tile_memory),
+        ledger=Log(private_key, settings.ledger_origin, tile_memory=settings.ledger_tile_memory, run=db.run),
         events=events(),
         engine=engine,
         read_engine=read_engine,
