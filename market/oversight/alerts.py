@@ -204,8 +204,7 @@ class _Gaps:
         return json.dumps({str(k): at for k, at in sorted(self.ids.items())})
 
 
-async def _evaluate_document(session: AsyncSession, ctx: Ctx, known: Known, doc_type: str,
-                             subject: str) -> list[Finding]:
+async def _evaluate_document(session: AsyncSession, ctx: Ctx, doc_type: str, subject: str) -> list[Finding]:
     rules = ON_SETTLED if doc_type == "trade.settled" else ON_PLACED if doc_type == "trade.placed" else ()
     if not rules or not subject.startswith("order:"):
         return []
@@ -271,7 +270,7 @@ async def _read(session: AsyncSession, ctx: Ctx, known: Known, start: int | None
     await _prefetch(session, known, [*late, *rows])
     findings: list[Finding] = []
     for _doc_id, doc_type, subject in [*late, *rows]:
-        findings += await _evaluate_document(session, ctx, known, doc_type, subject)
+        findings += await _evaluate_document(session, ctx, doc_type, subject)
     new_refusals = (await session.execute(
         select(Refusal).where(col(Refusal.id) > refusals.position).order_by(col(Refusal.id)))).scalars().all()
     late_refusals = [] if not refusal_gaps.ids else (await session.execute(

@@ -334,7 +334,7 @@ async def test_a_document_committed_after_a_later_one_is_evaluated_once_and_only
         services = client.app.state.services
         seen: list[str] = []
 
-        async def recorded(session: Any, ctx: Any, known: Any, doc_type: str, subject: str) -> list[str]:
+        async def recorded(session: Any, ctx: Any, doc_type: str, subject: str) -> list[Any]:
             seen.append(subject)
             return []
 
