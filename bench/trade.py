@@ -2,6 +2,7 @@
 
     python bench/trade.py [--db sqlite|postgresql://…] [--workers N] [--buyers 32] [--seconds 10]
                           [--delivery-mib 1024] [--delivery-read-bytes 1048576] [--store file|s3]
+                          [--client raw|httpx]
 
 Starts ``market serve`` (``--workers`` uvicorn workers) on a fresh database (as
 ``bench/api.py`` does), seeds a provider with a few free listings and ``--buyers``
@@ -18,6 +19,12 @@ verified buyers over the real HTTP API, then:
   recorded on the ledger). ``delivery_vs_sha256``: download MB/s over the MB/s of plain
   SHA-256 over the same number of bytes in this process. Goal >= 0.25. With ``--store s3``
   the content is kept in an S3 API on this machine (moto, ``bench/objectstore.py``).
+
+The purchases and the download go over raw HTTP/1.1 on keep-alive connections, as
+``bench/load.py`` sends the bare route, so that the client costs the machine little beside
+the server it measures (``--client httpx`` for the httpx client of earlier rounds). The
+buyers' connections are opened one after another, each answered once before the next,
+so that with several workers each process gets its share.
 
 The last line printed is one JSON object of the figures.
 """
