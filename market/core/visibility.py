@@ -22,10 +22,7 @@ async def load_visible(session: AsyncSession, model: type[Row], object_id: str, 
     """The row of ``model`` with ``object_id`` that the ``visible`` clause lets through,
     else 404 ``no <what> <id>``. Fresh values (``populate_existing``): a saga that
     committed mid-request reads what is stored now."""
-    query = select(model).where(col(model.id) == object_id, visible).execution_options(populate_existing=True)
-    row = (await session.exec(query)).first()
-    if row is None:
-        raise NotFound(f"no {what} {object_id}")
+    row: Row = await load_prepared(session, visible_query(model, visible), {"id": object_id}, what)
     return row
 
 
