@@ -206,9 +206,15 @@ class Log:
 
     # -- reading -----------------------------------------------------------------
 
+    async def _rows(self, session: AsyncSession, statement: Any, parameters: dict[str, Any]) -> Sequence[Any]:
+        """A prebuilt Core query's rows, through ``run`` when given (no ORM work around it)."""
+        if self._run is not None:
+            return (await self._run(session, statement, parameters)).all()  # type: ignore[no-any-return]
+        return (await session.execute(statement, parameters)).all()
+
     async def _head(self, session: AsyncSession) -> SignedCheckpoint | None:
-        row = (await session.execute(_HEAD)).first()
-        return None if row is None else SignedCheckpoint(row[0], bytes(row[1]), row[2])
+        rows = await self._rows(session, _HEAD, {})
+        return None if not rows else SignedCheckpoint(rows[0][0], bytes(rows[0][1]), rows[0][2])
 
     async def checkpoint(self, session: AsyncSession) -> SignedCheckpoint:
         """The latest signed checkpoint with its witnesses' cosignature lines appended,
@@ -220,7 +226,7 @@ class Log:
             head = self._sign(0, merkle.EMPTY_ROOT)  # same bytes every time: Ed25519 is deterministic
             self._remember(head, started)
             return head
-        lines = (await session.execute(_COSIGNATURES, {"size": head.size})).scalars().all()
+        lines = [row[0] for row in await self._rows(session, _COSIGNATURES, {"size": head.size})]
         cp = SignedCheckpoint(head.size, head.root, head.text + "".join(line + "\n" for line in lines))
         self._remember(cp, started)
         return cp
@@ -292,8 +298,8 @@ class Log:
         return [(r[0], r[1], bytes(r[2])) for r in rows]
 
     async def index_of(self, session: AsyncSession, subject: str, leaf: bytes) -> int | None:
-        row = (await session.execute(_INDEX_OF, {"subject": subject, "leaf": leaf})).first()
-        return None if row is None else row[0]
+        rows = await self._rows(session, _INDEX_OF, {"subject": subject, "leaf": leaf})
+        return rows[0][0] if rows else None
 
     async def warm(self, session: AsyncSession) -> int:
         """Load the tree's tiles into memory (a proof server does this at start); see ``TreeMemory.warm``."""
