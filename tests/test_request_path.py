@@ -555,6 +555,46 @@ async def test_run_on_the_sqlite_writer_goes_straight_to_sqlite_and_means_the_sa
         assert [s for s in through_sqlalchemy if s in ("INSERT", "UPDATE")] == runs
 
 
+def test_a_direct_statement_binds_what_sqlalchemy_would(monkeypatch) -> None:
+    """``Direct`` works out each position's value once per statement shape: given values,
+    the statement's own literals and defaulted bindparams, each through its type's bind
+    processor, as ``construct_params`` does; a missing required value is SQLAlchemy's error."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import bindparam, insert, literal
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy.exc import InvalidRequestError
+
+    from market.core.db import table_of
+    from market.core.outbox import OutboxEvent
+    from market.core.sqlite_connections import Direct
+
+    outbox, when = table_of(OutboxEvent), datetime(2026, 5, 1, 8, 30, 15, 123456, tzinfo=UTC)
+    statements = [
+        (insert(outbox), {"id": "e1", "type": "t", "subject": "s", "recipients": "[]", "created_at": when}),
+        (update(outbox).where(outbox.c.subject == bindparam("about"), outbox.c.type != "never",
+                              outbox.c.seq > bindparam("after", 0)).values(type=bindparam("to"), dispatched_at=when),
+         {"about": "s", "to": "u"}),
+        (update(outbox).where(outbox.c.subject == bindparam("about"), outbox.c.seq > bindparam("after", 0))
+         .values(type=literal("x")), {"about": "s", "after": 7}),
+    ]
+    dialect = sqlite.dialect(paramstyle="qmark")
+    for statement, given in statements:
+        direct = Direct.of(statement, list(given), dialect)
+        assert direct is not None
+        values = direct.compiled.construct_params(given, escape_names=False)
+        expected = tuple(direct.processors[k](values[k]) if k in direct.processors else values[k]
+                         for k in direct.positions)
+        assert len(expected) == direct.sql.count("?")
+        with monkeypatch.context() as patched:  # worked out without construct_params on each run
+            patched.setattr(direct.compiled, "construct_params", None)
+            assert direct.parameters(given) == expected
+    direct = Direct.of(statements[1][0], ["about", "to"], dialect)
+    assert direct is not None
+    with pytest.raises(InvalidRequestError, match="about"):
+        direct.parameters({"to": "u"})
+
+
 async def test_dependencies_are_resolved_in_turn_with_their_clean_ups(client, parties: Parties, monkeypatch) -> None:
     """No task group per request (market.web.dependencies): a route taking a session and the
     caller works with task groups made impossible, its session is closed after it, and a

@@ -161,12 +161,19 @@ class Direct:
     with Python-side column defaults, expanding or literal parameters, or result
     columns that need converting (datetimes, booleans, JSON on SQLite)."""
 
-    __slots__ = ("compiled", "sql", "positions", "processors", "returns_rows")
+    __slots__ = ("compiled", "sql", "positions", "processors", "returns_rows", "_order", "_fixed")
 
     def __init__(self, compiled: Any) -> None:
         self.compiled, self.sql, self.positions = compiled, compiled.string, tuple(compiled.positiontup)
         self.processors: dict[str, Callable[[Any], Any]] = dict(compiled._bind_processors)
         self.returns_rows = bool(compiled._result_columns)
+        # Each position's name and bind processor, and the values the statement binds
+        # itself (a literal compared with, a defaulted bindparam): what construct_params
+        # works out on every run, once.
+        self._order = tuple((name, self.processors.get(name)) for name in self.positions)
+        binds = {name: bind for bind, name in compiled.bind_names.items()}
+        self._fixed = {name: bind.value for name, bind in binds.items()
+                       if not bind.required and bind.callable is None and name in self.positions}
 
     @classmethod
     def of(cls, statement: Any, keys: list[str], dialect: Any) -> "Direct | None":
@@ -182,8 +189,15 @@ class Direct:
     def parameters(self, given: dict[str, Any]) -> tuple[Any, ...]:
         """``given`` in the statement's order, with the statement's own bound values and
         each type's bind processor applied."""
-        values, processors = self.compiled.construct_params(given, escape_names=False), self.processors
-        return tuple(processors[k](values[k]) if k in processors else values[k] for k in self.positions)
+        fixed, out = self._fixed, []
+        try:
+            for name, process in self._order:
+                value = given[name] if name in given else fixed[name]
+                out.append(value if process is None else process(value))
+        except KeyError:  # a required value missing: SQLAlchemy says which, as it would
+            values, processors = self.compiled.construct_params(given, escape_names=False), self.processors
+            return tuple(processors[k](values[k]) if k in processors else values[k] for k in self.positions)
+        return tuple(out)
 
     def run(self, connection: sqlite3.Connection, parameters: dict[str, Any] | list[dict[str, Any]],
             events: Any = None) -> "DirectResult":

@@ -12,7 +12,7 @@
 
 import functools
 import json
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import and_, bindparam, case, exists, false, literal_column, or_, select, true
 from sqlmodel import col
@@ -75,11 +75,21 @@ async def is_orderable(session: AsyncSession, listing_id: str) -> bool:
     return found.scalar() is not None
 
 
-def is_insider(listing: Listing, caller: Caller | None) -> bool:
+class Held(Protocol):
+    """What ``is_insider`` and ``visible_plans`` read of a listing."""
+
+    @property
+    def provider_id(self) -> str: ...
+
+    @property
+    def plans(self) -> str: ...
+
+
+def is_insider(listing: Held, caller: Caller | None) -> bool:
     return caller is not None and (caller.is_staff or caller.id == listing.provider_id)
 
 
-def visible_plans(listing: Listing, caller: Caller | None) -> list[dict[str, Any]]:
+def visible_plans(listing: Held, caller: Caller | None) -> list[dict[str, Any]]:
     """The current plans the caller may see (and so order). Only the holder and staff see
     whom a private plan is for; its buyers see that it is private (``without_buyers``)."""
     plans: list[dict[str, Any]] = json.loads(listing.plans)
@@ -108,22 +118,48 @@ async def load_for_holder(session: AsyncSession, listing_id: str, caller: Caller
     return listing
 
 
-async def load_to_order(session: AsyncSession, listing_id: str) -> tuple[Listing, Asset, bool]:
-    """The listing (404 for an unknown id), its asset, and whether it is orderable now.
+class ListingToOrder(NamedTuple):
+    """What placing an order reads of a listing (``load_to_order``)."""
+
+    id: str
+    provider_id: str
+    asset_id: str
+    title: str
+    terms_version: int
+    terms_sha256: str
+    licence: str
+    plans: str
+    approval_required: bool
+
+
+class AssetToOrder(NamedTuple):
+    """What placing an order reads of the listing's asset."""
+
+    id: str
+    grade: str
+    export_allowed: bool
+
+
+_LISTING_TO_ORDER = tuple(col(getattr(Listing, name)) for name in ListingToOrder._fields)
+_ASSET_TO_ORDER = tuple(col(getattr(Asset, name)) for name in AssetToOrder._fields)
+
+
+async def load_to_order(session: AsyncSession, listing_id: str) -> tuple[ListingToOrder, AssetToOrder, bool]:
+    """The listing's and its asset's terms (404 for an unknown id), and whether it is
+    orderable now: the columns an order needs, not the ORM's loading of both rows.
 
     SQLite: one statement (its writer holds the one write lock: nothing moves meanwhile).
     PostgreSQL: the listing and asset read and held as ``hold`` holds them, then
     ``is_orderable`` in a statement of its own, whose snapshot is taken once the locks
     are (anything committed while this read waited for them is seen)."""
-    if session.get_bind().dialect.name == "sqlite":
-        row = (await session.execute(_to_order(), {"listing": listing_id})).first()
-        if row is None:
-            raise NotFound(f"no listing {listing_id}")
-        return row[0], row[1], bool(row[2])
-    row = (await session.execute(_held(), {"listing": listing_id})).first()
-    if row is None:
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    rows = (await run(session, _to_order() if sqlite else _held_to_order(), {"listing": listing_id})).all()
+    if not rows:
         raise NotFound(f"no listing {listing_id}")
-    return row[0], row[1], await is_orderable(session, listing_id)
+    row, split = tuple(rows[0]), len(ListingToOrder._fields)
+    listing, asset = ListingToOrder(*row[:split]), AssetToOrder(*row[split:split + len(AssetToOrder._fields)])
+    orderable = bool(row[-1]) if sqlite else await is_orderable(session, listing_id)
+    return listing, asset, orderable
 
 
 async def hold(session: AsyncSession, listing: Listing) -> Asset | None:
@@ -141,8 +177,16 @@ async def hold(session: AsyncSession, listing: Listing) -> Asset | None:
 @functools.cache
 def _to_order() -> Any:
     orderable = case((orderable_clause(), true()), else_=false())
-    return (select(Listing, Asset, orderable).join(Asset, col(Asset.id) == col(Listing.asset_id))
-            .where(col(Listing.id) == bindparam("listing")).execution_options(populate_existing=True))
+    return (select(*_LISTING_TO_ORDER, *_ASSET_TO_ORDER, orderable).join(Asset, col(Asset.id) == col(Listing.asset_id))
+            .where(col(Listing.id) == bindparam("listing")))
+
+
+@functools.cache
+def _held_to_order() -> Any:
+    # FOR SHARE without OF: the listing, its asset and its holder's account, as ``_held``.
+    return (select(*_LISTING_TO_ORDER, *_ASSET_TO_ORDER).join(Asset, col(Asset.id) == col(Listing.asset_id))
+            .join(Account, col(Account.id) == col(Listing.provider_id)).where(col(Listing.id) == bindparam("listing"))
+            .with_for_update(read=True))
 
 
 @functools.cache

@@ -24,7 +24,6 @@ from market.core.events import AttemptRefused
 from market.core.ids import new_id
 from market.core.types import rfc3339
 from market.listings import access as listing_access
-from market.listings.models import Listing
 from market.listings.schemas import without_buyers
 from market.registry.models import Asset
 from market.trading import access, documents, notices
@@ -60,7 +59,7 @@ def fee_of(price: int, fee_bps: int) -> int:
     return price * fee_bps // 10_000
 
 
-def _plan(listing: Listing, plan_id: str, ctx: Ctx) -> dict[str, Any]:
+def _plan(listing: listing_access.ListingToOrder, plan_id: str, ctx: Ctx) -> dict[str, Any]:
     for plan in listing_access.visible_plans(listing, ctx.caller):
         if plan["id"] == plan_id:
             return plan
@@ -77,8 +76,8 @@ def _buyer(ctx: Ctx) -> AccountSnapshot:
     return caller.account
 
 
-async def _gates(session: AsyncSession, ctx: Ctx, wanted: Wanted) -> tuple[AccountSnapshot, Listing, Asset,
-                                                                           dict[str, Any]]:
+async def _gates(session: AsyncSession, ctx: Ctx, wanted: Wanted) -> tuple[
+        AccountSnapshot, listing_access.ListingToOrder, listing_access.AssetToOrder, dict[str, Any]]:
     buyer = _buyer(ctx)
     # PostgreSQL: the listing and asset held from this read on (``listing_access.hold``).
     listing, asset, orderable = await listing_access.load_to_order(session, wanted.listing_id)
@@ -114,7 +113,7 @@ async def _gates(session: AsyncSession, ctx: Ctx, wanted: Wanted) -> tuple[Accou
     return buyer, listing, asset, plan
 
 
-def order_document(ctx: Ctx, listing: Listing, plan: dict[str, Any], wanted: Wanted) -> dict[str, Any]:
+def order_document(ctx: Ctx, listing: listing_access.ListingToOrder, plan: dict[str, Any], wanted: Wanted) -> dict[str, Any]:
     return {"type": ORDER_DOCUMENT, "v": 1, "market": ctx.market, "buyer": ctx.user.id, "listing": listing.id,
             "terms_version": listing.terms_version, "terms_sha256": listing.terms_sha256, "plan_id": plan["id"],
             "purpose": wanted.purpose, "payment_method": wanted.payment_method, "price": plan["price"],
@@ -143,7 +142,7 @@ async def _signed(session: AsyncSession, ctx: Ctx, data: OrderCreate) -> tuple[W
     return wanted, {"document": document, "key_id": data.key_id, "signature": data.signature}
 
 
-async def place(session: AsyncSession, ctx: Ctx, data: OrderCreate) -> tuple[Order, Listing]:
+async def place(session: AsyncSession, ctx: Ctx, data: OrderCreate) -> tuple[Order, listing_access.ListingToOrder]:
     """Place an order; returns it with the listing it was placed on (as read here)."""
     signed = None
     if data.signing_bytes is not None:
