@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo lint test test-postgres install bench-ledger bench-upload bench-api bench-search bench-trade bench-events bench-oversight bench-usage bench-trace bench-dsp clean
+.PHONY: run demo lint test test-postgres install bench-ledger bench-upload bench-api bench-search bench-trade bench-events bench-oversight bench-usage bench-trace bench-profile bench-dsp clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,10 @@ bench-trade: $(STAMP)
 # Every SQL statement of one free purchase and its contract, with offsets in ms; BENCH_DB=postgresql://…
 bench-trace: $(STAMP)
 	$(BIN)/python bench/purchase_trace.py --db $${BENCH_DB:-sqlite} --quiet
+
+# The API process's CPU per purchase by package and function, profiled only while 32 buyers buy.
+bench-profile: $(STAMP)
+	$(BIN)/python bench/purchase_profile.py --db $${BENCH_DB:-sqlite}
 
 # Purchases/s with 3 webhook endpoints against none (notify_cost), and events delivered/s
 # against produced/s (drain_vs_produce); BENCH_DB=postgresql://…

@@ -10,7 +10,7 @@ import asyncio
 from sqlalchemy.engine import Connection
 
 from alembic import context
-from market.core.db import is_modelled
+from market.core.migrations import is_modelled
 from market.models import metadata
 
 config = context.config

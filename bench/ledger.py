@@ -81,7 +81,7 @@ from ledger.entry import sign_entry, signed_message  # noqa: E402
 from ledger.log import Log  # noqa: E402
 from ledger.note import Signer  # noqa: E402
 from ledger.verify import verify_log  # noqa: E402
-from market.core import db  # noqa: E402
+from market.core import db, migrations  # noqa: E402
 from market.core.config import Settings, async_database_url  # noqa: E402
 from market.core.keys import init_ledger_key  # noqa: E402
 from market.wiring.bootstrap import export_ledger  # noqa: E402
@@ -216,7 +216,7 @@ class Database:
             await self._admin(f'CREATE DATABASE "{self.pg_name}"')
         engine = db.make_engine(self.url)
         try:
-            await db.upgrade(engine)
+            await migrations.upgrade(engine)
         finally:
             await engine.dispose()
 

@@ -19,7 +19,7 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy.engine import make_url
 
 from market.accounts import uscc
-from market.core import db
+from market.core import db, migrations
 from market.core.config import Settings, async_database_url
 from market.web.app import create_app
 from market.wiring.bootstrap import create_staff_account
@@ -83,7 +83,7 @@ class FreshDatabase:
             template = f"market_template_{uuid.uuid4().hex[:12]}"
             engine = db.make_engine(await self._empty(template))
             try:
-                await db.upgrade(engine)
+                await migrations.upgrade(engine)
             finally:
                 await engine.dispose()  # the last connection closed: SQLite's WAL is folded back in
             self._template = template

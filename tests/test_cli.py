@@ -40,7 +40,7 @@ def test_db_commands(env) -> None:
     assert market(env, "db", "current").stdout.strip() == "none"
     assert market(env, "db", "check", check=False).returncode == 1
     market(env, "db", "upgrade")
-    from market.core.db import head_revision
+    from market.core.migrations import head_revision
 
     assert market(env, "db", "current").stdout.strip() == head_revision()
     assert market(env, "db", "check").returncode == 0

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from market.core import db
+from market.core import migrations
 from market.registry import categories
 from tests.conftest import Party
 from tests.listings.support import listable_asset, publish
@@ -65,11 +65,11 @@ async def test_migration_0020_maps_every_stored_category_to_an_id(databases: Any
                 await s.commit()
 
         async def migrate_again() -> None:
-            await db.downgrade(services.engine, "0019")
-            await db.upgrade(services.engine, "0020")
-            assert await db.current_revision(services.engine) == "0020"
-            await db.upgrade(services.engine)  # and the later ones, which the models read
-            assert await db.current_revision(services.engine) == db.head_revision()
+            await migrations.downgrade(services.engine, "0019")
+            await migrations.upgrade(services.engine, "0020")
+            assert await migrations.current_revision(services.engine) == "0020"
+            await migrations.upgrade(services.engine)  # and the later ones, which the models read
+            assert await migrations.current_revision(services.engine) == migrations.head_revision()
 
         async def stored() -> dict[str, Any]:
             async with services.read_sessionmaker() as s:

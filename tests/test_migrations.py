@@ -4,12 +4,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from market.core import db
+from market.core import db, migrations
 from market.models import metadata
 
 
 def test_one_linear_history() -> None:
-    script = ScriptDirectory.from_config(db.alembic_config())
+    script = ScriptDirectory.from_config(migrations.alembic_config())
     heads = script.get_heads()
     assert len(heads) == 1, heads
     revisions = list(script.walk_revisions())
@@ -22,10 +22,10 @@ async def test_models_match_migrations(databases) -> None:
     try:
         async with engine.connect() as conn:
             diff = await conn.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync, opts={"compare_type": True, "include_object": db.is_modelled}), metadata)
+                lambda sync: compare_metadata(MigrationContext.configure(sync, opts={"compare_type": True, "include_object": migrations.is_modelled}), metadata)
             )
         assert diff == [], diff
-        assert await db.migrations_current(engine)
+        assert await migrations.migrations_current(engine)
     finally:
         await engine.dispose()
 
@@ -34,9 +34,9 @@ async def test_downgrade_to_base_and_up_again(databases) -> None:
     url = await databases.new()
     engine = db.make_engine(url)
     try:
-        await db.downgrade(engine, "base")
-        assert await db.current_revision(engine) is None
-        await db.upgrade(engine)
-        assert await db.migrations_current(engine)
+        await migrations.downgrade(engine, "base")
+        assert await migrations.current_revision(engine) is None
+        await migrations.upgrade(engine)
+        assert await migrations.migrations_current(engine)
     finally:
         await engine.dispose()

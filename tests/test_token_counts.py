@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from market.core import db
+from market.core import migrations
 from tests.conftest import assert_problem
 from tests.registry_support import own_app
 
@@ -79,9 +79,9 @@ async def test_migration_0024_counts_the_live_tokens_held(databases: Any, tmp_pa
         quiet = await app.parties.sign_up(["provider"])
 
         async def migrate_again() -> None:
-            await db.downgrade(services.engine, "0023")
-            await db.upgrade(services.engine)
-            assert await db.current_revision(services.engine) == db.head_revision()
+            await migrations.downgrade(services.engine, "0023")
+            await migrations.upgrade(services.engine)
+            assert await migrations.current_revision(services.engine) == migrations.head_revision()
 
         _run(client, migrate_again)
         assert await _live(client, party.id) == 2  # sign-up's and the one not revoked

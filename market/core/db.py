@@ -1,8 +1,7 @@
-"""Database wiring: the async engine, sessions, and the migrations runner.
+"""Database wiring: the async engines and sessions (migrations: ``market.core.migrations``).
 
 SQLite (the embedded default) gets WAL, ``synchronous=NORMAL``, a busy timeout and
-foreign keys on every connection. PostgreSQL is used as is. Migrations are Alembic's,
-run on a connection we hand it, so they work from inside a running event loop.
+foreign keys on every connection. PostgreSQL is used as is.
 
 Two kinds of session: ``make_sessionmaker`` for requests that may write (on SQLite
 every transaction begins ``IMMEDIATE``, taking the write lock up front), and
@@ -23,9 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Table, event, inspect
 from sqlalchemy.engine import Connection, CursorResult, Row
 from sqlalchemy.exc import DBAPIError, DisconnectionError
@@ -34,8 +30,6 @@ from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.sql import Executable
 from sqlalchemy.util import await_only as await_
 from sqlmodel.ext.asyncio.session import AsyncSession
-
-from alembic import command
 
 # Every process that opens sessions registers the events that tell memos (its own and
 # other processes') about changed rows.
@@ -49,8 +43,6 @@ from market.core.sqlite_connections import (
     OneHopConnection,
     take_write_lock,
 )
-
-ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
 
 SessionMaker = async_sessionmaker[AsyncSession]
 
@@ -423,47 +415,3 @@ def _refuse_statement_writes(state: ORMExecuteState) -> None:
 def _refuse_flushes(session: Session, _context: Any, _instances: Any) -> None:
     if session.info.get(READ_ONLY) and (session.new or session.dirty or session.deleted):
         raise ReadOnlySessionError("a read session (GET/HEAD) tried to write")
-
-
-# What each database's full-text search keeps beside the models (migrations 0007, 0010):
-# SQLite's FTS5 table and its shadow tables, PostgreSQL's ``tsv`` column and its index.
-def is_modelled(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    """Alembic's ``include_object``: leave the search engines' own objects out of comparisons."""
-    if type_ == "table" and name is not None and name.startswith("listing_fts"):
-        return False
-    if type_ == "column" and name == "tsv" and getattr(obj, "table", None) is not None \
-            and obj.table.name == "listing_docs":
-        return False
-    return not (type_ == "index" and name == "ix_listing_docs_tsv")
-
-
-def alembic_config(connection: Connection | None = None) -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(ALEMBIC_DIR))
-    if connection is not None:
-        cfg.attributes["connection"] = connection
-    return cfg
-
-
-def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
-
-
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    async with engine.begin() as conn:
-        await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), revision))
-
-
-async def downgrade(engine: AsyncEngine, revision: str) -> None:
-    """Move the schema to ``revision`` in either direction (``base`` empties it)."""
-    async with engine.begin() as conn:
-        await conn.run_sync(lambda sync: command.downgrade(alembic_config(sync), revision))
-
-
-async def current_revision(engine: AsyncEngine) -> str | None:
-    async with engine.connect() as conn:
-        return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
-
-
-async def migrations_current(engine: AsyncEngine) -> bool:
-    return await current_revision(engine) == head_revision()

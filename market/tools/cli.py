@@ -109,15 +109,15 @@ def db_group() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION."""
-    from market.core import db
+    from market.core import db, migrations
 
     settings = settings_or_exit()
 
     async def go() -> str | None:
         engine = db.make_engine(settings.sqlalchemy_url)
         try:
-            await db.upgrade(engine, revision)
-            return await db.current_revision(engine)
+            await migrations.upgrade(engine, revision)
+            return await migrations.current_revision(engine)
         finally:
             await engine.dispose()
 
@@ -127,14 +127,14 @@ def db_upgrade(revision: str) -> None:
 @db_group.command("current")
 def db_current() -> None:
     """Print the database's migration revision."""
-    from market.core import db
+    from market.core import db, migrations
 
     settings = settings_or_exit()
 
     async def go() -> str | None:
         engine = db.make_engine(settings.sqlalchemy_url)
         try:
-            return await db.current_revision(engine)
+            return await migrations.current_revision(engine)
         finally:
             await engine.dispose()
 
@@ -144,14 +144,14 @@ def db_current() -> None:
 @db_group.command("check")
 def db_check() -> None:
     """Exit 1 unless the database is at the newest migration."""
-    from market.core import db
+    from market.core import db, migrations
 
     settings = settings_or_exit()
 
     async def go() -> tuple[str | None, str | None]:
         engine = db.make_engine(settings.sqlalchemy_url)
         try:
-            return await db.current_revision(engine), db.head_revision()
+            return await migrations.current_revision(engine), migrations.head_revision()
         finally:
             await engine.dispose()
 

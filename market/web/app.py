@@ -19,7 +19,7 @@ from ledger.errors import LedgerError
 from market import __version__
 from market.accounts.routes import AccountController
 from market.accounts.schemas import Role
-from market.core import db
+from market.core import migrations
 from market.core.clock import Clock
 from market.core.config import Settings
 from market.core.context import Ctx
@@ -228,7 +228,7 @@ async def ready(request: Request, state: State) -> Response[Any]:
     try:
         async with state.services.read_engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
-        current = await db.migrations_current(state.services.read_engine)
+        current = await migrations.migrations_current(state.services.read_engine)
     except Exception as exc:  # noqa: BLE001 - any database failure means not ready
         log.warning("not ready", error=type(exc).__name__)
         return _problem_response(request, problem(503, "not-ready", "Not ready", "the database is not reachable"))

@@ -14,7 +14,7 @@ from market.accounts.enrollment import check_enrollment
 from market.accounts.models import Account
 from market.accounts.regulators import create_regulator
 from market.accounts.schemas import AccountCreate, Role
-from market.core import db
+from market.core import db, migrations
 from market.core.config import Settings
 from market.core.context import Ctx
 from market.core.keycheck import refuse_new_keys
@@ -74,7 +74,7 @@ async def prepare(settings: Settings) -> str | None:
     """
     engine = db.make_engine(settings.sqlalchemy_url)
     try:
-        await db.upgrade(engine)
+        await migrations.upgrade(engine)
         await ledger_key(settings, engine)
         async with db.make_sessionmaker(engine)() as session:
             count = (await session.exec(select(func.count()).select_from(Account))).one()
