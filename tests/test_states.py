@@ -174,3 +174,31 @@ async def test_a_move_of_a_row_changed_since_it_was_read_loses(client, parties, 
     client.blocking_portal.call(run)
     r = await client.get(f"/v1/accounts/{applicant.id}", headers=operator.auth)
     assert r.json()["status"] == "verified"
+
+
+def test_new_builds_the_row_the_model_s_constructor_would() -> None:
+    """``Machine.new``: the values given, every other column's default (factories called
+    per row), the initial state and version 0; a missing required column or an unknown
+    one is refused."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy.orm import configure_mappers
+
+    from market.trading.models import Order
+    from market.trading.states import ORDER
+
+    configure_mappers()
+    now = datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
+    given = {"id": "ord_1", "listing_id": "lst_1", "asset_id": "ast_1", "buyer_id": "acct_b",
+             "provider_id": "acct_p", "terms_version": 2, "terms_sha256": "a" * 64, "plan_id": "p1",
+             "plan": "{}", "licence": "{}", "purpose": "research", "payment_method": "free", "currency": "CNY",
+             "created_at": now}
+    row, made = ORDER.new(**given), Order(**given, status=ORDER.initial)
+    columns = [c.key for c in Order.__table__.columns]
+    assert {c: getattr(row, c) for c in columns if c != "updated_at"} == \
+        {c: getattr(made, c) for c in columns if c != "updated_at"}
+    assert row.status == ORDER.initial and row.version == 0 and row.updated_at is not None
+    with pytest.raises(TypeError, match="buyer_id"):
+        ORDER.new(**{k: v for k, v in given.items() if k != "buyer_id"})
+    with pytest.raises(TypeError, match="colour"):
+        ORDER.new(**given, colour="red")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from pydantic_core import PydanticUndefined
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -78,6 +79,8 @@ class Machine:
         self._columns = tuple(c.key for c in self._table.columns)
         self._insert = insert(self._table)
         self._updates: dict[frozenset[str], Any] = {}
+        self._defaults: tuple[dict[str, Any], dict[str, Callable[[], Any]], frozenset[str]] | None = None
+        self._defaults_of = frozenset(self._columns)
 
     # -- the table, pure ----------------------------------------------------------------
 
@@ -119,6 +122,22 @@ class Machine:
         return t
 
     # -- writes ---------------------------------------------------------------------------
+
+    def new(self, **values: Any) -> Any:
+        """A row of the model in the initial state with ``values`` and every other column's
+        default, for ``create``: built as the ORM builds a row it loads, without the model's
+        constructor (its validation and an attribute event per column: ~110 µs for an
+        order, against ~10 µs)."""
+        if self._defaults is None:
+            self._defaults = _defaults(self.model, self._columns)
+        constants, factories, required = self._defaults
+        missing, unknown = required - values.keys() - {"status", "version"}, values.keys() - self._defaults_of
+        if missing or unknown:
+            raise TypeError(f"a new {self.kind} needs {sorted(missing)} and has no {sorted(unknown)}")
+        row = self.model._sa_class_manager.new_instance()
+        row.__dict__.update(constants, **{name: make() for name, make in factories.items()})
+        row.__dict__.update(values, status=self.initial, version=0)
+        return row
 
     async def create(self, session: AsyncSession, row: Any, ctx: Ctx, data: dict[str, Any]) -> dict[str, Any] | None:
         """Insert ``row`` in the initial state and append the ``created`` entry. The row is
@@ -176,3 +195,18 @@ class Machine:
             self._updates[names] = stmt
         return stmt
 
+
+def _defaults(model: Any, columns: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Callable[[], Any]], frozenset[str]]:
+    """The model's columns' defaults: constants, factories, and the columns with none."""
+    constants: dict[str, Any] = {}
+    factories: dict[str, Callable[[], Any]] = {}
+    required = set()
+    for name in columns:
+        field = model.model_fields[name]
+        if field.default_factory is not None:
+            factories[name] = field.default_factory
+        elif field.default is PydanticUndefined:
+            required.add(name)
+        else:
+            constants[name] = field.default
+    return constants, factories, frozenset(required)

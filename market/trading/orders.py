@@ -163,18 +163,18 @@ async def place(session: AsyncSession, ctx: Ctx, data: OrderCreate) -> tuple[Ord
     # use is charged (market.usage.metering).
     price = 0 if plan["model"] == "metered" else plan["price"]["amount"]
     fee = fee_of(price, ctx.settings.fee_bps)
-    order = Order(
-        id=new_id("ord"), status=ORDER.initial, listing_id=listing.id, asset_id=asset.id, buyer_id=buyer.id,
+    evidence = {} if signed is None else {
+        "order_document": signing.canonical(signed["document"]).decode(),
+        "buyer_key_id": signed["key_id"], "buyer_signature": signed["signature"]}
+    order: Order = ORDER.new(
+        id=new_id("ord"), listing_id=listing.id, asset_id=asset.id, buyer_id=buyer.id,
         provider_id=listing.provider_id,
         terms_version=listing.terms_version, terms_sha256=listing.terms_sha256, plan_id=plan["id"],
         plan=json.dumps(without_buyers(plan), ensure_ascii=False), licence=listing.licence, purpose=wanted.purpose,
         payment_method=wanted.payment_method, currency=plan["price"]["currency"], price=price, fee=fee,
         provider_share=price - fee, needs_holder_approval=listing.approval_required,
-        needs_regulator_approval=asset.grade == "important", created_at=ctx.now, updated_at=ctx.now,
+        needs_regulator_approval=asset.grade == "important", created_at=ctx.now, updated_at=ctx.now, **evidence,
     )
-    if signed is not None:
-        order.order_document = signing.canonical(signed["document"]).decode()
-        order.buyer_key_id, order.buyer_signature = signed["key_id"], signed["signature"]
     await ORDER.create(session, order, ctx, {})
     await documents.record(session, ctx, "trade.placed", f"order:{order.id}", placed_document(order))
     await _advance(session, ctx, order)
