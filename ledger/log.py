@@ -251,6 +251,15 @@ class Log:
             async with session_from(sessions) as session:
                 return await self.checkpoint(session)
 
+    def remembered(self, index: int, max_age: float) -> SignedCheckpoint | None:
+        """The checkpoint ``latest_checkpoint`` would answer from memory, when it is at most
+        ``max_age`` seconds old and covers entry ``index``; else None (read ``checkpoint``).
+        Any signed checkpoint that covers an entry proves it: a bundle needs no newer one."""
+        latest = self._latest
+        if latest is not None and latest.size > index and _time.monotonic() - self._latest_at <= max_age:
+            return latest
+        return None
+
     async def size(self, session: AsyncSession) -> int:
         head = await self._head(session)
         return 0 if head is None else head.size
@@ -307,11 +316,21 @@ class Log:
 
     async def inclusion_proof(self, sessions: Sessions, index: int, size: int) -> tuple[bytes, list[bytes]]:
         """(root of tree ``size``, audit path of leaf ``index``); see ``TreeMemory.inclusion_proof``."""
+        self._tree_knows_latest()
         return await self._tree.inclusion_proof(sessions, index, size)
 
     async def consistency_proof(self, sessions: Sessions, first: int, second: int) -> list[bytes]:
         """Proof that tree ``first`` is a prefix of tree ``second``; see ``TreeMemory.consistency_proof``."""
+        self._tree_knows_latest()
         return await self._tree.consistency_proof(sessions, first, second)
+
+    def _tree_knows_latest(self) -> None:
+        """The proofs' tree is at least as large as the latest checkpoint this process holds
+        (read from the log or signed by its integration, whose tiles were committed with
+        it), so a proof up to that size does not read the log's size again."""
+        latest = self._latest
+        if latest is not None and latest.size > self._tree.known_size:
+            self._tree.known_size = latest.size
 
     async def tile(self, sessions: Sessions, level: int, index: int, width: int) -> bytes:
         """The first ``width`` hashes of a hash tile; see ``TreeMemory.tile``."""

@@ -385,5 +385,6 @@ async def test_a_new_token_stays_within_its_statement_budget(databases, tmp_path
             r = await app.client.post("/v1/accounts/me/tokens", json={"label": "ci"}, headers=who.auth)
         assert r.status_code == 201, r.text
         assert len(seen) <= TOKEN_STATEMENTS, f"{len(seen)} statements: {seen}"
+        assert seen.compiled == [], seen.compiled  # each from SQLAlchemy's statement cache
         made = await app.client.get("/v1/accounts/me/tokens", headers={"Authorization": f"Bearer {r.json()['token']}"})
         assert made.status_code == 200 and r.json()["id"] in [t["id"] for t in made.json()["items"]]

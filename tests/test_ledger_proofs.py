@@ -73,3 +73,43 @@ async def test_proofs_beyond_the_log_are_not_found(filled) -> None:
                 await log.consistency_proof(session, first, second)
         assert await log.consistency_proof(session, 0, 700) == []
         assert await log.consistency_proof(session, 700, 700) == []
+
+
+async def test_a_bundle_begun_before_the_held_checkpoint_is_proved_by_its_own(databases, tmp_path) -> None:
+    """A bundle takes the checkpoint the process holds when it covers the entry; when the
+    request's transaction began before that checkpoint's tiles were written (its snapshot
+    is older than the process's memory), the bundle is proved by the checkpoint that
+    transaction reads instead. Either way the proof holds against the bundle's checkpoint."""
+    import base64
+
+    from market.core import db
+    from market.registry.certificates import bundle
+
+    async with ledger_database(databases, tmp_path) as ldb:
+        await ldb.append(5, subject="test:old")
+        await ldb.integrate()  # the log remembers size 5
+        async with ldb.maker() as session:
+            leaf = await ldb.log.leaf(session, 2)
+            held = await bundle(session, ldb.log, "test:old", "{}", leaf)
+        _, reader = db.make_engines(ldb.url)  # a read session, as a GET's
+        try:
+            async with db.make_read_sessionmaker(reader)() as old:
+                if not db.is_sqlite(ldb.url):  # a snapshot kept, as SQLite's read transaction keeps one
+                    await old.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+                assert await ldb.log.index_of(old, "test:old", leaf) == 2  # its snapshot: 5 entries
+                await ldb.append(300)
+                await ldb.integrate()  # the log remembers size 305, whose tiles the old snapshot lacks
+                assert ldb.log.remembered(2, 60.0) is not None
+                fallen_back = await bundle(old, ldb.log, "test:old", "{}", leaf)
+        finally:
+            await reader.dispose()
+        async with ldb.maker() as session:
+            fresh = await bundle(session, ldb.log, "test:old", "{}", leaf)
+        sizes = []
+        for made in (held, fallen_back, fresh):
+            text = made["ledger"]["checkpoint"]
+            size, root = int(text.split("\n")[1]), base64.b64decode(text.split("\n")[2])
+            proof = [base64.b64decode(h) for h in made["ledger"]["inclusion_proof"]]
+            merkle.verify_inclusion(2, size, merkle.leaf_hash(leaf), proof, root)
+            sizes.append(size)
+        assert sizes == [5, 5, 305]

@@ -3,10 +3,21 @@ regulator's actions, and the position of the alert evaluator."""
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, SmallInteger, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from market.core.types import UTCDateTime, utcnow
+
+# The counters below are kept in ``shard`` rows per key: on PostgreSQL each connection
+# adds to the row of its own shard (its backend's pid modulo ``SHARDS``), so concurrent
+# settlements wait on each other's row locks only when their connections share a shard;
+# readers sum a key's shards. SQLite writes shard 0 (one writer at a time).
+# market.oversight.stats, docs/performance.md.
+SHARDS = 64
+
+
+def _shard() -> Column[int]:
+    return Column(SmallInteger, nullable=False, server_default="0")
 
 
 class TradeStat(SQLModel, table=True):
@@ -15,7 +26,8 @@ class TradeStat(SQLModel, table=True):
 
     __tablename__ = "trade_stats"
     __table_args__ = (
-        UniqueConstraint("day", "currency", "category", "grade", "provider_id", "region", name="uq_trade_stats_key"),
+        UniqueConstraint("day", "currency", "category", "grade", "provider_id", "region", "shard",
+                         name="uq_trade_stats_key"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -25,6 +37,7 @@ class TradeStat(SQLModel, table=True):
     grade: str = Field(max_length=20)
     provider_id: str = Field(max_length=40)
     region: str = Field(max_length=6)  # characters 3-8 of the provider's USCC ("" when it has none)
+    shard: int = Field(default=0, sa_column=_shard())
     orders: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     value: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     refunds: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
@@ -103,6 +116,7 @@ class TradeDay(SQLModel, table=True):
 
     day: str = Field(primary_key=True, max_length=10)
     currency: str = Field(primary_key=True, max_length=3)
+    shard: int = Field(default=0, sa_column=Column(SmallInteger, primary_key=True, server_default="0"))
     orders: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     value: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     refunds: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
@@ -115,7 +129,7 @@ class TradeStatMonth(SQLModel, table=True):
 
     __tablename__ = "trade_stats_monthly"
     __table_args__ = (
-        UniqueConstraint("month", "currency", "category", "grade", "provider_id", "region",
+        UniqueConstraint("month", "currency", "category", "grade", "provider_id", "region", "shard",
                          name="uq_trade_stats_monthly_key"),
     )
 
@@ -126,6 +140,7 @@ class TradeStatMonth(SQLModel, table=True):
     grade: str = Field(max_length=20)
     provider_id: str = Field(max_length=40)
     region: str = Field(max_length=6)
+    shard: int = Field(default=0, sa_column=_shard())
     orders: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     value: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     refunds: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))

@@ -17,6 +17,10 @@ Counting (``count_settled``, ``count_refunded``; services, never commit):
   refund is counted under the same dimensions as the settlement it undoes.
 - ``stat_key`` is the one keying function (the bench seeds with it too). Every write is
   an upsert (``INSERT … ON CONFLICT``), so concurrent settlements of the same key add up.
+- The counters of a key are kept in shard rows (``market.oversight.models.SHARDS``): on
+  PostgreSQL a settlement adds to the row of its connection's shard, so settlements at
+  the same moment (every one of a day adds to that day's total) do not queue on one
+  row's lock until each commits. Every read sums a key's shards.
 - Each count also goes to the day totals (``trade_days``) and to the monthly rollups
   (``trade_stats_monthly``, ``trade_parties_monthly``). A period reads its whole months
   from the rollups and only its partial months at the edges from the day rows
@@ -68,7 +72,7 @@ from market.core import memo
 from market.core.context import Ctx
 from market.core.db import run, table_of
 from market.core.errors import Unprocessable
-from market.oversight.models import TradeDay, TradeParty, TradePartyMonth, TradeStat, TradeStatMonth
+from market.oversight.models import SHARDS, TradeDay, TradeParty, TradePartyMonth, TradeStat, TradeStatMonth
 from market.registry import categories, regions
 from market.registry.models import Asset
 from market.trading.models import Order, UsagePeriod
@@ -136,12 +140,17 @@ async def dimensions(session: AsyncSession, order: Order) -> Dimensions:
 
 @functools.cache
 def _upsert_statement(dialect: str, table: Table, conflict: tuple[str, ...], added: tuple[str, ...]) -> Any:
-    """``INSERT … ON CONFLICT (conflict) DO UPDATE`` adding the ``added`` measures, with a
-    bound parameter per column: built once per shape, so each call is a cached statement
-    and a dict of values (building the statement anew per call cost more than running it)."""
+    """``INSERT … ON CONFLICT (conflict, shard) DO UPDATE`` adding the ``added`` measures,
+    with a bound parameter per column: built once per shape, so each call is a cached
+    statement and a dict of values (building the statement anew per call cost more than
+    running it). The shard: on PostgreSQL the connection's own (``SHARDS``: concurrent
+    settlements do not queue on one row), on SQLite 0, the column's default."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(table).values({c.name: bindparam(c.name, type_=c.type) for c in table.c if c.name != "id"})
-    return stmt.on_conflict_do_update(index_elements=list(conflict),
+    values: dict[str, Any] = {c.name: bindparam(c.name, type_=c.type) for c in table.c if c.name not in ("id", "shard")}
+    if dialect == "postgresql":
+        values["shard"] = func.pg_backend_pid() % SHARDS
+    stmt = insert(table).values(values)
+    return stmt.on_conflict_do_update(index_elements=[*conflict, "shard"],
                                       set_={m: table.c[m] + stmt.excluded[m] for m in added})
 
 
@@ -178,21 +187,22 @@ async def _parties(session: AsyncSession, day: str, currency: str, accounts: dic
 
 @functools.cache
 def _settled_at_once() -> tuple[Any, tuple[Any, ...]]:
-    """PostgreSQL: a settlement's five statistics writes (``_add``'s three upserts, the
-    day's and the month's parties) as one statement of data-modifying CTEs: one round
-    trip, not five. The upserts share the key's and the measures' parameters by name
-    (they write the same values); returns the statement and its five inserts."""
+    """PostgreSQL: a settlement's statistics writes (``_add``'s three upserts, the day's
+    and the month's parties) as one statement of data-modifying CTEs: one round trip, not
+    five. The upserts share the key's and the measures' parameters by name (they write the
+    same values); returns the statement and its seven inserts."""
     added = ("orders", "value")
     stat = _upsert_statement("postgresql", table_of(TradeStat), tuple(KEY_COLUMNS), added)
     day = _upsert_statement("postgresql", table_of(TradeDay), ("day", "currency"), added)
     month = _upsert_statement("postgresql", table_of(TradeStatMonth), ("month", *KEY_COLUMNS[1:]), added)
-    parties = []
-    for table, first in ((table_of(TradeParty), "day"), (table_of(TradePartyMonth), "month")):
-        rows = [{first: bindparam(first, type_=table.c[first].type), "currency": bindparam("currency", type_=table.c.currency.type),
-                 "role": role, "account_id": bindparam(f"{role}_account", type_=table.c.account_id.type)}
-                for role in ("buyer", "provider")]
-        parties.append(postgresql.insert(table).values(rows).on_conflict_do_nothing(
-            index_elements=[first, "currency", "role", "account_id"]))
+    # One single-row insert per party and table: SQLAlchemy never caches a multi-row
+    # VALUES statement, and compiling this one anew cost more than running it.
+    parties = [postgresql.insert(table).values({
+        first: bindparam(first, type_=table.c[first].type), "currency": bindparam("currency", type_=table.c.currency.type),
+        "role": role, "account_id": bindparam(f"{role}_account", type_=table.c.account_id.type),
+    }).on_conflict_do_nothing(index_elements=[first, "currency", "role", "account_id"])
+        for table, first in ((table_of(TradeParty), "day"), (table_of(TradePartyMonth), "month"))
+        for role in ("buyer", "provider")]
     inserts = (stat, day, month, *parties)
     ctes = [insert.returning(literal_column("1")).cte(f"w{i}") for i, insert in enumerate(inserts)]
     return select(literal_column("1")).add_cte(*ctes), inserts

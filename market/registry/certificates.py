@@ -8,7 +8,8 @@ from typing import Any, Protocol
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ledger.entry import canonical as canonical_entry
-from ledger.log import Log
+from ledger.log import Log, SignedCheckpoint
+from ledger.proofs import NotFoundError as ProofNotFound
 from market.accounts.models import Account, AccountKey
 from market.core import audit, signing
 from market.core.context import Ctx
@@ -20,6 +21,10 @@ from market.registry.models import Asset, Transfer
 
 CERTIFICATE_TYPE = "data-asset-registration-certificate"
 REVOCATION_TYPE = "data-asset-registration-revocation"
+# A bundle's checkpoint is the one this process holds when it is at most this old (the
+# refresh round reads a new one every MARKET_LEDGER_INTEGRATE_INTERVAL) and covers the
+# entry; else it is read with the bundle. Either proves the entry.
+REMEMBERED_CHECKPOINT_AGE = 1.0
 
 
 def _b64(data: bytes) -> str:
@@ -110,10 +115,24 @@ async def bundle(session: AsyncSession, log: Log, subject: str, document_json: s
                               "vkey": log.vkey}
     index = await log.index_of(session, subject, leaf)
     if index is not None:
-        checkpoint = await log.checkpoint(session)
-        _, proof = await log.inclusion_proof(session, index, checkpoint.size)
+        checkpoint, proof = await _proved(session, log, index)
         ledger.update(index=index, checkpoint=checkpoint.text, inclusion_proof=[_b64(h) for h in proof])
     return {"document": json.loads(document_json), "ledger": ledger}
+
+
+async def _proved(session: AsyncSession, log: Log, index: int) -> tuple[SignedCheckpoint, list[bytes]]:
+    """A signed checkpoint covering entry ``index`` and the entry's inclusion proof in it:
+    the checkpoint this process holds when it is fresh and covers the entry, else the one
+    ``session`` reads (also when the session's transaction began before the held one's
+    tiles were written, and so cannot prove against it)."""
+    held = log.remembered(index, REMEMBERED_CHECKPOINT_AGE)
+    if held is not None:
+        try:
+            return held, (await log.inclusion_proof(session, index, held.size))[1]
+        except ProofNotFound:
+            pass
+    checkpoint = await log.checkpoint(session)
+    return checkpoint, (await log.inclusion_proof(session, index, checkpoint.size))[1]
 
 
 def revocation_document(asset: Asset, ctx: Ctx, reason_salted_sha256: str) -> dict[str, Any]:

@@ -270,8 +270,12 @@ async def test_rewritten_books_are_named(market: Market) -> None:
         row = (await conn.execute(text("SELECT id, day, currency, provider_id, category, value FROM trade_stats "
                                        "WHERE value > 0 ORDER BY id LIMIT 1"))).one()
         await conn.execute(text("UPDATE trade_stats SET value = value - 1000 WHERE id = :i"), {"i": row.id})
-        await conn.execute(text("UPDATE trade_days SET value = value - 1000 WHERE day = :d AND currency = :c"),
-                           {"d": row.day, "c": row.currency})
+        # One of the day total's shard rows (market.oversight.models.SHARDS).
+        day = {"d": row.day, "c": row.currency, "s": (await conn.execute(text(
+            "SELECT min(shard) FROM trade_days WHERE day = :d AND currency = :c"),
+            {"d": row.day, "c": row.currency})).scalar_one()}
+        await conn.execute(text("UPDATE trade_days SET value = value - 1000 WHERE day = :d AND currency = :c "
+                                "AND shard = :s"), day)
     try:
         done = await asyncio.to_thread(market.cli)
         assert done.returncode == 1, done.stdout + done.stderr
@@ -283,8 +287,8 @@ async def test_rewritten_books_are_named(market: Market) -> None:
     finally:
         async with market.database() as conn:
             await conn.execute(text("UPDATE trade_stats SET value = :v WHERE id = :i"), {"v": row.value, "i": row.id})
-            await conn.execute(text("UPDATE trade_days SET value = value + 1000 WHERE day = :d AND currency = :c"),
-                               {"d": row.day, "c": row.currency})
+            await conn.execute(text("UPDATE trade_days SET value = value + 1000 WHERE day = :d AND currency = :c "
+                                    "AND shard = :s"), day)
     assert (await asyncio.to_thread(market.cli)).returncode == 0
 
 

@@ -2,9 +2,10 @@
 against a recount from ``orders`` over randomized trades (prices, currencies, days,
 refunds); periods, currencies, bad input, and who may read it."""
 
+import contextlib
 import random
 from collections import defaultdict
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from market.oversight import stats
 from market.registry.categories import IDS
 from market.registry.models import Asset
 from market.trading.models import Order
-from tests.conftest import Parties, Party, assert_problem, random_uscc
+from tests.conftest import Parties, Party, assert_problem, backend, random_uscc
 from tests.listings.support import listable_asset, publish
 from tests.registry_support import add_key, own_app
 from tests.trading.support import buyer, offer, pay_by_bank, place
@@ -272,3 +273,47 @@ def test_a_period_is_whole_months_and_its_edges() -> None:
     assert split(date(2025, 12, 1), date(2026, 12, 2)) == ([(date(2026, 12, 1), date(2026, 12, 2))],
                                                            ("2025-12", "2026-12"))
     assert split(date(2026, 1, 31), date(2026, 2, 1)) == ([(date(2026, 1, 31), date(2026, 2, 1))], None)
+
+
+async def test_settlements_at_the_same_moment_do_not_queue_on_one_row(databases: Any, tmp_path: Any) -> None:
+    """PostgreSQL: two transactions count a settlement under the same key (and so the same
+    day total) at once; the second is not held until the first commits, because each
+    connection adds to its own shard's rows. The overview sums the shards. (The parties
+    are those of the day's first settlement, already counted: a party's first settlement
+    of a day still waits for another of the same party made at the same moment.)"""
+    if backend() != "postgresql":
+        pytest.skip("row locks between writers: SQLite has one writer at a time")
+    from sqlalchemy import text
+
+    from market.oversight.models import SHARDS
+
+    async with own_app(databases, tmp_path, background_tasks=False) as market:
+        engine = market.client.app.state.services.engine
+        statement, _ = stats._settled_at_once()
+        day = stats.day_of(datetime.now(UTC))
+        key = stats.stat_key(day, stats.Dimensions("CNY", "transport", "general", "acct_shard_test", ""))
+        values = {**key, "month": day[:7], "refunds": 0, "refunded_value": 0, "orders": 1, "value": 700,
+                  "buyer_account": "acct_shard_buyer", "provider_account": "acct_shard_test"}
+
+        async def race() -> int:  # in the app's event loop, where its engine lives
+            async with contextlib.AsyncExitStack() as stack:
+                # Two connections of different shards (a backend's pid picks its shard).
+                held: dict[int, Any] = {}
+                while len(held) < 2:
+                    conn = await stack.enter_async_context(engine.connect())
+                    pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+                    held.setdefault(pid % SHARDS, conn)
+                first, second = held.values()
+                await first.execute(statement, values)  # the day's first: its parties are new
+                await first.commit()
+                await first.execute(statement, values)  # its row locks held until it commits
+                await second.execute(text("SET LOCAL lock_timeout = '2s'"))
+                await second.execute(statement, {**values, "value": 300})  # would wait, then time out
+                await second.commit()
+                await first.commit()
+                return int((await first.execute(text("SELECT count(*) FROM trade_days WHERE day = :d AND "
+                                                     "currency = 'CNY'"), {"d": day})).scalar_one())
+
+        assert market.client.blocking_portal.call(race) == 2  # two shards of the day's total
+        totals = (await _overview(market.client, market.operator))["totals"]["by_currency"]["CNY"]
+        assert (totals["orders"], totals["value"], totals["buyers"], totals["providers"]) == (3, 1700, 1, 1)

@@ -31,11 +31,13 @@ async def test_a_free_purchase_stays_within_its_statement_budget(databases: Any,
         client = app.client
         _, listing = await offer(client, app.parties, app.operator, plans=[FREE])
         who = await buyer(client, app.parties)
-        await place(client, who, listing)  # statement caches warm
+        first = await place(client, who, listing)  # statement caches warm
+        assert (await client.get(f"/v1/orders/{first['id']}/contract", headers=who.auth)).status_code == 200
         with counted(client.app.state.services) as seen:
             order = await place(client, who, listing)
-            placed = list(seen)
+            placed, placed_compiled = list(seen), list(seen.compiled)
             seen.clear()
+            seen.compiled.clear()
             r = await client.get(f"/v1/orders/{order['id']}/contract", headers=who.auth)
             assert r.status_code == 200, r.text
             fetched = list(seen)
@@ -43,6 +45,8 @@ async def test_a_free_purchase_stays_within_its_statement_budget(databases: Any,
         budget = PURCHASE_STATEMENTS[services_dialect(client)]
         assert len(placed) <= budget, f"{len(placed)} statements: {placed}"
         assert 0 < len(fetched) <= CONTRACT_STATEMENTS, f"{len(fetched)} statements: {fetched}"
+        # Each from SQLAlchemy's statement cache: none is compiled anew per purchase.
+        assert placed_compiled == [] and seen.compiled == [], placed_compiled + seen.compiled
 
 
 async def test_a_contract_is_read_in_the_loops_thread_on_sqlite(databases: Any, tmp_path: Any,
@@ -86,3 +90,37 @@ async def test_a_contract_is_read_in_the_loops_thread_on_sqlite(databases: Any, 
         # Another buyer is told there is no such order, as before.
         other = await buyer(client, app.parties)
         assert (await client.get(paths[0], headers=other.auth)).status_code == 404
+
+
+async def test_an_integrated_contract_is_proved_by_the_checkpoint_in_memory(databases: Any, tmp_path: Any) -> None:
+    """Once the contract's entry is integrated, its bundle takes the checkpoint this process
+    holds (no reads of the checkpoint and its cosignatures) when that covers the entry and
+    is fresh; a stale one is read anew. Both bundles verify, against the same checkpoint."""
+    from ledger.verify import verify_bundle
+    from market.wiring.tasks import integrate_once
+
+    async with own_app(databases, tmp_path, background_tasks=False) as app:
+        client = app.client
+        services = client.app.state.services
+        _, listing = await offer(client, app.parties, app.operator, plans=[FREE])
+        who = await buyer(client, app.parties)
+        order = await place(client, who, listing)
+        path = f"/v1/orders/{order['id']}/contract"
+        assert (await client.get(path, headers=who.auth)).json()["ledger"]["index"] is None  # pending
+        while client.blocking_portal.call(integrate_once, services):  # and the checkpoint remembered
+            pass
+        vkey = (await client.get("/v1/ledger/key")).json()["vkey"]
+        with counted(services) as seen:
+            remembered = (await client.get(path, headers=who.auth)).json()
+        # The order, its entry's index and the proof's newest tiles: neither the checkpoint
+        # nor the log's size read again.
+        assert not any("ledger_checkpoints" in s or "ledger_cosignatures" in s for s in seen), seen
+        assert len(seen) <= CONTRACT_STATEMENTS + 1, seen
+        services.ledger._latest_at = float("-inf")  # older than any bundle takes
+        with counted(services) as seen:
+            read = (await client.get(path, headers=who.auth)).json()
+        assert len(seen) > CONTRACT_STATEMENTS and any("ledger_checkpoints" in s for s in seen), seen
+        for bundle in (remembered, read):
+            assert bundle["ledger"]["index"] is not None
+            assert verify_bundle(bundle, vkey).status == "valid"
+        assert remembered == read
