@@ -493,12 +493,13 @@ async def test_run_tells_the_memos_what_it_changed(client, app, parties: Parties
     assert (await client.get("/v1/accounts/me", headers=party.auth)).json()["suspended"] is True
 
 
-async def test_run_on_the_sqlite_writer_goes_straight_to_sqlite_and_means_the_same(settings, monkeypatch) -> None:
-    """``db.run`` on a server's writer: on SQLite its statements go straight to sqlite3
-    (no SQLAlchemy execution), with the same values stored (types' bind processors), the
-    same rows and counts, the same errors (``IntegrityError``), cursor listeners still
-    told, and a statement whose result needs converting left to SQLAlchemy. PostgreSQL
-    runs every one through SQLAlchemy, with the same answers."""
+async def test_run_on_the_writer_goes_straight_to_the_driver_and_means_the_same(settings, monkeypatch) -> None:
+    """``db.run`` on a server's writer: its statements go straight to sqlite3 (SQLite) or
+    asyncpg (PostgreSQL, market.core.pg_direct), with no SQLAlchemy execution, with the
+    same values stored (types' bind processors), the same rows and counts, the same
+    errors (``IntegrityError``), cursor listeners still told, and a statement whose
+    result needs converting left to SQLAlchemy. On PostgreSQL a list of parameters
+    (``executemany``) is SQLAlchemy's too."""
     from datetime import UTC, datetime
 
     from sqlalchemy import bindparam, event, insert, select
@@ -551,8 +552,35 @@ async def test_run_on_the_sqlite_writer_goes_straight_to_sqlite_and_means_the_sa
     assert [h for h in heard if h in ("INSERT", "UPDATE")] == runs  # every statement heard
     if db.is_sqlite(settings.sqlalchemy_url):
         assert [s for s in through_sqlalchemy if s in ("INSERT", "UPDATE")] == ["UPDATE"]  # the datetime one
-    else:
-        assert [s for s in through_sqlalchemy if s in ("INSERT", "UPDATE")] == runs
+    else:  # and the list of parameters
+        assert [s for s in through_sqlalchemy if s in ("INSERT", "UPDATE")] == ["INSERT", "UPDATE"]
+
+
+async def test_a_connection_lost_under_a_direct_statement_is_invalidated(settings) -> None:
+    """PostgreSQL: a backend ended in the middle of a transaction whose statements go
+    straight to asyncpg: the next one raises SQLAlchemy's error, marked as a lost
+    connection, the pool drops that connection, and the next session works."""
+    if not PG_URL:
+        pytest.skip("SQLite has no server to lose")
+    from sqlalchemy import bindparam, select
+    from sqlalchemy.exc import DBAPIError
+
+    engine = db.make_engine(settings.sqlalchemy_url)
+    tokens = select(ApiToken.id).where(ApiToken.label == bindparam("label"))
+    try:
+        async with db.make_sessionmaker(engine)() as session:
+            assert (await db.run(session, tokens, {"label": "none such"})).all() == []
+            pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            async with engine.connect() as other:
+                await other.execute(text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": pid})
+            with pytest.raises(DBAPIError) as lost:
+                await db.run(session, tokens, {"label": "none such"})
+            assert lost.value.connection_invalidated
+        async with db.make_sessionmaker(engine)() as session:
+            assert (await db.run(session, tokens, {"label": "none such"})).all() == []
+            assert (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one() != pid
+    finally:
+        await engine.dispose()
 
 
 def test_a_direct_statement_binds_what_sqlalchemy_would(monkeypatch) -> None:

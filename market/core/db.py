@@ -34,6 +34,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 # Every process that opens sessions registers the events that tell memos (its own and
 # other processes') about changed rows.
 from market.core import memo as _memo
+from market.core import pg_direct
 from market.core.logs import log
 from market.core.sqlite_connections import (
     BUSY_TIMEOUT,
@@ -353,21 +354,26 @@ async def run(session: AsyncSession, statement: Executable,
     if driver is not None and parameters is not None:
         # SQLite's writer: the statement straight on its sqlite3 connection, in this thread
         # (~30 µs against ~120 µs through SQLAlchemy's execution, a tenth of a purchase).
+        # PostgreSQL: straight on asyncpg (market.core.pg_direct), one set of parameters.
         direct = _direct(statement, parameters, connection)
         if direct is not None:
             heard = sync_connection if sync_connection._has_events or sync_connection.engine._has_events else None
-            return direct.run(driver._conn, parameters, heard)
+            if isinstance(driver, InLoopConnection):
+                return direct.run(driver._conn, parameters, heard)
+            if not isinstance(parameters, list):
+                return await pg_direct.run(direct, driver, sync_connection, parameters, heard)
     return await connection.execute(statement, parameters)
 
 
 _CONNECTION = "market_run_connection"
 
 
-async def _connection(session: AsyncSession) -> tuple[AsyncConnection, Connection, InLoopConnection | None]:
-    """The connection of ``session``'s transaction, with its in-loop driver (SQLite's writer)
-    or None: asked of the session once a transaction (``session.connection()`` is a trip
-    through a greenlet, ~40 µs, and a purchase runs a dozen statements), then kept in
-    ``session.info`` beside the transaction it belongs to."""
+async def _connection(session: AsyncSession) -> tuple[AsyncConnection, Connection, Any]:
+    """The connection of ``session``'s transaction, with the driver ``run`` may use directly:
+    SQLite's in-loop writer, SQLAlchemy's adapter of an asyncpg connection, or None. Asked
+    of the session once a transaction (``session.connection()`` is a trip through a
+    greenlet, ~40 µs, and a purchase runs a dozen statements), then kept in ``session.info``
+    beside the transaction it belongs to."""
     sync = session.sync_session
     transaction = sync.get_transaction()
     kept = sync.info.get(_CONNECTION)
@@ -376,8 +382,10 @@ async def _connection(session: AsyncSession) -> tuple[AsyncConnection, Connectio
     connection = await session.connection()
     sync_connection = connection.sync_connection
     assert sync_connection is not None  # a session's connection is open
-    driver = sync_connection.connection.driver_connection
-    found = (connection, sync_connection, driver if isinstance(driver, InLoopConnection) else None)
+    fairy = sync_connection.connection
+    driver = fairy.driver_connection
+    found = (connection, sync_connection,
+             driver if isinstance(driver, InLoopConnection) else pg_direct.adapter_of(fairy.dbapi_connection))
     sync.info[_CONNECTION] = (sync.get_transaction(), found)
     return found
 

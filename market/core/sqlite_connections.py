@@ -157,9 +157,10 @@ class Direct:
     """What ``db.run`` needs of a Core statement to run it straight on an in-loop
     connection's ``sqlite3`` cursor: its SQL, parameters in order with their bind
     processors (as SQLAlchemy's execution context applies them), and whether it
-    returns rows. ``of`` gives None for a statement SQLAlchemy must run itself: one
-    with Python-side column defaults, expanding or literal parameters, or result
-    columns that need converting (datetimes, booleans, JSON on SQLite)."""
+    returns rows. ``of`` gives None for a statement SQLAlchemy must run itself: a
+    textual one (its result columns are unknown), one with Python-side column defaults,
+    expanding or literal parameters, or result columns that need converting (datetimes,
+    booleans, JSON on SQLite)."""
 
     __slots__ = ("compiled", "sql", "positions", "processors", "returns_rows", "_order", "_fixed")
 
@@ -178,7 +179,7 @@ class Direct:
     @classmethod
     def of(cls, statement: Any, keys: list[str], dialect: Any) -> "Direct | None":
         compiled: Any = statement.compile(dialect=dialect, column_keys=keys)
-        if (compiled.insert_prefetch or compiled.update_prefetch or compiled.literal_execute_params
+        if (compiled.isplaintext or compiled.insert_prefetch or compiled.update_prefetch or compiled.literal_execute_params
                 or compiled.post_compile_params or compiled.escaped_bind_names or not compiled.positional):
             return None
         for entry in compiled._result_columns:
