@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledger.log import Log
 from market.core.clock import Clock
 from market.core.config import Settings
-from market.core.db import PointReads, SessionMaker, make_read_sessionmaker
+from market.core.db import PointReads, SessionMaker, is_sqlite, make_read_sessionmaker
 from market.core.events import Events
 from market.core.listener import PgListener
 from market.core.memo import Memo
@@ -50,8 +50,15 @@ class Services:
         self.read_sessionmaker = read_sessionmaker
         # Read sessions of the routes that read a few rows by key (``db.make_point_read_engine``).
         self.point_read_engine = point_read_engine
-        self.point_read_sessionmaker = (read_sessionmaker if point_read_engine is None
-                                        else make_read_sessionmaker(point_read_engine))
+        # PostgreSQL: the shared pool in autocommit, with no BEGIN and ROLLBACK round trips
+        # (its reads see each statement's own snapshot either way: READ COMMITTED).
+        if point_read_engine is not None:
+            self.point_read_sessionmaker = make_read_sessionmaker(point_read_engine)
+        elif is_sqlite(read_engine):
+            self.point_read_sessionmaker = read_sessionmaker
+        else:
+            self.point_read_sessionmaker = make_read_sessionmaker(
+                read_engine.execution_options(isolation_level="AUTOCOMMIT"))
         self.point_reads = PointReads(read_engine)  # single reads by key on the hottest paths
         self.blobs = blobs
         self.master_key = master_key  # None in the CLI's one-off commands, which store no content

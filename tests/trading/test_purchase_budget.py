@@ -49,11 +49,12 @@ async def test_a_free_purchase_stays_within_its_statement_budget(databases: Any,
         assert placed_compiled == [] and seen.compiled == [], placed_compiled + seen.compiled
 
 
-async def test_a_contract_is_read_in_the_loops_thread_on_sqlite(databases: Any, tmp_path: Any,
-                                                                monkeypatch: Any) -> None:
+async def test_a_point_read_route_needs_no_hand_off_nor_begin(databases: Any, tmp_path: Any,
+                                                              monkeypatch: Any) -> None:
     """A point-read route (``POINT_READS``: the contract, one order): on SQLite its
     statements run in the event loop's thread, with no hand-off to a reader's thread; the
-    answers are those a pooled reader gives. PostgreSQL reads them as every GET does."""
+    answers are those a pooled reader gives. PostgreSQL reads them in autocommit: no BEGIN
+    or ROLLBACK round trip, and the answers every other GET's session gives."""
     from market.core.sqlite_connections import InLoopConnection, OneHopConnection
 
     async with own_app(databases, tmp_path, background_tasks=False) as app:
@@ -73,6 +74,19 @@ async def test_a_contract_is_read_in_the_loops_thread_on_sqlite(databases: Any, 
             return await real(self, fn, *args, **kwargs)
 
         monkeypatch.setattr(OneHopConnection, "_execute", execute)
+        begun: list[str] = []  # PostgreSQL: transactions begun on asyncpg by the routes' handlers
+        if services.point_read_engine is None:
+            from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
+
+            real_begin = AsyncAdapt_asyncpg_connection._start_transaction
+
+            async def start_transaction(self: Any) -> None:
+                if self.isolation_level != "autocommit" and "market/trading/routes.py" in "".join(
+                        traceback.format_stack()):
+                    begun.append("BEGIN")
+                await real_begin(self)
+
+            monkeypatch.setattr(AsyncAdapt_asyncpg_connection, "_start_transaction", start_transaction)
         paths = [f"/v1/orders/{order['id']}/contract", f"/v1/orders/{order['id']}"]
         with counted(services) as seen:
             answers = [await client.get(path, headers=who.auth) for path in paths]
@@ -85,8 +99,12 @@ async def test_a_contract_is_read_in_the_loops_thread_on_sqlite(databases: Any, 
             assert [(await client.get(path, headers=who.auth)).json() for path in paths] == \
                 [r.json() for r in answers]
             assert handed
-        else:
-            assert services.point_read_sessionmaker is services.read_sessionmaker
+        else:  # PostgreSQL: in autocommit, no BEGIN (nor ROLLBACK) round trip; the same answers
+            assert begun == []
+            services.point_read_sessionmaker = services.read_sessionmaker
+            assert [(await client.get(path, headers=who.auth)).json() for path in paths] == \
+                [r.json() for r in answers]
+            assert begun == ["BEGIN", "BEGIN"]
         # Another buyer is told there is no such order, as before.
         other = await buyer(client, app.parties)
         assert (await client.get(paths[0], headers=other.auth)).status_code == 404
