@@ -26,12 +26,18 @@ def services_dialect(client: Any) -> str:
     return name
 
 
+async def free_purchase(app: Any) -> tuple[Any, dict[str, Any], Any]:
+    """A free listing offered on ``app`` and a buyer's settled order of it: (the listing,
+    the order, the buyer)."""
+    _, listing = await offer(app.client, app.parties, app.operator, plans=[FREE])
+    who = await buyer(app.client, app.parties)
+    return listing, await place(app.client, who, listing), who
+
+
 async def test_a_free_purchase_stays_within_its_statement_budget(databases: Any, tmp_path: Any) -> None:
     async with own_app(databases, tmp_path, background_tasks=False) as app:
         client = app.client
-        _, listing = await offer(client, app.parties, app.operator, plans=[FREE])
-        who = await buyer(client, app.parties)
-        first = await place(client, who, listing)  # statement caches warm
+        listing, first, who = await free_purchase(app)  # statement caches warm
         assert (await client.get(f"/v1/orders/{first['id']}/contract", headers=who.auth)).status_code == 200
         with counted(client.app.state.services) as seen:
             order = await place(client, who, listing)
@@ -60,9 +66,7 @@ async def test_a_point_read_route_needs_no_hand_off_nor_begin(databases: Any, tm
     async with own_app(databases, tmp_path, background_tasks=False) as app:
         client = app.client
         services = client.app.state.services
-        _, listing = await offer(client, app.parties, app.operator, plans=[FREE])
-        who = await buyer(client, app.parties)
-        order = await place(client, who, listing)
+        _, order, who = await free_purchase(app)
         handed: list[Any] = []
         real = OneHopConnection._execute
 
@@ -120,9 +124,7 @@ async def test_an_integrated_contract_is_proved_by_the_checkpoint_in_memory(data
     async with own_app(databases, tmp_path, background_tasks=False) as app:
         client = app.client
         services = client.app.state.services
-        _, listing = await offer(client, app.parties, app.operator, plans=[FREE])
-        who = await buyer(client, app.parties)
-        order = await place(client, who, listing)
+        _, order, who = await free_purchase(app)
         path = f"/v1/orders/{order['id']}/contract"
         assert (await client.get(path, headers=who.auth)).json()["ledger"]["index"] is None  # pending
         while client.blocking_portal.call(integrate_once, services):  # and the checkpoint remembered
