@@ -556,6 +556,27 @@ async def test_run_on_the_writer_goes_straight_to_the_driver_and_means_the_same(
         assert [s for s in through_sqlalchemy if s in ("INSERT", "UPDATE")] == ["INSERT", "UPDATE"]
 
 
+def test_the_installed_sqlalchemy_has_what_pg_direct_uses(monkeypatch) -> None:
+    """market.core.pg_direct uses members of SQLAlchemy's asyncpg adapter that are not its
+    public API: with the installed SQLAlchemy they are all there (else PostgreSQL would
+    quietly run every statement through SQLAlchemy); one missing turns the direct path off."""
+    from sqlalchemy.dialects.postgresql import asyncpg
+
+    from market.core import pg_direct
+
+    pg_direct._adapter_class.cache_clear()
+    assert pg_direct._adapter_class() is asyncpg.AsyncAdapt_asyncpg_connection
+    monkeypatch.delattr(asyncpg.AsyncAdapt_asyncpg_connection, "_start_transaction")
+    pg_direct._adapter_class.cache_clear()
+    try:
+        assert pg_direct._adapter_class() is None
+        assert pg_direct.adapter_of(object()) is None
+    finally:
+        monkeypatch.undo()
+        pg_direct._adapter_class.cache_clear()
+    assert pg_direct._adapter_class() is asyncpg.AsyncAdapt_asyncpg_connection
+
+
 async def test_a_connection_lost_under_a_direct_statement_is_invalidated(settings) -> None:
     """PostgreSQL: a backend ended in the middle of a transaction whose statements go
     straight to asyncpg: the next one raises SQLAlchemy's error, marked as a lost

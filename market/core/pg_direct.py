@@ -15,6 +15,7 @@ only statements ``Direct.of`` accepts (no Python-side defaults, expanding parame
 result columns that need converting).
 """
 
+import functools
 import re
 from typing import Any
 
@@ -26,12 +27,31 @@ from market.core.sqlite_connections import Direct, DirectResult
 _COUNT = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
 
 
+# What this module uses of SQLAlchemy's that is not its public API: checked once, and if
+# a release of SQLAlchemy lacks any of it, every statement takes SQLAlchemy's own path.
+_USED = {"AsyncAdapt_asyncpg_connection": ("_execute_mutex", "_transaction", "_start_transaction", "_prepare",
+                                           "_handle_exception"),
+         "PGDialect_asyncpg": ("_invalidate_schema_cache_asof",)}
+
+
+@functools.cache
+def _adapter_class() -> type | None:
+    """The asyncpg adapter's class, when it (and its dialect, and SQLAlchemy's connection)
+    still has what ``run`` uses; else None."""
+    from sqlalchemy.dialects.postgresql import asyncpg
+
+    found = all(hasattr(getattr(asyncpg, cls, None), name) for cls, names in _USED.items() for name in names)
+    if not found or not hasattr(Connection, "_handle_dbapi_exception"):
+        return None
+    adapter: type = asyncpg.AsyncAdapt_asyncpg_connection
+    return adapter
+
+
 def adapter_of(driver: Any) -> Any:
     """SQLAlchemy's adapter of an asyncpg connection (the pool's DBAPI connection) when
-    ``driver`` is one, else None."""
-    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
-
-    return driver if isinstance(driver, AsyncAdapt_asyncpg_connection) else None
+    ``driver`` is one and this SQLAlchemy has what ``run`` uses of it, else None."""
+    adapter = _adapter_class()
+    return driver if adapter is not None and isinstance(driver, adapter) else None
 
 
 async def run(direct: Direct, adapter: Any, connection: Connection, parameters: dict[str, Any],
