@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo lint test test-postgres install bench-ledger bench-upload bench-api bench-search bench-trade bench-events bench-oversight bench-usage bench-trace bench-profile bench-dsp clean
+.PHONY: run demo lint test test-postgres install bench-ledger bench-upload bench-api bench-search bench-trade bench-floor bench-events bench-oversight bench-usage bench-trace bench-profile bench-dsp clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ bench-search: $(STAMP)
 # BENCH_STORE=s3 (content in an S3 API, moto, on this machine).
 bench-trade: $(STAMP)
 	$(BIN)/python bench/trade.py --db $${BENCH_DB:-sqlite} --workers $${BENCH_WORKERS:-1} --store $${BENCH_STORE:-file}
+
+# The floor under bench-trade: the same purchases on a bare Litestar app doing only a purchase's
+# statements and signatures, a transaction each and grouped (BENCH_DB, BENCH_WORKERS as above).
+bench-floor: $(STAMP)
+	$(BIN)/python bench/floor.py --db $${BENCH_DB:-sqlite} --workers $${BENCH_WORKERS:-1}
 
 # Every SQL statement of one free purchase and its contract, with offsets in ms; BENCH_DB=postgresql://…
 bench-trace: $(STAMP)

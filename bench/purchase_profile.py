@@ -93,6 +93,7 @@ def main() -> None:
     parser.add_argument("--db", default="sqlite", help="sqlite (default) or a postgresql:// URL")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long the profiled purchases run")
     parser.add_argument("--top", type=int, default=30, help="functions listed")
+    parser.add_argument("--keep", metavar="FILE", help="also keep the profile (pstats) in FILE, to read with pstats")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-profile-"))
     (tmp / "hook").mkdir()
@@ -127,6 +128,8 @@ def main() -> None:
         time.sleep(0.5)  # written whole
         say(f"purchases/s while profiled: {figures['purchases_per_s']:.1f}")
         result = report(f"{out}.{pid}", args.top)
+        if args.keep:
+            shutil.copyfile(f"{out}.{pid}", args.keep)
     finally:
         if server is not None:
             server.stop()
