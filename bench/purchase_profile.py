@@ -68,11 +68,11 @@ def package(filename: str, name: str) -> str:
     return "stdlib"
 
 
-def report(path: str, top: int) -> dict[str, Any]:
+def report(path: str, top: int, purchases: int | None = None) -> dict[str, Any]:
     stats = pstats.Stats(path)
     entries: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
     # One purchase places one order: placed_document is called once for each.
-    count = sum(v[1] for k, v in entries.items() if k[2] == "placed_document")
+    count = purchases or sum(v[1] for k, v in entries.items() if k[2] == "placed_document")
     total = sum(v[2] for v in entries.values())
     by: collections.Counter[str] = collections.Counter()
     for (filename, _, name), (_, _, own, _, _) in entries.items():
@@ -88,11 +88,26 @@ def report(path: str, top: int) -> dict[str, Any]:
             "shares": {name: round(own / total, 3) for name, own in by.most_common(12)}}
 
 
+def worker_of(parent: int) -> int:
+    """The pid of ``market work`` started by the ``market serve`` of pid ``parent``."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit() or int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) != parent:
+                continue
+            if b"work" in (entry / "cmdline").read_bytes().split(b"\0"):
+                return int(entry.name)
+        except OSError:
+            continue
+    raise SystemExit("no worker process found under the server")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", default="sqlite", help="sqlite (default) or a postgresql:// URL")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long the profiled purchases run")
     parser.add_argument("--top", type=int, default=30, help="functions listed")
+    parser.add_argument("--process", choices=["api", "worker"], default="api",
+                        help="the API process (default), or the worker (ledger integration, the clock, notifications)")
     parser.add_argument("--keep", metavar="FILE", help="also keep the profile (pstats) in FILE, to read with pstats")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-profile-"))
@@ -107,7 +122,7 @@ def main() -> None:
         server = Server(url, tmp, port, {"BENCH_PROFILE_OUT": out, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp / 'hook'}"})
         say(f"server on 127.0.0.1:{port} ({'sqlite' if args.db == 'sqlite' else 'postgresql'}); seeding 32 buyers")
         seeded = asyncio.run(seed(port, server.operator, 32, 4))
-        pid = server.proc.pid
+        pid = server.proc.pid if args.process == "api" else worker_of(server.proc.pid)
 
         async def run() -> dict[str, Any]:
             async def switch() -> None:
@@ -127,7 +142,9 @@ def main() -> None:
             time.sleep(0.1)
         time.sleep(0.5)  # written whole
         say(f"purchases/s while profiled: {figures['purchases_per_s']:.1f}")
-        result = report(f"{out}.{pid}", args.top)
+        # The worker places no order: its CPU is divided by the purchases made while it was profiled.
+        made = round(figures["purchases_per_s"] * args.seconds) if args.process == "worker" else None
+        result = report(f"{out}.{pid}", args.top, made)
         if args.keep:
             shutil.copyfile(f"{out}.{pid}", args.keep)
     finally:

@@ -31,9 +31,27 @@ from market.usage import metering, queries
 PURGE_EVERY = 3600.0
 
 
+INTEGRATE_BATCH = 8192  # entries a round's integration takes at most
+
+
 async def integrate_once(services: Services) -> int:
     async with services.sessionmaker() as session:
-        return await services.ledger.integrate(session)
+        return await services.ledger.integrate(session, max_batch=INTEGRATE_BATCH)
+
+
+async def integrate_round(services: Services) -> int:
+    """A round of ledger integration: all that waits, in one transaction, and another at
+    once only when that one was full. Integrating again whenever the last integration
+    found anything made, under steady appends, an integration for every few entries
+    that arrived meanwhile (~18 a second at 250 entries/s), each with its own signed
+    checkpoint, tiles rewritten and commit; entries that arrive during a round wait for
+    the next (``MARKET_LEDGER_INTEGRATE_INTERVAL``). Returns the entries integrated."""
+    total = 0
+    while True:
+        got = await integrate_once(services)
+        total += got
+        if got < INTEGRATE_BATCH:
+            return total
 
 
 async def refresh_checkpoint(services: Services) -> None:
@@ -127,8 +145,7 @@ async def run_background(services: Services) -> None:
 
     async def integration() -> None:
         nonlocal last_purge
-        while await integrate_once(services):
-            pass
+        await integrate_round(services)
         await refresh_checkpoint(services)
         if time.monotonic() - last_purge > PURGE_EVERY:
             async with services.sessionmaker() as session:
