@@ -124,7 +124,8 @@ def main() -> None:
         url = asyncio.run(database.create())
         port = free_port()
         out = str(tmp / "api.prof")
-        server = Server(url, tmp, port, {"BENCH_PROFILE_OUT": out, "BENCH_PROFILE_CPU": "1" if args.cpu else "", "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp / 'hook'}"})
+        server = Server(url, tmp, port, {"BENCH_PROFILE_OUT": out, "BENCH_PROFILE_CPU": "1" if args.cpu else "",
+                                         "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp / 'hook'}"})
         say(f"server on 127.0.0.1:{port} ({'sqlite' if args.db == 'sqlite' else 'postgresql'}); seeding 32 buyers")
         seeded = asyncio.run(seed(port, server.operator, 32, 4))
         pid = server.proc.pid if args.process == "api" else worker_of(server.proc.pid)
