@@ -122,6 +122,20 @@ class Database:
             await self._admin(f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)')
 
 
+def wait_until_ready(url: str, proc: subprocess.Popen[Any], log: Path, seconds: float = 60.0) -> None:
+    """Poll ``url`` until it answers 200; raise if ``proc`` exits or ``seconds`` pass first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"the server did not get ready; see {log}")
+        time.sleep(0.05)
+
+
 class Server:
     """``market serve`` in a child process; the operator token it prints on first start."""
 
@@ -153,16 +167,7 @@ class Server:
             if not line and self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited; see {tmp / 'server.log'}")
         self.operator = line.strip()
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError(f"the server did not get ready; see {tmp / 'server.log'}")
-            time.sleep(0.1)
+        wait_until_ready(f"http://127.0.0.1:{port}/ready", self.proc, tmp / "server.log")
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGINT)

@@ -41,7 +41,7 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
-from bench.api import Database, Server, free_port, say  # noqa: E402
+from bench.api import Database, Server, free_port, say, wait_until_ready  # noqa: E402
 from bench.trade import purchases, seed  # noqa: E402
 
 GOALS = {"notify_cost": 1.15, "drain_vs_produce": 1.0}
@@ -110,16 +110,7 @@ class Again:
         self.log = open(tmp / f"server-{name}.log", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([sys.executable, "-m", "market.tools.cli", "serve", "--port", str(self.port)],
                                      cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=self.log, text=True)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError(f"the server did not get ready; see {tmp}/server-{name}.log")
-            time.sleep(0.05)
+        wait_until_ready(f"http://127.0.0.1:{self.port}/ready", self.proc, tmp / f"server-{name}.log")
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGINT)

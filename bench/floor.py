@@ -26,17 +26,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.api import Database, Server, free_port, http_request, measure, say  # noqa: E402
+from bench.api import Database, Server, free_port, http_request, measure, say, wait_until_ready  # noqa: E402
 from bench.floor_app import POSTGRES_SCHEMA, SQLITE_SCHEMA  # noqa: E402
 from bench.trade import Party, purchases  # noqa: E402
 
@@ -79,16 +76,7 @@ class FloorServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "bench.floor_app:app", "--port", str(port), "--workers", str(workers),
              "--no-access-log", "--log-level", "warning"], cwd=ROOT, env=env, stderr=self.log)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError(f"the floor's server did not start; see {log}")
-            time.sleep(0.1)
+        wait_until_ready(f"http://127.0.0.1:{port}/health", self.proc, log)
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -64,7 +64,7 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
-from bench.api import HIGH_LIMIT, Database, Server, free_port, http_request, say  # noqa: E402
+from bench.api import HIGH_LIMIT, Database, Server, free_port, http_request, say, wait_until_ready  # noqa: E402
 from bench.load import measure  # noqa: E402
 
 GOALS = {"search_growth_p95": 3.0, "search_vs_bare": 0.05}
@@ -86,16 +86,7 @@ class Restarted(Server):
         self.log = open(tmp / "server.log", "a")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([sys.executable, "-m", "market.tools.cli", "serve", "--port", str(port)],
                                      cwd=tmp, env=self.env, stdout=subprocess.DEVNULL, stderr=self.log, text=True)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError(f"the server did not get ready; see {tmp / 'server.log'}")
-            time.sleep(0.1)
+        wait_until_ready(f"http://127.0.0.1:{port}/ready", self.proc, tmp / "server.log")
 
 # name -> query string of GET /v1/listings (values are URL-encoded when the request is built)
 QUERIES: list[tuple[str, dict[str, str]]] = [
