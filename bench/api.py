@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -136,6 +136,17 @@ def wait_until_ready(url: str, proc: subprocess.Popen[Any], log: Path, seconds: 
         time.sleep(0.05)
 
 
+def stop_server(proc: subprocess.Popen[Any], log: IO[str], seconds: float = 20.0) -> None:
+    """Stop a server as Ctrl-C would (its shutdown runs), killed if it takes over ``seconds``."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
 class Server:
     """``market serve`` in a child process; the operator token it prints on first start."""
 
@@ -170,13 +181,7 @@ class Server:
         wait_until_ready(f"http://127.0.0.1:{port}/ready", self.proc, tmp / "server.log")
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        stop_server(self.proc, self.log)
 
 
 ASSET = {"title": "Bus tap-in records", "description": "Anonymised tap-in/tap-out records.", "category": "transport",

@@ -27,7 +27,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
-from bench.api import Database, Server, free_port, say, wait_until_ready  # noqa: E402
+from bench.api import Database, Server, free_port, say, stop_server, wait_until_ready  # noqa: E402
 from bench.trade import purchases, seed  # noqa: E402
 
 GOALS = {"notify_cost": 1.15, "drain_vs_produce": 1.0}
@@ -113,13 +112,7 @@ class Again:
         wait_until_ready(f"http://127.0.0.1:{self.port}/ready", self.proc, tmp / f"server-{name}.log")
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        stop_server(self.proc, self.log, 30)
 
 
 async def subscribe(port: int, holder: Any, receiver: Receiver, n: int) -> list[str]:

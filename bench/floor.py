@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.api import Database, Server, free_port, http_request, measure, say, wait_until_ready  # noqa: E402
+from bench.api import Database, Server, free_port, http_request, measure, say, stop_server, wait_until_ready  # noqa: E402
 from bench.floor_app import POSTGRES_SCHEMA, SQLITE_SCHEMA  # noqa: E402
 from bench.trade import Party, purchases  # noqa: E402
 
@@ -79,13 +79,7 @@ class FloorServer:
         wait_until_ready(f"http://127.0.0.1:{port}/health", self.proc, log)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        stop_server(self.proc, self.log)
 
 
 def bare(port: int, args: argparse.Namespace) -> float:
