@@ -44,6 +44,7 @@ __all__ = ["MAX_INDEX", "Log", "NotFoundError", "SignedCheckpoint", "UnknownChec
 
 ADVISORY_LOCK_KEY = 0x6C65646765720001  # "ledger" + 1: one integrator per database
 MAX_LEAF_BYTES = 65535
+MAX_BATCH = 8192  # entries one integration takes at most
 _ADD_PENDING = insert(table_of(PendingEntry))  # built once (building it per call walked it for its cache key)
 # The reads a contract or certificate makes on every fetch, built once for the same reason.
 _HEAD = (select(col(CheckpointRow.size), col(CheckpointRow.root), col(CheckpointRow.note))
@@ -139,7 +140,7 @@ class Log:
             await (await session.connection()).execute(_ADD_PENDING, rows)
         return signed
 
-    async def integrate(self, session: AsyncSession, *, max_batch: int = 8192) -> int:
+    async def integrate(self, session: AsyncSession, *, max_batch: int = MAX_BATCH) -> int:
         """Integrate up to ``max_batch`` pending entries in one transaction and commit.
 
         Returns how many entries were integrated (0 when another integrator holds the

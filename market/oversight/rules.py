@@ -80,18 +80,19 @@ async def self_dealing(session: AsyncSession, ctx: Ctx, order: Order) -> list[Fi
                     [order.id])]
 
 
-# The rules' queries run for every trade document: built once (a query built per call is
-# walked whole for its cache key each time).
-# They run as Core statements (``db.run``), for the columns the findings need: the
-# evaluator's ORM work around them (result objects, Order instances for trades that
-# are only cited) was most of its CPU in the worker.
 class _Trade(NamedTuple):
+    """What ``wash_trade`` cites of a trade."""
+
     id: str
     buyer_id: str
     provider_id: str
     settled_at: datetime
 
 
+# The rules' queries run for every trade document: built once (a query built per call is
+# walked whole for its cache key each time), and run as Core statements (``db.run``) for
+# the columns the findings need: the ORM's work around them (result objects, Order
+# instances for trades that are only cited) was most of the evaluator's CPU.
 @functools.cache
 def _reverse_trades() -> Any:
     return (select(col(Order.id), col(Order.buyer_id), col(Order.provider_id), col(Order.settled_at))

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from ledger.log import MAX_BATCH
 from market.core import idempotency
 from market.core.context import Ctx
 from market.core.logs import log
@@ -29,9 +30,7 @@ from market.trading import checkout, receipts, settlement
 from market.usage import metering, queries
 
 PURGE_EVERY = 3600.0
-
-
-INTEGRATE_BATCH = 8192  # entries a round's integration takes at most
+INTEGRATE_BATCH = MAX_BATCH  # entries a round's integration takes at most
 
 
 async def integrate_once(services: Services) -> int:
